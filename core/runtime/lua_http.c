@@ -1,0 +1,202 @@
+/* Lua binding of tz_http: tycho.internal.http_serve(opts, handler).
+ * Runs the loop until SIGTERM/SIGINT has drained the server. Every request
+ * calls handler(req) under a traceback pcall; a Lua error becomes a 500 with
+ * the detail on stderr, never a dead worker. */
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/tz_http.h"
+#include "runtime/tz_runtime.h"
+
+#define MAX_RESPONSE_HEADERS 64
+#define DRAIN_TIMEOUT_MS 10000
+
+typedef struct serve_ctx {
+    lua_State *L;
+    int handler_ref;
+    tz_http_server *srv;
+    uv_signal_t sigterm, sigint;
+} serve_ctx;
+
+static void push_headers(lua_State *L, const tz_http_request *req)
+{
+    lua_createtable(L, 0, (int)req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const tz_http_header *h = &req->headers[i];
+        char name[256];
+        size_t n = h->name_len < sizeof name ? h->name_len : sizeof name;
+        for (size_t j = 0; j < n; j++) {
+            char ch = h->name[j];
+            name[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isstring(L, -1)) {
+            /* Repeated header: join as RFC 9110 allows for list values. */
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, h->value, h->value_len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h->value, h->value_len);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_request(lua_State *L, const tz_http_request *req)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, req->method);              lua_setfield(L, -2, "method");
+    lua_pushlstring(L, req->path, req->path_len);   lua_setfield(L, -2, "path");
+    lua_pushlstring(L, req->query, req->query_len); lua_setfield(L, -2, "query_string");
+    lua_pushlstring(L, req->body, req->body_len);   lua_setfield(L, -2, "body");
+    lua_pushstring(L, req->peer);                lua_setfield(L, -2, "peer");
+    push_headers(L, req);
+    lua_setfield(L, -2, "headers");
+}
+
+static void respond_internal_error(tz_http_conn *conn)
+{
+    static const tz_http_header json = { "Content-Type", 12, "application/json", 16 };
+    static const char body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"internal server error\"}}";
+    tz_http_respond(conn, 500, &json, 1, body, sizeof body - 1);
+}
+
+static void on_request(tz_http_conn *conn, const tz_http_request *req, void *ud)
+{
+    serve_ctx *ctx = ud;
+    lua_State *L = ctx->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->handler_ref);
+    push_request(L, req);
+    if (tz_runtime_pcall(L, 1, 3)) {
+        respond_internal_error(conn);
+        lua_settop(L, top);
+        return;
+    }
+    int status = (int)lua_tointeger(L, top + 1);
+    size_t body_len = 0;
+    const char *body = lua_tolstring(L, top + 3, &body_len);
+    tz_http_header headers[MAX_RESPONSE_HEADERS];
+    size_t nh = 0;
+    if (lua_istable(L, top + 2)) {
+        lua_pushnil(L);
+        while (nh < MAX_RESPONSE_HEADERS && lua_next(L, top + 2)) {
+            /* Only strings: they stay alive, referenced by the table, until
+             * tz_http_respond has copied them. */
+            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                headers[nh].name = lua_tolstring(L, -2, &headers[nh].name_len);
+                headers[nh].value = lua_tolstring(L, -1, &headers[nh].value_len);
+                nh++;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (status < 100 || status > 599) {
+        fprintf(stderr, "tycho: handler returned bad status %d for %s %.*s\n", status, req->method,
+                (int)req->path_len, req->path);
+        respond_internal_error(conn);
+    } else {
+        tz_http_respond(conn, status, headers, nh, body ? body : "", body_len);
+    }
+    lua_settop(L, top);
+}
+
+static void on_drained(void *ud)
+{
+    serve_ctx *ctx = ud;
+    ctx->srv = NULL;
+    uv_close((uv_handle_t *)&ctx->sigterm, NULL);
+    uv_close((uv_handle_t *)&ctx->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    serve_ctx *ctx = h->data;
+    uv_signal_stop(&ctx->sigterm);
+    uv_signal_stop(&ctx->sigint);
+    if (ctx->srv) tz_http_server_drain(ctx->srv, DRAIN_TIMEOUT_MS, on_drained, ctx);
+}
+
+static unsigned opt_uint(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    unsigned v = (unsigned)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* http_serve(opts, handler) -> true | nil, message
+ * opts: host, port, reuseport, max_header_bytes, max_body_bytes,
+ * idle_timeout_ms, request_timeout_ms, on_listen (function(port), optional). */
+static int l_http_serve(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_getfield(L, 1, "host");
+    const char *host = luaL_optstring(L, -1, "127.0.0.1");
+    lua_getfield(L, 1, "reuseport");
+    int reuseport = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    tz_http_limits lim = {
+        .max_header_bytes = opt_uint(L, 1, "max_header_bytes"),
+        .max_body_bytes = opt_uint(L, 1, "max_body_bytes"),
+        .idle_timeout_ms = opt_uint(L, 1, "idle_timeout_ms"),
+        .request_timeout_ms = opt_uint(L, 1, "request_timeout_ms"),
+    };
+    serve_ctx ctx = { .L = L };
+    uv_loop_t *loop = uv_default_loop();
+    tz_err err = {0};
+    if (tz_http_server_start(loop, host, (int)opt_uint(L, 1, "port"), reuseport, &lim, on_request,
+                             &ctx, &ctx.srv, &err)) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        lua_pushstring(L, tz_strerror(err.code));
+        return 3;
+    }
+    lua_pushvalue(L, 2);
+    ctx.handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_signal_init(loop, &ctx.sigterm);
+    uv_signal_init(loop, &ctx.sigint);
+    ctx.sigterm.data = ctx.sigint.data = &ctx;
+    uv_signal_start(&ctx.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&ctx.sigint, on_signal, SIGINT);
+    lua_getfield(L, 1, "on_listen");
+    if (lua_isfunction(L, -1)) {
+        lua_pushinteger(L, tz_http_server_port(ctx.srv));
+        tz_runtime_pcall(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    luaL_unref(L, LUA_REGISTRYINDEX, ctx.handler_ref);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* http_probe(host, port) -> bound_port | nil, message, code */
+static int l_http_probe(lua_State *L)
+{
+    tz_err err = {0};
+    int bound = 0;
+    if (tz_http_probe(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2), &bound, &err)) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        lua_pushstring(L, tz_strerror(err.code));
+        return 3;
+    }
+    lua_pushinteger(L, bound);
+    return 1;
+}
+
+void tz_lua_http_register(lua_State *L)
+{
+    lua_pushcfunction(L, l_http_serve);
+    lua_setfield(L, -2, "http_serve");
+    lua_pushcfunction(L, l_http_probe);
+    lua_setfield(L, -2, "http_probe");
+}

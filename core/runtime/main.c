@@ -1,0 +1,193 @@
+/* tycho — command-line entry: global options, command dispatch, exit codes
+ * (0 ok, 1 error, 2 usage). */
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/serve.h"
+#include "runtime/tz_runtime.h"
+
+typedef struct command {
+    const char *name, *args, *summary, *detail;
+} command;
+
+static const command commands[] = {
+    { "run", "SCRIPT.lua [ARGS...]", "run a Lua pipeline script",
+      "Runs SCRIPT.lua with ARGS in the global `arg` (arg[0] is the script), then\n"
+      "runs the event loop until no timer, process or socket is left." },
+    { "repl", "", "interactive session",
+      "Line editing and history (~/.tycho_history), multi-line input, every value\n"
+      "printed. The `tycho` module is preloaded. Type :help inside." },
+    { "serve", "APP.lua [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
+               "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]",
+      "serve an app over HTTP",
+      "APP.lua returns tycho.app(). Binds 127.0.0.1:8080 by default; N worker\n"
+      "processes share the port. A non-loopback --host needs --token-file unless\n"
+      "--insecure. SIGTERM drains in-flight requests and exits 0." },
+    { "test", "[PATHS...] [BUSTED OPTIONS]", "run busted specs inside the runtime",
+      "Runs the *_spec.lua files under PATHS (default: tests/lua) with busted,\n"
+      "inside tycho, so specs exercise the real C core." },
+    { "version", "", "print the version", "" },
+    { "help", "[COMMAND]", "show help", "" },
+    { NULL, NULL, NULL, NULL },
+};
+
+static const command *find_command(const char *name)
+{
+    for (const command *c = commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c;
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: tycho [--home DIR] COMMAND [ARGS]\n\ncommands:\n");
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-8s %s\n", c->name, c->summary);
+    fprintf(out, "\nglobal options:\n  --home DIR  data home (default: $TYCHO_HOME or ./tycho-data)\n"
+                 "\n`tycho help COMMAND` tells more.\n");
+}
+
+static int help(const char *name)
+{
+    if (!name) { usage(stdout); return TZ_EXIT_OK; }
+    const command *c = find_command(name);
+    if (!c) {
+        fprintf(stderr, "tycho: unknown command '%s'\n", name);
+        usage(stderr);
+        return TZ_EXIT_USAGE;
+    }
+    printf("usage: tycho %s %s\n\n%s.\n%s%s", c->name, c->args, c->summary, c->detail, *c->detail ? "\n" : "");
+    return TZ_EXIT_OK;
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *what)
+{
+    fprintf(stderr, "tycho%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    fprintf(stderr, fmt, what);
+    fputc('\n', stderr);
+    if (cmd) help(cmd); else usage(stderr);
+    return TZ_EXIT_USAGE;
+}
+
+static int open_runtime(tz_runtime *rt, const char *home)
+{
+    char err[256];
+    if (tz_runtime_init(rt, home, err, sizeof err) == 0) return 0;
+    fprintf(stderr, "tycho: %s\n", err);
+    return -1;
+}
+
+static int cmd_run(const char *home, int argc, char **argv)
+{
+    if (argc < 1) return usage_error("run", "%s", "missing SCRIPT.lua");
+    tz_runtime rt;
+    if (open_runtime(&rt, home)) return TZ_EXIT_ERROR;
+    lua_State *L = rt.L;
+    tz_runtime_set_arg(L, argv[0], argc - 1, argv + 1);
+    int code = TZ_EXIT_OK;
+    if (luaL_loadfile(L, argv[0]) != 0) {
+        fprintf(stderr, "tycho: %s\n", lua_tostring(L, -1));
+        code = TZ_EXIT_ERROR;
+    } else {
+        for (int i = 1; i < argc; i++) lua_pushstring(L, argv[i]);
+        if (tz_runtime_pcall(L, argc - 1, 0)) code = TZ_EXIT_ERROR;
+        else uv_run(rt.loop, UV_RUN_DEFAULT);  /* timers and processes the script started */
+    }
+    tz_runtime_close(&rt);
+    return code;
+}
+
+static int cmd_lua(const char *home, const char *module, const char *fn, int argc, char **argv)
+{
+    tz_runtime rt;
+    if (open_runtime(&rt, home)) return TZ_EXIT_ERROR;
+    int code = tz_runtime_call(&rt, module, fn, argc, (const char **)argv);
+    tz_runtime_close(&rt);
+    return code;
+}
+
+static int parse_uint(const char *cmd, const char *opt, const char *val, unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v = val ? strtoul(val, &end, 10) : 0;
+    if (!val || *end || end == val || v > max) {
+        fprintf(stderr, "tycho %s: %s needs a number up to %u\n", cmd, opt, max);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int cmd_serve(const char *home, int argc, char **argv)
+{
+    tz_serve_opts o = { .host = "127.0.0.1", .port = 8080, .workers = 1 };
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned n = 0;
+        int takes = 1, bad = 0;
+        if (!strcmp(a, "--port")) { bad = parse_uint("serve", a, v, 65535, &n); o.port = (int)n; }
+        else if (!strcmp(a, "--workers")) { bad = parse_uint("serve", a, v, 256, &n); o.workers = (int)n; }
+        else if (!strcmp(a, "--host")) { if (!(o.host = v)) bad = 1; }
+        else if (!strcmp(a, "--token-file")) { if (!(o.token_file = v)) bad = 1; }
+        else if (!strcmp(a, "--max-body")) bad = parse_uint("serve", a, v, 1u << 30, &o.max_body_bytes);
+        else if (!strcmp(a, "--max-header")) bad = parse_uint("serve", a, v, 1u << 20, &o.max_header_bytes);
+        else if (!strcmp(a, "--idle-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.idle_timeout_ms);
+        else if (!strcmp(a, "--request-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.request_timeout_ms);
+        else if (!strcmp(a, "--insecure")) { o.insecure = 1; takes = 0; }
+        else if (a[0] == '-') return usage_error("serve", "unknown option '%s'", a);
+        else if (!o.app) { o.app = a; takes = 0; }
+        else return usage_error("serve", "unexpected argument '%s'", a);
+        if (bad) return usage_error("serve", "bad value for %s", a);
+        i += takes;
+    }
+    if (!o.app) return usage_error("serve", "%s", "missing APP.lua");
+    if (access(o.app, R_OK) != 0) {
+        fprintf(stderr, "tycho serve: cannot read app file '%s'\n", o.app);
+        return TZ_EXIT_ERROR;
+    }
+    return tz_serve_main(&o, home);
+}
+
+int main(int argc, char **argv)
+{
+    const char *home = getenv("TYCHO_HOME");
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--home")) {
+            if (++i >= argc) return usage_error(NULL, "%s", "--home needs a directory");
+            home = argv[i];
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            return help(NULL);
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("tycho %s\n", TYCHO_VERSION);
+            return TZ_EXIT_OK;
+        } else {
+            return usage_error(NULL, "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!home || !*home) home = "./tycho-data";
+    char abs_home[PATH_MAX];
+    if (home[0] != '/' && getcwd(abs_home, sizeof abs_home)) {
+        /* Absolute, so a script that changes directory keeps its home. */
+        size_t n = strlen(abs_home);
+        snprintf(abs_home + n, sizeof abs_home - n, "/%s", home[0] == '.' && home[1] == '/' ? home + 2 : home);
+        home = abs_home;
+    }
+    if (i >= argc) { usage(stderr); return TZ_EXIT_USAGE; }
+    const char *cmd = argv[i];
+    int rest = argc - i - 1;
+    char **args = argv + i + 1;
+    if (!strcmp(cmd, "run")) return cmd_run(home, rest, args);
+    if (!strcmp(cmd, "serve")) return cmd_serve(home, rest, args);
+    if (!strcmp(cmd, "repl")) {
+        if (rest) return usage_error("repl", "unexpected argument '%s'", args[0]);
+        return cmd_lua(home, "tycho.repl", "run", 0, NULL);
+    }
+    if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.testing", "main", rest, args);
+    if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
+    if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
+    return usage_error(NULL, "unknown command '%s'", cmd);
+}

@@ -1,0 +1,172 @@
+#include "runtime/tz_runtime.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <lualib.h>
+#include <luv/luv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int is_dir(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static void exe_dir(char *out, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+    if (n <= 0) { snprintf(out, len, "."); return; }
+    out[n] = 0;
+    char *slash = strrchr(out, '/');
+    if (slash) *slash = 0;
+}
+
+/* The tree holding tycho/init.lua: beside the binary, else the install tree. */
+static void find_lua_dir(char *out, size_t len)
+{
+    char dir[PATH_MAX], cand[PATH_MAX + 64];
+    exe_dir(dir, sizeof dir);
+    snprintf(cand, sizeof cand, "%s/lua", dir);
+    if (!is_dir(cand)) snprintf(cand, sizeof cand, "%s/../share/tycho/lua", dir);
+    if (!is_dir(cand)) snprintf(cand, sizeof cand, "%s", TYCHO_INSTALL_LUADIR);
+    if (!realpath(cand, out)) snprintf(out, len, "%.*s", (int)len - 1, cand);
+}
+
+static void set_paths(lua_State *L, const char *luadir)
+{
+    const char *extra = getenv("TYCHO_LUA_PATH");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    /* Ours first, then the user's additions, then the system's (busted, ...). */
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", luadir, luadir,
+                    extra ? extra : "", extra ? ";" : "", lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+        else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int tz_runtime_pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (rc) {
+        fprintf(stderr, "tycho: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return rc;
+}
+
+static int internal_pcall(lua_State *L)
+{
+    /* pcall with a traceback, for Lua code that reports errors itself. */
+    luaL_checkany(L, 1);
+    int n = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, 1);
+    int rc = lua_pcall(L, n - 1, LUA_MULTRET, 1);
+    lua_pushboolean(L, rc == 0);
+    lua_replace(L, 1);
+    return lua_gettop(L);
+}
+
+void tz_runtime_set_arg(lua_State *L, const char *script, int argc, char **argv)
+{
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, script);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+}
+
+static void register_internal(lua_State *L, const char *home, const char *luadir)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_newtable(L);
+    lua_pushstring(L, TYCHO_VERSION);  lua_setfield(L, -2, "version");
+    lua_pushstring(L, home);           lua_setfield(L, -2, "home");
+    lua_pushstring(L, luadir);         lua_setfield(L, -2, "lua_dir");
+    lua_pushstring(L, exe);            lua_setfield(L, -2, "exe");
+    lua_pushcfunction(L, internal_pcall); lua_setfield(L, -2, "xpcall");
+    tz_lua_http_register(L);
+    tz_lua_repl_register(L);
+    lua_setfield(L, -2, "tycho.internal");
+    lua_pop(L, 2);
+}
+
+static void preload_luv(lua_State *L, uv_loop_t *loop)
+{
+    /* luv runs on our loop, so Lua timers and processes share the server's. */
+    luv_set_loop(L, loop);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    luaopen_luv(L);
+    lua_setfield(L, -2, "luv");
+    lua_pop(L, 2);
+}
+
+int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
+{
+    char luadir[PATH_MAX];
+    rt->loop = uv_default_loop();
+    rt->L = luaL_newstate();
+    if (!rt->L) {
+        snprintf(err, errlen, "cannot create a Lua state: out of memory");
+        return -1;
+    }
+    luaL_openlibs(rt->L);
+    find_lua_dir(luadir, sizeof luadir);
+    set_paths(rt->L, luadir);
+    preload_luv(rt->L, rt->loop);
+    register_internal(rt->L, home, luadir);
+    return 0;
+}
+
+void tz_runtime_close(tz_runtime *rt)
+{
+    if (rt->L) lua_close(rt->L);  /* closes luv's handles too */
+    rt->L = NULL;
+    if (rt->loop) {
+        uv_run(rt->loop, UV_RUN_NOWAIT);
+        uv_loop_close(rt->loop);
+    }
+    rt->loop = NULL;
+}
+
+int tz_runtime_call(tz_runtime *rt, const char *module, const char *fn, int argc, const char **argv)
+{
+    lua_State *L = rt->L;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    if (tz_runtime_pcall(L, 1, 1)) return TZ_EXIT_ERROR;
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+    if (tz_runtime_pcall(L, argc, 1)) return TZ_EXIT_ERROR;
+    int code = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : TZ_EXIT_OK;
+    lua_pop(L, 1);
+    return code;
+}

@@ -1,0 +1,230 @@
+#include "store/tz_store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct tz_store {
+    MDB_env *env;
+    int read_only;
+};
+
+/* Transactions and cursors are LMDB's own handles behind our opaque names:
+ * no allocation per transaction on the hot path. */
+#define TXN(t) ((MDB_txn *)(void *)(t))
+#define CUR(c) ((MDB_cursor *)(void *)(c))
+
+static int store_fail(tz_err *err, int rc, const char *what)
+{
+    switch (rc) {
+    case MDB_NOTFOUND:   return TZ_ENOTFOUND;
+    case MDB_MAP_FULL:   return tz_err_set(err, TZ_EMAPFULL, "%s: store map is full", what);
+    case MDB_KEYEXIST:   return tz_err_set(err, TZ_EBUSY, "%s: key exists", what);
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_VERSION_MISMATCH:
+        return tz_err_set(err, TZ_ECORRUPT, "%s: %s (the home is damaged or is not a Tycho store)",
+                          what, mdb_strerror(rc));
+    case ENOMEM:         return tz_err_set(err, TZ_ENOMEM, "%s: out of memory", what);
+    case MDB_BAD_VALSIZE:
+        return tz_err_set(err, TZ_EINVAL, "%s: key is empty or longer than %d bytes", what, 511);
+    default:
+        if (rc > 0)
+            return tz_err_set(err, TZ_EIO, "%s: %s", what, strerror(rc));
+        return tz_err_set(err, TZ_ESTORE, "%s: %s", what, mdb_strerror(rc));
+    }
+}
+
+static int ensure_dir(const char *path, tz_err *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return 0;
+        return tz_err_set(err, TZ_EIO, "cannot open home %s: not a directory", path);
+    }
+    if (mkdir(path, 0775) != 0)
+        return tz_err_set(err, TZ_EIO, "cannot create home %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err)
+{
+    tz_store_opts o = opts ? *opts : (tz_store_opts){0};
+    if (!o.map_size) o.map_size = (size_t)64 << 20;
+    if (!o.max_dbs) o.max_dbs = 64;
+    if (!o.read_only && ensure_dir(path, err)) return err ? err->code : TZ_EIO;
+
+    tz_store *st = calloc(1, sizeof *st);
+    if (!st) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    st->read_only = o.read_only;
+    int rc = mdb_env_create(&st->env);
+    if (!rc) rc = mdb_env_set_maxdbs(st->env, o.max_dbs);
+    if (!rc) rc = mdb_env_set_maxreaders(st->env, 1022);
+    if (!rc) rc = mdb_env_set_mapsize(st->env, o.map_size);
+    /* NOTLS: read transactions may move between threads and a thread may
+     * hold several; the Lua runtime relies on both. */
+    unsigned flags = MDB_NOTLS | (o.read_only ? MDB_RDONLY : 0);
+    if (!rc) rc = mdb_env_open(st->env, path, flags, 0664);
+    if (rc) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot open home %s", path);
+        int code = store_fail(err, rc, what);
+        mdb_env_close(st->env);
+        free(st);
+        return code == TZ_ENOTFOUND ? tz_err_set(err, TZ_EIO, "%s: not found", what) : code;
+    }
+    *out = st;
+    return 0;
+}
+
+void tz_store_close(tz_store *st)
+{
+    if (!st) return;
+    mdb_env_close(st->env);
+    free(st);
+}
+
+size_t tz_store_map_size(tz_store *st)
+{
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    return info.me_mapsize;
+}
+
+int tz_store_grow(tz_store *st, tz_err *err)
+{
+    int rc = mdb_env_set_mapsize(st->env, tz_store_map_size(st) * 2);
+    return rc ? store_fail(err, rc, "grow store map") : 0;
+}
+
+int tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err)
+{
+    MDB_txn *txn;
+    unsigned flags = write ? 0 : MDB_RDONLY;
+    int rc = mdb_txn_begin(st->env, NULL, flags, &txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* Another process grew the map: adopt its size (0 = read from disk). */
+        rc = mdb_env_set_mapsize(st->env, 0);
+        if (!rc) rc = mdb_txn_begin(st->env, NULL, flags, &txn);
+    }
+    if (rc) return store_fail(err, rc, write ? "begin write transaction" : "begin read transaction");
+    *out = (tz_store_txn *)(void *)txn;
+    return 0;
+}
+
+int tz_store_txn_commit(tz_store_txn *txn, tz_err *err)
+{
+    int rc = mdb_txn_commit(TXN(txn));
+    return rc ? store_fail(err, rc, "commit") : 0;
+}
+
+void tz_store_txn_abort(tz_store_txn *txn)
+{
+    mdb_txn_abort(TXN(txn));
+}
+
+int tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err)
+{
+    /* Try a read transaction first so that readers never take the writer
+     * lock; the handle lives on once the opening transaction commits. */
+    for (int pass = 0; pass < 2; pass++) {
+        int write = pass == 1;
+        if (write && (!create || st->read_only)) break;
+        tz_store_txn *txn;
+        int rc = tz_store_txn_begin(st, write, &txn, err);
+        if (rc) return rc;
+        MDB_dbi h;
+        rc = mdb_dbi_open(TXN(txn), name, write ? MDB_CREATE : 0, &h);
+        if (rc == MDB_NOTFOUND) {
+            mdb_txn_abort(TXN(txn));
+            continue;
+        }
+        if (rc) {
+            mdb_txn_abort(TXN(txn));
+            return store_fail(err, rc, "open database");
+        }
+        rc = mdb_txn_commit(TXN(txn));
+        if (rc) return store_fail(err, rc, "open database");
+        *dbi = h;
+        return 0;
+    }
+    return tz_err_set(err, TZ_ENOTFOUND, "no database named '%s' in this home", name);
+}
+
+int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                 tz_store_val *val, tz_err *err)
+{
+    MDB_val k = { klen, (void *)key }, v;
+    int rc = mdb_get(TXN(txn), dbi, &k, &v);
+    if (rc) return store_fail(err, rc, "get");
+    val->size = v.mv_size;
+    val->data = v.mv_data;
+    return 0;
+}
+
+int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                 const void *val, size_t vlen, int no_overwrite, tz_err *err)
+{
+    MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+    int rc = mdb_put(TXN(txn), dbi, &k, &v, no_overwrite ? MDB_NOOVERWRITE : 0);
+    return rc ? store_fail(err, rc, "put") : 0;
+}
+
+int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err)
+{
+    MDB_val k = { klen, (void *)key };
+    int rc = mdb_del(TXN(txn), dbi, &k, NULL);
+    return rc ? store_fail(err, rc, "delete") : 0;
+}
+
+int tz_store_clear(tz_store_txn *txn, unsigned dbi, tz_err *err)
+{
+    int rc = mdb_drop(TXN(txn), dbi, 0);
+    return rc ? store_fail(err, rc, "clear") : 0;
+}
+
+int tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err)
+{
+    MDB_stat s;
+    int rc = mdb_stat(TXN(txn), dbi, &s);
+    if (rc) return store_fail(err, rc, "stat");
+    *count = s.ms_entries;
+    return 0;
+}
+
+int tz_store_cursor_open(tz_store_txn *txn, unsigned dbi, tz_store_cursor **out, tz_err *err)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(TXN(txn), dbi, &c);
+    if (rc) return store_fail(err, rc, "open cursor");
+    *out = (tz_store_cursor *)(void *)c;
+    return 0;
+}
+
+void tz_store_cursor_close(tz_store_cursor *cur)
+{
+    mdb_cursor_close(CUR(cur));
+}
+
+int tz_store_cursor_move(tz_store_cursor *cur, tz_store_move how, const void *seek, size_t seeklen,
+                         tz_store_val *key, tz_store_val *val, tz_err *err)
+{
+    static const MDB_cursor_op ops[] = {
+        [TZ_STORE_FIRST] = MDB_FIRST, [TZ_STORE_LAST] = MDB_LAST,
+        [TZ_STORE_NEXT] = MDB_NEXT,   [TZ_STORE_PREV] = MDB_PREV,
+        [TZ_STORE_SEEK] = MDB_SET_RANGE,
+    };
+    if ((unsigned)how > TZ_STORE_SEEK) return tz_err_set(err, TZ_EINVAL, "bad cursor move %d", how);
+    MDB_val k = { seeklen, (void *)seek }, v = { 0, NULL };
+    int rc = mdb_cursor_get(CUR(cur), &k, &v, ops[how]);
+    if (rc) return store_fail(err, rc, "cursor");
+    key->size = k.mv_size;
+    key->data = k.mv_data;
+    val->size = v.mv_size;
+    val->data = v.mv_data;
+    return 0;
+}

@@ -1,0 +1,95 @@
+/*
+ * tz_store — Tycho's data home: one LMDB environment with named databases.
+ *
+ * Ownership. tz_store_open() returns a handle the caller frees with
+ * tz_store_close() after every transaction is finished. A tz_store_txn is
+ * freed by exactly one of tz_store_txn_commit() or tz_store_txn_abort(), and
+ * its cursors must be closed first. Values returned by get and cursor calls
+ * point into the memory map: valid until the transaction ends (or, in a write
+ * transaction, until the next write), and must not be modified.
+ *
+ * Processes. Several processes may open one home at once (LMDB: one writer,
+ * many lock-free readers). A handle must not cross fork(): open it after.
+ *
+ * Errors. Calls return 0 or a negative TZ_E* code (util/tz_err.h) and fill
+ * err. TZ_ENOTFOUND is an expected outcome of get/seek, with no message.
+ * TZ_EMAPFULL from put/commit means the map is full: abort the transaction,
+ * call tz_store_grow() and run the transaction again. A map grown by another
+ * process is adopted inside tz_store_txn_begin().
+ *
+ * Durability. Commits are synchronous (no MDB_NOSYNC): a writer killed at any
+ * point leaves every committed transaction present and nothing of the rest.
+ */
+#ifndef TZ_STORE_H
+#define TZ_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/tz_err.h"
+
+typedef struct tz_store tz_store;
+typedef struct tz_store_txn tz_store_txn;
+typedef struct tz_store_cursor tz_store_cursor;
+
+/* A byte range, borrowed: see the ownership rules above. */
+typedef struct tz_store_val {
+    size_t size;
+    const void *data;
+} tz_store_val;
+
+typedef struct tz_store_opts {
+    size_t   map_size;  /* initial map size in bytes; 0 = 64 MiB */
+    unsigned max_dbs;   /* named databases; 0 = 64 */
+    int      read_only;
+} tz_store_opts;
+
+/* Opens (creating when absent, unless read_only) the home directory `path`.
+ * Fails with TZ_EIO (cannot create/open/lock), TZ_ECORRUPT (not an LMDB file
+ * or damaged) or TZ_ESTORE. */
+int  tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err);
+void tz_store_close(tz_store *st);
+
+/* Current map size in bytes. */
+size_t tz_store_map_size(tz_store *st);
+
+/* Doubles the map size. Only while this process has no open transaction. */
+int tz_store_grow(tz_store *st, tz_err *err);
+
+/* Opens (creating it in its own write transaction when absent and `create`)
+ * the named database and stores its handle in *dbi. The handle is valid for
+ * the life of st. TZ_ENOTFOUND when absent and !create. */
+int tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
+
+/* Begins a read (write = 0) or write transaction. A write transaction waits
+ * for any other writer, in this or another process. */
+int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
+int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
+void tz_store_txn_abort(tz_store_txn *txn);
+
+int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                 tz_store_val *val, tz_err *err);
+/* no_overwrite: fail with TZ_EBUSY when the key exists. */
+int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                 const void *val, size_t vlen, int no_overwrite, tz_err *err);
+/* TZ_ENOTFOUND when the key is absent. */
+int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err);
+/* Deletes every key of the database. */
+int tz_store_clear(tz_store_txn *txn, unsigned dbi, tz_err *err);
+/* Number of entries. */
+int tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err);
+
+/* Cursors: keys are ordered bytewise (memcmp, shorter first on a tie). */
+typedef enum tz_store_move {
+    TZ_STORE_FIRST, TZ_STORE_LAST, TZ_STORE_NEXT, TZ_STORE_PREV,
+    TZ_STORE_SEEK   /* first key >= the given key */
+} tz_store_move;
+
+int  tz_store_cursor_open(tz_store_txn *txn, unsigned dbi, tz_store_cursor **out, tz_err *err);
+void tz_store_cursor_close(tz_store_cursor *cur);
+/* Moves the cursor and fills key/val; TZ_ENOTFOUND past either end.
+ * `seek`/`seeklen` are read only for TZ_STORE_SEEK. */
+int tz_store_cursor_move(tz_store_cursor *cur, tz_store_move how, const void *seek, size_t seeklen,
+                         tz_store_val *key, tz_store_val *val, tz_err *err);
+
+#endif

@@ -1,0 +1,132 @@
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/tz_store.h"
+#include "tap.h"
+
+static char home[] = "/tmp/tz_store_test_XXXXXX";
+
+static int put_str(tz_store *st, unsigned dbi, const char *k, const char *v)
+{
+    tz_store_txn *txn;
+    tz_err err;
+    int rc = tz_store_txn_begin(st, 1, &txn, &err);
+    if (!rc) rc = tz_store_put(txn, dbi, k, strlen(k), v, strlen(v), 0, &err);
+    if (!rc) return tz_store_txn_commit(txn, &err);
+    tz_store_txn_abort(txn);
+    return rc;
+}
+
+static void test_basic(tz_store *st)
+{
+    unsigned dbi, missing;
+    tz_err err;
+    ok(tz_store_db(st, "things", 1, &dbi, &err) == 0, "create a named database");
+    is_int(tz_store_db(st, "absent", 0, &missing, &err), TZ_ENOTFOUND, "absent database without create");
+    ok(put_str(st, dbi, "b", "2") == 0 && put_str(st, dbi, "a", "1") == 0 && put_str(st, dbi, "c", "3") == 0,
+       "three writes commit");
+
+    tz_store_txn *txn;
+    tz_store_val v, k;
+    ok(tz_store_txn_begin(st, 0, &txn, &err) == 0, "read transaction");
+    ok(tz_store_get(txn, dbi, "b", 1, &v, &err) == 0 && v.size == 1 && !memcmp(v.data, "2", 1), "get b = 2");
+    is_int(tz_store_get(txn, dbi, "zz", 2, &v, &err), TZ_ENOTFOUND, "missing key is ENOTFOUND");
+    uint64_t n = 0;
+    ok(tz_store_count(txn, dbi, &n, &err) == 0 && n == 3, "count is 3");
+
+    tz_store_cursor *cur;
+    ok(tz_store_cursor_open(txn, dbi, &cur, &err) == 0, "cursor opens");
+    char order[8] = {0};
+    int i = 0;
+    for (int rc = tz_store_cursor_move(cur, TZ_STORE_SEEK, "a0", 2, &k, &v, &err); rc == 0 && i < 7;
+         rc = tz_store_cursor_move(cur, TZ_STORE_NEXT, NULL, 0, &k, &v, &err))
+        order[i++] = *(const char *)k.data;
+    is_str(order, "bc", "seek a0 then next yields b, c in order");
+    ok(tz_store_cursor_move(cur, TZ_STORE_LAST, NULL, 0, &k, &v, &err) == 0 && *(const char *)k.data == 'c',
+       "last is c");
+    tz_store_cursor_close(cur);
+    tz_store_txn_abort(txn);
+}
+
+static void test_abort_discards(tz_store *st)
+{
+    unsigned dbi;
+    tz_err err;
+    tz_store_txn *txn;
+    tz_store_val v;
+    tz_store_db(st, "things", 1, &dbi, &err);
+    tz_store_txn_begin(st, 1, &txn, &err);
+    tz_store_put(txn, dbi, "gone", 4, "x", 1, 0, &err);
+    tz_store_txn_abort(txn);
+    tz_store_txn_begin(st, 0, &txn, &err);
+    is_int(tz_store_get(txn, dbi, "gone", 4, &v, &err), TZ_ENOTFOUND, "aborted write is absent");
+    tz_store_txn_abort(txn);
+}
+
+static void test_map_growth(void)
+{
+    char dir[] = "/tmp/tz_store_grow_XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir for growth");
+    tz_store *st;
+    tz_err err;
+    tz_store_opts o = { .map_size = 1 << 20 };
+    ok(tz_store_open(dir, &o, &st, &err) == 0, "open with a 1 MiB map");
+    unsigned dbi;
+    tz_store_db(st, "big", 1, &dbi, &err);
+    static char val[4000];
+    memset(val, 'v', sizeof val);
+    int grown = 0, written = 0;
+    for (int batch = 0; batch < 40; batch++) {
+        for (;;) {
+            tz_store_txn *txn;
+            tz_store_txn_begin(st, 1, &txn, &err);
+            int rc = 0;
+            for (int i = 0; i < 50 && !rc; i++) {
+                char key[32];
+                snprintf(key, sizeof key, "k%06d", batch * 50 + i);
+                rc = tz_store_put(txn, dbi, key, strlen(key), val, sizeof val, 0, &err);
+            }
+            if (!rc) rc = tz_store_txn_commit(txn, &err);
+            else tz_store_txn_abort(txn);
+            if (rc == TZ_EMAPFULL) { grown += tz_store_grow(st, &err) == 0; continue; }
+            if (rc == 0) written += 50;
+            break;
+        }
+    }
+    is_int(written, 2000, "2000 values of 4 KB written into a map that started at 1 MiB");
+    ok(grown >= 3 && tz_store_map_size(st) >= (size_t)8 << 20, "map grew on EMAPFULL (%d times)", grown);
+    tz_store_close(st);
+}
+
+static void test_bad_homes(void)
+{
+    tz_store *st;
+    tz_err err;
+    char dir[] = "/tmp/tz_store_bad_XXXXXX";
+    mkdtemp(dir);
+    char path[256];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 5000; i++) fputs("garbage!", f);
+    fclose(f);
+    int rc = tz_store_open(dir, NULL, &st, &err);
+    is_int(rc, TZ_ECORRUPT, "a garbage data file is refused as corrupt");
+    ok(strstr(err.msg, "damaged") != NULL, "message says damaged: %s", err.msg);
+    rc = tz_store_open(path, NULL, &st, &err);
+    is_int(rc, TZ_EIO, "a file as home is refused: %s", err.msg);
+}
+
+int main(void)
+{
+    ok(mkdtemp(home) != NULL, "temp home");
+    tz_store *st;
+    tz_err err;
+    ok(tz_store_open(home, NULL, &st, &err) == 0, "open a new home");
+    test_basic(st);
+    test_abort_discards(st);
+    tz_store_close(st);
+    test_map_growth();
+    test_bad_homes();
+    return tap_done();
+}
