@@ -48,15 +48,20 @@ static void set_paths(lua_State *L, const char *luadir)
     lua_pop(L, 2);
 }
 
+/* Message handler: adds a traceback to string errors; other error values
+ * (tycho.http.error's tables) pass through untouched for Lua to inspect. */
 static int traceback(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
-        else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
+    if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER) return 1;
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
     return 1;
+}
+
+static const char *error_text(lua_State *L)
+{
+    if (lua_isstring(L, -1)) return lua_tostring(L, -1);
+    if (luaL_callmeta(L, -1, "__tostring") && lua_isstring(L, -1)) return lua_tostring(L, -1);
+    return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
 }
 
 int tz_runtime_pcall(lua_State *L, int nargs, int nresults)
@@ -67,8 +72,9 @@ int tz_runtime_pcall(lua_State *L, int nargs, int nresults)
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);
     if (rc) {
-        fprintf(stderr, "tycho: %s\n", lua_tostring(L, -1));
-        lua_pop(L, 1);
+        int top = lua_gettop(L);
+        fprintf(stderr, "tycho: %s\n", error_text(L));
+        lua_settop(L, top - 1);
     }
     return rc;
 }

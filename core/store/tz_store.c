@@ -155,6 +155,16 @@ int tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_er
     return tz_err_set(err, TZ_ENOTFOUND, "no database named '%s' in this home", name);
 }
 
+int tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err)
+{
+    MDB_dbi h;
+    int rc = mdb_dbi_open(TXN(txn), name, create ? MDB_CREATE : 0, &h);
+    if (rc == MDB_NOTFOUND) return TZ_ENOTFOUND;
+    if (rc) return store_fail(err, rc, "open database");
+    *dbi = h;
+    return 0;
+}
+
 int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  tz_store_val *val, tz_err *err)
 {

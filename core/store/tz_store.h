@@ -61,6 +61,11 @@ int tz_store_grow(tz_store *st, tz_err *err);
  * the life of st. TZ_ENOTFOUND when absent and !create. */
 int tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
 
+/* Like tz_store_db but inside the caller's transaction, which must be a
+ * write transaction to create. The handle becomes permanent when txn
+ * commits and is invalid if it aborts. */
+int tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
+
 /* Begins a read (write = 0) or write transaction. A write transaction waits
  * for any other writer, in this or another process. */
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);

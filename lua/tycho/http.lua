@@ -1,0 +1,239 @@
+--- HTTP apps: routes with path parameters, JSON in and out, and the worker
+-- glue behind `tycho serve`.
+--
+--   local app = tycho.app()
+--   app:get("/hello/{name}", function(req) return { hello = req.params.name } end)
+--   return app
+--
+-- A handler gets req (method, path, params, query, headers, body, peer,
+-- req:json()) and returns one of:
+--   table                       200, sent as JSON
+--   status, table_or_string     JSON (table) or text (string) with that status
+--   status, headers, body       as given (body: string, or table sent as JSON)
+--   nothing                     204
+-- http.error(status, code, message) (or a failing req:json()) answers with
+-- the JSON error {"error": {"code", "message"}} of DESIGN.md.
+local internal = require "tycho.internal"
+local json = require "tycho.json"
+
+local M = {}
+
+local JSON_HEADERS = { ["Content-Type"] = "application/json" }
+local TEXT_HEADERS = { ["Content-Type"] = "text/plain; charset=utf-8" }
+local HTTP_ERROR = {}  -- metatable marking errors raised by M.error
+
+--- Raises an HTTP error that the app turns into a JSON error response.
+function M.error(status, code, message)
+  error(setmetatable({ status = status, code = code, message = message }, HTTP_ERROR), 2)
+end
+
+local function error_response(status, code, message)
+  return status, JSON_HEADERS, json.encode({ error = { code = code, message = message } })
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function parse_query(qs)
+  local q = {}
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k:gsub("+", " "))
+    q[k] = unescape(v:gsub("+", " "))
+  end
+  return q
+end
+
+local Request = {}
+Request.__index = Request
+
+--- The body decoded as JSON; a 400 error response when it is not JSON.
+function Request:json()
+  if self._json == nil then
+    local v, err = json.decode(self.body)
+    if v == nil then M.error(400, "bad_json", err or "empty body") end
+    self._json = v
+  end
+  return self._json
+end
+
+-- Route patterns: "/v1/models/{name}:predict" -> Lua pattern and names.
+local function compile_route(path)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error("route path must be a string starting with '/'", 3)
+  end
+  local names, pattern, pos = {}, { "^" }, 1
+  while true do
+    local s, e, name = path:find("{([%a_][%w_]*)}", pos)
+    local literal = path:sub(pos, (s or 0) - 1)
+    pattern[#pattern + 1] = literal:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+    if not s then break end
+    names[#names + 1] = name
+    pattern[#pattern + 1] = "([^/]+)"
+    pos = e + 1
+  end
+  pattern[#pattern + 1] = "$"
+  return table.concat(pattern), names
+end
+
+local App = {}
+App.__index = App
+
+--- A new app. opts.builtin = false leaves out the built-in routes.
+function M.app(opts)
+  local app = setmetatable({ routes = {}, middleware = {}, opts = opts or {} }, App)
+  if app.opts.builtin ~= false then
+    app:get("/v2/health/live", function() return { live = true } end)
+    app:get("/v2/health/ready", function() return { ready = true } end)
+  end
+  return app
+end
+
+function M.is_app(v) return getmetatable(v) == App end
+
+--- Adds a route; method is an HTTP method name, path may hold {params}.
+function App:route(method, path, handler)
+  if type(handler) ~= "function" then error("route handler must be a function", 2) end
+  local pattern, names = compile_route(path)
+  self.routes[#self.routes + 1] = { method = method:upper(), path = path, pattern = pattern,
+                                    names = names, handler = handler }
+  return self
+end
+
+for _, verb in ipairs { "get", "post", "put", "delete", "patch" } do
+  App[verb] = function(self, path, handler) return self:route(verb, path, handler) end
+end
+
+--- Adds middleware: fn(req, next) returns what a handler returns, usually
+-- by calling next(req).
+function App:use(fn)
+  if type(fn) ~= "function" then error("middleware must be a function", 2) end
+  self.middleware[#self.middleware + 1] = fn
+  return self
+end
+
+local function find_route(app, method, path)
+  local allowed
+  for _, r in ipairs(app.routes) do
+    local caps = { path:match(r.pattern) }
+    if caps[1] then
+      if r.method == method or (method == "HEAD" and r.method == "GET") then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = unescape(caps[i]) end
+        return r, params
+      end
+      allowed = allowed or {}
+      allowed[#allowed + 1] = r.method
+    end
+  end
+  return nil, allowed
+end
+
+local function to_response(status, a, b)
+  if type(status) == "table" then return 200, JSON_HEADERS, json.encode(status) end
+  if status == nil then return 204, {}, "" end
+  if type(status) ~= "number" then error("handler returned a " .. type(status) .. ", not a status or table", 0) end
+  if b ~= nil then
+    local headers = {}
+    for k, v in pairs(a or {}) do headers[k] = tostring(v) end
+    if type(b) == "table" then
+      headers["Content-Type"] = headers["Content-Type"] or "application/json"
+      return status, headers, json.encode(b)
+    end
+    return status, headers, tostring(b or "")
+  end
+  if type(a) == "table" then return status, JSON_HEADERS, json.encode(a) end
+  return status, TEXT_HEADERS, a == nil and "" or tostring(a)
+end
+
+local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
+
+-- Constant-time comparison, so response timing does not leak the token.
+local function same_secret(a, b)
+  if #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
+--- The function the server calls per request: raw request table in,
+-- status, headers, body out. token (optional) guards mutating routes.
+function App:handler(token)
+  local chain = function(req) return req.route.handler(req) end
+  for i = #self.middleware, 1, -1 do
+    local mw, inner = self.middleware[i], chain
+    chain = function(req) return mw(req, inner) end
+  end
+  local function respond(ok, ...)
+    if ok then return to_response(...) end
+    local e = ...
+    if getmetatable(e) == HTTP_ERROR then return error_response(e.status, e.code, e.message) end
+    io.stderr:write("tycho: handler error: ", tostring(e), "\n")
+    return error_response(500, "internal", "internal server error")
+  end
+  return function(req)
+    local route, params = find_route(self, req.method, req.path)
+    if not route then
+      if params then
+        local status, headers, body = error_response(405, "method_not_allowed",
+          req.method .. " is not allowed on " .. req.path)
+        return status, { ["Content-Type"] = headers["Content-Type"], Allow = table.concat(params, ", ") }, body
+      end
+      return error_response(404, "not_found", "no route for " .. req.method .. " " .. req.path)
+    end
+    if token and MUTATING[req.method] then
+      local auth = req.headers.authorization or ""
+      if not same_secret(auth, "Bearer " .. token) then
+        return error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
+      end
+    end
+    req.params, req.route = params, route
+    req.query = parse_query(req.query_string)
+    setmetatable(req, Request)
+    return respond(internal.xpcall(chain, req))
+  end
+end
+
+local function read_token(path)
+  if not path or path == "" then return nil end
+  local f, err = io.open(path)
+  if not f then error("cannot read token file: " .. err, 0) end
+  local token = f:read("*a"):match("^%s*(.-)%s*$")
+  f:close()
+  if token == "" then error("token file " .. path .. " is empty", 0) end
+  return token
+end
+
+local function load_app(path)
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, 0) end
+  local app = chunk()
+  if not M.is_app(app) then
+    error(path .. " must return an app (return tycho.app() with routes), got " .. type(app), 0)
+  end
+  return app
+end
+
+--- Called by the serve master before forking: fails early on a broken app
+-- or token file.
+function M.check_app(path, token_file)
+  load_app(path)
+  read_token(token_file)
+  return 0
+end
+
+--- One serving worker: loads the app and serves until SIGTERM drains it.
+function M.worker(opts)
+  local app = load_app(opts.app)
+  local token = read_token(opts.token_file)
+  opts.on_listen = nil
+  local ok, err = internal.http_serve(opts, app:handler(token))
+  if not ok then
+    io.stderr:write("tycho serve: worker ", opts.worker, ": ", err, "\n")
+    return false
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,30 @@
+--- tycho: the public Lua API. Submodules load on first use, so `require "tycho"`
+-- costs nothing in a worker that only serves one route.
+--
+-- Error convention (whole API): misuse (wrong argument types, calling a
+-- method on the wrong object) raises `error(msg, 2)`; expected failures (not
+-- found, bad input, a busy port) return `nil, message, code`.
+local internal = require "tycho.internal"
+
+local M = { version = internal.version }
+
+local submodules = {
+  store = "tycho.store", keys = "tycho.keys", http = "tycho.http",
+  json = "tycho.json", pretty = "tycho.pretty",
+}
+
+--- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).
+function M.home() return internal.home end
+
+--- A new HTTP app; see tycho.http.
+function M.app(opts) return require("tycho.http").app(opts) end
+
+return setmetatable(M, {
+  __index = function(t, name)
+    local path = submodules[name]
+    if not path then return nil end
+    local mod = require(path)
+    rawset(t, name, mod)
+    return mod
+  end,
+})

@@ -1,0 +1,153 @@
+--- Order-preserving key codecs: encoded keys sort bytewise (LMDB's order)
+-- exactly as their values do, field by field.
+--
+--   keys.pack("s u64", "user-7", 1700000000)   -- composite key
+--   keys.unpack("s u64", k)                    --> "user-7", 1700000000
+--
+-- Field codes:
+--   u8 u16 u32 u64  unsigned big-endian integers
+--   i64             signed, sign bit flipped so negatives sort first
+--   f64             IEEE double, transformed so every double sorts numerically
+--   s               string, order-preserving: NUL escaped, NUL NUL terminated
+--   b               bytes with a 4-byte big-endian length prefix (groups by
+--                   length first; use for opaque blobs, not sorted text)
+-- Integers above 2^53 may be passed as int64/uint64 cdata; unpack returns
+-- Lua numbers when exact, else cdata.
+local ffi = require "ffi"
+local bit = require "bit"
+
+local M = {}
+
+local word = ffi.new("union { double d; uint64_t u; int64_t i; }")
+local SIGN = 0x8000000000000000ULL
+local ALL = 0xffffffffffffffffULL
+local char, byte, concat = string.char, string.byte, table.concat
+
+local function be(u, n)
+  local t = {}
+  for i = n, 1, -1 do
+    t[i] = char(tonumber(bit.band(u, 0xff)))
+    u = bit.rshift(u, 8)
+  end
+  return concat(t)
+end
+
+local function read_be(s, pos, n)
+  if pos + n - 1 > #s then error("keys.unpack: key too short", 3) end
+  local u = 0ULL
+  for i = pos, pos + n - 1 do u = bit.bor(bit.lshift(u, 8), byte(s, i)) end
+  return u
+end
+
+local function number_out(u)
+  if u < 9007199254740992ULL then return tonumber(u) end
+  return u
+end
+
+local function check_int(v, name)
+  if type(v) == "number" then
+    if v % 1 ~= 0 then error("keys.pack: " .. name .. " needs an integer, got " .. v, 3) end
+    return v
+  end
+  if type(v) == "cdata" then return v end
+  error("keys.pack: " .. name .. " needs an integer, got " .. type(v), 3)
+end
+
+local encode = {
+  u8 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u8")), 1) end,
+  u16 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u16")), 2) end,
+  u32 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u32")), 4) end,
+  u64 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u64")), 8) end,
+  i64 = function(v)
+    word.i = check_int(v, "i64")
+    return be(bit.bxor(word.u, SIGN), 8)
+  end,
+  f64 = function(v)
+    if type(v) ~= "number" then error("keys.pack: f64 needs a number", 3) end
+    word.d = v
+    local u = word.u
+    if bit.band(u, SIGN) ~= 0ULL then u = bit.bxor(u, ALL) else u = bit.bxor(u, SIGN) end
+    return be(u, 8)
+  end,
+  s = function(v)
+    if type(v) ~= "string" then error("keys.pack: s needs a string", 3) end
+    return (v:gsub("%z", "\0\255")) .. "\0\0"
+  end,
+  b = function(v)
+    if type(v) ~= "string" then error("keys.pack: b needs a string", 3) end
+    return be(ffi.cast("uint64_t", #v), 4) .. v
+  end,
+}
+
+local widths = { u8 = 1, u16 = 2, u32 = 4, u64 = 8 }
+
+local decode = {
+  i64 = function(s, pos)
+    word.u = bit.bxor(read_be(s, pos, 8), SIGN)
+    local i = word.i
+    if i > -9007199254740992LL and i < 9007199254740992LL then return tonumber(i), pos + 8 end
+    return i, pos + 8
+  end,
+  f64 = function(s, pos)
+    local u = read_be(s, pos, 8)
+    if bit.band(u, SIGN) ~= 0ULL then u = bit.bxor(u, SIGN) else u = bit.bxor(u, ALL) end
+    word.u = u
+    return word.d, pos + 8
+  end,
+  s = function(s, pos)
+    local parts, i = {}, pos
+    while true do
+      local z = s:find("\0", i, true)
+      if not z or z == #s then error("keys.unpack: unterminated string field", 3) end
+      parts[#parts + 1] = s:sub(i, z - 1)
+      local nxt = byte(s, z + 1)
+      if nxt == 0 then return concat(parts), z + 2 end
+      if nxt ~= 255 then error("keys.unpack: bad escape in string field", 3) end
+      parts[#parts + 1] = "\0"
+      i = z + 2
+    end
+  end,
+  b = function(s, pos)
+    local n = tonumber(read_be(s, pos, 4))
+    if pos + 4 + n - 1 > #s then error("keys.unpack: bytes field runs past the key", 3) end
+    return s:sub(pos + 4, pos + 3 + n), pos + 4 + n
+  end,
+}
+for code, n in pairs(widths) do
+  decode[code] = function(s, pos) return number_out(read_be(s, pos, n)), pos + n end
+end
+
+local formats = {}  -- parsed formats, by format string
+
+local function parse(fmt)
+  local codes = formats[fmt]
+  if codes then return codes end
+  codes = {}
+  for code in fmt:gmatch("%S+") do
+    if not encode[code] then error("keys: unknown field code '" .. code .. "'", 3) end
+    codes[#codes + 1] = code
+  end
+  formats[fmt] = codes
+  return codes
+end
+
+--- Encodes the values as one key, field codes in fmt.
+function M.pack(fmt, ...)
+  local codes = parse(fmt)
+  if select("#", ...) ~= #codes then
+    error(string.format("keys.pack: format has %d fields, got %d values", #codes, select("#", ...)), 2)
+  end
+  local parts = {}
+  for i, code in ipairs(codes) do parts[i] = encode[code]((select(i, ...))) end
+  return concat(parts)
+end
+
+--- Decodes a key packed with the same format; returns the values.
+function M.unpack(fmt, s)
+  local codes = parse(fmt)
+  local out, pos = {}, 1
+  for i, code in ipairs(codes) do out[i], pos = decode[code](s, pos) end
+  return unpack(out, 1, #codes)
+end
+
+return M

@@ -1,0 +1,301 @@
+--- The data home's LMDB store, over core/store through the FFI.
+--
+--   local st = tycho.store.open()                 -- the home of this process
+--   st:update(function(tx) tx:put("things", "k", "v") end)
+--   st:view(function(tx) return tx:get("things", "k") end)  --> "v"
+--   for k, v in tx:scan("things", { prefix = "user:" }) do ... end
+--
+-- Keys and values are Lua strings (bytes); tycho.keys builds ordered keys.
+-- A write transaction that fills the map is rolled back, the map doubled and
+-- the function run again, so `update` functions must only touch the store
+-- (no other side effects) or be safe to repeat.
+local ffi = require "ffi"
+local internal = require "tycho.internal"
+
+ffi.cdef [[
+typedef struct tz_err { int code; char msg[256]; } tz_err;
+const char *tz_strerror(int code);
+typedef struct tz_store tz_store;
+typedef struct tz_store_txn tz_store_txn;
+typedef struct tz_store_cursor tz_store_cursor;
+typedef struct tz_store_val { size_t size; const void *data; } tz_store_val;
+typedef struct tz_store_opts { size_t map_size; unsigned max_dbs; int read_only; } tz_store_opts;
+int  tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err);
+void tz_store_close(tz_store *st);
+size_t tz_store_map_size(tz_store *st);
+int  tz_store_grow(tz_store *st, tz_err *err);
+int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
+int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
+int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
+void tz_store_txn_abort(tz_store_txn *txn);
+int  tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_store_val *val, tz_err *err);
+int  tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                  const void *val, size_t vlen, int no_overwrite, tz_err *err);
+int  tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err);
+int  tz_store_clear(tz_store_txn *txn, unsigned dbi, tz_err *err);
+int  tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err);
+int  tz_store_cursor_open(tz_store_txn *txn, unsigned dbi, tz_store_cursor **out, tz_err *err);
+void tz_store_cursor_close(tz_store_cursor *cur);
+int  tz_store_cursor_move(tz_store_cursor *cur, int how, const void *seek, size_t seeklen,
+                          tz_store_val *key, tz_store_val *val, tz_err *err);
+]]
+
+local C = ffi.C
+local M = {}
+
+local OK, ENOTFOUND, EMAPFULL = 0, -30001, -30005
+local FIRST, LAST, NEXT, PREV, SEEK = 0, 1, 2, 3, 4
+
+-- Scratch buffers reused by every call: hot paths allocate nothing.
+local err = ffi.new("tz_err")
+local val = ffi.new("tz_store_val[1]")
+local key = ffi.new("tz_store_val[1]")
+local txn_out = ffi.new("tz_store_txn*[1]")
+local cur_out = ffi.new("tz_store_cursor*[1]")
+local dbi_out = ffi.new("unsigned[1]")
+local count_out = ffi.new("uint64_t[1]")
+
+local MAP_FULL = setmetatable({}, { __tostring = function() return "store map is full" end })
+
+local function failure() return ffi.string(err.msg), ffi.string(C.tz_strerror(err.code)) end
+
+local function raise(level)
+  local msg = failure()
+  error("store: " .. msg, level + 1)
+end
+
+local Store, Txn = {}, {}
+Store.__index, Txn.__index = Store, Txn
+
+--- Opens the home directory (default: this process's home), creating it.
+-- opts: map_size (bytes, initial), read_only. Returns store or nil, msg, code.
+function M.open(path, opts)
+  opts = opts or {}
+  path = path or internal.home
+  local o = ffi.new("tz_store_opts", { map_size = opts.map_size or 0, read_only = opts.read_only and 1 or 0 })
+  local out = ffi.new("tz_store*[1]")
+  if C.tz_store_open(path, o, out, err) ~= OK then return nil, failure() end
+  return setmetatable({ handle = ffi.gc(out[0], C.tz_store_close), path = path, dbis = {}, writing = false }, Store)
+end
+
+--- Closes the store now (otherwise the garbage collector does).
+function Store:close()
+  if self.writing then error("store: close() inside a transaction", 2) end
+  if self.handle then C.tz_store_close(ffi.gc(self.handle, nil)) end
+  self.handle = nil
+end
+
+function Store:map_size() return tonumber(C.tz_store_map_size(self.handle)) end
+
+function Store:__tostring() return string.format("tycho.store(%s)", self.path) end
+
+local function begin(store, write)
+  if not store.handle then error("store: used after close()", 3) end
+  if write and store.writing then
+    -- LMDB's writer lock is not re-entrant: this would wait forever.
+    error("store: update() inside another update()", 3)
+  end
+  if C.tz_store_txn_begin(store.handle, write and 1 or 0, txn_out, err) ~= OK then raise(2) end
+  return setmetatable({ store = store, handle = txn_out[0], write = write, cursors = {}, new_dbs = {} }, Txn)
+end
+
+local function finish(tx, commit)
+  for c in pairs(tx.cursors) do C.tz_store_cursor_close(c) end
+  tx.cursors = {}
+  local h = tx.handle
+  tx.handle = nil
+  if tx.write then tx.store.writing = false end
+  if commit then
+    local rc = C.tz_store_txn_commit(h, err)
+    if rc == OK then return true end
+    for name in pairs(tx.new_dbs) do tx.store.dbis[name] = nil end
+    return nil, rc
+  end
+  C.tz_store_txn_abort(h)
+  -- Handles first opened by an aborted transaction are closed by LMDB.
+  for name in pairs(tx.new_dbs) do tx.store.dbis[name] = nil end
+  return true
+end
+
+local function run(store, write, fn, ...)
+  local tx = begin(store, write)
+  if write then store.writing = true end
+  local res = { pcall(fn, tx, ...) }
+  if not res[1] then
+    finish(tx, false)
+    if res[2] == MAP_FULL then return MAP_FULL end
+    error(res[2], 0)
+  end
+  if write then
+    local ok, rc = finish(tx, true)
+    if not ok then
+      if rc == EMAPFULL then return MAP_FULL end
+      raise(3)
+    end
+  else
+    finish(tx, false)
+  end
+  return res
+end
+
+--- Runs fn(tx, ...) in a read transaction (a consistent snapshot) and
+-- returns what fn returns.
+function Store:view(fn, ...)
+  local res = run(self, false, fn, ...)
+  return unpack(res, 2, table.maxn(res))
+end
+
+--- Runs fn(tx, ...) in a write transaction, committed when fn returns and
+-- rolled back when it raises. Grows the map and repeats fn when full.
+function Store:update(fn, ...)
+  for _ = 1, 40 do
+    local res = run(self, true, fn, ...)
+    if res ~= MAP_FULL then return unpack(res, 2, table.maxn(res)) end
+    if C.tz_store_grow(self.handle, err) ~= OK then raise(1) end
+  end
+  error("store: map still full after growing 40 times", 2)
+end
+
+--- Shorthands, each in a transaction of its own.
+function Store:get(db, k) return self:view(function(tx) return tx:get(db, k) end) end
+function Store:put(db, k, v) return self:update(function(tx) return tx:put(db, k, v) end) end
+function Store:delete(db, k) return self:update(function(tx) return tx:delete(db, k) end) end
+function Store:scan(db, opts)
+  return self:view(function(tx)
+    local rows = {}
+    for k, v in tx:scan(db, opts) do rows[#rows + 1] = { k, v } end
+    return rows
+  end)
+end
+
+-- Resolves a database name to its handle: nil when it does not exist and
+-- cannot be created here (read transaction).
+local function dbi(tx, name)
+  if not tx.handle then error("store: transaction already finished", 3) end
+  local h = tx.store.dbis[name]
+  if h then return h end
+  if type(name) ~= "string" then error("store: database name must be a string", 3) end
+  local rc = C.tz_store_txn_db(tx.handle, name, tx.write and 1 or 0, dbi_out, err)
+  if rc == ENOTFOUND then return nil end
+  if rc ~= OK then raise(3) end
+  h = dbi_out[0]
+  tx.store.dbis[name] = h
+  tx.new_dbs[name] = true
+  return h
+end
+
+local function check_key(k)
+  if type(k) ~= "string" or #k == 0 or #k > 511 then
+    error("store: key must be a string of 1 to 511 bytes", 3)
+  end
+end
+
+--- Value of key k in database db, or nil.
+function Txn:get(db, k)
+  check_key(k)
+  local h = dbi(self, db)
+  if not h then return nil end
+  local rc = C.tz_store_get(self.handle, h, k, #k, val, err)
+  if rc == ENOTFOUND then return nil end
+  if rc ~= OK then raise(1) end
+  return ffi.string(val[0].data, val[0].size)
+end
+
+--- Stores v under k (write transactions only).
+function Txn:put(db, k, v)
+  if not self.write then error("store: put() in a read transaction", 2) end
+  check_key(k)
+  if type(v) ~= "string" then error("store: value must be a string", 2) end
+  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 0, err)
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  if rc ~= OK then raise(1) end
+end
+
+--- Deletes k; returns true when it existed.
+function Txn:delete(db, k)
+  if not self.write then error("store: delete() in a read transaction", 2) end
+  check_key(k)
+  local rc = C.tz_store_del(self.handle, dbi(self, db), k, #k, err)
+  if rc == ENOTFOUND then return false end
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  if rc ~= OK then raise(1) end
+  return true
+end
+
+--- Deletes every key of db.
+function Txn:clear(db)
+  if not self.write then error("store: clear() in a read transaction", 2) end
+  if C.tz_store_clear(self.handle, dbi(self, db), err) ~= OK then raise(1) end
+end
+
+--- Number of keys in db (0 when it does not exist).
+function Txn:count(db)
+  local h = dbi(self, db)
+  if not h then return 0 end
+  if C.tz_store_count(self.handle, h, count_out, err) ~= OK then raise(1) end
+  return tonumber(count_out[0])
+end
+
+local function open_cursor(tx, h)
+  if C.tz_store_cursor_open(tx.handle, h, cur_out, err) ~= OK then raise(2) end
+  local c = cur_out[0]
+  tx.cursors[c] = true
+  return c
+end
+
+local function close_cursor(tx, c)
+  if tx.cursors[c] then
+    tx.cursors[c] = nil
+    C.tz_store_cursor_close(c)
+  end
+end
+
+--- Iterates keys in byte order: for k, v in tx:scan(db, opts).
+-- opts: prefix, from (inclusive), to (exclusive), reverse, limit.
+function Txn:scan(db, opts)
+  opts = opts or {}
+  local h = dbi(self, db)
+  if not h then return function() return nil end end
+  local lo, hi = opts.from, opts.to
+  if opts.prefix then
+    lo = lo or opts.prefix
+    -- The first key after every key that starts with prefix.
+    local p = opts.prefix:gsub("\255+$", "")
+    if p ~= "" then hi = hi or (p:sub(1, -2) .. string.char(p:byte(-1) + 1)) end
+  end
+  local limit, seen = opts.limit or math.huge, 0
+  local c = open_cursor(self, h)
+  local reverse, started = opts.reverse, false
+  return function()
+    if not self.handle or not self.cursors[c] then return nil end
+    local rc
+    if not started then
+      started = true
+      if reverse then
+        if hi then
+          rc = C.tz_store_cursor_move(c, SEEK, hi, #hi, key, val, err)
+          rc = rc == OK and C.tz_store_cursor_move(c, PREV, nil, 0, key, val, err)
+              or C.tz_store_cursor_move(c, LAST, nil, 0, key, val, err)
+        else
+          rc = C.tz_store_cursor_move(c, LAST, nil, 0, key, val, err)
+        end
+      elseif lo then
+        rc = C.tz_store_cursor_move(c, SEEK, lo, #lo, key, val, err)
+      else
+        rc = C.tz_store_cursor_move(c, FIRST, nil, 0, key, val, err)
+      end
+    else
+      rc = C.tz_store_cursor_move(c, reverse and PREV or NEXT, nil, 0, key, val, err)
+    end
+    if rc ~= OK or seen >= limit then close_cursor(self, c) return nil end
+    local k = ffi.string(key[0].data, key[0].size)
+    if (reverse and lo and k < lo) or (not reverse and hi and k >= hi) then
+      close_cursor(self, c)
+      return nil
+    end
+    seen = seen + 1
+    return k, ffi.string(val[0].data, val[0].size)
+  end
+end
+
+return M
