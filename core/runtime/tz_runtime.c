@@ -151,14 +151,22 @@ int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
     return 0;
 }
 
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 void tz_runtime_close(tz_runtime *rt)
 {
-    if (rt->L) lua_close(rt->L);  /* closes luv's handles too */
+    if (!rt->L) return;
+    /* Close what Lua left open while the state is alive: luv's close
+     * callbacks run Lua code. luv's own finaliser then closes the loop, so
+     * the loop is not touched after lua_close. */
+    uv_walk(rt->loop, close_handle, NULL);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    lua_close(rt->L);
     rt->L = NULL;
-    if (rt->loop) {
-        uv_run(rt->loop, UV_RUN_NOWAIT);
-        uv_loop_close(rt->loop);
-    }
     rt->loop = NULL;
 }
 

@@ -1,0 +1,46 @@
+local keys = require "tycho.keys"
+
+describe("tycho.keys", function()
+  it("round-trips every field type", function()
+    local k = keys.pack("u8 u16 u32 u64 i64 f64 s b", 7, 65535, 4000000000, 2 ^ 53, -42, -1.5, "a\0b", "xyz")
+    assert.same({ 7, 65535, 4000000000, 2 ^ 53, -42, -1.5, "a\0b", "xyz" },
+      { keys.unpack("u8 u16 u32 u64 i64 f64 s b", k) })
+  end)
+
+  it("is big-endian for unsigned integers", function()
+    assert.equal("\0\0\1\2", keys.pack("u32", 258))
+  end)
+
+  local function sorted_like_values(code, values)
+    local encoded = {}
+    for i, v in ipairs(values) do encoded[i] = { k = keys.pack(code, v), v = v } end
+    table.sort(encoded, function(a, b) return a.k < b.k end)
+    for i, e in ipairs(encoded) do assert.equal(values[i], e.v) end
+  end
+
+  it("orders signed integers, doubles and strings as their values", function()
+    sorted_like_values("i64", { -2 ^ 40, -1000, -1, 0, 1, 999, 2 ^ 50 })
+    sorted_like_values("f64", { -math.huge, -1e300, -2.5, -0.5, 0, 1e-300, 0.5, 3, 1e300, math.huge })
+    sorted_like_values("s", { "", "\0", "\0\0", "a", "a\0", "ab", "b", "\255" })
+  end)
+
+  it("keeps composite keys ordered by the first field, then the next", function()
+    local a = keys.pack("s u64", "ab", 99)
+    local b = keys.pack("s u64", "ab", 100)
+    local c = keys.pack("s u64", "abc", 1)
+    assert.is_true(a < b and b < c)
+  end)
+
+  it("carries 64-bit integers beyond 2^53 as cdata", function()
+    local big = 18446744073709551615ULL
+    assert.equal(big, (keys.unpack("u64", keys.pack("u64", big))))
+  end)
+
+  it("rejects misuse with a clear error", function()
+    assert.has_error(function() keys.pack("u32", 1.5) end, "keys.pack: u32 needs an integer, got 1.5")
+    assert.has_error(function() keys.pack("q", 1) end, "keys: unknown field code 'q'")
+    assert.has_error(function() keys.pack("u32 u32", 1) end, "keys.pack: format has 2 fields, got 1 values")
+    assert.has_error(function() keys.unpack("u64", "abc") end, "keys.unpack: key too short")
+    assert.has_error(function() keys.unpack("s", "abc") end, "keys.unpack: unterminated string field")
+  end)
+end)

@@ -1,0 +1,104 @@
+local store = require "tycho.store"
+local keys = require "tycho.keys"
+local testing = require "tycho.testing"
+
+describe("tycho.store", function()
+  local dir, st
+  before_each(function()
+    dir = testing.tmpdir()
+    st = assert(store.open(dir))
+  end)
+  after_each(function()
+    st:close()
+    testing.rmrf(dir)
+  end)
+
+  it("writes in a transaction and reads back", function()
+    st:update(function(tx)
+      tx:put("people", "ada", "1815")
+      tx:put("people", "alan", "1912")
+    end)
+    assert.equal("1815", st:get("people", "ada"))
+    assert.is_nil(st:get("people", "grace"))
+    assert.is_nil(st:get("no-such-db", "x"))
+    assert.equal(2, st:view(function(tx) return tx:count("people") end))
+  end)
+
+  it("rolls back everything when the function raises", function()
+    st:put("t", "kept", "1")
+    assert.has_error(function()
+      st:update(function(tx)
+        tx:put("t", "half", "1")
+        error("stop here")
+      end)
+    end)
+    assert.is_nil(st:get("t", "half"))
+    assert.equal("1", st:get("t", "kept"))
+  end)
+
+  it("returns the function's values", function()
+    local a, b = st:update(function(tx) tx:put("t", "k", "v") return "x", 2 end)
+    assert.same({ "x", 2 }, { a, b })
+  end)
+
+  it("scans ranges, prefixes and in reverse, in key order", function()
+    st:update(function(tx)
+      for _, user in ipairs { "u1", "u2", "u10" } do
+        for t = 1, 3 do tx:put("events", keys.pack("s u64", user, t * 100), user .. "@" .. t) end
+      end
+    end)
+    local function collect(opts)
+      return st:view(function(tx)
+        local out = {}
+        for _, v in tx:scan("events", opts) do out[#out + 1] = v end
+        return out
+      end)
+    end
+    assert.same({ "u1@1", "u1@2", "u1@3" }, collect({ prefix = keys.pack("s", "u1") }))
+    assert.same({ "u2@3", "u2@2", "u2@1" }, collect({ prefix = keys.pack("s", "u2"), reverse = true }))
+    assert.same({ "u1@2", "u1@3" }, collect({ from = keys.pack("s u64", "u1", 150), to = keys.pack("s u64", "u1", 999) }))
+    assert.same({ "u1@1", "u1@2" }, collect({ limit = 2 }))
+    assert.equal(9, #collect())
+  end)
+
+  it("grows the map when it fills, inside one update", function()
+    local small = assert(store.open(dir .. "/small", { map_size = 256 * 1024 }))
+    local before = small:map_size()
+    local blob = string.rep("b", 8000)
+    small:update(function(tx)
+      for i = 1, 300 do tx:put("blobs", keys.pack("u32", i), blob) end
+    end)
+    assert.is_true(small:map_size() > before)
+    assert.equal(300, small:view(function(tx) return tx:count("blobs") end))
+    small:close()
+  end)
+
+  it("refuses a nested update instead of deadlocking", function()
+    assert.has_error(function()
+      st:update(function() st:update(function() end) end)
+    end, "store: update() inside another update()")
+  end)
+
+  it("rejects bad keys and values as misuse", function()
+    assert.has_error(function() st:put("t", "", "v") end, "store: key must be a string of 1 to 511 bytes")
+    assert.has_error(function() st:put("t", string.rep("k", 512), "v") end)
+    assert.has_error(function() st:put("t", "k", 5) end, "store: value must be a string")
+    assert.has_error(function() st:view(function(tx) tx:put("t", "k", "v") end) end,
+      "store: put() in a read transaction")
+  end)
+
+  it("reports a corrupt or unusable home as nil, message", function()
+    local bad = dir .. "/bad"
+    os.execute("mkdir " .. bad)
+    testing.write(bad .. "/data.mdb", string.rep("garbage!", 4096))
+    local s, err, code = store.open(bad)
+    assert.is_nil(s)
+    assert.equal("ECORRUPT", code)
+    assert.matches("damaged", err)
+    testing.write(dir .. "/afile", "x")
+    s, err, code = store.open(dir .. "/afile")
+    assert.is_nil(s)
+    assert.equal("EIO", code)
+    assert.matches("not a directory", err)
+  end)
+end)
