@@ -66,19 +66,33 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
     return code;
 }
 
-/* Loads the app once in the master so a broken app fails before any fork. */
+/* Loads the app once so a broken app fails before any worker starts. It
+ * runs in a child of its own: the master stays free of Lua and libuv state,
+ * which must not be shared by the workers it forks. */
 static int check_app(const tz_serve_opts *o, const char *home)
 {
-    tz_runtime rt;
-    char err[256];
-    if (tz_runtime_init(&rt, home, err, sizeof err)) {
-        fprintf(stderr, "tycho: %s\n", err);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("tycho serve: fork");
         return TZ_EXIT_ERROR;
     }
-    const char *argv[] = { o->app, o->token_file ? o->token_file : "" };
-    int code = tz_runtime_call(&rt, "tycho.http", "check_app", 2, argv);
-    tz_runtime_close(&rt);
-    return code;
+    if (pid == 0) {
+        tz_runtime rt;
+        char err[256];
+        if (tz_runtime_init(&rt, home, err, sizeof err)) {
+            fprintf(stderr, "tycho: %s\n", err);
+            _exit(TZ_EXIT_ERROR);
+        }
+        const char *argv[] = { o->app, o->token_file ? o->token_file : "" };
+        int code = tz_runtime_call(&rt, "tycho.http", "check_app", 2, argv);
+        tz_runtime_close(&rt);
+        fflush(NULL);
+        _exit(code);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(status) ? WEXITSTATUS(status) : TZ_EXIT_ERROR;
 }
 
 typedef struct worker_slot {

@@ -14,7 +14,12 @@ function M.main(...)
   if not has_path then args[#args + 1] = "tests/lua" end
   _G.arg = { [0] = "tycho test" }
   for i, a in ipairs(args) do _G.arg[i] = a end
-  require("busted.runner")({ standalone = false })  -- exits with busted's status
+  -- busted exits with its status; on failures under Lua 5.1 it raises a
+  -- nil error instead, which means exit 1 with nothing more to say.
+  local ok, err = pcall(require("busted.runner"), { standalone = false })
+  if ok then return 0 end
+  if err == nil then return 1 end
+  error(err, 0)
 end
 
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
