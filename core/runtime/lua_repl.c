@@ -125,9 +125,17 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "interrupted");
 }
 
+static volatile sig_atomic_t interrupts;
+
 static void on_eval_sigint(int sig)
 {
-    (void)sig;
+    /* Compiled traces never run hooks: a second Ctrl-C while a JIT-compiled
+     * loop spins ends the process, as the terminal user expects. */
+    if (++interrupts > 1) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     /* lua_sethook is the one Lua call that is safe from a signal handler. */
     if (hooked_state)
         lua_sethook(hooked_state, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
@@ -139,6 +147,7 @@ static int l_interruptible(lua_State *L)
     luaL_checktype(L, 1, LUA_TFUNCTION);
     struct sigaction old;
     hooked_state = L;
+    interrupts = 0;
     with_sigint(on_eval_sigint, &old);
     lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
     lua_getfield(L, -1, "tycho.internal");

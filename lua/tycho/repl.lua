@@ -12,7 +12,8 @@ An unfinished statement continues on the next line (prompt `..`).
 Globals persist between lines; `local` variables last one line, as in lua.
   :help      this text
   :quit      leave (or Ctrl-D)
-Ctrl-C cancels the current input or interrupts a running evaluation.
+Ctrl-C cancels the current input or interrupts a running evaluation
+(twice: quit, for a loop inside compiled library code).
 History is kept in ~/.tycho_history.]]
 
 local function print_results(n, ...)
@@ -24,11 +25,14 @@ end
 -- Compiles src as an expression first (so `1 + 1` prints 2), then as a
 -- statement. Returns fn, or nil plus "incomplete" or the syntax error.
 local function compile(src)
-  local fn = loadstring("return " .. src, "=stdin")
-  if fn then return fn end
-  local err
-  fn, err = loadstring(src, "=stdin")
-  if fn then return fn end
+  local fn, err = loadstring("return " .. src, "=stdin")
+  if not fn then fn, err = loadstring(src, "=stdin") end
+  if fn then
+    -- Typed code stays interpreted so that Ctrl-C's hook can stop its loops;
+    -- library code it calls is still compiled.
+    jit.off(fn, true)
+    return fn
+  end
   if err:find("'<eof>'$") then return nil, "incomplete" end
   return nil, err
 end

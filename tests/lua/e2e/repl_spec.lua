@@ -1,0 +1,129 @@
+-- `tycho repl` through a real pseudo-terminal: tmux runs it, send-keys types,
+-- capture-pane reads the screen.
+local testing = require "tycho.testing"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+describe("tycho repl in a terminal", function()
+  local home, sock, screen_before
+  local function tmux(args) return sh("tmux -L " .. sock .. " " .. args) end
+  local function screen() return tmux("capture-pane -p -t repl -S -200") end
+  local function type_line(text) tmux("send-keys -t repl -l " .. q(text)) tmux("send-keys -t repl Enter") end
+  local function key(k) tmux("send-keys -t repl " .. k) end
+  local function count(text, pattern)
+    local n, pos = 0, 1
+    while true do
+      local s, e = text:find(pattern, pos, true)
+      if not s then return n end
+      n, pos = n + 1, e + 1
+    end
+  end
+  -- Waits until `pattern` (plain text) appears once more than it did at the
+  -- previous expectation.
+  local function expect(pattern, timeout_ms)
+    local before = count(screen_before, pattern)
+    local found = testing.run_until(function() return count(screen(), pattern) > before end, timeout_ms or 5000)
+    assert(found, "expected '" .. pattern .. "' on the screen:\n" .. screen())
+    screen_before = screen()
+  end
+
+  setup(function()
+    home = testing.tmpdir()
+    sock = "tycho-spec-" .. require("luv").os_getpid()
+    tmux(string.format("new-session -d -s repl -x 120 -y 50 'env HOME=%s TYCHO_HOME=%s/home %s repl; sleep 30'",
+      home, home, testing.exe))
+    screen_before = ""
+    expect("tycho>")
+  end)
+  teardown(function()
+    tmux("kill-server")
+    testing.rmrf(home)
+  end)
+
+  it("prints the value of an expression", function()
+    type_line("1 + 41")
+    expect("42")
+  end)
+
+  it("continues an unfinished chunk on a `..` prompt", function()
+    type_line("function double(x)")
+    expect("..")
+    type_line("  return x * 2")
+    type_line("end")
+    type_line("double(21.5)")
+    expect("43")
+  end)
+
+  it("pretty-prints nested tables and cycles", function()
+    type_line("t = { name = 'ada', tags = { 'x', 'y' } }; t.me = t")
+    type_line("t")
+    expect('name = "ada"')
+    assert.matches("me = <cycle>", screen(), 1, true)
+  end)
+
+  it("shows errors and stays alive", function()
+    type_line("error('kaboom')")
+    expect("kaboom")
+    type_line("local x = = 1")
+    expect("unexpected symbol")
+    type_line("'still here'")
+    expect('"still here"')
+  end)
+
+  it("has the tycho module loaded", function()
+    type_line("tycho.version")
+    expect('"' .. require("tycho").version .. '"')
+  end)
+
+  it("cancels the current input on Ctrl-C", function()
+    type_line("for i = 1, 3 do")
+    expect("..")
+    key("C-c")
+    expect("^C")
+    type_line("'fresh prompt'")
+    expect('"fresh prompt"')
+  end)
+
+  it("interrupts a running evaluation on Ctrl-C", function()
+    type_line("while true do end")
+    testing.run_until(function() return false end, 300)
+    key("C-c")
+    expect("interrupted")
+    type_line("'alive'")
+    expect('"alive"')
+  end)
+
+  it("shows :help", function()
+    type_line(":help")
+    expect("Ctrl-C cancels")
+  end)
+
+  it("recalls history with the up arrow and keeps it in ~/.tycho_history", function()
+    type_line("100 + 23")
+    expect("123")
+    key("Up")
+    key("Enter")
+    expect("123")
+    local f = assert(io.open(home .. "/.tycho_history"))
+    local history = f:read("*a")
+    f:close()
+    assert.matches("100 + 23", history, 1, true)
+    assert.matches("function double(x)\n  return x * 2\nend", history, 1, true)
+  end)
+
+  it("exits on Ctrl-D", function()
+    key("C-d")
+    -- The pane's shell goes on to `sleep` once the REPL has exited.
+    local gone = testing.run_until(function()
+      return tmux("list-panes -t repl -F '#{pane_current_command}'"):match("sleep") ~= nil
+    end, 5000)
+    assert.is_true(gone)
+  end)
+end)
