@@ -61,7 +61,7 @@ function M.run()
   local home = os.getenv("HOME")
   local history = home and (home .. "/.tycho_history")
   if history then internal.history_load(history) end
-  print(string.format("tycho %s — Lua %s. :help for help, Ctrl-D to quit.", internal.version, jit and jit.version or _VERSION))
+  print(string.format("tycho %s — %s. :help for help, Ctrl-D to quit.", internal.version, jit.version))
   local buffer
   while true do
     local line = internal.readline(buffer and CONTINUE or PROMPT)

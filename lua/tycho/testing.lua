@@ -46,7 +46,7 @@ end
 M.exe = internal.exe
 
 local function collect(pipe, into)
-  pipe:read_start(function(err, data)
+  pipe:read_start(function(_, data)
     if data then into[#into + 1] = data else pipe:close() end
   end)
 end
