@@ -156,9 +156,17 @@ function Store:update(fn, ...)
   error("store: map still full after growing 40 times", 2)
 end
 
---- Shorthands, each in a transaction of its own.
-function Store:get(db, k) return self:view(function(tx) return tx:get(db, k) end) end
-function Store:put(db, k, v) return self:update(function(tx) return tx:put(db, k, v) end) end
+--- Shorthands, each in a transaction of its own. get is the hot one: it
+-- skips view()'s closure and result tables.
+function Store:get(db, k)
+  local tx = begin(self, false)
+  local ok, v = pcall(tx.get, tx, db, k)
+  finish(tx, false)
+  if not ok then error(v, 2) end
+  return v
+end
+local function put_one(tx, db, k, v) return tx:put(db, k, v) end
+function Store:put(db, k, v) return self:update(put_one, db, k, v) end
 function Store:delete(db, k) return self:update(function(tx) return tx:delete(db, k) end) end
 function Store:scan(db, opts)
   return self:view(function(tx)
