@@ -12,9 +12,9 @@
 local ffi = require "ffi"
 local internal = require "tycho.internal"
 
+local base = require "tycho.base"
+
 ffi.cdef [[
-typedef struct tz_err { int code; char msg[256]; } tz_err;
-const char *tz_strerror(int code);
 typedef struct tz_store tz_store;
 typedef struct tz_store_txn tz_store_txn;
 typedef struct tz_store_cursor tz_store_cursor;
@@ -43,11 +43,11 @@ int  tz_store_cursor_move(tz_store_cursor *cur, int how, const void *seek, size_
 local C = ffi.C
 local M = {}
 
-local OK, ENOTFOUND, EMAPFULL = 0, -30001, -30005
+local OK, ENOTFOUND, EMAPFULL = base.OK, base.ENOTFOUND, base.EMAPFULL
 local FIRST, LAST, NEXT, PREV, SEEK = 0, 1, 2, 3, 4
 
 -- Scratch buffers reused by every call: hot paths allocate nothing.
-local err = ffi.new("tz_err")
+local err = base.err
 local val = ffi.new("tz_store_val[1]")
 local key = ffi.new("tz_store_val[1]")
 local txn_out = ffi.new("tz_store_txn*[1]")
@@ -57,7 +57,7 @@ local count_out = ffi.new("uint64_t[1]")
 
 local MAP_FULL = setmetatable({}, { __tostring = function() return "store map is full" end })
 
-local function failure() return ffi.string(err.msg), ffi.string(C.tz_strerror(err.code)) end
+local failure = base.failure
 
 local function raise(level)
   local msg = failure()

@@ -1,0 +1,685 @@
+/* CSV reader and writer for tz_frame.
+ *
+ * The reader streams the file through a buffer (the whole file is never held)
+ * and parses records straight into typed columns. Column types come from the
+ * first infer_rows records (or the schema); a later value that does not fit
+ * rejects its row, except int64 meeting a decimal, which widens the column to
+ * float64 in place. Columns are preallocated from the file size and the
+ * sample's bytes per record, so memory stays near the frame's own size. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "frame/tz_frame.h"
+
+#define CHUNK (1 << 20)
+#define UNQUOTE_LATER ((size_t)1 << 62)
+
+typedef struct span {
+    char *p;
+    size_t len;
+} span;
+
+typedef struct reader {
+    int fd;
+    const char *path;
+    char *buf;
+    size_t len, cap, pos;
+    int eof;
+    size_t line;            /* line number at pos */
+    size_t record_line;     /* where the last record started */
+    char delim;
+    span *fields;
+    size_t n_fields, cap_fields;
+} reader;
+
+/* ---- records ------------------------------------------------------------ */
+
+static int fill(reader *r, tz_err *err)
+{
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    if (r->cap - r->len < CHUNK / 2) {
+        char *b = realloc(r->buf, r->cap * 2);
+        if (!b) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+        r->buf = b;
+        r->cap *= 2;
+    }
+    ssize_t n;
+    do n = read(r->fd, r->buf + r->len, r->cap - r->len - 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", r->path, strerror(errno));
+    if (n == 0) r->eof = 1;
+    r->len += (size_t)n;
+    return 0;
+}
+
+static int push_field(reader *r, char *p, size_t len)
+{
+    if (r->n_fields == r->cap_fields) {
+        size_t cap = r->cap_fields ? r->cap_fields * 2 : 64;
+        span *f = realloc(r->fields, cap * sizeof *f);
+        if (!f) return -1;
+        r->fields = f;
+        r->cap_fields = cap;
+    }
+    r->fields[r->n_fields++] = (span){ p, len };
+    return 0;
+}
+
+/* Removes the quotes and doubled quotes of a quoted field, in place. */
+static size_t unquote(char *p, size_t len)
+{
+    size_t out = 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        p[out++] = p[i];
+        if (p[i] == '"') i++;
+    }
+    return out;
+}
+
+/* Scans one record from pos. Returns 1 with fields set, 0 when the buffer
+ * holds no complete record (need more input), -1 on an unterminated quote at
+ * end of file. Blank lines are skipped. */
+static int scan_record(reader *r, size_t *end_out, size_t *lines_out)
+{
+    char *b = r->buf;
+    size_t i = r->pos, n = r->len, lines = 0;
+    r->n_fields = 0;
+    for (;;) {
+        size_t start = i;
+        int quoted = 0, escaped = 0;
+        if (i < n && b[i] == '"') {
+            quoted = 1;
+            i++;
+            for (;;) {
+                char *q = memchr(b + i, '"', n - i);
+                if (!q) {
+                    if (!r->eof) return 0;
+                    return -1;
+                }
+                for (char *c = b + i; c < q; c++) lines += *c == '\n';
+                i = (size_t)(q - b) + 1;
+                if (i < n && b[i] == '"') { i++; escaped = 1; continue; }
+                if (i == n && !r->eof) return 0;
+                break;
+            }
+        }
+        while (i < n && b[i] != r->delim && b[i] != '\n') i++;
+        if (i == n && !r->eof) return 0;
+        size_t flen = i - start;
+        if (i == n || b[i] == '\n') {
+            if (flen && b[start + flen - 1] == '\r') flen--;
+        }
+        if (quoted && escaped) {
+            /* Unquote only once the record is known to be complete (a
+             * partial record is scanned again after the next read): the
+             * length carries a mark until then. */
+            if (push_field(r, b + start, flen | UNQUOTE_LATER)) return -2;
+        } else if (quoted && flen >= 2 && b[start + flen - 1] == '"') {
+            if (push_field(r, b + start + 1, flen - 2)) return -2;
+        } else {
+            if (push_field(r, b + start, flen)) return -2;
+        }
+        if (i < n && b[i] == r->delim) { i++; continue; }
+        /* End of record: newline or end of file. */
+        if (i < n) { i++; lines++; }
+        *end_out = i;
+        *lines_out = lines;
+        return 1;
+    }
+}
+
+/* Next record into r->fields: 1, 0 at end of input, or a TZ_E* code. */
+static int next_record(reader *r, tz_err *err)
+{
+    for (;;) {
+        if (r->pos >= r->len && r->eof) return 0;
+        size_t end, lines;
+        int rc = scan_record(r, &end, &lines);
+        if (rc == -2) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+        if (rc == -1)
+            return tz_err_set(err, TZ_EINVAL, "%s:%zu: unterminated quoted field (the file ends inside quotes)",
+                              r->path, r->line);
+        if (rc == 0) {
+            int frc = fill(r, err);
+            if (frc) return frc;
+            continue;
+        }
+        r->record_line = r->line;
+        r->line += lines;
+        r->pos = end;
+        for (size_t k = 0; k < r->n_fields; k++) {
+            span *f = &r->fields[k];
+            if (f->len & UNQUOTE_LATER) f->len = unquote(f->p, f->len & ~UNQUOTE_LATER);
+        }
+        /* A blank line is one empty field: skip it. */
+        if (r->n_fields == 1 && r->fields[0].len == 0) continue;
+        return 1;
+    }
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t')) { (*s)++; (*n)--; }
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
+}
+
+static int parse_i64(const char *s, size_t n, int64_t *out)
+{
+    trim(&s, &n);
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i == n || n - i > 18) return 0;
+    int64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+static const double POW10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+
+static int parse_f64_slow(const char *s, size_t n, double *out)
+{
+    char tmp[128];
+    if (n >= sizeof tmp) return 0;
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    char *end;
+    double v = strtod(tmp, &end);
+    if (end != tmp + n || n == 0) return 0;
+    *out = v;
+    return 1;
+}
+
+/* Exact: the fast path only takes mantissas below 10^15 and powers of ten
+ * that are exact doubles (Clinger), the rest goes to strtod. */
+static int parse_f64(const char *s, size_t n, double *out)
+{
+    trim(&s, &n);
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    uint64_t m = 0;
+    int digits = 0, frac = 0, any = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1)
+        if (digits || s[i] != '0') { m = m * 10 + (uint64_t)(s[i] - '0'); if (++digits > 15) break; }
+    if (digits <= 15 && i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1) {
+            if (digits || s[i] != '0') { if (++digits > 15) break; m = m * 10 + (uint64_t)(s[i] - '0'); }
+            frac++;
+        }
+    }
+    int exp = 0;
+    if (digits <= 15 && any && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t j = i + 1;
+        int eneg = 0;
+        if (j < n && (s[j] == '-' || s[j] == '+')) eneg = s[j++] == '-';
+        if (j == n) return 0;
+        for (; j < n && s[j] >= '0' && s[j] <= '9'; j++) if (exp < 10000) exp = exp * 10 + (s[j] - '0');
+        if (eneg) exp = -exp;
+        i = j;
+    }
+    if (digits > 15 || i != n || !any) return parse_f64_slow(s, n, out);
+    int e = exp - frac;
+    double v = (double)m;
+    if (e < -22 || e > 22) return parse_f64_slow(s, n, out);
+    v = e < 0 ? v / POW10[-e] : v * POW10[e];
+    *out = neg ? -v : v;
+    return 1;
+}
+
+static int parse_bool(const char *s, size_t n, uint8_t *out)
+{
+    trim(&s, &n);
+    if (n == 4 && !strncasecmp(s, "true", 4)) { *out = 1; return 1; }
+    if (n == 5 && !strncasecmp(s, "false", 5)) { *out = 0; return 1; }
+    return 0;
+}
+
+static const char *const DEFAULT_NA[] = { "", "NA", "N/A", "NaN", "nan", "null", "NULL", "None" };
+
+typedef struct na_set {
+    const char *const *v;
+    size_t n;
+} na_set;
+
+static int is_na(const na_set *na, const char *s, size_t n)
+{
+    for (size_t k = 0; k < na->n; k++)
+        if (strlen(na->v[k]) == n && !memcmp(na->v[k], s, n)) return 1;
+    return 0;
+}
+
+/* ---- inference ------------------------------------------------------------ */
+
+typedef struct guess {
+    int seen, not_int, not_float, not_bool;
+} guess;
+
+static void observe(guess *g, const char *s, size_t n)
+{
+    int64_t i;
+    double d;
+    uint8_t b;
+    g->seen = 1;
+    if (!g->not_int && !parse_i64(s, n, &i)) g->not_int = 1;
+    if (!g->not_float && !parse_f64(s, n, &d)) g->not_float = 1;
+    if (!g->not_bool && !parse_bool(s, n, &b)) g->not_bool = 1;
+}
+
+static int decide(const guess *g)
+{
+    if (!g->seen) return TZ_COL_F64;  /* all missing in the sample: numeric, like pandas */
+    if (!g->not_int) return TZ_COL_I64;
+    if (!g->not_float) return TZ_COL_F64;
+    if (!g->not_bool) return TZ_COL_BOOL;
+    return TZ_COL_STR;
+}
+
+/* ---- building columns ----------------------------------------------------- */
+
+typedef struct builder {
+    tz_frame *frame;
+    tz_column **cols;
+    size_t n_cols;
+    size_t rows, cap;
+    na_set na;
+    char why[160];
+    size_t bad_field;
+} builder;
+
+static size_t width(int type) { return type == TZ_COL_BOOL ? 1 : type == TZ_COL_STR ? 4 : 8; }
+
+static int reserve_rows(builder *b, size_t want)
+{
+    if (want <= b->cap) return 0;
+    size_t cap = b->cap + b->cap / 2;
+    if (cap < want) cap = want;
+    for (size_t j = 0; j < b->n_cols; j++) {
+        tz_column *c = b->cols[j];
+        void *d = realloc(c->data, cap * width(c->type));
+        uint8_t *v = realloc(c->valid, (cap + 7) / 8);
+        if (d) c->data = d;
+        if (v) c->valid = v;
+        if (!d || !v) return -1;
+        memset(c->valid + (c->cap + 7) / 8, 0, (cap + 7) / 8 - (c->cap + 7) / 8);
+        c->cap = cap;
+    }
+    b->cap = cap;
+    return 0;
+}
+
+static void widen_to_f64(tz_column *c, size_t rows)
+{
+    int64_t *src = c->data;
+    double *dst = c->data;  /* same width: convert in place */
+    for (size_t i = 0; i < rows; i++)
+        dst[i] = tz_column_is_valid(c, i) ? (double)src[i] : NAN;
+    c->type = TZ_COL_F64;
+}
+
+static void set_bit(tz_column *c, size_t i, int on)
+{
+    uint8_t bit = (uint8_t)(1u << (i & 7));
+    if (on) c->valid[i >> 3] |= bit; else c->valid[i >> 3] &= (uint8_t)~bit;
+}
+
+/* Stores field values into row b->rows; 0, or -1 with b->why set (the row
+ * is then simply not counted, and the next row overwrites it). */
+static int store_row(builder *b, const span *f, size_t n)
+{
+    size_t r = b->rows;
+    for (size_t j = 0; j < n; j++) {
+        tz_column *c = b->cols[j];
+        const char *s = f[j].p;
+        size_t len = f[j].len;
+        if (is_na(&b->na, s, len)) {
+            set_bit(c, r, 0);
+            if (c->type == TZ_COL_F64) ((double *)c->data)[r] = NAN;
+            continue;
+        }
+        int ok = 1;
+        switch (c->type) {
+        case TZ_COL_I64:
+            if (parse_i64(s, len, &((int64_t *)c->data)[r])) break;
+            double d;
+            if (parse_f64(s, len, &d)) {
+                widen_to_f64(c, r);
+                ((double *)c->data)[r] = d;
+                break;
+            }
+            ok = 0;
+            break;
+        case TZ_COL_F64: ok = parse_f64(s, len, &((double *)c->data)[r]); break;
+        case TZ_COL_BOOL: ok = parse_bool(s, len, &((uint8_t *)c->data)[r]); break;
+        default: {
+            int32_t code = tz_dict_intern(c->dict, s, len);
+            if (code < 0) return -2;
+            ((int32_t *)c->data)[r] = code;
+        }
+        }
+        if (!ok) {
+            static const char *const names[] = { "a number", "an integer", "true or false", "text" };
+            snprintf(b->why, sizeof b->why, "column '%.40s': \"%.*s\" is not %s", c->name,
+                     (int)(len > 40 ? 40 : len), s, names[c->type]);
+            b->bad_field = j + 1;
+            return -1;
+        }
+        set_bit(c, r, 1);
+    }
+    b->rows++;
+    return 0;
+}
+
+static void finish_columns(builder *b)
+{
+    for (size_t j = 0; j < b->n_cols; j++) {
+        tz_column *c = b->cols[j];
+        size_t cap = b->rows ? b->rows : 1;
+        void *d = realloc(c->data, cap * width(c->type));
+        uint8_t *v = realloc(c->valid, (cap + 7) / 8);
+        if (d) c->data = d;
+        if (v) c->valid = v;
+        c->n = b->rows;
+        c->cap = d && v ? cap : c->cap;
+        if (b->rows % 8) c->valid[b->rows / 8] &= (uint8_t)((1u << (b->rows % 8)) - 1);
+        size_t valid = 0;
+        for (size_t i = 0; i < (b->rows + 7) / 8; i++) valid += (size_t)__builtin_popcount(c->valid[i]);
+        c->null_count = b->rows - valid;
+    }
+    b->frame->n_rows = b->rows;
+}
+
+/* ---- the reader ------------------------------------------------------------ */
+
+static void add_issue(tz_csv_report *rep, size_t line, size_t column, const char *msg)
+{
+    rep->rows_bad++;
+    if (rep->n_issues >= TZ_CSV_MAX_ISSUES) return;
+    if (!rep->issues) {
+        rep->issues = malloc(TZ_CSV_MAX_ISSUES * sizeof *rep->issues);
+        if (!rep->issues) return;
+    }
+    tz_csv_issue *is = &rep->issues[rep->n_issues++];
+    is->line = line;
+    is->column = column;
+    snprintf(is->message, sizeof is->message, "%.159s", msg);
+}
+
+static char *column_name(const span *f, size_t j, int no_header, tz_frame *frame)
+{
+    char buf[256];
+    if (no_header || f[j].len == 0) snprintf(buf, sizeof buf, "column_%zu", j + 1);
+    else snprintf(buf, sizeof buf, "%.*s", (int)(f[j].len > 200 ? 200 : f[j].len), f[j].p);
+    /* Duplicate names get a suffix, so every column stays addressable. */
+    char unique[256];
+    snprintf(unique, sizeof unique, "%s", buf);
+    for (int k = 2; tz_frame_find(frame, unique) >= 0; k++) snprintf(unique, sizeof unique, "%.240s_%d", buf, k);
+    return strdup(unique);
+}
+
+typedef struct sample {
+    char **values;   /* n_rows * n_cols copies, NULL for missing fields */
+    size_t *lens;
+    size_t *lines;
+    size_t *n_fields;
+    size_t n_rows;
+    size_t bytes;
+} sample;
+
+static void sample_free(sample *s, size_t n_cols)
+{
+    for (size_t i = 0; i < s->n_rows * n_cols; i++) free(s->values[i]);
+    free(s->values);
+    free(s->lens);
+    free(s->lines);
+    free(s->n_fields);
+}
+
+static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->values = calloc(want * n_cols, sizeof *s->values);
+    s->lens = calloc(want * n_cols, sizeof *s->lens);
+    s->lines = calloc(want, sizeof *s->lines);
+    s->n_fields = calloc(want, sizeof *s->n_fields);
+    if (!s->values || !s->lens || !s->lines || !s->n_fields)
+        return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    while (s->n_rows < want) {
+        size_t before = r->pos;
+        int rc = next_record(r, err);
+        if (rc < 0) return rc;
+        if (rc == 0) break;
+        s->bytes += r->pos > before ? r->pos - before : 0;
+        size_t i = s->n_rows++;
+        s->lines[i] = r->record_line;
+        s->n_fields[i] = r->n_fields;
+        for (size_t j = 0; j < n_cols && j < r->n_fields; j++) {
+            s->values[i * n_cols + j] = malloc(r->fields[j].len + 1);
+            if (!s->values[i * n_cols + j]) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+            memcpy(s->values[i * n_cols + j], r->fields[j].p, r->fields[j].len);
+            s->lens[i * n_cols + j] = r->fields[j].len;
+        }
+    }
+    return 0;
+}
+
+static int schema_type(const tz_csv_opts *o, const char *name)
+{
+    for (size_t k = 0; k < o->n_schema; k++)
+        if (!strcmp(o->schema_names[k], name)) return o->schema_types[k];
+    return -1;
+}
+
+static int row_issue(builder *b, tz_csv_report *rep, const tz_csv_opts *o, reader *r, size_t line,
+                     size_t got, tz_err *err)
+{
+    char msg[200];
+    size_t column = 0;
+    if (got != b->n_cols) {
+        snprintf(msg, sizeof msg, "expected %zu fields, found %zu", b->n_cols, got);
+    } else {
+        snprintf(msg, sizeof msg, "%s", b->why);
+        column = b->bad_field;
+    }
+    if (o->strict) {
+        if (column) return tz_err_set(err, TZ_EINVAL, "%s:%zu: field %zu, %s", r->path, line, column, msg);
+        return tz_err_set(err, TZ_EINVAL, "%s:%zu: %s", r->path, line, msg);
+    }
+    add_issue(rep, line, column, msg);
+    return 0;
+}
+
+static int add_record(builder *b, tz_csv_report *rep, const tz_csv_opts *o, reader *r,
+                      const span *f, size_t nf, size_t line, tz_err *err)
+{
+    rep->rows_read++;
+    if (nf == b->n_cols) {
+        if (reserve_rows(b, b->rows + 1)) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+        int rc = store_row(b, f, nf);
+        if (rc == 0) return 0;
+        if (rc == -2) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    }
+    return row_issue(b, rep, o, r, line, nf, err);
+}
+
+static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, struct stat *sb,
+                     tz_csv_report *rep, tz_err *err)
+{
+    sample s;
+    int rc = read_sample(r, b->n_cols, infer, &s, err);
+    if (rc) { sample_free(&s, b->n_cols); return rc; }
+    for (size_t j = 0; j < b->n_cols; j++) {
+        int forced = schema_type(o, b->cols[j]->name);
+        guess g = {0};
+        for (size_t i = 0; forced < 0 && i < s.n_rows; i++) {
+            const char *v = s.values[i * b->n_cols + j];
+            if (v && s.n_fields[i] == b->n_cols && !is_na(&b->na, v, s.lens[i * b->n_cols + j]))
+                observe(&g, v, s.lens[i * b->n_cols + j]);
+        }
+        /* The header made placeholder columns: replace each by one of its
+         * type, empty until reserve_rows() below. */
+        tz_column *c = tz_column_new(b->cols[j]->name, forced >= 0 ? forced : decide(&g), 0);
+        if (!c) {
+            sample_free(&s, b->n_cols);
+            return tz_err_set(err, TZ_ENOMEM, "out of memory");
+        }
+        free(c->data);
+        free(c->valid);
+        c->data = NULL;
+        c->valid = NULL;
+        c->cap = 0;
+        tz_column_unref(b->cols[j]);
+        b->cols[j] = c;
+    }
+    /* Rows expected = file size / bytes per sampled record, plus a margin. */
+    size_t per = s.n_rows ? (s.bytes + s.n_rows - 1) / s.n_rows : 64;
+    size_t est = (size_t)sb->st_size / (per ? per : 1);
+    b->cap = 0;
+    if (reserve_rows(b, est + est / 20 + 16)) { sample_free(&s, b->n_cols); return tz_err_set(err, TZ_ENOMEM, "out of memory"); }
+    span *tmp = malloc((b->n_cols ? b->n_cols : 1) * sizeof *tmp);
+    for (size_t i = 0; rc == 0 && tmp && i < s.n_rows; i++) {
+        for (size_t j = 0; j < b->n_cols; j++)
+            tmp[j] = (span){ s.values[i * b->n_cols + j], s.lens[i * b->n_cols + j] };
+        rc = add_record(b, rep, o, r, tmp, s.n_fields[i], s.lines[i], err);
+    }
+    free(tmp);
+    sample_free(&s, b->n_cols);
+    while (rc == 0) {
+        int more = next_record(r, err);
+        if (more < 0) return more;
+        if (more == 0) break;
+        rc = add_record(b, rep, o, r, r->fields, r->n_fields, r->record_line, err);
+    }
+    return rc;
+}
+
+int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
+                tz_err *err)
+{
+    tz_csv_opts o = opts ? *opts : (tz_csv_opts){0};
+    tz_csv_report scratch;
+    tz_csv_report *rep = report ? report : &scratch;
+    memset(rep, 0, sizeof *rep);
+    reader r = { .fd = open(path, O_RDONLY | O_CLOEXEC), .path = path, .line = 1,
+                 .delim = o.delimiter ? o.delimiter : ',' };
+    if (r.fd < 0) return tz_err_set(err, TZ_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    fstat(r.fd, &sb);
+    if (S_ISDIR(sb.st_mode)) {
+        close(r.fd);
+        return tz_err_set(err, TZ_EIO, "cannot read %s: is a directory", path);
+    }
+    r.cap = CHUNK;
+    r.buf = malloc(r.cap);
+    builder b = { .frame = tz_frame_new(),
+                  .na = { o.na_values ? o.na_values : DEFAULT_NA,
+                          o.na_values ? o.n_na : sizeof DEFAULT_NA / sizeof *DEFAULT_NA } };
+    int rc = (!r.buf || !b.frame) ? tz_err_set(err, TZ_ENOMEM, "out of memory") : 0;
+    if (!rc) rc = fill(&r, err);
+    if (!rc && r.len >= 3 && !memcmp(r.buf, "\xEF\xBB\xBF", 3)) r.pos = 3;  /* UTF-8 byte order mark */
+    int has = rc ? rc : next_record(&r, err);
+    if (has == 0) rc = tz_err_set(err, TZ_EINVAL, "%s is empty: no header and no rows", path);
+    else if (has < 0) rc = has;
+    if (!rc) {
+        /* The header (or, without one, the first record's width). */
+        size_t n = r.n_fields;
+        for (size_t j = 0; j < n && !rc; j++) {
+            char *name = column_name(r.fields, j, o.no_header, b.frame);
+            tz_column *c = name ? tz_column_new(name, TZ_COL_F64, 0) : NULL;
+            free(name);
+            rc = c ? tz_frame_add(b.frame, c, err) : tz_err_set(err, TZ_ENOMEM, "out of memory");
+            tz_column_unref(c);
+        }
+        b.cols = b.frame->cols;
+        b.n_cols = b.frame->n_cols;
+        if (o.no_header && !rc) r.pos = 0, r.line = 1;  /* the first record is data: read it again */
+    }
+    if (!rc) rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, &sb, rep, err);
+    close(r.fd);
+    free(r.buf);
+    free(r.fields);
+    if (b.frame && !rc) finish_columns(&b);
+    if (rc) {
+        tz_frame_free(b.frame);
+        tz_csv_report_free(rep);
+        return rc;
+    }
+    if (!report) tz_csv_report_free(rep);
+    *out = b.frame;
+    return 0;
+}
+
+void tz_csv_report_free(tz_csv_report *r)
+{
+    free(r->issues);
+    r->issues = NULL;
+    r->n_issues = 0;
+}
+
+/* ---- writer -------------------------------------------------------------- */
+
+static void write_string(FILE *fp, const char *s, size_t len, char delim)
+{
+    int quote = 0;
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = s[i] == delim || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (!quote && len) { fwrite(s, 1, len, fp); return; }
+    if (!len) { fputs("\"\"", fp); return; }  /* empty string, not null */
+    fputc('"', fp);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"') fputc('"', fp);
+        fputc(s[i], fp);
+    }
+    fputc('"', fp);
+}
+
+int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err)
+{
+    char delim = delimiter ? delimiter : ',';
+    FILE *fp = fopen(path, "w");
+    if (!fp) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
+    for (size_t j = 0; j < f->n_cols; j++) {
+        if (j) fputc(delim, fp);
+        write_string(fp, f->cols[j]->name, strlen(f->cols[j]->name), delim);
+    }
+    fputc('\n', fp);
+    for (size_t i = 0; i < f->n_rows; i++) {
+        for (size_t j = 0; j < f->n_cols; j++) {
+            const tz_column *c = f->cols[j];
+            if (j) fputc(delim, fp);
+            if (!tz_column_is_valid(c, i)) continue;
+            switch (c->type) {
+            case TZ_COL_F64: fprintf(fp, "%.17g", ((const double *)c->data)[i]); break;
+            case TZ_COL_I64: fprintf(fp, "%lld", (long long)((const int64_t *)c->data)[i]); break;
+            case TZ_COL_BOOL: fputs(((const uint8_t *)c->data)[i] ? "true" : "false", fp); break;
+            default: {
+                size_t len;
+                const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
+                write_string(fp, s ? s : "", s ? len : 0, delim);
+            }
+            }
+        }
+        fputc('\n', fp);
+    }
+    int bad = ferror(fp);
+    if (fclose(fp) != 0 || bad) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
