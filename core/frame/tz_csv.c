@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -255,15 +256,35 @@ static int parse_bool(const char *s, size_t n, uint8_t *out)
 
 static const char *const DEFAULT_NA[] = { "", "NA", "N/A", "NaN", "nan", "null", "NULL", "None" };
 
+#define MAX_NA 32
+
+/* Null markers with their lengths: most fields are longer than every
+ * marker, or differ in the first byte, and are rejected at once. */
 typedef struct na_set {
-    const char *const *v;
-    size_t n;
+    const char *v[MAX_NA];
+    size_t len[MAX_NA];
+    size_t n, max_len;
+    int empty;  /* "" is a marker */
 } na_set;
+
+static void na_init(na_set *na, const char *const *v, size_t n)
+{
+    memset(na, 0, sizeof *na);
+    for (size_t k = 0; k < n && na->n < MAX_NA; k++) {
+        size_t len = strlen(v[k]);
+        if (len == 0) { na->empty = 1; continue; }
+        na->v[na->n] = v[k];
+        na->len[na->n++] = len;
+        if (len > na->max_len) na->max_len = len;
+    }
+}
 
 static int is_na(const na_set *na, const char *s, size_t n)
 {
+    if (n == 0) return na->empty;
+    if (n > na->max_len) return 0;
     for (size_t k = 0; k < na->n; k++)
-        if (strlen(na->v[k]) == n && !memcmp(na->v[k], s, n)) return 1;
+        if (na->len[k] == n && na->v[k][0] == s[0] && !memcmp(na->v[k], s, n)) return 1;
     return 0;
 }
 
@@ -307,6 +328,20 @@ typedef struct builder {
 
 static size_t width(int type) { return type == TZ_COL_BOOL ? 1 : type == TZ_COL_STR ? 4 : 8; }
 
+/* Maps the pages of a fresh array in one call: touching them one by one
+ * costs a page fault each, which dominated parsing time on virtual
+ * machines. Best effort: older kernels lack MADV_POPULATE_WRITE. */
+static void prefault(void *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1), end = ((uintptr_t)p + len) & ~(page - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 static int reserve_rows(builder *b, size_t want)
 {
     if (want <= b->cap) return 0;
@@ -320,6 +355,7 @@ static int reserve_rows(builder *b, size_t want)
         if (v) c->valid = v;
         if (!d || !v) return -1;
         memset(c->valid + (c->cap + 7) / 8, 0, (cap + 7) / 8 - (c->cap + 7) / 8);
+        prefault((char *)d + c->cap * width(c->type), (cap - c->cap) * width(c->type));
         c->cap = cap;
     }
     b->cap = cap;
@@ -589,9 +625,9 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     }
     r.cap = CHUNK;
     r.buf = malloc(r.cap);
-    builder b = { .frame = tz_frame_new(),
-                  .na = { o.na_values ? o.na_values : DEFAULT_NA,
-                          o.na_values ? o.n_na : sizeof DEFAULT_NA / sizeof *DEFAULT_NA } };
+    builder b = { .frame = tz_frame_new() };
+    na_init(&b.na, o.na_values ? o.na_values : DEFAULT_NA,
+            o.na_values ? o.n_na : sizeof DEFAULT_NA / sizeof *DEFAULT_NA);
     int rc = (!r.buf || !b.frame) ? tz_err_set(err, TZ_ENOMEM, "out of memory") : 0;
     if (!rc) rc = fill(&r, err);
     if (!rc && r.len >= 3 && !memcmp(r.buf, "\xEF\xBB\xBF", 3)) r.pos = 3;  /* UTF-8 byte order mark */
