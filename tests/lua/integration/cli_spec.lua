@@ -110,6 +110,13 @@ describe("tycho command line", function()
     assert.matches("damaged or is not a Tycho store", err, 1, true)
   end)
 
+  it("reports a home that cannot be created", function()
+    local script = testing.write(home .. "/open2.lua", 'assert(require("tycho").store.open())')
+    local code, _, err = testing.run({ "--home", "/proc/no/such/home", "run", script })
+    assert.equal(1, code)
+    assert.matches("cannot create home /proc/no/such/home", err, 1, true)
+  end)
+
   it("loads modules from TYCHO_LUA_PATH too", function()
     os.execute("mkdir -p " .. home .. "/mods")
     testing.write(home .. "/mods/mymod.lua", "return { answer = 42 }")
