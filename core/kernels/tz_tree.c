@@ -1,0 +1,946 @@
+#include "kernels/tz_tree.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/tz_pool.h"
+
+/* Below this much work (rows × columns) a step runs on the calling thread:
+ * waking the pool costs more. Either path computes the same numbers. */
+#define INLINE_WORK 32768
+#define HIST_BUDGET ((size_t)256 << 20)  /* bytes of histograms kept per level */
+
+static void run_tasks(size_t n, size_t work, tz_pool_fn fn, void *ctx)
+{
+    if (work < INLINE_WORK) {
+        for (size_t i = 0; i < n; i++) fn(ctx, i, 0);
+    } else {
+        tz_pool_run(n, fn, ctx);
+    }
+}
+
+/* ---------------------------------------------------------------- binning */
+
+typedef struct bin_ctx {
+    const tz_data *x;
+    tz_tree_bins *b;
+    int max_bins;
+    const uint32_t *sample;  /* NULL: all rows */
+    size_t n_sample;
+    double *cuts;            /* n_cols × max_bins, compacted afterwards */
+    double *scratch;         /* per worker: n_sample values */
+    uint32_t *counts;        /* per worker: n_sample counts */
+} bin_ctx;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A cut between neighbouring distinct values a < b: their midpoint when it
+ * is representable and strictly below b, else a itself. */
+static double cut_between(double a, double b)
+{
+    double m = a + (b - a) * 0.5;
+    return (m >= a && m < b) ? m : a;
+}
+
+static void bin_column(void *vctx, size_t j, int worker)
+{
+    bin_ctx *c = vctx;
+    const double *col = c->x->cols[j];
+    double *v = c->scratch + (size_t)worker * c->n_sample;
+    uint32_t *cnt = c->counts + (size_t)worker * c->n_sample;
+    double *cuts = c->cuts + j * (size_t)c->max_bins;
+    size_t m = 0;
+    for (size_t i = 0; i < c->n_sample; i++) {
+        double x = col[c->sample ? c->sample[i] : i];
+        if (x == x) v[m++] = x;
+    }
+    qsort(v, m, sizeof *v, cmp_double);
+    size_t nd = 0;  /* distinct values, compacted in place, with counts */
+    for (size_t i = 0; i < m; i++) {
+        if (nd && v[nd - 1] == v[i]) {
+            cnt[nd - 1]++;
+        } else {
+            v[nd] = v[i];
+            cnt[nd++] = 1;
+        }
+    }
+    int nb = 0;
+    if (nd <= (size_t)c->max_bins) {
+        for (size_t i = 0; i + 1 < nd; i++) cuts[nb++] = cut_between(v[i], v[i + 1]);
+    } else {
+        /* Greedy equal-count bins over distinct values: a heavy value gets a
+         * bin of its own and the rest share the bins left. */
+        int left = c->max_bins;
+        double rest = (double)m, acc = 0, target = rest / left;
+        for (size_t i = 0; i + 1 < nd && left > 1; i++) {
+            acc += cnt[i];
+            if (acc >= target || nd - 1 - i <= (size_t)(left - 1)) {
+                cuts[nb++] = cut_between(v[i], v[i + 1]);
+                left--;
+                rest -= acc;
+                acc = 0;
+                target = rest / left;
+            }
+        }
+    }
+    cuts[nb++] = INFINITY;
+    c->b->n_bins[j] = (uint16_t)nb;
+
+    uint8_t *codes = c->b->codes + j * c->b->n_rows;
+    for (size_t i = 0; i < c->b->n_rows; i++) {
+        double x = col[i];
+        if (x != x) {
+            codes[i] = (uint8_t)nb;
+            continue;
+        }
+        int lo = 0, hi = nb - 1;  /* first b with x <= cuts[b]; cuts[nb-1] = inf */
+        while (lo < hi) {
+            int mid = (lo + hi) >> 1;
+            if (x <= cuts[mid]) hi = mid; else lo = mid + 1;
+        }
+        codes[i] = (uint8_t)lo;
+    }
+}
+
+void tz_tree_bins_free(tz_tree_bins *b)
+{
+    free(b->codes);
+    free(b->n_bins);
+    free(b->cuts);
+    free(b->cut_start);
+    memset(b, 0, sizeof *b);
+}
+
+int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint64_t seed,
+                       tz_tree_bins *out, tz_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (max_bins < 2 || max_bins > TZ_TREE_MAX_BINS)
+        return tz_err_set(err, TZ_EINVAL, "max_bins must be in 2..%d, got %d", TZ_TREE_MAX_BINS, max_bins);
+    if (!x || !x->cols || x->n_rows == 0 || x->n_cols == 0)
+        return tz_err_set(err, TZ_EINVAL, "no data to bin");
+    if (x->n_rows > UINT32_MAX)
+        return tz_err_set(err, TZ_ETOOBIG, "%zu rows: at most %u are supported", x->n_rows, UINT32_MAX);
+    size_t n = x->n_rows, p = x->n_cols;
+    bin_ctx c = { .x = x, .b = out, .max_bins = max_bins, .n_sample = n };
+    uint32_t *sample = NULL;
+    if (sample_rows && n > sample_rows) {
+        sample = malloc(sample_rows * sizeof *sample);
+        if (!sample) return tz_err_set(err, TZ_ENOMEM, "out of memory binning features");
+        /* Selection sampling (Knuth's algorithm S): sorted, no repeats. */
+        tz_rng rng;
+        tz_rng_seed(&rng, seed ^ 0xB1A5B1A5ull);
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < sample_rows; i++)
+            if (tz_rng_below(&rng, n - i) < sample_rows - k) sample[k++] = (uint32_t)i;
+        c.sample = sample;
+        c.n_sample = k;
+    }
+    int workers = tz_pool_threads();
+    out->n_rows = n;
+    out->n_cols = p;
+    out->codes = malloc(n * p);
+    out->n_bins = calloc(p, sizeof *out->n_bins);
+    out->cut_start = calloc(p, sizeof *out->cut_start);
+    c.cuts = malloc(p * (size_t)max_bins * sizeof *c.cuts);
+    c.scratch = malloc((size_t)workers * c.n_sample * sizeof *c.scratch);
+    c.counts = malloc((size_t)workers * c.n_sample * sizeof *c.counts);
+    if (!out->codes || !out->n_bins || !out->cut_start || !c.cuts || !c.scratch || !c.counts) {
+        free(sample);
+        free(c.cuts);
+        free(c.scratch);
+        free(c.counts);
+        tz_tree_bins_free(out);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory binning %zu × %zu values", n, p);
+    }
+    run_tasks(p, n * p, bin_column, &c);
+    size_t total = 0;
+    for (size_t j = 0; j < p; j++) {
+        out->cut_start[j] = total;
+        total += out->n_bins[j];
+    }
+    out->cuts = malloc(total * sizeof *out->cuts);
+    if (out->cuts)
+        for (size_t j = 0; j < p; j++)
+            memcpy(out->cuts + out->cut_start[j], c.cuts + j * (size_t)max_bins,
+                   out->n_bins[j] * sizeof *out->cuts);
+    free(sample);
+    free(c.cuts);
+    free(c.scratch);
+    free(c.counts);
+    if (!out->cuts) {
+        tz_tree_bins_free(out);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory binning features");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- growing */
+
+typedef struct group {   /* nodes whose histograms are built together */
+    int32_t a, b;        /* indices into the level (b = -1: none) */
+    const double *parent;/* parent's kept histogram, or NULL */
+} group;
+
+typedef struct grower {
+    const tz_tree_bins *bins;
+    const tz_tree_grow_params *p;
+    const tz_tree_target *t;
+    size_t n;                   /* rows of the bin matrix */
+    int nc, K;                  /* channels per bin; classes (0: gradient) */
+    int32_t *feats;             /* usable columns */
+    int n_feats, n_slots;       /* slots: columns looked at per node */
+    int rf;                     /* per-split column draws (random forests) */
+    int cslots;                 /* candidates kept per node: n_slots, or 1 (rf) */
+    size_t *hoff;               /* per column: offset in a node histogram */
+    size_t node_hist, max_fhist;/* doubles */
+    double min_w_floor;         /* relative floor under min_child_weight */
+
+    uint32_t *rows, *rtmp;      /* rows in node order; partition buffer */
+    float *ogh, *otmp;          /* gradient mode: (g, h) in rows order */
+    double *scratch;            /* per worker: 2 feature histograms */
+
+    /* the tree so far, indexed by node id */
+    tz_tree_node *nodes;
+    size_t *beg, *end;
+    int *depth;
+    double *sums;               /* nc per node */
+    int32_t n_nodes, cap;
+
+    /* the level being split */
+    int32_t *lvl;               /* node ids */
+    int32_t n_lvl;
+    uint8_t *eval;              /* per level node: looked for a split */
+    int32_t *perm;              /* rf: per worker, a permutation of feats */
+    uint16_t *touched;          /* rf: per worker, bins of a sparse histogram */
+    group *groups;
+    int32_t n_groups;
+    double *keep;               /* kept histograms of this level (or NULL) */
+    double *cgain;              /* per level node × cslots: best gain */
+    int32_t *cbin, *cfeat;
+    uint8_t *cdl;
+    double *clsum;              /* × nc: left sums of that split */
+    int32_t *split_of;          /* per level node: chosen slot or -1 */
+} grower;
+
+static double score(const double *s, int nc, double lambda)
+{
+    double w = s[nc - 1] + lambda;
+    if (!(w > 0)) return 0;
+    double a = 0;
+    for (int k = 0; k < nc - 1; k++) a += s[k] * s[k];
+    return a / w;
+}
+
+/* Best split of one node on one column from its histogram h: every bin
+ * boundary, with the missing rows on either side. Empty bins change
+ * nothing and are skipped; once the right side is lighter than allowed it
+ * only gets lighter, so the scan stops there. bl (when not NULL) lists the
+ * nbl non-empty bins in increasing order, which gives the same answer
+ * without walking all nb bins. */
+static void scan(const grower *g, const double *h, int nb, const uint16_t *bl, int nbl, const double *tot,
+                 double *best_gain, int32_t *best_bin, uint8_t *best_dl, double *best_l)
+{
+    int nc = g->nc;
+    double L[nc], T[nc], R[nc];
+    const double *M = h + (size_t)nb * nc;
+    double W = tot[nc - 1];
+    double floor = g->min_w_floor * fabs(W);
+    double minw = g->p->min_child_weight > floor ? g->p->min_child_weight : floor;
+    int missing = M[nc - 1] > floor;
+    double lambda = g->p->lambda;
+    double parent = score(tot, nc, lambda);
+    double gain_floor = g->p->min_split_gain;
+    *best_gain = -INFINITY;
+    *best_bin = -1;
+    memset(L, 0, sizeof L);
+    for (int q = 0, nq = bl ? nbl : nb; q < nq; q++) {
+        int b = bl ? bl[q] : q;
+        const double *hb = h + (size_t)b * nc;
+        if (hb[nc - 1] == 0) continue;
+        for (int k = 0; k < nc; k++) L[k] += hb[k];
+        if (W - L[nc - 1] < minw) break;
+        for (int opt = 0; opt <= missing; opt++) {
+            /* opt 0: missing goes right (or there is none); 1: left. */
+            const double *Lx = L;
+            if (opt) {
+                for (int k = 0; k < nc; k++) T[k] = L[k] + M[k];
+                Lx = T;
+            }
+            double wl = Lx[nc - 1], wr = W - wl;
+            if (!(wl >= minw && wr >= minw)) continue;
+            for (int k = 0; k < nc; k++) R[k] = tot[k] - Lx[k];
+            double sl = score(Lx, nc, lambda), sr = score(R, nc, lambda);
+            double gain = sl + sr - parent;
+            if (!(gain > gain_floor && gain > 1e-10 * (sl + sr))) continue;
+            if (gain > *best_gain) {
+                *best_gain = gain;
+                *best_bin = b;
+                *best_dl = missing ? (uint8_t)opt : (uint8_t)(wl >= wr);
+                memcpy(best_l, Lx, sizeof L);
+            }
+        }
+    }
+}
+
+/* The same for gradient mode (two channels: G, H), written out. */
+static void scan_gh(const grower *g, const double *h, int nb, const uint16_t *bl, int nbl, const double *tot,
+                    double *best_gain, int32_t *best_bin, uint8_t *best_dl, double *best_l)
+{
+    double G = tot[0], H = tot[1], lambda = g->p->lambda;
+    double floor = g->min_w_floor * fabs(H);
+    double minw = g->p->min_child_weight > floor ? g->p->min_child_weight : floor;
+    double MG = h[2 * (size_t)nb], MH = h[2 * (size_t)nb + 1];
+    int missing = MH > floor;
+    double parent = H + lambda > 0 ? G * G / (H + lambda) : 0;
+    double gain_floor = g->p->min_split_gain, best = -INFINITY;
+    double GL = 0, HL = 0, bl_g = 0, bl_h = 0;
+    int bb = -1, bdl = 0;
+    for (int q = 0, nq = bl ? nbl : nb; q < nq; q++) {
+        int b = bl ? bl[q] : q;
+        double hg = h[2 * b], hh = h[2 * b + 1];
+        if (hh == 0) continue;
+        GL += hg;
+        HL += hh;
+        if (H - HL < minw) break;
+        for (int opt = 0; opt <= missing; opt++) {
+            double gl = opt ? GL + MG : GL, hl = opt ? HL + MH : HL;
+            double gr = G - gl, hr = H - hl;
+            if (!(hl >= minw && hr >= minw)) continue;
+            double sl = gl * gl / (hl + lambda), sr = gr * gr / (hr + lambda);
+            double gain = sl + sr - parent;
+            if (gain > best && gain > gain_floor && gain > 1e-10 * (sl + sr)) {
+                best = gain;
+                bb = b;
+                bdl = missing ? opt : hl >= hr;
+                bl_g = gl;
+                bl_h = hl;
+            }
+        }
+    }
+    *best_gain = best;
+    *best_bin = bb;
+    *best_dl = (uint8_t)bdl;
+    best_l[0] = bl_g;
+    best_l[1] = bl_h;
+}
+
+static void build_hist(const grower *g, double *h, int32_t f, size_t beg, size_t end)
+{
+    int nc = g->nc;
+    memset(h, 0, ((size_t)g->bins->n_bins[f] + 1) * nc * sizeof *h);
+    const uint8_t *col = g->bins->codes + (size_t)f * g->n;
+    const uint32_t *rows = g->rows;
+    if (g->K == 0) {
+        const float *gh = g->ogh;
+        for (size_t k = beg; k < end; k++) {
+            double *hb = h + 2 * (size_t)col[rows[k]];
+            hb[0] += gh[2 * k];
+            hb[1] += gh[2 * k + 1];
+        }
+    } else {
+        const uint16_t *cls = g->t->cls;
+        const float *w = g->t->w;
+        int K = g->K;
+        for (size_t k = beg; k < end; k++) {
+            uint32_t r = rows[k];
+            double *hb = h + (size_t)col[r] * nc;
+            double wt = w[r];
+            hb[cls[r]] += wt;
+            hb[K] += wt;
+        }
+    }
+}
+
+static void level_task(void *vctx, size_t task, int worker)
+{
+    grower *g = vctx;
+    size_t gi = task / (size_t)g->n_slots;
+    int s = (int)(task % (size_t)g->n_slots);
+    const group *gr = &g->groups[gi];
+    int32_t a = gr->a, b = gr->b;
+    int nc = g->nc;
+    double *scr = g->scratch + (size_t)worker * (2 * g->max_fhist + nc);
+    int32_t f = g->feats[s];
+    int nb = g->bins->n_bins[f];
+    size_t fh = ((size_t)nb + 1) * nc;
+
+    /* a is built from rows; b (if any) by subtraction when the parent's
+     * histogram was kept, else from rows too. */
+    int32_t ida = g->lvl[a];
+    double *ha = g->keep && g->eval[a] ? g->keep + (size_t)a * g->node_hist + g->hoff[f] : scr;
+    double *hb = NULL;
+    int need_a = g->eval[a] || (b >= 0 && gr->parent && g->eval[b]);
+    if (need_a) build_hist(g, ha, f, g->beg[ida], g->end[ida]);
+    if (b >= 0 && g->eval[b]) {
+        int32_t idb = g->lvl[b];
+        hb = g->keep ? g->keep + (size_t)b * g->node_hist + g->hoff[f] : scr + g->max_fhist;
+        if (gr->parent) {
+            const double *hp = gr->parent + g->hoff[f];
+            for (size_t k = 0; k < fh; k++) hb[k] = hp[k] - ha[k];
+        } else {
+            build_hist(g, hb, f, g->beg[idb], g->end[idb]);
+        }
+    }
+    if (g->eval[a]) {
+        size_t c = (size_t)a * g->n_slots + s;
+        g->cfeat[c] = f;
+        (g->K ? scan : scan_gh)(g, ha, nb, NULL, 0, g->sums + (size_t)ida * nc, &g->cgain[c], &g->cbin[c], &g->cdl[c],
+                                g->clsum + c * nc);
+    }
+    if (hb) {
+        size_t c = (size_t)b * g->n_slots + s;
+        g->cfeat[c] = f;
+        (g->K ? scan : scan_gh)(g, hb, nb, NULL, 0, g->sums + (size_t)g->lvl[b] * nc, &g->cgain[c], &g->cbin[c],
+                                &g->cdl[c], g->clsum + c * nc);
+    }
+}
+
+/* A histogram of a small node: only the bins its rows touch, listed in
+ * *touched (unsorted); h must be all zeroes on entry. */
+static int build_sparse(const grower *g, double *h, int32_t f, size_t beg, size_t end, uint16_t *touched)
+{
+    int nc = g->nc, nt = 0;
+    const uint8_t *col = g->bins->codes + (size_t)f * g->n;
+    const uint32_t *rows = g->rows;
+    for (size_t k = beg; k < end; k++) {
+        uint32_t r = rows[k];
+        unsigned b = col[r];
+        double *hb = h + (size_t)b * nc;
+        if (hb[nc - 1] == 0) touched[nt++] = (uint16_t)b;
+        if (g->K == 0) {
+            hb[0] += g->ogh[2 * k];
+            hb[1] += g->ogh[2 * k + 1];
+        } else {
+            double wt = g->t->w[r];
+            hb[g->t->cls[r]] += wt;
+            hb[g->K] += wt;
+        }
+    }
+    return nt;
+}
+
+/* Random forests: one node, columns drawn one at a time (its own stream,
+ * seeded from the node id) until n_slots of them vary within the node, as
+ * scikit-learn does; constant columns do not count. Small nodes use sparse
+ * histograms, so a deep tree does not pay for every bin at every node. */
+static void rf_node_task(void *vctx, size_t task, int worker)
+{
+    grower *g = vctx;
+    int32_t i = g->groups[task].a, id = g->lvl[i];
+    int nc = g->nc;
+    double *h = g->scratch + (size_t)worker * (2 * g->max_fhist + nc);
+    double *hz = h + g->max_fhist, *lsum = h + 2 * g->max_fhist;  /* hz: kept zeroed */
+    int32_t *perm = g->perm + (size_t)worker * g->n_feats;
+    uint16_t *touched = g->touched + (size_t)worker * (TZ_TREE_MAX_BINS + 1);
+    memcpy(perm, g->feats, (size_t)g->n_feats * sizeof *perm);
+    tz_rng rng;
+    tz_rng_seed(&rng, g->p->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(id + 1)));
+    const double *tot = g->sums + (size_t)id * nc;
+    size_t c = (size_t)i, beg = g->beg[id], end = g->end[id];
+    int found = 0;
+    for (int s = 0; s < g->n_feats && found < g->n_slots; s++) {
+        int j = s + (int)tz_rng_below(&rng, (uint64_t)(g->n_feats - s));
+        int32_t f = perm[j];
+        perm[j] = perm[s];
+        perm[s] = f;
+        int nb = g->bins->n_bins[f], nt = 0;
+        double gain;
+        int32_t bin = -1;
+        uint8_t dl;
+        if ((end - beg) * 4 < (size_t)nb) {
+            nt = build_sparse(g, hz, f, beg, end, touched);
+            if (nt >= 2) {
+                /* insertion sort: nt is small; the missing bin (nb) sorts last */
+                for (int a = 1; a < nt; a++) {
+                    uint16_t v = touched[a];
+                    int q = a;
+                    for (; q > 0 && touched[q - 1] > v; q--) touched[q] = touched[q - 1];
+                    touched[q] = v;
+                }
+                int nl = touched[nt - 1] == nb ? nt - 1 : nt;
+                found++;
+                (g->K ? scan : scan_gh)(g, hz, nb, touched, nl, tot, &gain, &bin, &dl, lsum);
+            }
+            for (int a = 0; a < nt; a++) memset(hz + (size_t)touched[a] * nc, 0, nc * sizeof *hz);
+        } else {
+            build_hist(g, h, f, beg, end);
+            for (int b = 0; b <= nb && nt < 2; b++) nt += h[(size_t)b * nc + nc - 1] > 0;
+            if (nt >= 2) {
+                found++;
+                (g->K ? scan : scan_gh)(g, h, nb, NULL, 0, tot, &gain, &bin, &dl, lsum);
+            }
+        }
+        if (bin >= 0 && gain > g->cgain[c]) {
+            g->cgain[c] = gain;
+            g->cbin[c] = bin;
+            g->cdl[c] = dl;
+            g->cfeat[c] = f;
+            memcpy(g->clsum + c * nc, lsum, nc * sizeof *lsum);
+        }
+    }
+}
+
+/* Stable partition of a split node's rows (and ordered gradients). */
+static void partition_task(void *vctx, size_t task, int worker)
+{
+    grower *g = vctx;
+    int32_t id = g->lvl[task];
+    if (g->split_of[task] < 0) return;
+    const tz_tree_node *nd = &g->nodes[id];
+    const uint8_t *col = g->bins->codes + (size_t)nd->feature * g->n;
+    int missing = g->bins->n_bins[nd->feature];
+    unsigned bin = nd->bin;
+    int dl = nd->default_left;
+    size_t beg = g->beg[id], end = g->end[id], nl = beg, nr = beg;
+    uint32_t *rows = g->rows, *rt = g->rtmp;
+    float *gh = g->ogh, *ot = g->otmp;
+    for (size_t k = beg; k < end; k++) {
+        uint32_t r = rows[k];
+        int c = col[r];
+        int left = c == missing ? dl : (unsigned)c <= bin;
+        if (left) {
+            rows[nl] = r;
+            if (gh) { gh[2 * nl] = gh[2 * k]; gh[2 * nl + 1] = gh[2 * k + 1]; }
+            nl++;
+        } else {
+            rt[nr] = r;
+            if (gh) { ot[2 * nr] = gh[2 * k]; ot[2 * nr + 1] = gh[2 * k + 1]; }
+            nr++;
+        }
+    }
+    memcpy(rows + nl, rt + beg, (nr - beg) * sizeof *rows);
+    if (gh) memcpy(gh + 2 * nl, ot + 2 * beg, (nr - beg) * 2 * sizeof *gh);
+    g->beg[nd->left] = beg;
+    g->end[nd->left] = nl;
+    g->beg[nd->right] = nl;
+    g->end[nd->right] = end;
+}
+
+/* The workspace: buffers kept from one tree to the next, so growing many
+ * trees does not keep mapping fresh memory. */
+enum { W_FEATS, W_HOFF, W_ROWS, W_RTMP, W_OGH, W_OTMP, W_SCRATCH, W_NODES, W_BEG, W_END, W_DEPTH,
+       W_SUMS, W_LVL0, W_LVL1, W_SPLIT0, W_SPLIT1, W_KEEP0, W_KEEP1, W_EVAL, W_PERM, W_GROUPS,
+       W_CGAIN, W_CBIN, W_CFEAT, W_CDL, W_CLSUM, W_RANK, W_TOUCHED, W_N };
+
+struct tz_tree_work {
+    void *p[W_N];
+    size_t cap[W_N];
+};
+
+tz_tree_work *tz_tree_work_new(void) { return calloc(1, sizeof(tz_tree_work)); }
+
+void tz_tree_work_free(tz_tree_work *w)
+{
+    if (!w) return;
+    for (int i = 0; i < W_N; i++) free(w->p[i]);
+    free(w);
+}
+
+/* A buffer of at least `bytes`, keeping its contents; NULL when out of memory. */
+static void *wget(tz_tree_work *w, int slot, size_t bytes)
+{
+    if (bytes > w->cap[slot] || !w->p[slot]) {
+        size_t cap = w->cap[slot] + w->cap[slot] / 2;
+        if (cap < bytes) cap = bytes;
+        if (cap < 64) cap = 64;
+        void *q = realloc(w->p[slot], cap);
+        if (!q) return NULL;
+        w->p[slot] = q;
+        w->cap[slot] = cap;
+    }
+    return w->p[slot];
+}
+
+static int grow_nodes(grower *g, tz_tree_work *w, int32_t need)
+{
+    if (g->n_nodes + need <= g->cap) return 0;
+    int32_t cap = g->cap ? g->cap : 64;
+    while (cap < g->n_nodes + need) cap *= 2;
+    size_t c = (size_t)cap;
+    if (!(g->nodes = wget(w, W_NODES, c * sizeof *g->nodes)) || !(g->beg = wget(w, W_BEG, c * sizeof *g->beg)) ||
+        !(g->end = wget(w, W_END, c * sizeof *g->end)) || !(g->depth = wget(w, W_DEPTH, c * sizeof *g->depth)) ||
+        !(g->sums = wget(w, W_SUMS, c * g->nc * sizeof *g->sums)))
+        return -1;
+    g->cap = cap;
+    return 0;
+}
+
+static int32_t new_node(grower *g, int depth)
+{
+    int32_t id = g->n_nodes++;
+    memset(&g->nodes[id], 0, sizeof g->nodes[id]);
+    g->nodes[id].feature = -1;
+    g->depth[id] = depth;
+    return id;
+}
+
+/* Whether node id is worth looking at for a split. */
+static int splittable(const grower *g, int32_t id, int leaves_now)
+{
+    const tz_tree_grow_params *p = g->p;
+    if (g->depth[id] >= p->max_depth) return 0;
+    if (p->max_leaves > 0 && leaves_now >= p->max_leaves) return 0;
+    if (g->end[id] - g->beg[id] < 2) return 0;
+    const double *s = g->sums + (size_t)id * g->nc;
+    double W = s[g->nc - 1];
+    if (!(W >= 2 * p->min_child_weight)) return 0;
+    if (g->K) {  /* a pure node cannot gain */
+        for (int k = 0; k < g->K; k++)
+            if (s[k] >= W * (1 - 1e-12)) return 0;
+    }
+    return 1;
+}
+
+typedef struct gain_rank { double gain; int32_t i; } gain_rank;
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const gain_rank *x = a, *y = b;
+    if (x->gain != y->gain) return x->gain > y->gain ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Per-level arrays for n_lvl nodes; lvl/split_of alternate between two
+ * buffers since a level is built from the one before. */
+static int level_alloc(grower *g, tz_tree_work *w, int32_t n_lvl, int parity)
+{
+    size_t nl = (size_t)n_lvl, ns = nl * g->cslots;
+    if (!(g->eval = wget(w, W_EVAL, nl)) || !(g->groups = wget(w, W_GROUPS, nl * sizeof *g->groups)) ||
+        !(g->cgain = wget(w, W_CGAIN, ns * sizeof *g->cgain)) || !(g->cbin = wget(w, W_CBIN, ns * sizeof *g->cbin)) ||
+        !(g->cfeat = wget(w, W_CFEAT, ns * sizeof *g->cfeat)) ||
+        !(g->cdl = wget(w, W_CDL, ns)) || !(g->clsum = wget(w, W_CLSUM, ns * g->nc * sizeof *g->clsum)) ||
+        !(g->split_of = wget(w, W_SPLIT0 + parity, nl * sizeof *g->split_of)) ||
+        !(g->lvl = wget(w, W_LVL0 + parity, nl * sizeof *g->lvl)))
+        return -1;
+    return 0;
+}
+
+static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
+{
+    const tz_tree_grow_params *p = g->p;
+    const tz_tree_target *t = g->t;
+    int nc = g->nc, parity = 0;
+    int workers = tz_pool_threads();
+    double *parent_keep = NULL;  /* the previous level's kept histograms */
+    g->rows = wget(w, W_ROWS, t->n_rows * sizeof *g->rows);
+    g->rtmp = wget(w, W_RTMP, t->n_rows * sizeof *g->rtmp);
+    if (g->K == 0) {
+        g->ogh = wget(w, W_OGH, t->n_rows * 2 * sizeof *g->ogh);
+        g->otmp = wget(w, W_OTMP, t->n_rows * 2 * sizeof *g->otmp);
+    }
+    g->scratch = wget(w, W_SCRATCH, (size_t)workers * (2 * g->max_fhist + nc) * sizeof *g->scratch);
+    g->perm = wget(w, W_PERM, (size_t)workers * g->n_feats * sizeof *g->perm);
+    g->touched = wget(w, W_TOUCHED, (size_t)workers * (TZ_TREE_MAX_BINS + 1) * sizeof *g->touched);
+    if (!g->perm || !g->touched || !g->rows || !g->rtmp || (g->K == 0 && (!g->ogh || !g->otmp)) || !g->scratch ||
+        grow_nodes(g, w, 1) || level_alloc(g, w, 1, parity))
+        goto nomem;
+    memcpy(g->rows, t->rows, t->n_rows * sizeof *g->rows);
+    memset(g->scratch, 0, (size_t)workers * (2 * g->max_fhist + nc) * sizeof *g->scratch);
+
+    int32_t root = new_node(g, 0);
+    g->beg[root] = 0;
+    g->end[root] = t->n_rows;
+    double *rs = g->sums + (size_t)root * nc;
+    memset(rs, 0, nc * sizeof *rs);
+    for (size_t k = 0; k < t->n_rows; k++) {
+        uint32_t r = g->rows[k];
+        if (g->K == 0) {
+            g->ogh[2 * k] = t->gh[2 * (size_t)r];
+            g->ogh[2 * k + 1] = t->gh[2 * (size_t)r + 1];
+            rs[0] += g->ogh[2 * k];
+            rs[1] += g->ogh[2 * k + 1];
+        } else {
+            rs[t->cls[r]] += t->w[r];
+            rs[g->K] += t->w[r];
+        }
+    }
+    g->lvl[0] = root;
+    g->n_lvl = 1;
+    g->groups[0] = (group){ 0, -1, NULL };
+    g->n_groups = 1;
+    int leaves = 1;
+
+    for (;;) {
+        /* Which nodes of this level to look at. */
+        int32_t n_eval = 0;
+        size_t eval_rows = 0;
+        for (int32_t i = 0; i < g->n_lvl; i++) {
+            g->eval[i] = (uint8_t)splittable(g, g->lvl[i], leaves);
+            if (g->eval[i]) {
+                n_eval++;
+                eval_rows += g->end[g->lvl[i]] - g->beg[g->lvl[i]];
+            }
+        }
+        if (!n_eval) break;
+        g->keep = NULL;
+        if (g->rf) {
+            /* Random forests: one task per node, no subtraction. */
+            int32_t ng = 0;
+            for (int32_t i = 0; i < g->n_lvl; i++)
+                if (g->eval[i]) g->groups[ng++] = (group){ i, -1, NULL };
+            g->n_groups = ng;
+        } else {
+            /* Keep this level's histograms for the next one when the
+             * children may split and the memory is modest. */
+            int children_split = 0;
+            for (int32_t i = 0; i < g->n_lvl; i++)
+                if (g->eval[i] && g->depth[g->lvl[i]] + 1 < p->max_depth) children_split = 1;
+            size_t bytes = (size_t)g->n_lvl * g->node_hist * sizeof(double);
+            if (children_split && bytes <= HIST_BUDGET && !(g->keep = wget(w, W_KEEP0 + parity, bytes)))
+                goto nomem;
+            /* Drop groups with nothing to look at. */
+            int32_t ng = 0;
+            for (int32_t k = 0; k < g->n_groups; k++) {
+                group gr = g->groups[k];
+                if (g->eval[gr.a] || (gr.b >= 0 && g->eval[gr.b])) g->groups[ng++] = gr;
+            }
+            g->n_groups = ng;
+        }
+        for (size_t c = 0; c < (size_t)g->n_lvl * g->cslots; c++) {
+            g->cgain[c] = -INFINITY;
+            g->cbin[c] = -1;
+        }
+        if (g->rf)
+            run_tasks((size_t)g->n_groups, eval_rows * (size_t)g->n_slots, rf_node_task, g);
+        else
+            run_tasks((size_t)g->n_groups * g->n_slots, eval_rows * (size_t)g->n_slots, level_task, g);
+        parent_keep = g->keep;  /* the parents' histograms are done with */
+
+        /* Best split of each node, columns in slot order. */
+        gain_rank *rank = wget(w, W_RANK, (size_t)g->n_lvl * sizeof *rank);
+        if (!rank) goto nomem;
+        int32_t n_split = 0;
+        for (int32_t i = 0; i < g->n_lvl; i++) {
+            g->split_of[i] = -1;
+            if (!g->eval[i]) continue;
+            double best = -INFINITY;
+            for (int s = 0; s < g->cslots; s++) {
+                size_t c = (size_t)i * g->cslots + s;
+                if (g->cbin[c] >= 0 && g->cgain[c] > best) {
+                    best = g->cgain[c];
+                    g->split_of[i] = s;
+                }
+            }
+            if (g->split_of[i] >= 0) rank[n_split++] = (gain_rank){ best, i };
+        }
+        if (p->max_leaves > 0 && leaves + n_split > p->max_leaves) {
+            qsort(rank, (size_t)n_split, sizeof *rank, cmp_rank);
+            for (int32_t k = p->max_leaves - leaves; k < n_split; k++) g->split_of[rank[k].i] = -1;
+            n_split = p->max_leaves - leaves;
+        }
+        if (!n_split) break;
+        leaves += n_split;
+
+        /* Children, then the rows moved under them. */
+        if (grow_nodes(g, w, 2 * n_split)) goto nomem;
+        int32_t *next = wget(w, W_LVL0 + !parity, (size_t)2 * n_split * sizeof *next);
+        if (!next) goto nomem;
+        int32_t n_next = 0;
+        size_t part_rows = 0;
+        for (int32_t i = 0; i < g->n_lvl; i++) {
+            int s = g->split_of[i];
+            if (s < 0) continue;
+            int32_t id = g->lvl[i];
+            size_t c = (size_t)i * g->cslots + s;
+            int32_t f = g->cfeat[c];
+            int32_t l = new_node(g, g->depth[id] + 1), r = new_node(g, g->depth[id] + 1);
+            tz_tree_node *nd = &g->nodes[id];
+            nd->feature = f;
+            nd->bin = (uint8_t)g->cbin[c];
+            nd->threshold = g->bins->cuts[g->bins->cut_start[f] + (size_t)g->cbin[c]];
+            nd->default_left = g->cdl[c];
+            nd->gain = g->cgain[c];
+            nd->left = l;
+            nd->right = r;
+            const double *ls = g->clsum + c * nc, *ps = g->sums + (size_t)id * nc;
+            double *sl = g->sums + (size_t)l * nc, *sr = g->sums + (size_t)r * nc;
+            for (int k = 0; k < nc; k++) {
+                sl[k] = ls[k];
+                sr[k] = ps[k] - ls[k];
+            }
+            next[n_next++] = l;
+            next[n_next++] = r;
+            part_rows += g->end[id] - g->beg[id];
+        }
+        run_tasks((size_t)g->n_lvl, part_rows, partition_task, g);
+
+        /* The next level: sibling pairs, smaller child first. */
+        const int32_t *split_old = g->split_of;
+        int32_t n_old = g->n_lvl;
+        parity = !parity;
+        if (level_alloc(g, w, n_next, parity)) goto nomem;
+        split_old = w->p[W_SPLIT0 + !parity];
+        g->n_lvl = n_next;
+        int32_t ng = 0, k = 0;
+        for (int32_t i = 0; i < n_old; i++) {
+            if (split_old[i] < 0) continue;
+            int32_t l = k, r = k + 1;
+            k += 2;
+            size_t nl = g->end[g->lvl[l]] - g->beg[g->lvl[l]], nr = g->end[g->lvl[r]] - g->beg[g->lvl[r]];
+            const double *par = parent_keep ? parent_keep + (size_t)i * g->node_hist : NULL;
+            g->groups[ng++] = nr < nl ? (group){ r, l, par } : (group){ l, r, par };
+        }
+        g->n_groups = ng;
+    }
+
+    /* The tree: nodes copied out at their final count; leaves numbered in
+     * node order, with their sums. */
+    int32_t n_leaves = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) n_leaves += g->nodes[i].feature < 0;
+    out->nodes = malloc((size_t)g->n_nodes * sizeof *out->nodes);
+    out->values = malloc((size_t)n_leaves * nc * sizeof *out->values);
+    if (!out->nodes || !out->values) goto nomem;
+    int32_t lf = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        tz_tree_node *nd = &g->nodes[i];
+        if (nd->feature < 0) {
+            nd->left = lf;
+            nd->right = 0;
+            memcpy(out->values + (size_t)lf * nc, g->sums + (size_t)i * nc, nc * sizeof(double));
+            if (t->leaf_of)
+                for (size_t k = g->beg[i]; k < g->end[i]; k++) t->leaf_of[g->rows[k]] = lf;
+            lf++;
+        }
+        out->nodes[i] = *nd;
+    }
+    out->n_nodes = g->n_nodes;
+    out->n_leaves = n_leaves;
+    out->n_values = nc;
+    return 0;
+nomem:
+    return tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
+}
+
+int tz_tree_grow(const tz_tree_bins *bins, const tz_tree_grow_params *p, const tz_tree_target *t,
+                 tz_tree_work *work, tz_tree *out, tz_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!bins || !p || !t || !t->rows || t->n_rows == 0)
+        return tz_err_set(err, TZ_EINVAL, "no rows to grow a tree on");
+    if (p->max_depth < 1 || p->max_depth > TZ_TREE_MAX_DEPTH)
+        return tz_err_set(err, TZ_EINVAL, "max_depth must be in 1..%d, got %d", TZ_TREE_MAX_DEPTH, p->max_depth);
+    if (p->n_classes == 1 || p->n_classes < 0 || p->n_classes > 4096)
+        return tz_err_set(err, TZ_EINVAL, "n_classes must be 0 or 2..4096, got %d", p->n_classes);
+    if (p->n_classes == 0 ? !t->gh : (!t->cls || !t->w))
+        return tz_err_set(err, TZ_EINVAL, "the target lacks %s", p->n_classes ? "classes or weights" : "gradients");
+    if (!(p->lambda >= 0) || !(p->min_child_weight >= 0) || !(p->min_split_gain >= 0))
+        return tz_err_set(err, TZ_EINVAL, "lambda, min_child_weight and min_split_gain must be >= 0");
+
+    tz_tree_work *w = work ? work : tz_tree_work_new();
+    if (!w) return tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
+    tz_tree_grow_params pp = *p;
+    grower g = { .bins = bins, .p = &pp, .t = t, .n = bins->n_rows, .K = p->n_classes,
+                 .nc = p->n_classes ? p->n_classes + 1 : 2, .min_w_floor = 1e-12 };
+    int rc = 0;
+    g.feats = wget(w, W_FEATS, bins->n_cols * sizeof *g.feats);
+    g.hoff = wget(w, W_HOFF, bins->n_cols * sizeof *g.hoff);
+    if (!g.feats || !g.hoff) {
+        rc = tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
+        goto done;
+    }
+    for (size_t j = 0; j < bins->n_cols; j++) {
+        if (p->allowed && !p->allowed[j]) continue;
+        size_t fh = ((size_t)bins->n_bins[j] + 1) * g.nc;
+        g.hoff[j] = g.node_hist;
+        g.node_hist += fh;
+        if (fh > g.max_fhist) g.max_fhist = fh;
+        g.feats[g.n_feats++] = (int32_t)j;
+    }
+    if (!g.n_feats) {
+        rc = tz_err_set(err, TZ_EINVAL, "no usable column");
+        goto done;
+    }
+    g.n_slots = p->split_features > 0 && p->split_features < g.n_feats ? p->split_features : g.n_feats;
+    g.rf = p->split_features > 0;
+    g.cslots = g.rf ? 1 : g.n_slots;
+    rc = grow(&g, w, out, err);
+done:
+    if (!work) tz_tree_work_free(w);
+    if (rc) tz_tree_free(out);
+    return rc;
+}
+
+void tz_tree_free(tz_tree *t)
+{
+    free(t->nodes);
+    free(t->values);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---------------------------------------------------------- serialisation */
+
+#define NODE_BYTES (4 + 4 + 4 + 1 + 8 + 8)
+
+void tz_tree_write(tz_blob_writer *w, const tz_tree *t)
+{
+    tz_blob_put_u32(w, (uint32_t)t->n_nodes);
+    tz_blob_put_u32(w, (uint32_t)t->n_leaves);
+    for (int32_t i = 0; i < t->n_nodes; i++) {
+        const tz_tree_node *n = &t->nodes[i];
+        tz_blob_put_u32(w, (uint32_t)n->feature);
+        tz_blob_put_u32(w, (uint32_t)n->left);
+        tz_blob_put_u32(w, n->feature < 0 ? 0 : (uint32_t)n->right);
+        tz_blob_put_u8(w, n->feature < 0 ? 0 : n->default_left);
+        tz_blob_put_f64(w, n->feature < 0 ? 0 : n->threshold);
+        tz_blob_put_f64(w, n->feature < 0 ? 0 : n->gain);
+    }
+    tz_blob_put_f64s(w, t->values, (size_t)t->n_leaves * t->n_values);
+}
+
+int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tree *out, tz_err *err)
+{
+    memset(out, 0, sizeof *out);
+    uint32_t nn = tz_blob_get_u32(r), nl = tz_blob_get_u32(r);
+    if (r->failed) return tz_err_set(err, TZ_ECORRUPT, "file ends inside a tree");
+    if (nn == 0 || nn > INT32_MAX || nn > tz_blob_remaining(r) / NODE_BYTES)
+        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u nodes, more than the file holds", nn);
+    if (nl == 0 || nl > nn || n_values < 1 ||
+        (uint64_t)nl * (uint64_t)n_values > (tz_blob_remaining(r) - (size_t)nn * NODE_BYTES) / 8)
+        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u leaves, more than the file holds", nl);
+    out->nodes = malloc((size_t)nn * sizeof *out->nodes);
+    out->values = malloc((size_t)nl * n_values * sizeof *out->values);
+    if (!out->nodes || !out->values) {
+        tz_tree_free(out);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory loading a tree");
+    }
+    out->n_nodes = (int32_t)nn;
+    out->n_leaves = (int32_t)nl;
+    out->n_values = n_values;
+    for (uint32_t i = 0; i < nn; i++) {
+        tz_tree_node *n = &out->nodes[i];
+        uint32_t f = tz_blob_get_u32(r), left = tz_blob_get_u32(r), right = tz_blob_get_u32(r);
+        uint8_t dl = tz_blob_get_u8(r);
+        n->threshold = tz_blob_get_f64(r);
+        n->gain = tz_blob_get_f64(r);
+        n->bin = 0;
+        n->default_left = dl;
+        int bad;
+        if (f == UINT32_MAX) {
+            n->feature = -1;
+            n->left = (int32_t)left;
+            n->right = 0;
+            bad = left >= nl || right != 0 || dl != 0;
+        } else {
+            n->feature = (int32_t)f;
+            n->left = (int32_t)left;
+            n->right = (int32_t)right;
+            bad = f >= (uint32_t)n_features || dl > 1 || left <= i || right <= i || left >= nn || right >= nn;
+        }
+        if (bad) {
+            tz_tree_free(out);
+            return tz_err_set(err, TZ_ECORRUPT, "tree node %u is malformed", i);
+        }
+    }
+    tz_blob_get_f64s(r, out->values, (size_t)nl * n_values);
+    if (r->failed) {
+        tz_tree_free(out);
+        return tz_err_set(err, TZ_ECORRUPT, "file ends inside a tree");
+    }
+    return 0;
+}

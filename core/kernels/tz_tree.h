@@ -1,0 +1,140 @@
+/*
+ * tz_tree — the machinery shared by the tree kernels (tz_gbt, tz_forest):
+ * quantile binning of features, a histogram-based tree builder, and the
+ * compact tree every model stores.
+ *
+ * Binning (tz_tree_bins_build): every column gets at most max_bins (≤ 255)
+ * bins whose edges come from quantiles of the column (of a sample of rows
+ * when there are many); NaN gets one more bin of its own, "missing". The
+ * codes are a uint8 matrix stored column-major. Bin b of column j holds the
+ * values v with cuts[j][b-1] < v <= cuts[j][b] (the last cut is +inf), so a
+ * split "bin <= b" is the same as "v <= cuts[j][b]": trees carry raw
+ * thresholds and predicting needs no binning.
+ *
+ * Growing (tz_tree_grow): level by level, from per-bin sums of the rows'
+ * targets. Two kinds of target:
+ *  - gradient mode (n_classes == 0): per row a gradient g and a hessian h;
+ *    a leaf's sums are (G, H) and the split gain is XGBoost's
+ *    G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ). A random-forest regression
+ *    passes g = w·(y − mean), h = w and λ = 0 (variance reduction).
+ *  - class mode (n_classes = K ≥ 2): per row a class and a weight; a leaf's
+ *    sums are the K class weights then their total W; the gain is
+ *    Σ_k (L_k²/W_L + R_k²/W_R − T_k²/W), the weighted Gini decrease.
+ * Missing values go to whichever side gains more (the learned default
+ * direction; when a node has none, to the heavier side). Gradient mode
+ * builds the smaller child's histogram and subtracts it from the parent's;
+ * with per-split feature sampling (random forests) each node builds its own.
+ * Work is split into fixed tasks (node × feature) for tz_pool_run and
+ * combined in task order, so the tree is the same for any thread count.
+ *
+ * Ownership: tz_tree_bins and tz_tree own their arrays; free them with
+ * tz_tree_bins_free / tz_tree_free (both accept zeroed structs). The
+ * builder borrows everything it is given for the duration of the call.
+ * Errors: 0 or a negative TZ_E* code with `err` filled; nothing prints.
+ */
+#ifndef TZ_TREE_H
+#define TZ_TREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/tz_data.h"
+#include "util/tz_blob.h"
+#include "util/tz_err.h"
+
+#define TZ_TREE_MAX_BINS 255   /* non-missing bins per column */
+#define TZ_TREE_MAX_DEPTH 64
+
+typedef struct tz_tree_bins {
+    size_t n_rows, n_cols;
+    uint8_t *codes;       /* codes[j * n_rows + i]; missing = n_bins[j] */
+    uint16_t *n_bins;     /* per column: non-missing bins, 1..max_bins */
+    double *cuts;         /* column j: cuts[cut_start[j] .. + n_bins[j]) */
+    size_t *cut_start;
+} tz_tree_bins;
+
+/* Bins every column of x. sample_rows > 0 takes the quantiles from that
+ * many rows drawn with `seed` when x has more (0: all rows). max_bins in
+ * 2..255. TZ_EINVAL for bad arguments, TZ_ENOMEM. */
+int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint64_t seed,
+                       tz_tree_bins *out, tz_err *err);
+void tz_tree_bins_free(tz_tree_bins *b);
+
+typedef struct tz_tree_node {
+    double threshold;       /* split: x <= threshold goes left */
+    double gain;            /* split: its gain (importance) */
+    int32_t feature;        /* -1: leaf */
+    int32_t left, right;    /* split: children (always after the node);
+                               leaf: left = leaf number */
+    uint8_t default_left;   /* where NaN goes */
+    uint8_t bin;            /* split bin, valid only on a freshly grown tree */
+} tz_tree_node;
+
+typedef struct tz_tree {
+    int32_t n_nodes, n_leaves, n_values;  /* n_values doubles per leaf */
+    tz_tree_node *nodes;                  /* nodes[0] is the root */
+    double *values;                       /* n_leaves × n_values */
+} tz_tree;
+
+void tz_tree_free(tz_tree *t);
+
+typedef struct tz_tree_grow_params {
+    int max_depth;            /* 1..TZ_TREE_MAX_DEPTH */
+    int max_leaves;           /* 0: no limit; else the best gains of a level win */
+    double lambda;            /* L2 on leaf sums (gradient mode) */
+    double min_child_weight;  /* least H (gradient) or W (class) in a child */
+    double min_split_gain;    /* a split must gain more than this */
+    int n_classes;            /* 0: gradient mode; K ≥ 2: class mode */
+    const uint8_t *allowed;   /* per column, non-zero = usable; NULL = all */
+    int split_features;       /* > 0: draw this many usable columns at every
+                                 split (no subtraction); 0: all usable */
+    uint64_t seed;            /* for split_features */
+} tz_tree_grow_params;
+
+typedef struct tz_tree_target {
+    const uint32_t *rows;     /* the rows to grow on, ascending, into bins */
+    size_t n_rows;
+    const float *gh;          /* gradient mode: g, h of bins row i at 2i, 2i+1 */
+    const uint16_t *cls;      /* class mode: class of row i, < n_classes */
+    const float *w;           /* class mode: weight of row i (> 0 for rows listed) */
+    int32_t *leaf_of;         /* optional out: leaf number of every listed row */
+} tz_tree_target;
+
+/* Scratch memory reused from one tz_tree_grow to the next (growing many
+ * trees then maps no fresh memory). One grow at a time per workspace.
+ * tz_tree_work_new returns NULL when out of memory. */
+typedef struct tz_tree_work tz_tree_work;
+tz_tree_work *tz_tree_work_new(void);
+void tz_tree_work_free(tz_tree_work *w);  /* NULL is fine */
+
+/* Grows one tree into *out (which the caller frees with tz_tree_free).
+ * out->values gets every leaf's sums: 2 per leaf (G, H) in gradient mode,
+ * K + 1 (class weights, then W) in class mode; callers turn them into leaf
+ * values in place or replace the array. work may be NULL (a temporary one
+ * is used). TZ_EINVAL, TZ_ENOMEM. */
+int tz_tree_grow(const tz_tree_bins *bins, const tz_tree_grow_params *p, const tz_tree_target *t,
+                 tz_tree_work *work, tz_tree *out, tz_err *err);
+
+/* Leaf number that row `row` of x reaches (raw values; NaN takes the
+ * default direction). The tree must be valid for x's columns. */
+static inline int32_t tz_tree_leaf(const tz_tree *t, const double *const *cols, size_t row)
+{
+    const tz_tree_node *n = t->nodes;
+    while (n->feature >= 0) {
+        double v = cols[n->feature][row];
+        int32_t next = v <= n->threshold ? n->left
+                     : v != v ? (n->default_left ? n->left : n->right) : n->right;
+        n = t->nodes + next;
+    }
+    return n->left;
+}
+
+/* Serialisation shared by the model files: n_nodes, n_leaves, the nodes,
+ * then the leaf values. tz_tree_read checks every count against the bytes
+ * left before allocating and every index (children after their parent and
+ * in range, features < n_features, leaves < n_leaves), so a damaged file is
+ * TZ_ECORRUPT, never a crash. */
+void tz_tree_write(tz_blob_writer *w, const tz_tree *t);
+int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tree *out, tz_err *err);
+
+#endif
