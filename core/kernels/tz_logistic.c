@@ -314,9 +314,10 @@ int tz_logistic_fit(const tz_logistic_params *params, const tz_data *data,
     std_ctx sc = { data, Z, m->mean, m->scale };
     tz_pool_run(p, std_task, &sc);
 
-    /* Fixed by n alone: 256-row multiples, at most 64 tasks. */
+    /* Fixed by n alone: 256-row multiples, at least 512 rows (a pool
+     * round trip costs more than scoring fewer), at most 64 tasks. */
     size_t rpt = (n + 63) / 64;
-    rpt = rpt < 256 ? 256 : (rpt + 255) / 256 * 256;
+    rpt = rpt < 512 ? 512 : (rpt + 255) / 256 * 256;
     /* OpenBLAS threads a gemm above m n k = 2^18 and a gemv above
      * m n = 9216; keep each call below (a speed matter only). */
     size_t sub = m->kout == 1 ? 9000 / p : 250000 / (m->kout * p);
