@@ -143,6 +143,7 @@ typedef struct fit_ctx {
     const tz_tree *trees;    /* K trees */
     const int32_t *leaf_of;  /* K × n or NULL (valid) */
     const uint8_t *in;       /* rows that leaf_of covers (NULL: all) */
+    int want_grad;           /* step_task: also compute the next gradients */
 } fit_ctx;
 
 static double wt(const tz_data *d, size_t i) { return d->weight ? d->weight[i] : 1.0; }
@@ -208,10 +209,10 @@ static void loss_task(void *vctx, size_t task, int worker)
     c->loss_part[2 * task + 1] = sw;
 }
 
+/* The loss from the per-block parts loss_task left, summed in block order. */
 static double loss_of(fit_ctx *c)
 {
     size_t nb = (c->d->n_rows + BLOCK - 1) / BLOCK;
-    tz_pool_run(nb, loss_task, c);
     double sl = 0, sw = 0;
     for (size_t b = 0; b < nb; b++) {
         sl += c->loss_part[2 * b];
@@ -235,6 +236,17 @@ static void apply_task(void *vctx, size_t task, int worker)
             c->margin[i * K + k] += t->values[leaf];
         }
     }
+}
+
+/* One pass per block after a round: add its trees, take the loss, and
+ * (when another round follows) the next gradients; one pool run instead
+ * of three. */
+static void step_task(void *vctx, size_t task, int worker)
+{
+    fit_ctx *c = vctx;
+    apply_task(c, task, worker);
+    loss_task(c, task, worker);
+    if (c->gh && c->want_grad) grad_task(c, task, worker);
 }
 
 /* ------------------------------------------------------------------- fit */
@@ -366,7 +378,7 @@ int tz_gbt_fit(const tz_gbt_params *p, const tz_data *train, const tz_data *vali
                 s.rows[n_rows++] = 0;
             }
         }
-        tz_pool_run((n + BLOCK - 1) / BLOCK, grad_task, &tc);
+        if (round == 1) tz_pool_run((n + BLOCK - 1) / BLOCK, grad_task, &tc);
         tz_tree *trees = &m->trees[(size_t)(round - 1) * K];
         for (int k = 0; k < K; k++) {
             /* Columns for this tree: a partial Fisher-Yates draw. */
@@ -391,11 +403,12 @@ int tz_gbt_fit(const tz_gbt_params *p, const tz_data *train, const tz_data *vali
         tc.trees = trees;
         tc.leaf_of = s.leaf_of;
         tc.in = s.in;
-        tz_pool_run((n + BLOCK - 1) / BLOCK, apply_task, &tc);
+        tc.want_grad = round < p->rounds;
+        tz_pool_run((n + BLOCK - 1) / BLOCK, step_task, &tc);
         double tl = loss_of(&tc), vl = NAN;
         if (valid) {
             vc.trees = trees;
-            tz_pool_run((nv + BLOCK - 1) / BLOCK, apply_task, &vc);
+            tz_pool_run((nv + BLOCK - 1) / BLOCK, step_task, &vc);
             vl = loss_of(&vc);
             if (vl < best_loss) {
                 best_loss = vl;

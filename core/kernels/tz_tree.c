@@ -9,6 +9,7 @@
 /* Below this much work (rows × columns) a step runs on the calling thread:
  * waking the pool costs more. Either path computes the same numbers. */
 #define INLINE_WORK 32768
+#define INLINE_ROWS 131072  /* the same for partitioning, which is cheap per row */
 #define HIST_BUDGET ((size_t)256 << 20)  /* bytes of histograms kept per level */
 
 static void run_tasks(size_t n, size_t work, tz_pool_fn fn, void *ctx)
@@ -33,10 +34,42 @@ typedef struct bin_ctx {
     uint32_t *counts;        /* per worker: n_sample counts */
 } bin_ctx;
 
-static int cmp_double(const void *a, const void *b)
+/* Sorts n doubles (no NaN) ascending: quicksort with a median of three,
+ * insertion sort for short runs; qsort's comparator calls cost more than
+ * the rest of binning. */
+static void sort_doubles(double *v, size_t n)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    while (n > 16) {
+        double a = v[0], b = v[n / 2], c = v[n - 1];
+        double piv = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (v[i] < piv) i++;
+            while (v[j] > piv) j--;
+            if (i >= j) break;
+            double t = v[i];
+            v[i] = v[j];
+            v[j] = t;
+            i++;
+            j--;
+        }
+        /* v[0..j] <= piv <= v[j+1..n-1]: recurse into the smaller part */
+        size_t left = j + 1;
+        if (left < n - left) {
+            sort_doubles(v, left);
+            v += left;
+            n -= left;
+        } else {
+            sort_doubles(v + left, n - left);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        double x = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
 }
 
 /* A cut between neighbouring distinct values a < b: their midpoint when it
@@ -59,7 +92,7 @@ static void bin_column(void *vctx, size_t j, int worker)
         double x = col[c->sample ? c->sample[i] : i];
         if (x == x) v[m++] = x;
     }
-    qsort(v, m, sizeof *v, cmp_double);
+    sort_doubles(v, m);
     size_t nd = 0;  /* distinct values, compacted in place, with counts */
     for (size_t i = 0; i < m; i++) {
         if (nd && v[nd - 1] == v[i]) {
@@ -301,6 +334,27 @@ static void scan_gh(const grower *g, const double *h, int nb, const uint16_t *bl
     double gain_floor = g->p->min_split_gain, best = -INFINITY;
     double GL = 0, HL = 0, bl_g = 0, bl_h = 0;
     int bb = -1, bdl = 0;
+    if (!missing && !bl) {  /* the common case, written out */
+        for (int b = 0; b < nb; b++) {
+            double hh = h[2 * b + 1];
+            if (hh == 0) continue;
+            GL += h[2 * b];
+            HL += hh;
+            double hr = H - HL;
+            if (hr < minw) break;
+            if (HL < minw) continue;
+            double gr = G - GL, sl = GL * GL / (HL + lambda), sr = gr * gr / (hr + lambda);
+            double gain = sl + sr - parent;
+            if (gain > best && gain > gain_floor && gain > 1e-10 * (sl + sr)) {
+                best = gain;
+                bb = b;
+                bl_g = GL;
+                bl_h = HL;
+            }
+        }
+        bdl = bl_h >= H - bl_h;
+        goto done;
+    }
     for (int q = 0, nq = bl ? nbl : nb; q < nq; q++) {
         int b = bl ? bl[q] : q;
         double hg = h[2 * b], hh = h[2 * b + 1];
@@ -323,6 +377,7 @@ static void scan_gh(const grower *g, const double *h, int nb, const uint16_t *bl
             }
         }
     }
+done:
     *best_gain = best;
     *best_bin = bb;
     *best_dl = (uint8_t)bdl;
@@ -330,7 +385,7 @@ static void scan_gh(const grower *g, const double *h, int nb, const uint16_t *bl
     best_l[1] = bl_h;
 }
 
-static void build_hist(const grower *g, double *h, int32_t f, size_t beg, size_t end)
+static void build_hist(const grower *g, double *h, double *aux, int32_t f, size_t beg, size_t end)
 {
     int nc = g->nc;
     memset(h, 0, ((size_t)g->bins->n_bins[f] + 1) * nc * sizeof *h);
@@ -338,6 +393,33 @@ static void build_hist(const grower *g, double *h, int32_t f, size_t beg, size_t
     const uint32_t *rows = g->rows;
     if (g->K == 0) {
         const float *gh = g->ogh;
+        size_t nb2 = ((size_t)g->bins->n_bins[f] + 1) * 2;
+        if (aux && end - beg >= nb2) {
+            /* Rows k mod 4 into four histograms: a column where most rows
+             * share a bin then is not one long chain of dependent adds. */
+            double *a1 = aux, *a2 = aux + nb2, *a3 = aux + 2 * nb2;
+            memset(aux, 0, 3 * nb2 * sizeof *aux);
+            size_t k = beg;
+            for (; k + 3 < end; k += 4) {
+                double *h0 = h + 2 * (size_t)col[rows[k]], *h1 = a1 + 2 * (size_t)col[rows[k + 1]];
+                double *h2 = a2 + 2 * (size_t)col[rows[k + 2]], *h3 = a3 + 2 * (size_t)col[rows[k + 3]];
+                h0[0] += gh[2 * k];
+                h0[1] += gh[2 * k + 1];
+                h1[0] += gh[2 * k + 2];
+                h1[1] += gh[2 * k + 3];
+                h2[0] += gh[2 * k + 4];
+                h2[1] += gh[2 * k + 5];
+                h3[0] += gh[2 * k + 6];
+                h3[1] += gh[2 * k + 7];
+            }
+            for (; k < end; k++) {
+                double *h0 = h + 2 * (size_t)col[rows[k]];
+                h0[0] += gh[2 * k];
+                h0[1] += gh[2 * k + 1];
+            }
+            for (size_t b = 0; b < nb2; b++) h[b] += (a1[b] + a2[b]) + a3[b];
+            return;
+        }
         for (size_t k = beg; k < end; k++) {
             double *hb = h + 2 * (size_t)col[rows[k]];
             hb[0] += gh[2 * k];
@@ -365,7 +447,7 @@ static void level_task(void *vctx, size_t task, int worker)
     const group *gr = &g->groups[gi];
     int32_t a = gr->a, b = gr->b;
     int nc = g->nc;
-    double *scr = g->scratch + (size_t)worker * (2 * g->max_fhist + nc);
+    double *scr = g->scratch + (size_t)worker * (5 * g->max_fhist + nc);
     int32_t f = g->feats[s];
     int nb = g->bins->n_bins[f];
     size_t fh = ((size_t)nb + 1) * nc;
@@ -376,7 +458,7 @@ static void level_task(void *vctx, size_t task, int worker)
     double *ha = g->keep && g->eval[a] ? g->keep + (size_t)a * g->node_hist + g->hoff[f] : scr;
     double *hb = NULL;
     int need_a = g->eval[a] || (b >= 0 && gr->parent && g->eval[b]);
-    if (need_a) build_hist(g, ha, f, g->beg[ida], g->end[ida]);
+    if (need_a) build_hist(g, ha, scr + 2 * g->max_fhist + nc, f, g->beg[ida], g->end[ida]);
     if (b >= 0 && g->eval[b]) {
         int32_t idb = g->lvl[b];
         hb = g->keep ? g->keep + (size_t)b * g->node_hist + g->hoff[f] : scr + g->max_fhist;
@@ -384,7 +466,7 @@ static void level_task(void *vctx, size_t task, int worker)
             const double *hp = gr->parent + g->hoff[f];
             for (size_t k = 0; k < fh; k++) hb[k] = hp[k] - ha[k];
         } else {
-            build_hist(g, hb, f, g->beg[idb], g->end[idb]);
+            build_hist(g, hb, scr + 2 * g->max_fhist + nc, f, g->beg[idb], g->end[idb]);
         }
     }
     if (g->eval[a]) {
@@ -434,7 +516,7 @@ static void rf_node_task(void *vctx, size_t task, int worker)
     grower *g = vctx;
     int32_t i = g->groups[task].a, id = g->lvl[i];
     int nc = g->nc;
-    double *h = g->scratch + (size_t)worker * (2 * g->max_fhist + nc);
+    double *h = g->scratch + (size_t)worker * (5 * g->max_fhist + nc);
     double *hz = h + g->max_fhist, *lsum = h + 2 * g->max_fhist;  /* hz: kept zeroed */
     int32_t *perm = g->perm + (size_t)worker * g->n_feats;
     uint16_t *touched = g->touched + (size_t)worker * (TZ_TREE_MAX_BINS + 1);
@@ -469,7 +551,7 @@ static void rf_node_task(void *vctx, size_t task, int worker)
             }
             for (int a = 0; a < nt; a++) memset(hz + (size_t)touched[a] * nc, 0, nc * sizeof *hz);
         } else {
-            build_hist(g, h, f, beg, end);
+            build_hist(g, h, NULL, f, beg, end);
             for (int b = 0; b <= nb && nt < 2; b++) nt += h[(size_t)b * nc + nc - 1] > 0;
             if (nt >= 2) {
                 found++;
@@ -500,22 +582,35 @@ static void partition_task(void *vctx, size_t task, int worker)
     size_t beg = g->beg[id], end = g->end[id], nl = beg, nr = beg;
     uint32_t *rows = g->rows, *rt = g->rtmp;
     float *gh = g->ogh, *ot = g->otmp;
-    for (size_t k = beg; k < end; k++) {
-        uint32_t r = rows[k];
-        int c = col[r];
-        int left = c == missing ? dl : (unsigned)c <= bin;
-        if (left) {
+    /* Branch-free: every row is written to both sides and only the side
+     * it belongs to advances. (g, h) pairs move as one 8-byte word. */
+    if (gh) {
+        uint64_t *pg = (uint64_t *)(void *)gh, *po = (uint64_t *)(void *)ot;
+        for (size_t k = beg; k < end; k++) {
+            uint32_t r = rows[k];
+            unsigned c = col[r];
+            size_t left = c == (unsigned)missing ? (size_t)dl : c <= bin;
+            uint64_t v = pg[k];
             rows[nl] = r;
-            if (gh) { gh[2 * nl] = gh[2 * k]; gh[2 * nl + 1] = gh[2 * k + 1]; }
-            nl++;
-        } else {
+            pg[nl] = v;
             rt[nr] = r;
-            if (gh) { ot[2 * nr] = gh[2 * k]; ot[2 * nr + 1] = gh[2 * k + 1]; }
-            nr++;
+            po[nr] = v;
+            nl += left;
+            nr += 1 - left;
+        }
+        memcpy(pg + nl, po + beg, (nr - beg) * sizeof *pg);
+    } else {
+        for (size_t k = beg; k < end; k++) {
+            uint32_t r = rows[k];
+            unsigned c = col[r];
+            size_t left = c == (unsigned)missing ? (size_t)dl : c <= bin;
+            rows[nl] = r;
+            rt[nr] = r;
+            nl += left;
+            nr += 1 - left;
         }
     }
     memcpy(rows + nl, rt + beg, (nr - beg) * sizeof *rows);
-    if (gh) memcpy(gh + 2 * nl, ot + 2 * beg, (nr - beg) * 2 * sizeof *gh);
     g->beg[nd->left] = beg;
     g->end[nd->left] = nl;
     g->beg[nd->right] = nl;
@@ -634,28 +729,36 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
         g->ogh = wget(w, W_OGH, t->n_rows * 2 * sizeof *g->ogh);
         g->otmp = wget(w, W_OTMP, t->n_rows * 2 * sizeof *g->otmp);
     }
-    g->scratch = wget(w, W_SCRATCH, (size_t)workers * (2 * g->max_fhist + nc) * sizeof *g->scratch);
+    g->scratch = wget(w, W_SCRATCH, (size_t)workers * (5 * g->max_fhist + nc) * sizeof *g->scratch);
     g->perm = wget(w, W_PERM, (size_t)workers * g->n_feats * sizeof *g->perm);
     g->touched = wget(w, W_TOUCHED, (size_t)workers * (TZ_TREE_MAX_BINS + 1) * sizeof *g->touched);
     if (!g->perm || !g->touched || !g->rows || !g->rtmp || (g->K == 0 && (!g->ogh || !g->otmp)) || !g->scratch ||
         grow_nodes(g, w, 1) || level_alloc(g, w, 1, parity))
         goto nomem;
     memcpy(g->rows, t->rows, t->n_rows * sizeof *g->rows);
-    memset(g->scratch, 0, (size_t)workers * (2 * g->max_fhist + nc) * sizeof *g->scratch);
+    memset(g->scratch, 0, (size_t)workers * (5 * g->max_fhist + nc) * sizeof *g->scratch);
 
     int32_t root = new_node(g, 0);
     g->beg[root] = 0;
     g->end[root] = t->n_rows;
     double *rs = g->sums + (size_t)root * nc;
     memset(rs, 0, nc * sizeof *rs);
-    for (size_t k = 0; k < t->n_rows; k++) {
-        uint32_t r = g->rows[k];
-        if (g->K == 0) {
-            g->ogh[2 * k] = t->gh[2 * (size_t)r];
-            g->ogh[2 * k + 1] = t->gh[2 * (size_t)r + 1];
-            rs[0] += g->ogh[2 * k];
-            rs[1] += g->ogh[2 * k + 1];
-        } else {
+    if (g->K == 0) {
+        /* (g, h) gathered into row order; the root's sums in four
+         * interleaved parts, added in a fixed order */
+        double s4[8] = { 0 };
+        const uint64_t *src = (const uint64_t *)(const void *)t->gh;
+        uint64_t *dst = (uint64_t *)(void *)g->ogh;
+        for (size_t k = 0; k < t->n_rows; k++) dst[k] = src[g->rows[k]];
+        for (size_t k = 0; k < t->n_rows; k++) {
+            s4[2 * (k & 3)] += g->ogh[2 * k];
+            s4[2 * (k & 3) + 1] += g->ogh[2 * k + 1];
+        }
+        rs[0] = (s4[0] + s4[2]) + (s4[4] + s4[6]);
+        rs[1] = (s4[1] + s4[3]) + (s4[5] + s4[7]);
+    } else {
+        for (size_t k = 0; k < t->n_rows; k++) {
+            uint32_t r = g->rows[k];
             rs[t->cls[r]] += t->w[r];
             rs[g->K] += t->w[r];
         }
@@ -768,7 +871,7 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
             next[n_next++] = r;
             part_rows += g->end[id] - g->beg[id];
         }
-        run_tasks((size_t)g->n_lvl, part_rows, partition_task, g);
+        run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g);
 
         /* The next level: sibling pairs, smaller child first. */
         const int32_t *split_old = g->split_of;
