@@ -1,6 +1,7 @@
 #include "kernels/tz_kmeans.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,8 +416,9 @@ int tz_kmeans_fit(const tz_kmeans_params *params, const tz_data *data,
     size_t n = data->n_rows, p = data->n_cols, k = (size_t)prm.k;
     if (n < k) return tz_err_set(err, TZ_EINVAL, "kmeans: k = %zu exceeds the %zu rows", k, n);
     if ((rc = tz_kcheck_weight("kmeans", data, err))) return rc;
-    if (p > ((size_t)-1 / sizeof(double)) / n || k > ((size_t)-1 / sizeof(double)) / (p + 1) / 64)
-        return tz_err_set(err, TZ_ETOOBIG, "kmeans: data too large");
+    if (n > INT_MAX || p > ((size_t)-1 / sizeof(double)) / n ||  /* BLAS takes int sizes */
+        k > ((size_t)-1 / sizeof(double)) / (p + 1) / 64)
+        return tz_err_set(err, TZ_ETOOBIG, "kmeans: data too large (%zu x %zu, k = %zu)", n, p, k);
 
     km s = { .n = n, .p = p, .k = k, .w = data->weight };
     s.T = 2 + (size_t)log((double)k);

@@ -1,6 +1,7 @@
 #include "kernels/tz_logistic.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -294,7 +295,8 @@ int tz_logistic_fit(const tz_logistic_params *params, const tz_data *data,
     size_t n = data->n_rows, p = data->n_cols, K = 0;
     if (n == 0) return tz_err_set(err, TZ_EINVAL, "logistic: no rows");
     if ((rc = tz_kcheck_weight("logistic", data, err))) return rc;
-    if (p > ((size_t)-1 / sizeof(double)) / n) return tz_err_set(err, TZ_ETOOBIG, "logistic: data too large");
+    if (n > INT_MAX || p > ((size_t)-1 / sizeof(double)) / n)  /* BLAS takes int sizes */
+        return tz_err_set(err, TZ_ETOOBIG, "logistic: data too large (%zu x %zu)", n, p);
 
     int *label = malloc(n * sizeof *label);
     double *Z = malloc(n * p * sizeof *Z);

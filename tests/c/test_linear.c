@@ -78,7 +78,10 @@ static unsigned char *fit_bytes(void *ctx, size_t *len)
     size_t n = ds.test.n_rows;
     unsigned char *out = malloc(blen + n * sizeof(double));
     memcpy(out, blob, blen);
-    tz_linear_predict(m, &ds.test.data, (double *)(void *)(out + blen), NULL);
+    double *pred = malloc(n * sizeof *pred);  /* out + blen is not aligned */
+    tz_linear_predict(m, &ds.test.data, pred, NULL);
+    memcpy(out + blen, pred, n * sizeof *pred);
+    free(pred);
     free(blob);
     tz_linear_free(m);
     *len = blen + n * sizeof(double);

@@ -59,7 +59,10 @@ static unsigned char *fit_bytes(void *ctx, size_t *len)
         size_t np = sets[d].test.n_rows * tz_logistic_n_outputs(m) * sizeof(double);
         all = realloc(all, total + blen + np);
         memcpy(all + total, blob, blen);
-        tz_logistic_predict(m, &sets[d].test.data, (double *)(void *)(all + total + blen), NULL);
+        double *pred = malloc(np);  /* all + total + blen is not aligned */
+        tz_logistic_predict(m, &sets[d].test.data, pred, NULL);
+        memcpy(all + total + blen, pred, np);
+        free(pred);
         total += blen + np;
         free(blob);
         tz_logistic_free(m);
@@ -281,6 +284,34 @@ int main(void)
         double out[200];
         is_int(tz_logistic_predict(bc, &few, out, &err), TZ_EINVAL, "wrong column count refused: %s", err.msg);
     }
+
+    /* Labels 0 and 2: three classes, one never seen; it gets ~0 probability. */
+    double *y02 = malloc(tr->n_rows * sizeof *y02);
+    for (size_t i = 0; i < tr->n_rows; i++) y02[i] = tr->y[i] * 2;
+    tz_data d02 = tr->data;
+    d02.y = y02;
+    tz_logistic_model *m02 = NULL;
+    is_int(tz_logistic_fit(NULL, &d02, &m02, &err), 0, "labels {0, 2}: fits as 3 classes");
+    if (m02 && bc) {
+        size_t n = sets[0].test.n_rows;
+        double *P3 = malloc(n * 3 * sizeof *P3), *cls = malloc(n * sizeof *cls), *cb = malloc(n * sizeof *cb);
+        tz_logistic_predict(m02, &sets[0].test.data, P3, &err);
+        tz_logistic_predict_class(m02, &sets[0].test.data, cls, &err);
+        tz_logistic_predict_class(bc, &sets[0].test.data, cb, &err);
+        double pmax = 0;
+        size_t agree = 0;
+        for (size_t i = 0; i < n; i++) {
+            pmax = fmax(pmax, P3[i * 3 + 1]);
+            agree += cls[i] == 2 * cb[i];
+        }
+        ok(tz_logistic_n_outputs(m02) == 3 && pmax < 1e-3, "unseen class: P <= %.2g", pmax);
+        ok(agree >= n - 2, "same decisions as the binary fit (%zu of %zu)", agree, n);
+        free(P3);
+        free(cls);
+        free(cb);
+    }
+    tz_logistic_free(m02);
+    free(y02);
 
     /* Weights: all 1 is the unweighted fit to the bit; all 2 is C doubled. */
     double *w = malloc(tr->n_rows * sizeof *w);
