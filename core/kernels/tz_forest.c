@@ -125,6 +125,7 @@ typedef struct fit_ctx {
     tz_err *errs;
     /* out of bag */
     double *oob_pred;        /* per row: predicted class or value; NaN: none */
+    double *oob_acc;         /* per worker: ROW_BLOCK × n_out sums */
 } fit_ctx;
 
 static void tree_task(void *vctx, size_t t, int worker)
@@ -190,30 +191,39 @@ static void tree_task(void *vctx, size_t t, int worker)
     tr->n_values = c->n_out;
 }
 
+/* Out-of-bag predictions for a block of rows: trees in order (the outer
+ * loop, so a tree's upper nodes stay in cache over the block), summed per
+ * row over the trees that did not see it. */
 static void oob_task(void *vctx, size_t task, int worker)
 {
     fit_ctx *c = vctx;
     size_t n = c->d->n_rows, lo = task * ROW_BLOCK, hi = lo + ROW_BLOCK < n ? lo + ROW_BLOCK : n;
     int no = c->n_out;
-    double acc[no];
-    for (size_t i = lo; i < hi; i++) {
-        memset(acc, 0, sizeof acc);
-        int used = 0;
-        for (int t = 0; t < c->p->n_trees; t++) {
-            if (c->inbag[(size_t)t * c->stride + (i >> 3)] & (1u << (i & 7))) continue;
-            const tz_tree *tr = &c->trees[t];
+    double *acc = c->oob_acc + (size_t)worker * ROW_BLOCK * no;
+    int used[ROW_BLOCK];
+    memset(acc, 0, (size_t)ROW_BLOCK * no * sizeof *acc);
+    memset(used, 0, sizeof used);
+    for (int t = 0; t < c->p->n_trees; t++) {
+        const tz_tree *tr = &c->trees[t];
+        const uint8_t *bag = c->inbag + (size_t)t * c->stride;
+        for (size_t i = lo; i < hi; i++) {
+            if (bag[i >> 3] & (1u << (i & 7))) continue;
             const double *v = tr->values + (size_t)tz_tree_leaf(tr, c->d->cols, i) * no;
-            for (int k = 0; k < no; k++) acc[k] += v[k];
-            used++;
+            double *a = acc + (i - lo) * no;
+            for (int k = 0; k < no; k++) a[k] += v[k];
+            used[i - lo]++;
         }
-        if (!used) {
+    }
+    for (size_t i = lo; i < hi; i++) {
+        const double *a = acc + (i - lo) * no;
+        if (!used[i - lo]) {
             c->oob_pred[i] = NAN;
         } else if (c->K) {
             int best = 0;
-            for (int k = 1; k < no; k++) if (acc[k] > acc[best]) best = k;
+            for (int k = 1; k < no; k++) if (a[k] > a[best]) best = k;
             c->oob_pred[i] = best;
         } else {
-            c->oob_pred[i] = acc[0] / used;
+            c->oob_pred[i] = a[0] / used[i - lo];
         }
     }
 }
@@ -265,8 +275,9 @@ int tz_forest_fit(const tz_forest_params *p, const tz_data *train, tz_forest_mod
     c.errs = calloc((size_t)p->n_trees, sizeof *c.errs);
     c.wb = calloc((size_t)workers, sizeof *c.wb);
     c.oob_pred = malloc(n * sizeof *c.oob_pred);
+    c.oob_acc = malloc((size_t)workers * ROW_BLOCK * c.n_out * sizeof *c.oob_acc);
     memset(&bins, 0, sizeof bins);
-    int ok = m && (!c.K || cls) && c.inbag && c.rc && c.errs && c.wb && c.oob_pred;
+    int ok = m && (!c.K || cls) && c.inbag && c.rc && c.errs && c.wb && c.oob_pred && c.oob_acc;
     if (ok) {
         m->trees = calloc((size_t)p->n_trees, sizeof *m->trees);
         m->importance = calloc(ncol, sizeof *m->importance);
@@ -332,6 +343,7 @@ done:
     free(c.rc);
     free(c.errs);
     free(c.oob_pred);
+    free(c.oob_acc);
     if (c.wb)
         for (int w = 0; w < workers; w++) {
             tz_tree_work_free(c.wb[w].work);

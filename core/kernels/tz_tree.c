@@ -261,15 +261,6 @@ typedef struct grower {
     int32_t *split_of;          /* per level node: chosen slot or -1 */
 } grower;
 
-static double score(const double *s, int nc, double lambda)
-{
-    double w = s[nc - 1] + lambda;
-    if (!(w > 0)) return 0;
-    double a = 0;
-    for (int k = 0; k < nc - 1; k++) a += s[k] * s[k];
-    return a / w;
-}
-
 /* Best split of one node on one column from its histogram h: every bin
  * boundary, with the missing rows on either side. Empty bins change
  * nothing and are skipped; once the right side is lighter than allowed it
@@ -279,15 +270,20 @@ static double score(const double *s, int nc, double lambda)
 static void scan(const grower *g, const double *h, int nb, const uint16_t *bl, int nbl, const double *tot,
                  double *best_gain, int32_t *best_bin, uint8_t *best_dl, double *best_l)
 {
-    int nc = g->nc;
-    double L[nc], T[nc], R[nc];
+    /* Class mode. With S the class sums, score = ΣS²/W, and the right
+     * side's ΣR² = ΣT² − 2ΣL·T + ΣL², so one pass over the classes per bin
+     * gives both sides (exact for integer weights, e.g. bootstrap counts). */
+    int nc = g->nc, K = nc - 1;
+    double L[nc], X[nc];
     const double *M = h + (size_t)nb * nc;
-    double W = tot[nc - 1];
+    double W = tot[K];
     double floor = g->min_w_floor * fabs(W);
     double minw = g->p->min_child_weight > floor ? g->p->min_child_weight : floor;
-    int missing = M[nc - 1] > floor;
+    int missing = M[K] > floor;
     double lambda = g->p->lambda;
-    double parent = score(tot, nc, lambda);
+    double t2 = 0;
+    for (int k = 0; k < K; k++) t2 += tot[k] * tot[k];
+    double parent = W + lambda > 0 ? t2 / (W + lambda) : 0;
     double gain_floor = g->p->min_split_gain;
     *best_gain = -INFINITY;
     *best_bin = -1;
@@ -295,20 +291,35 @@ static void scan(const grower *g, const double *h, int nb, const uint16_t *bl, i
     for (int q = 0, nq = bl ? nbl : nb; q < nq; q++) {
         int b = bl ? bl[q] : q;
         const double *hb = h + (size_t)b * nc;
-        if (hb[nc - 1] == 0) continue;
-        for (int k = 0; k < nc; k++) L[k] += hb[k];
-        if (W - L[nc - 1] < minw) break;
+        if (hb[K] == 0) continue;
+        double l2 = 0, lt = 0;
+        for (int k = 0; k < K; k++) {
+            double l = L[k] + hb[k];
+            L[k] = l;
+            l2 += l * l;
+            lt += l * tot[k];
+        }
+        L[K] += hb[K];
+        if (W - L[K] < minw) break;
         for (int opt = 0; opt <= missing; opt++) {
             /* opt 0: missing goes right (or there is none); 1: left. */
             const double *Lx = L;
+            double x2 = l2, xt = lt;
             if (opt) {
-                for (int k = 0; k < nc; k++) T[k] = L[k] + M[k];
-                Lx = T;
+                x2 = xt = 0;
+                for (int k = 0; k < K; k++) {
+                    double x = L[k] + M[k];
+                    X[k] = x;
+                    x2 += x * x;
+                    xt += x * tot[k];
+                }
+                X[K] = L[K] + M[K];
+                Lx = X;
             }
-            double wl = Lx[nc - 1], wr = W - wl;
+            double wl = Lx[K], wr = W - wl;
             if (!(wl >= minw && wr >= minw)) continue;
-            for (int k = 0; k < nc; k++) R[k] = tot[k] - Lx[k];
-            double sl = score(Lx, nc, lambda), sr = score(R, nc, lambda);
+            double r2 = t2 - 2 * xt + x2;
+            double sl = wl + lambda > 0 ? x2 / (wl + lambda) : 0, sr = wr + lambda > 0 ? r2 / (wr + lambda) : 0;
             double gain = sl + sr - parent;
             if (!(gain > gain_floor && gain > 1e-10 * (sl + sr))) continue;
             if (gain > *best_gain) {
