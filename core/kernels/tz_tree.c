@@ -727,13 +727,12 @@ static int level_alloc(grower *g, tz_tree_work *w, int32_t n_lvl, int parity)
     return 0;
 }
 
-static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
+/* Buffers for one tree, and the root: every row, its sums. */
+static int grow_root(grower *g, tz_tree_work *w)
 {
-    const tz_tree_grow_params *p = g->p;
     const tz_tree_target *t = g->t;
-    int nc = g->nc, parity = 0;
+    int nc = g->nc;
     int workers = tz_pool_threads();
-    double *parent_keep = NULL;  /* the previous level's kept histograms */
     g->rows = wget(w, W_ROWS, t->n_rows * sizeof *g->rows);
     g->rtmp = wget(w, W_RTMP, t->n_rows * sizeof *g->rtmp);
     if (g->K == 0) {
@@ -744,8 +743,8 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
     g->perm = wget(w, W_PERM, (size_t)workers * g->n_feats * sizeof *g->perm);
     g->touched = wget(w, W_TOUCHED, (size_t)workers * (TZ_TREE_MAX_BINS + 1) * sizeof *g->touched);
     if (!g->perm || !g->touched || !g->rows || !g->rtmp || (g->K == 0 && (!g->ogh || !g->otmp)) || !g->scratch ||
-        grow_nodes(g, w, 1) || level_alloc(g, w, 1, parity))
-        goto nomem;
+        grow_nodes(g, w, 1) || level_alloc(g, w, 1, 0))
+        return -1;
     memcpy(g->rows, t->rows, t->n_rows * sizeof *g->rows);
     memset(g->scratch, 0, (size_t)workers * (5 * g->max_fhist + nc) * sizeof *g->scratch);
 
@@ -778,138 +777,126 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
     g->n_lvl = 1;
     g->groups[0] = (group){ 0, -1, NULL };
     g->n_groups = 1;
-    int leaves = 1;
+    return 0;
+}
 
-    for (;;) {
-        /* Which nodes of this level to look at. */
-        int32_t n_eval = 0;
-        size_t eval_rows = 0;
-        for (int32_t i = 0; i < g->n_lvl; i++) {
-            g->eval[i] = (uint8_t)splittable(g, g->lvl[i], leaves);
-            if (g->eval[i]) {
-                n_eval++;
-                eval_rows += g->end[g->lvl[i]] - g->beg[g->lvl[i]];
-            }
-        }
-        if (!n_eval) break;
-        g->keep = NULL;
-        if (g->rf) {
-            /* Random forests: one task per node, no subtraction. */
-            int32_t ng = 0;
-            for (int32_t i = 0; i < g->n_lvl; i++)
-                if (g->eval[i]) g->groups[ng++] = (group){ i, -1, NULL };
-            g->n_groups = ng;
-        } else {
-            /* Keep this level's histograms for the next one when the
-             * children may split and the memory is modest. */
-            int children_split = 0;
-            for (int32_t i = 0; i < g->n_lvl; i++)
-                if (g->eval[i] && g->depth[g->lvl[i]] + 1 < p->max_depth) children_split = 1;
-            size_t bytes = (size_t)g->n_lvl * g->node_hist * sizeof(double);
-            if (children_split && bytes <= HIST_BUDGET && !(g->keep = wget(w, W_KEEP0 + parity, bytes)))
-                goto nomem;
-            /* Drop groups with nothing to look at. */
-            int32_t ng = 0;
-            for (int32_t k = 0; k < g->n_groups; k++) {
-                group gr = g->groups[k];
-                if (g->eval[gr.a] || (gr.b >= 0 && g->eval[gr.b])) g->groups[ng++] = gr;
-            }
-            g->n_groups = ng;
-        }
-        for (size_t c = 0; c < (size_t)g->n_lvl * g->cslots; c++) {
-            g->cgain[c] = -INFINITY;
-            g->cbin[c] = -1;
-        }
-        if (g->rf)
-            run_tasks((size_t)g->n_groups, eval_rows * (size_t)g->n_slots, rf_node_task, g);
-        else
-            run_tasks((size_t)g->n_groups * g->n_slots, eval_rows * (size_t)g->n_slots, level_task, g);
-        parent_keep = g->keep;  /* the parents' histograms are done with */
-
-        /* Best split of each node, columns in slot order. */
-        gain_rank *rank = wget(w, W_RANK, (size_t)g->n_lvl * sizeof *rank);
-        if (!rank) goto nomem;
-        int32_t n_split = 0;
-        for (int32_t i = 0; i < g->n_lvl; i++) {
-            g->split_of[i] = -1;
-            if (!g->eval[i]) continue;
-            double best = -INFINITY;
-            for (int s = 0; s < g->cslots; s++) {
-                size_t c = (size_t)i * g->cslots + s;
-                if (g->cbin[c] >= 0 && g->cgain[c] > best) {
-                    best = g->cgain[c];
-                    g->split_of[i] = s;
-                }
-            }
-            if (g->split_of[i] >= 0) rank[n_split++] = (gain_rank){ best, i };
-        }
-        if (p->max_leaves > 0 && leaves + n_split > p->max_leaves) {
-            qsort(rank, (size_t)n_split, sizeof *rank, cmp_rank);
-            for (int32_t k = p->max_leaves - leaves; k < n_split; k++) g->split_of[rank[k].i] = -1;
-            n_split = p->max_leaves - leaves;
-        }
-        if (!n_split) break;
-        leaves += n_split;
-
-        /* Children, then the rows moved under them. */
-        if (grow_nodes(g, w, 2 * n_split)) goto nomem;
-        int32_t *next = wget(w, W_LVL0 + !parity, (size_t)2 * n_split * sizeof *next);
-        if (!next) goto nomem;
-        int32_t n_next = 0;
-        size_t part_rows = 0;
-        for (int32_t i = 0; i < g->n_lvl; i++) {
-            int s = g->split_of[i];
-            if (s < 0) continue;
-            int32_t id = g->lvl[i];
-            size_t c = (size_t)i * g->cslots + s;
-            int32_t f = g->cfeat[c];
-            int32_t l = new_node(g, g->depth[id] + 1), r = new_node(g, g->depth[id] + 1);
-            tz_tree_node *nd = &g->nodes[id];
-            nd->feature = f;
-            nd->bin = (uint8_t)g->cbin[c];
-            nd->threshold = g->bins->cuts[g->bins->cut_start[f] + (size_t)g->cbin[c]];
-            nd->default_left = g->cdl[c];
-            nd->gain = g->cgain[c];
-            nd->left = l;
-            nd->right = r;
-            const double *ls = g->clsum + c * nc, *ps = g->sums + (size_t)id * nc;
-            double *sl = g->sums + (size_t)l * nc, *sr = g->sums + (size_t)r * nc;
-            for (int k = 0; k < nc; k++) {
-                sl[k] = ls[k];
-                sr[k] = ps[k] - ls[k];
-            }
-            next[n_next++] = l;
-            next[n_next++] = r;
-            part_rows += g->end[id] - g->beg[id];
-        }
-        run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g);
-
-        /* The next level: sibling pairs, smaller child first. */
-        const int32_t *split_old = g->split_of;
-        int32_t n_old = g->n_lvl;
-        parity = !parity;
-        if (level_alloc(g, w, n_next, parity)) goto nomem;
-        split_old = w->p[W_SPLIT0 + !parity];
-        g->n_lvl = n_next;
-        int32_t ng = 0, k = 0;
-        for (int32_t i = 0; i < n_old; i++) {
-            if (split_old[i] < 0) continue;
-            int32_t l = k, r = k + 1;
-            k += 2;
-            size_t nl = g->end[g->lvl[l]] - g->beg[g->lvl[l]], nr = g->end[g->lvl[r]] - g->beg[g->lvl[r]];
-            const double *par = parent_keep ? parent_keep + (size_t)i * g->node_hist : NULL;
-            g->groups[ng++] = nr < nl ? (group){ r, l, par } : (group){ l, r, par };
-        }
-        g->n_groups = ng;
+/* Marks the level's nodes worth a look and sets up its groups (and, in
+ * gradient mode, where its histograms are kept). Returns the rows under
+ * the marked nodes (0: nothing to do), or (size_t)-1 when out of memory. */
+static size_t level_prepare(grower *g, tz_tree_work *w, int parity, int leaves)
+{
+    const tz_tree_grow_params *p = g->p;
+    size_t eval_rows = 0;
+    for (int32_t i = 0; i < g->n_lvl; i++) {
+        g->eval[i] = (uint8_t)splittable(g, g->lvl[i], leaves);
+        if (g->eval[i]) eval_rows += g->end[g->lvl[i]] - g->beg[g->lvl[i]];
     }
+    if (!eval_rows) return 0;
+    g->keep = NULL;
+    int32_t ng = 0;
+    if (g->rf) {
+        /* Random forests: one task per node, no subtraction. */
+        for (int32_t i = 0; i < g->n_lvl; i++)
+            if (g->eval[i]) g->groups[ng++] = (group){ i, -1, NULL };
+    } else {
+        /* Keep this level's histograms for the next one when the
+         * children may split and the memory is modest. */
+        int children_split = 0;
+        for (int32_t i = 0; i < g->n_lvl; i++)
+            if (g->eval[i] && g->depth[g->lvl[i]] + 1 < p->max_depth) children_split = 1;
+        size_t bytes = (size_t)g->n_lvl * g->node_hist * sizeof(double);
+        if (children_split && bytes <= HIST_BUDGET && !(g->keep = wget(w, W_KEEP0 + parity, bytes)))
+            return (size_t)-1;
+        /* Drop groups with nothing to look at. */
+        for (int32_t k = 0; k < g->n_groups; k++) {
+            group gr = g->groups[k];
+            if (g->eval[gr.a] || (gr.b >= 0 && g->eval[gr.b])) g->groups[ng++] = gr;
+        }
+    }
+    g->n_groups = ng;
+    for (size_t c = 0; c < (size_t)g->n_lvl * g->cslots; c++) {
+        g->cgain[c] = -INFINITY;
+        g->cbin[c] = -1;
+    }
+    return eval_rows;
+}
 
-    /* The tree: nodes copied out at their final count; leaves numbered in
-     * node order, with their sums. */
+/* Picks each node's best candidate (columns in slot order) into split_of;
+ * when max_leaves binds, the best gains of the level win. Returns the
+ * number of splits, or -1 when out of memory. */
+static int32_t level_choose(grower *g, tz_tree_work *w, int leaves)
+{
+    const tz_tree_grow_params *p = g->p;
+    gain_rank *rank = wget(w, W_RANK, (size_t)g->n_lvl * sizeof *rank);
+    if (!rank) return -1;
+    int32_t n_split = 0;
+    for (int32_t i = 0; i < g->n_lvl; i++) {
+        g->split_of[i] = -1;
+        if (!g->eval[i]) continue;
+        double best = -INFINITY;
+        for (int s = 0; s < g->cslots; s++) {
+            size_t c = (size_t)i * g->cslots + s;
+            if (g->cbin[c] >= 0 && g->cgain[c] > best) {
+                best = g->cgain[c];
+                g->split_of[i] = s;
+            }
+        }
+        if (g->split_of[i] >= 0) rank[n_split++] = (gain_rank){ best, i };
+    }
+    if (p->max_leaves > 0 && leaves + n_split > p->max_leaves) {
+        qsort(rank, (size_t)n_split, sizeof *rank, cmp_rank);
+        for (int32_t k = p->max_leaves - leaves; k < n_split; k++) g->split_of[rank[k].i] = -1;
+        n_split = p->max_leaves - leaves;
+    }
+    return n_split;
+}
+
+/* Turns the chosen nodes into splits with two children each (listed in
+ * `next`), then moves their rows under the children. */
+static void level_split(grower *g, int32_t *next)
+{
+    int nc = g->nc;
+    int32_t n_next = 0;
+    size_t part_rows = 0;
+    for (int32_t i = 0; i < g->n_lvl; i++) {
+        int s = g->split_of[i];
+        if (s < 0) continue;
+        int32_t id = g->lvl[i];
+        size_t c = (size_t)i * g->cslots + s;
+        int32_t f = g->cfeat[c];
+        int32_t l = new_node(g, g->depth[id] + 1), r = new_node(g, g->depth[id] + 1);
+        tz_tree_node *nd = &g->nodes[id];
+        nd->feature = f;
+        nd->bin = (uint8_t)g->cbin[c];
+        nd->threshold = g->bins->cuts[g->bins->cut_start[f] + (size_t)g->cbin[c]];
+        nd->default_left = g->cdl[c];
+        nd->gain = g->cgain[c];
+        nd->left = l;
+        nd->right = r;
+        const double *ls = g->clsum + c * nc, *ps = g->sums + (size_t)id * nc;
+        double *sl = g->sums + (size_t)l * nc, *sr = g->sums + (size_t)r * nc;
+        for (int k = 0; k < nc; k++) {
+            sl[k] = ls[k];
+            sr[k] = ps[k] - ls[k];
+        }
+        next[n_next++] = l;
+        next[n_next++] = r;
+        part_rows += g->end[id] - g->beg[id];
+    }
+    run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g);
+}
+
+/* The finished tree: nodes copied out at their final count; leaves
+ * numbered in node order, with their sums. */
+static int tree_out(grower *g, tz_tree *out)
+{
+    const tz_tree_target *t = g->t;
+    int nc = g->nc;
     int32_t n_leaves = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) n_leaves += g->nodes[i].feature < 0;
     out->nodes = malloc((size_t)g->n_nodes * sizeof *out->nodes);
     out->values = malloc((size_t)n_leaves * nc * sizeof *out->values);
-    if (!out->nodes || !out->values) goto nomem;
+    if (!out->nodes || !out->values) return -1;
     int32_t lf = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         tz_tree_node *nd = &g->nodes[i];
@@ -926,6 +913,56 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
     out->n_nodes = g->n_nodes;
     out->n_leaves = n_leaves;
     out->n_values = nc;
+    return 0;
+}
+
+/* Level by level: look for splits (one pool run), choose, split, and
+ * pair the children up for the next level (smaller child first, built
+ * from rows; its sibling by subtraction when the parent's histograms
+ * were kept). */
+static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
+{
+    int parity = 0, leaves = 1;
+    double *parent_keep = NULL;  /* the previous level's kept histograms */
+    if (grow_root(g, w)) goto nomem;
+    for (;;) {
+        size_t eval_rows = level_prepare(g, w, parity, leaves);
+        if (eval_rows == (size_t)-1) goto nomem;
+        if (!eval_rows) break;
+        if (g->rf)
+            run_tasks((size_t)g->n_groups, eval_rows * (size_t)g->n_slots, rf_node_task, g);
+        else
+            run_tasks((size_t)g->n_groups * g->n_slots, eval_rows * (size_t)g->n_slots, level_task, g);
+        parent_keep = g->keep;  /* the parents' histograms are done with */
+        int32_t n_split = level_choose(g, w, leaves);
+        if (n_split < 0) goto nomem;
+        if (!n_split) break;
+        leaves += n_split;
+        if (grow_nodes(g, w, 2 * n_split)) goto nomem;
+        int32_t *next = wget(w, W_LVL0 + !parity, (size_t)2 * n_split * sizeof *next);
+        if (!next) goto nomem;
+        level_split(g, next);
+
+        /* The next level (its arrays are the other parity's, so this
+         * level's split_of stays readable): sibling pairs. */
+        const int32_t *split_old = g->split_of;
+        int32_t n_old = g->n_lvl;
+        parity = !parity;
+        if (level_alloc(g, w, 2 * n_split, parity)) goto nomem;
+        g->n_lvl = 2 * n_split;
+        int32_t ng = 0, k = 0;
+        for (int32_t i = 0; i < n_old; i++) {
+            if (split_old[i] < 0) continue;
+            int32_t l = k, r = k + 1;
+            k += 2;
+            size_t nl = g->end[g->lvl[l]] - g->beg[g->lvl[l]], nr = g->end[g->lvl[r]] - g->beg[g->lvl[r]];
+            const double *par = parent_keep ? parent_keep + (size_t)i * g->node_hist : NULL;
+            g->groups[ng++] = nr < nl ? (group){ r, l, par } : (group){ l, r, par };
+        }
+        g->n_groups = ng;
+    }
+
+    if (tree_out(g, out)) goto nomem;
     return 0;
 nomem:
     return tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
@@ -948,8 +985,7 @@ int tz_tree_grow(const tz_tree_bins *bins, const tz_tree_grow_params *p, const t
 
     tz_tree_work *w = work ? work : tz_tree_work_new();
     if (!w) return tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
-    tz_tree_grow_params pp = *p;
-    grower g = { .bins = bins, .p = &pp, .t = t, .n = bins->n_rows, .K = p->n_classes,
+    grower g = { .bins = bins, .p = p, .t = t, .n = bins->n_rows, .K = p->n_classes,
                  .nc = p->n_classes ? p->n_classes + 1 : 2, .min_w_floor = 1e-12 };
     int rc = 0;
     g.feats = wget(w, W_FEATS, bins->n_cols * sizeof *g.feats);

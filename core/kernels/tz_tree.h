@@ -23,9 +23,13 @@
  * Missing values go to whichever side gains more (the learned default
  * direction; when a node has none, to the heavier side). Gradient mode
  * builds the smaller child's histogram and subtracts it from the parent's;
- * with per-split feature sampling (random forests) each node builds its own.
- * Work is split into fixed tasks (node × feature) for tz_pool_run and
- * combined in task order, so the tree is the same for any thread count.
+ * with per-split feature sampling (random forests) each node builds its own
+ * (sparse for small nodes). Work is split into fixed tasks (node pair ×
+ * column, or node) for tz_pool_run, each writing only its own results,
+ * combined in a fixed order: the tree is the same for any thread count.
+ * Splits happen level by level; a node splits when its best gain is above
+ * min_split_gain and both children keep min_child_weight; with max_leaves,
+ * a level's largest gains go first.
  *
  * Ownership: tz_tree_bins and tz_tree own their arrays; free them with
  * tz_tree_bins_free / tz_tree_free (both accept zeroed structs). The
@@ -86,9 +90,12 @@ typedef struct tz_tree_grow_params {
     double min_split_gain;    /* a split must gain more than this */
     int n_classes;            /* 0: gradient mode; K ≥ 2: class mode */
     const uint8_t *allowed;   /* per column, non-zero = usable; NULL = all */
-    int split_features;       /* > 0: draw this many usable columns at every
-                                 split (no subtraction); 0: all usable */
-    uint64_t seed;            /* for split_features */
+    int split_features;       /* > 0 (random forests): at every node draw
+                                 usable columns one by one until this many
+                                 vary within the node (scikit-learn's rule;
+                                 no histogram subtraction); 0: all usable */
+    uint64_t seed;            /* for split_features: node i draws from a
+                                 stream seeded by (seed, i) */
 } tz_tree_grow_params;
 
 typedef struct tz_tree_target {
