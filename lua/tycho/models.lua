@@ -261,6 +261,17 @@ function M.linear(opts) return new_model("linear", opts) end
 --- models.kmeans{k = 8, n_init = 10, max_iter = 300, tol, seed}.
 function M.kmeans(opts) return new_model("kmeans", opts) end
 
+-- Kernel messages count columns and rows from 0: name the feature and give
+-- the 1-based row the frame would show.
+local function kernel_error(m)
+  local msg = ffi.string(err.msg)
+  msg = msg:gsub("column (%d+)", function(j)
+    local name = m.features[tonumber(j) + 1]
+    return name and ("column '" .. name .. "'") or ("column " .. j)
+  end)
+  return (msg:gsub("row (%d+)", function(i) return "row " .. (tonumber(i) + 1) end))
+end
+
 -- ---- fitting -------------------------------------------------------------------
 
 local function decide_task(m, col)
@@ -326,7 +337,7 @@ function Model:fit(f, opts)
   end
   local t0 = os.clock()
   local handle = fam.fit(self, train, valid, n_classes)
-  if not handle then return nil, ffi.string(err.msg) end
+  if not handle then return nil, kernel_error(self) end
   own(self, handle)
   self.trained = { rows = f:nrows(), seconds = os.clock() - t0, at = os.time() }
   local _ = anchor and vanchor  -- both stay referenced until training is over
@@ -348,7 +359,7 @@ function Model:predict_raw(f)
   if not x then return nil, anchor end
   local k, n = self.fam.n_outputs(self.handle), f:nrows()
   local out = ffi.new("double[?]", math.max(n * k, 1))
-  if self.fam.predict(self.handle, x, out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  if self.fam.predict(self.handle, x, out, err) ~= 0 then return nil, kernel_error(self) end
   if self.task == "binary" and k == 2 then
     -- Families that give both class probabilities: keep P(second class).
     local p1 = ffi.new("double[?]", math.max(n, 1))
@@ -448,8 +459,11 @@ function Model:to_bytes()
   check_trained(self)
   if self.fam.save(self.handle, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
   local kernel = take_buffer()
+  -- Only what the training determined: the same data and seed give the
+  -- same bytes (timings belong to the run record, not the model).
   local meta = json.encode({ family = self.family, task = self.task, features = self.features, label = self.label,
-                             classes = self.classes, opts = self.opts, info = self.info, trained = self.trained })
+                             classes = self.classes, opts = self.opts, info = self.info,
+                             rows = self.trained and self.trained.rows })
   local w = ffi.new("tz_blob_writer")
   C.tz_blob_writer_init(w)
   C.tz_blob_put_str(w, meta, #meta)
@@ -492,7 +506,8 @@ function M.from_bytes(bytes)
   if fam.load(kernel_p, kernel_len, out, err) ~= 0 then return nil, "not a usable Tycho model: " .. ffi.string(err.msg) end
   local m = new_model(meta.family, meta.opts)
   own(m, out[0])
-  m.task, m.features, m.label, m.info, m.trained = meta.task, meta.features, meta.label, meta.info, meta.trained
+  m.task, m.features, m.label, m.info = meta.task, meta.features, meta.label, meta.info
+  m.trained = { rows = meta.rows }
   if meta.classes ~= nil and meta.classes ~= json.null then m.classes = meta.classes end
   if fam.n_features(m.handle) ~= #m.features then return nil, "not a usable Tycho model: feature count mismatch" end
   return m
