@@ -206,7 +206,7 @@ local function fill_column(c, code, values, n, name)
   end
 end
 
-local function add_column(handle, name, c)
+local function add_column(handle, c)
   local rc = C.tz_frame_add(handle, c, err)
   C.tz_column_unref(c)  -- the frame holds it now
   check(rc)
@@ -234,7 +234,7 @@ function M.new(columns, opts)
     local code = opts.types and opts.types[name] and type_code(opts.types[name]) or infer_type(values, n)
     local c = new_column(name, code, n)
     fill_column(c, code, values, n, name)
-    add_column(handle, name, c)
+    add_column(handle, c)
   end
   return setmetatable({ handle = handle }, Frame)
 end
@@ -283,19 +283,19 @@ function M.read_csv(path, opts)
   o.no_header = opts.header == false and 1 or 0
   o.infer_rows = opts.infer_rows or 0
   o.strict = opts.strict and 1 or 0
-  local keep = {}
+  -- Arrays handed to C live in locals of this function, so they outlive the call.
+  local na, cnames, ctypes
   if opts.na then
-    local na = ffi.new("const char*[?]", #opts.na)
+    na = ffi.new("const char*[?]", #opts.na)
     for i, s in ipairs(opts.na) do na[i - 1] = s end
-    o.na_values, o.n_na, keep.na = na, #opts.na, na
+    o.na_values, o.n_na = na, #opts.na
   end
   if opts.schema then
     local names, n = {}, 0
     for k in pairs(opts.schema) do n = n + 1 names[n] = k end
-    local cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
+    cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
     for i, k in ipairs(names) do cnames[i - 1], ctypes[i - 1] = k, type_code(opts.schema[k]) end
     o.schema_names, o.schema_types, o.n_schema = cnames, ctypes, n
-    keep.names, keep.strings = cnames, names
   end
   local report = ffi.new("tz_csv_report")
   local rc = C.tz_csv_read(path, o, frame_out, report, err)
@@ -375,7 +375,9 @@ function Frame:col(name)
   local col = self.cache[name]
   if col then return col end
   local j = column_index(self, name)
-  if not j then error("no column '" .. tostring(name) .. "' (columns: " .. table.concat(self:names(), ", ") .. ")", 2) end
+  if not j then
+    error("no column '" .. tostring(name) .. "' (columns: " .. table.concat(self:names(), ", ") .. ")", 2)
+  end
   col = wrap_column(self, self.handle.cols[j])
   self.cache[name] = col
   return col
@@ -481,7 +483,7 @@ function Frame:with_column(name, values, typ)
   local keep = {}
   for _, existing in ipairs(self:names()) do if existing ~= name then keep[#keep + 1] = existing end end
   local out = share(self, keep)
-  add_column(out.handle, name, c)
+  add_column(out.handle, c)
   return out
 end
 
@@ -515,7 +517,9 @@ local function read_mask(path)
   if not f then error("cannot read split mask " .. path .. ": " .. ferr, 3) end
   local mask = {}
   for line in f:lines() do
-    if line:match("%S") then mask[#mask + 1] = tonumber(line) or error("bad mask line in " .. path .. ": " .. line, 3) end
+    if line:match("%S") then
+      mask[#mask + 1] = tonumber(line) or error("bad mask line in " .. path .. ": " .. line, 3)
+    end
   end
   f:close()
   return mask
@@ -591,7 +595,9 @@ function Frame:join(other, opts)
   local rkeys = opts.right_on or opts.on
   if type(lkeys) == "string" then lkeys = { lkeys } end
   if type(rkeys) == "string" then rkeys = { rkeys } end
-  if not lkeys or not rkeys or #lkeys ~= #rkeys then error("join: give on, or left_on and right_on of equal length", 2) end
+  if not lkeys or not rkeys or #lkeys ~= #rkeys then
+    error("join: give on, or left_on and right_on of equal length", 2)
+  end
   local lcols, rcols = {}, {}
   for k = 1, #lkeys do lcols[k], rcols[k] = self:col(lkeys[k]), other:col(rkeys[k]) end
   local index = {}

@@ -77,7 +77,9 @@ local function encode_labels(col, classes)
   for k, v in ipairs(classes) do index[v] = k - 1 end
   for i = 1, n do
     local code = index[col:get(i)]
-    if code == nil then return nil, "label value " .. tostring(col:get(i)) .. " at row " .. i .. " was not seen in training" end
+    if code == nil then
+      return nil, "label value " .. tostring(col:get(i)) .. " at row " .. i .. " was not seen in training"
+    end
     y[i - 1] = code
   end
   return y, classes
@@ -503,7 +505,9 @@ function M.from_bytes(bytes)
   local fam = type(meta) == "table" and families[meta.family]
   if not fam or type(meta.features) ~= "table" then return nil, "not a usable Tycho model: bad metadata" end
   local out = ffi.new(fam.ctype)
-  if fam.load(kernel_p, kernel_len, out, err) ~= 0 then return nil, "not a usable Tycho model: " .. ffi.string(err.msg) end
+  if fam.load(kernel_p, kernel_len, out, err) ~= 0 then
+    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
+  end
   local m = new_model(meta.family, meta.opts)
   own(m, out[0])
   m.task, m.features, m.label, m.info = meta.task, meta.features, meta.label, meta.info
