@@ -330,8 +330,7 @@ int tz_forest_fit(const tz_forest_params *p, const tz_data *train, tz_forest_mod
     }
     for (int t = 0; t < p->n_trees; t++) {
         const tz_tree *tr = &m->trees[t];
-        for (int32_t j = 0; j < tr->n_nodes; j++)
-            if (tr->nodes[j].feature >= 0) m->importance[tr->nodes[j].feature] += tr->nodes[j].gain;
+        for (int32_t j = 0; tr->gain && j < tr->n_nodes; j++) m->importance[tr->nodes[j].feature] += tr->gain[j];
     }
     *out = m;
     m = NULL;
@@ -414,7 +413,7 @@ int tz_forest_save(const tz_forest_model *m, unsigned char **buf, size_t *len, t
     return tz_blob_finish(&w, FOREST_KIND, FOREST_VERSION, buf, len, err);
 }
 
-#define MIN_TREE_BYTES (8 + 29 + 8)
+#define MIN_TREE_BYTES (8 + 8)  /* the counts and one leaf value */
 
 int tz_forest_load(const void *buf, size_t len, tz_forest_model **out, tz_err *err)
 {

@@ -256,8 +256,7 @@ static void model_importance(tz_gbt_model *m)
     memset(m->importance, 0, (size_t)m->n_features * sizeof *m->importance);
     for (size_t i = 0; i < (size_t)m->rounds * m->n_classes; i++) {
         const tz_tree *t = &m->trees[i];
-        for (int32_t j = 0; j < t->n_nodes; j++)
-            if (t->nodes[j].feature >= 0) m->importance[t->nodes[j].feature] += t->nodes[j].gain;
+        for (int32_t j = 0; t->gain && j < t->n_nodes; j++) m->importance[t->nodes[j].feature] += t->gain[j];
     }
 }
 
@@ -499,7 +498,7 @@ int tz_gbt_save(const tz_gbt_model *m, unsigned char **buf, size_t *len, tz_err 
     return tz_blob_finish(&w, GBT_KIND, GBT_VERSION, buf, len, err);
 }
 
-#define MIN_TREE_BYTES (8 + 29 + 8)  /* counts, one leaf node, its value */
+#define MIN_TREE_BYTES (8 + 8)  /* the counts and one leaf value */
 
 int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err)
 {

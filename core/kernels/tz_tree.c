@@ -215,6 +215,12 @@ int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint6
 
 /* ---------------------------------------------------------------- growing */
 
+typedef struct gnode {   /* a node while growing; leaves have feature -1 */
+    double threshold, gain;
+    int32_t feature, left, right;
+    uint8_t default_left, bin;
+} gnode;
+
 typedef struct group {   /* nodes whose histograms are built together */
     int32_t a, b;        /* indices into the level (b = -1: none) */
     const double *parent;/* parent's kept histogram, or NULL */
@@ -239,7 +245,7 @@ typedef struct grower {
     double *scratch;            /* per worker: 2 feature histograms */
 
     /* the tree so far, indexed by node id */
-    tz_tree_node *nodes;
+    gnode *nodes;
     size_t *beg, *end;
     int *depth;
     double *sums;               /* nc per node */
@@ -585,7 +591,7 @@ static void partition_task(void *vctx, size_t task, int worker)
     grower *g = vctx;
     int32_t id = g->lvl[task];
     if (g->split_of[task] < 0) return;
-    const tz_tree_node *nd = &g->nodes[id];
+    const gnode *nd = &g->nodes[id];
     const uint8_t *col = g->bins->codes + (size_t)nd->feature * g->n;
     int missing = g->bins->n_bins[nd->feature];
     unsigned bin = nd->bin;
@@ -632,7 +638,7 @@ static void partition_task(void *vctx, size_t task, int worker)
  * trees does not keep mapping fresh memory. */
 enum { W_FEATS, W_HOFF, W_ROWS, W_RTMP, W_OGH, W_OTMP, W_SCRATCH, W_NODES, W_BEG, W_END, W_DEPTH,
        W_SUMS, W_LVL0, W_LVL1, W_SPLIT0, W_SPLIT1, W_KEEP0, W_KEEP1, W_EVAL, W_PERM, W_GROUPS,
-       W_CGAIN, W_CBIN, W_CFEAT, W_CDL, W_CLSUM, W_RANK, W_TOUCHED, W_N };
+       W_CGAIN, W_CBIN, W_CFEAT, W_CDL, W_CLSUM, W_RANK, W_TOUCHED, W_MAP, W_N };
 
 struct tz_tree_work {
     void *p[W_N];
@@ -865,7 +871,7 @@ static void level_split(grower *g, int32_t *next)
         size_t c = (size_t)i * g->cslots + s;
         int32_t f = g->cfeat[c];
         int32_t l = new_node(g, g->depth[id] + 1), r = new_node(g, g->depth[id] + 1);
-        tz_tree_node *nd = &g->nodes[id];
+        gnode *nd = &g->nodes[id];
         nd->feature = f;
         nd->bin = (uint8_t)g->cbin[c];
         nd->threshold = g->bins->cuts[g->bins->cut_start[f] + (size_t)g->cbin[c]];
@@ -886,31 +892,39 @@ static void level_split(grower *g, int32_t *next)
     run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g);
 }
 
-/* The finished tree: nodes copied out at their final count; leaves
- * numbered in node order, with their sums. */
-static int tree_out(grower *g, tz_tree *out)
+/* The finished tree, compact: splits and leaves each numbered in node
+ * order (so a split's children still come after it), leaves with their
+ * sums. */
+static int tree_out(grower *g, tz_tree_work *w, tz_tree *out)
 {
     const tz_tree_target *t = g->t;
     int nc = g->nc;
-    int32_t n_leaves = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) n_leaves += g->nodes[i].feature < 0;
-    out->nodes = malloc((size_t)g->n_nodes * sizeof *out->nodes);
+    int32_t *map = wget(w, W_MAP, (size_t)g->n_nodes * sizeof *map), n_split = 0, n_leaves = 0;
+    if (!map) return -1;
+    for (int32_t i = 0; i < g->n_nodes; i++) map[i] = g->nodes[i].feature >= 0 ? n_split++ : ~n_leaves++;
+    if (n_split) {
+        out->nodes = malloc((size_t)n_split * sizeof *out->nodes);
+        out->gain = malloc((size_t)n_split * sizeof *out->gain);
+        if (!out->nodes || !out->gain) return -1;
+    }
     out->values = malloc((size_t)n_leaves * nc * sizeof *out->values);
-    if (!out->nodes || !out->values) return -1;
-    int32_t lf = 0;
+    if (!out->values) return -1;
     for (int32_t i = 0; i < g->n_nodes; i++) {
-        tz_tree_node *nd = &g->nodes[i];
-        if (nd->feature < 0) {
-            nd->left = lf;
-            nd->right = 0;
+        const gnode *nd = &g->nodes[i];
+        if (nd->feature >= 0) {
+            int32_t j = map[i];
+            out->nodes[j] = (tz_tree_node){ .threshold = nd->threshold, .feature = nd->feature,
+                                            .left = map[nd->left], .right = map[nd->right],
+                                            .default_left = nd->default_left };
+            out->gain[j] = nd->gain;
+        } else {
+            int32_t lf = ~map[i];
             memcpy(out->values + (size_t)lf * nc, g->sums + (size_t)i * nc, nc * sizeof(double));
             if (t->leaf_of)
                 for (size_t k = g->beg[i]; k < g->end[i]; k++) t->leaf_of[g->rows[k]] = lf;
-            lf++;
         }
-        out->nodes[i] = *nd;
     }
-    out->n_nodes = g->n_nodes;
+    out->n_nodes = n_split;
     out->n_leaves = n_leaves;
     out->n_values = nc;
     return 0;
@@ -962,7 +976,7 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
         g->n_groups = ng;
     }
 
-    if (tree_out(g, out)) goto nomem;
+    if (tree_out(g, w, out)) goto nomem;
     return 0;
 nomem:
     return tz_err_set(err, TZ_ENOMEM, "out of memory growing a tree");
@@ -1020,12 +1034,13 @@ void tz_tree_free(tz_tree *t)
 {
     free(t->nodes);
     free(t->values);
+    free(t->gain);
     memset(t, 0, sizeof *t);
 }
 
 /* ---------------------------------------------------------- serialisation */
 
-#define NODE_BYTES (4 + 4 + 4 + 1 + 8 + 8)
+#define NODE_BYTES (4 + 4 + 4 + 1 + 8)
 
 void tz_tree_write(tz_blob_writer *w, const tz_tree *t)
 {
@@ -1035,12 +1050,17 @@ void tz_tree_write(tz_blob_writer *w, const tz_tree *t)
         const tz_tree_node *n = &t->nodes[i];
         tz_blob_put_u32(w, (uint32_t)n->feature);
         tz_blob_put_u32(w, (uint32_t)n->left);
-        tz_blob_put_u32(w, n->feature < 0 ? 0 : (uint32_t)n->right);
-        tz_blob_put_u8(w, n->feature < 0 ? 0 : n->default_left);
-        tz_blob_put_f64(w, n->feature < 0 ? 0 : n->threshold);
-        tz_blob_put_f64(w, n->feature < 0 ? 0 : n->gain);
+        tz_blob_put_u32(w, (uint32_t)n->right);
+        tz_blob_put_u8(w, n->default_left);
+        tz_blob_put_f64(w, n->threshold);
     }
     tz_blob_put_f64s(w, t->values, (size_t)t->n_leaves * t->n_values);
+}
+
+/* A child index is a later split or an existing leaf. */
+static int child_ok(int32_t c, uint32_t i, uint32_t nn, uint32_t nl)
+{
+    return c >= 0 ? (uint32_t)c > i && (uint32_t)c < nn : (uint32_t)~c < nl;
 }
 
 int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tree *out, tz_err *err)
@@ -1048,14 +1068,15 @@ int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tre
     memset(out, 0, sizeof *out);
     uint32_t nn = tz_blob_get_u32(r), nl = tz_blob_get_u32(r);
     if (r->failed) return tz_err_set(err, TZ_ECORRUPT, "file ends inside a tree");
-    if (nn == 0 || nn > INT32_MAX || nn > tz_blob_remaining(r) / NODE_BYTES)
-        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u nodes, more than the file holds", nn);
-    if (nl == 0 || nl > nn || n_values < 1 ||
+    if (nn >= INT32_MAX || nn > tz_blob_remaining(r) / NODE_BYTES)
+        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u splits, more than the file holds", nn);
+    if (nl != nn + 1 || n_values < 1 ||
         (uint64_t)nl * (uint64_t)n_values > (tz_blob_remaining(r) - (size_t)nn * NODE_BYTES) / 8)
-        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u leaves, more than the file holds", nl);
-    out->nodes = malloc((size_t)nn * sizeof *out->nodes);
+        return tz_err_set(err, TZ_ECORRUPT, "a tree claims %u leaves for %u splits, or more than the file holds",
+                          nl, nn);
+    out->nodes = nn ? malloc((size_t)nn * sizeof *out->nodes) : NULL;
     out->values = malloc((size_t)nl * n_values * sizeof *out->values);
-    if (!out->nodes || !out->values) {
+    if ((nn && !out->nodes) || !out->values) {
         tz_tree_free(out);
         return tz_err_set(err, TZ_ENOMEM, "out of memory loading a tree");
     }
@@ -1064,25 +1085,14 @@ int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tre
     out->n_values = n_values;
     for (uint32_t i = 0; i < nn; i++) {
         tz_tree_node *n = &out->nodes[i];
-        uint32_t f = tz_blob_get_u32(r), left = tz_blob_get_u32(r), right = tz_blob_get_u32(r);
-        uint8_t dl = tz_blob_get_u8(r);
+        uint32_t f = tz_blob_get_u32(r);
+        n->left = (int32_t)tz_blob_get_u32(r);
+        n->right = (int32_t)tz_blob_get_u32(r);
+        n->default_left = tz_blob_get_u8(r);
         n->threshold = tz_blob_get_f64(r);
-        n->gain = tz_blob_get_f64(r);
-        n->bin = 0;
-        n->default_left = dl;
-        int bad;
-        if (f == UINT32_MAX) {
-            n->feature = -1;
-            n->left = (int32_t)left;
-            n->right = 0;
-            bad = left >= nl || right != 0 || dl != 0;
-        } else {
-            n->feature = (int32_t)f;
-            n->left = (int32_t)left;
-            n->right = (int32_t)right;
-            bad = f >= (uint32_t)n_features || dl > 1 || left <= i || right <= i || left >= nn || right >= nn;
-        }
-        if (bad) {
+        n->feature = (int32_t)f;
+        if (f >= (uint32_t)n_features || n->default_left > 1 || !child_ok(n->left, i, nn, nl) ||
+            !child_ok(n->right, i, nn, nl)) {
             tz_tree_free(out);
             return tz_err_set(err, TZ_ECORRUPT, "tree node %u is malformed", i);
         }

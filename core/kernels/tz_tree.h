@@ -64,20 +64,23 @@ int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint6
                        tz_tree_bins *out, tz_err *err);
 void tz_tree_bins_free(tz_tree_bins *b);
 
+/* A split. Its children are split nodes (index >= 0, always after this
+ * one) or leaves (index < 0: leaf number ~index). */
 typedef struct tz_tree_node {
-    double threshold;       /* split: x <= threshold goes left */
-    double gain;            /* split: its gain (importance) */
-    int32_t feature;        /* -1: leaf */
-    int32_t left, right;    /* split: children (always after the node);
-                               leaf: left = leaf number */
+    double threshold;       /* x <= threshold goes left */
+    int32_t feature;        /* the column tested */
+    int32_t left, right;
     uint8_t default_left;   /* where NaN goes */
-    uint8_t bin;            /* split bin, valid only on a freshly grown tree */
 } tz_tree_node;
 
 typedef struct tz_tree {
-    int32_t n_nodes, n_leaves, n_values;  /* n_values doubles per leaf */
-    tz_tree_node *nodes;                  /* nodes[0] is the root */
-    double *values;                       /* n_leaves × n_values */
+    int32_t n_nodes;        /* splits; 0: the tree is the single leaf 0 */
+    int32_t n_leaves;       /* n_nodes + 1 */
+    int32_t n_values;       /* doubles per leaf */
+    tz_tree_node *nodes;    /* nodes[0] is the root */
+    double *values;         /* n_leaves × n_values */
+    double *gain;           /* per split, its gain (importance); NULL on a
+                               loaded tree (files keep only the totals) */
 } tz_tree;
 
 void tz_tree_free(tz_tree *t);
@@ -126,21 +129,22 @@ int tz_tree_grow(const tz_tree_bins *bins, const tz_tree_grow_params *p, const t
  * default direction). The tree must be valid for x's columns. */
 static inline int32_t tz_tree_leaf(const tz_tree *t, const double *const *cols, size_t row)
 {
-    const tz_tree_node *n = t->nodes;
-    while (n->feature >= 0) {
+    if (t->n_nodes == 0) return 0;
+    int32_t i = 0;
+    for (;;) {
+        const tz_tree_node *n = t->nodes + i;
         double v = cols[n->feature][row];
-        int32_t next = v <= n->threshold ? n->left
-                     : v != v ? (n->default_left ? n->left : n->right) : n->right;
-        n = t->nodes + next;
+        i = v <= n->threshold ? n->left : v != v ? (n->default_left ? n->left : n->right) : n->right;
+        if (i < 0) return ~i;
     }
-    return n->left;
 }
 
-/* Serialisation shared by the model files: n_nodes, n_leaves, the nodes,
- * then the leaf values. tz_tree_read checks every count against the bytes
- * left before allocating and every index (children after their parent and
- * in range, features < n_features, leaves < n_leaves), so a damaged file is
- * TZ_ECORRUPT, never a crash. */
+/* Serialisation shared by the model files: n_nodes, n_leaves, the nodes
+ * (feature, left, right, default_left, threshold), then the leaf values.
+ * tz_tree_read checks every count against the bytes left before
+ * allocating, n_leaves == n_nodes + 1, and every index (split children
+ * after their parent and in range, leaves < n_leaves, features <
+ * n_features), so a damaged file is TZ_ECORRUPT, never a crash. */
 void tz_tree_write(tz_blob_writer *w, const tz_tree *t);
 int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tree *out, tz_err *err);
 
