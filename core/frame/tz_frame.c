@@ -17,7 +17,7 @@ struct tz_dict {
 
 static uint64_t hash_bytes(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    uint64_t h = 14695981039346656037ull;  /* FNV-1a */
     for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
 }
