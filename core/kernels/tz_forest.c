@@ -189,6 +189,8 @@ static void tree_task(void *vctx, size_t t, int worker)
         }
     }
     tr->n_values = c->n_out;
+    double *v = realloc(tr->values, (size_t)tr->n_leaves * c->n_out * sizeof *v);  /* shrink */
+    if (v) tr->values = v;
 }
 
 /* Out-of-bag predictions for a block of rows: trees in order (the outer

@@ -397,6 +397,8 @@ int tz_gbt_fit(const tz_gbt_params *p, const tz_data *train, const tz_data *vali
             for (int32_t l = 0; l < t->n_leaves; l++)  /* (G, H) → leaf value, in place */
                 t->values[l] = -t->values[2 * l] / (t->values[2 * l + 1] + p->lambda) * p->learning_rate;
             t->n_values = 1;
+            double *v = realloc(t->values, (size_t)t->n_leaves * sizeof *v);  /* shrink */
+            if (v) t->values = v;
         }
         m->rounds = round;
         tc.trees = trees;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dataset.h"
@@ -89,20 +90,35 @@ static int child(void)
     return 0;
 }
 
+/* Runs this test binary again (/proc/self/exe, which still works if the
+ * file has been rebuilt meanwhile) with TYCHO_THREADS set, before any pool
+ * exists in that process, and reads back its model's checksum. */
 static int child_crc(int threads, uint32_t *crc, size_t *len)
 {
-    char exe[1024], cmd[1200];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    snprintf(cmd, sizeof cmd, "TYCHO_THREADS=%d '%s' --child", threads, exe);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
+    int fd[2];
+    if (pipe(fd)) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", threads);
+        setenv("TYCHO_THREADS", n, 1);
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        execl("/proc/self/exe", "child", "--child", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
     unsigned c = 0;
-    int got = fscanf(f, "%x %zu", &c, len);
-    int rc = pclose(f);
+    int got = f ? fscanf(f, "%x %zu", &c, len) : 0;
+    if (f) fclose(f);
+    int status = 0;
+    waitpid(pid, &status, 0);
     *crc = c;
-    return got == 2 && rc == 0 ? 0 : -1;
+    return got == 2 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
