@@ -172,7 +172,7 @@ static void tree_task(void *vctx, size_t t, int worker)
         }
     }
     tz_tree_grow_params gp = { .max_depth = c->max_depth, .min_child_weight = p->min_samples_leaf,
-                               .n_classes = c->K, .split_features = c->mtry, .seed = seed };
+                               .n_classes = c->K, .split_features = c->mtry, .seed = seed, .serial = 1 };
     tz_tree_target tt = { .rows = b->rows, .n_rows = m, .gh = b->gh, .cls = c->cls, .w = b->w };
     tz_tree *tr = &c->trees[t];
     c->rc[t] = tz_tree_grow(c->bins, &gp, &tt, b->work, tr, &c->errs[t]);

@@ -12,9 +12,9 @@
 #define INLINE_ROWS 131072  /* the same for partitioning, which is cheap per row */
 #define HIST_BUDGET ((size_t)256 << 20)  /* bytes of histograms kept per level */
 
-static void run_tasks(size_t n, size_t work, tz_pool_fn fn, void *ctx)
+static void run_tasks(size_t n, size_t work, tz_pool_fn fn, void *ctx, int serial)
 {
-    if (work < INLINE_WORK) {
+    if (serial || work < INLINE_WORK) {
         for (size_t i = 0; i < n; i++) fn(ctx, i, 0);
     } else {
         tz_pool_run(n, fn, ctx);
@@ -174,7 +174,7 @@ int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint6
         c.sample = sample;
         c.n_sample = k;
     }
-    int workers = tz_pool_threads();
+    int workers = tz_pool_threads();  /* scratch is per worker id, whoever runs */
     out->n_rows = n;
     out->n_cols = p;
     out->codes = malloc(n * p);
@@ -191,7 +191,7 @@ int tz_tree_bins_build(const tz_data *x, int max_bins, size_t sample_rows, uint6
         tz_tree_bins_free(out);
         return tz_err_set(err, TZ_ENOMEM, "out of memory binning %zu × %zu values", n, p);
     }
-    run_tasks(p, n * p, bin_column, &c);
+    run_tasks(p, n * p, bin_column, &c, 0);
     size_t total = 0;
     for (size_t j = 0; j < p; j++) {
         out->cut_start[j] = total;
@@ -738,7 +738,7 @@ static int grow_root(grower *g, tz_tree_work *w)
 {
     const tz_tree_target *t = g->t;
     int nc = g->nc;
-    int workers = tz_pool_threads();
+    int workers = g->p->serial ? 1 : tz_pool_threads();
     g->rows = wget(w, W_ROWS, t->n_rows * sizeof *g->rows);
     g->rtmp = wget(w, W_RTMP, t->n_rows * sizeof *g->rtmp);
     if (g->K == 0) {
@@ -889,7 +889,7 @@ static void level_split(grower *g, int32_t *next)
         next[n_next++] = r;
         part_rows += g->end[id] - g->beg[id];
     }
-    run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g);
+    run_tasks((size_t)g->n_lvl, part_rows * INLINE_WORK / INLINE_ROWS, partition_task, g, g->p->serial);
 }
 
 /* The finished tree, compact: splits and leaves each numbered in node
@@ -944,9 +944,9 @@ static int grow(grower *g, tz_tree_work *w, tz_tree *out, tz_err *err)
         if (eval_rows == (size_t)-1) goto nomem;
         if (!eval_rows) break;
         if (g->rf)
-            run_tasks((size_t)g->n_groups, eval_rows * (size_t)g->n_slots, rf_node_task, g);
+            run_tasks((size_t)g->n_groups, eval_rows * (size_t)g->n_slots, rf_node_task, g, g->p->serial);
         else
-            run_tasks((size_t)g->n_groups * g->n_slots, eval_rows * (size_t)g->n_slots, level_task, g);
+            run_tasks((size_t)g->n_groups * g->n_slots, eval_rows * (size_t)g->n_slots, level_task, g, g->p->serial);
         parent_keep = g->keep;  /* the parents' histograms are done with */
         int32_t n_split = level_choose(g, w, leaves);
         if (n_split < 0) goto nomem;

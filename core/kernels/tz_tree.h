@@ -99,6 +99,9 @@ typedef struct tz_tree_grow_params {
                                  no histogram subtraction); 0: all usable */
     uint64_t seed;            /* for split_features: node i draws from a
                                  stream seeded by (seed, i) */
+    int serial;               /* non-zero: grow on the calling thread only
+                                 (the caller is itself a pool task, e.g.
+                                 one tree of a forest); same result */
 } tz_tree_grow_params;
 
 typedef struct tz_tree_target {
