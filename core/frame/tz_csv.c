@@ -319,7 +319,8 @@ static int decide(const guess *g)
 typedef struct builder {
     tz_frame *frame;
     tz_column **cols;
-    size_t n_cols;
+    size_t n_cols;             /* fields per record */
+    tz_column *lines;          /* optional line-number column (not a field) */
     size_t rows, cap;
     na_set na;
     char why[160];
@@ -347,8 +348,8 @@ static int reserve_rows(builder *b, size_t want)
     if (want <= b->cap) return 0;
     size_t cap = b->cap + b->cap / 2;
     if (cap < want) cap = want;
-    for (size_t j = 0; j < b->n_cols; j++) {
-        tz_column *c = b->cols[j];
+    for (size_t j = 0; j < b->n_cols + (b->lines != NULL); j++) {
+        tz_column *c = j < b->n_cols ? b->cols[j] : b->lines;
         void *d = realloc(c->data, cap * width(c->type));
         uint8_t *v = realloc(c->valid, (cap + 7) / 8);
         if (d) c->data = d;
@@ -379,9 +380,13 @@ static void set_bit(tz_column *c, size_t i, int on)
 
 /* Stores field values into row b->rows; 0, or -1 with b->why set (the row
  * is then simply not counted, and the next row overwrites it). */
-static int store_row(builder *b, const span *f, size_t n)
+static int store_row(builder *b, const span *f, size_t n, size_t line)
 {
     size_t r = b->rows;
+    if (b->lines) {
+        ((int64_t *)b->lines->data)[r] = (int64_t)line;
+        set_bit(b->lines, r, 1);
+    }
     for (size_t j = 0; j < n; j++) {
         tz_column *c = b->cols[j];
         const char *s = f[j].p;
@@ -426,8 +431,8 @@ static int store_row(builder *b, const span *f, size_t n)
 
 static void finish_columns(builder *b)
 {
-    for (size_t j = 0; j < b->n_cols; j++) {
-        tz_column *c = b->cols[j];
+    for (size_t j = 0; j < b->n_cols + (b->lines != NULL); j++) {
+        tz_column *c = j < b->n_cols ? b->cols[j] : b->lines;
         size_t cap = b->rows ? b->rows : 1;
         void *d = realloc(c->data, cap * width(c->type));
         uint8_t *v = realloc(c->valid, (cap + 7) / 8);
@@ -549,7 +554,7 @@ static int add_record(builder *b, tz_csv_report *rep, const tz_csv_opts *o, read
     rep->rows_read++;
     if (nf == b->n_cols) {
         if (reserve_rows(b, b->rows + 1)) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
-        int rc = store_row(b, f, nf);
+        int rc = store_row(b, f, nf, line);
         if (rc == 0) return 0;
         if (rc == -2) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
     }
@@ -584,6 +589,18 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
         c->cap = 0;
         tz_column_unref(b->cols[j]);
         b->cols[j] = c;
+    }
+    if (o->line_column) {
+        b->lines = tz_column_new(o->line_column, TZ_COL_I64, 0);
+        if (!b->lines || tz_frame_find(b->frame, o->line_column) >= 0) {
+            sample_free(&s, b->n_cols);
+            return tz_err_set(err, TZ_EINVAL, "line column '%s' clashes with a column of the file", o->line_column);
+        }
+        free(b->lines->data);
+        free(b->lines->valid);
+        b->lines->data = NULL;
+        b->lines->valid = NULL;
+        b->lines->cap = 0;
     }
     /* Rows expected = file size / bytes per sampled record, plus a margin. */
     size_t per = s.n_rows ? (s.bytes + s.n_rows - 1) / s.n_rows : 64;
@@ -652,7 +669,11 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     close(r.fd);
     free(r.buf);
     free(r.fields);
-    if (b.frame && !rc) finish_columns(&b);
+    if (b.frame && !rc) {
+        finish_columns(&b);
+        if (b.lines) rc = tz_frame_add(b.frame, b.lines, err);
+    }
+    tz_column_unref(b.lines);
     if (rc) {
         tz_frame_free(b.frame);
         tz_csv_report_free(rep);

@@ -105,6 +105,8 @@ typedef struct tz_csv_opts {
     const int *schema_types;
     size_t n_schema;
     int strict;                     /* first bad row is an error, not a report */
+    const char *line_column;        /* when set, an int64 column of this name
+                                       holds each row's line in the file */
 } tz_csv_opts;
 
 typedef struct tz_csv_issue {

@@ -22,6 +22,7 @@ typedef struct tz_frame { size_t n_rows, n_cols, cap_cols; tz_column **cols; } t
 typedef struct tz_csv_opts {
   char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
   const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
+  const char *line_column;
 } tz_csv_opts;
 typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
 typedef struct tz_csv_report { size_t rows_read, rows_bad; tz_csv_issue *issues; size_t n_issues; } tz_csv_report;
@@ -272,7 +273,8 @@ end
 
 --- Reads a CSV file. opts: delimiter (","), header (true), schema
 -- ({column = "float"|"int"|"bool"|"string"}), na (list of null markers),
--- infer_rows (1000), strict (first bad row is an error).
+-- infer_rows (1000), strict (first bad row is an error), line_column (name of
+-- an added int column holding each row's line in the file).
 -- Returns frame, report {rows_read, rows_bad, issues = {{line, column, message}}}
 -- or nil, message. Bad rows are left out and listed in report.issues.
 function M.read_csv(path, opts)
@@ -283,6 +285,7 @@ function M.read_csv(path, opts)
   o.no_header = opts.header == false and 1 or 0
   o.infer_rows = opts.infer_rows or 0
   o.strict = opts.strict and 1 or 0
+  o.line_column = opts.line_column
   -- Arrays handed to C live in locals of this function, so they outlive the call.
   local na, cnames, ctypes
   if opts.na then
@@ -799,7 +802,7 @@ local function cell(col, i)
     if v ~= v then return "NaN" end
     return string.format("%.6g", v)
   end
-  return tostring(v)
+  return (tostring(v):gsub("[\r\n\t]", { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t" }))
 end
 
 --- An aligned table: shape, column types, the first rows.
@@ -837,6 +840,26 @@ function Frame:format(max_rows, max_width)
 end
 
 Frame.__tostring = function(self) return self:format() end
+
+--- Provenance of the frame for the registry: what made it (feature views
+-- and versions, time range, when it came from the feature store), its
+-- shape and a content hash (FNV-1a 64 over names and values, hex).
+function Frame:fingerprint()
+  local C = require "tycho.kernels"
+  local h = ffi.new("uint64_t", 14695981039346656037ULL)
+  for _, name in ipairs(self:names()) do
+    h = C.tz_hash_fnv1a64(h, name, #name)
+    local col = self:col(name)
+    for i = 1, col.n do
+      local v = col:get(i)
+      local s = v == nil and "\0null" or tostring(v)
+      h = C.tz_hash_fnv1a64(h, s, #s)
+    end
+  end
+  local fp = { rows = self:nrows(), columns = self:names(), content_hash = string.format("%016x", h) }
+  for k, v in pairs(self.provenance or {}) do fp[k] = v end
+  return fp
+end
 
 function M.is_frame(v) return getmetatable(v) == Frame end
 

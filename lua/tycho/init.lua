@@ -11,7 +11,7 @@ local M = { version = internal.version }
 local submodules = {
   store = "tycho.store", keys = "tycho.keys", http = "tycho.http",
   json = "tycho.json", pretty = "tycho.pretty", frame = "tycho.frame",
-  models = "tycho.models", metrics = "tycho.metrics", tune = "tycho.tune",
+  models = "tycho.models", metrics = "tycho.metrics", tune = "tycho.tune", features = "tycho.features",
 }
 
 --- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).

@@ -96,6 +96,9 @@ int tz_kmeans_save(const tz_kmeans_model *m, unsigned char **out, size_t *out_le
 int tz_kmeans_load(const void *data, size_t len, tz_kmeans_model **out, tz_err *err);
 void tz_kmeans_free(tz_kmeans_model *m);
 
+uint64_t tz_hash_siphash(const uint8_t key[16], const void *data, size_t len);
+uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
+
 typedef struct tz_metrics_prf { double precision, recall, f1; } tz_metrics_prf_result;
 int tz_metrics_accuracy(const double *y_true, const double *y_pred, size_t n, double *out, tz_err *err);
 int tz_metrics_prf(const double *y_true, const double *y_pred, size_t n, int pos_label,
