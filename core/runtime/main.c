@@ -30,6 +30,10 @@ static const command commands[] = {
     { "test", "[PATHS...] [BUSTED OPTIONS]", "run busted specs inside the runtime",
       "Runs the *_spec.lua files under PATHS (default: tests/lua) with busted,\n"
       "inside tycho, so specs exercise the real C core." },
+    { "features", "list [--owner O] [--tag T] [--search TEXT] | show VIEW", "inspect the feature store",
+      "list: feature views with entity, owner, version and features; definitions\n"
+      "duplicated across views are flagged. show: one view with row counts,\n"
+      "freshness and per-feature statistics." },
     { "version", "", "print the version", "" },
     { "help", "[COMMAND]", "show help", "" },
     { NULL, NULL, NULL, NULL },
@@ -187,6 +191,7 @@ int main(int argc, char **argv)
         return cmd_lua(home, "tycho.repl", "run", 0, NULL);
     }
     if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.testing", "main", rest, args);
+    if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
     if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
     if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
     return usage_error(NULL, "unknown command '%s'", cmd);

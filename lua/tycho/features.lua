@@ -328,8 +328,9 @@ end
 local function online_put(tx, v, entity, t, encoded)
   local k = online_key(v, entity)
   local old = tx:get("online", k)
-  if old and unpack_time(old) > t then return false end
-  tx:put("online", k, pack_time(t) .. encoded)
+  local value = pack_time(t) .. encoded
+  if old and (unpack_time(old) > t or old == value) then return false end
+  tx:put("online", k, value)
   return true
 end
 
@@ -469,13 +470,15 @@ function FS:push(view, rows, to)
   end
   if type(rows) ~= "table" then return nil, "push needs rows" end
   if #rows == 0 and next(rows) then
-    -- Column form: { col = {v1, v2}, ... }
+    -- Column form: { col = {v1, v2}, ... }; a short column (trailing nils
+    -- in Lua) reads as nulls.
     list = {}
-    local n
+    local n = 0
     for col, values in pairs(rows) do
       if type(values) ~= "table" then return nil, "df column '" .. tostring(col) .. "' must be a list" end
-      if n and #values ~= n then return nil, "df columns have different lengths" end
-      n = #values
+      n = math.max(n, table.maxn(values))
+    end
+    for col, values in pairs(rows) do
       for i = 1, n do
         list[i] = list[i] or {}
         if values[i] ~= json.null then list[i][col] = values[i] end

@@ -80,12 +80,56 @@ end
 local App = {}
 App.__index = App
 
+-- The feature store of this worker, opened on first use (after fork).
+local feature_store
+local function features()
+  if not feature_store then
+    local fs, err = require("tycho.features").open()
+    if not fs then M.error(503, "store_unavailable", err) end
+    feature_store = fs
+  end
+  return feature_store
+end
+
+-- Feast feature server: POST /get-online-features.
+local function get_online_features(req)
+  local body = req:json()
+  if type(body) ~= "table" or type(body.features) ~= "table" or type(body.entities) ~= "table" then
+    M.error(400, "bad_request", 'expected {"features": ["view:feature", ...], "entities": {"key": [...]}}')
+  end
+  local res, err = features():online(body.features, body.entities)
+  if not res then M.error(err:match("^unknown") and 404 or 400, "bad_request", err) end
+  if not body.full_feature_names then
+    -- Feast answers bare feature names unless full names are asked for.
+    for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
+  end
+  return res
+end
+
+-- Feast feature server: POST /push.
+local function push(req)
+  local body = req:json()
+  local view = type(body) == "table" and (body.push_source_name or body.view)
+  if type(view) ~= "string" or type(body.df) ~= "table" then
+    M.error(400, "bad_request", 'expected {"push_source_name": "view", "df": {"column": [...]}, "to": "online"}')
+  end
+  local report, err = features():push(view, body.df, body.to)
+  if not report then M.error(err:match("^unknown feature view") and 404 or 400, "bad_request", err) end
+  local issues = {}
+  for i, is in ipairs(report.issues) do issues[i] = { row = is.line, reason = is.reason } end
+  local out = { landed = report.landed, rejected = report.rejected, issues = issues }
+  if report.landed == 0 and report.rejected > 0 then return 400, out end
+  return out
+end
+
 --- A new app. opts.builtin = false leaves out the built-in routes.
 function M.app(opts)
   local app = setmetatable({ routes = {}, middleware = {}, opts = opts or {} }, App)
   if app.opts.builtin ~= false then
     app:get("/v2/health/live", function() return { live = true } end)
     app:get("/v2/health/ready", function() return { ready = true } end)
+    app:post("/get-online-features", get_online_features, { read_only = true })
+    app:post("/push", push)
   end
   return app
 end
@@ -93,16 +137,17 @@ end
 function M.is_app(v) return getmetatable(v) == App end
 
 --- Adds a route; method is an HTTP method name, path may hold {params}.
-function App:route(method, path, handler)
+-- opts.read_only: a POST that changes nothing, so it needs no token.
+function App:route(method, path, handler, opts)
   if type(handler) ~= "function" then error("route handler must be a function", 2) end
   local pattern, names = compile_route(path)
   self.routes[#self.routes + 1] = { method = method:upper(), path = path, pattern = pattern,
-                                    names = names, handler = handler }
+                                    names = names, handler = handler, read_only = opts and opts.read_only }
   return self
 end
 
 for _, verb in ipairs { "get", "post", "put", "delete", "patch" } do
-  App[verb] = function(self, path, handler) return self:route(verb, path, handler) end
+  App[verb] = function(self, path, handler, opts) return self:route(verb, path, handler, opts) end
 end
 
 --- Adds middleware: fn(req, next) returns what a handler returns, usually
@@ -182,7 +227,7 @@ function App:handler(token)
       end
       return error_response(404, "not_found", "no route for " .. req.method .. " " .. req.path)
     end
-    if token and MUTATING[req.method] then
+    if token and MUTATING[req.method] and not route.read_only then
       local auth = req.headers.authorization or ""
       if not same_secret(auth, "Bearer " .. token) then
         return error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
