@@ -1,0 +1,60 @@
+-- Feast's feature-server routes on a real `tycho serve`.
+local testing = require "tycho.testing"
+local json = require "tycho.json"
+
+describe("feature server over HTTP", function()
+  local home, srv
+  setup(function()
+    home = testing.tmpdir()
+    local script = testing.write(home .. "/define.lua", [[
+      local fs = assert(require("tycho").features.open())
+      fs:entity { name = "driver", join_key = "driver_id" }
+      assert(fs:feature_view { name = "driver_stats", entity = "driver",
+        schema = { trips = { type = "int", min = 0 }, rating = "float" } })]])
+    local code, _, err = testing.run({ "--home", home, "run", script })
+    assert(code == 0, err)
+    srv = testing.serve("tests/lua/fixtures/app.lua", {}, { env = { "TYCHO_HOME=" .. home } })
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    testing.rmrf(home)
+  end)
+
+  it("pushes rows and reads them back", function()
+    local now = os.time()
+    local status, _, _, doc = testing.request(srv.port, "POST", "/push", { body = {
+      push_source_name = "driver_stats", to = "online_and_offline",
+      df = { driver_id = { 1001, 1002, 1003 }, event_time = { now, now, now }, trips = { 5, -1, 7 },
+             rating = { 4.5, 4.9, json.null } } } })
+    assert.equal(200, status)
+    assert.same({ 2, 1 }, { doc.landed, doc.rejected })
+    assert.matches("below min", doc.issues[1].reason)
+    status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features", { body = {
+      features = { "driver_stats:trips", "driver_stats:rating" }, entities = { driver_id = { 1001, 1002, 1003 } } } })
+    assert.equal(200, status)
+    assert.same({ "driver_id", "trips", "rating" }, doc.metadata.feature_names)
+    assert.same({ 5, json.null, 7 }, doc.results[2].values)
+    assert.same({ "PRESENT", "NOT_FOUND", "PRESENT" }, doc.results[2].statuses)
+    assert.same({ "PRESENT", "NOT_FOUND", "NULL_VALUE" }, doc.results[3].statuses)
+  end)
+
+  it("answers unknown views and malformed requests with JSON errors", function()
+    local status, _, _, doc = testing.request(srv.port, "POST", "/push",
+      { body = { push_source_name = "nope", df = { driver_id = { 1 } } } })
+    assert.equal(404, status)
+    assert.matches("unknown feature view", doc.error.message)
+    status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features", { body = { features = "x" } })
+    assert.equal(400, status)
+    assert.equal("bad_request", doc.error.code)
+    status = testing.request(srv.port, "POST", "/get-online-features",
+      { body = { features = { "driver_stats:nope" }, entities = { driver_id = { 1 } } } })
+    assert.equal(400, status)
+  end)
+
+  it("refuses a 10 MB push with 413 and keeps serving", function()
+    local big = '{"push_source_name":"driver_stats","df":{"driver_id":[' .. string.rep("1,", 5 * 1024 * 1024) .. '1]}}'
+    local status = testing.request(srv.port, "POST", "/push", { body = big, timeout = 10000 })
+    assert.equal(413, status)
+    assert.equal(200, (testing.request(srv.port, "GET", "/v2/health/ready")))
+  end)
+end)
