@@ -20,6 +20,7 @@ local frame = require "tycho.frame"
 local codec = require "tycho.rowcodec"
 local timeutil = require "tycho.timeutil"
 local internal = require "tycho.internal"
+local base = require "tycho.base"
 local C = require "tycho.kernels"
 
 local M = {}
@@ -576,69 +577,115 @@ function FS:historical(spine, refs, opts)
     if not t then return nil, "spine row " .. i .. ": " .. terr end
     times[i] = t
   end
-  local results = {}  -- results[view name][i] = row table of features
-  for vname, v in pairs(views) do
-    if not spine:has(v.join_key) then return nil, "the spine has no entity column '" .. v.join_key .. "' for view " .. vname end
-    local kc = spine:col(v.join_key)
-    local by_entity = {}
-    for i = 1, n do
-      local e = kc:get(i)
-      if e ~= nil then
-        e = tostring(e)
-        local list = by_entity[e]
-        if not list then list = {} by_entity[e] = list end
-        list[#list + 1] = i
-      end
-    end
-    local rows = {}
-    results[vname] = rows
-    local ttl = (v.ttl or 0) * 1e6
-    self.store:view(function(tx)
-      for entity, idx in pairs(by_entity) do
-        table.sort(idx, function(a, b) return times[a] < times[b] end)
-        local last_t = times[idx[#idx]]
-        local hist_t, hist_v = {}, {}
-        local prefix = keys.pack("u32 s", v.id, entity)
-        for k, val in tx:scan("offline", { prefix = prefix, to = offline_key(v, entity, last_t + 1) }) do
-          local _, _, t = keys.unpack("u32 s i64", k)
-          hist_t[#hist_t + 1], hist_v[#hist_v + 1] = t, val
-        end
-        local h = 0
-        for _, i in ipairs(idx) do
-          local t = times[i]
-          while h < #hist_t and hist_t[h + 1] <= t do h = h + 1 end
-          if h > 0 and (ttl == 0 or t - hist_t[h] <= ttl) then
-            rows[i] = codec.decode(hist_v[h], v.by_version)
-          end
-        end
-      end
-    end)
-  end
-  -- Assemble: spine columns plus one column per wanted feature.
+  local t64 = ffi.new("int64_t[?]", math.max(n, 1))
+  for i = 1, n do t64[i - 1] = times[i] end
   local names = {}
   for _, o in ipairs(order) do names[o.feature] = (names[o.feature] or 0) + 1 end
-  local out = spine
-  local columns = {}
-  for _, o in ipairs(order) do
-    local v = o.view
-    local rows = results[v.name]
-    local colname = (names[o.feature] > 1 or spine:has(o.feature)) and (v.name .. "__" .. o.feature) or o.feature
-    local values = {}
-    local ftype
-    for _, f in ipairs(v.current) do if f.name == o.feature then ftype = f.type end end
-    for i = 1, n do
-      local r = rows[i]
-      if r and v.transforms and v.transforms[o.feature] then
-        local ctx = spine:row(i)
-        for k, val in pairs(r) do ctx[k] = val end
-        apply_transforms(self, v, ctx)
-        values[i] = ctx[o.feature]
-      else
-        values[i] = r and export_value(self, v, o.feature, r[o.feature]) or nil
+  local attached, derived = {}, {}
+  for vname, v in pairs(views) do
+    if not spine:has(v.join_key) then
+      return nil, "the spine has no entity column '" .. v.join_key .. "' for view " .. vname
+    end
+    local ecol = spine:col(v.join_key)
+    if ecol.code ~= 1 and ecol.code ~= 3 then
+      return nil, "entity column '" .. v.join_key .. "' must hold strings or integers"
+    end
+    -- Stored features to fetch: the wanted ones, or all when a transform
+    -- needs the whole row.
+    local wanted, needs_all = {}, false
+    for _, name in ipairs(v.wanted) do
+      if v.transforms and v.transforms[name] then needs_all = true end
+    end
+    local stored_type = {}
+    for _, f in ipairs(v.current) do stored_type[f.name] = f.type end
+    local seen = {}
+    for _, f in ipairs(v.current) do
+      local want = needs_all
+      for _, name in ipairs(v.wanted) do if name == f.name then want = true end end
+      if want and not seen[f.name] then seen[f.name] = true wanted[#wanted + 1] = f.name end
+    end
+    local layouts = ffi.new("tz_asof_layout[?]", #v.versions)
+    local keep = {}
+    for vi = 1, #v.versions do
+      local feats = v.by_version[vi]
+      local types, idx = ffi.new("int[?]", #feats), ffi.new("int[?]", math.max(#wanted, 1))
+      for j, f in ipairs(feats) do types[j - 1] = frame.types[f.type] end
+      for k, name in ipairs(wanted) do
+        idx[k - 1] = -1
+        for j, f in ipairs(feats) do if f.name == name then idx[k - 1] = j - 1 end end
+      end
+      layouts[vi - 1].n_features, layouts[vi - 1].types, layouts[vi - 1].wanted = #feats, types, idx
+      keep[#keep + 1], keep[#keep + 1] = types, idx
+    end
+    local cols = ffi.new("tz_column*[?]", math.max(#wanted, 1))
+    local by_name = {}
+    for k, name in ipairs(wanted) do
+      cols[k - 1] = frame.new_column(name, stored_type[name], n)
+      by_name[name] = cols[k - 1]
+    end
+    local spec = ffi.new("tz_asof_view", { view_id = v.id, ttl_us = (v.ttl or 0) * 1e6, n_versions = #v.versions,
+                                           layouts = layouts, n_wanted = #wanted })
+    local ok, jerr = self.store:view(function(tx)
+      local txn, dbi = tx:raw("offline")
+      if not dbi then return true end
+      if C.tz_asof_join(txn, dbi, spec, ecol.c, t64, n, cols, base.err) ~= 0 then
+        return nil, ffi.string(base.err.msg)
+      end
+      return true
+    end)
+    if not ok then
+      for k = 1, #wanted do C.tz_column_unref(cols[k - 1]) end
+      return nil, jerr
+    end
+    -- Columns out: renamed on clashes; PII stored in clear is hashed here.
+    local fetched = frame.new({}, { n = n }):attach((function()
+      local list = {}
+      for k = 1, #wanted do list[k] = cols[k - 1] end
+      return list
+    end)())
+    for _, o in ipairs(order) do
+      if o.view == v then
+        local colname = (names[o.feature] > 1 or spine:has(o.feature)) and (v.name .. "__" .. o.feature) or o.feature
+        if v.transforms and v.transforms[o.feature] then
+          derived[#derived + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
+        else
+          attached[#attached + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
+        end
       end
     end
-    columns[#columns + 1] = colname
-    out = out:with_column(colname, values, ftype)
+    local _ = keep and by_name
+  end
+  local out = spine
+  for _, a in ipairs(attached) do
+    local col = a.fetched:col(a.feature)
+    if a.view.pii_set[a.feature] and a.view.pii_clear then
+      local values = {}
+      for i = 1, n do values[i] = export_value(self, a.view, a.feature, col:get(i)) end
+      out = out:with_column(a.colname, values, "string")
+    elseif a.colname == a.feature then
+      out = out:attach({ col.c })
+      C.tz_column_ref(col.c)  -- attach took the reference it was given
+    else
+      out = out:with_column(a.colname, col:to_table(), col.type)
+    end
+  end
+  for _, d in ipairs(derived) do
+    local values = {}
+    local feats = d.fetched:names()
+    for i = 1, n do
+      local any = false
+      local ctx = spine:row(i)
+      for _, name in ipairs(feats) do
+        local value = d.fetched:col(name):get(i)
+        if value ~= nil then any = true end
+        ctx[name] = value
+      end
+      if any then
+        apply_transforms(self, d.view, ctx)
+        values[i] = ctx[d.feature]
+      end
+    end
+    out = out:with_column(d.colname, values)
   end
   local versions = {}
   for vname, v in pairs(views) do versions[vname] = v.version end

@@ -435,6 +435,18 @@ function Frame:drop(...)
   return share(self, keep)
 end
 
+--- A frame of this one's columns plus C columns made elsewhere (tz_column*,
+-- whose references pass to the new frame). For modules that fill columns in C.
+function Frame:attach(columns)
+  local out = share(self, self:names())
+  for _, c in ipairs(columns) do add_column(out.handle, c) end
+  return out
+end
+
+--- A new column of n null rows, as a tz_column* whose reference the caller
+-- owns until it attaches it.
+function M.new_column(name, typ, n) return new_column(name, type_code(typ), n) end
+
 --- Rows by 1-based index list (an int64 array in C).
 function Frame:take(indices)
   local n = #indices

@@ -3,6 +3,8 @@
 -- so they are safe FFI leaf calls.
 local ffi = require "ffi"
 require "tycho.base"
+require "tycho.store"  -- tz_store_txn
+require "tycho.frame"  -- tz_column
 
 ffi.cdef [[
 typedef struct tz_data { size_t n_rows, n_cols; const double *const *cols; const double *y; const double *weight; } tz_data;
@@ -95,6 +97,13 @@ int tz_kmeans_n_iter(const tz_kmeans_model *m);
 int tz_kmeans_save(const tz_kmeans_model *m, unsigned char **out, size_t *out_len, tz_err *err);
 int tz_kmeans_load(const void *data, size_t len, tz_kmeans_model **out, tz_err *err);
 void tz_kmeans_free(tz_kmeans_model *m);
+
+typedef struct tz_asof_layout { int n_features; const int *types; const int *wanted; } tz_asof_layout;
+typedef struct tz_asof_view {
+  uint32_t view_id; int64_t ttl_us; size_t n_versions; const tz_asof_layout *layouts; size_t n_wanted;
+} tz_asof_view;
+int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view, const tz_column *entity,
+                 const int64_t *t, size_t n, tz_column *const *out, tz_err *err);
 
 uint64_t tz_hash_siphash(const uint8_t key[16], const void *data, size_t len);
 uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);

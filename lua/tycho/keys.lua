@@ -44,6 +44,28 @@ local function number_out(u)
   return u
 end
 
+-- Fast path for Lua numbers (exact integers below 2^53): two 32-bit halves
+-- written into a scratch buffer, no 64-bit boxed arithmetic.
+local scratch = ffi.new("uint8_t[8]")
+local TWO32 = 4294967296
+
+local function be_number(v, n, flip_sign)
+  local hi = math.floor(v / TWO32)
+  local lo = v - hi * TWO32
+  hi = hi % TWO32
+  if flip_sign then hi = (hi + 2147483648) % TWO32 end
+  for i = n - 1, 0, -1 do
+    if i >= n - 4 then
+      scratch[i] = bit.band(lo, 0xff)
+      lo = bit.rshift(lo, 8)
+    else
+      scratch[i] = bit.band(hi, 0xff)
+      hi = bit.rshift(hi, 8)
+    end
+  end
+  return ffi.string(scratch, n)
+end
+
 local function check_int(v, name)
   if type(v) == "number" then
     if v % 1 ~= 0 then error("keys.pack: " .. name .. " needs an integer, got " .. v, 3) end
@@ -53,13 +75,28 @@ local function check_int(v, name)
   error("keys.pack: " .. name .. " needs an integer, got " .. type(v), 3)
 end
 
+local function unsigned(n, name)
+  return function(v)
+    v = check_int(v, name)
+    if type(v) == "number" and v >= 0 and v < 9007199254740992 then
+      if n == 8 then return be_number(v, 8, false) end
+      return be_number(v % 2 ^ (8 * n), 8, false):sub(9 - n)
+    end
+    return be(ffi.cast("uint64_t", v), n)
+  end
+end
+
 local encode = {
-  u8 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u8")), 1) end,
-  u16 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u16")), 2) end,
-  u32 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u32")), 4) end,
-  u64 = function(v) return be(ffi.cast("uint64_t", check_int(v, "u64")), 8) end,
+  u8 = unsigned(1, "u8"),
+  u16 = unsigned(2, "u16"),
+  u32 = unsigned(4, "u32"),
+  u64 = unsigned(8, "u64"),
   i64 = function(v)
-    word.i = check_int(v, "i64")
+    v = check_int(v, "i64")
+    if type(v) == "number" and v > -9007199254740992 and v < 9007199254740992 then
+      return be_number(v, 8, true)
+    end
+    word.i = v
     return be(bit.bxor(word.u, SIGN), 8)
   end,
   f64 = function(v)
@@ -71,6 +108,7 @@ local encode = {
   end,
   s = function(v)
     if type(v) ~= "string" then error("keys.pack: s needs a string", 3) end
+    if not v:find("\0", 1, true) then return v .. "\0\0" end
     return (v:gsub("%z", "\0\255")) .. "\0\0"
   end,
   b = function(v)
@@ -134,9 +172,14 @@ end
 --- Encodes the values as one key, field codes in fmt.
 function M.pack(fmt, ...)
   local codes = parse(fmt)
-  if select("#", ...) ~= #codes then
-    error(string.format("keys.pack: format has %d fields, got %d values", #codes, select("#", ...)), 2)
+  local n = select("#", ...)
+  if n ~= #codes then
+    error(string.format("keys.pack: format has %d fields, got %d values", #codes, n), 2)
   end
+  if n == 1 then return encode[codes[1]]((...)) end
+  local a, b, c = ...
+  if n == 2 then return encode[codes[1]](a) .. encode[codes[2]](b) end
+  if n == 3 then return encode[codes[1]](a) .. encode[codes[2]](b) .. encode[codes[3]](c) end
   local parts = {}
   for i, code in ipairs(codes) do parts[i] = encode[code]((select(i, ...))) end
   return concat(parts)

@@ -198,6 +198,10 @@ local function check_key(k)
   end
 end
 
+--- The LMDB handle of database db (nil when absent), with the raw
+-- transaction, for C kernels that read the store themselves (tz_asof).
+function Txn:raw(db) return self.handle, dbi(self, db) end
+
 --- Value of key k in database db, or nil.
 function Txn:get(db, k)
   check_key(k)

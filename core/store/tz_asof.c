@@ -1,0 +1,171 @@
+#include "store/tz_asof.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct spine_row {
+    const char *key;     /* entity as bytes */
+    size_t key_len;
+    int64_t t;
+    size_t row;
+} spine_row;
+
+static int cmp_spine(const void *a, const void *b)
+{
+    const spine_row *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c) return c;
+    if (x->key_len != y->key_len) return x->key_len < y->key_len ? -1 : 1;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return x->row < y->row ? -1 : (x->row > y->row);
+}
+
+/* The prefix (view id, entity) of offline keys, as tycho.keys packs "u32 s". */
+static size_t encode_prefix(uint32_t view, const char *key, size_t len, char *buf)
+{
+    size_t o = 0;
+    buf[o++] = (char)(view >> 24);
+    buf[o++] = (char)(view >> 16);
+    buf[o++] = (char)(view >> 8);
+    buf[o++] = (char)view;
+    for (size_t i = 0; i < len; i++) {
+        buf[o++] = key[i];
+        if (key[i] == 0) buf[o++] = (char)0xff;
+    }
+    buf[o++] = 0;
+    buf[o++] = 0;
+    return o;
+}
+
+static int64_t key_time(const unsigned char *k)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u = (u << 8) | k[i];
+    return (int64_t)(u ^ 0x8000000000000000ull);
+}
+
+static uint64_t load_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Writes the wanted values of an encoded row into row i of the outputs. */
+static int decode_into(const tz_asof_view *v, const unsigned char *p, size_t len, size_t i,
+                       tz_column *const *out, tz_err *err)
+{
+    if (len < 2) return tz_err_set(err, TZ_EINVAL, "offline row too short");
+    unsigned version = (unsigned)load_le(p, 2);
+    if (version < 1 || version > v->n_versions)
+        return tz_err_set(err, TZ_EINVAL, "offline row of unknown schema version %u", version);
+    const tz_asof_layout *L = &v->layouts[version - 1];
+    size_t bitmap = ((size_t)L->n_features + 7) / 8, pos = 2 + bitmap;
+    if (len < pos) return tz_err_set(err, TZ_EINVAL, "offline row too short");
+    /* Offsets of every present value in this version's order. */
+    for (int f = 0; f < L->n_features; f++) {
+        int present = (p[2 + f / 8] >> (f % 8)) & 1;
+        size_t width = L->types[f] == TZ_COL_BOOL ? 1 : L->types[f] == TZ_COL_STR ? 4 : 8;
+        size_t at = pos;
+        if (present) {
+            if (pos + width > len) return tz_err_set(err, TZ_EINVAL, "offline row truncated");
+            if (L->types[f] == TZ_COL_STR) width += (size_t)load_le(p + pos, 4);
+            if (pos + width > len) return tz_err_set(err, TZ_EINVAL, "offline row truncated");
+            pos += width;
+        }
+        for (size_t k = 0; k < v->n_wanted; k++) {
+            if (L->wanted[k] != f || !present) continue;
+            tz_column *c = out[k];
+            const unsigned char *q = p + at;
+            switch (c->type) {
+            case TZ_COL_F64: {
+                uint64_t bits = load_le(q, 8);
+                double d;
+                if (L->types[f] == TZ_COL_I64) d = (double)(int64_t)bits;
+                else memcpy(&d, &bits, 8);
+                ((double *)c->data)[i] = d;
+                break;
+            }
+            case TZ_COL_I64: ((int64_t *)c->data)[i] = (int64_t)load_le(q, 8); break;
+            case TZ_COL_BOOL: ((uint8_t *)c->data)[i] = *q; break;
+            default: {
+                int32_t code = tz_dict_intern(c->dict, (const char *)q + 4, (size_t)load_le(q, 4));
+                if (code < 0) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+                ((int32_t *)c->data)[i] = code;
+            }
+            }
+            tz_column_set_valid(c, i, 1);
+        }
+    }
+    return 0;
+}
+
+int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *v,
+                 const tz_column *entity, const int64_t *t, size_t n,
+                 tz_column *const *out, tz_err *err)
+{
+    if (entity->type != TZ_COL_STR && entity->type != TZ_COL_I64)
+        return tz_err_set(err, TZ_EINVAL, "entity keys must be a string or integer column");
+    spine_row *rows = malloc((n ? n : 1) * sizeof *rows);
+    char *digits = entity->type == TZ_COL_I64 ? malloc((n ? n : 1) * 24) : NULL;
+    char *prefix = NULL;
+    size_t prefix_cap = 0;
+    tz_store_cursor *cur = NULL;
+    int rc = (!rows || (entity->type == TZ_COL_I64 && !digits)) ? tz_err_set(err, TZ_ENOMEM, "out of memory") : 0;
+    size_t m = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (!tz_column_is_valid(entity, i)) continue;
+        spine_row *r = &rows[m++];
+        if (entity->type == TZ_COL_STR) {
+            r->key = tz_dict_get(entity->dict, ((const int32_t *)entity->data)[i], &r->key_len);
+        } else {
+            r->key = digits + i * 24;
+            r->key_len = (size_t)snprintf(digits + i * 24, 24, "%lld", (long long)((const int64_t *)entity->data)[i]);
+        }
+        r->t = t[i];
+        r->row = i;
+    }
+    if (!rc) {
+        qsort(rows, m, sizeof *rows, cmp_spine);
+        rc = tz_store_cursor_open(txn, dbi, &cur, err);
+    }
+    for (size_t a = 0; !rc && a < m;) {
+        size_t b = a;  /* rows[a..b) share one entity */
+        while (b < m && rows[b].key_len == rows[a].key_len && !memcmp(rows[b].key, rows[a].key, rows[a].key_len)) b++;
+        if (prefix_cap < 2 * rows[a].key_len + 8) {
+            prefix_cap = 2 * rows[a].key_len + 64;
+            char *p = realloc(prefix, prefix_cap);
+            if (!p) { rc = tz_err_set(err, TZ_ENOMEM, "out of memory"); break; }
+            prefix = p;
+        }
+        size_t plen = encode_prefix(v->view_id, rows[a].key, rows[a].key_len, prefix);
+        tz_store_val k, val, best = { 0, NULL };
+        int64_t best_t = 0;
+        int have = 0;
+        int mv = tz_store_cursor_move(cur, TZ_STORE_SEEK, prefix, plen, &k, &val, err);
+        for (size_t s = a; s < b; s++) {
+            /* Advance through history rows at or before this spine time. */
+            while (mv == 0 && k.size == plen + 8 && !memcmp(k.data, prefix, plen)) {
+                int64_t ht = key_time((const unsigned char *)k.data + plen);
+                if (ht > rows[s].t) break;
+                best = val;
+                best_t = ht;
+                have = 1;
+                mv = tz_store_cursor_move(cur, TZ_STORE_NEXT, NULL, 0, &k, &val, err);
+            }
+            if (mv != 0 && mv != TZ_ENOTFOUND) { rc = mv; break; }
+            if (have && (v->ttl_us <= 0 || rows[s].t - best_t <= v->ttl_us)) {
+                rc = decode_into(v, best.data, best.size, rows[s].row, out, err);
+                if (rc) break;
+            }
+        }
+        a = b;
+    }
+    if (cur) tz_store_cursor_close(cur);
+    free(prefix);
+    free(digits);
+    free(rows);
+    return rc;
+}
