@@ -49,7 +49,7 @@ static int fill(reader *r, tz_err *err)
         r->len -= r->pos;
         r->pos = 0;
     }
-    if (r->cap - r->len < CHUNK / 2) {
+    if (r->cap - r->len < 1024) {
         char *b = realloc(r->buf, r->cap * 2);
         if (!b) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
         r->buf = b;
@@ -476,33 +476,45 @@ static char *column_name(const span *f, size_t j, int no_header, tz_frame *frame
     return strdup(unique);
 }
 
+/* The first records, kept as text while column types are decided: one
+ * arena for every field, so a wide sample costs one allocation, not one per
+ * field. */
+#define NO_FIELD ((size_t)-1)
+
 typedef struct sample {
-    char **values;   /* n_rows * n_cols copies, NULL for missing fields */
-    size_t *lens;
-    size_t *lines;
-    size_t *n_fields;
+    char *arena;
+    size_t arena_len, arena_cap;
+    size_t *offs, *lens;   /* n_rows * n_cols; lens NO_FIELD when the record is short */
+    size_t *lines, *n_fields;
     size_t n_rows;
     size_t bytes;
 } sample;
 
-static void sample_free(sample *s, size_t n_cols)
+static void sample_free(sample *s)
 {
-    for (size_t i = 0; i < s->n_rows * n_cols; i++) free(s->values[i]);
-    free(s->values);
+    free(s->arena);
+    free(s->offs);
     free(s->lens);
     free(s->lines);
     free(s->n_fields);
 }
 
+static const char *sample_value(const sample *s, size_t i, size_t j, size_t n_cols, size_t *len)
+{
+    *len = s->lens[i * n_cols + j];
+    return *len == NO_FIELD ? NULL : s->arena + s->offs[i * n_cols + j];
+}
+
 static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err *err)
 {
     memset(s, 0, sizeof *s);
-    s->values = calloc(want * n_cols, sizeof *s->values);
-    s->lens = calloc(want * n_cols, sizeof *s->lens);
+    s->offs = calloc(want * n_cols + 1, sizeof *s->offs);
+    s->lens = malloc((want * n_cols + 1) * sizeof *s->lens);
     s->lines = calloc(want, sizeof *s->lines);
     s->n_fields = calloc(want, sizeof *s->n_fields);
-    if (!s->values || !s->lens || !s->lines || !s->n_fields)
+    if (!s->offs || !s->lens || !s->lines || !s->n_fields)
         return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    for (size_t k = 0; k < want * n_cols; k++) s->lens[k] = NO_FIELD;
     while (s->n_rows < want) {
         size_t before = r->pos;
         int rc = next_record(r, err);
@@ -513,10 +525,19 @@ static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err 
         s->lines[i] = r->record_line;
         s->n_fields[i] = r->n_fields;
         for (size_t j = 0; j < n_cols && j < r->n_fields; j++) {
-            s->values[i * n_cols + j] = malloc(r->fields[j].len + 1);
-            if (!s->values[i * n_cols + j]) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-            memcpy(s->values[i * n_cols + j], r->fields[j].p, r->fields[j].len);
-            s->lens[i * n_cols + j] = r->fields[j].len;
+            size_t len = r->fields[j].len;
+            if (s->arena_len + len > s->arena_cap) {
+                size_t cap = s->arena_cap ? s->arena_cap * 2 : 4096;
+                while (cap < s->arena_len + len) cap *= 2;
+                char *a = realloc(s->arena, cap);
+                if (!a) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+                s->arena = a;
+                s->arena_cap = cap;
+            }
+            if (len) memcpy(s->arena + s->arena_len, r->fields[j].p, len);
+            s->offs[i * n_cols + j] = s->arena_len;
+            s->lens[i * n_cols + j] = len;
+            s->arena_len += len;
         }
     }
     return 0;
@@ -566,20 +587,20 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
 {
     sample s;
     int rc = read_sample(r, b->n_cols, infer, &s, err);
-    if (rc) { sample_free(&s, b->n_cols); return rc; }
+    if (rc) { sample_free(&s); return rc; }
     for (size_t j = 0; j < b->n_cols; j++) {
         int forced = schema_type(o, b->cols[j]->name);
         guess g = {0};
         for (size_t i = 0; forced < 0 && i < s.n_rows; i++) {
-            const char *v = s.values[i * b->n_cols + j];
-            if (v && s.n_fields[i] == b->n_cols && !is_na(&b->na, v, s.lens[i * b->n_cols + j]))
-                observe(&g, v, s.lens[i * b->n_cols + j]);
+            size_t len;
+            const char *v = sample_value(&s, i, j, b->n_cols, &len);
+            if (v && s.n_fields[i] == b->n_cols && !is_na(&b->na, v, len)) observe(&g, v, len);
         }
         /* The header made placeholder columns: replace each by one of its
          * type, empty until reserve_rows() below. */
         tz_column *c = tz_column_new(b->cols[j]->name, forced >= 0 ? forced : decide(&g), 0);
         if (!c) {
-            sample_free(&s, b->n_cols);
+            sample_free(&s);
             return tz_err_set(err, TZ_ENOMEM, "out of memory");
         }
         free(c->data);
@@ -593,7 +614,7 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     if (o->line_column) {
         b->lines = tz_column_new(o->line_column, TZ_COL_I64, 0);
         if (!b->lines || tz_frame_find(b->frame, o->line_column) >= 0) {
-            sample_free(&s, b->n_cols);
+            sample_free(&s);
             return tz_err_set(err, TZ_EINVAL, "line column '%s' clashes with a column of the file", o->line_column);
         }
         free(b->lines->data);
@@ -606,15 +627,21 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     size_t per = s.n_rows ? (s.bytes + s.n_rows - 1) / s.n_rows : 64;
     size_t est = (size_t)sb->st_size / (per ? per : 1);
     b->cap = 0;
-    if (reserve_rows(b, est + est / 20 + 16)) { sample_free(&s, b->n_cols); return tz_err_set(err, TZ_ENOMEM, "out of memory"); }
+    if (reserve_rows(b, est + est / 20 + 16)) {
+        sample_free(&s);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    }
     span *tmp = malloc((b->n_cols ? b->n_cols : 1) * sizeof *tmp);
     for (size_t i = 0; rc == 0 && tmp && i < s.n_rows; i++) {
-        for (size_t j = 0; j < b->n_cols; j++)
-            tmp[j] = (span){ s.values[i * b->n_cols + j], s.lens[i * b->n_cols + j] };
+        for (size_t j = 0; j < b->n_cols; j++) {
+            size_t len;
+            const char *v = sample_value(&s, i, j, b->n_cols, &len);
+            tmp[j] = (span){ (char *)(v ? v : ""), v ? len : 0 };
+        }
         rc = add_record(b, rep, o, r, tmp, s.n_fields[i], s.lines[i], err);
     }
     free(tmp);
-    sample_free(&s, b->n_cols);
+    sample_free(&s);
     while (rc == 0) {
         int more = next_record(r, err);
         if (more < 0) return more;
@@ -640,7 +667,8 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
         close(r.fd);
         return tz_err_set(err, TZ_EIO, "cannot read %s: is a directory", path);
     }
-    r.cap = CHUNK;
+    /* A small file gets a buffer of its own size, a large one CHUNK. */
+    r.cap = (size_t)sb.st_size + 2048 < CHUNK ? (size_t)sb.st_size + 2048 : CHUNK;
     r.buf = malloc(r.cap);
     builder b = { .frame = tz_frame_new() };
     na_init(&b.na, o.na_values ? o.na_values : DEFAULT_NA,

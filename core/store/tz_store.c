@@ -155,6 +155,17 @@ int tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_er
     return tz_err_set(err, TZ_ENOTFOUND, "no database named '%s' in this home", name);
 }
 
+void tz_store_txn_reset(tz_store_txn *txn)
+{
+    mdb_txn_reset(TXN(txn));
+}
+
+int tz_store_txn_renew(tz_store_txn *txn, tz_err *err)
+{
+    int rc = mdb_txn_renew(TXN(txn));
+    return rc ? store_fail(err, rc, "renew read transaction") : 0;
+}
+
 int tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err)
 {
     MDB_dbi h;

@@ -72,6 +72,12 @@ int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
 void tz_store_txn_abort(tz_store_txn *txn);
 
+/* A read transaction can be parked and reused: reset releases its snapshot
+ * (cheaply, keeping the handle), renew takes a fresh one. For hot readers
+ * that do many small reads. */
+void tz_store_txn_reset(tz_store_txn *txn);
+int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
+
 int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  tz_store_val *val, tz_err *err);
 /* no_overwrite: fail with TZ_EBUSY when the key exists. */

@@ -42,7 +42,8 @@ function M.open(opts)
     if not st then return nil, e end
   end
   local home = opts.home or st.path or internal.home
-  return setmetatable({ store = st, home = home, checks = {}, compiled = {},
+  return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
+                        refs_cache = {}, refs_cached = 0,
                         quarantine_dir = opts.quarantine_dir or (home .. "/quarantine") }, FS)
 end
 
@@ -55,11 +56,20 @@ end
 
 local function put_json(tx, key, value) tx:put("catalog", key, json.encode(value)) end
 
+-- Every definition change bumps the catalog epoch, so readers (in this or
+-- another process) know when their cached definitions are stale.
+local function bump_epoch(tx)
+  tx:put("catalog", "meta/epoch", tostring(tonumber(tx:get("catalog", "meta/epoch") or "0") + 1))
+end
+
 --- Declares (or updates) an entity: { name, join_key, description }.
 function FS:entity(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then error("entity: needs a name", 2) end
   local e = { name = def.name, join_key = def.join_key or def.name, description = def.description }
-  self.store:update(function(tx) put_json(tx, "entity/" .. def.name, e) end)
+  self.store:update(function(tx)
+    put_json(tx, "entity/" .. def.name, e)
+    bump_epoch(tx)
+  end)
   return e
 end
 
@@ -164,6 +174,7 @@ function FS:feature_view(def)
       v.versions = { { version = 1, features = stored_features(features, pii) } }
     end
     put_json(tx, "view/" .. def.name, v)
+    bump_epoch(tx)
     return v
   end)
   if not result then return nil, reason end
@@ -322,6 +333,10 @@ local function pack_time(t)
 end
 local function unpack_time(s)
   ffi.copy(num.b, s, 8)
+  return tonumber(num.i)
+end
+local function unpack_time_ptr(p)
+  ffi.copy(num.b, p, 8)
   return tonumber(num.i)
 end
 
@@ -496,18 +511,50 @@ end
 
 -- ---- reads ---------------------------------------------------------------------------
 
-local function parse_refs(fs, refs)
+-- A view's definition from the per-process cache, reloaded when the
+-- catalog epoch has moved.
+local function cached_view(fs, tx, name)
+  local epoch = tx:get("catalog", "meta/epoch") or "0"
+  local c = fs.view_cache[name]
+  if c and c.epoch == epoch then return c.view end
+  local v = load_view(fs, tx, name)
+  if v then fs.view_cache[name] = { epoch = epoch, view = v } end
+  return v
+end
+
+-- Resolves refs to { [view] = per-call view (wanted features) } and the
+-- ordered list of {view, feature, ref}. Runs inside the caller's read txn.
+local parse_refs_uncached
+
+local function parse_refs(fs, refs, tx)
+  if not tx then return fs.store:view(function(t) return parse_refs(fs, refs, t) end) end
   if type(refs) == "string" then refs = { refs } end
+  -- Serving asks for the same refs again and again: reuse the resolution
+  -- while the catalog epoch stands still.
+  local key = table.concat(refs, "\1")
+  local epoch = tx:get("catalog", "meta/epoch") or "0"
+  local hit = fs.refs_cache[key]
+  if hit and hit.epoch == epoch then return hit.views, hit.order end
+  local views, order = parse_refs_uncached(fs, refs, tx)
+  if views then
+    if fs.refs_cached > 1000 then fs.refs_cache, fs.refs_cached = {}, 0 end
+    fs.refs_cache[key] = { epoch = epoch, views = views, order = order }
+    fs.refs_cached = fs.refs_cached + 1
+  end
+  return views, order
+end
+
+function parse_refs_uncached(fs, refs, tx)
   local views, order = {}, {}
   for _, ref in ipairs(refs) do
     local vname, fname = tostring(ref):match("^([^:]+):(.+)$")
     if not vname then return nil, "feature reference '" .. tostring(ref) .. "' must be view:feature or view:*" end
     local v = views[vname]
     if not v then
-      v = fs.store:view(function(tx) return load_view(fs, tx, vname) end)
-      if not v then return nil, "unknown feature view '" .. vname .. "'" end
+      local def = cached_view(fs, tx, vname)
+      if not def then return nil, "unknown feature view '" .. vname .. "'" end
+      v = setmetatable({ wanted = {} }, { __index = def })
       views[vname] = v
-      v.wanted = {}
     end
     local names = {}
     if fname == "*" then
@@ -704,8 +751,25 @@ end
 --   results = { { values = {...}, statuses = {...}, event_timestamps = {...} }, ... } }
 -- entity_keys: { join_key = { k1, k2, ... } }. Statuses: PRESENT,
 -- NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE.
+local online_in
+
 function FS:online(refs, entity_keys, opts)
-  local views, order = parse_refs(self, refs)
+  return self.store:view(online_in, self, refs, entity_keys, opts)
+end
+
+-- Event times repeat across features and calls: format each once.
+local formatted, n_formatted = {}, 0
+local function format_time(t)
+  local s = formatted[t]
+  if s then return s end
+  if n_formatted > 100000 then formatted, n_formatted = {}, 0 end
+  s = timeutil.format(t)
+  formatted[t], n_formatted = s, n_formatted + 1
+  return s
+end
+
+function online_in(tx, self, refs, entity_keys, opts)
+  local views, order = parse_refs(self, refs, tx)
   if not views then return nil, order end
   if type(entity_keys) ~= "table" then return nil, "entities must be a table {join_key = {keys...}}" end
   local now = (opts and opts.now) or timeutil.now()
@@ -725,24 +789,22 @@ function FS:online(refs, entity_keys, opts)
     results[1].event_timestamps[i] = "1970-01-01T00:00:00Z"
   end
   local found = {}
-  self.store:view(function(tx)
-    for vname, v in pairs(views) do
-      local ks = entity_keys[v.join_key]
-      found[vname] = {}
-      for i = 1, #ks do
-        local raw = tx:get("online", online_key(v, tostring(ks[i])))
-        if raw then
-          local t = unpack_time(raw)
-          local row = codec.decode(raw:sub(9), v.by_version)
-          if v.transforms and next(v.transforms) then
-            row[v.join_key] = ks[i]
-            apply_transforms(self, v, row)
-          end
-          found[vname][i] = { t = t, row = row }
+  for vname, v in pairs(views) do
+    local ks = entity_keys[v.join_key]
+    found[vname] = {}
+    for i = 1, #ks do
+      local raw = tx:get("online", online_key(v, tostring(ks[i])))
+      if raw then
+        local t = unpack_time(raw)
+        local row = codec.decode(raw:sub(9), v.by_version)
+        if v.transforms and next(v.transforms) then
+          row[v.join_key] = ks[i]
+          apply_transforms(self, v, row)
         end
+        found[vname][i] = { t = t, row = row }
       end
     end
-  end)
+  end
   for _, o in ipairs(order) do
     local v = o.view
     names[#names + 1] = o.ref
@@ -754,7 +816,7 @@ function FS:online(refs, entity_keys, opts)
         col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "NOT_FOUND", "1970-01-01T00:00:00Z"
       else
         local value = export_value(self, v, o.feature, hit.row[o.feature])
-        col.event_timestamps[i] = timeutil.format(hit.t)
+        col.event_timestamps[i] = format_time(hit.t)
         if value == nil then
           col.values[i], col.statuses[i] = json.null, "NULL_VALUE"
         elseif ttl > 0 and now - hit.t > ttl then
@@ -767,6 +829,53 @@ function FS:online(refs, entity_keys, opts)
     results[#results + 1] = col
   end
   return { metadata = { feature_names = names }, results = results }
+end
+
+--- A prepared reader for the hot path (serving): resolves refs once, then
+-- reader:get(key) reads one entity in its own snapshot and returns a table
+-- of the refs' values in order (reused between calls: copy what you keep)
+-- and the row's event time in µs, or nil when the entity has none. Stale
+-- definitions are noticed through the catalog epoch once a second.
+-- Statuses and TTL are fs:online's business; on-demand features are computed.
+function FS:reader(refs)
+  local views, order = parse_refs(self, refs)
+  if not views then return nil, order end
+  local only, count = nil, 0
+  for _, v in pairs(views) do only, count = v, count + 1 end
+  if count ~= 1 then return nil, "a reader reads features of one view" end
+  local fs, v = self, only
+  local prefix = keys.pack("u32", v.id)
+  local names = {}
+  for i, o in ipairs(order) do names[i] = o.feature end
+  local has_transforms = v.transforms and next(v.transforms) ~= nil
+  local row, values = {}, {}
+  local point = self.store:point_reader("online")
+  local checked = os.time()
+  local reader = {}
+  function reader.get(_, entity)
+    if os.time() ~= checked then
+      checked = os.time()
+      local fresh = fs:reader(refs)
+      if fresh then reader.get = fresh.get end
+    end
+    entity = tostring(entity)
+    local ptr = point(prefix .. keys.pack("s", entity))
+    if not ptr then return nil end
+    -- The value is valid until the next read: decode it straight away.
+    local p8 = ffi.cast("const uint8_t*", ptr)
+    local t = unpack_time_ptr(p8)
+    codec.decode_ptr(p8 + 8, v.by_version, row)
+    if has_transforms then
+      row[v.join_key] = entity
+      apply_transforms(fs, v, row)
+    end
+    for i = 1, #names do
+      local name = names[i]
+      values[i] = export_value(fs, v, name, row[name])
+    end
+    return values, t
+  end
+  return reader
 end
 
 --- Copies offline history with event times in [from, to] (µs or time

@@ -278,8 +278,10 @@ end
 
 local function decide_task(m, col)
   local want = m.opts.objective or m.opts.task
-  local map = { regression = "regression", squared = "regression", binary = "binary", logistic = "binary",
-                multiclass = "multiclass", softmax = "multiclass", classification = "classify" }
+  -- Classification always encodes labels; the class count then decides
+  -- between binary and multiclass.
+  local map = { regression = "regression", squared = "regression", binary = "classify", logistic = "classify",
+                multiclass = "classify", softmax = "classify", classification = "classify" }
   local t = want and map[want]
   if want and not t then error("models." .. m.family .. ": unknown objective '" .. tostring(want) .. "'", 4) end
   if m.family == "linear" then return "regression" end
@@ -337,11 +339,11 @@ function Model:fit(f, opts)
     valid, vanchor = make_data(opts.valid, self.features, vy)
     if not valid then return nil, "validation frame: " .. vanchor end
   end
-  local t0 = os.clock()
+  local t0 = require("luv").hrtime()
   local handle = fam.fit(self, train, valid, n_classes)
   if not handle then return nil, kernel_error(self) end
   own(self, handle)
-  self.trained = { rows = f:nrows(), seconds = os.clock() - t0, at = os.time() }
+  self.trained = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - t0) / 1e9, at = os.time() }
   local _ = anchor and vanchor  -- both stay referenced until training is over
   return self
 end

@@ -75,7 +75,11 @@ end
 --- Decodes into `into` (a table, filled by feature name; absent = null).
 -- versions maps a version number to its feature list.
 function M.decode(s, versions, into)
-  local p = ffi.cast("const uint8_t*", s)
+  return M.decode_ptr(ffi.cast("const uint8_t*", s), versions, into)
+end
+
+--- Like decode, from a pointer to the row's bytes (e.g. into the store's map).
+function M.decode_ptr(p, versions, into)
   local version = p[0] + p[1] * 256
   local features = versions[version]
   if not features then error("row written by unknown schema version " .. version, 2) end

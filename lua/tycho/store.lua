@@ -28,6 +28,8 @@ int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
 void tz_store_txn_abort(tz_store_txn *txn);
+void tz_store_txn_reset(tz_store_txn *txn);
+int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
 int  tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_store_val *val, tz_err *err);
 int  tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                   const void *val, size_t vlen, int no_overwrite, tz_err *err);
@@ -75,13 +77,29 @@ function M.open(path, opts)
   local o = ffi.new("tz_store_opts", { map_size = opts.map_size or 0, read_only = opts.read_only and 1 or 0 })
   local out = ffi.new("tz_store*[1]")
   if C.tz_store_open(path, o, out, err) ~= OK then return nil, failure() end
-  return setmetatable({ handle = ffi.gc(out[0], C.tz_store_close), path = path, dbis = {}, writing = false }, Store)
+  -- Parked read transactions (point readers) must end before the
+  -- environment closes, whatever order the collector finalises things in:
+  -- the store's finaliser ends them first.
+  local parked = {}
+  local handle = ffi.gc(out[0], function(h)
+    for _, txn in pairs(parked) do C.tz_store_txn_abort(txn) end
+    C.tz_store_close(h)
+  end)
+  return setmetatable({ handle = handle, path = path, dbis = {}, writing = false, parked = parked,
+                        point_readers = {} }, Store)
 end
 
 --- Closes the store now (otherwise the garbage collector does).
 function Store:close()
   if self.writing then error("store: close() inside a transaction", 2) end
-  if self.handle then C.tz_store_close(ffi.gc(self.handle, nil)) end
+  if self.handle then
+    for k, txn in pairs(self.parked) do
+      C.tz_store_txn_abort(txn)
+      self.parked[k] = nil
+    end
+    self.point_readers = {}
+    C.tz_store_close(ffi.gc(self.handle, nil))
+  end
   self.handle = nil
 end
 
@@ -154,6 +172,38 @@ function Store:update(fn, ...)
     if C.tz_store_grow(self.handle, err) ~= OK then raise(1) end
   end
   error("store: map still full after growing 40 times", 2)
+end
+
+--- A point reader for hot paths: reader(key) -> pointer, length of the value
+-- of key in db (valid until the next call) or nil. It parks one read
+-- transaction between calls (reset/renew), so each read sees the latest
+-- commit without the cost of a new transaction.
+function Store:point_reader(db)
+  if self.point_readers[db] then return self.point_readers[db] end
+  if C.tz_store_txn_begin(self.handle, 0, txn_out, err) ~= OK then raise(1) end
+  local txn = txn_out[0]
+  self.parked[#self.parked + 1] = txn
+  local h
+  local rc = C.tz_store_txn_db(txn, db, 0, dbi_out, err)
+  if rc == OK then h = dbi_out[0] end
+  C.tz_store_txn_reset(txn)
+  local value = ffi.new("tz_store_val[1]")
+  local store = self
+  local function read(k)
+    if not h then
+      -- The database may have been created since: look again.
+      local again = store:view(function(tx) return select(2, tx:raw(db)) end)
+      if not again then return nil end
+      h = again
+    end
+    if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
+    local got = C.tz_store_get(txn, h, k, #k, value, err)
+    C.tz_store_txn_reset(txn)
+    if got ~= OK then return nil end
+    return value[0].data, tonumber(value[0].size)
+  end
+  self.point_readers[db] = read
+  return read
 end
 
 --- Shorthands, each in a transaction of its own. get is the hot one: it

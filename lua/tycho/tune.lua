@@ -14,6 +14,9 @@
 -- (log-uniform), or a list of choices { "a", "b" } (grid and random only
 -- need lists; bayes maps choices onto an index).
 local metrics = require "tycho.metrics"
+local uv = require "luv"
+
+local function wall() return tonumber(uv.hrtime()) / 1e9 end
 
 local M = {}
 
@@ -61,9 +64,15 @@ local function key_of(p)
   return table.concat(parts, ",")
 end
 
--- Seeded generator (Park-Miller), the same sequence everywhere.
+-- Seeded generator (Park-Miller), the same sequence everywhere. The seed is
+-- scrambled first (a few rounds of an integer hash), so small and adjacent
+-- seeds start unrelated streams instead of near-zero, evenly spaced draws.
 local function rng(seed)
   local x = (seed or 42) % 2147483646 + 1
+  for _ = 1, 4 do x = (x * 1103515245 + 12345) % 2147483647 end
+  x = (x * 48271) % 2147483647
+  if x == 0 then x = 1 end
+  for _ = 1, 8 do x = x * 48271 % 2147483647 end
   return function()
     x = x * 48271 % 2147483647
     return (x - 1) / 2147483646
@@ -82,13 +91,14 @@ local function evaluate(opts, params)
     local train, test = data:split { test = opts.holdout or 0.2, seed = opts.seed }
     folds = { { train = train, test = test } }
   end
-  local total, t0 = 0, os.clock()
+  local total, t0 = 0, wall()
   for _, fold in ipairs(folds) do
     local model = opts.model(params)
-    model:fit(fold.train, { label = label, features = opts.features, quiet = true })
+    local ok, err = model:fit(fold.train, { label = label, features = opts.features, quiet = true })
+    if not ok then error("tune: fit failed for " .. key_of(params) .. ": " .. tostring(err), 0) end
     total = total + metrics.score(metric, model, fold.test, label)
   end
-  return total / #folds, os.clock() - t0
+  return total / #folds, wall() - t0
 end
 
 local function better(metric, a, b)
@@ -148,7 +158,10 @@ end
 function M.random(opts)
   check(opts, "random")
   local ds, draw, trials, seen = dims(opts.space), rng(opts.seed), {}, {}
-  for _ = 1, opts.trials or 20 do
+  local budget = opts.trials or 20
+  -- Duplicates are drawn again (a small discrete space may run out first).
+  for _ = 1, 100 * budget do
+    if #trials >= budget then break end
     local u = {}
     for i = 1, #ds do u[i] = draw() end
     local p = params_of(ds, u)
