@@ -857,15 +857,15 @@ Frame.__tostring = function(self) return self:format() end
 -- and versions, time range, when it came from the feature store), its
 -- shape and a content hash (FNV-1a 64 over names and values, hex).
 function Frame:fingerprint()
-  local C = require "tycho.kernels"
+  local kernels = require "tycho.kernels"
   local h = ffi.new("uint64_t", 14695981039346656037ULL)
   for _, name in ipairs(self:names()) do
-    h = C.tz_hash_fnv1a64(h, name, #name)
+    h = kernels.tz_hash_fnv1a64(h, name, #name)
     local col = self:col(name)
     for i = 1, col.n do
       local v = col:get(i)
       local s = v == nil and "\0null" or tostring(v)
-      h = C.tz_hash_fnv1a64(h, s, #s)
+      h = kernels.tz_hash_fnv1a64(h, s, #s)
     end
   end
   local fp = { rows = self:nrows(), columns = self:names(), content_hash = string.format("%016x", h) }
