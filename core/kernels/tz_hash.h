@@ -4,6 +4,7 @@
  * tz_hash_siphash: SipHash-2-4 with a 16-byte key, the keyed hash used to
  * store PII features (the key lives in the home, so the same value maps to
  * the same token within a home and to unrelated ones across homes).
+ * tz_hash_sha256: the digest artifacts and the registry record.
  * tz_hash_fnv1a64: unkeyed, fast, for content fingerprints and incremental
  * (pass the previous result as `seed`, start with TZ_HASH_FNV_SEED).
  * Pure functions over borrowed bytes; they cannot fail.
@@ -17,6 +18,9 @@
 #define TZ_HASH_FNV_SEED 14695981039346656037ull
 
 uint64_t tz_hash_siphash(const uint8_t key[16], const void *data, size_t len);
+
+/* SHA-256 (FIPS 180-4) of data into out (32 bytes): artifact checksums. */
+void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
 
 #endif

@@ -1,3 +1,7 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/tz_hash.h"
 #include "tap.h"
 
@@ -12,5 +16,27 @@ int main(void)
     ok(tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "a", 1) == 0xaf63dc4c8601ec8cull, "FNV-1a 64 of 'a'");
     uint64_t whole = tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "hello", 5);
     ok(tz_hash_fnv1a64(tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "he", 2), "llo", 3) == whole, "FNV is incremental");
+    static const struct { const char *msg; const char *hex; } v[] = {
+        { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+        { "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+        { "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+    };
+    for (int t = 0; t < 3; t++) {
+        uint8_t d[32];
+        char hex[65];
+        tz_hash_sha256(v[t].msg, strlen(v[t].msg), d);
+        for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        is_str(hex, v[t].hex, "SHA-256 of a %zu-byte FIPS vector", strlen(v[t].msg));
+    }
+    /* One million 'a': crosses many blocks. */
+    char *million = malloc(1000000);
+    memset(million, 'a', 1000000);
+    uint8_t d[32];
+    char hex[65];
+    tz_hash_sha256(million, 1000000, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    is_str(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", "SHA-256 of a million 'a'");
+    free(million);
     return tap_done();
 }
