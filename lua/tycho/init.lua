@@ -12,10 +12,19 @@ local submodules = {
   store = "tycho.store", keys = "tycho.keys", http = "tycho.http",
   json = "tycho.json", pretty = "tycho.pretty", frame = "tycho.frame",
   models = "tycho.models", metrics = "tycho.metrics", tune = "tycho.tune", features = "tycho.features",
+  runs = "tycho.runs", registry = "tycho.registry", automl = "tycho.automl",
 }
 
 --- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).
 function M.home() return internal.home end
+
+--- tycho.pipeline{...} builds a pipeline; tycho.pipeline.load(path) and the
+-- rest of tycho.pipeline are reachable through it too.
+M.pipeline = setmetatable({}, {
+  __index = function(_, k) return require("tycho.pipeline")[k] end,
+  __call = function(_, def) return require("tycho.pipeline").new(def) end,
+})
+M.step = setmetatable({}, { __index = function(_, k) return require("tycho.pipeline").step[k] end })
 
 --- A new HTTP app; see tycho.http.
 function M.app(opts) return require("tycho.http").app(opts) end
