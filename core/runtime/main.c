@@ -34,6 +34,10 @@ static const command commands[] = {
       "list: feature views with entity, owner, version and features; definitions\n"
       "duplicated across views are flagged. show: one view with row counts,\n"
       "freshness and per-feature statistics." },
+    { "models", "list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS",
+      "inspect and move models in the registry",
+      "promote checks the input-schema contract against the alias's current\n"
+      "holder; exit 1 when refused (with every reason), 2 on usage errors." },
     { "version", "", "print the version", "" },
     { "help", "[COMMAND]", "show help", "" },
     { NULL, NULL, NULL, NULL },
@@ -192,6 +196,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.testing", "main", rest, args);
     if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
+    if (!strcmp(cmd, "models")) return cmd_lua(home, "tycho.cli", "models", rest, args);
     if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
     if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
     return usage_error(NULL, "unknown command '%s'", cmd);

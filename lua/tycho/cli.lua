@@ -1,4 +1,4 @@
---- Subcommands written in Lua: `tycho features list | show VIEW`.
+--- Subcommands written in Lua: `tycho features ...` and `tycho models ...`.
 local M = {}
 
 local function usage(text)
@@ -74,6 +74,92 @@ function M.features(sub, ...)
   if not fs then return 1 end
   if sub == "list" then return show_list(fs, args) end
   return show_view(fs, args[1])
+end
+
+local function open_registry()
+  local reg, err = require("tycho.registry").open()
+  if not reg then io.stderr:write("tycho models: ", err, "\n") end
+  return reg
+end
+
+local function fail(msg)
+  io.stderr:write("tycho models: ", msg, "\n")
+  return 1
+end
+
+local function fmt_metrics(m)
+  if type(m) ~= "table" then return "" end
+  local names = {}
+  for k, v in pairs(m) do if type(v) == "number" and k ~= "rows" then names[#names + 1] = k end end
+  table.sort(names)
+  local parts = {}
+  for i, k in ipairs(names) do parts[i] = string.format("%s=%.4g", k, m[k]) end
+  return table.concat(parts, " ")
+end
+
+local model_commands = {
+  list = function(reg)
+    local models = reg:list()
+    if #models == 0 then print("no models registered") return 0 end
+    print(string.format("%-24s %-10s %8s  %s", "MODEL", "LATEST", "VERSIONS", "ALIASES"))
+    for _, m in ipairs(models) do
+      local aliases = {}
+      for alias, v in pairs(m.aliases) do aliases[#aliases + 1] = alias .. "=" .. v end
+      table.sort(aliases)
+      print(string.format("%-24s %-10s %8d  %s", m.name, m.latest or "-", m.versions, table.concat(aliases, " ")))
+    end
+    return 0
+  end,
+  show = function(reg, name)
+    if not name then return usage("usage: tycho models show NAME") end
+    local versions, err = reg:versions(name)
+    if not versions then return fail(err) end
+    local model = reg:get(name)
+    print(string.format("model %s, latest %s", name, model and model.version or "-"))
+    print(string.format("%-10s %-20s %-10s %-12s %s", "VERSION", "CREATED", "OWNER", "ALIASES", "METRICS"))
+    for _, v in ipairs(versions) do
+      local meta = reg:get(name, v.version)
+      print(string.format("%-10s %-20s %-10s %-12s %s", v.version, v.created:sub(1, 19), tostring(v.owner),
+        table.concat(meta.aliases, ","), fmt_metrics(v.metrics)))
+    end
+    local hist = reg:history(name)
+    if #hist > 0 then
+      print("")
+      print("alias history:")
+      local null = require("tycho.json").null
+      for _, h in ipairs(hist) do
+        local from = (h.from == nil or h.from == null) and "-" or h.from
+        print(string.format("  %s  %-12s %s -> %s  by %s (%s)", h.at, h.alias, from, h.to, h.who, h.why))
+      end
+    end
+    return 0
+  end,
+  promote = function(reg, name, version, alias)
+    if not (name and version and alias) then return usage("usage: tycho models promote NAME VERSION ALIAS") end
+    local ok, err = reg:promote(name, version, alias)
+    if not ok then return fail(err) end
+    print(string.format("%s %s is now %s", name, version, alias))
+    return 0
+  end,
+  rollback = function(reg, name, alias)
+    if not (name and alias) then return usage("usage: tycho models rollback NAME ALIAS") end
+    local version, err = reg:rollback(name, alias)
+    if not version then return fail(err) end
+    print(string.format("%s %s rolled back to %s", name, alias, version))
+    return 0
+  end,
+}
+
+--- `tycho models list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS`:
+-- 0 done, 1 refused (unknown model, failed gate, nothing to roll back), 2 usage.
+function M.models(sub, ...)
+  local cmd = model_commands[sub or ""]
+  if not cmd then
+    return usage("usage: tycho models list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS")
+  end
+  local reg = open_registry()
+  if not reg then return 1 end
+  return cmd(reg, ...)
 end
 
 return M

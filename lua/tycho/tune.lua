@@ -49,6 +49,17 @@ local function decode(d, u)
   return d.choices[math.min(#d.choices, 1 + math.floor(u * #d.choices))]
 end
 
+-- The unit-cube point of a value (inverse of decode), for given starting points.
+local function encode(d, v)
+  if d.kind == "real" then return (v - d.lo) / (d.hi - d.lo) end
+  if d.kind == "log" then return (math.log(v) - math.log(d.lo)) / (math.log(d.hi) - math.log(d.lo)) end
+  if d.kind == "int" then return (v - d.lo + 0.5) / (d.hi - d.lo + 1) end
+  for i, c in ipairs(d.choices) do
+    if c == v then return (i - 0.5) / #d.choices end
+  end
+  error("tune: initial value " .. tostring(v) .. " is not a choice of " .. d.name, 4)
+end
+
 local function params_of(ds, u)
   local p = {}
   for i, d in ipairs(ds) do p[d.name] = decode(d, u[i]) end
@@ -105,6 +116,7 @@ local function better(metric, a, b)
   if metrics.higher_is_better(metric) then return a > b end
   return a < b
 end
+M.better = better
 
 local function finish(opts, trials)
   local metric = opts.metric or "accuracy"
@@ -277,7 +289,8 @@ local function expected_improvement(mu, sigma, best, xi)
 end
 M._expected_improvement = expected_improvement
 
---- Bayesian optimisation: init random trials (5), then each trial maximises
+--- Bayesian optimisation: opts.initial points (params tables) and init
+-- random trials (5), then each trial maximises
 -- expected improvement of a GP fitted to the scores so far (the length
 -- scale chosen by marginal likelihood), over 2000 seeded random candidates.
 function M.bayes(opts)
@@ -293,6 +306,14 @@ function M.bayes(opts)
     seen[key] = true
     X[#X + 1], y[#y + 1] = u, sign * run_trial(opts, trials, p)
     return true
+  end
+  -- Given starting points first (e.g. a family's defaults), then random ones.
+  for _, p in ipairs(opts.initial or {}) do
+    if #trials < budget then
+      local u = {}
+      for i, d in ipairs(ds) do u[i] = math.min(1, math.max(0, encode(d, p[d.name]))) end
+      try(u)
+    end
   end
   local attempts = 0
   while #trials < init and attempts < 100 * budget do
