@@ -20,6 +20,52 @@ function M.encode(value)
   return s
 end
 
+local function is_array(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t, n
+end
+
+local function canonical(v, out)
+  if type(v) ~= "table" then
+    out[#out + 1] = cjson.encode(v) or error("json.encode: cannot encode a " .. type(v), 0)
+    return
+  end
+  local arr, n = is_array(v)
+  if arr and (n > 0 or getmetatable(v) == nil) and n > 0 then
+    out[#out + 1] = "["
+    for i = 1, n do
+      if i > 1 then out[#out + 1] = "," end
+      canonical(v[i], out)
+    end
+    out[#out + 1] = "]"
+    return
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  out[#out + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then out[#out + 1] = "," end
+    out[#out + 1] = cjson.encode(k)
+    out[#out + 1] = ":"
+    local val = v[k]
+    if val == nil then val = v[tonumber(k)] end
+    canonical(val, out)
+  end
+  out[#out + 1] = "}"
+end
+
+--- Like encode, with object keys sorted: the same value always gives the
+-- same bytes (artifacts and hashes rely on it).
+function M.encode_canonical(value)
+  local out = {}
+  canonical(value, out)
+  local s = table.concat(out)
+  if s:find(EMPTY_ENCODED, 1, true) then s = s:gsub('"\\u0000tycho:%[%]\\u0000"', "[]") end
+  return s
+end
+
 --- Decodes text; returns value or nil, message.
 function M.decode(text)
   if type(text) ~= "string" then error("json.decode: expected a string, got " .. type(text), 2) end

@@ -465,7 +465,7 @@ function Model:to_bytes()
   local kernel = take_buffer()
   -- Only what the training determined: the same data and seed give the
   -- same bytes (timings belong to the run record, not the model).
-  local meta = json.encode({ family = self.family, task = self.task, features = self.features, label = self.label,
+  local meta = json.encode_canonical({ family = self.family, task = self.task, features = self.features, label = self.label,
                              classes = self.classes, opts = self.opts, info = self.info,
                              rows = self.trained and self.trained.rows })
   local w = ffi.new("tz_blob_writer")

@@ -354,8 +354,16 @@ local function reference_of(values)
 end
 
 --- Fits steps and model on frame f (training rows only). opts: label,
--- valid (frame), quiet. Returns self, or nil and a message.
+-- valid (frame), quiet. Returns self, or nil and a message (a failing user
+-- step is named in it).
 function Pipeline:fit(f, opts)
+  if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
+  local ok, res, err = pcall(self._fit, self, f, opts)
+  if not ok then return nil, tostring(res) end
+  return res, err
+end
+
+function Pipeline:_fit(f, opts)
   opts = opts or {}
   if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
   local label = opts.label or self.label
@@ -521,7 +529,8 @@ function Pipeline:to_bytes()
   if not model_bytes then return nil, merr end
   local steps = {}
   for i, s in ipairs(self.steps) do steps[i] = { kind = s.kind, state = s.state } end
-  local header = json.encode({ format = ARTIFACT_VERSION, tycho = internal.version, name = self.name,
+  if self.artifact then return self.artifact, self.sha256 end  -- loaded: the bytes it came from
+  local header = json.encode_canonical({ format = ARTIFACT_VERSION, tycho = internal.version, name = self.name,
     features = self.features, request = self.request, inputs = self.inputs, input_types = self.input_types,
     model_inputs = self.model_inputs, label = self.label, steps = steps, post = self.post,
     reference = self.reference, task = self.model.task, classes = self.model.classes,
@@ -574,7 +583,7 @@ function M.from_bytes(bytes)
                            post = h.post ~= json.null and h.post or nil, name = h.name ~= json.null and h.name or nil,
                            inputs = h.inputs, input_types = h.input_types, model_inputs = h.model_inputs,
                            label = h.label, reference = h.reference, fitted = { rows = h.rows } }, Pipeline)
-  p.sha256 = sum
+  p.sha256, p.artifact = sum, bytes
   return p
 end
 

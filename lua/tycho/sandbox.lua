@@ -30,6 +30,9 @@ function M.compile(src, name)
   local ok, fn = pcall(chunk)
   if not ok then return nil, tostring(fn) end
   if type(fn) ~= "function" then return nil, "source must be one function expression" end
+  -- Compiled traces never run debug hooks, so the instruction budget could
+  -- not stop a runaway loop: user functions stay interpreted.
+  jit.off(fn, true)
   return fn
 end
 
