@@ -109,9 +109,8 @@ function Registry:register(name, pipe, opts)
     bytes, sum = pipe, p.sha256
   else
     if not pipeline.is_pipeline(pipe) then error("register: expected a pipeline", 2) end
-    local err
     bytes, sum = pipe:to_bytes()
-    if not bytes then return nil, sum or err end
+    if not bytes then return nil, sum end
   end
   local code = code_fingerprint()
   return self.store:update(function(tx)

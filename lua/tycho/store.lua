@@ -25,6 +25,7 @@ void tz_store_close(tz_store *st);
 size_t tz_store_map_size(tz_store *st);
 int  tz_store_grow(tz_store *st, tz_err *err);
 int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
+int  tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
 void tz_store_txn_abort(tz_store_txn *txn);
@@ -180,21 +181,25 @@ end
 -- commit without the cost of a new transaction.
 function Store:point_reader(db)
   if self.point_readers[db] then return self.point_readers[db] end
+  -- The handle must outlive any one transaction (tz_store_db commits the
+  -- one that opens it) and exist before the parked transaction begins: a
+  -- transaction only knows the handles opened before it.
+  local h
+  local rc = C.tz_store_db(self.handle, db, 0, dbi_out, err)
+  if rc == OK then h = dbi_out[0] elseif rc ~= ENOTFOUND then raise(1) end
   if C.tz_store_txn_begin(self.handle, 0, txn_out, err) ~= OK then raise(1) end
   local txn = txn_out[0]
   self.parked[#self.parked + 1] = txn
-  local h
-  local rc = C.tz_store_txn_db(txn, db, 0, dbi_out, err)
-  if rc == OK then h = dbi_out[0] end
   C.tz_store_txn_reset(txn)
   local value = ffi.new("tz_store_val[1]")
   local store = self
   local function read(k)
     if not h then
-      -- The database may have been created since: look again.
-      local again = store:view(function(tx) return select(2, tx:raw(db)) end)
-      if not again then return nil end
-      h = again
+      -- The database did not exist yet: start over once it does.
+      if C.tz_store_db(store.handle, db, 0, dbi_out, err) ~= OK then return nil end
+      store.point_readers[db] = nil
+      read = store:point_reader(db)
+      return read(k)
     end
     if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
     local got = C.tz_store_get(txn, h, k, #k, value, err)
