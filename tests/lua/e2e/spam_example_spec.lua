@@ -2,7 +2,6 @@
 -- -> evaluate -> register -> promote with gates, then served over HTTP, then
 -- an alias moved and rolled back from the command line.
 local testing = require "tycho.testing"
-local json = require "tycho.json"
 
 describe("the spam example, end to end", function()
   local home
@@ -38,6 +37,5 @@ describe("the spam example, end to end", function()
     assert.matches("rolled back to 1.0.0", rout, 1, true)
     local _, show = testing.run({ "--home", home, "models", "show", "spam" })
     assert.matches("1.0.1 %-> 1.0.0", show)
-    local _ = json
   end)
 end)
