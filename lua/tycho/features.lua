@@ -35,12 +35,8 @@ FS.__index = FS
 -- opts: home, store (an open tycho.store), quarantine_dir.
 function M.open(opts)
   opts = opts or {}
-  local st = opts.store
-  if not st then
-    local e
-    st, e = store_mod.open(opts.home)
-    if not st then return nil, e end
-  end
+  local st, e = store_mod.from(opts)
+  if not st then return nil, e end
   local home = opts.home or st.path or internal.home
   return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
                         refs_cache = {}, refs_cached = 0,

@@ -17,6 +17,7 @@ local C = require "tycho.kernels"
 local base = require "tycho.base"
 local frame = require "tycho.frame"
 local json = require "tycho.json"
+local files = require "tycho.files"
 
 local M = {}
 
@@ -476,18 +477,11 @@ function Model:to_bytes()
   return take_buffer()
 end
 
---- Writes the model file; true or nil, message.
+--- Writes the model file (atomically); true or nil, message.
 function Model:save(path)
   local bytes, msg = self:to_bytes()
   if not bytes then return nil, msg end
-  local tmp = path .. ".tmp"
-  local f, ferr = io.open(tmp, "wb")
-  if not f then return nil, "cannot write " .. path .. ": " .. ferr end
-  f:write(bytes)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)  -- a reader never sees half a file
-  if not ok then return nil, rerr end
-  return true
+  return files.write_atomic(path, bytes)
 end
 
 --- A model from bytes, or nil and why (damaged, truncated, foreign or newer).
@@ -521,10 +515,8 @@ end
 
 --- Loads a model file; model or nil, message.
 function M.load(path)
-  local f, ferr = io.open(path, "rb")
-  if not f then return nil, "cannot open model " .. path .. ": " .. ferr end
-  local bytes = f:read("*a")
-  f:close()
+  local bytes, ferr = files.read(path)
+  if not bytes then return nil, ferr end
   local m, msg = M.from_bytes(bytes)
   if not m then return nil, path .. ": " .. msg end
   return m

@@ -19,6 +19,7 @@ local frame = require "tycho.frame"
 local models = require "tycho.models"
 local metrics = require "tycho.metrics"
 local json = require "tycho.json"
+local files = require "tycho.files"
 local sandbox = require "tycho.sandbox"
 local internal = require "tycho.internal"
 local C = require "tycho.kernels"
@@ -591,19 +592,13 @@ end
 function Pipeline:save(path)
   local bytes, err = self:to_bytes()
   if not bytes then return nil, err end
-  local f, ferr = io.open(path .. ".tmp", "wb")
-  if not f then return nil, ferr end
-  f:write(bytes)
-  f:close()
-  return os.rename(path .. ".tmp", path)
+  return files.write_atomic(path, bytes)
 end
 
 --- Loads an artifact file: pipeline or nil, message.
 function M.load(path)
-  local f, ferr = io.open(path, "rb")
-  if not f then return nil, "cannot open " .. path .. ": " .. ferr end
-  local bytes = f:read("*a")
-  f:close()
+  local bytes, ferr = files.read(path)
+  if not bytes then return nil, ferr end
   local p, err = M.from_bytes(bytes)
   if not p then return nil, path .. ": " .. err end
   return p

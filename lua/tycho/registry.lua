@@ -23,13 +23,8 @@ Registry.__index = Registry
 --- Opens the registry of a home (default: this process's). Returns the
 -- registry or nil, message.
 function M.open(opts)
-  opts = opts or {}
-  local st = opts.store
-  if not st then
-    local err
-    st, err = require("tycho.store").open(opts.home)
-    if not st then return nil, err end
-  end
+  local st, err = require("tycho.store").from(opts)
+  if not st then return nil, err end
   return setmetatable({ store = st }, Registry)
 end
 

@@ -90,6 +90,13 @@ function M.open(path, opts)
                         point_readers = {} }, Store)
 end
 
+--- The store a module should use given its opts: opts.store when given,
+-- else the home opts.home (default: this process's). store or nil, message.
+function M.from(opts)
+  if opts and opts.store then return opts.store end
+  return M.open(opts and opts.home)
+end
+
 --- Closes the store now (otherwise the garbage collector does).
 function Store:close()
   if self.writing then error("store: close() inside a transaction", 2) end
