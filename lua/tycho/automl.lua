@@ -27,7 +27,8 @@ local FAMILIES = {
   forest = {
     tasks = { binary = true, multiclass = true, regression = true },
     space = { max_features = { 0.1, 0.9 }, min_samples_leaf = { "int", 1, 5 } },
-    defaults = { max_features = 0.3, min_samples_leaf = 1 },
+    -- The forest's own default: sqrt(p) of p columns per split.
+    defaults = function(p) return { max_features = math.max(0.1, math.min(0.9, math.sqrt(p) / p)), min_samples_leaf = 1 } end,
     make = function(p, task)
       return models.forest { task = task == "regression" and "regression" or "classification", trees = 100,
                              max_features = p.max_features, min_samples_leaf = p.min_samples_leaf }
@@ -73,12 +74,14 @@ local function infer_task(f, label)
 end
 
 local BUDGET_SPENT = "automl: budget spent"
+local metrics_lower = { rmse = true, mae = true, log_loss = true }
 
 local DEFAULT_METRIC = { binary = "auc", multiclass = "accuracy", regression = "rmse" }
 
 --- opts: data (frame), label, task ("auto"), budget (trials as a number, or
 -- a duration like "5m"; default 30 trials), families (list), metric, cv (3),
--- seed, steps (pipeline steps to put before every model). Returns
+-- seed, steps (pipeline steps to put before every model), blend (true: try
+-- averaging the two best families). Returns
 -- { pipeline, best = {family, params, score}, leaderboard = {...}, metric }.
 function M.run(opts)
   if type(opts) ~= "table" or not opts.data or not opts.label then
@@ -95,6 +98,7 @@ function M.run(opts)
   elseif opts.budget then deadline = tonumber(uv.hrtime()) / 1e9 + timeutil.duration(opts.budget) trials = 1e6 end
   local per_family = math.max(2, math.floor(trials / #families))
   local board = {}
+  local n_features = opts.features and #opts.features or opts.data:ncols() - 1
   for _, name in ipairs(families) do
     local fam = FAMILIES[name]
     local remaining = deadline and (deadline - tonumber(uv.hrtime()) / 1e9)
@@ -103,13 +107,14 @@ function M.run(opts)
     local ok, err = pcall(tune.bayes, {
       model = function(p) return fam.make(p, task) end,
       space = fam.space, data = opts.data, label = opts.label, metric = metric, cv = opts.cv or 3,
-      trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42,
+      trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name,
       -- Each family's defaults are tried first: AutoML never does worse
       -- (in cross-validation) than the untuned models.
-      initial = { fam.defaults },
+      initial = { type(fam.defaults) == "function" and fam.defaults(n_features) or fam.defaults },
       features = opts.features,
       on_trial = function(t)
         t.family = name
+        t.default = #board == 0 or board[#board].family ~= name  -- each family's first trial is its defaults
         board[#board + 1] = t
         if deadline and tonumber(uv.hrtime()) / 1e9 > deadline then error(BUDGET_SPENT, 0) end
       end,
@@ -123,7 +128,52 @@ function M.run(opts)
     end
   end
   if not best then return nil, "automl: no trial finished within the budget" end
-  local pipe = pipeline.new { steps = opts.steps, model = FAMILIES[best.family].make(best.params, task), name = opts.name }
+  -- A blend of the two best families often beats either: score it the same way.
+  -- Within a family the defaults stand unless a tuned trial beats them by
+  -- more than the cross-validation noise: picking the luckiest of many
+  -- trials otherwise buys test error (the winner's curse).
+  local margin = opts.margin or 0.003
+  local function clearly_better(a, b)
+    if metrics_lower[metric] then return a < b * (1 - margin) end
+    return a > b + margin
+  end
+  local per_family_best, order = {}, {}
+  for _, t in ipairs(board) do
+    local b = per_family_best[t.family]
+    if not b then order[#order + 1] = t.family end
+    if not b or (b.default and clearly_better(t.score, b.score)) or (not b.default and tune.better(metric, t.score, b.score)) then
+      per_family_best[t.family] = t
+    end
+  end
+  best = nil
+  for _, fam in ipairs(order) do
+    local t = per_family_best[fam]
+    if not best or tune.better(metric, t.score, best.score) then best = { family = fam, params = t.params, score = t.score } end
+  end
+  table.sort(order, function(a, b) return tune.better(metric, per_family_best[a].score, per_family_best[b].score) end)
+  local function make_best()
+    return FAMILIES[best.family].make(best.params, task)
+  end
+  local make = make_best
+  if #order >= 2 and opts.blend ~= false then
+    local a, b = per_family_best[order[1]], per_family_best[order[2]]
+    local function make_blend()
+      return models.blend { members = { FAMILIES[a.family].make(a.params, task), FAMILIES[b.family].make(b.params, task) } }
+    end
+    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = opts.data, label = opts.label,
+                                       metric = metric, cv = opts.cv or 3, seed = opts.seed or 42,
+                                       features = opts.features })
+    -- The blend is kept unless clearly worse: averaging two families lowers
+    -- variance, which cross-validation on smaller folds undervalues.
+    if ok and not clearly_better(best.score, res.best.score) then
+      local t = res.best
+      t.family, t.params = "blend", { [a.family] = a.params, [b.family] = b.params }
+      board[#board + 1] = t
+      best = { family = "blend", params = t.params, score = t.score }
+      make = make_blend
+    end
+  end
+  local pipe = pipeline.new { steps = opts.steps, model = make(), name = opts.name }
   local ok, err = pipe:fit(opts.data, { label = opts.label, quiet = true })
   if not ok then return nil, err end
   table.sort(board, function(a, b) return tune.better(metric, a.score, b.score) end)

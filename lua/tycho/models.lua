@@ -498,6 +498,9 @@ function M.from_bytes(bytes)
     return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
   end
   local meta = json.decode(meta_s)
+  if type(meta) == "table" and meta.family == "blend" then
+    return M._blend_from(meta, ffi.string(kernel_p, kernel_len))
+  end
   local fam = type(meta) == "table" and families[meta.family]
   if not fam or type(meta.features) ~= "table" then return nil, "not a usable Tycho model: bad metadata" end
   local out = ffi.new(fam.ctype)
@@ -522,7 +525,112 @@ function M.load(path)
   return m
 end
 
-function M.is_model(v) return getmetatable(v) == Model end
+-- ---- blends ----------------------------------------------------------------------------
+-- A blend averages the outputs (probabilities or values) of several models
+-- fitted on the same rows: what AutoML hands back when two families together
+-- beat either alone.
+
+local Blend = setmetatable({}, { __index = Model })
+Blend.__index = Blend
+
+--- models.blend{ members = { models.gbt{...}, models.forest{...} }, weights = {...} }.
+function M.blend(opts)
+  if type(opts) ~= "table" or type(opts.members) ~= "table" or #opts.members < 2 then
+    error("models.blend: needs members = a list of two or more models", 2)
+  end
+  return setmetatable({ family = "blend", members = opts.members, weights = opts.weights, opts = {} }, Blend)
+end
+
+function Blend:fit(f, opts)
+  for i, m in ipairs(self.members) do
+    local ok, err = m:fit(f, opts)
+    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(err) end
+  end
+  local first = self.members[1]
+  for _, m in ipairs(self.members) do
+    if m.task ~= first.task then return nil, "blend members disagree on the task" end
+  end
+  self.task, self.classes, self.features, self.label = first.task, first.classes, first.features, first.label
+  self.info = { members = #self.members }
+  self.trained = { rows = f:nrows() }
+  self.handle = true
+  return self
+end
+
+function Blend:predict_raw(f)
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local sum, k, n
+  local total = 0
+  for i, m in ipairs(self.members) do
+    local out, mk = m:predict_raw(f)
+    if not out then return nil, mk end
+    local w = self.weights and self.weights[i] or 1
+    total = total + w
+    n, k = f:nrows(), mk
+    if not sum then sum = ffi.new("double[?]", math.max(n * k, 1)) end
+    for j = 0, n * k - 1 do sum[j] = sum[j] + w * out[j] end
+  end
+  for j = 0, n * k - 1 do sum[j] = sum[j] / total end
+  return sum, k
+end
+
+function Blend:importance() return nil, "blends have no split importance" end
+
+function Blend:__tostring()
+  local fams = {}
+  for i, m in ipairs(self.members) do fams[i] = m.family end
+  return string.format("<blend of %s: %s>", table.concat(fams, " + "), tostring(self.task))
+end
+
+function Blend:to_bytes()
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  C.tz_blob_put_str(w, json.encode_canonical({ weights = self.weights or json.null, n = #self.members }), 0)
+  for _, m in ipairs(self.members) do
+    local b, e = m:to_bytes()
+    if not b then return nil, e end
+    C.tz_blob_put_str(w, b, #b)
+  end
+  local members = {}
+  for i, m in ipairs(self.members) do members[i] = m.family end
+  local meta = json.encode_canonical({ family = "blend", task = self.task, features = self.features,
+    label = self.label, classes = self.classes, members = members, weights = self.weights,
+    rows = self.trained and self.trained.rows })
+  local payload
+  if C.tz_blob_finish(w, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  payload = take_buffer()
+  local outer = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(outer)
+  C.tz_blob_put_str(outer, meta, #meta)
+  C.tz_blob_put_str(outer, payload, #payload)
+  if C.tz_blob_finish(outer, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  return take_buffer()
+end
+
+function M._blend_from(meta, payload)
+  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
+  if C.tz_blob_open(payload, #payload, MODEL_KIND, MODEL_VERSION, r, nil, err) ~= 0 then
+    return nil, "not a usable Tycho model: blend: " .. ffi.string(err.msg)
+  end
+  C.tz_blob_get_str(r, n)  -- reserved header
+  local members = {}
+  for i = 1, #(meta.members or {}) do
+    local p = C.tz_blob_get_str(r, n)
+    if p == nil then return nil, "not a usable Tycho model: blend member " .. i .. " missing" end
+    local m, e = M.from_bytes(ffi.string(p, n[0]))
+    if not m then return nil, e end
+    members[i] = m
+  end
+  if C.tz_blob_close(r, err) ~= 0 or #members < 2 then return nil, "not a usable Tycho model: bad blend" end
+  local b = M.blend { members = members, weights = meta.weights ~= json.null and meta.weights or nil }
+  b.task, b.features, b.label = meta.task, meta.features, meta.label
+  if meta.classes ~= nil and meta.classes ~= json.null then b.classes = meta.classes end
+  b.handle, b.info, b.trained = true, { members = #members }, { rows = meta.rows }
+  return b
+end
+
+function M.is_model(v) return getmetatable(v) == Model or getmetatable(v) == Blend end
 
 --- The tz_data view of a frame's feature columns (for metrics); data, anchor.
 M._data = make_data

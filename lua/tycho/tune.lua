@@ -140,6 +140,8 @@ local function run_trial(opts, trials, params)
   local score, seconds = evaluate(opts, params)
   trials[#trials + 1] = { trial = #trials + 1, params = params, score = score, seconds = seconds }
   if opts.on_trial then opts.on_trial(trials[#trials]) end
+  require("tycho.runs").record { kind = "trial", model = opts.name or "tune", params = params,
+                                 metrics = { [opts.metric or "accuracy"] = score }, seconds = seconds }
   return score
 end
 

@@ -238,3 +238,25 @@ describe("automl", function()
     assert.is_true(m.auc >= 0.99, "auc " .. m.auc)
   end)
 end)
+
+describe("automl on the shared datasets", function()
+  -- The bar: at least the test accuracy of the best family at its defaults.
+  local function check(name, budget)
+    local f = assert(frame.read_csv(DATA .. name .. ".csv"))
+    local tr, te = f:split { mask = DATA .. name .. ".split" }
+    local best_default = 0
+    for _, fam in ipairs { "gbt", "forest", "logistic" } do
+      local m = assert(tycho.models[fam] {}:fit(tr, { label = "label", quiet = true }))
+      best_default = math.max(best_default, tycho.metrics.evaluate(m, te).accuracy)
+    end
+    local res = assert(tycho.automl { data = tr, label = "label", budget = budget, cv = 3, seed = 7,
+                                      metric = "accuracy", name = "automl-" .. name })
+    local got = res.pipeline:evaluate(te).accuracy
+    assert.is_true(got >= best_default, string.format("%s: automl %.4f < best default %.4f", name, got, best_default))
+    local trials = require("tycho.runs").list { kind = "trial", model = "automl-" .. name }
+    assert.is_true(#trials >= budget - 1, "tuning trials recorded: " .. #trials)
+  end
+
+  it("spam, 12 trials", function() check("spam", 12) end)
+  it("letter, 9 trials", function() check("letter", 9) end)
+end)
