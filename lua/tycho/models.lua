@@ -543,8 +543,8 @@ end
 
 function Blend:fit(f, opts)
   for i, m in ipairs(self.members) do
-    local ok, err = m:fit(f, opts)
-    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(err) end
+    local ok, why = m:fit(f, opts)
+    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(why) end
   end
   local first = self.members[1]
   for _, m in ipairs(self.members) do
@@ -574,7 +574,7 @@ function Blend:predict_raw(f)
   return sum, k
 end
 
-function Blend:importance() return nil, "blends have no split importance" end
+function Blend.importance() return nil, "blends have no split importance" end
 
 function Blend:__tostring()
   local fams = {}
