@@ -158,6 +158,9 @@ static void on_timer(uv_timer_t *t);
 
 static void conn_arm(tz_http_conn *c, unsigned ms)
 {
+    /* The loop's clock is read once per iteration; a slow handler earlier in
+     * this one would otherwise make the timeout fire early. */
+    uv_update_time(c->srv->loop);
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 

@@ -105,6 +105,9 @@ end
 
 --- Turns the loop until done() is true or timeout_ms passes; returns done().
 function M.run_until(done, timeout_ms)
+  -- The loop's clock stands still while Lua computes: after a long fit it
+  -- is seconds behind, and a timer started from it would fire at once.
+  uv.update_time()
   local timer = uv.new_timer()
   local expired = false
   timer:start(timeout_ms, 0, function() expired = true end)
