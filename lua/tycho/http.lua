@@ -15,6 +15,8 @@
 -- the JSON error {"error": {"code", "message"}} of DESIGN.md.
 local internal = require "tycho.internal"
 local json = require "tycho.json"
+local uv_hrtime = require("luv").hrtime
+local observe  -- defined with the metrics below
 
 local M = {}
 
@@ -124,10 +126,40 @@ end
 
 --- A new app. opts.builtin = false leaves out the built-in routes.
 function M.app(opts)
-  local app = setmetatable({ routes = {}, middleware = {}, opts = opts or {} }, App)
+  local app = setmetatable({ routes = {}, middleware = {}, opts = opts or {}, hosted = {},
+                             metrics = { requests = {}, latency = {}, predictions = {} } }, App)
   if app.opts.builtin ~= false then
     app:get("/v2/health/live", function() return { live = true } end)
-    app:get("/v2/health/ready", function() return { ready = true } end)
+    app:get("/v2/health/ready", function()
+      for name, h in pairs(app.hosted) do
+        if not h:ready() then return 503, { ready = false, model = name, error = h.errors.main } end
+      end
+      return { ready = true }
+    end)
+    app:get("/v1/models", function()
+      local list = {}
+      for _, h in pairs(app.hosted) do list[#list + 1] = h:describe() end
+      table.sort(list, function(a, b) return a.name < b.name end)
+      return { models = #list > 0 and list or json.empty_array }
+    end)
+    app:get("/v1/models/{name}", function(req)
+      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
+      return h:describe()
+    end)
+    app:post("/v1/models/{name}:predict", function(req)
+      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
+      local body = req:json()
+      if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
+        M.error(400, "bad_request", 'expected {"instances": [{...}, ...]}')
+      end
+      local res, status, code, msg = h:predict(body.instances, app.log)
+      if not res then M.error(status, code, msg) end
+      local m = app.metrics
+      local key = h.name .. "\0" .. res.model_version
+      m.predictions[key] = (m.predictions[key] or 0) + #body.instances
+      return res
+    end, { read_only = true })
+    app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     app:post("/get-online-features", get_online_features, { read_only = true })
     app:post("/push", push)
   end
@@ -155,6 +187,13 @@ end
 function App:use(fn)
   if type(fn) ~= "function" then error("middleware must be a function", 2) end
   self.middleware[#self.middleware + 1] = fn
+  return self
+end
+
+--- Hosts a registered model by alias: app:model("spam", { alias = "production",
+-- canary = { alias = "staging", percent = 5 }, shadow = { alias = "staging" } }).
+function App:model(name, opts)
+  self.hosted[name] = require("tycho.serving").host(name, opts)
   return self
 end
 
@@ -236,8 +275,80 @@ function App:handler(token)
     req.params, req.route = params, route
     req.query = parse_query(req.query_string)
     setmetatable(req, Request)
-    return respond(internal.xpcall(chain, req))
+    local started = uv_hrtime()
+    local status, headers, body = respond(internal.xpcall(chain, req))
+    observe(self.metrics, route.method .. " " .. route.path, status, tonumber(uv_hrtime() - started) / 1e9)
+    return status, headers, body
   end
+end
+
+-- ---- metrics (Prometheus text format) ----------------------------------------------
+
+local BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
+
+observe = function(m, route, status, seconds)
+  local rkey = route .. "\0" .. status
+  m.requests[rkey] = (m.requests[rkey] or 0) + 1
+  local h = m.latency[route]
+  if not h then
+    h = { counts = {}, sum = 0, n = 0 }
+    for i = 1, #BUCKETS do h.counts[i] = 0 end
+    m.latency[route] = h
+  end
+  for i, b in ipairs(BUCKETS) do if seconds <= b then h.counts[i] = h.counts[i] + 1 end end
+  h.sum, h.n = h.sum + seconds, h.n + 1
+end
+
+local function label(v) return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+--- The app's metrics in the Prometheus exposition format (this worker's).
+function M.prometheus(app)
+  local m, out = app.metrics, {}
+  local function line(s) out[#out + 1] = s end
+  line("# HELP tycho_http_requests_total HTTP requests by route and status.")
+  line("# TYPE tycho_http_requests_total counter")
+  for _, k in ipairs(sorted_keys(m.requests)) do
+    local route, status = k:match("^(.*)%z(%d+)$")
+    line(string.format('tycho_http_requests_total{route="%s",status="%s"} %d', label(route), status, m.requests[k]))
+  end
+  line("# HELP tycho_http_request_duration_seconds Request handling time by route.")
+  line("# TYPE tycho_http_request_duration_seconds histogram")
+  for _, route in ipairs(sorted_keys(m.latency)) do
+    local h = m.latency[route]
+    for i, b in ipairs(BUCKETS) do
+      line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="%g"} %d', label(route), b, h.counts[i]))
+    end
+    line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="+Inf"} %d', label(route), h.n))
+    line(string.format('tycho_http_request_duration_seconds_sum{route="%s"} %.9f', label(route), h.sum))
+    line(string.format('tycho_http_request_duration_seconds_count{route="%s"} %d', label(route), h.n))
+  end
+  line("# HELP tycho_predictions_total Predictions by model and version.")
+  line("# TYPE tycho_predictions_total counter")
+  for _, k in ipairs(sorted_keys(m.predictions)) do
+    local model, version = k:match("^(.*)%z(.*)$")
+    line(string.format('tycho_predictions_total{model="%s",version="%s"} %d', label(model), label(version), m.predictions[k]))
+  end
+  line("# HELP tycho_model_info Hosted model versions (1 = ready).")
+  line("# TYPE tycho_model_info gauge")
+  for _, name in ipairs(sorted_keys(app.hosted)) do
+    local d = app.hosted[name]:describe()
+    line(string.format('tycho_model_info{model="%s",version="%s"} %d', label(name),
+      label(d.ready and d.version or "none"), d.ready and 1 or 0))
+  end
+  local statm = io.open("/proc/self/statm")
+  local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0
+  if statm then statm:close() end
+  line("# HELP tycho_process_resident_memory_bytes Resident memory of this worker.")
+  line("# TYPE tycho_process_resident_memory_bytes gauge")
+  line(string.format("tycho_process_resident_memory_bytes %d", rss * 4096))
+  return table.concat(out, "\n") .. "\n"
 end
 
 local function read_token(path)
@@ -273,6 +384,21 @@ function M.worker(opts)
   local app = load_app(opts.app)
   local token = read_token(opts.token_file)
   opts.on_listen = nil
+  if next(app.hosted) then
+    -- Hosted models follow their aliases: checked every second, a moved
+    -- alias loads the new version; one that fails keeps the old serving.
+    app.log = require("tycho.serving").prediction_log()
+    for _, h in pairs(app.hosted) do h:refresh() end
+    local uv = require "luv"
+    local timer = uv.new_timer()
+    timer:start(1000, 1000, function()
+      for _, h in pairs(app.hosted) do
+        local ok, err = pcall(h.refresh, h)
+        if not ok then io.stderr:write("tycho serve: refreshing ", h.name, ": ", tostring(err), "\n") end
+      end
+    end)
+    timer:unref()
+  end
   local ok, err = internal.http_serve(opts, app:handler(token))
   if not ok then
     io.stderr:write("tycho serve: worker ", opts.worker, ": ", err, "\n")

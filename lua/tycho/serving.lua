@@ -1,0 +1,206 @@
+--- Hosted models for `tycho serve`: registry aliases followed live, online
+-- features fetched by entity key, canary and shadow versions, and a
+-- prediction log written off the request path in batches.
+local json = require "tycho.json"
+local keys = require "tycho.keys"
+local timeutil = require "tycho.timeutil"
+local uv = require "luv"
+
+local M = {}
+
+local Hosted = {}
+Hosted.__index = Hosted
+
+local registry, feature_store
+
+local function reg()
+  if not registry then registry = assert(require("tycho.registry").open()) end
+  return registry
+end
+
+local function fs()
+  if not feature_store then feature_store = assert(require("tycho.features").open()) end
+  return feature_store
+end
+
+-- ---- one loaded version ------------------------------------------------------------
+
+-- A pipeline plus the readers of its feature views: { view = { join_key,
+-- reader, names (pipeline inputs it fills) } }.
+local function load_version(name, alias)
+  local meta, err = reg():get(name, alias)
+  if not meta then return nil, err end
+  local pipe, perr = reg():load(name, meta.version)
+  if not pipe then return nil, perr end
+  local sources = {}
+  for _, ref in ipairs(pipe.features or {}) do
+    local vname = ref:match("^(.-):")
+    if vname and not sources[vname] then
+      local view, verr = fs():view(vname)
+      if not view then return nil, verr end
+      local names, refs = {}, {}
+      local wanted = {}
+      for _, inp in ipairs(pipe.inputs) do wanted[inp] = true end
+      for _, f in ipairs(view.features) do
+        if wanted[f.name] then names[#names + 1], refs[#refs + 1] = f.name, vname .. ":" .. f.name end
+      end
+      for tname in pairs(view.transforms or {}) do
+        if wanted[tname] then names[#names + 1], refs[#refs + 1] = tname, vname .. ":" .. tname end
+      end
+      local reader = #refs > 0 and assert(fs():reader(refs)) or nil
+      sources[vname] = { join_key = view.join_key, reader = reader, names = names }
+    end
+  end
+  return { pipe = pipe, version = meta.version, sources = sources }
+end
+
+--- Hosts `name` following `opts.alias` (default "production"), with
+-- optional canary = {alias, percent} and shadow = {alias}.
+function M.host(name, opts)
+  opts = opts or {}
+  return setmetatable({ name = name, alias = opts.alias or "production", canary = opts.canary,
+                        shadow = opts.shadow, live = {}, errors = {} }, Hosted)
+end
+
+-- (Re)loads the version an alias points at when it moved; a version that
+-- fails to load leaves the previous one serving and records why.
+function Hosted:refresh_one(slot, alias)
+  local meta = reg():get(self.name, alias)
+  local current = self.live[slot]
+  if not meta then
+    if not current then self.errors[slot] = "no version for alias " .. alias end
+    return
+  end
+  if current and current.version == meta.version then return end
+  local loaded, err = load_version(self.name, meta.version)
+  if loaded then
+    self.live[slot], self.errors[slot] = loaded, nil
+  else
+    self.errors[slot] = "version " .. meta.version .. " failed to load: " .. tostring(err)
+    io.stderr:write("tycho serve: ", self.name, " ", self.errors[slot], "\n")
+  end
+end
+
+function Hosted:refresh()
+  self:refresh_one("main", self.alias)
+  if self.canary then self:refresh_one("canary", self.canary.alias) end
+  if self.shadow then self:refresh_one("shadow", self.shadow.alias) end
+end
+
+function Hosted:ready() return self.live.main ~= nil end
+
+-- Stable hash of a unit into [0, 100).
+local function bucket(unit)
+  local h = 2166136261
+  for i = 1, #unit do h = bit.band(bit.bxor(h, unit:byte(i)) * 16777619, 0x7fffffff) end
+  return h % 100
+end
+
+-- Fills an instance's row: online features for each entity key present,
+-- request fields as given. Returns row, missing feature names.
+local function assemble(version, inst)
+  local row, missing = {}, {}
+  for k, v in pairs(inst) do if v ~= json.null then row[k] = v end end
+  for _, src in pairs(version.sources) do
+    local key = inst[src.join_key]
+    if key ~= nil and src.reader then
+      local values = src.reader:get(key)
+      for i, name in ipairs(src.names) do
+        local v = values and values[i]
+        if v == nil then missing[#missing + 1] = name elseif row[name] == nil then row[name] = v end
+      end
+    end
+  end
+  return row, missing
+end
+
+local function predict_one(version, inst)
+  local row, missing = assemble(version, inst)
+  local out, err = version.pipe:predict(row)
+  return out, err, missing
+end
+
+--- Predicts every instance. Returns the response table, or nil, status,
+-- code, message for a request-level error. `log` receives each prediction.
+function Hosted:predict(instances, log)
+  local main = self.live.main
+  if not main then return nil, 503, "not_ready", "model " .. self.name .. " has no loadable version: " ..
+    tostring(self.errors.main) end
+  local preds, ids, missing_all, versions = {}, {}, {}, {}
+  for i, inst in ipairs(instances) do
+    if type(inst) ~= "table" then return nil, 400, "bad_instance", "instance " .. i .. " is not an object" end
+    local version = main
+    if self.canary and self.live.canary then
+      local unit = inst[next(main.sources) and main.sources[next(main.sources)].join_key or ""] or inst.id
+      unit = unit and tostring(unit) or tostring(uv.hrtime())
+      if bucket(unit) < (self.canary.percent or 0) then version = self.live.canary end
+    end
+    local out, err, missing = predict_one(version, inst)
+    if not out then return nil, 400, "bad_instance", "instance " .. i .. ": " .. tostring(err) end
+    preds[i], versions[i] = out, version.version
+    if #missing > 0 then missing_all[i] = missing end
+    ids[i] = log and log(self.name, version.version, inst, out) or nil
+    if self.shadow and self.live.shadow then
+      -- Off the request path: the shadow answer is computed after this
+      -- response and only logged.
+      local shadow = self.live.shadow
+      local t = uv.new_timer()
+      t:start(0, 0, function()
+        t:close()
+        local sout = predict_one(shadow, inst)
+        if sout and log then log(self.name, shadow.version, inst, sout, "shadow") end
+      end)
+    end
+  end
+  local res = { predictions = preds, model_version = main.version, prediction_ids = ids }
+  if next(missing_all) then res.missing_features = missing_all end
+  local mixed = false
+  for _, v in ipairs(versions) do if v ~= main.version then mixed = true end end
+  if mixed then res.model_versions = versions end
+  return res
+end
+
+function Hosted:describe()
+  local main = self.live.main
+  return { name = self.name, version = main and main.version or json.null, ready = main ~= nil,
+           alias = self.alias, canary = self.live.canary and self.live.canary.version or nil,
+           shadow = self.live.shadow and self.live.shadow.version or nil, error = self.errors.main }
+end
+
+-- ---- the prediction log ------------------------------------------------------------
+
+--- A logger that buffers predictions and writes them in one transaction
+-- every interval_ms (200) or 500 entries. Returns log(name, version, inputs,
+-- output, role) -> prediction id, and flush().
+function M.prediction_log(opts)
+  opts = opts or {}
+  local buffer, counter = {}, 0
+  local pid = uv.os_getpid()
+  local st
+  local function flush()
+    if #buffer == 0 then return end
+    local batch = buffer
+    buffer = {}
+    st = st or assert(require("tycho.store").open())
+    local ok, err = pcall(st.update, st, function(tx)
+      for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
+    end)
+    if not ok then io.stderr:write("tycho serve: prediction log: ", tostring(err), "\n") end
+  end
+  local timer = uv.new_timer()
+  timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
+  timer:unref()  -- the log never keeps a draining worker alive
+  local function log(name, version, inputs, output, role)
+    counter = counter + 1
+    local now = timeutil.now()
+    -- Time-ordered and unique across workers: µs, pid, counter.
+    local id = string.format("%016x-%x-%x", now, pid, counter)
+    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode({ id = id, model = name, version = version,
+      role = role or "live", inputs = inputs, output = output, at = now }) }
+    if #buffer >= 500 then flush() end
+    return id
+  end
+  return log, flush
+end
+
+return M

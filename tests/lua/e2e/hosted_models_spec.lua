@@ -1,0 +1,164 @@
+-- Hosted registry models on a real server: the KServe/TF Serving contract,
+-- aliases followed live under load, canary, shadow, metrics.
+local testing = require "tycho.testing"
+local json = require "tycho.json"
+
+describe("hosted models", function()
+  local home, srv
+  setup(function()
+    home = testing.tmpdir()
+    local code, _, err = testing.run({ "--home", home, "run", "examples/spam/train.lua", "../shared/data" },
+      { timeout = 120000 })
+    assert(code == 0, err)
+    -- staging = the weak 1.0.1; "plain" = a copy of spam under another name.
+    local script = testing.write(home .. "/setup.lua", [[
+      local reg = assert(require("tycho").registry.open())
+      assert(reg:promote("spam", "1.0.1", "staging", { gates = { schema = false } }))
+      local p = assert(reg:load("spam", "1.0.0"))
+      assert(reg:register("plain", p))
+      assert(reg:promote("plain", "1.0.0", "production"))]])
+    code, _, err = testing.run({ "--home", home, "run", script })
+    assert(code == 0, err)
+    srv = testing.serve("tests/lua/fixtures/hosted_app.lua", { "--workers", "2" }, { env = { "TYCHO_HOME=" .. home } })
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    testing.rmrf(home)
+  end)
+
+  local function predict(model, instances)
+    return testing.request(srv.port, "POST", "/v1/models/" .. model .. ":predict", { body = { instances = instances } })
+  end
+
+  it("answers the prediction contract with versions and prediction ids", function()
+    local status, _, _, doc = predict("plain", { { email_id = "email-00001" }, { email_id = "email-04600" } })
+    assert.equal(200, status)
+    assert.equal("1.0.0", doc.model_version)
+    assert.equal(2, #doc.predictions)
+    assert.equal(1, doc.predictions[1].prediction)
+    assert.equal(0, doc.predictions[2].prediction)
+    assert.equal(2, #doc.prediction_ids)
+    assert.are_not.equal(doc.prediction_ids[1], doc.prediction_ids[2])
+  end)
+
+  it("lists hosted models KServe-style and reports readiness", function()
+    local status, _, _, doc = testing.request(srv.port, "GET", "/v1/models")
+    assert.equal(200, status)
+    assert.equal(2, #doc.models)
+    local _, _, _, one = testing.request(srv.port, "GET", "/v1/models/plain")
+    assert.same({ "plain", "1.0.0", true }, { one.name, one.version, one.ready })
+    assert.equal(404, (testing.request(srv.port, "GET", "/v1/models/nope")))
+    assert.equal(200, (testing.request(srv.port, "GET", "/v2/health/ready")))
+  end)
+
+  it("names the bad instance and reports online-store misses", function()
+    local status, _, _, doc = predict("plain", { { email_id = "email-00002" }, { email_id = "nobody" } })
+    assert.equal(200, status)
+    assert.is_table(doc.missing_features[2])
+    assert.is_true(#doc.missing_features[2] > 50)
+    status, _, _, doc = predict("plain", { { email_id = "email-00002" }, "not an object" })
+    assert.equal(400, status)
+    assert.matches("instance 2", doc.error.message)
+    status = predict("ghost", { { email_id = "x" } })
+    assert.equal(404, status)
+    status = testing.request(srv.port, "POST", "/v1/models/plain:predict", { body = "{oops" })
+    assert.equal(400, status)
+  end)
+
+  it("routes a sticky share of units to the canary", function()
+    local seen, per_unit = {}, {}
+    for i = 1, 40 do
+      local id = string.format("email-%05d", i * 37)
+      local _, _, _, doc = predict("spam", { { email_id = id } })
+      local v = doc.model_versions and doc.model_versions[1] or doc.model_version
+      seen[v] = true
+      per_unit[id] = per_unit[id] or {}
+      per_unit[id][v] = true
+    end
+    assert.is_true(seen["1.0.0"] and seen["1.0.1"], "both versions should serve: " .. json.encode(seen))
+    for i = 1, 10 do
+      local id = string.format("email-%05d", i * 37)
+      local _, _, _, doc = predict("spam", { { email_id = id } })
+      local v = doc.model_versions and doc.model_versions[1] or doc.model_version
+      assert.is_true(per_unit[id][v], "unit " .. id .. " changed version")
+    end
+  end)
+
+  it("follows an alias moved from the CLI within a second, without failing a request", function()
+    local failures, versions = 0, {}
+    local function burst(n)
+      for _ = 1, n do
+        local status, _, _, doc = predict("plain", { { email_id = "email-00003" } })
+        if status ~= 200 then failures = failures + 1 else versions[doc.model_version] = true end
+      end
+    end
+    burst(20)
+    local mover = testing.spawn({ "--home", home, "models", "promote", "plain", "1.0.0", "canary-test" })
+    burst(20)
+    assert.equal(0, (mover:wait(10000)))
+    -- Register a second plain version and move production to it, live.
+    local script = testing.write(home .. "/move.lua", [[
+      local reg = assert(require("tycho").registry.open())
+      local p = assert(reg:load("spam", "1.0.1"))
+      local v = assert(reg:register("plain", p))
+      assert(reg:promote("plain", v, "production", { gates = { schema = false } }))]])
+    assert.equal(0, (testing.run({ "--home", home, "run", script })))
+    local switched = testing.run_until(function()
+      burst(5)
+      local _, _, _, d1 = testing.request(srv.port, "GET", "/v1/models/plain")
+      local _, _, _, d2 = testing.request(srv.port, "GET", "/v1/models/plain")
+      return d1.version == "1.0.1" and d2.version == "1.0.1"
+    end, 5000)
+    assert.is_true(switched, "workers did not switch to 1.0.1")
+    assert.equal(0, (testing.run({ "--home", home, "models", "rollback", "plain", "production" })))
+    local back = testing.run_until(function()
+      burst(5)
+      local _, _, _, d = testing.request(srv.port, "GET", "/v1/models/plain")
+      return d.version == "1.0.0"
+    end, 5000)
+    assert.is_true(back)
+    assert.equal(0, failures)
+    assert.is_true(versions["1.0.0"] and versions["1.0.1"])
+  end)
+
+  it("logs live and shadow predictions to the home", function()
+    predict("spam", { { email_id = "email-00010" } })
+    testing.run_until(function() return false end, 600)  -- the log flushes every 200 ms
+    local script = testing.write(home .. "/count.lua", [[
+      local st = assert(require("tycho").store.open())
+      local live, shadow = 0, 0
+      st:view(function(tx)
+        for _, v in tx:scan("predictions") do
+          local e = require("tycho.json").decode(v)
+          if e.role == "shadow" then shadow = shadow + 1 else live = live + 1 end
+        end
+      end)
+      print(live, shadow)]])
+    local code, out = testing.run({ "--home", home, "run", script })
+    assert.equal(0, code)
+    local live, shadow = out:match("(%d+)%s+(%d+)")
+    assert.is_true(tonumber(live) > 10)
+    assert.is_true(tonumber(shadow) > 0)
+  end)
+
+  it("exposes Prometheus metrics", function()
+    local status, headers, body = testing.request(srv.port, "GET", "/metrics")
+    assert.equal(200, status)
+    assert.matches("^text/plain", headers["content-type"])
+    -- Every sample line: name{labels} value, and every family declared.
+    local declared = {}
+    for name in body:gmatch("# TYPE (%S+) %a+") do declared[name] = true end
+    for line in body:gmatch("[^\n]+") do
+      if not line:match("^#") then
+        local name, _, value = line:match('^([%a_:][%w_:]*)(%b{}) (%S+)$')
+        if not name then name, value = line:match('^([%a_:][%w_:]*) (%S+)$') end
+        assert.is_truthy(name, "bad sample line: " .. line)
+        assert.is_number(tonumber(value))
+        local family = name:gsub("_bucket$", ""):gsub("_sum$", ""):gsub("_count$", "")
+        assert.is_true(declared[family] or declared[name], "undeclared " .. name)
+      end
+    end
+    assert.matches('tycho_model_info{model="plain"', body, 1, true)
+    assert.matches("tycho_process_resident_memory_bytes %d+", body)
+  end)
+end)
