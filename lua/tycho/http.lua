@@ -126,9 +126,11 @@ end
 
 --- A new app. opts.builtin = false leaves out the built-in routes.
 function M.app(opts)
-  local app = setmetatable({ routes = {}, middleware = {}, opts = opts or {}, hosted = {},
+  local app = setmetatable({ routes = {}, builtin_routes = {}, middleware = {}, opts = opts or {}, hosted = {},
                              metrics = { requests = {}, latency = {}, predictions = {} } }, App)
   if app.opts.builtin ~= false then
+    -- Built-in routes are searched after the app's own, which may replace them.
+    app.adding_builtins = true
     app:get("/v2/health/live", function() return { live = true } end)
     app:get("/v2/health/ready", function()
       for name, h in pairs(app.hosted) do
@@ -160,6 +162,7 @@ function M.app(opts)
       return res
     end, { read_only = true })
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
+    app.adding_builtins = nil
     app:post("/get-online-features", get_online_features, { read_only = true })
     app:post("/push", push)
   end
@@ -173,8 +176,9 @@ function M.is_app(v) return getmetatable(v) == App end
 function App:route(method, path, handler, opts)
   if type(handler) ~= "function" then error("route handler must be a function", 2) end
   local pattern, names = compile_route(path)
-  self.routes[#self.routes + 1] = { method = method:upper(), path = path, pattern = pattern,
-                                    names = names, handler = handler, read_only = opts and opts.read_only }
+  local list = self.adding_builtins and self.builtin_routes or self.routes
+  list[#list + 1] = { method = method:upper(), path = path, pattern = pattern,
+                      names = names, handler = handler, read_only = opts and opts.read_only }
   return self
 end
 
@@ -199,7 +203,14 @@ end
 
 local function find_route(app, method, path)
   local allowed
-  for _, r in ipairs(app.routes) do
+  local routes = app.all_routes
+  if not routes or #routes ~= #app.routes + #app.builtin_routes then
+    routes = {}
+    for _, r in ipairs(app.routes) do routes[#routes + 1] = r end
+    for _, r in ipairs(app.builtin_routes) do routes[#routes + 1] = r end
+    app.all_routes = routes
+  end
+  for _, r in ipairs(routes) do
     local caps = { path:match(r.pattern) }
     if caps[1] then
       if r.method == method or (method == "HEAD" and r.method == "GET") then
