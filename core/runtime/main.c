@@ -38,6 +38,11 @@ static const command commands[] = {
       "inspect and move models in the registry",
       "promote checks the input-schema contract against the alias's current\n"
       "holder; exit 1 when refused (with every reason), 2 on usage errors." },
+    { "score", "NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW)",
+      "batch-score a CSV or JSONL file with a registered pipeline",
+      "Rows with entity keys get their online features, as when serving. --to-view\n"
+      "pushes the predictions into a feature view (precomputed predictions served\n"
+      "by key through /get-online-features)." },
     { "version", "", "print the version", "" },
     { "help", "[COMMAND]", "show help", "" },
     { NULL, NULL, NULL, NULL },
@@ -197,6 +202,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.testing", "main", rest, args);
     if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
     if (!strcmp(cmd, "models")) return cmd_lua(home, "tycho.cli", "models", rest, args);
+    if (!strcmp(cmd, "score")) return cmd_lua(home, "tycho.cli", "score", rest, args);
     if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
     if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
     return usage_error(NULL, "unknown command '%s'", cmd);

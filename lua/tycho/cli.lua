@@ -150,6 +150,86 @@ local model_commands = {
   end,
 }
 
+-- ---- batch scoring ---------------------------------------------------------------------
+
+local function is_terminal() return require("luv").guess_handle(2) == "tty" end
+
+--- `tycho score NAME[@ALIAS|VERSION] --input FILE --output FILE [--to-view VIEW]`:
+-- scores a CSV or JSONL file with the registered pipeline (entity keys in a
+-- row fetch its online features, as in serving), writes the rows with their
+-- prediction (and probability), and with --to-view pushes the predictions
+-- into a feature view so the online store serves them by key.
+function M.score(target, ...)
+  local args = { ... }
+  local opts = {}
+  local i = 1
+  while args[i] do
+    local opt, val = args[i], args[i + 1]
+    if opt == "--input" then opts.input = val
+    elseif opt == "--output" then opts.output = val
+    elseif opt == "--to-view" then opts.view = val
+    else return usage("tycho score: unknown option '" .. opt .. "' (--input, --output, --to-view)") end
+    if not val then return usage("tycho score: " .. opt .. " needs a value") end
+    i = i + 2
+  end
+  if not target or not opts.input or not (opts.output or opts.view) then
+    return usage("usage: tycho score NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW)")
+  end
+  local name, ref = target:match("^([^@]+)@?(.*)$")
+  if ref == "" then ref = "production" end
+  local frame, json, serving = require "tycho.frame", require "tycho.json", require "tycho.serving"
+  local version, err = serving.load_version(name, ref)
+  if not version then return fail(err) end
+  local input, rep
+  if opts.input:match("%.jsonl$") or opts.input:match("%.ndjson$") then input, rep = frame.read_jsonl(opts.input)
+  else input, rep = frame.read_csv(opts.input) end
+  if not input then return fail(rep) end
+  local n = input:nrows()
+  local out_rows, tty = {}, is_terminal()
+  for r = 1, n do
+    local inst = input:row(r)
+    local row = serving.assemble(version, inst)
+    local pred, perr = version.pipe:predict(row)
+    if not pred then return fail("row " .. r .. ": " .. tostring(perr)) end
+    for k, v in pairs(pred) do inst[k] = v end
+    out_rows[r] = inst
+    if tty and (r % 500 == 0 or r == n) then io.stderr:write(string.format("\rscored %d/%d", r, n)) end
+  end
+  if tty then io.stderr:write("\n") end
+  local order = input:names()
+  order[#order + 1] = "prediction"
+  if out_rows[1] and out_rows[1].probability ~= nil then order[#order + 1] = "probability" end
+  local result = frame.from_rows(out_rows, { order = order })
+  if opts.output then
+    local ok, werr
+    if opts.output:match("%.jsonl$") then
+      local f = io.open(opts.output, "w")
+      if not f then return fail("cannot write " .. opts.output) end
+      for r = 1, result:nrows() do f:write(json.encode(result:row(r)), "\n") end
+      f:close()
+      ok = true
+    else
+      ok, werr = result:write_csv(opts.output)
+    end
+    if not ok then return fail(werr) end
+  end
+  if opts.view then
+    local fs = assert(require("tycho.features").open())
+    local view, verr = fs:view(opts.view)
+    if not view then return fail(verr) end
+    if not result:has(view.timestamp) then
+      local now = os.time()
+      result = result:with_column(view.timestamp, function() return now end)
+    end
+    local report, perr = fs:push(opts.view, result, "online_and_offline")
+    if not report then return fail(perr) end
+    print(string.format("pushed %d predictions to %s (%d rejected)", report.landed, opts.view, report.rejected))
+  end
+  print(string.format("scored %d rows with %s %s (%s)%s", n, name, version.version, ref,
+    opts.output and (" into " .. opts.output) or ""))
+  return 0
+end
+
 --- `tycho models list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS`:
 -- 0 done, 1 refused (unknown model, failed gate, nothing to roll back), 2 usage.
 function M.models(sub, ...)

@@ -27,7 +27,7 @@ end
 
 -- A pipeline plus the readers of its feature views: { view = { join_key,
 -- reader, names (pipeline inputs it fills) } }.
-local function load_version(name, alias)
+function M.load_version(name, alias)
   local meta, err = reg():get(name, alias)
   if not meta then return nil, err end
   local pipe, perr = reg():load(name, meta.version)
@@ -72,7 +72,7 @@ function Hosted:refresh_one(slot, alias)
     return
   end
   if current and current.version == meta.version then return end
-  local loaded, err = load_version(self.name, meta.version)
+  local loaded, err = M.load_version(self.name, meta.version)
   if loaded then
     self.live[slot], self.errors[slot] = loaded, nil
   else
@@ -98,7 +98,7 @@ end
 
 -- Fills an instance's row: online features for each entity key present,
 -- request fields as given. Returns row, missing feature names.
-local function assemble(version, inst)
+function M.assemble(version, inst)
   local row, missing = {}, {}
   for k, v in pairs(inst) do if v ~= json.null then row[k] = v end end
   for _, src in pairs(version.sources) do
@@ -115,7 +115,7 @@ local function assemble(version, inst)
 end
 
 local function predict_one(version, inst)
-  local row, missing = assemble(version, inst)
+  local row, missing = M.assemble(version, inst)
   local out, err = version.pipe:predict(row)
   return out, err, missing
 end

@@ -141,6 +141,27 @@ describe("hosted models", function()
     assert.is_true(tonumber(shadow) > 0)
   end)
 
+  it("batch-scores a file into a view that /get-online-features serves", function()
+    local define = testing.write(home .. "/scores_view.lua", [[
+      local fs = assert(require("tycho").features.open())
+      assert(fs:feature_view { name = "spam_scores", entity = "email",
+                               schema = { prediction = "int", probability = "float" } })]])
+    assert.equal(0, (testing.run({ "--home", home, "run", define })))
+    local input = testing.write(home .. "/to_score.csv", "email_id\nemail-00001\nemail-04600\nemail-00007\n")
+    local code, out, err = testing.run({ "--home", home, "score", "plain@1.0.0", "--input", input,
+                                         "--output", home .. "/scored.csv", "--to-view", "spam_scores" })
+    assert.equal(0, code, err)
+    assert.matches("pushed 3 predictions to spam_scores", out, 1, true)
+    local scored = assert(io.open(home .. "/scored.csv")):read("*a")
+    assert.matches("email%-00001,1,0%.9", scored)
+    local status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features",
+      { body = { features = { "spam_scores:prediction" }, entities = { email_id = { "email-00001", "email-04600" } } } })
+    assert.equal(200, status)
+    assert.same({ 1, 0 }, doc.results[2].values)
+    assert.equal(2, (testing.run({ "--home", home, "score", "plain" })))
+    assert.equal(1, (testing.run({ "--home", home, "score", "ghost", "--input", input, "--output", home .. "/x.csv" })))
+  end)
+
   it("exposes Prometheus metrics", function()
     local status, headers, body = testing.request(srv.port, "GET", "/metrics")
     assert.equal(200, status)
