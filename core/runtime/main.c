@@ -22,7 +22,8 @@ static const command commands[] = {
       "Line editing and history (~/.tycho_history), multi-line input, every value\n"
       "printed. The `tycho` module is preloaded. Type :help inside." },
     { "serve", "APP.lua [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
-               "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]",
+               "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]\n"
+               "      [--access-log FILE|-]",
       "serve an app over HTTP",
       "APP.lua returns tycho.app(). Binds 127.0.0.1:8080 by default; N worker\n"
       "processes share the port. A non-loopback --host needs --token-file unless\n"
@@ -145,6 +146,7 @@ static int cmd_serve(const char *home, int argc, char **argv)
         else if (!strcmp(a, "--workers")) { bad = parse_uint("serve", a, v, 256, &n); o.workers = (int)n; }
         else if (!strcmp(a, "--host")) { if (!(o.host = v)) bad = 1; }
         else if (!strcmp(a, "--token-file")) { if (!(o.token_file = v)) bad = 1; }
+        else if (!strcmp(a, "--access-log")) { if (!(o.access_log = v)) bad = 1; }
         else if (!strcmp(a, "--max-body")) bad = parse_uint("serve", a, v, 1u << 30, &o.max_body_bytes);
         else if (!strcmp(a, "--max-header")) bad = parse_uint("serve", a, v, 1u << 20, &o.max_header_bytes);
         else if (!strcmp(a, "--idle-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.idle_timeout_ms);

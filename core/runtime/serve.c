@@ -54,6 +54,7 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
         set_int(L, "port", o->port);
         set_int(L, "worker", index);
         set_str(L, "token_file", o->token_file);
+        set_str(L, "access_log", o->access_log);
         set_int(L, "max_body_bytes", o->max_body_bytes);
         set_int(L, "max_header_bytes", o->max_header_bytes);
         set_int(L, "idle_timeout_ms", o->idle_timeout_ms);

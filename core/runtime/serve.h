@@ -13,6 +13,7 @@ typedef struct tz_serve_opts {
     int port;
     int workers;
     const char *token_file;
+    const char *access_log;    /* file for JSON access lines, "-" for stderr, NULL for none */
     int insecure;
     unsigned max_body_bytes, max_header_bytes, idle_timeout_ms, request_timeout_ms;
 } tz_serve_opts;

@@ -267,28 +267,43 @@ function App:handler(token)
     io.stderr:write("tycho: handler error: ", tostring(e), "\n")
     return error_response(500, "internal", "internal server error")
   end
-  return function(req)
+  -- Routing, auth and the handler: status, headers, body, and the route's
+  -- name for metrics and the access log.
+  local function dispatch(req)
     local route, params = find_route(self, req.method, req.path)
     if not route then
       if params then
         local status, headers, body = error_response(405, "method_not_allowed",
           req.method .. " is not allowed on " .. req.path)
-        return status, { ["Content-Type"] = headers["Content-Type"], Allow = table.concat(params, ", ") }, body
+        return status, { ["Content-Type"] = headers["Content-Type"], Allow = table.concat(params, ", ") }, body,
+          "unrouted"
       end
-      return error_response(404, "not_found", "no route for " .. req.method .. " " .. req.path)
+      local status, headers, body = error_response(404, "not_found", "no route for " .. req.method .. " " .. req.path)
+      return status, headers, body, "unrouted"
     end
+    local name = route.method .. " " .. route.path
     if token and MUTATING[req.method] and not route.read_only then
       local auth = req.headers.authorization or ""
       if not same_secret(auth, "Bearer " .. token) then
-        return error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
+        local status, headers, body = error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
+        return status, headers, body, name
       end
     end
     req.params, req.route = params, route
     req.query = parse_query(req.query_string)
     setmetatable(req, Request)
-    local started = uv_hrtime()
     local status, headers, body = respond(internal.xpcall(chain, req))
-    observe(self.metrics, route.method .. " " .. route.path, status, tonumber(uv_hrtime() - started) / 1e9)
+    return status, headers, body, name
+  end
+  return function(req)
+    local started = uv_hrtime()
+    local status, headers, body, name = dispatch(req)
+    local seconds = tonumber(uv_hrtime() - started) / 1e9
+    observe(self.metrics, name, status, seconds)
+    if self.access_log then
+      self.access_log:write(json.encode({ time = os.time(), method = req.method, path = req.path,
+        route = name, status = status, ms = seconds * 1000, bytes = #body, peer = req.peer }), "\n")
+    end
     return status, headers, body
   end
 end
@@ -395,6 +410,13 @@ function M.worker(opts)
   local app = load_app(opts.app)
   local token = read_token(opts.token_file)
   opts.on_listen = nil
+  if opts.access_log then
+    -- One JSON line per request; line-buffered so workers' lines interleave whole.
+    local f = opts.access_log == "-" and io.stderr or io.open(opts.access_log, "a")
+    if not f then error("cannot open access log " .. opts.access_log, 0) end
+    f:setvbuf("line")
+    app.access_log = f
+  end
   if next(app.hosted) then
     -- Hosted models follow their aliases: checked every second, a moved
     -- alias loads the new version; one that fails keeps the old serving.

@@ -187,6 +187,21 @@ describe("tycho serve processes", function()
     assert.equal(0, (srv:stop()))
   end)
 
+  it("writes one JSON access line per request, routed or not", function()
+    local log = home .. "/access.log"
+    local srv = testing.serve(APP, { "--access-log", log }, { env = { "TYCHO_HOME=" .. home } })
+    testing.request(srv.port, "GET", "/hello/log")
+    testing.request(srv.port, "GET", "/nowhere")
+    srv:stop()
+    local lines = {}
+    for line in io.lines(log) do lines[#lines + 1] = require("tycho.json").decode(line) end
+    local by_path = {}
+    for _, l in ipairs(lines) do by_path[l.path] = l end
+    assert.same({ 200, "GET /hello/{name}" }, { by_path["/hello/log"].status, by_path["/hello/log"].route })
+    assert.same({ 404, "unrouted" }, { by_path["/nowhere"].status, by_path["/nowhere"].route })
+    assert.is_number(by_path["/hello/log"].ms)
+  end)
+
   it("says when the port is in use", function()
     local srv = testing.serve(APP, {}, { env = { "TYCHO_HOME=" .. home } })
     local code, _, err = testing.run({ "--home", home, "serve", APP, "--port", tostring(srv.port) })
