@@ -121,6 +121,28 @@ describe("hosted models", function()
     assert.is_true(versions["1.0.0"] and versions["1.0.1"])
   end)
 
+  it("keeps the serving version when the promoted one fails to load", function()
+    local script = testing.write(home .. "/broken.lua", [[
+      local reg = assert(require("tycho").registry.open())
+      local p = assert(reg:load("plain", "production"))
+      p.artifact = nil                      -- re-serialise with a view that does not exist
+      p.features = { "no_such_view:*" }
+      local v = assert(reg:register("plain", p))
+      assert(reg:promote("plain", v, "production", { gates = { schema = false } }))
+      print(v)]])
+    local code, out, err = testing.run({ "--home", home, "run", script })
+    assert.equal(0, code, err)
+    local broken = out:match("(%S+)")
+    testing.run_until(function() return false end, 1500)  -- a refresh tick or more
+    for _ = 1, 4 do
+      local _, _, _, d = testing.request(srv.port, "GET", "/v1/models/plain")
+      assert.are_not.equal(broken, d.version)
+      assert.is_true(d.ready)
+      local status = predict("plain", { { email_id = "email-00001" } })
+      assert.equal(200, status)
+    end
+  end)
+
   it("logs live and shadow predictions to the home", function()
     predict("spam", { { email_id = "email-00010" } })
     testing.run_until(function() return false end, 600)  -- the log flushes every 200 ms
