@@ -1,0 +1,18 @@
+-- wrk script for bench/serve/run: POSTs the JSON body in $BODY_FILE (one
+-- instance of spam's 57 request features) to the URL's path, and prints one
+-- machine-readable line when done (latencies in microseconds):
+--   RESULT requests duration_us p50 p99 p99.9 non2xx socket_errors
+local path = os.getenv("BODY_FILE") or error("BODY_FILE is not set")
+local f = assert(io.open(path))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  -- wrk counts responses with status > 399 in errors.status.
+  io.write(string.format("RESULT %d %d %.1f %.1f %.1f %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
