@@ -374,6 +374,49 @@ function Model:predict_raw(f)
   return out, k
 end
 
+--- Raw outputs for one row given as a table of feature values (the serving
+-- hot path: no frame is built). Returns the reused output array and k.
+function Model:predict_values(row)
+  check_trained(self)
+  local p = #self.features
+  if not self._row then
+    self._row = ffi.new("double[?]", p)
+    self._cols = ffi.new("const double*[?]", p)
+    for j = 0, p - 1 do self._cols[j] = self._row + j end
+    self._data = ffi.new("tz_data", { n_rows = 1, n_cols = p, cols = self._cols })
+    self._k = self.fam.n_outputs(self.handle)
+    self._out = ffi.new("double[?]", self._k)
+    self._p1 = ffi.new("double[1]")
+  end
+  for j, name in ipairs(self.features) do
+    local v = row[name]
+    if v == nil then v = 0 / 0
+    elseif type(v) ~= "number" then return nil, "feature '" .. name .. "' is not a number: " .. tostring(v) end
+    self._row[j - 1] = v
+  end
+  if self.fam.predict(self.handle, self._data, self._out, err) ~= 0 then return nil, kernel_error(self) end
+  if self.task == "binary" and self._k == 2 then
+    self._p1[0] = self._out[1]
+    return self._p1, 1
+  end
+  return self._out, self._k
+end
+
+-- One prediction table from raw outputs, as predict() gives per row.
+function M.format_one(model, raw, k)
+  if model.task == "binary" then
+    local p = raw[0]
+    return { prediction = model.classes[p >= 0.5 and 2 or 1], probability = p }
+  elseif model.task == "multiclass" then
+    local best, bp = 1, raw[0]
+    for c = 2, k do
+      if raw[c - 1] > bp then best, bp = c, raw[c - 1] end
+    end
+    return { prediction = model.classes[best], probability = bp }
+  end
+  return { prediction = raw[0] }
+end
+
 --- Predictions as a frame: `prediction` (class label, value or cluster) and,
 -- for classifiers, `probability` (of the predicted class; of the positive
 -- class for binary models, see opts.positive) — or nil, message.
@@ -572,6 +615,26 @@ function Blend:predict_raw(f)
   end
   for j = 0, n * k - 1 do sum[j] = sum[j] / total end
   return sum, k
+end
+
+function Blend:predict_values(row)
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local total, k = 0, nil
+  self._sum = self._sum or {}
+  for i, m in ipairs(self.members) do
+    local out, mk = m:predict_values(row)
+    if not out then return nil, mk end
+    local w = self.weights and self.weights[i] or 1
+    if not k then
+      k = mk
+      self._acc = self._acc or ffi.new("double[?]", k)
+      for j = 0, k - 1 do self._acc[j] = 0 end
+    end
+    for j = 0, k - 1 do self._acc[j] = self._acc[j] + w * out[j] end
+    total = total + w
+  end
+  for j = 0, k - 1 do self._acc[j] = self._acc[j] / total end
+  return self._acc, k
 end
 
 function Blend.importance() return nil, "blends have no split importance" end

@@ -462,15 +462,18 @@ end
 -- user steps come back as nil, message naming the step.
 function Pipeline:predict(input)
   if not self.model_inputs then error("pipeline:predict: fit or load the pipeline first", 2) end
-  local single = not frame.is_frame(input)
   local f = input
-  if single then
+  if not frame.is_frame(input) then
     if type(input) ~= "table" then error("pipeline:predict: expected a frame or a row table", 2) end
-    local cols, order = {}, {}
-    for _, c in ipairs(self.inputs) do
-      cols[c], order[#order + 1] = { input[c] }, c
-    end
-    f = frame.new(cols, { order = order, n = 1, types = self.input_types })
+    -- The online path: steps on the row table, the model on a one-row
+    -- array; the same numbers as the batch path, without building frames.
+    local ok, row = pcall(run_steps, self, copy_row(input, self.inputs))
+    if not ok then return nil, tostring(row) end
+    local raw, k = self.model:predict_values(row)
+    if not raw then return nil, k end
+    local pok, res = pcall(apply_post, self, models.format_one(self.model, raw, k), input)
+    if not pok then return nil, tostring(res) end
+    return res
   end
   for _, c in ipairs(self.inputs) do
     if not f:has(c) then return nil, "missing input '" .. c .. "'" end
@@ -488,7 +491,6 @@ function Pipeline:predict(input)
     if not pok then return nil, tostring(res) end
     outs[i] = res
   end
-  if single then return outs[1] end
   return frame.from_rows(outs, { order = has_prob and { "prediction", "probability" } or { "prediction" } })
 end
 

@@ -72,9 +72,23 @@ Store.__index, Txn.__index = Store, Txn
 
 --- Opens the home directory (default: this process's home), creating it.
 -- opts: map_size (bytes, initial), read_only. Returns store or nil, msg, code.
+-- LMDB forbids opening one environment twice in a process (the second
+-- open's lock file handling breaks the first's reader slots), so every
+-- open of a home returns the one shared store, counted.
+local open_stores = {}
+
+local function canonical(path)
+  return require("luv").fs_realpath(path) or path
+end
+
 function M.open(path, opts)
   opts = opts or {}
   path = path or internal.home
+  local shared = open_stores[canonical(path)]
+  if shared and shared.handle then
+    shared.users = shared.users + 1
+    return shared
+  end
   local o = ffi.new("tz_store_opts", { map_size = opts.map_size or 0, read_only = opts.read_only and 1 or 0 })
   local out = ffi.new("tz_store*[1]")
   if C.tz_store_open(path, o, out, err) ~= OK then return nil, failure() end
@@ -86,8 +100,10 @@ function M.open(path, opts)
     for _, txn in pairs(parked) do C.tz_store_txn_abort(txn) end
     C.tz_store_close(h)
   end)
-  return setmetatable({ handle = handle, path = path, dbis = {}, writing = false, parked = parked,
-                        point_readers = {} }, Store)
+  local st = setmetatable({ handle = handle, path = path, dbis = {}, writing = false, parked = parked,
+                            point_readers = {}, users = 1 }, Store)
+  open_stores[canonical(path)] = st
+  return st
 end
 
 --- The store a module should use given its opts: opts.store when given,
@@ -98,9 +114,15 @@ function M.from(opts)
 end
 
 --- Closes the store now (otherwise the garbage collector does).
+--- Releases this use of the store; the environment closes with the last one.
 function Store:close()
   if self.writing then error("store: close() inside a transaction", 2) end
+  if self.users and self.users > 1 then
+    self.users = self.users - 1
+    return
+  end
   if self.handle then
+    open_stores[canonical(self.path)] = nil
     for k, txn in pairs(self.parked) do
       C.tz_store_txn_abort(txn)
       self.parked[k] = nil

@@ -17,6 +17,7 @@ function M.main(...)
   -- busted exits with its status; on failures under Lua 5.1 it raises a
   -- nil error instead, which means exit 1 with nothing more to say.
   local ok, err = pcall(require("busted.runner"), { standalone = false })
+  M.stop_servers()
   if ok then return 0 end
   if err == nil then return 1 end
   error(err, 0)
@@ -179,6 +180,17 @@ function M.request(port, method, path, opts)
   return status, headers, rbody, decoded
 end
 
+-- Servers started by specs: a spec that fails before stopping its server
+-- must not leave it running after the run.
+local servers = {}
+
+function M.stop_servers()
+  for proc in pairs(servers) do
+    if proc.code == nil then proc:kill("sigkill") end
+    servers[proc] = nil
+  end
+end
+
 --- Starts `tycho serve app` on a free port and waits until it is ready.
 -- Returns a server table: port, proc, and :stop() -> exit code.
 function M.serve(app, extra_args, opts)
@@ -186,6 +198,7 @@ function M.serve(app, extra_args, opts)
   local args = { "serve", app, "--port", tostring(port) }
   for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
   local proc = M.spawn(args, opts)
+  servers[proc] = true
   local ready = M.run_until(function()
     if proc.code then return true end
     return M.request(port, "GET", "/v2/health/ready", { timeout = 500 }) == 200

@@ -184,6 +184,14 @@ describe("hosted models", function()
     assert.equal(1, (testing.run({ "--home", home, "score", "ghost", "--input", input, "--output", home .. "/x.csv" })))
   end)
 
+  it("regression: entity lookups still work after the prediction log has written (one environment per home)", function()
+    for _ = 1, 3 do
+      local status = predict("plain", { { email_id = "email-00011" } })
+      assert.equal(200, status)
+      testing.run_until(function() return false end, 300)  -- past a log flush and a refresh
+    end
+  end)
+
   it("exposes Prometheus metrics", function()
     local status, headers, body = testing.request(srv.port, "GET", "/metrics")
     assert.equal(200, status)
