@@ -170,8 +170,10 @@ end
 -- ---- the prediction log ------------------------------------------------------------
 
 --- A logger that buffers predictions and writes them in one transaction
--- every interval_ms (200) or 500 entries. Returns log(name, version, inputs,
--- output, role) -> prediction id, and flush().
+-- every interval_ms (200) or 500 entries. Every prediction's id, model,
+-- version and output are kept; its inputs only for one in sample_every (20)
+-- predictions, which is enough for drift statistics and keeps the log small.
+-- Returns log(name, version, inputs, output, role) -> prediction id, and flush().
 function M.prediction_log(opts)
   opts = opts or {}
   local buffer, counter = {}, 0
@@ -195,8 +197,9 @@ function M.prediction_log(opts)
     local now = timeutil.now()
     -- Time-ordered and unique across workers: µs, pid, counter.
     local id = string.format("%016x-%x-%x", now, pid, counter)
+    local sampled = counter % (opts.sample_every or 20) == 1
     buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode({ id = id, model = name, version = version,
-      role = role or "live", inputs = inputs, output = output, at = now }) }
+      role = role or "live", inputs = sampled and inputs or nil, output = output, at = now }) }
     if #buffer >= 500 then flush() end
     return id
   end
