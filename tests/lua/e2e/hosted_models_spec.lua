@@ -121,6 +121,36 @@ describe("hosted models", function()
     assert.is_true(versions["1.0.0"] and versions["1.0.1"])
   end)
 
+  it("moves production and back under wrk load without a failed request", function()
+    local script = testing.write(home .. "/wrk.lua", [[
+      wrk.method = "POST"
+      wrk.body = '{"instances": [{"email_id": "email-00005"}]}'
+      wrk.headers["Content-Type"] = "application/json"]])
+    local uv = require "luv"
+    local out = uv.new_pipe(false)
+    local chunks, exit_code = {}, nil
+    local handle = uv.spawn("wrk", { args = { "-t1", "-c8", "-d4s", "-s", script,
+      "http://127.0.0.1:" .. srv.port .. "/v1/models/plain:predict" }, stdio = { nil, out, nil } },
+      function(code) exit_code = code end)
+    assert.is_truthy(handle, "wrk is not installed")
+    out:read_start(function(_, data) if data then chunks[#chunks + 1] = data end end)
+    testing.run_until(function() return false end, 800)
+    assert.equal(0, (testing.run({ "--home", home, "models", "promote", "plain", "1.0.1", "production" })))
+    testing.run_until(function() return false end, 1500)
+    assert.equal(0, (testing.run({ "--home", home, "models", "rollback", "plain", "production" })))
+    testing.run_until(function() return exit_code ~= nil end, 10000)
+    testing.run_until(function() return false end, 200)  -- the last of wrk's output
+    if not out:is_closing() then out:close() end
+    handle:close()
+    local report = table.concat(chunks)
+    assert.equal(0, exit_code, report)
+    assert.matches("requests in", report, 1, true)
+    assert.is_nil(report:find("Non-2xx", 1, true), report)
+    assert.is_nil(report:find("Socket errors", 1, true), report)
+    local requests = tonumber(report:match("(%d+) requests in"))
+    assert.is_true(requests > 100, report)
+  end)
+
   it("keeps the serving version when the promoted one fails to load", function()
     local script = testing.write(home .. "/broken.lua", [[
       local reg = assert(require("tycho").registry.open())
