@@ -169,14 +169,27 @@ end
 
 -- ---- the prediction log ------------------------------------------------------------
 
+--- Deletes prediction log entries logged before `before` (µs); their keys
+-- start with the time, so they are the first ones in order. Returns the count.
+function M.prune(tx, before)
+  local old = {}
+  for k in tx:scan("predictions", { to = keys.pack("i64", before) }) do old[#old + 1] = k end
+  for _, k in ipairs(old) do tx:delete("predictions", k) end
+  return #old
+end
+
 --- A logger that buffers predictions and writes them in one transaction
 -- every interval_ms (200) or 500 entries. Every prediction's id, model,
 -- version and output are kept; its inputs only for one in sample_every (20)
 -- predictions, which is enough for drift statistics and keeps the log small.
+-- opts.retain (a duration, default "7d") bounds the log: on the first flush
+-- of each minute, entries older than that are deleted (pages are reused).
 -- Returns log(name, version, inputs, output, role) -> prediction id, and flush().
 function M.prediction_log(opts)
   opts = opts or {}
   local buffer, counter = {}, 0
+  local retain_us = timeutil.duration(opts.retain or "7d") * 1e6
+  local last_prune = 0
   local pid = uv.os_getpid()
   local st
   local function flush()
@@ -184,8 +197,12 @@ function M.prediction_log(opts)
     local batch = buffer
     buffer = {}
     st = st or assert(require("tycho.store").open())
+    local now = timeutil.now()
+    local prune = now - last_prune > 60e6
+    if prune then last_prune = now end
     local ok, err = pcall(st.update, st, function(tx)
       for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
+      if prune then M.prune(tx, now - retain_us) end
     end)
     if not ok then io.stderr:write("tycho serve: prediction log: ", tostring(err), "\n") end
   end
