@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/tz_kutil.h"
 #include "kernels/tz_tree.h"
 #include "util/tz_blob.h"
 #include "util/tz_pool.h"
@@ -386,14 +387,10 @@ static void predict_task(void *vctx, size_t task, int worker)
 
 int tz_forest_predict(const tz_forest_model *m, const tz_data *x, double *out, tz_err *err)
 {
-    if (!m || !x || !out) return tz_err_set(err, TZ_EINVAL, "tz_forest_predict needs a model, data and output");
-    if (x->n_cols != (size_t)m->n_features)
-        return tz_err_set(err, TZ_EINVAL, "x has %zu columns, the model was trained on %d",
-                          x->n_cols, m->n_features);
+    if (!m || !out) return tz_err_set(err, TZ_EINVAL, "tz_forest_predict needs a model, data and output");
+    int rc = tz_kcheck_shape("tz_forest_predict", x, (size_t)m->n_features, err);
+    if (rc) return rc;
     if (x->n_rows == 0) return 0;
-    if (!x->cols) return tz_err_set(err, TZ_EINVAL, "x has no columns");
-    for (size_t j = 0; j < x->n_cols; j++)
-        if (!x->cols[j]) return tz_err_set(err, TZ_EINVAL, "column %zu is NULL", j);
     pred_ctx c = { m, x, out };
     tz_pool_run((x->n_rows + ROW_BLOCK - 1) / ROW_BLOCK, predict_task, &c);
     return 0;

@@ -28,18 +28,28 @@ static inline void tz_kblock_range(size_t n, size_t task, size_t *lo, size_t *hi
     *hi = *lo + TZ_KBLOCK < n ? *lo + TZ_KBLOCK : n;
 }
 
-/* Checks shape and values of the feature columns: want_cols (0 = any, but
- * at least one), every value finite. TZ_EINVAL names the column and row. */
-static inline int tz_kcheck_x(const char *who, const tz_data *x, size_t want_cols, tz_err *err)
+/* Checks the shape of the feature columns: want_cols (0 = any, but at least
+ * one), no NULL column. Trees stop here: they route NaN themselves. */
+static inline int tz_kcheck_shape(const char *who, const tz_data *x, size_t want_cols, tz_err *err)
 {
     if (!x || (x->n_cols && !x->cols)) return tz_err_set(err, TZ_EINVAL, "%s: no data", who);
     if (want_cols && x->n_cols != want_cols)
         return tz_err_set(err, TZ_EINVAL, "%s: model has %zu features, data has %zu columns",
                           who, want_cols, x->n_cols);
     if (x->n_cols == 0) return tz_err_set(err, TZ_EINVAL, "%s: no feature columns", who);
+    for (size_t j = 0; j < x->n_cols; j++)
+        if (!x->cols[j] && x->n_rows) return tz_err_set(err, TZ_EINVAL, "%s: column %zu is NULL", who, j);
+    return 0;
+}
+
+/* Checks shape and values of the feature columns: as tz_kcheck_shape, and
+ * every value finite. TZ_EINVAL names the column and row. */
+static inline int tz_kcheck_x(const char *who, const tz_data *x, size_t want_cols, tz_err *err)
+{
+    int rc = tz_kcheck_shape(who, x, want_cols, err);
+    if (rc) return rc;
     for (size_t j = 0; j < x->n_cols; j++) {
         const double *c = x->cols[j];
-        if (!c && x->n_rows) return tz_err_set(err, TZ_EINVAL, "%s: column %zu is NULL", who, j);
         for (size_t i = 0; i < x->n_rows; i++)
             if (!isfinite(c[i]))
                 return tz_err_set(err, TZ_EINVAL, "%s: column %zu has a %s value at row %zu", who, j,
