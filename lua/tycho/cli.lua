@@ -15,18 +15,30 @@ local function open_fs()
   return fs
 end
 
-local function show_list(fs, args)
-  local filter = {}
-  local i = 1
+-- Parses "--name value" pairs into a table by the names known (a map from
+-- option to field). Returns the table, or nil and the usage exit code.
+local function options(cmd, args, known)
+  local out, i = {}, 1
   while args[i] do
     local opt, val = args[i], args[i + 1]
-    if opt == "--owner" then filter.owner = val
-    elseif opt == "--tag" then filter.tag = val
-    elseif opt == "--search" then filter.search = val
-    else return usage("tycho features list: unknown option '" .. opt .. "' (--owner, --tag, --search)") end
-    if not val then return usage("tycho features list: " .. opt .. " needs a value") end
+    local field = known[opt]
+    if not field then
+      local names = {}
+      for k in pairs(known) do names[#names + 1] = k end
+      table.sort(names)
+      return nil, usage(cmd .. ": unknown option '" .. opt .. "' (" .. table.concat(names, ", ") .. ")")
+    end
+    if not val then return nil, usage(cmd .. ": " .. opt .. " needs a value") end
+    out[field] = val
     i = i + 2
   end
+  return out
+end
+
+local function show_list(fs, args)
+  local filter, code = options("tycho features list", args, { ["--owner"] = "owner", ["--tag"] = "tag",
+                                                             ["--search"] = "search" })
+  if not filter then return code end
   local views = fs:list(filter)
   if #views == 0 then print("no feature views") return 0 end
   print(string.format("%-24s %-12s %-10s %3s  %s", "VIEW", "ENTITY", "OWNER", "VER", "FEATURES"))
@@ -160,18 +172,9 @@ local function is_terminal() return require("luv").guess_handle(2) == "tty" end
 -- prediction (and probability), and with --to-view pushes the predictions
 -- into a feature view so the online store serves them by key.
 function M.score(target, ...)
-  local args = { ... }
-  local opts = {}
-  local i = 1
-  while args[i] do
-    local opt, val = args[i], args[i + 1]
-    if opt == "--input" then opts.input = val
-    elseif opt == "--output" then opts.output = val
-    elseif opt == "--to-view" then opts.view = val
-    else return usage("tycho score: unknown option '" .. opt .. "' (--input, --output, --to-view)") end
-    if not val then return usage("tycho score: " .. opt .. " needs a value") end
-    i = i + 2
-  end
+  local opts, code = options("tycho score", { ... }, { ["--input"] = "input", ["--output"] = "output",
+                                                        ["--to-view"] = "view" })
+  if not opts then return code end
   if not target or not opts.input or not (opts.output or opts.view) then
     return usage("usage: tycho score NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW)")
   end

@@ -45,12 +45,6 @@ end
 
 -- ---- catalog -------------------------------------------------------------------
 
-local function get_json(tx, key)
-  local v = tx:get("catalog", key)
-  return v and json.decode(v)
-end
-
-local function put_json(tx, key, value) tx:put("catalog", key, json.encode(value)) end
 
 -- Every definition change bumps the catalog epoch, so readers (in this or
 -- another process) know when their cached definitions are stale.
@@ -63,7 +57,7 @@ function FS:entity(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then error("entity: needs a name", 2) end
   local e = { name = def.name, join_key = def.join_key or def.name, description = def.description }
   self.store:update(function(tx)
-    put_json(tx, "entity/" .. def.name, e)
+    tx:put_json("catalog", "entity/" .. def.name, e)
     bump_epoch(tx)
   end)
   return e
@@ -124,9 +118,9 @@ function FS:feature_view(def)
     if not fn then error("feature_view: transform '" .. name .. "': " .. cerr, 2) end
   end
   local result, reason = self.store:update(function(tx)
-    local entity = get_json(tx, "entity/" .. tostring(def.entity))
+    local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
     if not entity then return nil, "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)" end
-    local old = get_json(tx, "view/" .. def.name)
+    local old = tx:get_json("catalog", "view/" .. def.name)
     local pii = set_of(def.pii)
     pii.clear = def.pii_clear and true or nil
     local v = {
@@ -169,7 +163,7 @@ function FS:feature_view(def)
       v.id, v.version, v.created = next_id, 1, os.time()
       v.versions = { { version = 1, features = stored_features(features, pii) } }
     end
-    put_json(tx, "view/" .. def.name, v)
+    tx:put_json("catalog", "view/" .. def.name, v)
     bump_epoch(tx)
     return v
   end)
@@ -179,7 +173,7 @@ function FS:feature_view(def)
 end
 
 local function load_view(fs, tx, name)
-  local v = get_json(tx, "view/" .. tostring(name))
+  local v = tx:get_json("catalog", "view/" .. tostring(name))
   if not v then return nil end
   v.by_version = {}
   for _, ver in ipairs(v.versions) do v.by_version[ver.version] = ver.features end

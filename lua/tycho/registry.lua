@@ -46,12 +46,6 @@ local function version_less(x, y)
   return false
 end
 
-local function get_json(tx, key)
-  local v = tx:get("registry", key)
-  return v and json.decode(v)
-end
-
-local function put_json(tx, key, value) tx:put("registry", key, json.encode(value)) end
 
 local function who() return os.getenv("TYCHO_USER") or os.getenv("USER") or os.getenv("LOGNAME") or "unknown" end
 
@@ -109,9 +103,9 @@ function Registry:register(name, pipe, opts)
   end
   local code = code_fingerprint()
   return self.store:update(function(tx)
-    local model = get_json(tx, "model/" .. name) or { name = name, versions = {}, aliases = {}, history_seq = 0 }
+    local model = tx:get_json("registry", "model/" .. name) or { name = name, versions = {}, aliases = {}, history_seq = 0 }
     local version = next_version(model, opts)
-    if get_json(tx, "version/" .. name .. "/" .. version) then
+    if tx:get_json("registry", "version/" .. name .. "/" .. version) then
       return nil, "version " .. version .. " of " .. name .. " exists already"
     end
     local meta = {
@@ -122,11 +116,11 @@ function Registry:register(name, pipe, opts)
       input_types = type(pipe) == "table" and pipe.input_types or nil,
       features = type(pipe) == "table" and pipe.features or nil,
     }
-    put_json(tx, "version/" .. name .. "/" .. version, meta)
+    tx:put_json("registry", "version/" .. name .. "/" .. version, meta)
     tx:put("registry", "artifact/" .. name .. "/" .. version, bytes)
     model.versions[#model.versions + 1] = version
     if not model.latest or version_less(model.latest, version) then model.latest = version end
-    put_json(tx, "model/" .. name, model)
+    tx:put_json("registry", "model/" .. name, model)
     return version
   end)
 end
@@ -144,11 +138,11 @@ function Registry:list()
 end
 
 local function resolve(tx, name, ref)
-  local model = get_json(tx, "model/" .. name)
+  local model = tx:get_json("registry", "model/" .. name)
   if not model then return nil, "no model named '" .. tostring(name) .. "'" end
   if ref == nil or ref == "latest" then ref = model.latest end
   local version = model.aliases[ref] or ref
-  if not get_json(tx, "version/" .. name .. "/" .. tostring(version)) then
+  if not tx:get_json("registry", "version/" .. name .. "/" .. tostring(version)) then
     return nil, "model " .. name .. " has no version or alias '" .. tostring(ref) .. "'"
   end
   return version, model
@@ -159,7 +153,7 @@ function Registry:get(name, ref)
   return self.store:view(function(tx)
     local version, model = resolve(tx, name, ref)
     if not version then return nil, model end
-    local meta = get_json(tx, "version/" .. name .. "/" .. version)
+    local meta = tx:get_json("registry", "version/" .. name .. "/" .. version)
     meta.aliases = {}
     for alias, v in pairs(model.aliases) do
       if v == version then meta.aliases[#meta.aliases + 1] = alias end
@@ -186,10 +180,10 @@ end
 --- Versions of a model, oldest first, with their metadata.
 function Registry:versions(name)
   return self.store:view(function(tx)
-    local model = get_json(tx, "model/" .. name)
+    local model = tx:get_json("registry", "model/" .. name)
     if not model then return nil, "no model named '" .. tostring(name) .. "'" end
     local out = {}
-    for i, v in ipairs(model.versions) do out[i] = get_json(tx, "version/" .. name .. "/" .. v) end
+    for i, v in ipairs(model.versions) do out[i] = tx:get_json("registry", "version/" .. name .. "/" .. v) end
     table.sort(out, function(a, b) return version_less(a.version, b.version) end)
     return out
   end)
@@ -198,7 +192,7 @@ end
 --- Every alias move of a model, oldest first: {alias, from, to, who, at, why}.
 function Registry:history(name)
   return self.store:view(function(tx)
-    if not get_json(tx, "model/" .. name) then return nil, "no model named '" .. tostring(name) .. "'" end
+    if not tx:get_json("registry", "model/" .. name) then return nil, "no model named '" .. tostring(name) .. "'" end
     local out = {}
     for _, v in tx:scan("registry", { prefix = keys.pack("s", "history/" .. name) }) do out[#out + 1] = json.decode(v) end
     return out
@@ -269,12 +263,12 @@ local function check_gates(self, name, version, alias, gates, current)
 end
 
 local function move_alias(tx, name, alias, to, why)
-  local model = get_json(tx, "model/" .. name)
+  local model = tx:get_json("registry", "model/" .. name)
   local from = model.aliases[alias]
   model.aliases[alias] = to
   model.history_seq = (model.history_seq or 0) + 1
-  put_json(tx, "model/" .. name, model)
-  put_json(tx, keys.pack("s u64", "history/" .. name, model.history_seq),
+  tx:put_json("registry", "model/" .. name, model)
+  tx:put_json("registry", keys.pack("s u64", "history/" .. name, model.history_seq),
     { alias = alias, from = from, to = to, who = who(), at = timeutil.format(timeutil.now()), why = why })
   return from
 end

@@ -297,6 +297,15 @@ function Txn:get(db, k)
   return ffi.string(val[0].data, val[0].size)
 end
 
+--- The value of k decoded as JSON, or nil (catalog and registry records).
+function Txn:get_json(db, k)
+  local v = self:get(db, k)
+  return v and require("tycho.json").decode(v)
+end
+
+--- Stores value encoded as JSON under k.
+function Txn:put_json(db, k, value) return self:put(db, k, require("tycho.json").encode(value)) end
+
 --- Stores v under k (write transactions only).
 function Txn:put(db, k, v)
   if not self.write then error("store: put() in a read transaction", 2) end
