@@ -44,6 +44,20 @@ static const command commands[] = {
       "Rows with entity keys get their online features, as when serving. --to-view\n"
       "pushes the predictions into a feature view (precomputed predictions served\n"
       "by key through /get-online-features)." },
+    { "experiments", "list | show NAME | stop NAME [--winner VARIANT]", "inspect and stop experiments",
+      "show: per variant units, mean with its 95% interval, lift over control,\n"
+      "p-value, probability to beat control and expected loss, and the\n"
+      "sample-ratio-mismatch check. stop: every unit gets the control (or the\n"
+      "winner) from the next request on, in every server on this home." },
+    { "monitor", "NAME [--window 1h]", "online metrics and drift of a served model",
+      "Per version in the window: volume, latency p50/p99, errors, metrics from\n"
+      "joined outcomes, and PSI / Kolmogorov-Smirnov drift of every input and of\n"
+      "the output against the training reference." },
+    { "dag", "run FILE [--date D | --from D --to D] | status FILE | list",
+      "run and inspect scheduled DAGs",
+      "run: one run for a logical date (default: the latest due slot), or a\n"
+      "backfill over dates in order. status: recent runs with each task's state,\n"
+      "attempts, duration and log tail. list: every DAG with runs in this home." },
     { "version", "", "print the version", "" },
     { "help", "[COMMAND]", "show help", "" },
     { NULL, NULL, NULL, NULL },
@@ -205,6 +219,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
     if (!strcmp(cmd, "models")) return cmd_lua(home, "tycho.cli", "models", rest, args);
     if (!strcmp(cmd, "score")) return cmd_lua(home, "tycho.cli", "score", rest, args);
+    if (!strcmp(cmd, "experiments")) return cmd_lua(home, "tycho.cli", "experiments", rest, args);
+    if (!strcmp(cmd, "monitor")) return cmd_lua(home, "tycho.cli", "monitor", rest, args);
+    if (!strcmp(cmd, "dag")) return cmd_lua(home, "tycho.dag", "cli", rest, args);
     if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
     if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
     return usage_error(NULL, "unknown command '%s'", cmd);
