@@ -23,11 +23,12 @@ static const command commands[] = {
       "printed. The `tycho` module is preloaded. Type :help inside." },
     { "serve", "APP.lua [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
                "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]\n"
-               "      [--access-log FILE|-]",
+               "      [--access-log FILE|-] [--log-retention 7d]",
       "serve an app over HTTP",
       "APP.lua returns tycho.app(). Binds 127.0.0.1:8080 by default; N worker\n"
       "processes share the port. A non-loopback --host needs --token-file unless\n"
-      "--insecure. SIGTERM drains in-flight requests and exits 0." },
+      "--insecure. SIGTERM drains in-flight requests and exits 0. Predictions\n"
+      "are logged for monitoring and kept for --log-retention (default 7d)." },
     { "test", "[PATHS...] [BUSTED OPTIONS]", "run busted specs inside the runtime",
       "Runs the *_spec.lua files under PATHS (default: tests/lua) with busted,\n"
       "inside tycho, so specs exercise the real C core." },
@@ -161,6 +162,7 @@ static int cmd_serve(const char *home, int argc, char **argv)
         else if (!strcmp(a, "--host")) { if (!(o.host = v)) bad = 1; }
         else if (!strcmp(a, "--token-file")) { if (!(o.token_file = v)) bad = 1; }
         else if (!strcmp(a, "--access-log")) { if (!(o.access_log = v)) bad = 1; }
+        else if (!strcmp(a, "--log-retention")) { if (!(o.log_retention = v)) bad = 1; }
         else if (!strcmp(a, "--max-body")) bad = parse_uint("serve", a, v, 1u << 30, &o.max_body_bytes);
         else if (!strcmp(a, "--max-header")) bad = parse_uint("serve", a, v, 1u << 20, &o.max_header_bytes);
         else if (!strcmp(a, "--idle-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.idle_timeout_ms);

@@ -55,6 +55,7 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
         set_int(L, "worker", index);
         set_str(L, "token_file", o->token_file);
         set_str(L, "access_log", o->access_log);
+        set_str(L, "log_retention", o->log_retention);
         set_int(L, "max_body_bytes", o->max_body_bytes);
         set_int(L, "max_header_bytes", o->max_header_bytes);
         set_int(L, "idle_timeout_ms", o->idle_timeout_ms);
@@ -85,8 +86,8 @@ static int check_app(const tz_serve_opts *o, const char *home)
             fprintf(stderr, "tycho: %s\n", err);
             _exit(TZ_EXIT_ERROR);
         }
-        const char *argv[] = { o->app, o->token_file ? o->token_file : "" };
-        int code = tz_runtime_call(&rt, "tycho.http", "check_app", 2, argv);
+        const char *argv[] = { o->app, o->token_file ? o->token_file : "", o->log_retention ? o->log_retention : "" };
+        int code = tz_runtime_call(&rt, "tycho.http", "check_app", 3, argv);
         tz_runtime_close(&rt);
         fflush(NULL);
         _exit(code);

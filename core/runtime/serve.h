@@ -14,6 +14,7 @@ typedef struct tz_serve_opts {
     int workers;
     const char *token_file;
     const char *access_log;    /* file for JSON access lines, "-" for stderr, NULL for none */
+    const char *log_retention; /* prediction log retention, a duration ("7d"); NULL: the default */
     int insecure;
     unsigned max_body_bytes, max_header_bytes, idle_timeout_ms, request_timeout_ms;
 } tz_serve_opts;

@@ -94,8 +94,8 @@ local function open_registry()
   return reg
 end
 
-local function fail(msg)
-  io.stderr:write("tycho models: ", msg, "\n")
+local function fail(msg, cmd)
+  io.stderr:write(cmd or "tycho models", ": ", msg, "\n")
   return 1
 end
 
@@ -243,6 +243,61 @@ function M.models(sub, ...)
   local reg = open_registry()
   if not reg then return 1 end
   return cmd(reg, ...)
+end
+
+-- ---- experiments and monitoring -----------------------------------------------------
+
+local experiment_commands = {
+  list = function()
+    local list = require("tycho.experiments").list()
+    if #list == 0 then print("no experiments") return 0 end
+    print(string.format("%-24s %-15s %-9s %-14s %-14s %s", "EXPERIMENT", "KIND", "STATUS", "UNIT", "METRIC", "VARIANTS"))
+    for _, e in ipairs(list) do
+      local names = {}
+      for i, v in ipairs(e.variants) do names[i] = v.name .. (v.model and ("=" .. v.model) or "") end
+      print(string.format("%-24s %-15s %-9s %-14s %-14s %s", e.name, e.kind, e.status, e.unit, e.metric,
+        table.concat(names, " ")))
+    end
+    return 0
+  end,
+  show = function(name)
+    if not name then return usage("usage: tycho experiments show NAME") end
+    local experiments = require "tycho.experiments"
+    local e, err = experiments.load(name)
+    if not e then return fail(err, "tycho experiments") end
+    print(experiments.format_results(e:results()))
+    return 0
+  end,
+  stop = function(name, ...)
+    if not name then return usage("usage: tycho experiments stop NAME [--winner VARIANT]") end
+    local opts, code = options("tycho experiments stop", { ... }, { ["--winner"] = "winner" })
+    if not opts then return code end
+    local e, err = require("tycho.experiments").load(name)
+    if not e then return fail(err, "tycho experiments") end
+    local rec, serr = e:stop(opts.winner)
+    if not rec then return fail(serr, "tycho experiments") end
+    print(string.format("stopped %s: every unit gets %s", name, rec.winner))
+    return 0
+  end,
+}
+
+--- `tycho experiments list | show NAME | stop NAME [--winner V]`.
+function M.experiments(sub, ...)
+  local cmd = experiment_commands[sub or ""]
+  if not cmd then return usage("usage: tycho experiments list | show NAME | stop NAME [--winner VARIANT]") end
+  return cmd(...)
+end
+
+--- `tycho monitor NAME [--window 1h]`.
+function M.monitor(name, ...)
+  if not name or name:sub(1, 1) == "-" then return usage("usage: tycho monitor NAME [--window 1h]") end
+  local opts, code = options("tycho monitor", { ... }, { ["--window"] = "window" })
+  if not opts then return code end
+  local monitor = require "tycho.monitor"
+  local ok, s = pcall(monitor.summary, name, { window = opts.window or "1h" })
+  if not ok then return fail(tostring(s), "tycho monitor") end
+  print(monitor.format(s))
+  return 0
 end
 
 return M

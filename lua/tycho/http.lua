@@ -127,7 +127,9 @@ end
 --- A new app. opts.builtin = false leaves out the built-in routes.
 function M.app(opts)
   local app = setmetatable({ routes = {}, builtin_routes = {}, middleware = {}, opts = opts or {}, hosted = {},
+                             experiments = {}, alerts = {},
                              metrics = { requests = {}, latency = {}, predictions = {} } }, App)
+  app.schedules = {}  -- DAG files run by worker 0 (App:schedule)
   if app.opts.builtin ~= false then
     -- Built-in routes are searched after the app's own, which may replace them.
     app.adding_builtins = true
@@ -154,7 +156,7 @@ function M.app(opts)
       if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
         M.error(400, "bad_request", 'expected {"instances": [{...}, ...]}')
       end
-      local res, status, code, msg = h:predict(body.instances, app.log)
+      local res, status, code, msg = h:predict(body.instances, app.log, req)
       if not res then M.error(status, code, msg) end
       local m = app.metrics
       local key = h.name .. "\0" .. res.model_version
@@ -162,6 +164,7 @@ function M.app(opts)
       return res
     end, { read_only = true })
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
+    require("tycho.watch").add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", get_online_features, { read_only = true })
     app:post("/push", push)
@@ -198,6 +201,66 @@ end
 -- canary = { alias = "staging", percent = 5 }, shadow = { alias = "staging" } }).
 function App:model(name, opts)
   self.hosted[name] = require("tycho.serving").host(name, opts)
+  return self
+end
+
+--- Runs a DAG file on its schedule: the first worker starts due runs as
+-- child processes (tycho.dagsched). A relative path is relative to the app
+-- file; a DAG that fails to load fails the app.
+function App:schedule(path, opts)
+  if type(path) ~= "string" then error("app:schedule: expected a DAG file path", 2) end
+  local dir = debug.getinfo(2, "S").source:match("^@(.*)/[^/]*$")
+  local file = (path:sub(1, 1) == "/" or not dir) and path or (dir .. "/" .. path)
+  local ok, err = require("tycho.dagsched").check({ file })
+  if not ok then error("app:schedule: " .. err, 2) end
+  self.schedules[#self.schedules + 1] = { path = file, opts = opts }
+  return self
+end
+
+--- Declares an experiment (see tycho.experiments). When its variants name
+-- models, the predict route of the control's model splits traffic by it.
+function App:experiment(def)
+  local experiments = require "tycho.experiments"
+  local e = experiments.define(def)
+  if self.experiments[e.name] then error("experiment '" .. e.name .. "' is declared twice", 2) end
+  local with_model = 0
+  for _, v in ipairs(e.variants) do if v.model then with_model = with_model + 1 end end
+  if with_model > 0 and with_model < #e.variants then
+    error("experiment " .. e.name .. ": either every variant names a model or none does", 2)
+  end
+  if with_model > 0 then
+    local model, alias = experiments.parse_model_ref(e:control().model)
+    for _, h in pairs(self.hosted) do
+      if h.experiment then error("experiment " .. e.name .. ": model " .. h.name .. " already has an experiment", 2) end
+    end
+    self.hosted[model] = self.hosted[model] or require("tycho.serving").host(model, { alias = alias })
+    self.hosted[model]:attach(e)
+  end
+  self.experiments[e.name] = e
+  return self
+end
+
+--- The variant of a unit in experiment `name` for a handler (plain-data
+-- variants): the variant table, and whether the unit is counted.
+function App:assign(name, unit, req)
+  local e = self.experiments[name] or error("no experiment '" .. tostring(name) .. "'", 2)
+  return e:assign(unit, req)
+end
+
+--- Adds an alert rule, checked on a timer by the first worker:
+-- { name, model, window = "1h", every = "1m", when = function(m) -> bool,
+--   ["do"] = function(m) }. m is the monitor summary of the model's live
+-- version (tycho.monitor.current). The action runs when the condition
+-- becomes true, and again only after it was false in between.
+function App:alert(rule)
+  if type(rule) ~= "table" or type(rule.when) ~= "function" or type(rule["do"]) ~= "function" then
+    error("alert: expected { model = NAME, when = function(m), do = function(m) }", 2)
+  end
+  if type(rule.model) ~= "string" then error("alert: model must name a hosted model", 2) end
+  local timeutil = require "tycho.timeutil"
+  self.alerts[#self.alerts + 1] = { name = rule.name or ("alert" .. (#self.alerts + 1)), model = rule.model,
+    window = rule.window or "1h", every = timeutil.duration(rule.every or "1m"), when = rule.when,
+    action = rule["do"], firing = false, fired = 0, errors = 0 }
   return self
 end
 
@@ -368,6 +431,7 @@ function M.prometheus(app)
     line(string.format('tycho_model_info{model="%s",version="%s"} %d', label(name),
       label(d.ready and d.version or "none"), d.ready and 1 or 0))
   end
+  require("tycho.watch").prometheus(app, line, label)
   local statm = io.open("/proc/self/statm")
   local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0
   if statm then statm:close() end
@@ -399,9 +463,10 @@ end
 
 --- Called by the serve master before forking: fails early on a broken app
 -- or token file.
-function M.check_app(path, token_file)
+function M.check_app(path, token_file, log_retention)
   load_app(path)
   read_token(token_file)
+  if log_retention and log_retention ~= "" then require("tycho.timeutil").duration(log_retention) end
   return 0
 end
 
@@ -417,10 +482,17 @@ function M.worker(opts)
     f:setvbuf("line")
     app.access_log = f
   end
+  if next(app.experiments) then require("tycho.watch").start(app) end
+  if next(app.hosted) or next(app.experiments) then
+    local log_opts = app.opts.prediction_log or {}
+    app.log_retain = require("tycho.timeutil").duration(opts.log_retention or log_opts.retain or "7d")
+    app.log, app.flush_log = require("tycho.serving").prediction_log { retain = opts.log_retention or log_opts.retain,
+      sample_every = log_opts.sample_every, on_flush = require("tycho.watch").on_flush(app) }
+  end
+  if opts.worker == 0 and #app.alerts > 0 then require("tycho.watch").start_alerts(app) end
   if next(app.hosted) then
     -- Hosted models follow their aliases: checked every second, a moved
     -- alias loads the new version; one that fails keeps the old serving.
-    app.log = require("tycho.serving").prediction_log()
     for _, h in pairs(app.hosted) do h:refresh() end
     local uv = require "luv"
     local timer = uv.new_timer()
@@ -431,6 +503,9 @@ function M.worker(opts)
       end
     end)
     timer:unref()
+  end
+  if opts.worker == 0 and #app.schedules > 0 then
+    app.scheduler = require("tycho.dag").scheduler(app.schedules):start()
   end
   local ok, err = internal.http_serve(opts, app:handler(token))
   if not ok then

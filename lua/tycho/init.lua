@@ -12,7 +12,8 @@ local submodules = {
   store = "tycho.store", keys = "tycho.keys", http = "tycho.http",
   json = "tycho.json", pretty = "tycho.pretty", frame = "tycho.frame",
   models = "tycho.models", metrics = "tycho.metrics", tune = "tycho.tune", features = "tycho.features",
-  runs = "tycho.runs", registry = "tycho.registry", automl = "tycho.automl",
+  runs = "tycho.runs", registry = "tycho.registry", automl = "tycho.automl", dag = "tycho.dag", cron = "tycho.cron",
+  experiments = "tycho.experiments", monitor = "tycho.monitor", stats = "tycho.stats",
 }
 
 --- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).

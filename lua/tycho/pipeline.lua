@@ -335,6 +335,8 @@ local function run_steps(p, row)
   return row
 end
 
+local REFERENCE_SAMPLE = 500
+
 -- Histogram reference for drift: quantile edges and counts per column.
 local function reference_of(values)
   local vals = {}
@@ -350,7 +352,11 @@ local function reference_of(values)
     while b <= 9 and v > edges[b] do b = b + 1 end
     counts[b] = counts[b] + 1
   end
-  return { edges = edges, counts = counts, n = #vals, min = vals[1], max = vals[#vals],
+  -- Evenly spaced order statistics: the reference sample that the
+  -- Kolmogorov-Smirnov drift test compares live inputs with.
+  local sample, m = {}, math.min(#vals, REFERENCE_SAMPLE)
+  for i = 1, m do sample[i] = vals[math.floor((i - 0.5) * #vals / m) + 1] end
+  return { edges = edges, counts = counts, n = #vals, min = vals[1], max = vals[#vals], sample = sample,
            quantiles = { frame.quantile(vals, 0.01), frame.quantile(vals, 0.5), frame.quantile(vals, 0.99) } }
 end
 
@@ -415,8 +421,16 @@ function Pipeline:_fit(f, opts)
     if ref then self.reference.inputs[c] = ref end
   end
   local raw, k = self.model:predict_raw(train)
+  -- The output as serving reports it: the positive class's probability,
+  -- the predicted class's probability, or the predicted value.
   local outs = {}
-  for i = 1, train:nrows() do outs[i] = raw[(i - 1) * k] end
+  for i = 1, train:nrows() do
+    local best = raw[(i - 1) * k]
+    if self.model.task == "multiclass" then
+      for c = 1, k - 1 do best = math.max(best, raw[(i - 1) * k + c]) end
+    end
+    outs[i] = best
+  end
   self.reference.output = reference_of(outs)
   self.fitted = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - started) / 1e9,
                   data = f:fingerprint() }

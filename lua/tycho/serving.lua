@@ -62,21 +62,30 @@ function M.host(name, opts)
                         shadow = opts.shadow, live = {}, errors = {} }, Hosted)
 end
 
--- (Re)loads the version an alias points at when it moved; a version that
--- fails to load leaves the previous one serving and records why.
-function Hosted:refresh_one(slot, alias)
-  local meta = reg():get(self.name, alias)
+--- Splits this model's traffic by an experiment whose variants name
+-- model versions ("spam@staging", "spam_lr@production").
+function Hosted:attach(experiment)
+  self.experiment = experiment
+end
+
+-- (Re)loads the version an alias of `model` (default: this one) points at
+-- when it moved; a version that fails to load leaves the previous one
+-- serving and records why.
+function Hosted:refresh_one(slot, alias, model)
+  model = model or self.name
+  local meta = reg():get(model, alias)
   local current = self.live[slot]
   if not meta then
-    if not current then self.errors[slot] = "no version for alias " .. alias end
+    if not current then self.errors[slot] = "no version for alias " .. model .. "@" .. alias end
     return
   end
   if current and current.version == meta.version then return end
-  local loaded, err = M.load_version(self.name, meta.version)
+  local loaded, err = M.load_version(model, meta.version)
   if loaded then
+    loaded.model = model
     self.live[slot], self.errors[slot] = loaded, nil
   else
-    self.errors[slot] = "version " .. meta.version .. " failed to load: " .. tostring(err)
+    self.errors[slot] = "version " .. meta.version .. " of " .. model .. " failed to load: " .. tostring(err)
     io.stderr:write("tycho serve: ", self.name, " ", self.errors[slot], "\n")
   end
 end
@@ -85,6 +94,23 @@ function Hosted:refresh()
   self:refresh_one("main", self.alias)
   if self.canary then self:refresh_one("canary", self.canary.alias) end
   if self.shadow then self:refresh_one("shadow", self.shadow.alias) end
+  if self.experiment then
+    for _, v in ipairs(self.experiment.variants) do
+      local model, alias = require("tycho.experiments").parse_model_ref(v.model)
+      self:refresh_one("variant:" .. v.name, alias, model)
+    end
+  end
+end
+
+-- An experiment splits traffic only while every variant's model is loaded;
+-- until then all units get the hosted version and none is counted.
+function Hosted:experiment_ready()
+  local e = self.experiment
+  if not e then return false end
+  for _, v in ipairs(e.variants) do
+    if not self.live["variant:" .. v.name] then return false end
+  end
+  return true
 end
 
 function Hosted:ready() return self.live.main ~= nil end
@@ -116,30 +142,51 @@ end
 
 local function predict_one(version, inst)
   local row, missing = M.assemble(version, inst)
+  local started = uv.hrtime()
   local out, err = version.pipe:predict(row)
-  return out, err, missing
+  return out, err, missing, row, tonumber(uv.hrtime() - started) / 1e6
+end
+
+-- The version an instance goes to: canary by a stable hash of its unit,
+-- or the variant an experiment assigns. Returns version, the experiment's
+-- variant, and the unit when it is counted in the experiment.
+function Hosted:route(inst, req)
+  local main = self.live.main
+  if self.experiment and self:experiment_ready() then
+    local e = self.experiment
+    local unit = inst[e.unit]
+    local v, counted = e:assign(unit, req, nil, inst)
+    return self.live["variant:" .. v.name], v.name, counted and tostring(unit) or nil
+  end
+  if self.canary and self.live.canary then
+    local unit = inst[next(main.sources) and main.sources[next(main.sources)].join_key or ""] or inst.id
+    unit = unit and tostring(unit) or tostring(uv.hrtime())
+    if bucket(unit) < (self.canary.percent or 0) then return self.live.canary end
+  end
+  return main
 end
 
 --- Predicts every instance. Returns the response table, or nil, status,
 -- code, message for a request-level error. `log` receives each prediction.
-function Hosted:predict(instances, log)
+function Hosted:predict(instances, log, req)
   local main = self.live.main
   if not main then return nil, 503, "not_ready", "model " .. self.name .. " has no loadable version: " ..
     tostring(self.errors.main) end
-  local preds, ids, missing_all, versions = {}, {}, {}, {}
+  local preds, ids, missing_all, versions, variants = {}, {}, {}, {}, {}
+  local e = self.experiment
   for i, inst in ipairs(instances) do
     if type(inst) ~= "table" then return nil, 400, "bad_instance", "instance " .. i .. " is not an object" end
-    local version = main
-    if self.canary and self.live.canary then
-      local unit = inst[next(main.sources) and main.sources[next(main.sources)].join_key or ""] or inst.id
-      unit = unit and tostring(unit) or tostring(uv.hrtime())
-      if bucket(unit) < (self.canary.percent or 0) then version = self.live.canary end
+    local version, variant, unit = self:route(inst, req)
+    local out, err, missing, row, ms = predict_one(version, inst)
+    if not out then
+      if log then log { model = version.model or self.name, version = version.version, error = tostring(err) } end
+      return nil, 400, "bad_instance", "instance " .. i .. ": " .. tostring(err)
     end
-    local out, err, missing = predict_one(version, inst)
-    if not out then return nil, 400, "bad_instance", "instance " .. i .. ": " .. tostring(err) end
     preds[i], versions[i] = out, version.version
+    variants[i] = variant or json.null
     if #missing > 0 then missing_all[i] = missing end
-    ids[i] = log and log(self.name, version.version, inst, out) or nil
+    ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,
+                           ms = ms, experiment = unit and e.name, variant = unit and variant, unit = unit } or nil
     if self.shadow and self.live.shadow then
       -- Off the request path: the shadow answer is computed after this
       -- response and only logged.
@@ -147,8 +194,10 @@ function Hosted:predict(instances, log)
       local t = uv.new_timer()
       t:start(0, 0, function()
         t:close()
-        local sout = predict_one(shadow, inst)
-        if sout and log then log(self.name, shadow.version, inst, sout, "shadow") end
+        local sout, _, _, srow, sms = predict_one(shadow, inst)
+        if sout and log then
+          log { model = self.name, version = shadow.version, inputs = srow, output = sout, ms = sms, role = "shadow" }
+        end
       end)
     end
   end
@@ -157,6 +206,7 @@ function Hosted:predict(instances, log)
   local mixed = false
   for _, v in ipairs(versions) do if v ~= main.version then mixed = true end end
   if mixed then res.model_versions = versions end
+  if e and self:experiment_ready() then res.experiment, res.variants = e.name, variants end
   return res
 end
 
@@ -169,54 +219,64 @@ end
 
 -- ---- the prediction log ------------------------------------------------------------
 
---- Deletes prediction log entries logged before `before` (µs); their keys
--- start with the time, so they are the first ones in order. Returns the count.
-function M.prune(tx, before)
+--- Deletes up to `limit` (10000) prediction log entries logged before
+-- `before` (µs), with their outcomes; their keys start with the time, so
+-- they are the first ones in order. The bound keeps one flush short: a
+-- large backlog goes over several flushes. Returns the count.
+function M.prune(tx, before, limit)
   local old = {}
-  for k in tx:scan("predictions", { to = keys.pack("i64", before) }) do old[#old + 1] = k end
-  for _, k in ipairs(old) do tx:delete("predictions", k) end
+  for k, v in tx:scan("predictions", { to = keys.pack("i64", before), limit = limit or 10000 }) do
+    old[#old + 1] = { k, v }
+  end
+  for _, kv in ipairs(old) do
+    tx:delete("predictions", kv[1])
+    local _, id = keys.unpack("i64 s", kv[1])
+    tx:delete("outcomes", id)
+  end
   return #old
 end
 
 --- A logger that buffers predictions and writes them in one transaction
 -- every interval_ms (200) or 500 entries. Every prediction's id, model,
--- version and output are kept; its inputs only for one in sample_every (20)
--- predictions, which is enough for drift statistics and keeps the log small.
--- opts.retain (a duration, default "7d") bounds the log: on the first flush
--- of each minute, entries older than that are deleted (pages are reused).
--- Returns log(name, version, inputs, output, role) -> prediction id, and flush().
+-- version, output and latency are kept; its inputs only for one in
+-- sample_every (20) predictions, which is enough for drift statistics and
+-- keeps the log small. opts.retain (a duration, default "7d") bounds the
+-- log: every flush deletes a bounded batch of entries older than that.
+-- opts.on_flush(tx) runs in each flush's transaction (experiment
+-- exposures, pending feedback).
+-- Returns log(entry) -> prediction id, where entry = { model, version,
+-- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
+-- unit }, and flush().
 function M.prediction_log(opts)
   opts = opts or {}
   local buffer, counter = {}, 0
   local retain_us = timeutil.duration(opts.retain or "7d") * 1e6
-  local last_prune = 0
+  local sample_every = opts.sample_every or 20
   local pid = uv.os_getpid()
   local st
   local function flush()
-    if #buffer == 0 then return end
+    if #buffer == 0 and not opts.on_flush then return end
     local batch = buffer
     buffer = {}
     st = st or assert(require("tycho.store").open())
-    local now = timeutil.now()
-    local prune = now - last_prune > 60e6
-    if prune then last_prune = now end
     local ok, err = pcall(st.update, st, function(tx)
       for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
-      if prune then M.prune(tx, now - retain_us) end
+      M.prune(tx, timeutil.now() - retain_us, 1000)
+      if opts.on_flush then opts.on_flush(tx) end
     end)
     if not ok then io.stderr:write("tycho serve: prediction log: ", tostring(err), "\n") end
   end
   local timer = uv.new_timer()
   timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
   timer:unref()  -- the log never keeps a draining worker alive
-  local function log(name, version, inputs, output, role)
+  local function log(entry)
     counter = counter + 1
     local now = timeutil.now()
     -- Time-ordered and unique across workers: µs, pid, counter.
     local id = string.format("%016x-%x-%x", now, pid, counter)
-    local sampled = counter % (opts.sample_every or 20) == 1
-    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode({ id = id, model = name, version = version,
-      role = role or "live", inputs = sampled and inputs or nil, output = output, at = now }) }
+    entry.id, entry.at, entry.role = id, now, entry.role or "live"
+    if counter % sample_every ~= 1 % sample_every then entry.inputs = nil end
+    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode(entry) }
     if #buffer >= 500 then flush() end
     return id
   end

@@ -72,13 +72,13 @@ function M.format(us)
   return text .. "Z"
 end
 
---- Seconds in a duration: a number (seconds) or "30d", "12h", "15m", "45s", "1w".
+--- Seconds in a duration: a number (seconds) or "30d", "12h", "15m", "45s", "1w", "200ms".
 function M.duration(v)
   if v == nil then return nil end
   if type(v) == "number" then return v end
-  local n, unit = tostring(v):match("^%s*(%d+%.?%d*)%s*([smhdw]?)%s*$")
-  if not n then error("bad duration '" .. tostring(v) .. "' (e.g. 30d, 12h, 90m, 45s)", 3) end
-  local mult = { s = 1, m = 60, h = 3600, d = 86400, w = 604800, [""] = 1 }
+  local n, unit = tostring(v):match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+  local mult = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800, [""] = 1 }
+  if not n or not mult[unit] then error("bad duration '" .. tostring(v) .. "' (e.g. 30d, 12h, 90m, 45s, 200ms)", 3) end
   return tonumber(n) * mult[unit]
 end
 

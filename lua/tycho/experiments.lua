@@ -1,0 +1,680 @@
+--- Experiments: A/B tests and bandits on live traffic.
+--
+--   app:experiment { name = "spam-v2", unit = "email_id", kind = "ab",
+--     variants = { { name = "control", model = "spam@production", weight = 0.5 },
+--                  { name = "v2",      model = "spam@staging",    weight = 0.5 } },
+--     metric = "correct", reward = "correct" }
+--
+-- The first variant is the control. kind: "ab" (a hash of salt and unit:
+-- sticky across workers and restarts, nothing stored to decide), or a bandit
+-- — "thompson" (Beta posteriors for binary metrics, normal for continuous),
+-- "ucb1", "epsilon_greedy" — that decides from the per-variant outcome
+-- counters in the home and keeps a unit on the variant it first got.
+--
+-- Layout in the home's `experiments` database (keys by tycho.keys):
+--   "d" name              definition, status, winner (JSON)
+--   "s" name              status word read on every assignment: "running",
+--                         or "stopped" with the variant every unit now gets
+--   "v" name variant      counters: units, exposures, sum, sumsq (JSON)
+--   "u" name unit         the unit's variant and its metric sum (JSON)
+--   "c" name              fault counters: target errors, rejected events
+--   "p" prediction id     feedback waiting for its prediction to be logged
+-- A unit's value is the sum of its events (binary metrics: 1 once any event
+-- is positive); units without events count as 0, as in GrowthBook.
+--
+-- Writes from the request path (exposures) are buffered and written in one
+-- transaction every 200 ms; events and feedback are written at once.
+local json = require "tycho.json"
+local keys = require "tycho.keys"
+local stats = require "tycho.stats"
+local timeutil = require "tycho.timeutil"
+local kernels = require "tycho.kernels"
+
+local M = {}
+
+local Experiment = {}
+Experiment.__index = Experiment
+
+local KINDS = { ab = true, thompson = true, ucb1 = true, epsilon_greedy = true }
+local REWARDS = { correct = true, outcome = true, neg_abs_error = true }
+
+local function st() return assert(require("tycho.store").open()) end
+
+local function def_key(name) return keys.pack("s s", "d", name) end
+local function status_key(name) return keys.pack("s s", "s", name) end
+local function counter_key(name, variant) return keys.pack("s s s", "v", name, variant) end
+local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) end
+local function fault_key(name) return keys.pack("s s", "c", name) end
+local function pending_key(id) return keys.pack("s s", "p", id) end
+
+-- ---- definition ----------------------------------------------------------------------
+
+local function bad(msg) error("experiment: " .. msg, 3) end
+
+-- "spam@staging" -> "spam", "staging"; "spam" -> "spam", "production".
+function M.parse_model_ref(ref)
+  local name, alias = tostring(ref):match("^([%w_%.%-]+)@([%w_%.%-]+)$")
+  if name then return name, alias end
+  if tostring(ref):match("^[%w_%.%-]+$") then return ref, "production" end
+  return nil
+end
+
+--- Validates a definition and returns the experiment (raises on errors,
+-- naming the field). Functions (target, reward) stay in this process; the
+-- rest is what gets stored.
+function M.define(def)
+  if type(def) ~= "table" then bad("expected a table") end
+  local name = def.name
+  if type(name) ~= "string" or not name:match("^[%w_%.%-]+$") then
+    bad("name must be letters, digits, '_', '.' or '-', got " .. tostring(name))
+  end
+  local kind = def.kind or "ab"
+  if not KINDS[kind] then bad(name .. ": unknown kind '" .. tostring(kind) .. "' (ab, thompson, ucb1, epsilon_greedy)") end
+  if type(def.unit) ~= "string" then bad(name .. ": unit must name the request field that identifies a unit") end
+  if type(def.variants) ~= "table" or #def.variants < 2 then bad(name .. ": needs at least two variants") end
+  local variants, seen, total, weighted = {}, {}, 0, 0
+  for i, v in ipairs(def.variants) do
+    if type(v) ~= "table" or type(v.name) ~= "string" then bad(name .. ": variant " .. i .. " needs a name") end
+    if seen[v.name] then bad(name .. ": variant '" .. v.name .. "' appears twice") end
+    seen[v.name] = true
+    if v.weight ~= nil then
+      if type(v.weight) ~= "number" or v.weight < 0 or v.weight ~= v.weight then
+        bad(name .. ": variant '" .. v.name .. "' has a bad weight " .. tostring(v.weight))
+      end
+      total, weighted = total + v.weight, weighted + 1
+    end
+    if v.model ~= nil and not M.parse_model_ref(v.model) then
+      bad(name .. ": variant '" .. v.name .. "' names a bad model '" .. tostring(v.model) .. "' (NAME or NAME@ALIAS)")
+    end
+    local copy = {}
+    for k, x in pairs(v) do copy[k] = x end
+    variants[i] = copy
+  end
+  if weighted > 0 and weighted < #variants then bad(name .. ": give every variant a weight, or none") end
+  if weighted == 0 then
+    for _, v in ipairs(variants) do v.weight = 1 / #variants end
+  elseif math.abs(total - 1) > 1e-6 then
+    bad(string.format("%s: weights sum to %.6g, not 1", name, total))
+  end
+  if def.winner ~= nil and not seen[def.winner] then bad(name .. ": winner '" .. tostring(def.winner) .. "' is no variant") end
+  if def.target ~= nil and type(def.target) ~= "function" then bad(name .. ": target must be a function(req)") end
+  local reward = def.reward or "outcome"
+  if type(reward) ~= "function" and not REWARDS[reward] then
+    bad(name .. ": reward must be a function(output, outcome) or one of correct, outcome, neg_abs_error")
+  end
+  local metric_type = def.metric_type or (reward == "correct" and "binary") or "binary"
+  if metric_type ~= "binary" and metric_type ~= "continuous" then
+    bad(name .. ": metric_type must be binary or continuous")
+  end
+  return setmetatable({
+    name = name, kind = kind, unit = def.unit, variants = variants, metric = def.metric or "conversion",
+    metric_type = metric_type, reward = reward, target = def.target, salt = tostring(def.salt or name),
+    winner = def.winner, epsilon = def.epsilon or 0.1, seed = def.seed or 1, description = def.description,
+    by_name = seen, pending = {}, counters = nil, counters_at = -1, target_errors = 0,
+  }, Experiment)
+end
+
+function Experiment:control() return self.variants[1] end
+
+function Experiment:variant(name)
+  for _, v in ipairs(self.variants) do if v.name == name then return v end end
+end
+
+-- What is stored: the definition without functions.
+function Experiment:record()
+  local vs = {}
+  for i, v in ipairs(self.variants) do
+    local c = {}
+    for k, x in pairs(v) do if type(x) ~= "function" then c[k] = x end end
+    vs[i] = c
+  end
+  return { name = self.name, kind = self.kind, unit = self.unit, variants = vs, metric = self.metric,
+           metric_type = self.metric_type, reward = type(self.reward) == "string" and self.reward or "function",
+           salt = self.salt, winner = self.winner, epsilon = self.epsilon, seed = self.seed,
+           description = self.description, targeted = self.target ~= nil }
+end
+
+--- Stores the definition; a stored one keeps its status, winner and start
+-- time (a restart never restarts or resumes a stopped experiment).
+function Experiment:save(store)
+  store = store or st()
+  return store:update(function(tx)
+    local old = tx:get_json("experiments", def_key(self.name))
+    local rec = self:record()
+    rec.status = old and old.status or "running"
+    rec.started_at = old and old.started_at or timeutil.now()
+    rec.stopped_at = old and old.stopped_at or nil
+    rec.winner = old and old.winner or rec.winner
+    tx:put_json("experiments", def_key(self.name), rec)
+    if not tx:get("experiments", status_key(self.name)) then tx:put("experiments", status_key(self.name), "running") end
+    for _, v in ipairs(self.variants) do
+      if not tx:get("experiments", counter_key(self.name, v.name)) then
+        tx:put_json("experiments", counter_key(self.name, v.name), { units = 0, exposures = 0, sum = 0, sumsq = 0 })
+      end
+    end
+    return rec
+  end)
+end
+
+--- An experiment rebuilt from its stored record (for the CLI and for
+-- experiments not declared by the running app); tx: an open transaction.
+function M.load(name, store, tx)
+  local rec
+  if tx then rec = tx:get_json("experiments", def_key(name))
+  else rec = (store or st()):view(function(t) return t:get_json("experiments", def_key(name)) end) end
+  if not rec then return nil, "no experiment '" .. tostring(name) .. "'" end
+  local def = {}
+  for k, v in pairs(rec) do def[k] = v end
+  def.reward = REWARDS[rec.reward] and rec.reward or "outcome"
+  def.winner = nil
+  local e = M.define(def)
+  e.stored = rec
+  return e
+end
+
+function M.list(store)
+  store = store or st()
+  local out = {}
+  store:view(function(tx)
+    for _, v in tx:scan("experiments", { prefix = keys.pack("s", "d") }) do
+      local ok, rec = pcall(json.decode, v)
+      if ok and type(rec) == "table" and rec.name then out[#out + 1] = rec end
+    end
+  end)
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+-- ---- assignment --------------------------------------------------------------------
+
+-- Uniform in [0, 1) from (salt, unit): FNV-1a then a 64-bit finalizer, since
+-- FNV's top bits are weak for short keys that differ in their last bytes.
+local function unit_hash(salt, unit)
+  local s = salt .. "\0" .. unit
+  local h = kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, s, #s)
+  h = bit.bxor(h, bit.rshift(h, 33)) * 0xff51afd7ed558ccdULL
+  h = bit.bxor(h, bit.rshift(h, 33)) * 0xc4ceb9fe1a85ec53ULL
+  h = bit.bxor(h, bit.rshift(h, 33))
+  return tonumber(bit.rshift(h, 11)) / 2 ^ 53
+end
+M.unit_hash = unit_hash
+
+-- Park–Miller generator: seeded, per experiment, independent of math.random.
+local function rand(self)
+  self.rng = (self.rng or (self.seed % 2147483646) + 1) * 16807 % 2147483647
+  return (self.rng - 1) / 2147483646
+end
+
+local function normal(self)
+  local u1, u2 = rand(self), rand(self)
+  return math.sqrt(-2 * math.log(u1 + 1e-300)) * math.cos(2 * math.pi * u2)
+end
+
+-- Marsaglia–Tsang gamma(shape, 1); shape < 1 boosted by u^(1/shape).
+local function gamma(self, shape)
+  if shape < 1 then return gamma(self, shape + 1) * rand(self) ^ (1 / shape) end
+  local d = shape - 1 / 3
+  local c = 1 / math.sqrt(9 * d)
+  while true do
+    local x = normal(self)
+    local v = (1 + c * x) ^ 3
+    if v > 0 and math.log(rand(self) + 1e-300) < 0.5 * x * x + d - d * v + d * math.log(v) then return d * v end
+  end
+end
+
+function Experiment:sample_beta(a, b)
+  local x = gamma(self, a)
+  return x / (x + gamma(self, b))
+end
+
+--- Per-variant counters, re-read from the home at most every 500 ms.
+function Experiment:read_counters(store, fresh)
+  local now = timeutil.now()
+  if not fresh and self.counters and now - self.counters_at < 5e5 then return self.counters end
+  store = store or st()
+  local out = {}
+  store:view(function(tx)
+    for _, v in ipairs(self.variants) do
+      out[v.name] = tx:get_json("experiments", counter_key(self.name, v.name))
+        or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
+    end
+  end)
+  self.counters, self.counters_at = out, now
+  return out
+end
+
+local function mean_of(c) return c.units > 0 and c.sum / c.units or 0 end
+
+-- The bandit's pick for a new unit.
+function Experiment:choose()
+  local c = self:read_counters()
+  local best, best_score
+  if self.kind == "epsilon_greedy" and rand(self) < self.epsilon then
+    return self.variants[1 + math.floor(rand(self) * #self.variants)]
+  end
+  local total = 0
+  for _, v in ipairs(self.variants) do total = total + c[v.name].units end
+  for _, v in ipairs(self.variants) do
+    local k = c[v.name]
+    local score
+    if self.kind == "thompson" then
+      if self.metric_type == "binary" then
+        score = self:sample_beta(1 + k.sum, 1 + math.max(0, k.units - k.sum))
+      else
+        local var = k.units > 1 and (k.sumsq - k.units * mean_of(k) ^ 2) / (k.units - 1) or 1e6
+        score = mean_of(k) + normal(self) * math.sqrt(math.max(var, 0) / math.max(k.units, 1))
+      end
+    elseif self.kind == "ucb1" then
+      score = k.units == 0 and math.huge or mean_of(k) + math.sqrt(2 * math.log(math.max(total, 1)) / k.units)
+    else
+      score = mean_of(k)
+    end
+    if not best_score or score > best_score then best, best_score = v, score end
+  end
+  return best
+end
+
+-- "running", or "stopped" and the variant every unit now gets.
+function Experiment:status(store)
+  local s = (store or st()):get("experiments", status_key(self.name))
+  if not s or s == "running" then return "running" end
+  return "stopped", self:variant(s:match("^stopped:(.*)$")) or self:control()
+end
+
+--- The variant of a unit: variant, counted. Units outside the target, of a
+-- stopped experiment, or whose target check raised get the control (or the
+-- winner) and are not counted; a raising target is counted and logged.
+function Experiment:assign(unit, req, store, instance)
+  local status, final = self:status(store)
+  if status == "stopped" then return final, false end
+  if unit == nil or unit == json.null then return self:control(), false end
+  unit = tostring(unit)
+  if self.target then
+    local ok, inside = pcall(self.target, req, instance)
+    if not ok then
+      self.target_errors = self.target_errors + 1
+      self.pending_faults = (self.pending_faults or 0) + 1
+      io.stderr:write("tycho: experiment ", self.name, ": target raised: ", tostring(inside), "\n")
+      return self:control(), false
+    end
+    if not inside then return self:control(), false end
+  end
+  local variant
+  if self.kind == "ab" then
+    local u, acc = unit_hash(self.salt, unit), 0
+    for _, v in ipairs(self.variants) do
+      acc = acc + v.weight
+      if u < acc then variant = v break end
+    end
+    variant = variant or self.variants[#self.variants]
+  else
+    -- Bandits keep a unit where it first landed: this worker's unflushed
+    -- assignments first, then the home.
+    local name = self.pending[unit]
+    if not name then
+      local rec = (store or st()):get("experiments", unit_key(self.name, unit))
+      name = rec and json.decode(rec).v
+    end
+    variant = name and self:variant(name) or self:choose()
+  end
+  self.pending[unit] = variant.name
+  self.exposures = self.exposures or {}
+  self.exposures[#self.exposures + 1] = { unit, variant.name }
+  return variant, true
+end
+
+-- Applies a value to a unit: the unit's sum moves, and its variant's
+-- counters by the change in the unit's value.
+local function apply_event(tx, e, urec, value)
+  local before = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
+  urec.s, urec.n = urec.s + value, urec.n + 1
+  local after = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
+  tx:put_json("experiments", unit_key(e.name, urec.unit), { v = urec.v, s = urec.s, n = urec.n })
+  if after ~= before then
+    local ck = counter_key(e.name, urec.v)
+    local c = tx:get_json("experiments", ck) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
+    c.sum, c.sumsq = c.sum + after - before, c.sumsq + after * after - before * before
+    tx:put_json("experiments", ck, c)
+  end
+end
+
+-- Writes buffered exposures: a new unit is recorded under its variant; a
+-- unit seen before stays where it is (another worker may have won a race).
+function Experiment:flush_in(tx)
+  local list = self.exposures
+  if list and #list > 0 then
+    self.exposures = {}
+    local delta = {}
+    for _, x in ipairs(list) do
+      local unit, vname = x[1], x[2]
+      local uk = unit_key(self.name, unit)
+      local rec = tx:get_json("experiments", uk)
+      if not rec then
+        tx:put_json("experiments", uk, { v = vname, s = 0, n = 0, at = timeutil.now() })
+        delta[vname] = delta[vname] or { units = 0, exposures = 0 }
+        delta[vname].units = delta[vname].units + 1
+      else
+        vname = rec.v
+      end
+      delta[vname] = delta[vname] or { units = 0, exposures = 0 }
+      delta[vname].exposures = delta[vname].exposures + 1
+    end
+    for vname, d in pairs(delta) do
+      local ck = counter_key(self.name, vname)
+      local c = tx:get_json("experiments", ck) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
+      c.units, c.exposures = c.units + d.units, c.exposures + d.exposures
+      tx:put_json("experiments", ck, c)
+    end
+  end
+  self.pending = {}
+  if self.pending_faults then
+    local f = tx:get_json("experiments", fault_key(self.name)) or {}
+    f.target_errors = (f.target_errors or 0) + self.pending_faults
+    tx:put_json("experiments", fault_key(self.name), f)
+    self.pending_faults = nil
+  end
+  self.counters_at = -1
+end
+
+--- Writes every experiment's buffered exposures in one transaction.
+function M.flush(list, store)
+  local any = false
+  for _, e in pairs(list) do
+    if (e.exposures and #e.exposures > 0) or e.pending_faults then any = true end
+  end
+  if not any then return end
+  local ok, err = pcall((store or st()).update, store or st(), function(tx)
+    for _, e in pairs(list) do e:flush_in(tx) end
+  end)
+  if not ok then io.stderr:write("tycho: experiments: ", tostring(err), "\n") end
+end
+
+-- ---- events --------------------------------------------------------------------------
+
+local function numeric(v)
+  if type(v) == "boolean" then return v and 1 or 0 end
+  if type(v) == "number" and v == v and v > -math.huge and v < math.huge then return v end
+  return nil
+end
+
+local function count_rejected(tx, name, n)
+  if n == 0 then return end
+  local f = tx:get_json("experiments", fault_key(name)) or {}
+  f.rejected_events = (f.rejected_events or 0) + n
+  tx:put_json("experiments", fault_key(name), f)
+end
+
+--- Records per-unit outcomes: events = { {unit, metric, value}, ... }.
+-- Returns { accepted, rejected = { {index, reason} } }, or nil, status,
+-- message when the whole request is refused (stopped experiment). Events
+-- for units never exposed, for another metric or with a non-numeric value
+-- are rejected one by one and the rest land.
+function Experiment:record_events(events, store)
+  store = store or st()
+  if self:status(store) == "stopped" then
+    return nil, 409, "experiment " .. self.name .. " is stopped; its results are final"
+  end
+  M.flush({ self }, store)
+  return store:update(function(tx)
+    local accepted, rejected = 0, {}
+    for i, ev in ipairs(events) do
+      local why
+      local value = type(ev) == "table" and numeric(ev.value)
+      if type(ev) ~= "table" or ev.unit == nil then why = "needs a unit"
+      elseif ev.metric ~= nil and ev.metric ~= self.metric then
+        why = "unknown metric '" .. tostring(ev.metric) .. "' (this experiment measures " .. self.metric .. ")"
+      elseif not value then why = "value must be a number or boolean, got " .. json.encode(ev.value)
+      else
+        local unit = tostring(ev.unit)
+        local urec = tx:get_json("experiments", unit_key(self.name, unit))
+        if not urec then why = "unknown unit '" .. unit .. "' (never exposed to this experiment)"
+        else
+          urec.unit = unit
+          apply_event(tx, self, urec, value)
+          accepted = accepted + 1
+        end
+      end
+      if why then rejected[#rejected + 1] = { index = i, reason = why } end
+    end
+    count_rejected(tx, self.name, #rejected)
+    return { accepted = accepted, rejected = rejected }
+  end)
+end
+
+-- The reward of a logged prediction given its outcome.
+local function reward_of(e, output, outcome)
+  if type(e.reward) == "function" then return numeric(e.reward(output, outcome)) end
+  if e.reward == "correct" then
+    local p = type(output) == "table" and output.prediction
+    return tostring(p) == tostring(outcome) and 1 or 0
+  end
+  local y = numeric(outcome) or tonumber(outcome)
+  if e.reward == "neg_abs_error" then
+    local p = type(output) == "table" and tonumber(output.prediction)
+    return y and p and -math.abs(p - y) or nil
+  end
+  return y
+end
+
+--- Credits an experiment with the outcome of a logged prediction that was
+-- made under it (entry: the prediction log record). In the caller's txn.
+function M.credit(tx, e, entry, outcome)
+  if not e or tx:get("experiments", status_key(e.name)) ~= "running" then return false end
+  local urec = tx:get_json("experiments", unit_key(e.name, entry.unit))
+  if not urec or urec.v ~= entry.variant then return false end
+  local value = reward_of(e, entry.output, outcome)
+  if not value then return false end
+  urec.unit = entry.unit
+  apply_event(tx, e, urec, value)
+  return true
+end
+
+-- ---- stop -----------------------------------------------------------------------------
+
+--- Stops the experiment now: every unit gets the winner (default: the
+-- declared winner, else the control) from the next request on.
+function Experiment:stop(winner, store)
+  store = store or st()
+  winner = winner or self.winner
+  if winner ~= nil and not self:variant(winner) then return nil, "no variant '" .. tostring(winner) .. "'" end
+  local target = winner or self:control().name
+  return store:update(function(tx)
+    local rec = tx:get_json("experiments", def_key(self.name)) or self:record()
+    if rec.status ~= "stopped" then rec.stopped_at = timeutil.now() end
+    rec.status, rec.winner = "stopped", target
+    tx:put_json("experiments", def_key(self.name), rec)
+    tx:put("experiments", status_key(self.name), "stopped:" .. target)
+    return rec
+  end)
+end
+
+-- ---- results --------------------------------------------------------------------------
+
+local function variance(c)
+  if c.units < 2 then return 0 end
+  return math.max(0, (c.sumsq - c.units * mean_of(c) ^ 2) / (c.units - 1))
+end
+
+local function num_or_null(x) return (x == x and x ~= math.huge and x ~= -math.huge) and x or json.null end
+
+--- Results per variant, as GET /v1/experiments/{name} answers them.
+function Experiment:results(store)
+  store = store or st()
+  local c = self:read_counters(store, true)
+  local rec, faults = store:view(function(tx)
+    return tx:get_json("experiments", def_key(self.name)), tx:get_json("experiments", fault_key(self.name))
+  end)
+  rec = rec or self:record()
+  local ctl = c[self:control().name]
+  local cm, cv = mean_of(ctl), variance(ctl)
+  local out = {}
+  local observed, weights = {}, {}
+  for i, v in ipairs(self.variants) do
+    local k = c[v.name]
+    local m, var = mean_of(k), variance(k)
+    local lo, hi = stats.mean_ci(m, var, math.max(k.units, 1))
+    local r = { name = v.name, model = v.model, weight = v.weight, units = k.units, exposures = k.exposures,
+                mean = m, ci = { num_or_null(lo), num_or_null(hi) } }
+    if i == 1 then
+      r.control = true
+    elseif k.units > 0 and ctl.units > 0 then
+      r.lift = num_or_null(cm ~= 0 and (m - cm) / math.abs(cm) or (m == cm and 0 or 0 / 0))
+      local test, prob, loss
+      if self.metric_type == "binary" then
+        test = stats.two_proportion(ctl.sum, ctl.units, k.sum, k.units)
+        prob, loss = stats.beat_beta(1 + ctl.sum, 1 + ctl.units - ctl.sum, 1 + k.sum, 1 + k.units - k.sum)
+      else
+        test = (ctl.units > 1 and k.units > 1) and stats.welch(cm, cv, ctl.units, m, var, k.units) or { p_value = 0 / 0 }
+        prob, loss = stats.beat_normal(cm, math.sqrt(cv / ctl.units), m, math.sqrt(var / k.units))
+      end
+      r.p_value, r.prob_beat_control, r.expected_loss = num_or_null(test.p_value), num_or_null(prob), num_or_null(loss)
+    end
+    out[i] = r
+    observed[i], weights[i] = k.units, v.weight
+  end
+  local srm = json.null
+  local total = 0
+  for _, n in ipairs(observed) do total = total + n end
+  if self.kind == "ab" and total > 0 then srm = num_or_null(stats.srm(observed, weights).p_value) end
+  local pending = store:view(function(tx)
+    local n = 0
+    for _ in tx:scan("experiments", { prefix = keys.pack("s", "p") }) do n = n + 1 end
+    return n
+  end)
+  return { name = self.name, kind = self.kind, unit = self.unit, metric = self.metric, metric_type = self.metric_type,
+           pending_feedback = pending,
+           status = rec.status or "running", winner = rec.winner or json.null,
+           started_at = rec.started_at and timeutil.format(rec.started_at) or json.null,
+           stopped_at = rec.stopped_at and timeutil.format(rec.stopped_at) or json.null,
+           srm_p_value = srm, target_errors = (faults and faults.target_errors) or 0,
+           rejected_events = (faults and faults.rejected_events) or 0, variants = out }
+end
+
+local function fmt(v, f)
+  if type(v) ~= "number" then return "-" end
+  return string.format(f or "%.4g", v)
+end
+
+--- Results as a readable table (the CLI and the REPL print this).
+function M.format_results(r)
+  local lines = {
+    string.format("experiment %s (%s, unit %s, metric %s [%s]): %s%s", r.name, r.kind, r.unit, r.metric,
+      r.metric_type, r.status, r.status == "stopped" and (", every unit gets " .. tostring(r.winner)) or ""),
+    string.format("sample-ratio mismatch p = %s; target errors %d; rejected events %d", fmt(r.srm_p_value),
+      r.target_errors, r.rejected_events),
+    "",
+    string.format("%-14s %8s %9s %10s %21s %9s %10s %10s %10s", "VARIANT", "UNITS", "EXPOSED", "MEAN", "95% CI",
+      "LIFT", "P-VALUE", "P(BEAT)", "EXP.LOSS"),
+  }
+  for _, v in ipairs(r.variants) do
+    lines[#lines + 1] = string.format("%-14s %8d %9d %10s %21s %9s %10s %10s %10s",
+      v.name .. (v.control and "*" or ""), v.units, v.exposures, fmt(v.mean),
+      "[" .. fmt(v.ci[1]) .. ", " .. fmt(v.ci[2]) .. "]", v.lift and fmt(v.lift * 100, "%+.2f%%") or "-",
+      fmt(v.p_value, "%.3g"), fmt(v.prob_beat_control, "%.3f"), fmt(v.expected_loss, "%.3g"))
+  end
+  lines[#lines + 1] = "(* control)"
+  return table.concat(lines, "\n")
+end
+
+--- Prints an experiment's results (for the REPL): tycho.experiments.show "spam-v2".
+function M.show(name)
+  local e, err = M.load(name)
+  if not e then return nil, err end
+  print(M.format_results(e:results()))
+end
+
+-- ---- feedback ----------------------------------------------------------------------
+
+-- The prediction log key of an id ("%016x-pid-n": the time leads).
+local function log_key(id)
+  local hex = type(id) == "string" and id:match("^(%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x)%-%x+%-%x+$")
+  if not hex then return nil end
+  return keys.pack("i64 s", tonumber(hex, 16), id), tonumber(hex, 16)
+end
+M.log_key = log_key
+
+local function apply_feedback(tx, entry, outcome, experiments)
+  if entry.experiment then
+    local e = experiments[entry.experiment]
+    if not e then
+      local ok, loaded = pcall(M.load, entry.experiment, nil, tx)
+      if ok then e = loaded end
+      experiments[entry.experiment] = e or false
+    end
+    if e then M.credit(tx, e, entry, outcome) end
+  end
+end
+
+--- Records outcomes for prediction ids: items = { {prediction_id, outcome} }.
+-- Each id counts once (a repeat is reported as a duplicate). An id whose
+-- prediction is not in the log yet (another worker's unflushed batch) is
+-- kept pending and joined by M.reconcile within `grace` seconds; an id
+-- older than the log's retention is expired. Returns per-item results.
+function M.feedback(items, opts)
+  opts = opts or {}
+  local store = opts.store or st()
+  local experiments = opts.experiments or {}
+  local retain_us = (opts.retain or 7 * 86400) * 1e6
+  local now = timeutil.now()
+  return store:update(function(tx)
+    local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
+    for i, it in ipairs(items) do
+      local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
+      local key, at = log_key(type(it) == "table" and it.prediction_id)
+      local outcome = type(it) == "table" and it.outcome
+      if not key then r.status, r.reason = "rejected", "malformed prediction_id"
+      elseif outcome == nil or outcome == json.null or type(outcome) == "table" then
+        r.status, r.reason = "rejected", "outcome must be a number, string or boolean"
+      elseif tx:get("outcomes", it.prediction_id) then r.status = "duplicate"
+      elseif at < now - retain_us then r.status, r.reason = "rejected", "prediction id expired (older than the log's retention)"
+      elseif at > now + 60e6 then r.status, r.reason = "rejected", "unknown prediction id (from the future)"
+      else
+        local raw = tx:get("predictions", key)
+        tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
+        if raw then
+          apply_feedback(tx, json.decode(raw), outcome, experiments)
+          r.status = "accepted"
+        elseif at > now - (opts.grace or 10) * 1e6 then
+          tx:put_json("experiments", pending_key(it.prediction_id), { outcome = outcome, at = now })
+          r.status = "pending"
+        else
+          tx:delete("outcomes", it.prediction_id)
+          r.status, r.reason = "rejected", "unknown prediction id"
+        end
+      end
+      counts[r.status] = counts[r.status] + 1
+      results[i] = r
+    end
+    counts.results = results
+    return counts
+  end)
+end
+
+--- Joins pending feedback whose prediction has been logged since; drops
+-- (and counts) what is still unknown after `grace` seconds. In a write txn.
+function M.reconcile(tx, experiments, grace)
+  local prefix = keys.pack("s", "p")
+  local items = {}
+  for k, v in tx:scan("experiments", { prefix = prefix }) do items[#items + 1] = { k, v } end
+  if #items == 0 then return 0 end
+  local now, joined = timeutil.now(), 0
+  for _, kv in ipairs(items) do
+    local _, id = keys.unpack("s s", kv[1])
+    local p = json.decode(kv[2])
+    local key = log_key(id)
+    local raw = key and tx:get("predictions", key)
+    if raw then
+      apply_feedback(tx, json.decode(raw), p.outcome, experiments)
+      tx:delete("experiments", kv[1])
+      joined = joined + 1
+    elseif now - p.at > (grace or 10) * 1e6 then
+      tx:delete("experiments", kv[1])
+      tx:delete("outcomes", id)
+      io.stderr:write("tycho: feedback for ", id, " dropped: no such prediction was logged\n")
+    end
+  end
+  return joined
+end
+
+M.Experiment = Experiment
+return M
