@@ -246,8 +246,8 @@ end
 local function mean_of(c) return c.units > 0 and c.sum / c.units or 0 end
 
 -- The bandit's pick for a new unit.
-function Experiment:choose()
-  local c = self:read_counters()
+function Experiment:choose(store)
+  local c = self:read_counters(store)
   local best, best_score
   if self.kind == "epsilon_greedy" and rand(self) < self.epsilon then
     return self.variants[1 + math.floor(rand(self) * #self.variants)]
@@ -315,7 +315,7 @@ function Experiment:assign(unit, req, store, instance)
       local rec = (store or st()):get("experiments", unit_key(self.name, unit))
       name = rec and json.decode(rec).v
     end
-    variant = name and self:variant(name) or self:choose()
+    variant = name and self:variant(name) or self:choose(store)
   end
   self.pending[unit] = variant.name
   self.exposures = self.exposures or {}

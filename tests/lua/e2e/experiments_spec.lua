@@ -261,6 +261,13 @@ print(json.dumps({"p": p, "srm": srm}))]==], tally)
     for i = 1, 40 do assert.equal("control", again.variants[i]) end
   end)
 
+  it("refuses a bad --log-retention before serving", function()
+    local code, _, err = testing.run({ "--home", home, "serve", "tests/lua/fixtures/experiment_app.lua", "--port", "1",
+                                       "--log-retention", "forever" })
+    assert.equal(1, code)
+    assert.matches("bad duration 'forever'", err)
+  end)
+
   it("shifts traffic toward the better model with Thompson sampling", function()
     -- One worker: every outcome reaches the posterior before the next
     -- batch (with more, feedback may wait up to a second for another

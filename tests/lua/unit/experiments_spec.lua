@@ -1,0 +1,166 @@
+-- Experiment definitions, assignment and bandit policies, on a temporary home.
+local experiments = require "tycho.experiments"
+local store = require "tycho.store"
+local testing = require "tycho.testing"
+
+local function def(extra)
+  local d = { name = "exp", unit = "user", variants = { { name = "control", weight = 0.5 }, { name = "b", weight = 0.5 } } }
+  for k, v in pairs(extra or {}) do d[k] = v end
+  return d
+end
+
+describe("experiment definitions", function()
+  it("refuses bad definitions with the reason", function()
+    local function refused(d, pattern)
+      local ok, err = pcall(experiments.define, d)
+      assert.is_false(ok)
+      assert.matches(pattern, tostring(err))
+    end
+    refused(def { variants = { { name = "a", weight = 0.5 }, { name = "b", weight = 0.6 } } }, "weights sum to 1.1, not 1")
+    refused(def { variants = { { name = "a", weight = 0.5 }, { name = "b" } } }, "every variant a weight")
+    refused(def { variants = { { name = "a" } } }, "at least two")
+    refused(def { variants = { { name = "a" }, { name = "a" } } }, "appears twice")
+    refused(def { kind = "coin" }, "unknown kind")
+    refused(def { winner = "z" }, "winner 'z' is no variant")
+    refused(def { target = 3 }, "target must be a function")
+    refused(def { unit = 42 }, "unit must name")
+    refused(def { variants = { { name = "a", model = "bad model!" }, { name = "b", model = "m" } } }, "bad model")
+    refused(def { name = "has space" }, "name must be")
+    local e = experiments.define(def { variants = { { name = "a" }, { name = "b" }, { name = "c" } } })
+    assert.near(1 / 3, e.variants[2].weight, 1e-12)
+  end)
+
+  it("parses model references", function()
+    assert.same({ "spam", "staging" }, { experiments.parse_model_ref("spam@staging") })
+    assert.same({ "spam", "production" }, { experiments.parse_model_ref("spam") })
+    assert.is_nil(experiments.parse_model_ref("a@b@c"))
+  end)
+end)
+
+describe("assignment", function()
+  local dir, st
+  setup(function()
+    dir = testing.tmpdir()
+    st = assert(store.open(dir))
+  end)
+  teardown(function()
+    st:close()
+    testing.rmrf(dir)
+  end)
+
+  it("hashes units into variants by weight, sticky and independent of the process", function()
+    local e = experiments.define(def { name = "weights", variants = { { name = "control", weight = 0.2 },
+                                                                       { name = "b", weight = 0.8 } } })
+    e:save(st)
+    local n = { control = 0, b = 0 }
+    for i = 1, 20000 do
+      local v, counted = e:assign("user-" .. i, nil, st)
+      assert.is_true(counted)
+      n[v.name] = n[v.name] + 1
+    end
+    -- 20000 draws at p = 0.2: sd 57, so 4 sd is 230.
+    assert.is_true(math.abs(n.control - 4000) < 230, "control got " .. n.control)
+    local again = experiments.define(def { name = "weights", variants = { { name = "control", weight = 0.2 },
+                                                                           { name = "b", weight = 0.8 } } })
+    for i = 1, 200 do
+      assert.equal(e:assign("user-" .. i, nil, st).name, again:assign("user-" .. i, nil, st).name)
+    end
+    -- The salt decorrelates experiments over the same units.
+    assert.are_not.equal(experiments.unit_hash("a", "user-1"), experiments.unit_hash("b", "user-1"))
+  end)
+
+  it("gives the control, uncounted, outside the target or when the target raises", function()
+    local e = experiments.define(def { name = "targeted", target = function(_, inst)
+      if inst.boom then error("boom") end
+      return inst.country == "NZ"
+    end })
+    e:save(st)
+    local v, counted = e:assign("u1", nil, st, { country = "FR" })
+    assert.same({ "control", false }, { v.name, counted })
+    v, counted = e:assign("u1", nil, st, { boom = true })
+    assert.same({ "control", false }, { v.name, counted })
+    assert.equal(1, e.target_errors)
+    experiments.flush({ e }, st)
+    assert.equal(1, e:results(st).target_errors)
+  end)
+
+  it("counts units once and exposures every time", function()
+    local e = experiments.define(def { name = "counts" })
+    e:save(st)
+    for _ = 1, 3 do for i = 1, 10 do e:assign("u" .. i, nil, st) end end
+    experiments.flush({ e }, st)
+    local r = e:results(st)
+    assert.equal(10, r.variants[1].units + r.variants[2].units)
+    assert.equal(30, r.variants[1].exposures + r.variants[2].exposures)
+  end)
+
+  local function run_bandit(kind, rates)
+    local e = experiments.define(def { name = "bandit-" .. kind, kind = kind, seed = 3, epsilon = 0.1 })
+    e:save(st)
+    local rng = 99
+    local picks = { control = 0, b = 0 }
+    for i = 1, 1500 do
+      local unit = "u" .. i
+      local v = e:assign(unit, nil, st)
+      if i > 1000 then picks[v.name] = picks[v.name] + 1 end
+      experiments.flush({ e }, st)
+      rng = rng * 16807 % 2147483647
+      local converted = rng / 2147483647 < rates[v.name]
+      assert(e:record_events({ { unit = unit, value = converted } }, st))
+    end
+    return picks, e
+  end
+
+  for _, kind in ipairs { "thompson", "ucb1", "epsilon_greedy" } do
+    it(kind .. " moves traffic to the better variant, deterministically for a seed", function()
+      local picks = run_bandit(kind, { control = 0.2, b = 0.4 })
+      assert.is_true(picks.b > 350, kind .. " gave b " .. picks.b .. " of the last 500")
+    end)
+  end
+
+  it("keeps a bandit's unit on its first variant", function()
+    local e = experiments.define(def { name = "sticky", kind = "thompson" })
+    e:save(st)
+    local first = e:assign("same", nil, st).name
+    experiments.flush({ e }, st)
+    for _ = 1, 20 do assert.equal(first, e:assign("same", nil, st).name) end
+  end)
+
+  it("stops: the winner for everyone, uncounted, and no more events", function()
+    local e = experiments.define(def { name = "stopping" })
+    e:save(st)
+    e:assign("u1", nil, st)
+    experiments.flush({ e }, st)
+    assert.is_nil(e:stop("nope", st))
+    assert.equal("b", e:stop("b", st).winner)
+    for i = 1, 20 do
+      local v, counted = e:assign("x" .. i, nil, st)
+      assert.same({ "b", false }, { v.name, counted })
+    end
+    local res, status = e:record_events({ { unit = "u1", value = 1 } }, st)
+    assert.is_nil(res)
+    assert.equal(409, status)
+    local saved = experiments.define(def { name = "stopping" })
+    saved:save(st)  -- a restart declares it again: it stays stopped
+    assert.equal("stopped", saved:results(st).status)
+  end)
+
+  it("uses Welch's test and normal posteriors for continuous metrics", function()
+    local e = experiments.define(def { name = "revenue", metric = "revenue", metric_type = "continuous" })
+    e:save(st)
+    for i = 1, 200 do e:assign("r" .. i, nil, st) end
+    experiments.flush({ e }, st)
+    local events = {}
+    for i = 1, 200 do
+      local v = e:assign("r" .. i, nil, st).name
+      events[i] = { unit = "r" .. i, metric = "revenue", value = (v == "b" and 12 or 10) + (i % 7) }
+    end
+    experiments.flush({ e }, st)
+    local res = assert(e:record_events(events, st))
+    assert.equal(200, res.accepted)
+    local r = e:results(st)
+    assert.is_true(r.variants[2].p_value < 1e-6)
+    assert.is_true(r.variants[2].prob_beat_control > 0.99)
+    assert.near(0.2, r.variants[2].lift, 0.1)
+  end)
+end)
