@@ -221,12 +221,19 @@ function M.format(s)
         fmt(f.ks_p_value, "%.3g"), f.drifted and "  DRIFT" or (f.status and ("  " .. f.status) or ""))
     end
     row("(output)", d.output)
-    for i, name in ipairs(names) do
-      if i > 10 then
-        lines[#lines + 1] = string.format("  ... %d more", #names - 10)
-        break
+    local shown, waiting = 0, 0
+    for _, name in ipairs(names) do
+      local f = d.features[name]
+      if f.status == "insufficient" then
+        waiting = waiting + 1
+      elseif shown < 10 then
+        shown = shown + 1
+        row(name, f)
       end
-      row(name, d.features[name])
+    end
+    if shown < #names - waiting then lines[#lines + 1] = string.format("  ... %d more", #names - waiting - shown) end
+    if waiting > 0 then
+      lines[#lines + 1] = string.format("  %d inputs wait for more sampled values (%d so far)", waiting, d.samples)
     end
   end
   return table.concat(lines, "\n")
