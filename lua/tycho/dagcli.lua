@@ -80,7 +80,7 @@ local function print_run(run)
     local note = t.carried and ("  (kept from run " .. t.carried .. ")") or ""
     if t.state == "retrying" and t.next_attempt then note = "  (next attempt at " .. utc(t.next_attempt) .. ")" end
     print(string.format("  %-18s %-16s %8d  %s%s", t.task, t.state, t.attempts or 0, dagrun.secs(t.duration), note))
-    if hist.FAILED[t.state] or t.state == "interrupted" or t.state == "retrying" then
+    if hist.FAILED[t.state] or t.state == "interrupted" or t.state == "retrying" or t.state == "running" then
       if t.error then print("    error: " .. t.error) end
       if t.state ~= "upstream_failed" then
         local log = t.log or {}
@@ -117,7 +117,7 @@ local function status_cmd(args)
     return fail("no dag '" .. name .. "' has run in this home (tycho dag list shows those that have)")
   end
   print(string.format("dag %s, schedule %s (UTC), file %s", name, rec.schedule or "none", rec.file or file or "-"))
-  if lock and hist.alive(lock.pid) then
+  if lock and hist.alive(lock.pid, lock.pstart) then
     print(string.format("running now: pid %d, run %s, since %s", lock.pid, tostring(lock.run_id or "-"), utc(lock.since)))
   end
   local runs = hist.history(name, { store = st, limit = limit })

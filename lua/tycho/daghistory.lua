@@ -47,17 +47,38 @@ local FAILED = { failed = true, timed_out = true, upstream_failed = true }
 
 -- ---- processes ---------------------------------------------------------------------
 
---- True when pid is a live tycho DAG process (not a zombie, not a reused pid).
-function M.alive(pid)
+-- When process pid started (clock ticks since boot, /proc/PID/stat field
+-- 22) and its state letter; nil without /proc.
+local function proc_stat(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local text = f:read("*a") or ""
+  f:close()
+  -- The command name (field 2) may hold spaces and parentheses: fields
+  -- are counted from the last ')'.
+  local rest = text:match("^.*%)%s+(.*)$") or ""
+  local fields = {}
+  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+  return tonumber(fields[20]), fields[1]
+end
+
+--- This process's identity for locks and runs: pid and start time, so a
+-- recycled pid is not taken for a live runner.
+function M.me()
+  local pid = uv.os_getpid()
+  local started = proc_stat(pid)
+  return pid, started
+end
+
+--- True when process pid lives (not a zombie) and, when pstart is given,
+-- is the process that started then (not a recycled pid).
+function M.alive(pid, pstart)
   if type(pid) ~= "number" or pid <= 0 then return false end
   local ok, _, code = uv.kill(pid, 0)
   if not ok and code ~= "EPERM" then return false end
-  local f = io.open("/proc/" .. pid .. "/cmdline")
-  if f then
-    local cmd = f:read("*a") or ""
-    f:close()
-    if not cmd:find("dag", 1, true) then return false end
-  end
+  local started, state = proc_stat(pid)
+  if state == "Z" or state == "X" then return false end
+  if pstart and started and started ~= pstart then return false end
   return true
 end
 
@@ -141,7 +162,7 @@ function M.history(dag, opts)
     local runs = {}
     for _, v in tx:scan(DB, { prefix = K.runs(name), reverse = true, limit = opts.limit or 10 }) do
       local run = json.decode(v)
-      if run.status == "running" and not M.alive(run.pid) then
+      if run.status == "running" and not M.alive(run.pid, run.pstart) then
         run.status = "interrupted"
         run.reason = string.format("runner pid %s is gone; the next run of %s resumes it", tostring(run.pid), run.date)
       end
@@ -210,15 +231,15 @@ end
 -- the live runner that holds it. A dead runner's lock is taken over and its
 -- run marked interrupted.
 function M.lock(st, dag)
-  local me = uv.os_getpid()
+  local me, pstart = M.me()
   local held, pids = st:update(function(tx)
     local l = tx:get_json(DB, K.lock(dag.name))
-    if l and l.pid ~= me and M.alive(l.pid) then return l end
+    if l and l.pid ~= me and M.alive(l.pid, l.pstart) then return l end
     local groups = {}
     if l and l.pid ~= me then
       groups = interrupt_run(tx, dag.name, l.run_id, string.format("runner pid %d died", l.pid))
     end
-    tx:put_json(DB, K.lock(dag.name), { pid = me, since = now(), file = dag.file })
+    tx:put_json(DB, K.lock(dag.name), { pid = me, pstart = pstart, since = now(), file = dag.file })
     return nil, groups
   end)
   if held then
@@ -289,7 +310,8 @@ local function prepare(st, dag, slot, opts)
     end
     local run = resume and prev or { dag = name, run_id = run_id, date = slot.date, ts = slot.ts }
     run.status, run.reason, run.finished = "running", nil, nil
-    run.started, run.pid, run.trigger, run.order = now(), uv.os_getpid(), opts.trigger or "manual", dag.order
+    run.started, run.trigger, run.order = now(), opts.trigger or "manual", dag.order
+    run.pid, run.pstart = M.me()
     run.resumes = resume and (run.resumes or 0) + 1 or nil
     run.carried_from = carry
     tx:put_json(DB, K.run(name, run_id), run)

@@ -100,7 +100,7 @@ function Scheduler:due(dag, now)
   if not latest or (dag.start and latest < dag.start) then return nil, "no slot due yet" end
   local label = dag:label(latest)
   local rec, run, lock = hist.state(store(self), dag.name, label)
-  if lock and hist.alive(lock.pid) then return nil, "running (pid " .. lock.pid .. ")" end
+  if lock and hist.alive(lock.pid, lock.pstart) then return nil, "running (pid " .. lock.pid .. ")" end
   if run then
     if run.status == "success" or run.status == "failed" then return nil, label .. " " .. run.status end
     return { "--date", label }

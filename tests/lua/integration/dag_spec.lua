@@ -258,6 +258,22 @@ describe("tycho dag", function()
     assert.matches("stack traceback", out, 1, true)
   end)
 
+  it("records a task killed by a signal, or returning what JSON cannot hold, as failed", function()
+    local file = testing.write(home .. "/crashy.lua", [[
+      local tycho = require "tycho"
+      return tycho.dag { name = "crashy", tasks = {
+        killed = { run = function() os.execute("kill -KILL " .. require("luv").os_getpid()) end },
+        unjson = { run = function() return { f = print } end },
+        exits = { run = function() os.exit(3) end },
+      } }]])
+    assert.equal(1, (tycho("dag", "run", file, "--date", "2026-01-01")))
+    local t = tasks_of(history("crashy")[1])
+    assert.same({ "failed", "killed by signal 9" }, { t.killed.state, t.killed.error })
+    assert.equal("failed", t.unjson.state)
+    assert.matches("the task's return value is not JSON", t.unjson.error, 1, true)
+    assert.equal("exited with code 3", t.exits.error)
+  end)
+
   it("gives a failed date run again new attempts, keeping what succeeded", function()
     assert.equal(1, (tycho("dag", "run", FIX .. "failing.lua", "--date", "2026-02-01")))
     assert.equal(1, (tycho("dag", "run", FIX .. "failing.lua", "--date", "2026-02-01")))
