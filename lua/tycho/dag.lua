@@ -22,8 +22,19 @@
 -- backoff default 2, at most max_retry_delay, default "1h"), timeout (none
 -- by default), description.
 --
+-- Each attempt of a task runs in a process of its own and gets ctx: date
+-- (the logical date, see Dag:label), ts (epoch seconds of the slot),
+-- run_id, attempt (1, 2, ...), dag and task (names), home, dir (the DAG
+-- file's directory), outputs (what the task's upstream tasks returned, by
+-- name), log(...) (a line for the task's log; print() output is kept too)
+-- and skip(why) (ends the task as skipped, and its dependents with it).
+-- What run returns must be JSON (at most 256 KiB): it becomes the task's
+-- output; an error, a crash or a timeout fails the attempt.
+--
 -- The file is checked when it loads: unknown fields, unknown dependencies,
 -- cycles ("cycle: a -> b -> a"), bad schedules and durations are refused.
+-- It loads in the runner, in every task process and in the serving worker
+-- that schedules it: keep its top level cheap, the work goes in tasks.
 -- Running: tycho.dagrun; history and the lock: tycho.daghistory; the
 -- scheduler of `tycho serve`: tycho.dagsched; the command line
 -- (`tycho dag run|status|list`): tycho.dagcli.

@@ -118,6 +118,7 @@ local function finish_attempt(ex, p)
       state == "timed_out" and "timed out" or "failed", err, secs(delay)))
     local t = uv.new_timer()
     ex.timers[name] = t
+    uv.update_time()  -- the loop's clock stands still while Lua works
     t:start(math.floor(delay * 1000), 0, function()
       close(t)
       ex.timers[name] = nil
@@ -213,6 +214,7 @@ local function start_attempt(ex, name)
   read_lines(ex, p, stdout)
   read_lines(ex, p, stderr)
   if task.timeout then
+    uv.update_time()
     p.timer = uv.new_timer()
     p.timer:start(math.floor(task.timeout * 1000), 0, function()
       p.timed_out = true
