@@ -54,10 +54,13 @@ static const command commands[] = {
       "Per version in the window: volume, latency p50/p99, errors, metrics from\n"
       "joined outcomes, and PSI / Kolmogorov-Smirnov drift of every input and of\n"
       "the output against the training reference." },
-    { "dag", "run FILE [--date D | --from D --to D] | status FILE | list",
+    { "dag", "run FILE [--date D | --from D --to D] [--rerun] [--keep-going] [--verbose|--quiet]\n"
+             "      | status FILE|NAME [--limit N] | list",
       "run and inspect scheduled DAGs",
       "run: one run for a logical date (default: the latest due slot), or a\n"
-      "backfill over dates in order. status: recent runs with each task's state,\n"
+      "backfill over dates in order (stopping at a failed date unless\n"
+      "--keep-going). A date that succeeded runs again only with --rerun; an\n"
+      "interrupted one resumes. status: recent runs with each task's state,\n"
       "attempts, duration and log tail. list: every DAG with runs in this home." },
     { "version", "", "print the version", "" },
     { "help", "[COMMAND]", "show help", "" },

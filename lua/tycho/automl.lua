@@ -97,8 +97,15 @@ function M.run(opts)
   if type(opts.budget) == "number" then trials = opts.budget
   elseif opts.budget then deadline = tonumber(uv.hrtime()) / 1e9 + timeutil.duration(opts.budget) trials = 1e6 end
   local per_family = math.max(2, math.floor(trials / #families))
+  -- With steps, the search runs on the data as the steps leave it, so the
+  -- features they add (a k-means cluster, say) take part in it.
+  local search = opts.data
+  if opts.steps and #opts.steps > 0 then
+    search = pipeline.transform_for_search({ steps = opts.steps, features = opts.features }, opts.data, opts.label)
+  end
+  local search_features = search == opts.data and opts.features or nil
   local board = {}
-  local n_features = opts.features and #opts.features or opts.data:ncols() - 1
+  local n_features = search_features and #search_features or search:ncols() - 1
   for _, name in ipairs(families) do
     local fam = FAMILIES[name]
     local remaining = deadline and (deadline - tonumber(uv.hrtime()) / 1e9)
@@ -106,12 +113,12 @@ function M.run(opts)
     local budget_here = deadline and math.max(2, math.min(15, per_family)) or per_family
     local ok, err = pcall(tune.bayes, {
       model = function(p) return fam.make(p, task) end,
-      space = fam.space, data = opts.data, label = opts.label, metric = metric, cv = opts.cv or 3,
+      space = fam.space, data = search, label = opts.label, metric = metric, cv = opts.cv or 3,
       trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name,
       -- Each family's defaults are tried first: AutoML never does worse
       -- (in cross-validation) than the untuned models.
       initial = { type(fam.defaults) == "function" and fam.defaults(n_features) or fam.defaults },
-      features = opts.features,
+      features = search_features,
       on_trial = function(t)
         t.family = name
         t.default = #board == 0 or board[#board].family ~= name  -- each family's first trial is its defaults
@@ -160,9 +167,9 @@ function M.run(opts)
     local function make_blend()
       return models.blend { members = { FAMILIES[a.family].make(a.params, task), FAMILIES[b.family].make(b.params, task) } }
     end
-    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = opts.data, label = opts.label,
+    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = search, label = opts.label,
                                        metric = metric, cv = opts.cv or 3, seed = opts.seed or 42,
-                                       features = opts.features })
+                                       features = search_features })
     -- The blend is kept unless clearly worse: averaging two families lowers
     -- variance, which cross-validation on smaller folds undervalues.
     if ok and not clearly_better(best.score, res.best.score) then

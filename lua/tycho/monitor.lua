@@ -209,8 +209,9 @@ function M.format(s)
   for _, v in ipairs(s.versions) do
     local d = v.drift
     lines[#lines + 1] = ""
-    lines[#lines + 1] = string.format("drift of %s (%s), %d sampled inputs: max PSI %.3f; drifted: %s", v.version,
-      v.role, d.samples, d.psi_max, #d.drifted > 0 and table.concat(d.drifted, ", ") or "none")
+    lines[#lines + 1] = string.format("drift of %s (%s), %d sampled inputs: max PSI %.3f; drifted: %s; output: %s",
+      v.version, v.role, d.samples, d.psi_max, #d.drifted > 0 and table.concat(d.drifted, ", ") or "none",
+      type(d.output) == "table" and (d.output.drifted and "drifted" or d.output.status or "stable") or "-")
     local names = {}
     for f in pairs(d.features) do names[#names + 1] = f end
     table.sort(names, function(a, b) return (d.features[a].psi or -1) > (d.features[b].psi or -1) end)

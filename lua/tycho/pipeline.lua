@@ -243,10 +243,65 @@ kinds.lua = {
   end,
 }
 
+-- Cluster membership as features: k-means on the standardized columns;
+-- apply() adds the nearest centre's index (`name`, 0-based) and the
+-- distance to it (`name`_distance). Centres travel in the artifact.
+kinds.kmeans = {
+  fit = function(s, rows, columns)
+    local cols = targets(s, rows, columns)
+    local mean, scale = {}, {}
+    for _, c in ipairs(cols) do
+      local n, sum, sq = 0, 0, 0
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if type(v) == "number" and not is_nan(v) then n, sum, sq = n + 1, sum + v, sq + v * v end
+      end
+      mean[c] = n > 0 and sum / n or 0
+      local var = n > 1 and (sq - n * mean[c] ^ 2) / (n - 1) or 0
+      scale[c] = var > 0 and math.sqrt(var) or 1
+    end
+    local data = {}
+    for _, c in ipairs(cols) do
+      local col = {}
+      for i, r in ipairs(rows) do
+        local v = r[c]
+        col[i] = (type(v) == "number" and not is_nan(v)) and (v - mean[c]) / scale[c] or 0
+      end
+      data[c] = col
+    end
+    local k = s.opts.k or 8
+    local km = models.kmeans { k = k, n_init = s.opts.n_init or 3, seed = s.opts.seed or 42 }
+    assert(km:fit(frame.new(data, { order = cols }), { features = cols }))
+    local raw, d = C.tz_kmeans_centroids(km.handle), #cols
+    local centers = {}
+    for j = 1, tonumber(C.tz_kmeans_k(km.handle)) do
+      local center = {}
+      for i = 1, d do center[i] = raw[(j - 1) * d + i - 1] end
+      centers[j] = center
+    end
+    s.state = { columns = cols, mean = mean, scale = scale, centers = centers, name = s.opts.name or "cluster" }
+  end,
+  apply = function(s, r)
+    local st = s.state
+    local best, best_d = 0, math.huge
+    for j, center in ipairs(st.centers) do
+      local dist = 0
+      for i, c in ipairs(st.columns) do
+        local v = r[c]
+        local z = (type(v) == "number" and not is_nan(v)) and (v - st.mean[c]) / st.scale[c] or 0
+        dist = dist + (z - center[i]) ^ 2
+      end
+      if dist < best_d then best, best_d = j - 1, dist end
+    end
+    r[st.name], r[st.name .. "_distance"] = best, math.sqrt(best_d)
+    return r
+  end,
+}
+
 local function make_step(kind)
   return function(opts) return { kind = kind, opts = opts or {} } end
 end
-for _, k in ipairs { "fill_missing", "standardize", "minmax", "onehot", "clip", "log1p", "select", "drop" } do
+for _, k in ipairs { "fill_missing", "standardize", "minmax", "onehot", "clip", "log1p", "select", "drop", "kmeans" } do
   step[k] = make_step(k)
 end
 step.standardise = step.standardize
@@ -360,6 +415,62 @@ local function reference_of(values)
            quantiles = { frame.quantile(vals, 0.01), frame.quantile(vals, 0.5), frame.quantile(vals, 0.99) } }
 end
 
+-- Fits the steps on f's rows, each on the rows as the steps before it
+-- leave them. Returns the model's training frame (inputs after the steps,
+-- then the label) and its input columns.
+local function fit_steps(self, f, label)
+  local rows = {}
+  for i, r in f:rows() do rows[i] = copy_row(r, self.inputs) end
+  local columns = self.inputs
+  for _, s in ipairs(self.steps) do
+    local k = kinds[s.kind]
+    if not k then return nil, nil, "pipeline: unknown step kind '" .. tostring(s.kind) .. "'" end
+    k.fit(s, rows, columns)
+    for i, r in ipairs(rows) do rows[i] = k.apply(s, r) end
+    local seen = {}
+    columns = {}
+    for _, r in ipairs(rows) do
+      for c in pairs(r) do
+        if not seen[c] then seen[c] = true columns[#columns + 1] = c end
+      end
+    end
+    table.sort(columns)
+  end
+  local labels = f:col(label):to_table()
+  for i, r in ipairs(rows) do r[label] = labels[i] end
+  local order = {}
+  for _, c in ipairs(columns) do order[#order + 1] = c end
+  order[#order + 1] = label
+  return frame.from_rows(rows, { order = order }), columns
+end
+
+--- The frame a model search sees for these steps: f's inputs through the
+-- steps fitted on f, with the label (AutoML tunes on it, so features the
+-- steps add take part in the search).
+function M.transform_for_search(def, f, label)
+  local p = { features = def.features or {}, request = def.request or {}, steps = def.steps or {}, label = label }
+  p.inputs = input_columns(p, f)
+  local train, _, err = fit_steps(p, f, label)
+  if not train then error(err, 2) end
+  return train
+end
+
+-- The reference of the model's output on x (a frame of model inputs), as
+-- serving reports it: the positive class's probability, the predicted
+-- class's probability, or the predicted value.
+local function output_reference(self, x)
+  local raw, k = self.model:predict_raw(x)
+  local outs = {}
+  for i = 1, x:nrows() do
+    local best = raw[(i - 1) * k]
+    if self.model.task == "multiclass" then
+      for c = 1, k - 1 do best = math.max(best, raw[(i - 1) * k + c]) end
+    end
+    outs[i] = best
+  end
+  return reference_of(outs)
+end
+
 --- Fits steps and model on frame f (training rows only). opts: label,
 -- valid (frame), quiet. Returns self, or nil and a message (a failing user
 -- step is named in it).
@@ -383,33 +494,9 @@ function Pipeline:_fit(f, opts)
   self.input_types = {}
   for _, c in ipairs(self.inputs) do self.input_types[c] = f:col(c).type end
   local started = require("luv").hrtime()
-  local rows = {}
-  for i, r in f:rows() do rows[i] = copy_row(r, self.inputs) end
-  -- Fit each step on the rows as the steps before it leave them.
-  local columns = self.inputs
-  for _, s in ipairs(self.steps) do
-    local k = kinds[s.kind]
-    if not k then return nil, "pipeline: unknown step kind '" .. tostring(s.kind) .. "'" end
-    k.fit(s, rows, columns)
-    for i, r in ipairs(rows) do rows[i] = k.apply(s, r) end
-    local seen = {}
-    columns = {}
-    for _, r in ipairs(rows) do
-      for c in pairs(r) do
-        if not seen[c] then seen[c] = true columns[#columns + 1] = c end
-      end
-    end
-    table.sort(columns)
-  end
+  local train, columns, err = fit_steps(self, f, label)
+  if not train then return nil, err end
   self.model_inputs = columns
-  local labels = f:col(label):to_table()
-  for i, r in ipairs(rows) do r[label] = labels[i] end
-  local train = frame.from_rows(rows, { order = (function()
-    local o = {}
-    for _, c in ipairs(columns) do o[#o + 1] = c end
-    o[#o + 1] = label
-    return o
-  end)() })
   local valid
   if opts.valid then valid = self:_transform_frame(opts.valid, true) end
   local ok, err = self.model:fit(train, { label = label, features = columns, valid = valid, quiet = opts.quiet })
@@ -420,18 +507,7 @@ function Pipeline:_fit(f, opts)
     local ref = reference_of(f:col(c):to_table())
     if ref then self.reference.inputs[c] = ref end
   end
-  local raw, k = self.model:predict_raw(train)
-  -- The output as serving reports it: the positive class's probability,
-  -- the predicted class's probability, or the predicted value.
-  local outs = {}
-  for i = 1, train:nrows() do
-    local best = raw[(i - 1) * k]
-    if self.model.task == "multiclass" then
-      for c = 1, k - 1 do best = math.max(best, raw[(i - 1) * k + c]) end
-    end
-    outs[i] = best
-  end
-  self.reference.output = reference_of(outs)
+  self.reference.output = output_reference(self, train)
   self.fitted = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - started) / 1e9,
                   data = f:fingerprint() }
   require("tycho.runs").record { kind = "fit", model = self.name or self.model.family, params = self.model.opts,
@@ -506,6 +582,16 @@ function Pipeline:predict(input)
     outs[i] = res
   end
   return frame.from_rows(outs, { order = has_prob and { "prediction", "probability" } or { "prediction" } })
+end
+
+--- Replaces the output's drift reference with the outputs on held-out
+-- rows f. The default reference comes from the training rows, where a
+-- model that fits them closely (forests, deep trees) is more confident
+-- than it will be on new data, so live outputs would read as drift.
+function Pipeline:set_output_reference(f)
+  self.reference = self.reference or { inputs = {} }
+  self.reference.output = output_reference(self, self:_transform_frame(f, false))
+  return self
 end
 
 --- Metrics for the task on a labelled frame (via the model's evaluate).

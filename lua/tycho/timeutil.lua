@@ -83,6 +83,9 @@ function M.duration(v)
 end
 
 --- Microseconds now.
-function M.now() return math.floor(require("luv").gettimeofday() * 1e6) end
+function M.now()
+  local s, us = require("luv").gettimeofday()  -- two values: seconds, microseconds
+  return s * 1e6 + us
+end
 
 return M
