@@ -38,7 +38,13 @@ Experiment.__index = Experiment
 local KINDS = { ab = true, thompson = true, ucb1 = true, epsilon_greedy = true }
 local REWARDS = { correct = true, outcome = true, neg_abs_error = true }
 
-local function st() return assert(require("tycho.store").open()) end
+-- The home's store, kept: store.open() resolves the home's real path on
+-- every call (a syscall, ~5 us), too slow for the per-request status read.
+local home_store
+local function st()
+  if not (home_store and home_store.handle) then home_store = assert(require("tycho.store").open()) end
+  return home_store
+end
 
 local function def_key(name) return keys.pack("s s", "d", name) end
 local function status_key(name) return keys.pack("s s", "s", name) end

@@ -494,8 +494,8 @@ function Pipeline:_fit(f, opts)
   self.input_types = {}
   for _, c in ipairs(self.inputs) do self.input_types[c] = f:col(c).type end
   local started = require("luv").hrtime()
-  local train, columns, err = fit_steps(self, f, label)
-  if not train then return nil, err end
+  local train, columns, step_err = fit_steps(self, f, label)
+  if not train then return nil, step_err end
   self.model_inputs = columns
   local valid
   if opts.valid then valid = self:_transform_frame(opts.valid, true) end

@@ -6,7 +6,6 @@
 --   tycho --home H run recipes/spam-filter/main.lua [--quick]
 local tycho = require "tycho"
 local testing = require "tycho.testing"
-local json = require "tycho.json"
 local uv = require "luv"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
