@@ -32,7 +32,7 @@ local function tycho_cmd(args)
 end
 
 local function day(d)
-  tycho_cmd { "dag", "run", here .. "dag.lua", "--date", string.format("2025-01-%02d", d) }
+  tycho_cmd { "dag", "run", here .. "dag.lua", "--date", string.format("2025-01-%02d", d), "--verbose" }
 end
 
 step("1. day 1: AutoML (k-means cluster feature included) on the first labels, released to production")

@@ -30,7 +30,7 @@ end
 step("1. daily DAG backfill: ingest the day's emails, retrain both families, promote through the gates")
 local last_day = quick and "2025-01-03" or "2025-01-05"
 local last_slot = lib.BASE + (quick and 2 or 4) * 86400 + 3 * 3600  -- its 03:00 UTC run
-tycho_cmd { "dag", "run", here .. "dag.lua", "--from", "2025-01-02", "--to", last_day }
+tycho_cmd { "dag", "run", here .. "dag.lua", "--from", "2025-01-02", "--to", last_day, "--verbose" }
 tycho_cmd { "dag", "status", here .. "dag.lua", "--limit", "4" }
 tycho_cmd { "models", "list" }
 
