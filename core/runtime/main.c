@@ -40,7 +40,7 @@ static const command commands[] = {
       "inspect and move models in the registry",
       "promote checks the input-schema contract against the alias's current\n"
       "holder; exit 1 when refused (with every reason), 2 on usage errors." },
-    { "score", "NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW)",
+    { "score", "NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW) [--missing skip|fill]",
       "batch-score a CSV or JSONL file with a registered pipeline",
       "Rows with entity keys get their online features, as when serving. --to-view\n"
       "pushes the predictions into a feature view (precomputed predictions served\n"

@@ -173,10 +173,12 @@ local function is_terminal() return require("luv").guess_handle(2) == "tty" end
 -- into a feature view so the online store serves them by key.
 function M.score(target, ...)
   local opts, code = options("tycho score", { ... }, { ["--input"] = "input", ["--output"] = "output",
-                                                        ["--to-view"] = "view" })
+                                                        ["--to-view"] = "view", ["--missing"] = "missing" })
   if not opts then return code end
-  if not target or not opts.input or not (opts.output or opts.view) then
-    return usage("usage: tycho score NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW)")
+  if not target or not opts.input or not (opts.output or opts.view) or
+     (opts.missing and opts.missing ~= "skip" and opts.missing ~= "fill") then
+    return usage("usage: tycho score NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW) " ..
+                 "[--missing skip|fill]")
   end
   local name, ref = target:match("^([^@]+)@?(.*)$")
   if ref == "" then ref = "production" end
@@ -188,17 +190,31 @@ function M.score(target, ...)
   else input, rep = frame.read_csv(opts.input) end
   if not input then return fail(rep) end
   local n = input:nrows()
-  local out_rows, tty = {}, is_terminal()
+  -- A key with no stored features would be scored as an "average" item by
+  -- the fill steps: such rows are skipped and named unless --missing fill.
+  local out_rows, skipped, tty = {}, {}, is_terminal()
   for r = 1, n do
     local inst = input:row(r)
-    local row = serving.assemble(version, inst)
-    local pred, perr = version.pipe:predict(row)
-    if not pred then return fail("row " .. r .. ": " .. tostring(perr)) end
-    for k, v in pairs(pred) do inst[k] = v end
-    out_rows[r] = inst
+    local row, missing = serving.assemble(version, inst)
+    if #missing > 0 and opts.missing ~= "fill" then
+      skipped[#skipped + 1] = r
+    else
+      local pred, perr = version.pipe:predict(row)
+      if not pred then return fail("row " .. r .. ": " .. tostring(perr)) end
+      for k, v in pairs(pred) do inst[k] = v end
+      out_rows[#out_rows + 1] = inst
+    end
     if tty and (r % 500 == 0 or r == n) then io.stderr:write(string.format("\rscored %d/%d", r, n)) end
   end
   if tty then io.stderr:write("\n") end
+  if #skipped > 0 then
+    local first = {}
+    for i = 1, math.min(5, #skipped) do first[i] = tostring(skipped[i]) end
+    io.stderr:write(string.format("tycho score: skipped %d rows whose keys have no stored features (rows %s%s); "
+      .. "--missing fill scores them with filled-in values\n", #skipped, table.concat(first, ", "),
+      #skipped > 5 and ", ..." or ""))
+  end
+  if #out_rows == 0 then return fail("no row could be scored", "tycho score") end
   local order = input:names()
   order[#order + 1] = "prediction"
   if out_rows[1] and out_rows[1].probability ~= nil then order[#order + 1] = "probability" end
@@ -228,7 +244,7 @@ function M.score(target, ...)
     if not report then return fail(perr) end
     print(string.format("pushed %d predictions to %s (%d rejected)", report.landed, opts.view, report.rejected))
   end
-  print(string.format("scored %d rows with %s %s (%s)%s", n, name, version.version, ref,
+  print(string.format("scored %d rows with %s %s (%s)%s", #out_rows, name, version.version, ref,
     opts.output and (" into " .. opts.output) or ""))
   return 0
 end

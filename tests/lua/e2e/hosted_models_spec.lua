@@ -210,6 +210,17 @@ describe("hosted models", function()
       { body = { features = { "spam_scores:prediction" }, entities = { email_id = { "email-00001", "email-04600" } } } })
     assert.equal(200, status)
     assert.same({ 1, 0 }, doc.results[2].values)
+    -- A key with no stored features is skipped and named, not scored as an average email.
+    local unknown = testing.write(home .. "/unknown.csv", "email_id\nemail-00001\nnobody\n")
+    code, out, err = testing.run({ "--home", home, "score", "plain@1.0.0", "--input", unknown,
+                                   "--output", home .. "/scored2.csv" })
+    assert.equal(0, code, err)
+    assert.matches("scored 1 rows", out, 1, true)
+    assert.matches("skipped 1 rows whose keys have no stored features (rows 2)", err, 1, true)
+    code, out = testing.run({ "--home", home, "score", "plain@1.0.0", "--input", unknown, "--missing", "fill",
+                              "--output", home .. "/scored3.csv" })
+    assert.equal(0, code)
+    assert.matches("scored 2 rows", out, 1, true)
     assert.equal(2, (testing.run({ "--home", home, "score", "plain" })))
     assert.equal(1, (testing.run({ "--home", home, "score", "ghost", "--input", input, "--output", home .. "/x.csv" })))
   end)
