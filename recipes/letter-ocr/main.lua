@@ -12,24 +12,13 @@ local quick = arg[1] == "--quick"
 local home = tycho.home()
 local env = { "TYCHO_HOME=" .. home, "TYCHO_QUICK=" .. (quick and "1" or "0"), "TYCHO_SCHEDULE=off",
               "LETTER_MIN_OUTCOMES=" .. (quick and "40" or "100") }
+local common = dofile(here .. "../common.lua")
+local step, tycho_cmd = common.step, common.runner(home, env)
 for _, kv in ipairs(env) do
   local k, v = kv:match("^([^=]+)=(.*)$")
   require("luv").os_setenv(k, v)  -- this process's lib reads them too
 end
 local lib = dofile(here .. "lib.lua")
-
-local function step(title) print("\n== " .. title) end
-
-local function tycho_cmd(args)
-  local full = { "--home", home }
-  for _, a in ipairs(args) do full[#full + 1] = a end
-  local code, out, err = testing.run(full, { env = env, timeout = 1800000 })
-  io.write(out)
-  if code ~= 0 then
-    io.stderr:write(err)
-    error("tycho " .. table.concat(args, " ") .. " failed with exit code " .. tostring(code), 0)
-  end
-end
 
 local function day(d)
   tycho_cmd { "dag", "run", here .. "dag.lua", "--date", string.format("2025-01-%02d", d), "--verbose" }
@@ -42,11 +31,7 @@ tycho_cmd { "models", "show", lib.MODEL }
 step("2. serve the app on 127.0.0.1: production, plus a 30 % canary once one is released")
 local srv = testing.serve(here .. "app.lua", { "--workers", "2" }, { env = env })
 local ok, err = pcall(function()
-  local function request(method, path, body)
-    local status, _, raw, doc = testing.request(srv.port, method, path, { body = body, timeout = 30000 })
-    if status ~= 200 then error(method .. " " .. path .. " answered " .. tostring(status) .. ": " .. tostring(raw), 0) end
-    return doc
-  end
+  local request = common.client(srv.port)
   local _, test = lib.frames()
   local names = {}
   for _, n in ipairs(test:names()) do if n ~= "label" then names[#names + 1] = n end end

@@ -18,19 +18,8 @@ local home = tycho.home()
 local env = { "TYCHO_HOME=" .. home, "TYCHO_QUICK=" .. (quick and "1" or "0"), "TYCHO_DATA=" .. lib.DATA,
               "TYCHO_USER=" .. (os.getenv("TYCHO_USER") or os.getenv("USER") or "price-estimate"),
               "PRICE_ESTIMATE_SCHEDULER=off" }
-
-local function step(title) print("\n== " .. title) end
-
-local function tycho_cmd(args)
-  local full = { "--home", home }
-  for _, a in ipairs(args) do full[#full + 1] = a end
-  local code, out, err = testing.run(full, { env = env, timeout = 1800000 })
-  io.write(out)
-  if code ~= 0 then
-    io.stderr:write(err)
-    error("tycho " .. table.concat(args, " ") .. " failed with exit code " .. tostring(code), 0)
-  end
-end
+local common = dofile(here .. "../common.lua")
+local step, tycho_cmd = common.step, common.runner(home, env)
 
 local function errors(pairs_)
   local abs, sq = 0, 0
@@ -80,10 +69,10 @@ step("2. serve the app on 127.0.0.1 (2 workers)")
 local srv = testing.serve(here .. "app.lua", { "--workers", "2" }, { env = env })
 print("serving on http://127.0.0.1:" .. srv.port)
 local ok, err = pcall(function()
+  local call = common.client(srv.port)
   local function request(method, path, body)
     local t0 = uv.hrtime()
-    local status, _, raw, doc = testing.request(srv.port, method, path, { body = body, timeout = 30000 })
-    if status ~= 200 then error(method .. " " .. path .. " answered " .. tostring(status) .. ": " .. tostring(raw), 0) end
+    local doc = call(method, path, body)
     return doc, tonumber(uv.hrtime() - t0) / 1e6
   end
 

@@ -13,19 +13,8 @@ local lib = dofile(here .. "lib.lua")
 local quick = arg[1] == "--quick"
 local home = tycho.home()
 local env = { "TYCHO_HOME=" .. home, "TYCHO_QUICK=" .. (quick and "1" or "0"), "TYCHO_DATA=" .. lib.DATA }
-
-local function step(title) print("\n== " .. title) end
-
-local function tycho_cmd(args)
-  local full = { "--home", home }
-  for _, a in ipairs(args) do full[#full + 1] = a end
-  local code, out, err = testing.run(full, { env = env, timeout = 1800000 })
-  io.write(out)
-  if code ~= 0 then
-    io.stderr:write(err)
-    error("tycho " .. table.concat(args, " ") .. " failed with exit code " .. tostring(code), 0)
-  end
-end
+local common = dofile(here .. "../common.lua")
+local step, tycho_cmd = common.step, common.runner(home, env)
 
 step("1. daily DAG backfill: ingest the day's emails, retrain both families, promote through the gates")
 local last_day = quick and "2025-01-03" or "2025-01-05"
@@ -38,11 +27,7 @@ step("2. serve the app on 127.0.0.1 (2 workers, its scheduler included)")
 local srv = testing.serve(here .. "app.lua", { "--workers", "2" }, { env = env })
 print("serving on http://127.0.0.1:" .. srv.port)
 local ok, err = pcall(function()
-  local function request(method, path, body)
-    local status, _, raw, doc = testing.request(srv.port, method, path, { body = body, timeout = 30000 })
-    if status ~= 200 then error(method .. " " .. path .. " answered " .. tostring(status) .. ": " .. tostring(raw), 0) end
-    return doc
-  end
+  local request = common.client(srv.port)
 
   step("3. the test split as live traffic: predictions by email_id (features from the online store), then feedback")
   -- The held-out emails that have arrived by the last run, in arrival order.
