@@ -29,6 +29,7 @@ local keys = require "tycho.keys"
 local stats = require "tycho.stats"
 local timeutil = require "tycho.timeutil"
 local kernels = require "tycho.kernels"
+local ffi = require "ffi"
 
 local M = {}
 
@@ -44,6 +45,14 @@ local home_store
 local function st()
   if not (home_store and home_store.handle) then home_store = assert(require("tycho.store").open()) end
   return home_store
+end
+
+-- The point reader of the store's experiments database (see Store:point_reader).
+-- Found in the store's table first: calling point_reader() on every request
+-- would stop LuaJIT's trace there (it returns from a function that makes
+-- closures, bytecode UCLO, not compiled).
+local function reader(store)
+  return store.point_readers.experiments or store:point_reader("experiments")
 end
 
 local function def_key(name) return keys.pack("s s", "d", name) end
@@ -195,9 +204,12 @@ end
 
 -- Uniform in [0, 1) from (salt, unit): FNV-1a then a 64-bit finalizer, since
 -- FNV's top bits are weak for short keys that differ in their last bytes.
-local function unit_hash(salt, unit)
-  local s = salt .. "\0" .. unit
-  local h = kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, s, #s)
+-- FNV-1a is incremental: the state after salt .. "\0" (salt_state, kept per
+-- experiment) continued over the unit equals the hash of the concatenation,
+-- so the request path hashes only the unit.
+local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
+local function unit_hash(salt, unit, state)
+  local h = kernels.tz_hash_fnv1a64(state or salt_state(salt), unit, #unit)
   h = bit.bxor(h, bit.rshift(h, 33)) * 0xff51afd7ed558ccdULL
   h = bit.bxor(h, bit.rshift(h, 33)) * 0xc4ceb9fe1a85ec53ULL
   h = bit.bxor(h, bit.rshift(h, 33))
@@ -281,8 +293,12 @@ function Experiment:choose(store)
 end
 
 -- "running", or "stopped" and the variant every unit now gets.
+-- Read on every assignment: through the store's point reader (no new
+-- transaction), the key packed once.
 function Experiment:status(store)
-  local s = (store or st()):get("experiments", status_key(self.name))
+  if self.status_key_of ~= self.name then self.status_key, self.status_key_of = status_key(self.name), self.name end
+  local p, n = reader(store or st())(self.status_key)
+  local s = p and ffi.string(p, n)
   if not s or s == "running" then return "running" end
   return "stopped", self:variant(s:match("^stopped:(.*)$")) or self:control()
 end
@@ -307,7 +323,8 @@ function Experiment:assign(unit, req, store, instance)
   end
   local variant
   if self.kind == "ab" then
-    local u, acc = unit_hash(self.salt, unit), 0
+    if self.salt_state_of ~= self.salt then self.salt_state, self.salt_state_of = salt_state(self.salt), self.salt end
+    local u, acc = unit_hash(self.salt, unit, self.salt_state), 0
     for _, v in ipairs(self.variants) do
       acc = acc + v.weight
       if u < acc then variant = v break end
@@ -318,14 +335,16 @@ function Experiment:assign(unit, req, store, instance)
     -- assignments first, then the home.
     local name = self.pending[unit]
     if not name then
-      local rec = (store or st()):get("experiments", unit_key(self.name, unit))
-      name = rec and json.decode(rec).v
+      local rp, rn = reader(store or st())(unit_key(self.name, unit))
+      name = rp and json.decode(ffi.string(rp, rn)).v
     end
     variant = name and self:variant(name) or self:choose(store)
+    self.pending[unit] = variant.name
   end
-  self.pending[unit] = variant.name
-  self.exposures = self.exposures or {}
-  self.exposures[#self.exposures + 1] = { unit, variant.name }
+  -- Flat pairs (unit, variant name): no table per request.
+  local list = self.exposures or {}
+  self.exposures = list
+  list[#list + 1], list[#list + 2] = unit, variant.name
   return variant, true
 end
 
@@ -350,17 +369,20 @@ function Experiment:flush_in(tx)
   local list = self.exposures
   if list and #list > 0 then
     self.exposures = {}
-    local delta = {}
-    for _, x in ipairs(list) do
-      local unit, vname = x[1], x[2]
-      local uk = unit_key(self.name, unit)
-      local rec = tx:get_json("experiments", uk)
-      if not rec then
-        tx:put_json("experiments", uk, { v = vname, s = 0, n = 0, at = timeutil.now() })
+    local delta, fresh = {}, {}
+    -- unit_key(name, unit) is the packed prefix followed by the packed unit.
+    local prefix, now = keys.pack("s s", "u", self.name), timeutil.now()
+    for i = 1, #list - 1, 2 do
+      local unit, vname = list[i], list[i + 1]
+      local uk = prefix .. keys.pack("s", unit)
+      local raw = tx:get("experiments", uk)
+      if not raw then
+        fresh[vname] = fresh[vname] or json.encode { v = vname, s = 0, n = 0, at = now }
+        tx:put("experiments", uk, fresh[vname])
         delta[vname] = delta[vname] or { units = 0, exposures = 0 }
         delta[vname].units = delta[vname].units + 1
       else
-        vname = rec.v
+        vname = json.decode(raw).v
       end
       delta[vname] = delta[vname] or { units = 0, exposures = 0 }
       delta[vname].exposures = delta[vname].exposures + 1

@@ -66,6 +66,9 @@ end
 -- model versions ("spam@staging", "spam_lr@production").
 function Hosted:attach(experiment)
   self.experiment = experiment
+  -- The live slot of each variant, named once (the predict path looks them up).
+  self.variant_slots = {}
+  for _, v in ipairs(experiment.variants) do self.variant_slots[v.name] = "variant:" .. v.name end
 end
 
 -- (Re)loads the version an alias of `model` (default: this one) points at
@@ -108,7 +111,7 @@ function Hosted:experiment_ready()
   local e = self.experiment
   if not e then return false end
   for _, v in ipairs(e.variants) do
-    if not self.live["variant:" .. v.name] then return false end
+    if not self.live[self.variant_slots[v.name]] then return false end
   end
   return true
 end
@@ -156,7 +159,7 @@ function Hosted:route(inst, req)
     local e = self.experiment
     local unit = inst[e.unit]
     local v, counted = e:assign(unit, req, nil, inst)
-    return self.live["variant:" .. v.name], v.name, counted and tostring(unit) or nil
+    return self.live[self.variant_slots[v.name]], v.name, counted and tostring(unit) or nil
   end
   if self.canary and self.live.canary then
     local unit = inst[next(main.sources) and main.sources[next(main.sources)].join_key or ""] or inst.id
