@@ -639,43 +639,51 @@ end
 -- kept pending and joined by M.reconcile within `grace` seconds; an id
 -- older than the log's retention is expired. Returns per-item results.
 function M.feedback(items, opts)
+  return (opts and opts.store or st()):update(M.feedback_in, items, opts)
+end
+
+--- M.feedback inside the caller's write transaction (serving puts it in
+-- the prediction log's flush: one commit for both).
+function M.feedback_in(tx, items, opts)
   opts = opts or {}
-  local store = opts.store or st()
   local experiments = opts.experiments or {}
   local retain_us = (opts.retain or 7 * 86400) * 1e6
   local now = timeutil.now()
-  return store:update(function(tx)
-    local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
-    for i, it in ipairs(items) do
-      local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
-      local key, at = log_key(type(it) == "table" and it.prediction_id)
-      local outcome = type(it) == "table" and it.outcome
-      if not key then r.status, r.reason = "rejected", "malformed prediction_id"
-      elseif outcome == nil or outcome == json.null or type(outcome) == "table" then
-        r.status, r.reason = "rejected", "outcome must be a number, string or boolean"
-      elseif tx:get("outcomes", it.prediction_id) then r.status = "duplicate"
-      elseif at < now - retain_us then r.status, r.reason = "rejected", "prediction id expired (older than the log's retention)"
-      elseif at > now + 60e6 then r.status, r.reason = "rejected", "unknown prediction id (from the future)"
+  local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
+  for i, it in ipairs(items) do
+    local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
+    local key, at = log_key(type(it) == "table" and it.prediction_id)
+    local outcome = type(it) == "table" and it.outcome
+    if not key then r.status, r.reason = "rejected", "malformed prediction_id"
+    elseif outcome == nil or outcome == json.null or type(outcome) == "table" then
+      r.status, r.reason = "rejected", "outcome must be a number, string or boolean"
+    elseif tx:get("outcomes", it.prediction_id) then r.status = "duplicate"
+    elseif at < now - retain_us then r.status, r.reason = "rejected", "prediction id expired (older than the log's retention)"
+    elseif at > now + 60e6 then r.status, r.reason = "rejected", "unknown prediction id (from the future)"
+    else
+      local raw = tx:get("predictions", key)
+      tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
+      if raw then
+        apply_feedback(tx, json.decode(raw), outcome, experiments)
+        r.status = "accepted"
+      elseif at > now - (opts.grace or 10) * 1e6 then
+        tx:put_json("experiments", pending_key(it.prediction_id), { outcome = outcome, at = now })
+        r.status = "pending"
       else
-        local raw = tx:get("predictions", key)
-        tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
-        if raw then
-          apply_feedback(tx, json.decode(raw), outcome, experiments)
-          r.status = "accepted"
-        elseif at > now - (opts.grace or 10) * 1e6 then
-          tx:put_json("experiments", pending_key(it.prediction_id), { outcome = outcome, at = now })
-          r.status = "pending"
-        else
-          tx:delete("outcomes", it.prediction_id)
-          r.status, r.reason = "rejected", "unknown prediction id"
-        end
+        tx:delete("outcomes", it.prediction_id)
+        r.status, r.reason = "rejected", "unknown prediction id"
       end
-      counts[r.status] = counts[r.status] + 1
-      results[i] = r
     end
-    counts.results = results
-    return counts
-  end)
+    counts[r.status] = counts[r.status] + 1
+    results[i] = r
+  end
+  counts.results = results
+  return counts
+end
+
+--- Whether any feedback waits for its prediction (a read transaction).
+function M.has_pending(store)
+  return store:view(function(tx) return tx:scan("experiments", { prefix = keys.pack("s", "p"), limit = 1 })() ~= nil end)
 end
 
 --- Joins pending feedback whose prediction has been logged since; drops

@@ -486,8 +486,9 @@ function M.worker(opts)
   if next(app.hosted) or next(app.experiments) then
     local log_opts = app.opts.prediction_log or {}
     app.log_retain = require("tycho.timeutil").duration(opts.log_retention or log_opts.retain or "7d")
+    local hook, has_work = require("tycho.watch").on_flush(app)
     app.log, app.flush_log = require("tycho.serving").prediction_log { retain = opts.log_retention or log_opts.retain,
-      sample_every = log_opts.sample_every, on_flush = require("tycho.watch").on_flush(app) }
+      sample_every = log_opts.sample_every, on_flush = hook, has_work = has_work }
   end
   if opts.worker == 0 and #app.alerts > 0 then require("tycho.watch").start_alerts(app) end
   if next(app.hosted) then

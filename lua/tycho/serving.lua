@@ -246,7 +246,8 @@ end
 -- keeps the log small. opts.retain (a duration, default "7d") bounds the
 -- log: every flush deletes a bounded batch of entries older than that.
 -- opts.on_flush(tx) runs in each flush's transaction (experiment
--- exposures, pending feedback).
+-- exposures, pending feedback); opts.has_work() asks whether an idle log
+-- should still flush for it.
 -- Returns log(entry) -> prediction id, where entry = { model, version,
 -- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
 -- unit }, and flush().
@@ -257,17 +258,31 @@ function M.prediction_log(opts)
   local sample_every = opts.sample_every or 20
   local pid = uv.os_getpid()
   local st
-  local function flush()
-    if #buffer == 0 and not opts.on_flush then return end
+  -- flush(also): one transaction for the buffered entries, the on_flush
+  -- hook and also(tx) (whose result it returns after ok). An idle log
+  -- writes nothing unless opts.has_work() says the hook has work.
+  local function flush(also)
+    if #buffer == 0 and not also and not (opts.has_work and opts.has_work()) then return true end
     local batch = buffer
     buffer = {}
     st = st or assert(require("tycho.store").open())
-    local ok, err = pcall(st.update, st, function(tx)
+    local ok, res = pcall(st.update, st, function(tx)
       for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
       M.prune(tx, timeutil.now() - retain_us, 1000)
       if opts.on_flush then opts.on_flush(tx) end
+      if also then return also(tx) end
     end)
-    if not ok then io.stderr:write("tycho serve: prediction log: ", tostring(err), "\n") end
+    if not ok then
+      io.stderr:write("tycho serve: prediction log: ", tostring(res), "\n")
+      -- Kept for the next flush (bounded: a store that keeps failing must
+      -- not take the worker's memory with it).
+      if #buffer + #batch <= 100000 then
+        local n = #batch
+        for i, e in ipairs(buffer) do batch[n + i] = e end
+        buffer = batch
+      end
+    end
+    return ok, res
   end
   local timer = uv.new_timer()
   timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)

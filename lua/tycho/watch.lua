@@ -30,9 +30,17 @@ local function feedback(app, http, req)
   if type(items) ~= "table" or #items == 0 then
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
-  -- This worker's own predictions must be in the log before they are joined.
-  if app.flush_log then app.flush_log() end
-  local res = experiments.feedback(items, { experiments = app.experiments, retain = app.log_retain })
+  -- This worker's buffered predictions land in the same transaction, just
+  -- before the join: one commit per feedback request.
+  local opts = { experiments = app.experiments, retain = app.log_retain }
+  local res
+  if app.flush_log then
+    local ok, out = app.flush_log(function(tx) return experiments.feedback_in(tx, items, opts) end)
+    if not ok then http.error(503, "store_unavailable", tostring(out)) end
+    res = out
+  else
+    res = experiments.feedback(items, opts)
+  end
   if #items == 1 and type(body) == "table" and body.prediction_id ~= nil and res.results[1].status == "rejected" then
     local reason = res.results[1].reason
     http.error(FEEDBACK_STATUS[reason] or 400, FEEDBACK_STATUS[reason] and "unknown_prediction" or "bad_request", reason)
@@ -100,18 +108,25 @@ function M.start(app)
 end
 
 --- The work of each prediction-log flush: experiment exposures, and
--- feedback that arrived before its prediction was logged (checked once a
--- second). Returns the hook, or nil when there is nothing to do.
+-- feedback that arrived before its prediction was logged. Returns the hook
+-- and has_work() for an otherwise idle log: buffered exposures, or (looked
+-- up once a second) pending feedback.
 function M.on_flush(app)
-  local last_reconcile = 0
-  return function(tx)
+  local last_check = 0
+  local function hook(tx)
     for _, e in pairs(app.experiments) do e:flush_in(tx) end
-    local now = timeutil.now()
-    if now - last_reconcile > 1e6 then
-      last_reconcile = now
-      experiments.reconcile(tx, app.experiments)
-    end
+    experiments.reconcile(tx, app.experiments)
   end
+  local function has_work()
+    for _, e in pairs(app.experiments) do
+      if (e.exposures and #e.exposures > 0) or e.pending_faults then return true end
+    end
+    local now = timeutil.now()
+    if now - last_check < 1e6 then return false end
+    last_check = now
+    return experiments.has_pending(store())
+  end
+  return hook, has_work
 end
 
 -- One evaluation of an alert rule.
