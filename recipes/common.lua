@@ -34,4 +34,12 @@ function M.client(port)
   end
 end
 
+--- Stops the server (SIGTERM drains it) and prints its exit code; after
+-- a failure (ok false) its stderr too, which says why.
+function M.stop(srv, ok)
+  local code = srv:stop()
+  print("server exited with code " .. tostring(code))
+  if not ok or code ~= 0 then io.stderr:write("server log:\n", srv.proc.stderr(), "\n") end
+end
+
 return M

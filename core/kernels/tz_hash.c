@@ -54,6 +54,15 @@ uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len)
     return h;
 }
 
+double tz_hash_unit_interval(uint64_t state, const void *data, size_t len)
+{
+    uint64_t h = tz_hash_fnv1a64(state, data, len);
+    h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdull;
+    h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return (double)(h >> 11) * 0x1p-53;
+}
+
 static const uint32_t K256[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

@@ -23,4 +23,11 @@ uint64_t tz_hash_siphash(const uint8_t key[16], const void *data, size_t len);
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
 
+/* A point in [0, 1) for data: FNV-1a 64 continued from `state` (e.g. the
+ * hash of an experiment's salt), then the MurmurHash3 64-bit finalizer,
+ * since FNV's top bits are weak for short keys that differ in their last
+ * bytes. Experiments assign units with it; in C rather than Lua because
+ * 64-bit integer arithmetic on LuaJIT cdata miscompiles in some traces. */
+double tz_hash_unit_interval(uint64_t state, const void *data, size_t len);
+
 #endif

@@ -137,15 +137,15 @@ static void preload_luv(lua_State *L, uv_loop_t *loop)
 /* os.exit closes the Lua state unless told not to: finalizers then close
  * the store and sockets, and a script or DAG task that exits early leaks
  * nothing (LeakSanitizer aborts a process that does). */
-static void close_on_exit(lua_State *L)
+static void lua_prelude(lua_State *L)
 {
-    static const char wrapper[] =
+    static const char prelude[] =
         "local exit = os.exit\n"
         "os.exit = function(code, close)\n"
         "  if close == nil then close = true end\n"
         "  return exit(code, close)\n"
         "end\n";
-    if (luaL_dostring(L, wrapper)) lua_pop(L, 1);
+    if (luaL_dostring(L, prelude)) lua_pop(L, 1);
 }
 
 int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
@@ -158,7 +158,7 @@ int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
         return -1;
     }
     luaL_openlibs(rt->L);
-    close_on_exit(rt->L);
+    lua_prelude(rt->L);
     find_lua_dir(luadir, sizeof luadir);
     set_paths(rt->L, luadir);
     preload_luv(rt->L, rt->loop);

@@ -163,6 +163,11 @@ void tz_store_txn_reset(tz_store_txn *txn)
 int tz_store_txn_renew(tz_store_txn *txn, tz_err *err)
 {
     int rc = mdb_txn_renew(TXN(txn));
+    if (rc == MDB_MAP_RESIZED) {
+        /* Another process grew the map since: adopt its size, as begin does. */
+        rc = mdb_env_set_mapsize(mdb_txn_env(TXN(txn)), 0);
+        if (!rc) rc = mdb_txn_renew(TXN(txn));
+    }
     return rc ? store_fail(err, rc, "renew read transaction") : 0;
 }
 

@@ -202,18 +202,13 @@ end
 
 -- ---- assignment --------------------------------------------------------------------
 
--- Uniform in [0, 1) from (salt, unit): FNV-1a then a 64-bit finalizer, since
--- FNV's top bits are weak for short keys that differ in their last bytes.
--- FNV-1a is incremental: the state after salt .. "\0" (salt_state, kept per
+-- Uniform in [0, 1) from (salt, unit) (tz_hash_unit_interval). FNV-1a is
+-- incremental: the state after salt .. "\0" (salt_state, kept per
 -- experiment) continued over the unit equals the hash of the concatenation,
 -- so the request path hashes only the unit.
 local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
 local function unit_hash(salt, unit, state)
-  local h = kernels.tz_hash_fnv1a64(state or salt_state(salt), unit, #unit)
-  h = bit.bxor(h, bit.rshift(h, 33)) * 0xff51afd7ed558ccdULL
-  h = bit.bxor(h, bit.rshift(h, 33)) * 0xc4ceb9fe1a85ec53ULL
-  h = bit.bxor(h, bit.rshift(h, 33))
-  return tonumber(bit.rshift(h, 11)) / 2 ^ 53
+  return kernels.tz_hash_unit_interval(state or salt_state(salt), unit, #unit)
 end
 M.unit_hash = unit_hash
 

@@ -70,6 +70,9 @@ end
 local Store, Txn = {}, {}
 Store.__index, Txn.__index = Store, Txn
 
+-- Point readers' transactions left open since the event loop last turned.
+local open_readers = {}
+
 --- Opens the home directory (default: this process's home), creating it.
 -- opts: map_size (bytes, initial), read_only. Returns store or nil, msg, code.
 -- LMDB forbids opening one environment twice in a process (the second
@@ -97,7 +100,10 @@ function M.open(path, opts)
   -- the store's finaliser ends them first.
   local parked = {}
   local handle = ffi.gc(out[0], function(h)
-    for _, txn in pairs(parked) do C.tz_store_txn_abort(txn) end
+    for _, txn in pairs(parked) do
+      open_readers[txn] = nil
+      C.tz_store_txn_abort(txn)
+    end
     C.tz_store_close(h)
   end)
   local st = setmetatable({ handle = handle, path = path, dbis = {}, writing = false, parked = parked,
@@ -124,6 +130,7 @@ function Store:close()
   if self.handle then
     open_stores[canonical(self.path)] = nil
     for k, txn in pairs(self.parked) do
+      open_readers[txn] = nil
       C.tz_store_txn_abort(txn)
       self.parked[k] = nil
     end
@@ -204,9 +211,35 @@ function Store:update(fn, ...)
   error("store: map still full after growing 40 times", 2)
 end
 
+-- Point readers leave their transaction open after a read, so the pointer
+-- they return stays valid while the caller decodes it (after a reset, a
+-- writer in another process may reuse the page). Open ones are reset on the
+-- next read or, at the latest, once the event loop turns, so a snapshot is
+-- never pinned for long.
+local reset_check
+
+local function reset_open_readers()
+  for txn, state in pairs(open_readers) do
+    if state.open then C.tz_store_txn_reset(txn) state.open = false end
+    open_readers[txn] = nil
+  end
+end
+
+local function mark_open(txn, state)
+  state.open = true
+  open_readers[txn] = state
+  if not reset_check then
+    local uv = require "luv"
+    reset_check = uv.new_check()
+    reset_check:start(reset_open_readers)
+    reset_check:unref()
+  end
+end
+
 --- A point reader for hot paths: reader(key) -> pointer, length of the value
--- of key in db (valid until the next call) or nil. It parks one read
--- transaction between calls (reset/renew), so each read sees the latest
+-- of key in db or nil. The pointer is valid until the next call of this
+-- reader or the event loop's next turn, whichever comes first. One read
+-- transaction per reader is renewed per call, so each read sees the latest
 -- commit without the cost of a new transaction.
 function Store:point_reader(db)
   if self.point_readers[db] then return self.point_readers[db] end
@@ -221,6 +254,7 @@ function Store:point_reader(db)
   self.parked[#self.parked + 1] = txn
   C.tz_store_txn_reset(txn)
   local value = ffi.new("tz_store_val[1]")
+  local state = { open = false }
   local store = self
   local function read(k)
     if not h then
@@ -230,10 +264,10 @@ function Store:point_reader(db)
       read = store:point_reader(db)
       return read(k)
     end
+    if state.open then C.tz_store_txn_reset(txn) state.open = false end
     if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
-    local got = C.tz_store_get(txn, h, k, #k, value, err)
-    C.tz_store_txn_reset(txn)
-    if got ~= OK then return nil end
+    mark_open(txn, state)
+    if C.tz_store_get(txn, h, k, #k, value, err) ~= OK then return nil end
     return value[0].data, tonumber(value[0].size)
   end
   self.point_readers[db] = read

@@ -93,5 +93,5 @@ local ok, err = pcall(function()
   print(tycho.monitor.format(tycho.monitor.summary(lib.MODEL, { window = "1h" })))
 end)
 step("7. stop the server")
-print("server exited with code " .. tostring(srv:stop()))
+common.stop(srv, ok)
 if not ok then error(err, 0) end

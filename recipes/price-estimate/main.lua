@@ -181,6 +181,6 @@ local ok, err = pcall(function()
   print(tycho.monitor.format(summary))
 end)
 step("7. stop the server (SIGTERM drains in-flight requests)")
-print("server exited with code " .. tostring(srv:stop()))
+common.stop(srv, ok)
 print(string.format("\ndone in %.1f s", tonumber(uv.hrtime() - started) / 1e9))
 if not ok then error(err, 0) end

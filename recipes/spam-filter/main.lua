@@ -80,5 +80,5 @@ local ok, err = pcall(function()
   print(tycho.monitor.format(tycho.monitor.summary("spam", { window = "1h" })))
 end)
 step("6. stop the server (SIGTERM drains in-flight requests)")
-print("server exited with code " .. tostring(srv:stop()))
+common.stop(srv, ok)
 if not ok then error(err, 0) end

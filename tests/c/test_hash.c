@@ -16,6 +16,18 @@ int main(void)
     ok(tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "a", 1) == 0xaf63dc4c8601ec8cull, "FNV-1a 64 of 'a'");
     uint64_t whole = tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "hello", 5);
     ok(tz_hash_fnv1a64(tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "he", 2), "llo", 3) == whole, "FNV is incremental");
+    /* Unit interval: in [0, 1), and about uniform over many short keys. */
+    uint64_t salt = tz_hash_fnv1a64(TZ_HASH_FNV_SEED, "exp\0", 4);
+    int below = 0, inside = 1;
+    for (int i = 0; i < 100000; i++) {
+        char unit[16];
+        int n = snprintf(unit, sizeof unit, "user-%d", i);
+        double u = tz_hash_unit_interval(salt, unit, (size_t)n);
+        inside &= u >= 0 && u < 1;
+        below += u < 0.2;
+    }
+    ok(inside, "unit interval values lie in [0, 1)");
+    ok(below > 19400 && below < 20600, "a fifth of 100000 units fall below 0.2 (%d)", below);
     static const struct { const char *msg; const char *hex; } v[] = {
         { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
         { "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
