@@ -7,6 +7,41 @@ local testing = require "tycho.testing"
 
 local M = {}
 
+-- The shared datasets sit next to the project: ../shared/data from its root.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+M.DATA = os.getenv("TYCHO_DATA") or (here .. "../../shared/data")
+
+--- Arrival times by row of n items, one every `every` seconds from `base`
+-- in a fixed shuffled order (the datasets are sorted; real arrivals are
+-- not): a Fisher-Yates shuffle driven by a MINSTD generator (`multiplier`
+-- 16807 unless given) from `seed`.
+function M.arrivals(n, base, every, seed, multiplier)
+  local order, state = {}, seed
+  for i = 1, n do order[i] = i end
+  for k = n, 2, -1 do
+    state = state * (multiplier or 16807) % 2147483647
+    local j = state % k + 1
+    order[k], order[j] = order[j], order[k]
+  end
+  local at = {}
+  for rank, row in ipairs(order) do at[row] = base + rank * every end
+  return at
+end
+
+--- The rows of frame f that arrived by until_ts (at: arrival time by row)
+-- as feature-store events: column `drop` removed, the entity key `key`
+-- (id_of(row)) and event_time added.
+function M.arrived_events(f, at, until_ts, drop, key, id_of)
+  local keep, ids, times = {}, {}, {}
+  for row = 1, f:nrows() do
+    if at[row] <= until_ts then
+      keep[#keep + 1] = row
+      ids[#ids + 1], times[#times + 1] = id_of(row), at[row]
+    end
+  end
+  return f:take(keep):drop(drop):with_column(key, ids):with_column("event_time", times)
+end
+
 function M.step(title) print("\n== " .. title) end
 
 --- A function that runs `tycho --home HOME ARGS...` with env, prints its

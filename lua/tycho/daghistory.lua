@@ -17,6 +17,7 @@
 local uv = require "luv"
 local json = require "tycho.json"
 local keys = require "tycho.keys"
+local timeutil = require "tycho.timeutil"
 
 local M = {}
 local DB = "dag_runs"
@@ -36,10 +37,7 @@ function K.tasks(name, id) return keys.pack("s s s", "task", name, id) end
 function K.result(name, id, task) return keys.pack("s s s s", "result", name, id, task) end
 M.keys = K
 
-local function now()
-  local s, us = uv.gettimeofday()
-  return s + (us or 0) / 1e6
-end
+local function now() return timeutil.now() / 1e6 end
 M.now = now
 
 local TERMINAL = { success = true, failed = true, timed_out = true, skipped = true, upstream_failed = true }
@@ -89,7 +87,7 @@ end
 -- ---- slots ---------------------------------------------------------------------------
 
 local function parse_time(text, what)
-  local us, err = require("tycho.timeutil").parse(text)
+  local us, err = timeutil.parse(text)
   if not us then return nil, what .. ": " .. err end
   return us / 1e6
 end

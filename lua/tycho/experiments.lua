@@ -62,6 +62,16 @@ local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) e
 local function fault_key(name) return keys.pack("s s", "c", name) end
 local function pending_key(id) return keys.pack("s s", "p", id) end
 
+-- Uniform in [0, 1) from (salt, unit) (tz_hash_unit_interval). FNV-1a is
+-- incremental: the state after salt .. "\0" (salt_state, kept per
+-- experiment) continued over the unit equals the hash of the concatenation,
+-- so the request path hashes only the unit.
+local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
+local function unit_hash(salt, unit, state)
+  return kernels.tz_hash_unit_interval(state or salt_state(salt), unit, #unit)
+end
+M.unit_hash = unit_hash
+
 -- ---- definition ----------------------------------------------------------------------
 
 local function bad(msg) error("experiment: " .. msg, 3) end
@@ -125,6 +135,7 @@ function M.define(def)
     name = name, kind = kind, unit = def.unit, variants = variants, metric = def.metric or "conversion",
     metric_type = metric_type, reward = reward, target = def.target, salt = tostring(def.salt or name),
     winner = def.winner, epsilon = def.epsilon or 0.1, seed = def.seed or 1, description = def.description,
+    status_key = status_key(name), salt_state = salt_state(tostring(def.salt or name)),
     by_name = seen, pending = {}, counters = nil, counters_at = -1, target_errors = 0,
   }, Experiment)
 end
@@ -202,15 +213,6 @@ end
 
 -- ---- assignment --------------------------------------------------------------------
 
--- Uniform in [0, 1) from (salt, unit) (tz_hash_unit_interval). FNV-1a is
--- incremental: the state after salt .. "\0" (salt_state, kept per
--- experiment) continued over the unit equals the hash of the concatenation,
--- so the request path hashes only the unit.
-local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
-local function unit_hash(salt, unit, state)
-  return kernels.tz_hash_unit_interval(state or salt_state(salt), unit, #unit)
-end
-M.unit_hash = unit_hash
 
 -- Park–Miller generator: seeded, per experiment, independent of math.random.
 local function rand(self)
@@ -289,9 +291,8 @@ end
 
 -- "running", or "stopped" and the variant every unit now gets.
 -- Read on every assignment: through the store's point reader (no new
--- transaction), the key packed once.
+-- transaction), the key packed when the experiment is defined.
 function Experiment:status(store)
-  if self.status_key_of ~= self.name then self.status_key, self.status_key_of = status_key(self.name), self.name end
   local p, n = reader(store or st())(self.status_key)
   local s = p and ffi.string(p, n)
   if not s or s == "running" then return "running" end
@@ -318,7 +319,6 @@ function Experiment:assign(unit, req, store, instance)
   end
   local variant
   if self.kind == "ab" then
-    if self.salt_state_of ~= self.salt then self.salt_state, self.salt_state_of = salt_state(self.salt), self.salt end
     local u, acc = unit_hash(self.salt, unit, self.salt_state), 0
     for _, v in ipairs(self.variants) do
       acc = acc + v.weight
@@ -399,14 +399,18 @@ function Experiment:flush_in(tx)
   self.counters_at = -1
 end
 
+--- Whether exposures or fault counts wait to be written.
+function Experiment:has_work()
+  return (self.exposures ~= nil and #self.exposures > 0) or self.pending_faults ~= nil
+end
+
 --- Writes every experiment's buffered exposures in one transaction.
 function M.flush(list, store)
   local any = false
-  for _, e in pairs(list) do
-    if (e.exposures and #e.exposures > 0) or e.pending_faults then any = true end
-  end
+  for _, e in pairs(list) do any = any or e:has_work() end
   if not any then return end
-  local ok, err = pcall((store or st()).update, store or st(), function(tx)
+  store = store or st()
+  local ok, err = pcall(store.update, store, function(tx)
     for _, e in pairs(list) do e:flush_in(tx) end
   end)
   if not ok then io.stderr:write("tycho: experiments: ", tostring(err), "\n") end
@@ -573,10 +577,7 @@ function Experiment:results(store)
            rejected_events = (faults and faults.rejected_events) or 0, variants = out }
 end
 
-local function fmt(v, f)
-  if type(v) ~= "number" then return "-" end
-  return string.format(f or "%.4g", v)
-end
+local fmt = require("tycho.pretty").number
 
 --- Results as a readable table (the CLI and the REPL print this).
 function M.format_results(r)
@@ -649,12 +650,13 @@ function M.feedback_in(tx, items, opts)
     local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
     local key, at = log_key(type(it) == "table" and it.prediction_id)
     local outcome = type(it) == "table" and it.outcome
-    if not key then r.status, r.reason = "rejected", "malformed prediction_id"
+    if not key then r.status, r.code, r.reason = "rejected", "malformed", "malformed prediction_id"
     elseif outcome == nil or outcome == json.null or type(outcome) == "table" then
-      r.status, r.reason = "rejected", "outcome must be a number, string or boolean"
+      r.status, r.code, r.reason = "rejected", "bad_outcome", "outcome must be a number, string or boolean"
     elseif tx:get("outcomes", it.prediction_id) then r.status = "duplicate"
-    elseif at < now - retain_us then r.status, r.reason = "rejected", "prediction id expired (older than the log's retention)"
-    elseif at > now + 60e6 then r.status, r.reason = "rejected", "unknown prediction id (from the future)"
+    elseif at < now - retain_us then
+      r.status, r.code, r.reason = "rejected", "expired", "prediction id expired (older than the log's retention)"
+    elseif at > now + 60e6 then r.status, r.code, r.reason = "rejected", "future", "unknown prediction id (from the future)"
     else
       local raw = tx:get("predictions", key)
       tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
@@ -666,7 +668,7 @@ function M.feedback_in(tx, items, opts)
         r.status = "pending"
       else
         tx:delete("outcomes", it.prediction_id)
-        r.status, r.reason = "rejected", "unknown prediction id"
+        r.status, r.code, r.reason = "rejected", "unknown", "unknown prediction id"
       end
     end
     counts[r.status] = counts[r.status] + 1

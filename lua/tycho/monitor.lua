@@ -183,10 +183,7 @@ function M.summary(name, opts)
            to = timeutil.format(now), truncated = truncated, versions = versions }
 end
 
-local function fmt(v, f)
-  if type(v) ~= "number" then return "-" end
-  return string.format(f or "%.4g", v)
-end
+local fmt = require("tycho.pretty").number
 
 --- The summary as a readable table (the CLI and the REPL print this).
 function M.format(s)

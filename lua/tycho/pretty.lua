@@ -60,6 +60,13 @@ local function render(v, opts, depth, seen, out)
   seen[v] = nil
 end
 
+--- A number for a report table: string.format(f or "%.4g", v), or "-"
+-- when v is missing (nil, JSON null).
+function M.number(v, f)
+  if type(v) ~= "number" then return "-" end
+  return string.format(f or "%.4g", v)
+end
+
 --- Renders v as text. opts: depth, items (per table), width (characters).
 function M.format(v, opts)
   opts = setmetatable(opts or {}, { __index = defaults })

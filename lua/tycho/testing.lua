@@ -43,6 +43,18 @@ function M.write(path, text)
   return path
 end
 
+--- What Prometheus's linter (promtool, Debian's prometheus package) says of
+-- a metrics text: its output, ending "rc=N" with its exit status.
+function M.promtool_check(text)
+  local path = os.tmpname()
+  M.write(path, text)
+  local p = io.popen("promtool check metrics < '" .. path .. "' 2>&1; echo rc=$?")
+  local verdict = p:read("*a")
+  p:close()
+  os.remove(path)
+  return verdict
+end
+
 --- The tycho binary running these specs.
 M.exe = internal.exe
 

@@ -20,8 +20,8 @@ local function find(app, http, name)
   return loaded
 end
 
-local FEEDBACK_STATUS = { ["unknown prediction id"] = 404,
-                          ["prediction id expired (older than the log's retention)"] = 410 }
+-- HTTP status of a rejected single feedback, by the rejection's code.
+local FEEDBACK_STATUS = { unknown = 404, expired = 410 }
 
 local function feedback(app, http, req)
   local body = req:json()
@@ -42,8 +42,8 @@ local function feedback(app, http, req)
     res = experiments.feedback(items, opts)
   end
   if #items == 1 and type(body) == "table" and body.prediction_id ~= nil and res.results[1].status == "rejected" then
-    local reason = res.results[1].reason
-    http.error(FEEDBACK_STATUS[reason] or 400, FEEDBACK_STATUS[reason] and "unknown_prediction" or "bad_request", reason)
+    local r = res.results[1]
+    http.error(FEEDBACK_STATUS[r.code] or 400, FEEDBACK_STATUS[r.code] and "unknown_prediction" or "bad_request", r.reason)
   end
   return res
 end
@@ -61,7 +61,9 @@ function M.add(app, http)
   app:get("/v1/experiments/{name}", function(req)
     if app.flush_log then app.flush_log() end
     local e = find(app, http, req.params.name)
-    store():update(function(tx) experiments.reconcile(tx, app.experiments) end)
+    if experiments.has_pending(store()) then
+      store():update(function(tx) experiments.reconcile(tx, app.experiments) end)
+    end
     return e:results()
   end)
   app:get("/v1/experiments/{name}/assignment", function(req)
@@ -119,7 +121,7 @@ function M.on_flush(app)
   end
   local function has_work()
     for _, e in pairs(app.experiments) do
-      if (e.exposures and #e.exposures > 0) or e.pending_faults then return true end
+      if e:has_work() then return true end
     end
     local now = timeutil.now()
     if now - last_check < 1e6 then return false end

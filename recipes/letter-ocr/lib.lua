@@ -8,7 +8,7 @@ local tycho = require "tycho"
 local M = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-M.DATA = os.getenv("TYCHO_DATA") or (here .. "../../../shared/data")
+M.DATA = dofile(here .. "../common.lua").DATA
 M.MODEL = "letter"
 M.FIRST_DAY = 1735689600  -- 2025-01-01T00:00:00Z
 

@@ -10,7 +10,8 @@ local M = {}
 
 -- The shared datasets sit next to the project: ../shared/data from its root.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-M.DATA = os.getenv("TYCHO_DATA") or (here .. "../../../shared/data")
+local common = dofile(here .. "../common.lua")
+M.DATA = common.DATA
 M.BASE = 1735689600   -- 2025-01-01T00:00:00Z: the first diamond is listed then
 M.EVERY = 6           -- a new listing every 6 seconds: 53940 over about 3.7 days
 M.PRICED_AFTER = 3600 -- a listing's price (what it sold for) is known an hour later
@@ -24,18 +25,7 @@ M.GATES = { mae = 450, rmse = 900 }
 
 --- Listing times by row: diamonds.csv is sorted by price, a marketplace
 -- is not, so rows are listed in a fixed pseudo-random order.
-function M.listing_times(n)
-  local order, state = {}, 7919
-  for i = 1, n do order[i] = i end
-  for k = n, 2, -1 do
-    state = (state * 48271) % 2147483647
-    local j = state % k + 1
-    order[k], order[j] = order[j], order[k]
-  end
-  local at = {}
-  for rank = 1, n do at[order[rank]] = M.BASE + rank * M.EVERY end
-  return at
-end
+function M.listing_times(n) return common.arrivals(n, M.BASE, M.EVERY, 7919, 48271) end
 
 function M.diamond_id(row) return string.format("d-%05d", row) end
 
@@ -82,14 +72,7 @@ function M.ingest(until_ts)
   local d, at = M.diamonds()
   local fs = assert(tycho.features.open())
   M.declare(fs)
-  local keep, ids, times = {}, {}, {}
-  for row = 1, d:nrows() do
-    if at[row] <= until_ts then
-      keep[#keep + 1] = row
-      ids[#ids + 1], times[#times + 1] = M.diamond_id(row), at[row]
-    end
-  end
-  local events = d:take(keep):drop("target"):with_column("diamond_id", ids):with_column("event_time", times)
+  local events = common.arrived_events(d, at, until_ts, "target", "diamond_id", M.diamond_id)
   return assert(fs:ingest("diamond_attrs", events))
 end
 

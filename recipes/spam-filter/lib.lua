@@ -6,25 +6,14 @@ local frame, step = tycho.frame, tycho.step
 
 local M = {}
 
--- The shared datasets sit next to the project: ../shared/data from its root.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-M.DATA = os.getenv("TYCHO_DATA") or (here .. "../../../shared/data")
+local common = dofile(here .. "../common.lua")
+M.DATA = common.DATA
 M.BASE = 1735689600  -- 2025-01-01T00:00:00Z: the first email arrives then
 
 -- Emails arrive one a minute in a fixed shuffled order (spam.csv lists
 -- spam first; a real mailbox mixes them). Returns arrival time by row.
-function M.arrivals(n)
-  local order, seed = {}, 20250101
-  for i = 1, n do order[i] = i end
-  for k = n, 2, -1 do
-    seed = seed * 16807 % 2147483647
-    local j = seed % k + 1
-    order[k], order[j] = order[j], order[k]
-  end
-  local at = {}
-  for rank, row in ipairs(order) do at[row] = M.BASE + rank * 60 end
-  return at
-end
+function M.arrivals(n) return common.arrivals(n, M.BASE, 60, 20250101) end
 
 function M.email_id(row) return string.format("email-%05d", row) end
 
@@ -53,14 +42,7 @@ function M.ingest(until_ts)
   local emails, at = M.emails()
   local fs = assert(tycho.features.open())
   M.declare(fs, emails)
-  local keep, ids, times = {}, {}, {}
-  for row = 1, emails:nrows() do
-    if at[row] <= until_ts then
-      keep[#keep + 1] = row
-      ids[#ids + 1], times[#times + 1] = M.email_id(row), at[row]
-    end
-  end
-  local events = emails:take(keep):drop("label"):with_column("email_id", ids):with_column("event_time", times)
+  local events = common.arrived_events(emails, at, until_ts, "label", "email_id", M.email_id)
   return assert(fs:ingest("email_stats", events))
 end
 
