@@ -33,6 +33,14 @@ describe("recipes", function()
   it("price-estimate: precomputed estimates by key and online predictions", function()
     if not io.open("recipes/price-estimate/main.lua") then pending("recipes/price-estimate is not there yet") return end
     local out = run_recipe("price-estimate")
-    assert.matches("MAE", out, 1, true)
+    -- Precomputed estimates read by key, within the gate's MAE ceiling ($450).
+    local batch = tonumber(out:match("precomputed estimate vs true price: MAE ([%d.]+) USD"))
+    assert.is_true(batch and batch < 450, "precomputed MAE " .. tostring(batch))
+    -- Online answers by key are the precomputed numbers.
+    assert.matches("largest difference from the precomputed estimate 0 USD", out, 1, true)
+    -- New items priced online, outcomes fed back and joined by the monitor.
+    local online = tonumber(out:match("new diamonds in %d+ requests of %d+: MAE ([%d.]+) USD"))
+    assert.is_true(online and online < 450, "online MAE " .. tostring(online))
+    assert.matches("mae=", out, 1, true)
   end)
 end)
