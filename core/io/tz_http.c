@@ -23,6 +23,7 @@ typedef struct buf {
 
 static int buf_add(buf *b, const void *data, size_t n)
 {
+    if (!n) return 0;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 512;
         while (cap < b->len + n) cap *= 2;
@@ -57,6 +58,8 @@ struct tz_http_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_timer_t drain_timer;
+    uv_idle_t resume_idle;     /* runs conn_resume for answered deferrals */
+    tz_http_conn *resume_head; /* connections waiting for it */
     tz_http_limits lim;
     tz_http_handler handler;
     void *ud;
@@ -64,7 +67,7 @@ struct tz_http_server {
     size_t nconns;
     int port;
     int draining;
-    int handles_open;          /* listener + drain timer until closed */
+    int handles_open;          /* listener, drain timer, resume idle until closed */
     int drain_timer_closing;
     void (*drained)(void *);
     void *drained_ud;
@@ -88,9 +91,13 @@ struct tz_http_conn {
     int last_was_value;
     buf body;
     buf out;                   /* responses not yet handed to the kernel */
+    buf stash;                 /* input read past a deferred request */
+    tz_http_conn *resume_next;
+    int resume_queued;
     int writing;               /* a uv_write is in flight */
     int in_request;
     int responded;
+    int deferred;              /* the handler will respond later */
     int keep_alive;
     int close_after;           /* close once out is flushed */
     int lingering;             /* error sent: discard input until EOF */
@@ -117,6 +124,7 @@ static void server_maybe_done(tz_http_server *srv)
     if (!srv->drain_timer_closing) {
         srv->drain_timer_closing = 1;
         uv_close((uv_handle_t *)&srv->drain_timer, on_server_handle_closed);
+        uv_close((uv_handle_t *)&srv->resume_idle, on_server_handle_closed);
     }
     if (srv->handles_open) return;
     void (*done)(void *) = srv->drained;
@@ -125,25 +133,40 @@ static void server_maybe_done(tz_http_server *srv)
     if (done) done(ud);
 }
 
-static void conn_free(tz_http_conn *c)
+static void resume_unqueue(tz_http_conn *c)
 {
-    tz_http_server *srv = c->srv;
-    if (c->prev) c->prev->next = c->next; else srv->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    srv->nconns--;
+    if (!c->resume_queued) return;
+    for (tz_http_conn **p = &c->srv->resume_head; *p; p = &(*p)->resume_next) {
+        if (*p == c) { *p = c->resume_next; break; }
+    }
+    c->resume_queued = 0;
+}
+
+static void conn_release(tz_http_conn *c)
+{
     free(c->head.p);
     free(c->body.p);
     free(c->out.p);
+    free(c->stash.p);
     free(c->spans);
     free(c->headers);
     free(c);
-    server_maybe_done(srv);
 }
 
+/* Both handles are closed: the connection leaves the server. A deferred one
+ * stays allocated, detached (srv NULL), until its late tz_http_respond. */
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     tz_http_conn *c = h->data;
-    if (--c->handles_open == 0) conn_free(c);
+    if (--c->handles_open) return;
+    tz_http_server *srv = c->srv;
+    resume_unqueue(c);
+    if (c->prev) c->prev->next = c->next; else srv->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    srv->nconns--;
+    c->srv = NULL;
+    if (!c->deferred) conn_release(c);
+    server_maybe_done(srv);
 }
 
 static void conn_close(tz_http_conn *c)
@@ -196,6 +219,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void conn_flush(tz_http_conn *c);
 
+/* Reads the next requests unless the connection waits: for a deferred
+ * response, for stashed input to be parsed first (order), for the kernel to
+ * take what we wrote (backpressure), or to close. */
+static void conn_read_more(tz_http_conn *c)
+{
+    if (c->closing || c->close_after || c->lingering || c->deferred || c->writing || c->stash.len
+        || c->resume_queued)
+        return;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
@@ -205,7 +239,7 @@ static void on_write(uv_write_t *req, int status)
     c->writing = 0;
     if (c->closing) return;
     if (status < 0) { conn_close(c); return; }
-    if (!c->close_after && !c->lingering) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    conn_read_more(c);
     conn_flush(c);
 }
 
@@ -294,11 +328,32 @@ static int header_is_safe(const tz_http_header *h)
         && !memchr(h->value, '\r', h->value_len) && !memchr(h->value, '\n', h->value_len);
 }
 
+static void conn_resume_later(tz_http_conn *c);
+
+void tz_http_defer(tz_http_conn *c)
+{
+    if (c->responded || c->deferred) return;
+    c->deferred = 1;
+    /* Responses must leave in request order, so nothing more is parsed or
+     * read until this one is answered: the parser stops after the current
+     * callback and on_read stashes what it had not parsed. */
+    http_parser_pause(&c->parser, 1);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+}
+
 void tz_http_respond(tz_http_conn *c, int status, const tz_http_header *headers, size_t nheaders,
                      const char *body, size_t body_len)
 {
     if (c->responded) return;
     c->responded = 1;
+    int was_deferred = c->deferred;
+    c->deferred = 0;
+    if (was_deferred && c->closing) {
+        /* The client is gone: nothing to write; free it if already detached. */
+        if (!c->srv) conn_release(c);
+        return;
+    }
     if (c->srv->draining) c->keep_alive = 0;
     if (!c->keep_alive) c->close_after = 1;
     buf *o = &c->out;
@@ -312,7 +367,12 @@ void tz_http_respond(tz_http_conn *c, int status, const tz_http_header *headers,
     }
     ok = ok && buf_add(o, "\r\n", 2) == 0;
     if (ok && c->parser.method != HTTP_HEAD) ok = buf_add(o, body, body_len) == 0;
-    if (!ok) conn_close(c);
+    if (!ok) { conn_close(c); return; }
+    if (was_deferred) {
+        conn_arm(c, c->srv->lim.idle_timeout_ms);
+        conn_flush(c);
+        conn_resume_later(c);
+    }
 }
 
 /* Answers a request the handler never sees, then closes the connection. */
@@ -460,6 +520,7 @@ static int on_message_complete(http_parser *p)
     c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     c->in_request = 0;
     c->srv->handler(c, &req, c->srv->ud);
+    if (c->deferred) return 0;
     if (!c->responded) {
         static const char msg[] = "{\"error\":{\"code\":\"internal\",\"message\":\"no response\"}}";
         tz_http_respond(c, 500, NULL, 0, msg, sizeof msg - 1);
@@ -485,19 +546,66 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init(c->srv->readbuf, sizeof c->srv->readbuf);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+static void conn_parse(tz_http_conn *c, const char *data, size_t len)
 {
-    tz_http_conn *c = s->data;
-    if (nread < 0) { conn_close(c); return; }
-    if (nread == 0 || c->lingering || c->close_after) return;
-    http_parser_execute(&c->parser, &parser_settings, b->base, (size_t)nread);
+    size_t used = http_parser_execute(&c->parser, &parser_settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) {
+        /* A request was deferred: keep the rest (the read buffer is shared). */
+        if (buf_add(&c->stash, data + used, len - used)) conn_close(c);
+        return;
+    }
     if (e != HPE_OK && !c->close_after) {
         char msg[200];
         snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(e));
         respond_error(c, 400, "bad_request", msg);
     }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    tz_http_conn *c = s->data;
+    if (nread < 0) { conn_close(c); return; }
+    if (nread == 0 || c->lingering || c->close_after) return;
+    conn_parse(c, b->base, (size_t)nread);
     conn_flush(c);
+}
+
+/* After a deferred response: parse what was stashed behind it, then read on.
+ * Run from an idle callback, never inside tz_http_respond, so a handler is
+ * never re-entered from its own caller. */
+static void conn_resume(tz_http_conn *c)
+{
+    http_parser_pause(&c->parser, 0);
+    if (c->stash.len) {
+        buf in = c->stash;
+        memset(&c->stash, 0, sizeof c->stash);
+        conn_parse(c, in.p, in.len);
+        free(in.p);
+    }
+    conn_flush(c);
+    conn_read_more(c);
+}
+
+static void on_resume(uv_idle_t *h)
+{
+    tz_http_server *srv = h->data;
+    while (srv->resume_head) {
+        tz_http_conn *c = srv->resume_head;
+        srv->resume_head = c->resume_next;
+        c->resume_queued = 0;
+        conn_resume(c);
+    }
+    uv_idle_stop(h);
+}
+
+static void conn_resume_later(tz_http_conn *c)
+{
+    if (c->closing || c->close_after || c->resume_queued) return;
+    c->resume_queued = 1;
+    c->resume_next = c->srv->resume_head;
+    c->srv->resume_head = c;
+    uv_idle_start(&c->srv->resume_idle, on_resume);
 }
 
 /* ---- server ----------------------------------------------------------- */
@@ -619,8 +727,9 @@ int tz_http_server_start(uv_loop_t *loop, const char *host, int port, int reusep
     srv->port = socket_port(fd);
     uv_tcp_init(loop, &srv->listener);
     uv_timer_init(loop, &srv->drain_timer);
-    srv->listener.data = srv->drain_timer.data = srv;
-    srv->handles_open = 2;
+    uv_idle_init(loop, &srv->resume_idle);
+    srv->listener.data = srv->drain_timer.data = srv->resume_idle.data = srv;
+    srv->handles_open = 3;
     rc = uv_tcp_open(&srv->listener, fd);
     if (!rc) rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
     if (rc) {
@@ -660,7 +769,7 @@ void tz_http_server_drain(tz_http_server *srv, unsigned timeout_ms, void (*done)
     /* A connection inside a request finishes it: tz_http_respond() turns
      * keep-alive off while draining, so it closes after its response. */
     for (tz_http_conn *c = srv->conns; c; c = c->next) {
-        if (c->in_request) continue;
+        if (c->in_request || c->deferred) continue;
         if (c->writing || c->out.len) c->close_after = 1;
         else conn_close(c);
     }

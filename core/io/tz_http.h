@@ -7,10 +7,11 @@
  * handler, and every pointer in it, is valid only during the handler call.
  *
  * The handler contract. The handler runs on the loop thread, once per
- * complete request, in arrival order (pipelined requests included), and must
- * call tz_http_respond() exactly once before it returns. Responses are
- * queued and written without blocking; one read's worth of pipelined
- * responses goes out in one write.
+ * complete request, in arrival order (pipelined requests included), and
+ * calls tz_http_respond() exactly once: before it returns, or later after
+ * tz_http_defer() (a response that waits for a group commit, say). Responses
+ * are queued and written without blocking, always in request order; one
+ * read's worth of pipelined responses goes out in one write.
  *
  * Limits and bad input never reach the handler: malformed requests get a 400,
  * oversized headers 431, oversized bodies 413, a request not complete within
@@ -79,8 +80,17 @@ size_t tz_http_server_connections(const tz_http_server *srv);
  * done(ud) (if non-NULL). Connections still open after timeout_ms are cut. */
 void tz_http_server_drain(tz_http_server *srv, unsigned timeout_ms, void (*done)(void *), void *ud);
 
-/* Queues the response to the request being handled. headers may be NULL;
- * Content-Length, Date, Server and Connection are added here. */
+/* Called by the handler: it returns without responding, and the response
+ * comes from a later tz_http_respond(conn, ...) on the loop thread. Until
+ * then the connection reads no further requests and has no idle timeout.
+ * conn stays valid until that call even if the client goes away (the
+ * response is then dropped) or the server drains (which waits for it until
+ * its timeout), so the call must come exactly once. */
+void tz_http_defer(tz_http_conn *conn);
+
+/* Queues the response to the request being handled, or to the deferred one.
+ * headers may be NULL; Content-Length, Date, Server and Connection are added
+ * here, and everything is copied before it returns. */
 void tz_http_respond(tz_http_conn *conn, int status, const tz_http_header *headers, size_t nheaders,
                      const char *body, size_t body_len);
 

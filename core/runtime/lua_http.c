@@ -1,7 +1,13 @@
 /* Lua binding of tz_http: tycho.internal.http_serve(opts, handler).
  * Runs the loop until SIGTERM/SIGINT has drained the server. Every request
  * calls handler(req) under a traceback pcall; a Lua error becomes a 500 with
- * the detail on stderr, never a dead worker. */
+ * the detail on stderr, never a dead worker.
+ *
+ * Deferred responses: inside the handler, http_defer() returns a token and
+ * the handler's return values are ignored; http_respond(token, status,
+ * headers, body) answers later, once. Tokens map to connections in a
+ * registry table, so a stale or repeated token is refused, never a dangling
+ * pointer. */
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,9 +22,16 @@
 typedef struct serve_ctx {
     lua_State *L;
     int handler_ref;
+    int pending_ref;           /* token -> light userdata conn */
+    lua_Integer next_token;
+    tz_http_conn *current;     /* the request in the handler, if any */
+    lua_Integer current_token; /* its token once deferred, else 0 */
     tz_http_server *srv;
     uv_signal_t sigterm, sigint;
 } serve_ctx;
+
+/* One server per process (a worker): the context http_defer works on. */
+static serve_ctx *active;
 
 static void push_headers(lua_State *L, const tz_http_request *req)
 {
@@ -66,26 +79,18 @@ static void respond_internal_error(tz_http_conn *conn)
     tz_http_respond(conn, 500, &json, 1, body, sizeof body - 1);
 }
 
-static void on_request(tz_http_conn *conn, const tz_http_request *req, void *ud)
+/* Responds on conn with the handler-shaped values at base: status, headers
+ * table, body string. */
+static void respond_from(lua_State *L, tz_http_conn *conn, int base)
 {
-    serve_ctx *ctx = ud;
-    lua_State *L = ctx->L;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->handler_ref);
-    push_request(L, req);
-    if (tz_runtime_pcall(L, 1, 3)) {
-        respond_internal_error(conn);
-        lua_settop(L, top);
-        return;
-    }
-    int status = (int)lua_tointeger(L, top + 1);
+    int status = (int)lua_tointeger(L, base);
     size_t body_len = 0;
-    const char *body = lua_tolstring(L, top + 3, &body_len);
+    const char *body = lua_tolstring(L, base + 2, &body_len);
     tz_http_header headers[MAX_RESPONSE_HEADERS];
     size_t nh = 0;
-    if (lua_istable(L, top + 2)) {
+    if (lua_istable(L, base + 1)) {
         lua_pushnil(L);
-        while (nh < MAX_RESPONSE_HEADERS && lua_next(L, top + 2)) {
+        while (nh < MAX_RESPONSE_HEADERS && lua_next(L, base + 1)) {
             /* Only strings: they stay alive, referenced by the table, until
              * tz_http_respond has copied them. */
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
@@ -97,13 +102,95 @@ static void on_request(tz_http_conn *conn, const tz_http_request *req, void *ud)
         }
     }
     if (status < 100 || status > 599) {
-        fprintf(stderr, "tycho: handler returned bad status %d for %s %.*s\n", status, req->method,
-                (int)req->path_len, req->path);
+        fprintf(stderr, "tycho: handler returned bad status %d\n", status);
         respond_internal_error(conn);
     } else {
         tz_http_respond(conn, status, headers, nh, body ? body : "", body_len);
     }
+}
+
+static void forget_token(lua_State *L, serve_ctx *ctx, lua_Integer token)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pending_ref);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (int)token);
+    lua_pop(L, 1);
+}
+
+static void on_request(tz_http_conn *conn, const tz_http_request *req, void *ud)
+{
+    serve_ctx *ctx = ud;
+    lua_State *L = ctx->L;
+    int top = lua_gettop(L);
+    ctx->current = conn;
+    ctx->current_token = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->handler_ref);
+    push_request(L, req);
+    int failed = tz_runtime_pcall(L, 1, 3);
+    lua_Integer deferred = ctx->current_token;
+    ctx->current = NULL;
+    ctx->current_token = 0;
+    if (failed) {
+        /* A deferred request that failed is answered now: its token dies. */
+        if (deferred) forget_token(L, ctx, deferred);
+        respond_internal_error(conn);
+    } else if (!deferred) {
+        respond_from(L, conn, top + 1);
+    }
     lua_settop(L, top);
+}
+
+/* http_defer() -> token: the request being handled will be answered by
+ * http_respond(token, ...). */
+static int l_http_defer(lua_State *L)
+{
+    serve_ctx *ctx = active;
+    if (!ctx || !ctx->current) return luaL_error(L, "http_defer: no request is being handled");
+    if (!ctx->current_token) {
+        ctx->current_token = ++ctx->next_token;
+        tz_http_defer(ctx->current);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pending_ref);
+        lua_pushlightuserdata(L, ctx->current);
+        lua_rawseti(L, -2, (int)ctx->current_token);
+        lua_pop(L, 1);
+    }
+    lua_pushinteger(L, ctx->current_token);
+    return 1;
+}
+
+/* http_respond(token, status, headers, body) -> true | false (token unknown
+ * or already answered). */
+static int l_http_respond(lua_State *L)
+{
+    serve_ctx *ctx = active;
+    lua_Integer token = luaL_checkinteger(L, 1);
+    luaL_checkinteger(L, 2);
+    luaL_checkstring(L, 4);
+    if (!ctx) { lua_pushboolean(L, 0); return 1; }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pending_ref);
+    lua_rawgeti(L, -1, (int)token);
+    tz_http_conn *conn = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    if (!conn) { lua_pushboolean(L, 0); return 1; }
+    forget_token(L, ctx, token);
+    respond_from(L, conn, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Deferred requests nobody answered before the loop ended: their
+ * connections are released with a 503. */
+static void release_pending(lua_State *L, serve_ctx *ctx)
+{
+    static const tz_http_header json = { "Content-Type", 12, "application/json", 16 };
+    static const char body[] = "{\"error\":{\"code\":\"unavailable\",\"message\":\"server stopped\"}}";
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pending_ref);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        tz_http_respond(lua_touserdata(L, -1), 503, &json, 1, body, sizeof body - 1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 static void on_drained(void *ud)
@@ -160,6 +247,9 @@ static int l_http_serve(lua_State *L)
     }
     lua_pushvalue(L, 2);
     ctx.handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    ctx.pending_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    active = &ctx;
     uv_signal_init(loop, &ctx.sigterm);
     uv_signal_init(loop, &ctx.sigint);
     ctx.sigterm.data = ctx.sigint.data = &ctx;
@@ -173,7 +263,10 @@ static int l_http_serve(lua_State *L)
         lua_pop(L, 1);
     }
     uv_run(loop, UV_RUN_DEFAULT);
+    release_pending(L, &ctx);
+    active = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, ctx.handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ctx.pending_ref);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -199,4 +292,8 @@ void tz_lua_http_register(lua_State *L)
     lua_setfield(L, -2, "http_serve");
     lua_pushcfunction(L, l_http_probe);
     lua_setfield(L, -2, "http_probe");
+    lua_pushcfunction(L, l_http_defer);
+    lua_setfield(L, -2, "http_defer");
+    lua_pushcfunction(L, l_http_respond);
+    lua_setfield(L, -2, "http_respond");
 }

@@ -441,31 +441,37 @@ function Experiment:record_events(events, store)
   if self:status(store) == "stopped" then
     return nil, 409, "experiment " .. self.name .. " is stopped; its results are final"
   end
-  M.flush({ self }, store)
   return store:update(function(tx)
-    local accepted, rejected = 0, {}
-    for i, ev in ipairs(events) do
-      local why
-      local value = type(ev) == "table" and numeric(ev.value)
-      if type(ev) ~= "table" or ev.unit == nil then why = "needs a unit"
-      elseif ev.metric ~= nil and ev.metric ~= self.metric then
-        why = "unknown metric '" .. tostring(ev.metric) .. "' (this experiment measures " .. self.metric .. ")"
-      elseif not value then why = "value must be a number or boolean, got " .. json.encode(ev.value)
-      else
-        local unit = tostring(ev.unit)
-        local urec = tx:get_json("experiments", unit_key(self.name, unit))
-        if not urec then why = "unknown unit '" .. unit .. "' (never exposed to this experiment)"
-        else
-          urec.unit = unit
-          apply_event(tx, self, urec, value)
-          accepted = accepted + 1
-        end
-      end
-      if why then rejected[#rejected + 1] = { index = i, reason = why } end
-    end
-    count_rejected(tx, self.name, #rejected)
-    return { accepted = accepted, rejected = rejected }
+    self:flush_in(tx)
+    return self:record_events_in(tx, events)
   end)
+end
+
+--- record_events inside the caller's transaction, after this worker's
+-- exposures were written (serving puts it in the prediction log's flush).
+function Experiment:record_events_in(tx, events)
+  local accepted, rejected = 0, {}
+  for i, ev in ipairs(events) do
+    local why
+    local value = type(ev) == "table" and numeric(ev.value)
+    if type(ev) ~= "table" or ev.unit == nil then why = "needs a unit"
+    elseif ev.metric ~= nil and ev.metric ~= self.metric then
+      why = "unknown metric '" .. tostring(ev.metric) .. "' (this experiment measures " .. self.metric .. ")"
+    elseif not value then why = "value must be a number or boolean, got " .. json.encode(ev.value)
+    else
+      local unit = tostring(ev.unit)
+      local urec = tx:get_json("experiments", unit_key(self.name, unit))
+      if not urec then why = "unknown unit '" .. unit .. "' (never exposed to this experiment)"
+      else
+        urec.unit = unit
+        apply_event(tx, self, urec, value)
+        accepted = accepted + 1
+      end
+    end
+    if why then rejected[#rejected + 1] = { index = i, reason = why } end
+  end
+  count_rejected(tx, self.name, #rejected)
+  return { accepted = accepted, rejected = rejected }
 end
 
 -- The reward of a logged prediction given its outcome.

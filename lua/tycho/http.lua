@@ -13,6 +13,10 @@
 --   nothing                     204
 -- http.error(status, code, message) (or a failing req:json()) answers with
 -- the JSON error {"error": {"code", "message"}} of DESIGN.md.
+--
+-- A handler that must wait (feedback answered after its group commit) calls
+-- req:defer(), returns, and later calls reply(fn, ...): fn(...) runs like a
+-- handler and its result (or raised error) is the response.
 local internal = require "tycho.internal"
 local json = require "tycho.json"
 local uv_hrtime = require("luv").hrtime
@@ -58,6 +62,14 @@ function Request:json()
     self._json = v
   end
   return self._json
+end
+
+--- Answers this request later: returns reply(fn, ...), to be called once.
+-- What the handler itself returns is then ignored (an error it raises is
+-- still answered at once).
+function Request:defer()
+  self._token = self._token or internal.http_defer()
+  return function(fn, ...) self._reply(self, internal.xpcall(fn, ...)) end
 end
 
 -- Route patterns: "/v1/models/{name}:predict" -> Lua pattern and names.
@@ -330,8 +342,22 @@ function App:handler(token)
     io.stderr:write("tycho: handler error: ", tostring(e), "\n")
     return error_response(500, "internal", "internal server error")
   end
+  -- Metrics and the access log, once the response is known.
+  local function record(req, name, status, body)
+    local seconds = tonumber(uv_hrtime() - req._started) / 1e9
+    observe(self.metrics, name, status, seconds)
+    if self.access_log then
+      self.access_log:write(json.encode({ time = os.time(), method = req.method, path = req.path,
+        route = name, status = status, ms = seconds * 1000, bytes = #body, peer = req.peer }), "\n")
+    end
+  end
+  local function reply(req, ok, ...)
+    local status, headers, body = respond(ok, ...)
+    record(req, req._name, status, body)
+    internal.http_respond(req._token, status, headers, body)
+  end
   -- Routing, auth and the handler: status, headers, body, and the route's
-  -- name for metrics and the access log.
+  -- name for metrics and the access log; nothing for a deferred request.
   local function dispatch(req)
     local route, params = find_route(self, req.method, req.path)
     if not route then
@@ -352,21 +378,21 @@ function App:handler(token)
         return status, headers, body, name
       end
     end
-    req.params, req.route = params, route
+    req.params, req.route, req._name, req._reply = params, route, name, reply
     req.query = parse_query(req.query_string)
     setmetatable(req, Request)
-    local status, headers, body = respond(internal.xpcall(chain, req))
+    local ok, a, b, c = internal.xpcall(chain, req)
+    if ok and req._token then return nil end
+    local status, headers, body = respond(ok, a, b, c)
     return status, headers, body, name
   end
   return function(req)
-    local started = uv_hrtime()
+    req._started = uv_hrtime()
     local status, headers, body, name = dispatch(req)
-    local seconds = tonumber(uv_hrtime() - started) / 1e9
-    observe(self.metrics, name, status, seconds)
-    if self.access_log then
-      self.access_log:write(json.encode({ time = os.time(), method = req.method, path = req.path,
-        route = name, status = status, ms = seconds * 1000, bytes = #body, peer = req.peer }), "\n")
-    end
+    if status == nil then return end
+    record(req, name, status, body)
+    -- A handler that deferred and then raised: answered now, through its token.
+    if req._token then internal.http_respond(req._token, status, headers, body) end
     return status, headers, body
   end
 end
@@ -487,8 +513,9 @@ function M.worker(opts)
     local log_opts = app.opts.prediction_log or {}
     app.log_retain = require("tycho.timeutil").duration(opts.log_retention or log_opts.retain or "7d")
     local hook, has_work = require("tycho.watch").on_flush(app)
-    app.log, app.flush_log = require("tycho.serving").prediction_log { retain = opts.log_retention or log_opts.retain,
-      sample_every = log_opts.sample_every, on_flush = hook, has_work = has_work }
+    app.log, app.flush_log, app.commit_log = require("tycho.serving").prediction_log {
+      retain = opts.log_retention or log_opts.retain, sample_every = log_opts.sample_every,
+      group_ms = log_opts.group_ms, on_flush = hook, has_work = has_work }
   end
   if opts.worker == 0 and #app.alerts > 0 then require("tycho.watch").start_alerts(app) end
   if next(app.hosted) then

@@ -250,26 +250,41 @@ end
 -- should still flush for it.
 -- Returns log(entry) -> prediction id, where entry = { model, version,
 -- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
--- unit }, and flush().
+-- unit }; flush(); and commit(write, done), the group commit: write(tx)
+-- joins the next flush, at most group_ms (5) away, and done(ok, result)
+-- runs once that flush has committed (or failed: ok false). Writes that
+-- arrive together share one commit, and with it one fdatasync.
 function M.prediction_log(opts)
   opts = opts or {}
   local buffer, counter = {}, 0
+  local waiting = {}  -- flat pairs: write, done
   local retain_us = timeutil.duration(opts.retain or "7d") * 1e6
   local sample_every = opts.sample_every or 20
   local pid = uv.os_getpid()
   local st
+  -- Runs the waiting writes in tx, each under its own pcall so that one
+  -- that raises fails alone; returns their outcomes as flat pairs.
+  local function run_waiting(tx, list)
+    local out = {}
+    for i = 1, #list, 2 do out[i], out[i + 1] = pcall(list[i], tx) end
+    return out
+  end
   -- flush(also): one transaction for the buffered entries, the on_flush
-  -- hook and also(tx) (whose result it returns after ok). An idle log
-  -- writes nothing unless opts.has_work() says the hook has work.
+  -- hook, the waiting group-commit writes and also(tx) (whose result it
+  -- returns after ok). An idle log writes nothing unless opts.has_work()
+  -- says the hook has work.
   local function flush(also)
-    if #buffer == 0 and not also and not (opts.has_work and opts.has_work()) then return true end
+    local joined = waiting
+    if #buffer == 0 and #joined == 0 and not also and not (opts.has_work and opts.has_work()) then return true end
     local batch = buffer
-    buffer = {}
+    buffer, waiting = {}, {}
+    local outcomes
     st = st or assert(require("tycho.store").open())
     local ok, res = pcall(st.update, st, function(tx)
       for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
       M.prune(tx, timeutil.now() - retain_us, 1000)
       if opts.on_flush then opts.on_flush(tx) end
+      if #joined > 0 then outcomes = run_waiting(tx, joined) end
       if also then return also(tx) end
     end)
     if not ok then
@@ -282,11 +297,22 @@ function M.prediction_log(opts)
         buffer = batch
       end
     end
+    for i = 2, #joined, 2 do
+      local done = joined[i]
+      if ok then done(outcomes[i - 1], outcomes[i]) else done(false, res) end
+    end
     return ok, res
   end
   local timer = uv.new_timer()
   timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
   timer:unref()  -- the log never keeps a draining worker alive
+  local group_timer = uv.new_timer()
+  group_timer:unref()
+  local group_ms = opts.group_ms or 5
+  local function commit(write, done)
+    waiting[#waiting + 1], waiting[#waiting + 2] = write, done
+    if #waiting == 2 then group_timer:start(group_ms, 0, function() flush() end) end
+  end
   local function log(entry)
     counter = counter + 1
     local now = timeutil.now()
@@ -298,7 +324,7 @@ function M.prediction_log(opts)
     if #buffer >= 500 then flush() end
     return id
   end
-  return log, flush
+  return log, flush, commit
 end
 
 return M

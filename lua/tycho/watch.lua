@@ -23,6 +23,16 @@ end
 -- HTTP status of a rejected single feedback, by the rejection's code.
 local FEEDBACK_STATUS = { unknown = 404, expired = 410 }
 
+-- The answer to a feedback request once its writes are done.
+local function feedback_answer(http, body, ok, res)
+  if not ok then http.error(503, "store_unavailable", tostring(res)) end
+  if type(body) == "table" and body.prediction_id ~= nil and res.results[1].status == "rejected" then
+    local r = res.results[1]
+    http.error(FEEDBACK_STATUS[r.code] or 400, FEEDBACK_STATUS[r.code] and "unknown_prediction" or "bad_request", r.reason)
+  end
+  return res
+end
+
 local function feedback(app, http, req)
   local body = req:json()
   local items = body
@@ -30,21 +40,25 @@ local function feedback(app, http, req)
   if type(items) ~= "table" or #items == 0 then
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
-  -- This worker's buffered predictions land in the same transaction, just
-  -- before the join: one commit per feedback request.
   local opts = { experiments = app.experiments, retain = app.log_retain }
-  local res
-  if app.flush_log then
-    local ok, out = app.flush_log(function(tx) return experiments.feedback_in(tx, items, opts) end)
-    if not ok then http.error(503, "store_unavailable", tostring(out)) end
-    res = out
-  else
-    res = experiments.feedback(items, opts)
+  if not app.commit_log then
+    return feedback_answer(http, body, pcall(experiments.feedback, items, opts))
   end
-  if #items == 1 and type(body) == "table" and body.prediction_id ~= nil and res.results[1].status == "rejected" then
-    local r = res.results[1]
-    http.error(FEEDBACK_STATUS[r.code] or 400, FEEDBACK_STATUS[r.code] and "unknown_prediction" or "bad_request", r.reason)
-  end
+  -- Group commit: the join runs in the prediction log's next flush, with
+  -- this worker's buffered predictions and every other outcome that came
+  -- meanwhile; the answer waits for that commit, so an acknowledged
+  -- outcome is on disk.
+  local reply = req:defer()
+  app.commit_log(function(tx) return experiments.feedback_in(tx, items, opts) end,
+    function(ok, res) reply(feedback_answer, http, body, ok, res) end)
+end
+
+-- The answer to an events request once its writes are done.
+local function events_answer(http, ok, res, status, msg)
+  if not ok then http.error(503, "store_unavailable", tostring(res)) end
+  if not res then http.error(status, "experiment_stopped", msg) end
+  if res.accepted == 0 then return 400, res end
+  if #res.rejected == 0 then res.rejected = json.empty_array end
   return res
 end
 
@@ -81,11 +95,14 @@ function M.add(app, http)
     if type(body) ~= "table" or type(body.events) ~= "table" or #body.events == 0 then
       http.error(400, "bad_request", 'expected {"events": [{"unit": ID, "metric": NAME, "value": NUMBER}, ...]}')
     end
-    local res, status, msg = e:record_events(body.events)
-    if not res then http.error(status, "experiment_stopped", msg) end
-    if res.accepted == 0 then return 400, res end
-    if #res.rejected == 0 then res.rejected = json.empty_array end
-    return res
+    if e:status() == "stopped" then
+      http.error(409, "experiment_stopped", "experiment " .. e.name .. " is stopped; its results are final")
+    end
+    if not app.commit_log then return events_answer(http, pcall(e.record_events, e, body.events)) end
+    -- Group commit, as for feedback.
+    local reply = req:defer()
+    app.commit_log(function(tx) return e:record_events_in(tx, body.events) end,
+      function(ok, res) reply(events_answer, http, ok, res) end)
   end)
   app:post("/v1/experiments/{name}:stop", function(req)
     local e = find(app, http, req.params.name)

@@ -77,6 +77,25 @@ describe("tycho serve", function()
     assert.same({ "n1", "n2", "n3", "n4", "n5" }, order)
   end)
 
+  it("answers deferred requests later, in order with pipelined ones", function()
+    local status, _, _, doc = testing.request(srv.port, "GET", "/later/30")
+    assert.equal(200, status)
+    assert.same({ later = 30 }, doc)
+    status, _, _, doc = testing.request(srv.port, "GET", "/later/10?fail=1")
+    assert.equal(409, status)
+    assert.equal("too_late", doc.error.code)
+    status, _, _, doc = testing.request(srv.port, "GET", "/defer-then-boom")
+    assert.equal(500, status)
+    assert.equal("internal", doc.error.code)
+    local text = testing.raw(srv.port, "GET /later/80 HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /hello/after HTTP/1.1\r\nHost: x\r\n\r\nGET /later/1 HTTP/1.1\r\nHost: x\r\n\r\n", 3000,
+      function(t) return select(2, t:gsub("HTTP/1.1 200", "")) == 3 end)
+    local a, b, c = text:find('"later":80', 1, true), text:find('"hello":"after"', 1, true), text:find('"later":1}', 1, true)
+    assert.truthy(a and b and c and a < b and b < c, text)
+    local _, _, body = testing.request(srv.port, "GET", "/metrics")
+    assert.truthy(body:find('tycho_http_requests_total{route="GET /later/{ms}",status="409"} 1', 1, true))
+  end)
+
   it("de-chunks a chunked request body", function()
     local body = '{"a":"chunked"}'
     local raw = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
