@@ -22,7 +22,7 @@ static int store_fail(tz_err *err, int rc, const char *what)
     switch (rc) {
     case MDB_NOTFOUND:   return TZ_ENOTFOUND;
     case MDB_MAP_FULL:   return tz_err_set(err, TZ_EMAPFULL, "%s: store map is full", what);
-    case MDB_KEYEXIST:   return tz_err_set(err, TZ_EBUSY, "%s: key exists", what);
+    case MDB_KEYEXIST:   return TZ_EBUSY;  /* expected, like NOTFOUND: no message */
     case MDB_INVALID:
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:

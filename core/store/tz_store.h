@@ -80,7 +80,8 @@ int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
 
 int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  tz_store_val *val, tz_err *err);
-/* no_overwrite: fail with TZ_EBUSY when the key exists. */
+/* no_overwrite: TZ_EBUSY when the key exists (err untouched: an answer,
+ * not a failure), and the stored value stays. */
 int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  const void *val, size_t vlen, int no_overwrite, tz_err *err);
 /* TZ_ENOTFOUND when the key is absent. */

@@ -55,6 +55,8 @@ local function reader(store)
   return store.point_readers.experiments or store:point_reader("experiments")
 end
 
+local pack_string = keys.encoder("s")
+
 local function def_key(name) return keys.pack("s s", "d", name) end
 local function status_key(name) return keys.pack("s s", "s", name) end
 local function counter_key(name, variant) return keys.pack("s s s", "v", name, variant) end
@@ -369,15 +371,13 @@ function Experiment:flush_in(tx)
     local prefix, now = keys.pack("s s", "u", self.name), timeutil.now()
     for i = 1, #list - 1, 2 do
       local unit, vname = list[i], list[i + 1]
-      local uk = prefix .. keys.pack("s", unit)
-      local raw = tx:get("experiments", uk)
-      if not raw then
-        fresh[vname] = fresh[vname] or json.encode { v = vname, s = 0, n = 0, at = now }
-        tx:put("experiments", uk, fresh[vname])
+      local uk = prefix .. pack_string(unit)
+      fresh[vname] = fresh[vname] or json.encode { v = vname, s = 0, n = 0, at = now }
+      if tx:put_new("experiments", uk, fresh[vname]) then
         delta[vname] = delta[vname] or { units = 0, exposures = 0 }
         delta[vname].units = delta[vname].units + 1
       else
-        vname = json.decode(raw).v
+        vname = tx:get_json("experiments", uk).v
       end
       delta[vname] = delta[vname] or { units = 0, exposures = 0 }
       delta[vname].exposures = delta[vname].exposures + 1

@@ -185,6 +185,12 @@ function M.pack(fmt, ...)
   return concat(parts)
 end
 
+--- The encoder of one field code: encoder("s")(v) == pack("s", v), without
+-- the format lookup and varargs (for loops over many keys).
+function M.encoder(code)
+  return encode[code] or error("keys: unknown field code '" .. tostring(code) .. "'", 2)
+end
+
 --- Decodes a key packed with the same format; returns the values.
 function M.unpack(fmt, s)
   local codes = parse(fmt)

@@ -306,12 +306,21 @@ function M.prediction_log(opts)
   local timer = uv.new_timer()
   timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
   timer:unref()  -- the log never keeps a draining worker alive
+  -- The waiting writes commit group_ms after the first, or on the next
+  -- loop turn once group_max wait: a burst of outcomes is not held back by
+  -- the window, and a steady trickle beside predictions shares commits.
+  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 8
   local group_timer = uv.new_timer()
   group_timer:unref()
-  local group_ms = opts.group_ms or 5
+  local function commit_waiting() flush() end
   local function commit(write, done)
-    waiting[#waiting + 1], waiting[#waiting + 2] = write, done
-    if #waiting == 2 then group_timer:start(group_ms, 0, function() flush() end) end
+    local n = #waiting
+    waiting[n + 1], waiting[n + 2] = write, done
+    if n == 0 then
+      group_timer:start(group_ms, 0, commit_waiting)
+    elseif n + 2 == 2 * group_max then
+      group_timer:start(0, 0, commit_waiting)
+    end
   end
   local function log(entry)
     counter = counter + 1

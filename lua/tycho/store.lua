@@ -46,7 +46,7 @@ int  tz_store_cursor_move(tz_store_cursor *cur, int how, const void *seek, size_
 local C = ffi.C
 local M = {}
 
-local OK, ENOTFOUND, EMAPFULL = base.OK, base.ENOTFOUND, base.EMAPFULL
+local OK, ENOTFOUND, EMAPFULL, EBUSY = base.OK, base.ENOTFOUND, base.EMAPFULL, base.EBUSY
 local FIRST, LAST, NEXT, PREV, SEEK = 0, 1, 2, 3, 4
 
 -- Scratch buffers reused by every call: hot paths allocate nothing.
@@ -348,6 +348,19 @@ function Txn:put(db, k, v)
   local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 0, err)
   if rc == EMAPFULL then error(MAP_FULL, 0) end
   if rc ~= OK then raise(1) end
+end
+
+--- Puts k = v only when k is absent: true when it was added, false when k
+-- exists (its value stays). One B-tree descent instead of get then put.
+function Txn:put_new(db, k, v)
+  if not self.write then error("store: put_new() in a read transaction", 2) end
+  check_key(k)
+  if type(v) ~= "string" then error("store: value must be a string", 2) end
+  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 1, err)
+  if rc == OK then return true end
+  if rc == EBUSY then return false end
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  raise(1)
 end
 
 --- Deletes k; returns true when it existed.

@@ -41,3 +41,54 @@ describe("prediction log retention", function()
     testing.rmrf(dir)
   end)
 end)
+
+describe("prediction log group commit", function()
+  local uv = require "luv"
+
+  -- Runs the loop until every done(ok, res) has come, or 2 s.
+  local function run_until(state, want)
+    local guard = uv.new_timer()
+    guard:start(2000, 0, function() uv.stop() end)
+    local poll = uv.new_timer()
+    poll:start(1, 1, function() if #state >= want then uv.stop() end end)
+    uv.run()
+    guard:close()
+    poll:close()
+  end
+
+  it("answers each write after the commit it joined; one that raises fails alone", function()
+    local _, flush, commit = serving.prediction_log { interval_ms = 60000, group_ms = 20, group_max = 100 }
+    local st = assert(store.open())
+    local done = {}
+    uv.update_time()  -- the loop's clock has not moved since the last spec ran it
+    local started = uv.hrtime()
+    commit(function(tx) tx:put("t", "a", "1") return "first" end, function(ok, res)
+      -- Already committed: another transaction sees it.
+      done[#done + 1] = { ok, res, st:view(function(tx) return tx:get("t", "a") end) }
+    end)
+    commit(function() error("deliberate") end, function(ok, res) done[#done + 1] = { ok, tostring(res) } end)
+    commit(function(tx) tx:put("t", "b", "2") return "third" end, function(ok, res) done[#done + 1] = { ok, res } end)
+    run_until(done, 3)
+    local ms = tonumber(uv.hrtime() - started) / 1e6
+    assert.same({ true, "first", "1" }, done[1])
+    assert.is_false(done[2][1])
+    assert.matches("deliberate", done[2][2])
+    assert.same({ true, "third" }, done[3])
+    assert.is_true(ms >= 15, "committed before the window: " .. ms .. " ms")
+    assert.equal("2", st:get("t", "b"))
+    flush()
+  end)
+
+  it("commits on the next loop turn once group_max writes wait", function()
+    local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1000, group_max = 4 }
+    local done = {}
+    local started = uv.hrtime()
+    for i = 1, 4 do
+      commit(function(tx) tx:put("t", "k" .. i, "v") return i end, function(ok, res) done[#done + 1] = { ok, res } end)
+    end
+    run_until(done, 4)
+    local ms = tonumber(uv.hrtime() - started) / 1e6
+    assert.same({ { true, 1 }, { true, 2 }, { true, 3 }, { true, 4 } }, done)
+    assert.is_true(ms < 500, "waited for the window: " .. ms .. " ms")
+  end)
+end)
