@@ -16,6 +16,7 @@ struct tz_store {
  * no allocation per transaction on the hot path. */
 #define TXN(t) ((MDB_txn *)(void *)(t))
 #define CUR(c) ((MDB_cursor *)(void *)(c))
+#define STORE_MAX_KEY 511      /* LMDB's default mdb_env_get_maxkeysize */
 
 static int store_fail(tz_err *err, int rc, const char *what)
 {
@@ -31,7 +32,7 @@ static int store_fail(tz_err *err, int rc, const char *what)
                           what, mdb_strerror(rc));
     case ENOMEM:         return tz_err_set(err, TZ_ENOMEM, "%s: out of memory", what);
     case MDB_BAD_VALSIZE:
-        return tz_err_set(err, TZ_EINVAL, "%s: key is empty or longer than %d bytes", what, 511);
+        return tz_err_set(err, TZ_EINVAL, "%s: key is empty or longer than %d bytes", what, STORE_MAX_KEY);
     default:
         if (rc > 0)
             return tz_err_set(err, TZ_EIO, "%s: %s", what, strerror(rc));
@@ -198,6 +199,31 @@ int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
     MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
     int rc = mdb_put(TXN(txn), dbi, &k, &v, no_overwrite ? MDB_NOOVERWRITE : 0);
     return rc ? store_fail(err, rc, "put") : 0;
+}
+
+int tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
+                          const void *suffix, size_t suffix_len, size_t n,
+                          const char *const *keys, const size_t *key_lens,
+                          const char *const *vals, const size_t *val_lens,
+                          unsigned char *added, tz_err *err)
+{
+    char buf[STORE_MAX_KEY];
+    if (prefix_len + suffix_len > sizeof buf)
+        return tz_err_set(err, TZ_EINVAL, "put_new_many: key prefix and suffix exceed %zu bytes", sizeof buf);
+    memcpy(buf, prefix, prefix_len);
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = prefix_len + key_lens[i] + suffix_len;
+        if (klen > sizeof buf)
+            return tz_err_set(err, TZ_EINVAL, "put_new_many: key %zu is longer than %zu bytes", i, sizeof buf);
+        memcpy(buf + prefix_len, keys[i], key_lens[i]);
+        memcpy(buf + prefix_len + key_lens[i], suffix, suffix_len);
+        MDB_val k = { klen, buf }, v = { val_lens[i], (void *)vals[i] };
+        int rc = mdb_put(TXN(txn), dbi, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) { added[i] = 0; continue; }
+        if (rc) return store_fail(err, rc, "put");
+        added[i] = 1;
+    }
+    return 0;
 }
 
 int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err)

@@ -84,6 +84,15 @@ int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
  * not a failure), and the stored value stays. */
 int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  const void *val, size_t vlen, int no_overwrite, tz_err *err);
+/* For each i < n: puts prefix + keys[i] + suffix = vals[i] when that key is
+ * absent, and sets added[i] to 1 (0 when it existed; its value stays). One
+ * call for a batch of mostly new keys, an experiment's units at each flush.
+ * Stops at the first failure (TZ_EINVAL for a key over 511 bytes). */
+int tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
+                          const void *suffix, size_t suffix_len, size_t n,
+                          const char *const *keys, const size_t *key_lens,
+                          const char *const *vals, const size_t *val_lens,
+                          unsigned char *added, tz_err *err);
 /* TZ_ENOTFOUND when the key is absent. */
 int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err);
 /* Deletes every key of the database. */

@@ -55,8 +55,6 @@ local function reader(store)
   return store.point_readers.experiments or store:point_reader("experiments")
 end
 
-local pack_string = keys.encoder("s")
-
 local function def_key(name) return keys.pack("s s", "d", name) end
 local function status_key(name) return keys.pack("s s", "s", name) end
 local function counter_key(name, variant) return keys.pack("s s s", "v", name, variant) end
@@ -366,20 +364,28 @@ function Experiment:flush_in(tx)
   local list = self.exposures
   if list and #list > 0 then
     self.exposures = {}
-    local delta, fresh = {}, {}
-    -- unit_key(name, unit) is the packed prefix followed by the packed unit.
+    -- New units are put in one C call: unit_key(name, unit) is the packed
+    -- prefix, the escaped unit, and the string end.
     local prefix, now = keys.pack("s s", "u", self.name), timeutil.now()
+    local fresh, units, records = {}, {}, {}
     for i = 1, #list - 1, 2 do
-      local unit, vname = list[i], list[i + 1]
-      local uk = prefix .. pack_string(unit)
+      local vname = list[i + 1]
       fresh[vname] = fresh[vname] or json.encode { v = vname, s = 0, n = 0, at = now }
-      if tx:put_new("experiments", uk, fresh[vname]) then
-        delta[vname] = delta[vname] or { units = 0, exposures = 0 }
-        delta[vname].units = delta[vname].units + 1
+      units[#units + 1], records[#records + 1] = keys.escape_string(list[i]), fresh[vname]
+    end
+    local added = tx:put_new_many("experiments", prefix, keys.STRING_END, units, records)
+    local delta = {}
+    for i = 1, #list - 1, 2 do
+      local vname = list[i + 1]
+      local d = delta[vname] or { units = 0, exposures = 0 }
+      delta[vname] = d
+      if added[(i - 1) / 2] == 1 then
+        d.units = d.units + 1
       else
-        vname = tx:get_json("experiments", uk).v
+        -- Seen before: its exposure counts where it was first recorded.
+        vname = tx:get_json("experiments", prefix .. units[(i + 1) / 2] .. keys.STRING_END).v
+        delta[vname] = delta[vname] or { units = 0, exposures = 0 }
       end
-      delta[vname] = delta[vname] or { units = 0, exposures = 0 }
       delta[vname].exposures = delta[vname].exposures + 1
     end
     for vname, d in pairs(delta) do

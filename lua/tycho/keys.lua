@@ -108,14 +108,21 @@ local encode = {
   end,
   s = function(v)
     if type(v) ~= "string" then error("keys.pack: s needs a string", 3) end
-    if not v:find("\0", 1, true) then return v .. "\0\0" end
-    return (v:gsub("%z", "\0\255")) .. "\0\0"
+    return M.escape_string(v) .. M.STRING_END
   end,
   b = function(v)
     if type(v) ~= "string" then error("keys.pack: b needs a string", 3) end
     return be(ffi.cast("uint64_t", #v), 4) .. v
   end,
 }
+
+--- An "s" field is escape_string(v) .. STRING_END: for code that builds
+-- many keys in C from a common prefix (Txn:put_new_many).
+M.STRING_END = "\0\0"
+function M.escape_string(v)
+  if not v:find("\0", 1, true) then return v end
+  return (v:gsub("%z", "\0\255"))
+end
 
 local widths = { u8 = 1, u16 = 2, u32 = 4, u64 = 8 }
 
@@ -183,12 +190,6 @@ function M.pack(fmt, ...)
   local parts = {}
   for i, code in ipairs(codes) do parts[i] = encode[code]((select(i, ...))) end
   return concat(parts)
-end
-
---- The encoder of one field code: encoder("s")(v) == pack("s", v), without
--- the format lookup and varargs (for loops over many keys).
-function M.encoder(code)
-  return encode[code] or error("keys: unknown field code '" .. tostring(code) .. "'", 2)
 end
 
 --- Decodes a key packed with the same format; returns the values.

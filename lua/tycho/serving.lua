@@ -83,6 +83,14 @@ function Hosted:refresh_one(slot, alias, model)
     return
   end
   if current and current.version == meta.version then return end
+  -- Slots on the same version share one loaded copy (an experiment's
+  -- control is usually the hosted version itself): memory, and caches.
+  for _, other in pairs(self.live) do
+    if other.model == model and other.version == meta.version then
+      self.live[slot], self.errors[slot] = other, nil
+      return
+    end
+  end
   local loaded, err = M.load_version(model, meta.version)
   if loaded then
     loaded.model = model

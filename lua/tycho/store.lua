@@ -34,6 +34,11 @@ int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
 int  tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_store_val *val, tz_err *err);
 int  tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                   const void *val, size_t vlen, int no_overwrite, tz_err *err);
+int  tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
+                           const void *suffix, size_t suffix_len, size_t n,
+                           const char *const *keys, const size_t *key_lens,
+                           const char *const *vals, const size_t *val_lens,
+                           unsigned char *added, tz_err *err);
 int  tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err);
 int  tz_store_clear(tz_store_txn *txn, unsigned dbi, tz_err *err);
 int  tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err);
@@ -350,17 +355,25 @@ function Txn:put(db, k, v)
   if rc ~= OK then raise(1) end
 end
 
---- Puts k = v only when k is absent: true when it was added, false when k
--- exists (its value stays). One B-tree descent instead of get then put.
-function Txn:put_new(db, k, v)
-  if not self.write then error("store: put_new() in a read transaction", 2) end
-  check_key(k)
-  if type(v) ~= "string" then error("store: value must be a string", 2) end
-  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 1, err)
-  if rc == OK then return true end
-  if rc == EBUSY then return false end
+--- For i = 1..#ks, puts prefix .. ks[i] .. suffix = vs[i] where that key
+-- is absent (MDB_NOOVERWRITE: one B-tree descent, no get then put). Returns added, a 0-based byte array:
+-- added[i - 1] is 1 when ks[i]'s key was put. One C call for the batch.
+function Txn:put_new_many(db, prefix, suffix, ks, vs)
+  if not self.write then error("store: put_new_many() in a read transaction", 2) end
+  local n = #ks
+  local kp, kl = ffi.new("const char*[?]", n), ffi.new("size_t[?]", n)
+  local vp, vl = ffi.new("const char*[?]", n), ffi.new("size_t[?]", n)
+  local added = ffi.new("unsigned char[?]", n)
+  for i = 1, n do
+    local k, v = ks[i], vs[i]
+    kp[i - 1], kl[i - 1], vp[i - 1], vl[i - 1] = k, #k, v, #v
+  end
+  -- ks and vs hold the strings: they stay alive through the call.
+  local rc = C.tz_store_put_new_many(self.handle, dbi(self, db), prefix, #prefix, suffix, #suffix, n, kp, kl, vp, vl,
+    added, err)
   if rc == EMAPFULL then error(MAP_FULL, 0) end
-  raise(1)
+  if rc ~= OK then raise(1) end
+  return added
 end
 
 --- Deletes k; returns true when it existed.

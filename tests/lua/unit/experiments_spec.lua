@@ -92,6 +92,12 @@ describe("assignment", function()
     local r = e:results(st)
     assert.equal(10, r.variants[1].units + r.variants[2].units)
     assert.equal(30, r.variants[1].exposures + r.variants[2].exposures)
+    -- A unit with a NUL byte is keyed like every other (escaped).
+    e:assign("nul\0unit", nil, st)
+    experiments.flush({ e }, st)
+    assert.equal(1, assert(e:record_events({ { unit = "nul\0unit", value = 1 } }, st)).accepted)
+    r = e:results(st)
+    assert.equal(11, r.variants[1].units + r.variants[2].units)
   end)
 
   local function run_bandit(kind, rates)
