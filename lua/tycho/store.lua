@@ -51,7 +51,7 @@ int  tz_store_cursor_move(tz_store_cursor *cur, int how, const void *seek, size_
 local C = ffi.C
 local M = {}
 
-local OK, ENOTFOUND, EMAPFULL, EBUSY = base.OK, base.ENOTFOUND, base.EMAPFULL, base.EBUSY
+local OK, ENOTFOUND, EMAPFULL = base.OK, base.ENOTFOUND, base.EMAPFULL
 local FIRST, LAST, NEXT, PREV, SEEK = 0, 1, 2, 3, 4
 
 -- Scratch buffers reused by every call: hot paths allocate nothing.
