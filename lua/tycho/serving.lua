@@ -271,10 +271,17 @@ function M.prediction_log(opts)
   local pid = uv.os_getpid()
   local st
   -- Runs the waiting writes in tx, each under its own pcall so that one
-  -- that raises fails alone; returns their outcomes as flat pairs.
+  -- that raises fails alone; returns their outcomes as flat pairs. A full
+  -- map is raised on: the update grows it and runs everything again. (A
+  -- write whose LMDB call failed otherwise leaves the transaction unusable:
+  -- its commit fails and every write in it is answered with that failure.)
+  local MAP_FULL = require("tycho.store").MAP_FULL
   local function run_waiting(tx, list)
     local out = {}
-    for i = 1, #list, 2 do out[i], out[i + 1] = pcall(list[i], tx) end
+    for i = 1, #list, 2 do
+      out[i], out[i + 1] = pcall(list[i], tx)
+      if out[i + 1] == MAP_FULL then error(MAP_FULL, 0) end
+    end
     return out
   end
   -- flush(also): one transaction for the buffered entries, the on_flush

@@ -64,6 +64,10 @@ local dbi_out = ffi.new("unsigned[1]")
 local count_out = ffi.new("uint64_t[1]")
 
 local MAP_FULL = setmetatable({}, { __tostring = function() return "store map is full" end })
+-- What a write raises when the map is full: Store:update grows the map and
+-- runs its function again. Code that catches errors inside an update must
+-- let this one through.
+M.MAP_FULL = MAP_FULL
 
 local failure = base.failure
 

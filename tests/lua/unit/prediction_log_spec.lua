@@ -79,6 +79,21 @@ describe("prediction log group commit", function()
     flush()
   end)
 
+  it("lets a full map through: the map grows and the whole flush runs again", function()
+    local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1, group_max = 100 }
+    local calls, done = 0, {}
+    commit(function(tx)
+      calls = calls + 1
+      if calls == 1 then error(store.MAP_FULL, 0) end  -- as a put into a full map raises
+      tx:put("t", "grown", "1")
+      return "second try"
+    end, function(ok, res) done[#done + 1] = { ok, res } end)
+    run_until(done, 1)
+    assert.same({ { true, "second try" } }, done)
+    assert.equal(2, calls)
+    assert.equal("1", assert(store.open()):get("t", "grown"))
+  end)
+
   it("commits on the next loop turn once group_max writes wait", function()
     local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1000, group_max = 4 }
     local done = {}
