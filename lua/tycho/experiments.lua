@@ -319,12 +319,12 @@ function Experiment:assign(unit, req, store, instance)
   end
   local variant
   if self.kind == "ab" then
-    local u, acc = unit_hash(self.salt, unit, self.salt_state), 0
-    for _, v in ipairs(self.variants) do
-      acc = acc + v.weight
-      if u < acc then variant = v break end
+    local u, acc, variants = unit_hash(self.salt, unit, self.salt_state), 0, self.variants
+    variant = variants[#variants]
+    for i = 1, #variants - 1 do
+      acc = acc + variants[i].weight
+      if u < acc then variant = variants[i] break end
     end
-    variant = variant or self.variants[#self.variants]
   else
     -- Bandits keep a unit where it first landed: this worker's unflushed
     -- assignments first, then the home.
@@ -336,10 +336,14 @@ function Experiment:assign(unit, req, store, instance)
     variant = name and self:variant(name) or self:choose(store)
     self.pending[unit] = variant.name
   end
-  -- Flat pairs (unit, variant name): no table per request.
+  -- Flat pairs (unit, variant name): no table per request. Two statements:
+  -- the multiple assignment aborts LuaJIT's trace ("register coalescing too
+  -- complex") and leaves every assignment to the interpreter.
   local list = self.exposures or {}
   self.exposures = list
-  list[#list + 1], list[#list + 2] = unit, variant.name
+  local n = #list
+  list[n + 1] = unit
+  list[n + 2] = variant.name
   return variant, true
 end
 
