@@ -96,6 +96,13 @@ size_t tz_store_map_size(tz_store *st)
     return info.me_mapsize;
 }
 
+uint64_t tz_store_last_txnid(tz_store *st)
+{
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    return (uint64_t)info.me_last_txnid;
+}
+
 int tz_store_grow(tz_store *st, tz_err *err)
 {
     int rc = mdb_env_set_mapsize(st->env, tz_store_map_size(st) * 2);

@@ -52,6 +52,10 @@ void tz_store_close(tz_store *st);
 
 /* Current map size in bytes. */
 size_t tz_store_map_size(tz_store *st);
+/* The id of the last committed write transaction, by any process: a value
+ * read when this was N is still current while this stays N. No lock, no
+ * transaction. */
+uint64_t tz_store_last_txnid(tz_store *st);
 
 /* Doubles the map size. Only while this process has no open transaction. */
 int tz_store_grow(tz_store *st, tz_err *err);

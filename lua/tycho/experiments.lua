@@ -290,13 +290,24 @@ function Experiment:choose(store)
 end
 
 -- "running", or "stopped" and the variant every unit now gets.
--- Read on every assignment: through the store's point reader (no new
--- transaction), the key packed when the experiment is defined.
+-- Asked on every assignment, read again only after a commit (by any
+-- process): through the store's point reader, the key packed when the
+-- experiment is defined.
 function Experiment:status(store)
-  local p, n = reader(store or st())(self.status_key)
-  local s = p and ffi.string(p, n)
-  if not s or s == "running" then return "running" end
-  return "stopped", self:variant(s:match("^stopped:(.*)$")) or self:control()
+  store = store or st()
+  local version = store:version()
+  if version ~= self.status_version then
+    local p, n = reader(store)(self.status_key)
+    local s = p and ffi.string(p, n)
+    if not s or s == "running" then
+      self.status_now, self.final_now = "running", nil
+    else
+      self.status_now, self.final_now = "stopped", self:variant(s:match("^stopped:(.*)$")) or self:control()
+    end
+    -- Taken before the read: a commit in between only makes the next call read again.
+    self.status_version = version
+  end
+  return self.status_now, self.final_now
 end
 
 --- The variant of a unit: variant, counted. Units outside the target, of a

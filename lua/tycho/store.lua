@@ -23,6 +23,7 @@ typedef struct tz_store_opts { size_t map_size; unsigned max_dbs; int read_only;
 int  tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err);
 void tz_store_close(tz_store *st);
 size_t tz_store_map_size(tz_store *st);
+uint64_t tz_store_last_txnid(tz_store *st);
 int  tz_store_grow(tz_store *st, tz_err *err);
 int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
 int  tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
@@ -245,10 +246,15 @@ local function mark_open(txn, state)
   end
 end
 
+--- The id of the last commit, by any process: a value read while this was
+-- N is still current while it stays N (cheap: no transaction).
+function Store:version() return tonumber(C.tz_store_last_txnid(self.handle)) end
+
 --- A point reader for hot paths: reader(key) -> pointer, length of the value
 -- of key in db or nil. The pointer is valid until the next call of this
 -- reader or the event loop's next turn, whichever comes first. One read
--- transaction per reader is renewed per call, so each read sees the latest
+-- transaction per reader is renewed when anything was committed since its
+-- snapshot (by any process; else reused), so each read sees the latest
 -- commit without the cost of a new transaction.
 function Store:point_reader(db)
   if self.point_readers[db] then return self.point_readers[db] end
@@ -273,9 +279,14 @@ function Store:point_reader(db)
       read = store:point_reader(db)
       return read(k)
     end
-    if state.open then C.tz_store_txn_reset(txn) state.open = false end
-    if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
-    mark_open(txn, state)
+    -- A snapshot taken at the last commit is still the latest: reuse it.
+    local version = tonumber(C.tz_store_last_txnid(store.handle))
+    if not (state.open and state.version == version) then
+      if state.open then C.tz_store_txn_reset(txn) state.open = false end
+      if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
+      mark_open(txn, state)
+      state.version = version  -- read before the renew: a commit in between only renews again
+    end
     if C.tz_store_get(txn, h, k, #k, value, err) ~= OK then return nil end
     return value[0].data, tonumber(value[0].size)
   end
