@@ -136,7 +136,8 @@ function M.define(def)
     metric_type = metric_type, reward = reward, target = def.target, salt = tostring(def.salt or name),
     winner = def.winner, epsilon = def.epsilon or 0.1, seed = def.seed or 1, description = def.description,
     status_key = status_key(name), salt_state = salt_state(tostring(def.salt or name)),
-    by_name = seen, pending = {}, counters = nil, counters_at = -1, target_errors = 0,
+    unit_prefix = keys.pack("s s", "u", name),
+    by_name = seen, pending = {}, target_errors = 0,
   }, Experiment)
 end
 
@@ -232,7 +233,8 @@ local function gamma(self, shape)
   local c = 1 / math.sqrt(9 * d)
   while true do
     local x = normal(self)
-    local v = (1 + c * x) ^ 3
+    local t = 1 + c * x
+    local v = t * t * t
     if v > 0 and math.log(rand(self) + 1e-300) < 0.5 * x * x + d - d * v + d * math.log(v) then return d * v end
   end
 end
@@ -242,11 +244,11 @@ function Experiment:sample_beta(a, b)
   return x / (x + gamma(self, b))
 end
 
---- Per-variant counters, re-read from the home at most every 500 ms.
+--- Per-variant counters, read again from the home only after a commit.
 function Experiment:read_counters(store, fresh)
-  local now = timeutil.now()
-  if not fresh and self.counters and now - self.counters_at < 5e5 then return self.counters end
   store = store or st()
+  local version = store:version()
+  if not fresh and self.counters and self.counters_version == version then return self.counters end
   local out = {}
   store:view(function(tx)
     for _, v in ipairs(self.variants) do
@@ -254,7 +256,7 @@ function Experiment:read_counters(store, fresh)
         or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
     end
   end)
-  self.counters, self.counters_at = out, now
+  self.counters, self.counters_version = out, version
   return out
 end
 
@@ -341,7 +343,7 @@ function Experiment:assign(unit, req, store, instance)
     -- assignments first, then the home.
     local name = self.pending[unit]
     if not name then
-      local rp, rn = reader(store or st())(unit_key(self.name, unit))
+      local rp, rn = reader(store or st())(self.unit_prefix .. keys.escape_string(unit) .. keys.STRING_END)
       name = rp and json.decode(ffi.string(rp, rn)).v
     end
     variant = name and self:variant(name) or self:choose(store)
@@ -381,7 +383,7 @@ function Experiment:flush_in(tx)
     self.exposures = {}
     -- New units are put in one C call: unit_key(name, unit) is the packed
     -- prefix, the escaped unit, and the string end.
-    local prefix, now = keys.pack("s s", "u", self.name), timeutil.now()
+    local prefix, now = self.unit_prefix, timeutil.now()
     local fresh, units, records = {}, {}, {}
     for i = 1, #list - 1, 2 do
       local vname = list[i + 1]
@@ -417,7 +419,7 @@ function Experiment:flush_in(tx)
     tx:put_json("experiments", fault_key(self.name), f)
     self.pending_faults = nil
   end
-  self.counters_at = -1
+  self.counters_version = nil
 end
 
 --- Whether exposures or fault counts wait to be written.

@@ -83,8 +83,10 @@ function M.duration(v)
 end
 
 --- Microseconds now.
+local gettimeofday = require("luv").gettimeofday
+
 function M.now()
-  local s, us = require("luv").gettimeofday()  -- two values: seconds, microseconds
+  local s, us = gettimeofday()  -- two values: seconds, microseconds
   return s * 1e6 + us
 end
 

@@ -43,4 +43,9 @@ describe("tycho.keys", function()
     assert.has_error(function() keys.unpack("u64", "abc") end, "keys.unpack: key too short")
     assert.has_error(function() keys.unpack("s", "abc") end, "keys.unpack: unterminated string field")
   end)
+  it("builds an s field from escape_string and STRING_END", function()
+    for _, v in ipairs { "", "plain", "a\0b", "\0\0" } do
+      assert.equal(keys.pack("s s", "p", v), keys.pack("s", "p") .. keys.escape_string(v) .. keys.STRING_END)
+    end
+  end)
 end)
