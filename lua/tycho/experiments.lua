@@ -244,20 +244,27 @@ function Experiment:sample_beta(a, b)
   return x / (x + gamma(self, b))
 end
 
---- Per-variant counters, read again from the home only after a commit.
-function Experiment:read_counters(store, fresh)
-  store = store or st()
-  local version = store:version()
-  if not fresh and self.counters and self.counters_version == version then return self.counters end
+local function load_counters(e, store)
   local out = {}
   store:view(function(tx)
-    for _, v in ipairs(self.variants) do
-      out[v.name] = tx:get_json("experiments", counter_key(self.name, v.name))
+    for _, v in ipairs(e.variants) do
+      out[v.name] = tx:get_json("experiments", counter_key(e.name, v.name))
         or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
     end
   end)
-  self.counters, self.counters_version = out, version
   return out
+end
+
+--- Per-variant counters, read again from the home only after a commit.
+-- (The read is a function of its own: a closure here would stop LuaJIT's
+-- trace on every call, the cached ones included.)
+function Experiment:read_counters(store, fresh)
+  store = store or st()
+  local version = store:version()
+  if fresh or not self.counters or self.counters_version ~= version then
+    self.counters, self.counters_version = load_counters(self, store), version
+  end
+  return self.counters
 end
 
 local function mean_of(c) return c.units > 0 and c.sum / c.units or 0 end
