@@ -177,6 +177,21 @@ function Hosted:route(inst, req)
   return main
 end
 
+-- Off the request path: the shadow answer is computed after this response
+-- and only logged. (A function of its own: a closure in predict's loop
+-- would stop LuaJIT's trace there on every instance.)
+function Hosted:shadow_later(inst, log)
+  local shadow = self.live.shadow
+  local t = uv.new_timer()
+  t:start(0, 0, function()
+    t:close()
+    local sout, _, _, srow, sms = predict_one(shadow, inst)
+    if sout and log then
+      log { model = self.name, version = shadow.version, inputs = srow, output = sout, ms = sms, role = "shadow" }
+    end
+  end)
+end
+
 --- Predicts every instance. Returns the response table, or nil, status,
 -- code, message for a request-level error. `log` receives each prediction.
 function Hosted:predict(instances, log, req)
@@ -198,19 +213,7 @@ function Hosted:predict(instances, log, req)
     if #missing > 0 then missing_all[i] = missing end
     ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,
                            ms = ms, experiment = unit and e.name, variant = unit and variant, unit = unit } or nil
-    if self.shadow and self.live.shadow then
-      -- Off the request path: the shadow answer is computed after this
-      -- response and only logged.
-      local shadow = self.live.shadow
-      local t = uv.new_timer()
-      t:start(0, 0, function()
-        t:close()
-        local sout, _, _, srow, sms = predict_one(shadow, inst)
-        if sout and log then
-          log { model = self.name, version = shadow.version, inputs = srow, output = sout, ms = sms, role = "shadow" }
-        end
-      end)
-    end
+    if self.shadow and self.live.shadow then self:shadow_later(inst, log) end
   end
   local res = { predictions = preds, model_version = main.version, prediction_ids = ids }
   if next(missing_all) then res.missing_features = missing_all end
