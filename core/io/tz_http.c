@@ -65,6 +65,7 @@ struct tz_http_server {
     void *ud;
     tz_http_conn *conns;
     size_t nconns;
+    size_t ndeferred;          /* attached connections waiting for a deferred response */
     int port;
     int draining;
     int handles_open;          /* listener, drain timer, resume idle until closed */
@@ -164,6 +165,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     if (c->prev) c->prev->next = c->next; else srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     srv->nconns--;
+    if (c->deferred) srv->ndeferred--;
     c->srv = NULL;
     if (!c->deferred) conn_release(c);
     server_maybe_done(srv);
@@ -334,6 +336,7 @@ void tz_http_defer(tz_http_conn *c)
 {
     if (c->responded || c->deferred) return;
     c->deferred = 1;
+    c->srv->ndeferred++;
     /* Responses must leave in request order, so nothing more is parsed or
      * read until this one is answered: the parser stops after the current
      * callback and on_read stashes what it had not parsed. */
@@ -349,6 +352,7 @@ void tz_http_respond(tz_http_conn *c, int status, const tz_http_header *headers,
     c->responded = 1;
     int was_deferred = c->deferred;
     c->deferred = 0;
+    if (was_deferred && c->srv) c->srv->ndeferred--;
     if (was_deferred && c->closing) {
         /* The client is gone: nothing to write; free it if already detached. */
         if (!c->srv) conn_release(c);
@@ -745,6 +749,8 @@ int tz_http_server_start(uv_loop_t *loop, const char *host, int port, int reusep
 int tz_http_server_port(const tz_http_server *srv) { return srv->port; }
 
 size_t tz_http_server_connections(const tz_http_server *srv) { return srv->nconns; }
+
+size_t tz_http_server_deferred(const tz_http_server *srv) { return srv->ndeferred; }
 
 static void on_server_handle_closed(uv_handle_t *h)
 {

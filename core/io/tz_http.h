@@ -75,6 +75,11 @@ int tz_http_server_port(const tz_http_server *srv);
 /* Number of open connections. */
 size_t tz_http_server_connections(const tz_http_server *srv);
 
+/* Number of open connections waiting for a deferred response. When it equals
+ * the connection count, no client can send anything until one is answered:
+ * a group commit gains nothing by waiting longer. */
+size_t tz_http_server_deferred(const tz_http_server *srv);
+
 /* Stops accepting, closes idle connections, lets each busy one finish its
  * current request, and frees the server once the last is gone, then calls
  * done(ud) (if non-NULL). Connections still open after timeout_ms are cut. */

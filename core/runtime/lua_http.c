@@ -178,6 +178,16 @@ static int l_http_respond(lua_State *L)
     return 1;
 }
 
+/* http_all_waiting() -> true when every open connection waits for a
+ * deferred response (so none can send more before one is answered). */
+static int l_http_all_waiting(lua_State *L)
+{
+    serve_ctx *ctx = active;
+    size_t n = ctx && ctx->srv ? tz_http_server_connections(ctx->srv) : 0;
+    lua_pushboolean(L, n > 0 && tz_http_server_deferred(ctx->srv) == n);
+    return 1;
+}
+
 /* Deferred requests nobody answered before the loop ended: their
  * connections are released with a 503. */
 static void release_pending(lua_State *L, serve_ctx *ctx)
@@ -296,4 +306,6 @@ void tz_lua_http_register(lua_State *L)
     lua_setfield(L, -2, "http_defer");
     lua_pushcfunction(L, l_http_respond);
     lua_setfield(L, -2, "http_respond");
+    lua_pushcfunction(L, l_http_all_waiting);
+    lua_setfield(L, -2, "http_all_waiting");
 }

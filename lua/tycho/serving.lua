@@ -264,7 +264,9 @@ end
 -- unit }; flush(); and commit(write, done), the group commit: write(tx)
 -- joins the next flush, at most group_ms (5) away, and done(ok, result)
 -- runs once that flush has committed (or failed: ok false). Writes that
--- arrive together share one commit, and with it one fdatasync.
+-- arrive together share one commit, and with it one fdatasync. The group
+-- closes early once opts.group_max (32) wait or opts.all_waiting() (the
+-- HTTP server: every client waits for an answer) is true.
 function M.prediction_log(opts)
   opts = opts or {}
   local buffer, counter = {}, 0
@@ -325,19 +327,22 @@ function M.prediction_log(opts)
   timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
   timer:unref()  -- the log never keeps a draining worker alive
   -- The waiting writes commit group_ms after the first, or on the next
-  -- loop turn once group_max wait: a burst of outcomes is not held back by
-  -- the window, and a steady trickle beside predictions shares commits.
-  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 8
+  -- loop turn once group_max wait or once opts.all_waiting() says that
+  -- every client waits for one of them (waiting longer would only add
+  -- latency): a burst of outcomes is not held back by the window, a lone
+  -- outcome is committed at once, and a steady trickle beside predictions
+  -- shares commits.
+  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
   group_timer:unref()
   local function commit_waiting() flush() end
   local function commit(write, done)
     local n = #waiting
     waiting[n + 1], waiting[n + 2] = write, done
-    if n == 0 then
-      group_timer:start(group_ms, 0, commit_waiting)
-    elseif n + 2 == 2 * group_max then
+    if n + 2 == 2 * group_max or (opts.all_waiting and opts.all_waiting()) then
       group_timer:start(0, 0, commit_waiting)
+    elseif n == 0 then
+      group_timer:start(group_ms, 0, commit_waiting)
     end
   end
   local function log(entry)

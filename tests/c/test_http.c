@@ -22,10 +22,12 @@ static int port;
 static uv_timer_t defer_timer;
 static tz_http_conn *deferred[16];
 static int ndeferred, nanswered_late, stopping;
+static size_t waiting_seen = 99;  /* tz_http_server_deferred() before the first answer */
 
 static void answer_deferred(uv_timer_t *t)
 {
     (void)t;
+    if (waiting_seen == 99) waiting_seen = tz_http_server_deferred(srv);
     for (int i = 0; i < ndeferred; i++) {
         char body[64];
         int n = snprintf(body, sizeof body, "deferred %d len=0", ++nanswered_late);
@@ -174,6 +176,7 @@ int main(void)
     const char later[] = "GET /defer/1 HTTP/1.1\r\nHost: t\r\n\r\n";
     r = exchange(later, sizeof later - 1, 1);
     ok(strstr(r, "HTTP/1.1 200 OK") && strstr(r, "deferred 1"), "a deferred request is answered later");
+    is_int(waiting_seen, 1, "the server counts the connection waiting for its deferred answer");
 
     /* Behind a deferred request, pipelined ones wait: answers stay in order,
      * including a deferred one after a plain one. */

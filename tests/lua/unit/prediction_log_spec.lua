@@ -94,6 +94,19 @@ describe("prediction log group commit", function()
     assert.equal("1", assert(store.open()):get("t", "grown"))
   end)
 
+  it("commits on the next loop turn when every client waits", function()
+    local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1000, group_max = 100,
+                                                  all_waiting = function() return true end }
+    local done = {}
+    uv.update_time()
+    local started = uv.hrtime()
+    commit(function(tx) tx:put("t", "lone", "1") return "lone" end, function(ok, res) done[#done + 1] = { ok, res } end)
+    run_until(done, 1)
+    assert.same({ { true, "lone" } }, done)
+    local ms = tonumber(uv.hrtime() - started) / 1e6
+    assert.is_true(ms < 500, "waited for the window: " .. ms .. " ms")
+  end)
+
   it("commits on the next loop turn once group_max writes wait", function()
     local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1000, group_max = 4 }
     local done = {}
