@@ -520,7 +520,8 @@ function M.worker(opts)
     local hook, has_work = require("tycho.watch").on_flush(app)
     app.log, app.flush_log, app.commit_log = require("tycho.serving").prediction_log {
       retain = opts.log_retention or log_opts.retain, sample_every = log_opts.sample_every,
-      group_ms = log_opts.group_ms, group_max = log_opts.group_max, all_waiting = internal.http_all_waiting,
+      interval_ms = log_opts.interval_ms, group_ms = log_opts.group_ms, group_max = log_opts.group_max,
+      all_waiting = internal.http_all_waiting,
       on_flush = hook, has_work = has_work }
   end
   if opts.worker == 0 and #app.alerts > 0 then require("tycho.watch").start_alerts(app) end

@@ -264,6 +264,44 @@ print(json.dumps({"p": p, "srm": srm}))]==], tally)
     assert.matches("bad duration 'forever'", err)
   end)
 
+  it("answers feedback waiting for its group commit when SIGTERM drains the server", function()
+    local uv = require "luv"
+    local env = { "TYCHO_HOME=" .. home, "EXP_KIND=ab", "EXP_GROUP_MS=1500", "EXP_FLUSH_MS=60000" }
+    local slow = testing.serve("tests/lua/fixtures/experiment_app.lua", { "--workers", "1" }, { env = env })
+    local _, _, _, doc = testing.request(slow.port, "POST", "/v1/models/spam:predict",
+      { body = { instances = { { email_id = "email-00011" } } } })
+    local id = doc.prediction_ids[1]
+    -- An idle client stays connected, so not every client waits: the
+    -- feedback's group waits for its 1.5 s window (the log's own flush is a
+    -- minute away), and SIGTERM comes first.
+    local idle, idle_answered = uv.new_tcp(), false
+    idle:connect("127.0.0.1", slow.port, function()
+      idle:write("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+      idle:read_start(function(_, data) if data then idle_answered = true end end)
+    end)
+    assert(testing.run_until(function() return idle_answered end, 5000), "the idle client got no answer")
+    local body = json.encode { prediction_id = id, outcome = 1 }
+    local texts = {}
+    local fb = uv.new_tcp()
+    fb:connect("127.0.0.1", slow.port, function(err)
+      assert(not err, err)
+      fb:write("POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+      fb:read_start(function(_, data) if data then texts[#texts + 1] = data elseif not fb:is_closing() then fb:close() end end)
+    end)
+    testing.run_until(function() return false end, 200)
+    assert.equal(0, #texts, "answered before its group committed: " .. table.concat(texts))
+    slow.proc:kill("sigterm")
+    testing.run_until(function() return table.concat(texts):find("\r\n\r\n{") ~= nil end, 5000)
+    local text = table.concat(texts)
+    assert.matches("^HTTP/1.1 200", text)
+    assert.matches('"accepted":1', text)
+    assert.equal(0, slow.proc:wait(15000))
+    idle:close()
+    if not fb:is_closing() then fb:close() end
+    local st = assert(require("tycho.store").open(home))
+    assert.is_not_nil(st:get("outcomes", id))
+  end)
+
   it("shifts traffic toward the better model with Thompson sampling", function()
     -- One worker: every outcome reaches the posterior before the next
     -- batch (with more, feedback may wait up to a second for another
