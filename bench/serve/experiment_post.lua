@@ -20,6 +20,8 @@ local tag = os.getenv("RUN_TAG") or "u"
 local ids_file = os.getenv("IDS_FILE")
 local every = tonumber(os.getenv("FEEDBACK_EVERY") or "1")
 local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
+-- UNIT_IDS=random: unit ids in random order (hashed user ids), not counting up.
+local random_ids = os.getenv("UNIT_IDS") == "random"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
@@ -53,7 +55,9 @@ function request()
       '{"prediction_id":"' .. id .. '","outcome":' .. (feedbacks % 2) .. '}')
   end
   predicts = predicts + 1
-  return wrk.format(nil, nil, nil, head .. '"id":"' .. tag .. "-" .. tid .. "-" .. n .. '",' .. tail)
+  local unit = tag .. "-" .. tid .. "-" .. n
+  if random_ids then unit = string.format("%08x-", (n * 2654435761 + tid * 40503) % 4294967296) .. unit end
+  return wrk.format(nil, nil, nil, head .. '"id":"' .. unit .. '",' .. tail)
 end
 
 if ids_file then
