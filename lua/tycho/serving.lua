@@ -317,9 +317,12 @@ function M.prediction_log(opts)
         buffer = batch
       end
     end
+    -- Every waiting write hears back, even if an earlier callback raises.
     for i = 2, #joined, 2 do
-      local done = joined[i]
-      if ok then done(outcomes[i - 1], outcomes[i]) else done(false, res) end
+      local dok, derr
+      if ok then dok, derr = pcall(joined[i], outcomes[i - 1], outcomes[i])
+      else dok, derr = pcall(joined[i], false, res) end
+      if not dok then io.stderr:write("tycho serve: group commit callback: ", tostring(derr), "\n") end
     end
     return ok, res
   end

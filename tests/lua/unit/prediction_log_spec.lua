@@ -67,6 +67,7 @@ describe("prediction log group commit", function()
       done[#done + 1] = { ok, res, st:view(function(tx) return tx:get("t", "a") end) }
     end)
     commit(function() error("deliberate") end, function(ok, res) done[#done + 1] = { ok, tostring(res) } end)
+    commit(function() return "callback raises" end, function() error("deliberate, in a callback") end)
     commit(function(tx) tx:put("t", "b", "2") return "third" end, function(ok, res) done[#done + 1] = { ok, res } end)
     run_until(done, 3)
     local ms = tonumber(uv.hrtime() - started) / 1e6
