@@ -357,7 +357,13 @@ function App:handler(token)
     end
   end
   local function reply(req, ok, ...)
-    local status, headers, body = respond(ok, ...)
+    -- Unprotected here (no C pcall around a late answer): a result that is
+    -- no response becomes a 500 instead of a connection left waiting.
+    local rok, status, headers, body = pcall(respond, ok, ...)
+    if not rok then
+      io.stderr:write("tycho: handler error: ", tostring(status), "\n")
+      status, headers, body = error_response(500, "internal", "internal server error")
+    end
     record(req, req._name, status, body)
     internal.http_respond(req._token, status, headers, body)
   end
