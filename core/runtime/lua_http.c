@@ -9,6 +9,7 @@
  * registry table, so a stale or repeated token is refused, never a dangling
  * pointer. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -147,6 +148,8 @@ static int l_http_defer(lua_State *L)
     serve_ctx *ctx = active;
     if (!ctx || !ctx->current) return luaL_error(L, "http_defer: no request is being handled");
     if (!ctx->current_token) {
+        /* Registry table keys are ints: wrap long before they would. */
+        if (ctx->next_token == INT_MAX) ctx->next_token = 0;
         ctx->current_token = ++ctx->next_token;
         tz_http_defer(ctx->current);
         lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pending_ref);
