@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,8 +106,14 @@ typedef struct worker_slot {
 static pid_t spawn_worker(const tz_serve_opts *o, const char *home, int index, const sigset_t *orig)
 {
     fflush(NULL);
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* A master killed outright (SIGKILL, a crash) must not leave workers
+         * serving on its port: they get SIGTERM and drain. The check after
+         * covers a master that died before the request took effect. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master) _exit(TZ_EXIT_ERROR);
         sigprocmask(SIG_SETMASK, orig, NULL);
         _exit(worker_main(o, home, index));
     }

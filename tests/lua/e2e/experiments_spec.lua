@@ -268,6 +268,9 @@ print(json.dumps({"p": p, "srm": srm}))]==], tally)
     local uv = require "luv"
     local env = { "TYCHO_HOME=" .. home, "EXP_KIND=ab", "EXP_GROUP_MS=1500", "EXP_FLUSH_MS=60000" }
     local slow = testing.serve("tests/lua/fixtures/experiment_app.lua", { "--workers", "1" }, { env = env })
+    finally(function()
+      if slow.proc.code == nil then slow.proc:kill("sigkill") slow.proc:wait(5000) end
+    end)
     local _, _, _, doc = testing.request(slow.port, "POST", "/v1/models/spam:predict",
       { body = { instances = { { email_id = "email-00011" } } } })
     local id = doc.prediction_ids[1]

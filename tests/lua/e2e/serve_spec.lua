@@ -209,6 +209,26 @@ describe("tycho serve processes", function()
     assert.equal(0, (srv:stop()))
   end)
 
+  it("stops its workers when the master is killed outright", function()
+    local srv = testing.serve(APP, { "--workers", "2" }, { env = { "TYCHO_HOME=" .. home } })
+    local pids = worker_pids(srv.proc.pid)
+    assert.equal(2, #pids)
+    srv.proc:kill("sigkill")
+    srv.proc:wait(5000)
+    local gone = testing.run_until(function()
+      for _, pid in ipairs(pids) do
+        -- A zombie waiting for init to reap it counts as gone.
+        local f = io.open("/proc/" .. pid .. "/stat")
+        local stat = f and f:read("*l")
+        if f then f:close() end
+        if stat and not stat:match("^%d+ %b() Z") then return false end
+      end
+      return true
+    end, 5000)
+    assert.is_true(gone, "workers outlived their master")
+    assert.is_nil((testing.request(srv.port, "GET", "/hello/orphan", { timeout = 300 })), "the port still answers")
+  end)
+
   it("writes one JSON access line per request, routed or not", function()
     local log = home .. "/access.log"
     local srv = testing.serve(APP, { "--access-log", log }, { env = { "TYCHO_HOME=" .. home } })
