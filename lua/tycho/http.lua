@@ -224,13 +224,13 @@ end
 --- Runs a DAG file on its schedule: the first worker starts due runs as
 -- child processes (tycho.dagsched). A relative path is relative to the app
 -- file; a DAG that fails to load fails the app.
-function App:schedule(path, opts)
+function App:schedule(path)
   if type(path) ~= "string" then error("app:schedule: expected a DAG file path", 2) end
   local dir = debug.getinfo(2, "S").source:match("^@(.*)/[^/]*$")
   local file = (path:sub(1, 1) == "/" or not dir) and path or (dir .. "/" .. path)
   local ok, err = require("tycho.dagsched").check({ file })
   if not ok then error("app:schedule: " .. err, 2) end
-  self.schedules[#self.schedules + 1] = { path = file, opts = opts }
+  self.schedules[#self.schedules + 1] = { path = file }
   return self
 end
 
