@@ -10,7 +10,9 @@
 --   dead runner's lock is taken over and its run marked interrupted.
 -- * A date whose latest run succeeded is not run again unless opts.rerun.
 --   An interrupted run resumes under its own id: succeeded tasks are kept,
---   the others run by their retry policy, attempts already used counted. A
+--   the others run by their retry policy, attempts already used counted
+--   (but not one this runner stopped on SIGINT/SIGTERM: only one that was
+--   running when a runner died unseen, which may have been the cause). A
 --   failed date run again by hand gets a new run that keeps the tasks that
 --   succeeded and gives the others fresh attempts (the scheduler never
 --   runs a failed date again). opts.rerun runs every task afresh.
@@ -63,6 +65,11 @@ end
 
 local pump
 
+-- Attempts that count against a task's retries: every one started, less
+-- those stopped by this runner's own shutdown (ctx.attempt counts them all).
+local function counted(rec) return rec.attempts - (rec.stopped_attempts or 0) end
+
+
 local function close(h)
   if h and not h:is_closing() then h:close() end
 end
@@ -111,10 +118,11 @@ local function finish_attempt(ex, p)
     ex.say(string.format("  %-16s %s in %s%s", name, state, secs(dur), res.skipped and (" (" .. res.skipped .. ")") or ""))
   elseif state == "interrupted" then
     rec.state, rec.error = state, err
-  elseif rec.attempts < task.retries + 1 then
-    local delay = math.min(task.retry_delay * task.backoff ^ (rec.attempts - 1), task.max_retry_delay)
+    rec.stopped_attempts = (rec.stopped_attempts or 0) + 1
+  elseif counted(rec) < task.retries + 1 then
+    local delay = math.min(task.retry_delay * task.backoff ^ (counted(rec) - 1), task.max_retry_delay)
     rec.state, rec.error, rec.next_attempt = "retrying", err, now() + delay
-    ex.say(string.format("  %-16s attempt %d of %d %s: %s; retry in %s", name, p.attempt, task.retries + 1,
+    ex.say(string.format("  %-16s attempt %d of %d %s: %s; retry in %s", name, counted(rec), task.retries + 1,
       state == "timed_out" and "timed out" or "failed", err, secs(delay)))
     local t = uv.new_timer()
     ex.timers[name] = t
@@ -128,7 +136,7 @@ local function finish_attempt(ex, p)
   else
     rec.state, rec.error, rec.finished = state, err, now()
     ex.failure = ex.failure or { task = name, state = state, error = err }
-    ex.say(string.format("  %-16s %s after %d attempt%s: %s", name, state, rec.attempts, rec.attempts == 1 and "" or "s",
+    ex.say(string.format("  %-16s %s after %d attempt%s: %s", name, state, counted(rec), counted(rec) == 1 and "" or "s",
       err))
   end
   save(ex, name)
@@ -181,7 +189,7 @@ local function start_attempt(ex, name)
   rec.attempts = rec.attempts + 1
   rec.state, rec.attempt_started, rec.next_attempt = "running", now(), nil
   rec.started = rec.started or rec.attempt_started
-  push_line(ex, name, string.format("--- attempt %d of %d ---", rec.attempts, task.retries + 1))
+  push_line(ex, name, string.format("--- attempt %d of %d ---", counted(rec), task.retries + 1))
   ex.st:update(function(tx) tx:delete(DB, K.result(dag.name, ex.run.run_id, name)) end)
   local p = { name = name, attempt = rec.attempts, started = rec.attempt_started, open = 2 }
   ex.procs[name] = p
@@ -258,10 +266,10 @@ pump = function(ex)
           ex.say(string.format("  %-16s skipped (%s)", name, rec.reason))
           save(ex, name)
         elseif v == "ready" and ex.active < ex.dag.max_active then
-          if rec.attempts >= task.retries + 1 then
+          if counted(rec) >= task.retries + 1 then
             local last = rec.history[#rec.history]
             rec.state = "failed"
-            rec.error = string.format("no attempts left (%d of %d used)%s", rec.attempts, task.retries + 1,
+            rec.error = string.format("no attempts left (%d of %d used)%s", counted(rec), task.retries + 1,
               last and last.error and ("; last: " .. last.error) or "")
             ex.failure = ex.failure or { task = name, state = "failed", error = rec.error }
             ex.say(string.format("  %-16s failed: %s", name, rec.error))

@@ -335,6 +335,26 @@ describe("tycho dag", function()
     assert.is_false(leftover("^sleep 30$"))
   end)
 
+  it("does not count an attempt stopped by the runner's shutdown against the retries", function()
+    local env = { "DAG_SLEEP=30", "DAG_RETRIES=0" }
+    local first = testing.spawn({ "--home", home, "dag", "run", FIX .. "slow.lua", "--date", "2026-03-07" }, { env = env })
+    assert.is_true(testing.run_until(function()
+      local runs = history("slow")
+      return runs[1] and runs[1].run_id == "2026-03-07" and tasks_of(runs[1]).slow.state == "running"
+    end, 10000), first.stderr())
+    first:kill("sigterm")
+    assert.equal(1, (first:wait(10000)))
+    -- No retries, and the one attempt was stopped by us: the resumed run still gets one.
+    local resumed = testing.spawn({ "--home", home, "dag", "run", FIX .. "slow.lua", "--date", "2026-03-07" },
+      { env = { "DAG_RETRIES=0" } })
+    assert.equal(0, (resumed:wait(20000)), resumed.stderr())
+    local runs = history("slow")
+    local t = tasks_of(runs[1])
+    assert.same({ "2026-03-07", "success" }, { runs[1].run_id, runs[1].status })
+    assert.same({ 2, 1 }, { t.slow.attempts, t.slow.stopped_attempts })
+    assert.same({ "interrupted", "success" }, { t.slow.history[1].state, t.slow.history[2].state })
+  end)
+
   it("takes over a dead runner's lock, marks its run interrupted and resumes it", function()
     local first = testing.spawn({ "--home", home, "dag", "run", FIX .. "slow.lua", "--date", "2026-03-01" },
       { env = { "DAG_SLEEP=30" } })
