@@ -159,11 +159,12 @@ local function predict_one(version, inst)
 end
 
 -- The version an instance goes to: canary by a stable hash of its unit,
--- or the variant an experiment assigns. Returns version, the experiment's
+-- or, when split (the experiment is ready, checked once per request), the
+-- variant the experiment assigns. Returns version, the experiment's
 -- variant, and the unit when it is counted in the experiment.
-function Hosted:route(inst, req)
+function Hosted:route(inst, req, split)
   local main = self.live.main
-  if self.experiment and self:experiment_ready() then
+  if split then
     local e = self.experiment
     local unit = inst[e.unit]
     local v, counted = e:assign(unit, req, nil, inst)
@@ -200,9 +201,10 @@ function Hosted:predict(instances, log, req)
     tostring(self.errors.main) end
   local preds, ids, missing_all, versions, variants = {}, {}, {}, {}, {}
   local e = self.experiment
+  local split = e ~= nil and self:experiment_ready()
   for i, inst in ipairs(instances) do
     if type(inst) ~= "table" then return nil, 400, "bad_instance", "instance " .. i .. " is not an object" end
-    local version, variant, unit = self:route(inst, req)
+    local version, variant, unit = self:route(inst, req, split)
     local out, err, missing, row, ms = predict_one(version, inst)
     if not out then
       if log then log { model = version.model or self.name, version = version.version, error = tostring(err) } end
@@ -220,7 +222,7 @@ function Hosted:predict(instances, log, req)
   local mixed = false
   for _, v in ipairs(versions) do if v ~= main.version then mixed = true end end
   if mixed then res.model_versions = versions end
-  if e and self:experiment_ready() then res.experiment, res.variants = e.name, variants end
+  if split then res.experiment, res.variants = e.name, variants end
   return res
 end
 
@@ -338,14 +340,13 @@ function M.prediction_log(opts)
   local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
   group_timer:unref()
-  local function commit_waiting() flush() end
   local function commit(write, done)
     local n = #waiting
     waiting[n + 1], waiting[n + 2] = write, done
     if n + 2 == 2 * group_max or (opts.all_waiting and opts.all_waiting()) then
-      group_timer:start(0, 0, commit_waiting)
+      group_timer:start(0, 0, flush)
     elseif n == 0 then
-      group_timer:start(group_ms, 0, commit_waiting)
+      group_timer:start(group_ms, 0, flush)
     end
   end
   local function log(entry)

@@ -102,6 +102,17 @@ local function lbeta(a, b)
   return 0.5 * log(2 * pi) - a * l1p + b * (log(b / a) - l1p) + 0.5 * log(s / (a * b)) + rest + stirling_rest(b)
 end
 
+-- One step of the modified Lentz method over a term an / (bn + ...): the
+-- new c and d, and the factor the fraction's value is multiplied by.
+local function lentz_step(c, d, an, bn)
+  d = an * d + bn
+  if abs(d) < TINY then d = TINY end
+  c = bn + an / c
+  if abs(c) < TINY then c = TINY end
+  d = 1 / d
+  return c, d, d * c
+end
+
 -- Continued fraction of I_x(a, b) * a / (x^a y^b / B(a, b)), modified Lentz.
 -- Converges fast for x < (a + 1) / (a + b + 2); about sqrt(max(a, b)) terms.
 local function betacf(a, b, x)
@@ -112,20 +123,10 @@ local function betacf(a, b, x)
   local f = d
   for m = 1, 100000 do
     local a2m = a + 2 * m
-    local num = m * (b - m) * x / ((a2m - 1) * a2m)
-    d = 1 + num * d
-    if abs(d) < TINY then d = TINY end
-    c = 1 + num / c
-    if abs(c) < TINY then c = TINY end
-    d = 1 / d
+    c, d = lentz_step(c, d, m * (b - m) * x / ((a2m - 1) * a2m), 1)
     f = f * d * c
-    num = -(a + m) * (apb + m) * x / (a2m * (a2m + 1))
-    d = 1 + num * d
-    if abs(d) < TINY then d = TINY end
-    c = 1 + num / c
-    if abs(c) < TINY then c = TINY end
-    d = 1 / d
-    local step = d * c
+    local step
+    c, d, step = lentz_step(c, d, -(a + m) * (apb + m) * x / (a2m * (a2m + 1)), 1)
     f = f * step
     if abs(step - 1) < EPS then break end
   end
@@ -172,14 +173,9 @@ function M.gammaincc(a, x)
   local c, d = 1 / TINY, 1 / bn
   local f = d
   for i = 1, 100000 do
-    local an = -i * (i - a)
     bn = bn + 2
-    d = an * d + bn
-    if abs(d) < TINY then d = TINY end
-    c = bn + an / c
-    if abs(c) < TINY then c = TINY end
-    d = 1 / d
-    local step = d * c
+    local step
+    c, d, step = lentz_step(c, d, -i * (i - a), bn)
     f = f * step
     if abs(step - 1) < EPS then break end
   end

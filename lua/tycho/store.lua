@@ -280,7 +280,7 @@ function Store:point_reader(db)
       return read(k)
     end
     -- A snapshot taken at the last commit is still the latest: reuse it.
-    local version = tonumber(C.tz_store_last_txnid(store.handle))
+    local version = store:version()
     if not (state.open and state.version == version) then
       if state.open then C.tz_store_txn_reset(txn) state.open = false end
       if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
