@@ -665,17 +665,13 @@ local function apply_feedback(tx, entry, outcome, experiments)
   end
 end
 
---- Records outcomes for prediction ids: items = { {prediction_id, outcome} }.
--- Each id counts once (a repeat is reported as a duplicate). An id whose
--- prediction is not in the log yet (another worker's unflushed batch) is
--- kept pending and joined by M.reconcile within `grace` seconds; an id
--- older than the log's retention is expired. Returns per-item results.
-function M.feedback(items, opts)
-  return (opts and opts.store or st()):update(M.feedback_in, items, opts)
-end
-
---- M.feedback inside the caller's write transaction (serving puts it in
--- the prediction log's flush: one commit for both).
+--- Records outcomes for prediction ids inside the caller's write
+-- transaction (serving puts it in the prediction log's group commit):
+-- items = { {prediction_id, outcome} }. Each id counts once (a repeat is
+-- reported as a duplicate). An id whose prediction is not in the log yet
+-- (another worker's unflushed batch) is kept pending and joined by
+-- M.reconcile within `grace` seconds; an id older than the log's retention
+-- is expired. Returns per-item results.
 function M.feedback_in(tx, items, opts)
   opts = opts or {}
   local experiments = opts.experiments or {}

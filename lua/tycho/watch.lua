@@ -23,6 +23,16 @@ end
 -- HTTP status of a rejected single feedback, by the rejection's code.
 local FEEDBACK_STATUS = { unknown = 404, expired = 410 }
 
+-- Answers req with answer(ok, result) once write(tx) has committed. Serving,
+-- that is the prediction log's next group commit, shared with this worker's
+-- buffered predictions and every other outcome that came meanwhile, so an
+-- acknowledged outcome is on disk; otherwise a transaction of its own.
+local function write_then_answer(app, req, write, answer)
+  if not app.commit_log then return answer(pcall(store().update, store(), write)) end
+  local reply = req:defer()
+  app.commit_log(write, function(ok, res) reply(answer, ok, res) end)
+end
+
 -- The answer to a feedback request once its writes are done.
 local function feedback_answer(http, body, ok, res)
   if not ok then http.error(503, "store_unavailable", tostring(res)) end
@@ -41,22 +51,13 @@ local function feedback(app, http, req)
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
   local opts = { experiments = app.experiments, retain = app.log_retain }
-  if not app.commit_log then
-    return feedback_answer(http, body, pcall(experiments.feedback, items, opts))
-  end
-  -- Group commit: the join runs in the prediction log's next flush, with
-  -- this worker's buffered predictions and every other outcome that came
-  -- meanwhile; the answer waits for that commit, so an acknowledged
-  -- outcome is on disk.
-  local reply = req:defer()
-  app.commit_log(function(tx) return experiments.feedback_in(tx, items, opts) end,
-    function(ok, res) reply(feedback_answer, http, body, ok, res) end)
+  return write_then_answer(app, req, function(tx) return experiments.feedback_in(tx, items, opts) end,
+    function(ok, res) return feedback_answer(http, body, ok, res) end)
 end
 
 -- The answer to an events request once its writes are done.
-local function events_answer(http, ok, res, status, msg)
+local function events_answer(http, ok, res)
   if not ok then http.error(503, "store_unavailable", tostring(res)) end
-  if not res then http.error(status, "experiment_stopped", msg) end
   if res.accepted == 0 then return 400, res end
   if #res.rejected == 0 then res.rejected = json.empty_array end
   return res
@@ -98,11 +99,8 @@ function M.add(app, http)
     if e:status() == "stopped" then
       http.error(409, "experiment_stopped", "experiment " .. e.name .. " is stopped; its results are final")
     end
-    if not app.commit_log then return events_answer(http, pcall(e.record_events, e, body.events)) end
-    -- Group commit, as for feedback.
-    local reply = req:defer()
-    app.commit_log(function(tx) return e:record_events_in(tx, body.events) end,
-      function(ok, res) reply(events_answer, http, ok, res) end)
+    return write_then_answer(app, req, function(tx) return e:record_events_in(tx, body.events) end,
+      function(ok, res) return events_answer(http, ok, res) end)
   end)
   app:post("/v1/experiments/{name}:stop", function(req)
     local e = find(app, http, req.params.name)
