@@ -99,6 +99,16 @@ describe("tycho serve", function()
     assert.truthy(body:find('tycho_http_requests_total{route="GET /later/{ms}",status="409"} 1', 1, true))
   end)
 
+  it("answers feedback without a prediction log (no hosted model) in a transaction of its own", function()
+    local id = string.format("%016x-1-1", math.floor(uv.gettimeofday() * 1e6) - 60e6)
+    local status, _, _, doc = testing.request(srv.port, "POST", "/v1/feedback",
+      { body = { prediction_id = id, outcome = 1 } })
+    assert.equal(404, status)
+    assert.equal("unknown_prediction", doc.error.code)
+    status = testing.request(srv.port, "POST", "/v1/feedback", { body = { prediction_id = "nope", outcome = 1 } })
+    assert.equal(400, status)
+  end)
+
   it("de-chunks a chunked request body", function()
     local body = '{"a":"chunked"}'
     local raw = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
