@@ -65,9 +65,15 @@ local ok, err = pcall(function()
     end
   end
   local n = test:nrows()
+  -- Each worker checks its aliases every second. 30 s leaves room for slow
+  -- builds (ASan) under load; a failure says what the server last answered.
   local function wait_for(what, pred)
-    assert(testing.run_until(function() return pred(request("GET", "/v1/models/" .. lib.MODEL)) end, 10000),
-      "the server did not pick up " .. what)
+    local last
+    local moved = testing.run_until(function()
+      last = request("GET", "/v1/models/" .. lib.MODEL)
+      return pred(last)
+    end, 30000)
+    assert(moved, "the server did not pick up " .. what .. "; it last said " .. require("tycho.json").encode(last))
   end
 
   step("3. live traffic on production")
