@@ -65,15 +65,19 @@ local ok, err = pcall(function()
     end
   end
   local n = test:nrows()
-  -- Each worker checks its aliases every second. 30 s leaves room for slow
-  -- builds (ASan) under load; a failure says what the server last answered.
+  -- Each worker checks its aliases every second, and an answer comes from
+  -- either: five in a row must agree (one might still come from the
+  -- worker that has not looked yet). 30 s leaves room for slow builds
+  -- (ASan) under load; a failure says what the server last answered.
   local function wait_for(what, pred)
-    local last
-    local moved = testing.run_until(function()
+    local last, agreed = nil, 0
+    testing.run_until(function()
+      if agreed >= 5 then return true end  -- run_until asks once more at the end
       last = request("GET", "/v1/models/" .. lib.MODEL)
-      return pred(last)
+      agreed = pred(last) and agreed + 1 or 0
+      return agreed >= 5
     end, 30000)
-    assert(moved, "the server did not pick up " .. what .. "; it last said " .. require("tycho.json").encode(last))
+    assert(agreed >= 5, "the server did not pick up " .. what .. "; it last said " .. require("tycho.json").encode(last))
   end
 
   step("3. live traffic on production")
