@@ -208,29 +208,77 @@ int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
     return rc ? store_fail(err, rc, "put") : 0;
 }
 
+/* One key of a put_new_many batch, built in full: its bytes in the batch's
+ * buffer, its length, and its place in the caller's arrays. */
+typedef struct {
+    size_t off, len, index;
+    const char *base;
+} store_batch_key;
+
+/* LMDB's default order: bytes, then the shorter key first. */
+static int store_batch_key_cmp(const void *a, const void *b)
+{
+    const store_batch_key *x = a, *y = b;
+    int c = memcmp(x->base + x->off, y->base + y->off, x->len < y->len ? x->len : y->len);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* The keys go in in order through one cursor: LMDB then finds the place of
+ * a key next to the last one on the same leaf page without descending the
+ * tree again, which for a batch of nearby keys is most of an insert's cost. */
+static int store_put_sorted(MDB_txn *txn, unsigned dbi, store_batch_key *order, size_t n,
+                            const char *const *vals, const size_t *val_lens, unsigned char *added, tz_err *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc) return store_fail(err, rc, "open cursor");
+    for (size_t i = 0; i < n; i++) {
+        size_t at = order[i].index;
+        MDB_val k = { order[i].len, (void *)(order[i].base + order[i].off) }, v = { val_lens[at], (void *)vals[at] };
+        rc = mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) { added[at] = 0; continue; }
+        if (rc) break;
+        added[at] = 1;
+    }
+    mdb_cursor_close(cur);
+    return rc && rc != MDB_KEYEXIST ? store_fail(err, rc, "put") : 0;
+}
+
 int tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
                           const void *suffix, size_t suffix_len, size_t n,
                           const char *const *keys, const size_t *key_lens,
                           const char *const *vals, const size_t *val_lens,
                           unsigned char *added, tz_err *err)
 {
-    char buf[STORE_MAX_KEY];
-    if (prefix_len + suffix_len > sizeof buf)
-        return tz_err_set(err, TZ_EINVAL, "put_new_many: key prefix and suffix exceed %zu bytes", sizeof buf);
-    memcpy(buf, prefix, prefix_len);
+    if (n == 0) return 0;
+    size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t klen = prefix_len + key_lens[i] + suffix_len;
-        if (klen > sizeof buf)
-            return tz_err_set(err, TZ_EINVAL, "put_new_many: key %zu is longer than %zu bytes", i, sizeof buf);
-        memcpy(buf + prefix_len, keys[i], key_lens[i]);
-        memcpy(buf + prefix_len + key_lens[i], suffix, suffix_len);
-        MDB_val k = { klen, buf }, v = { val_lens[i], (void *)vals[i] };
-        int rc = mdb_put(TXN(txn), dbi, &k, &v, MDB_NOOVERWRITE);
-        if (rc == MDB_KEYEXIST) { added[i] = 0; continue; }
-        if (rc) return store_fail(err, rc, "put");
-        added[i] = 1;
+        if (klen > STORE_MAX_KEY)
+            return tz_err_set(err, TZ_EINVAL, "put_new_many: key %zu is longer than %d bytes", i, STORE_MAX_KEY);
+        total += klen;
     }
-    return 0;
+    char *buf = malloc(total);
+    store_batch_key *order = malloc(n * sizeof *order);
+    if (!buf || !order) {
+        free(buf);
+        free(order);
+        return tz_err_set(err, TZ_ENOMEM, "put_new_many: out of memory for %zu keys", n);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        order[i] = (store_batch_key){ off, prefix_len + key_lens[i] + suffix_len, i, buf };
+        memcpy(buf + off, prefix, prefix_len);
+        memcpy(buf + off + prefix_len, keys[i], key_lens[i]);
+        memcpy(buf + off + prefix_len + key_lens[i], suffix, suffix_len);
+        off += order[i].len;
+    }
+    qsort(order, n, sizeof *order, store_batch_key_cmp);
+    int rc = store_put_sorted(TXN(txn), dbi, order, n, vals, val_lens, added, err);
+    free(buf);
+    free(order);
+    return rc;
 }
 
 int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_err *err)

@@ -91,7 +91,9 @@ int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
 /* For each i < n: puts prefix + keys[i] + suffix = vals[i] when that key is
  * absent, and sets added[i] to 1 (0 when it existed; its value stays). One
  * call for a batch of mostly new keys, an experiment's units at each flush.
- * Stops at the first failure (TZ_EINVAL for a key over 511 bytes). */
+ * The keys go in sorted, through one cursor; of keys repeated in the batch
+ * one is added. Stops at the first failure (TZ_EINVAL for a key over 511
+ * bytes, before anything is put; TZ_ENOMEM). */
 int tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
                           const void *suffix, size_t suffix_len, size_t n,
                           const char *const *keys, const size_t *key_lens,

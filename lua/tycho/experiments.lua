@@ -16,7 +16,9 @@
 --   "s" name              status word read on every assignment: "running",
 --                         or "stopped" with the variant every unit now gets
 --   "v" name variant      counters: units, exposures, sum, sumsq (JSON)
---   "u" name unit         the unit's variant and its metric sum (JSON)
+--   "u" name unit         the unit's variant: its name alone until the unit
+--                         has an event, then {v, s, n} (JSON): variant,
+--                         metric sum, event count
 --   "c" name              fault counters: target errors, rejected events
 --   "p" prediction id     feedback waiting for its prediction to be logged
 -- A unit's value is the sum of its events (binary metrics: 1 once any event
@@ -53,6 +55,15 @@ end
 -- closures, bytecode UCLO, not compiled).
 local function reader(store)
   return store.point_readers.experiments or store:point_reader("experiments")
+end
+
+-- A unit's record as { v = variant, s = sum, n = events }. A unit without
+-- events is stored as its variant's name alone: most units never get one,
+-- and every byte of the record is written when the unit is first seen.
+local function unit_record(raw)
+  if raw == nil then return nil end
+  if raw:byte(1) == 123 then return json.decode(raw) end  -- "{"
+  return { v = raw, s = 0, n = 0 }
 end
 
 local function def_key(name) return keys.pack("s s", "d", name) end
@@ -101,6 +112,7 @@ function M.define(def)
   for i, v in ipairs(def.variants) do
     if type(v) ~= "table" or type(v.name) ~= "string" then bad(name .. ": variant " .. i .. " needs a name") end
     if seen[v.name] then bad(name .. ": variant '" .. v.name .. "' appears twice") end
+    if v.name == "" or v.name:byte(1) == 123 then bad(name .. ": variant name '" .. v.name .. "' is empty or starts with '{'") end
     seen[v.name] = true
     if v.weight ~= nil then
       if type(v.weight) ~= "number" or v.weight < 0 or v.weight ~= v.weight then
@@ -351,7 +363,7 @@ function Experiment:assign(unit, req, store, instance)
     local name = self.pending[unit]
     if not name then
       local rp, rn = reader(store or st())(self.unit_prefix .. keys.escape_string(unit) .. keys.STRING_END)
-      name = rp and json.decode(ffi.string(rp, rn)).v
+      name = rp and unit_record(ffi.string(rp, rn)).v
     end
     variant = name and self:variant(name) or self:choose(store)
     self.pending[unit] = variant.name
@@ -390,12 +402,10 @@ function Experiment:flush_in(tx)
     self.exposures = {}
     -- New units are put in one C call: unit_key(name, unit) is the packed
     -- prefix, the escaped unit, and the string end.
-    local prefix, now = self.unit_prefix, timeutil.now()
-    local fresh, units, records = {}, {}, {}
+    local prefix = self.unit_prefix
+    local units, records = {}, {}
     for i = 1, #list - 1, 2 do
-      local vname = list[i + 1]
-      fresh[vname] = fresh[vname] or json.encode { v = vname, s = 0, n = 0, at = now }
-      units[#units + 1], records[#records + 1] = keys.escape_string(list[i]), fresh[vname]
+      units[#units + 1], records[#records + 1] = keys.escape_string(list[i]), list[i + 1]
     end
     local added = tx:put_new_many("experiments", prefix, keys.STRING_END, units, records)
     local delta = {}
@@ -407,7 +417,7 @@ function Experiment:flush_in(tx)
         d.units = d.units + 1
       else
         -- Seen before: its exposure counts where it was first recorded.
-        vname = tx:get_json("experiments", prefix .. units[(i + 1) / 2] .. keys.STRING_END).v
+        vname = unit_record(tx:get("experiments", prefix .. units[(i + 1) / 2] .. keys.STRING_END)).v
         delta[vname] = delta[vname] or { units = 0, exposures = 0 }
       end
       delta[vname].exposures = delta[vname].exposures + 1
@@ -490,7 +500,7 @@ function Experiment:record_events_in(tx, events)
     elseif not value then why = "value must be a number or boolean, got " .. json.encode(ev.value)
     else
       local unit = tostring(ev.unit)
-      local urec = tx:get_json("experiments", unit_key(self.name, unit))
+      local urec = unit_record(tx:get("experiments", unit_key(self.name, unit)))
       if not urec then why = "unknown unit '" .. unit .. "' (never exposed to this experiment)"
       else
         urec.unit = unit
@@ -523,7 +533,7 @@ end
 -- made under it (entry: the prediction log record). In the caller's txn.
 function M.credit(tx, e, entry, outcome)
   if not e or tx:get("experiments", status_key(e.name)) ~= "running" then return false end
-  local urec = tx:get_json("experiments", unit_key(e.name, entry.unit))
+  local urec = unit_record(tx:get("experiments", unit_key(e.name, entry.unit)))
   if not urec or urec.v ~= entry.variant then return false end
   local value = reward_of(e, entry.output, outcome)
   if not value then return false end

@@ -213,16 +213,19 @@ function Hosted:predict(instances, log, req)
     preds[i], versions[i] = out, version.version
     variants[i] = variant or json.null
     if #missing > 0 then missing_all[i] = missing end
+    -- id, at and role are filled in by log(): named here so that the table
+    -- is made with room for them (adding them to a full one rehashes it).
     ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,
-                           ms = ms, experiment = unit and e.name, variant = unit and variant, unit = unit } or nil
+                           ms = ms, experiment = unit and e.name, variant = unit and variant, unit = unit,
+                           id = false, at = false, role = "live" } or nil
     if self.shadow and self.live.shadow then self:shadow_later(inst, log) end
   end
-  local res = { predictions = preds, model_version = main.version, prediction_ids = ids }
+  local res = { predictions = preds, model_version = main.version, prediction_ids = ids,
+                experiment = split and e.name or nil, variants = split and variants or nil }
   if next(missing_all) then res.missing_features = missing_all end
   local mixed = false
   for _, v in ipairs(versions) do if v ~= main.version then mixed = true end end
   if mixed then res.model_versions = versions end
-  if split then res.experiment, res.variants = e.name, variants end
   return res
 end
 

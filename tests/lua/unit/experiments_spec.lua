@@ -26,6 +26,7 @@ describe("experiment definitions", function()
     refused(def { unit = 42 }, "unit must name")
     refused(def { variants = { { name = "a", model = "bad model!" }, { name = "b", model = "m" } } }, "bad model")
     refused(def { name = "has space" }, "name must be")
+    refused(def { variants = { { name = "{a}" }, { name = "b" } } }, "starts with '{'")
     local e = experiments.define(def { variants = { { name = "a" }, { name = "b" }, { name = "c" } } })
     assert.near(1 / 3, e.variants[2].weight, 1e-12)
   end)
@@ -98,6 +99,24 @@ describe("assignment", function()
     assert.equal(1, assert(e:record_events({ { unit = "nul\0unit", value = 1 } }, st)).accepted)
     r = e:results(st)
     assert.equal(11, r.variants[1].units + r.variants[2].units)
+  end)
+
+  it("stores a unit without events as its variant's name, and reads records of either form", function()
+    local e = experiments.define(def { name = "records" })
+    e:save(st)
+    local v1 = e:assign("r1", nil, st).name
+    experiments.flush({ e }, st)
+    local keys = require "tycho.keys"
+    assert.equal(v1, st:get("experiments", keys.pack("s s s", "u", "records", "r1")))
+    -- A record written as JSON (by an older Tycho) is read as well.
+    local v2 = experiments.unit_hash(e.salt, "r2") < 0.5 and "control" or "b"
+    st:put("experiments", keys.pack("s s s", "u", "records", "r2"), '{"v":"' .. v2 .. '","s":0,"n":0}')
+    local res = assert(e:record_events({ { unit = "r1", value = 1 }, { unit = "r2", value = 1 } }, st))
+    assert.equal(2, res.accepted)
+    assert.same({ v = v1, s = 1, n = 1 },
+      require("tycho.json").decode(st:get("experiments", keys.pack("s s s", "u", "records", "r1"))))
+    assert.same({ v = v2, s = 1, n = 1 },
+      require("tycho.json").decode(st:get("experiments", keys.pack("s s s", "u", "records", "r2"))))
   end)
 
   local function run_bandit(kind, rates)
