@@ -227,34 +227,22 @@ end
 -- ---- assignment --------------------------------------------------------------------
 
 
--- Park–Miller generator: seeded, per experiment, independent of math.random.
-local function rand(self)
-  self.rng = (self.rng or (self.seed % 2147483646) + 1) * 16807 % 2147483647
-  return (self.rng - 1) / 2147483646
-end
-
-local function normal(self)
-  local u1, u2 = rand(self), rand(self)
-  return math.sqrt(-2 * math.log(u1 + 1e-300)) * math.cos(2 * math.pi * u2)
-end
-
--- Marsaglia–Tsang gamma(shape, 1); shape < 1 boosted by u^(1/shape).
-local function gamma(self, shape)
-  if shape < 1 then return gamma(self, shape + 1) * rand(self) ^ (1 / shape) end
-  local d = shape - 1 / 3
-  local c = 1 / math.sqrt(9 * d)
-  while true do
-    local x = normal(self)
-    local t = 1 + c * x
-    local v = t * t * t
-    if v > 0 and math.log(rand(self) + 1e-300) < 0.5 * x * x + d - d * v + d * math.log(v) then return d * v end
+-- The bandit's random state: seeded per experiment, independent of
+-- math.random; the draws are C kernels (tz_sample), not interpreted Lua
+-- arithmetic on every new unit.
+local function rng(self)
+  local state = self.rng
+  if not state then
+    state = ffi.new("uint64_t[1]", self.seed)
+    self.rng = state
   end
+  return state
 end
 
-function Experiment:sample_beta(a, b)
-  local x = gamma(self, a)
-  return x / (x + gamma(self, b))
-end
+local function rand(self) return kernels.tz_sample_uniform(rng(self)) end
+local function normal(self) return kernels.tz_sample_normal(rng(self)) end
+
+function Experiment:sample_beta(a, b) return kernels.tz_sample_beta(rng(self), a, b) end
 
 local function load_counters(e, store)
   local out = {}

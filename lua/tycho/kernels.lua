@@ -110,6 +110,11 @@ uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
 double tz_hash_unit_interval(uint64_t state, const void *data, size_t len);
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 
+double tz_sample_uniform(uint64_t *state);
+double tz_sample_normal(uint64_t *state);
+double tz_sample_gamma(uint64_t *state, double shape);
+double tz_sample_beta(uint64_t *state, double a, double b);
+
 typedef struct tz_metrics_prf { double precision, recall, f1; } tz_metrics_prf_result;
 int tz_metrics_accuracy(const double *y_true, const double *y_pred, size_t n, double *out, tz_err *err);
 int tz_metrics_prf(const double *y_true, const double *y_pred, size_t n, int pos_label,
