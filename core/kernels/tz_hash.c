@@ -63,6 +63,14 @@ double tz_hash_unit_interval(uint64_t state, const void *data, size_t len)
     return (double)(h >> 11) * 0x1p-53;
 }
 
+int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *bounds, int n)
+{
+    double u = tz_hash_unit_interval(state, data, len);
+    for (int i = 0; i < n - 1; i++)
+        if (u < bounds[i]) return i;
+    return n - 1;
+}
+
 static const uint32_t K256[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

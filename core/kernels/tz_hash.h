@@ -30,4 +30,10 @@ uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
  * 64-bit integer arithmetic on LuaJIT cdata miscompiles in some traces. */
 double tz_hash_unit_interval(uint64_t state, const void *data, size_t len);
 
+/* The bucket of data's point u (tz_hash_unit_interval): the first i < n
+ * with u < bounds[i], else n - 1; bounds are the running sums of the
+ * buckets' weights. An experiment's assignment in one call, so that the
+ * Lua trace through it does not branch on the unit's hash. */
+int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *bounds, int n);
+
 #endif

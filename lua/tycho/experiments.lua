@@ -85,6 +85,16 @@ M.unit_hash = unit_hash
 
 -- ---- definition ----------------------------------------------------------------------
 
+-- The variants' cumulative weights, for tz_hash_bucket.
+local function running_sums(variants)
+  local bounds, acc = ffi.new("double[?]", #variants), 0
+  for i, v in ipairs(variants) do
+    acc = acc + v.weight
+    bounds[i - 1] = acc
+  end
+  return bounds
+end
+
 local function bad(msg) error("experiment: " .. msg, 3) end
 
 -- "spam@staging" -> "spam", "staging"; "spam" -> "spam", "production".
@@ -148,7 +158,7 @@ function M.define(def)
     metric_type = metric_type, reward = reward, target = def.target, salt = tostring(def.salt or name),
     winner = def.winner, epsilon = def.epsilon or 0.1, seed = def.seed or 1, description = def.description,
     status_key = status_key(name), salt_state = salt_state(tostring(def.salt or name)),
-    unit_prefix = keys.pack("s s", "u", name),
+    unit_prefix = keys.pack("s s", "u", name), bounds = running_sums(variants),
     by_name = seen, pending = {}, target_errors = 0,
   }, Experiment)
 end
@@ -339,12 +349,8 @@ function Experiment:assign(unit, req, store, instance)
   end
   local variant
   if self.kind == "ab" then
-    local u, acc, variants = unit_hash(self.salt, unit, self.salt_state), 0, self.variants
-    variant = variants[#variants]
-    for i = 1, #variants - 1 do
-      acc = acc + variants[i].weight
-      if u < acc then variant = variants[i] break end
-    end
+    local variants = self.variants
+    variant = variants[1 + kernels.tz_hash_bucket(self.salt_state, unit, #unit, self.bounds, #variants)]
   else
     -- Bandits keep a unit where it first landed: this worker's unflushed
     -- assignments first, then the home.

@@ -108,6 +108,7 @@ int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view, cons
 uint64_t tz_hash_siphash(const uint8_t key[16], const void *data, size_t len);
 uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
 double tz_hash_unit_interval(uint64_t state, const void *data, size_t len);
+int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *bounds, int n);
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 
 double tz_sample_uniform(uint64_t *state);

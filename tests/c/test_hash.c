@@ -27,6 +27,20 @@ int main(void)
         below += u < 0.2;
     }
     ok(inside, "unit interval values lie in [0, 1)");
+    /* Buckets: the first bound above the point, the last one for the rest. */
+    const double bounds[3] = { 0.2, 0.7, 0.999 };
+    int agree = 1, counts[3] = { 0, 0, 0 };
+    for (int i = 0; i < 20000; i++) {
+        char unit[16];
+        int n = snprintf(unit, sizeof unit, "user-%d", i);
+        double u = tz_hash_unit_interval(salt, unit, (size_t)n);
+        int b = tz_hash_bucket(salt, unit, (size_t)n, bounds, 3);
+        agree &= b == (u < 0.2 ? 0 : u < 0.7 ? 1 : 2);
+        counts[b]++;
+    }
+    ok(agree, "each unit's bucket is the first bound above its point (last: the rest)");
+    ok(counts[0] > 3700 && counts[0] < 4300 && counts[1] > 9600 && counts[1] < 10400, "buckets by weight (%d %d %d)",
+       counts[0], counts[1], counts[2]);
     ok(below > 19400 && below < 20600, "a fifth of 100000 units fall below 0.2 (%d)", below);
     static const struct { const char *msg; const char *hex; } v[] = {
         { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
