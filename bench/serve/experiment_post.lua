@@ -7,6 +7,8 @@
 --   POST /v1/feedback {"prediction_id": ID, "outcome": 0 or 1}
 -- for the next id of this thread's share (thread t of $WRK_THREADS takes
 -- lines t, t + WRK_THREADS, ...; ids never repeat until the share runs out).
+-- FEEDBACK_BATCH=B (default 1) sends outcomes B at a time at the same rate:
+-- every (FEEDBACK_EVERY x B)-th request is one POST of a list of B of them.
 -- Prints one line when done (latencies in microseconds, over all requests):
 --   RESULT requests duration_us p50 p99 p99.9 non2xx socket_errors predicts feedbacks accepted duplicate pending
 local body_file = os.getenv("BODY_FILE") or error("BODY_FILE is not set")
@@ -18,7 +20,8 @@ local head, tail = body:match("^(.-%[%s*{)(.*)$")
 assert(head, "BODY_FILE is not {\"instances\": [{...}]}")
 local tag = os.getenv("RUN_TAG") or "u"
 local ids_file = os.getenv("IDS_FILE")
-local every = tonumber(os.getenv("FEEDBACK_EVERY") or "1")
+local batch = tonumber(os.getenv("FEEDBACK_BATCH") or "1")
+local every = tonumber(os.getenv("FEEDBACK_EVERY") or "1") * batch
 local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
 -- UNIT_IDS=random: unit ids in random order (hashed user ids), not counting up.
 local random_ids = os.getenv("UNIT_IDS") == "random"
@@ -48,11 +51,14 @@ end
 function request()
   n = n + 1
   if ids and n % every == 0 then
-    local id = ids[next_id]
-    next_id = next_id % #ids + 1
+    local items = {}
+    for i = 1, batch do
+      items[i] = '{"prediction_id":"' .. ids[next_id] .. '","outcome":' .. ((feedbacks + i) % 2) .. '}'
+      next_id = next_id % #ids + 1
+    end
     feedbacks = feedbacks + 1
-    return wrk.format(nil, "/v1/feedback", nil,
-      '{"prediction_id":"' .. id .. '","outcome":' .. (feedbacks % 2) .. '}')
+    local outcomes = batch == 1 and items[1] or "[" .. table.concat(items, ",") .. "]"
+    return wrk.format(nil, "/v1/feedback", nil, outcomes)
   end
   predicts = predicts + 1
   local unit = tag .. "-" .. tid .. "-" .. n
@@ -61,12 +67,12 @@ function request()
 end
 
 if ids_file then
-  -- Feedback answers count accepted, duplicate and pending ids.
+  -- Feedback answers count accepted, duplicate and pending outcomes.
   function response(status, headers, rbody)
     if status == 200 and rbody:find('"prediction_id"', 1, true) then
-      if rbody:find('"accepted":1', 1, true) then accepted = accepted + 1
-      elseif rbody:find('"duplicate":1', 1, true) then duplicate = duplicate + 1
-      elseif rbody:find('"pending":1', 1, true) then pending = pending + 1 end
+      accepted = accepted + tonumber(rbody:match('"accepted":(%d+)') or 0)
+      duplicate = duplicate + tonumber(rbody:match('"duplicate":(%d+)') or 0)
+      pending = pending + tonumber(rbody:match('"pending":(%d+)') or 0)
     end
   end
 end

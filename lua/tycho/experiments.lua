@@ -375,15 +375,29 @@ end
 
 -- Applies a value to a unit: the unit's sum moves, and its variant's
 -- counters by the change in the unit's value.
-local function apply_event(tx, e, urec, value)
+-- What a request's outcomes change is gathered in `moves`: the counters'
+-- changes (moves.counters: counter key -> {sum, sumsq}), written once per
+-- request by write_moves (a batch of outcomes moves the same two or three
+-- counters many times), and each experiment's status, read once.
+local function new_moves() return { counters = {}, running = {} } end
+
+local function apply_event(tx, e, urec, value, moves)
   local before = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
   urec.s, urec.n = urec.s + value, urec.n + 1
   local after = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
   tx:put_json("experiments", unit_key(e.name, urec.unit), { v = urec.v, s = urec.s, n = urec.n })
   if after ~= before then
     local ck = counter_key(e.name, urec.v)
+    local m = moves.counters[ck] or { sum = 0, sumsq = 0 }
+    moves.counters[ck] = m
+    m.sum, m.sumsq = m.sum + after - before, m.sumsq + after * after - before * before
+  end
+end
+
+local function write_moves(tx, moves)
+  for ck, m in pairs(moves.counters) do
     local c = tx:get_json("experiments", ck) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
-    c.sum, c.sumsq = c.sum + after - before, c.sumsq + after * after - before * before
+    c.sum, c.sumsq = c.sum + m.sum, c.sumsq + m.sumsq
     tx:put_json("experiments", ck, c)
   end
 end
@@ -484,7 +498,7 @@ end
 --- record_events inside the caller's transaction, after this worker's
 -- exposures were written (serving puts it in the prediction log's flush).
 function Experiment:record_events_in(tx, events)
-  local accepted, rejected = 0, {}
+  local accepted, rejected, moves = 0, {}, new_moves()
   for i, ev in ipairs(events) do
     local why
     local value = type(ev) == "table" and numeric(ev.value)
@@ -498,12 +512,13 @@ function Experiment:record_events_in(tx, events)
       if not urec then why = "unknown unit '" .. unit .. "' (never exposed to this experiment)"
       else
         urec.unit = unit
-        apply_event(tx, self, urec, value)
+        apply_event(tx, self, urec, value, moves)
         accepted = accepted + 1
       end
     end
     if why then rejected[#rejected + 1] = { index = i, reason = why } end
   end
+  write_moves(tx, moves)
   count_rejected(tx, self.name, #rejected)
   return { accepted = accepted, rejected = rejected }
 end
@@ -523,16 +538,23 @@ local function reward_of(e, output, outcome)
   return y
 end
 
---- Credits an experiment with the outcome of a logged prediction that was
--- made under it (entry: the prediction log record). In the caller's txn.
-function M.credit(tx, e, entry, outcome)
-  if not e or tx:get("experiments", status_key(e.name)) ~= "running" then return false end
+-- Credits an experiment with the outcome of a logged prediction that was
+-- made under it (entry: the prediction log record), in the caller's txn;
+-- the counters move in `moves` (see apply_event).
+local function credit(tx, e, entry, outcome, moves)
+  if not e then return false end
+  local running = moves.running[e.name]
+  if running == nil then
+    running = tx:get("experiments", status_key(e.name)) == "running"
+    moves.running[e.name] = running
+  end
+  if not running then return false end
   local urec = unit_record(tx:get("experiments", unit_key(e.name, entry.unit)))
   if not urec or urec.v ~= entry.variant then return false end
   local value = reward_of(e, entry.output, outcome)
   if not value then return false end
   urec.unit = entry.unit
-  apply_event(tx, e, urec, value)
+  apply_event(tx, e, urec, value, moves)
   return true
 end
 
@@ -657,7 +679,7 @@ local function log_key(id)
 end
 M.log_key = log_key
 
-local function apply_feedback(tx, entry, outcome, experiments)
+local function apply_feedback(tx, entry, outcome, experiments, moves)
   if entry.experiment then
     local e = experiments[entry.experiment]
     if not e then
@@ -665,7 +687,7 @@ local function apply_feedback(tx, entry, outcome, experiments)
       if ok then e = loaded end
       experiments[entry.experiment] = e or false
     end
-    if e then M.credit(tx, e, entry, outcome) end
+    if e then credit(tx, e, entry, outcome, moves) end
   end
 end
 
@@ -681,7 +703,7 @@ function M.feedback_in(tx, items, opts)
   local experiments = opts.experiments or {}
   local retain_us = (opts.retain or 7 * 86400) * 1e6
   local now = timeutil.now()
-  local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
+  local results, counts, moves = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }, new_moves()
   for i, it in ipairs(items) do
     local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
     local key, at = log_key(type(it) == "table" and it.prediction_id)
@@ -697,7 +719,7 @@ function M.feedback_in(tx, items, opts)
       local raw = tx:get("predictions", key)
       tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
       if raw then
-        apply_feedback(tx, json.decode(raw), outcome, experiments)
+        apply_feedback(tx, json.decode(raw), outcome, experiments, moves)
         r.status = "accepted"
       elseif at > now - (opts.grace or 10) * 1e6 then
         tx:put_json("experiments", pending_key(it.prediction_id), { outcome = outcome, at = now })
@@ -710,6 +732,7 @@ function M.feedback_in(tx, items, opts)
     counts[r.status] = counts[r.status] + 1
     results[i] = r
   end
+  write_moves(tx, moves)
   counts.results = results
   return counts
 end
@@ -726,14 +749,14 @@ function M.reconcile(tx, experiments, grace)
   local items = {}
   for k, v in tx:scan("experiments", { prefix = prefix }) do items[#items + 1] = { k, v } end
   if #items == 0 then return 0 end
-  local now, joined = timeutil.now(), 0
+  local now, joined, moves = timeutil.now(), 0, new_moves()
   for _, kv in ipairs(items) do
     local _, id = keys.unpack("s s", kv[1])
     local p = json.decode(kv[2])
     local key = log_key(id)
     local raw = key and tx:get("predictions", key)
     if raw then
-      apply_feedback(tx, json.decode(raw), p.outcome, experiments)
+      apply_feedback(tx, json.decode(raw), p.outcome, experiments, moves)
       tx:delete("experiments", kv[1])
       joined = joined + 1
     elseif now - p.at > (grace or 10) * 1e6 then
@@ -742,6 +765,7 @@ function M.reconcile(tx, experiments, grace)
       io.stderr:write("tycho: feedback for ", id, " dropped: no such prediction was logged\n")
     end
   end
+  write_moves(tx, moves)
   return joined
 end
 
