@@ -267,7 +267,7 @@ end
 -- Returns log(entry) -> prediction id, where entry = { model, version,
 -- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
 -- unit }; flush(); and commit(write, done), the group commit: write(tx)
--- joins the next flush, at most group_ms (25) away, and done(ok, result)
+-- joins the next flush, at most group_ms (5) away, and done(ok, result)
 -- runs once that flush has committed (or failed: ok false). Writes that
 -- arrive together share one commit, and with it one fdatasync. The group
 -- closes early once opts.group_max (32) wait or opts.all_waiting() (the
@@ -339,11 +339,8 @@ function M.prediction_log(opts)
   -- every client waits for one of them (waiting longer would only add
   -- latency): a burst of outcomes is not held back by the window, a lone
   -- outcome is committed at once, and a steady trickle beside predictions
-  -- shares commits. The window is long enough that under load the log's
-  -- own flush (every 500 predictions) usually comes first and carries the
-  -- waiting writes: a commit costs about a millisecond of a core on a
-  -- virtual disk, and 25 ms is still quick for acknowledging an outcome.
-  local group_ms, group_max = opts.group_ms or 25, opts.group_max or 32
+  -- shares commits.
+  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
   group_timer:unref()
   local function commit(write, done)
