@@ -42,3 +42,25 @@ double tz_sample_beta(uint64_t *state, double a, double b)
     double x = tz_sample_gamma(state, a);
     return x / (x + tz_sample_gamma(state, b));
 }
+
+int tz_sample_best_beta(uint64_t *state, int n, const double *a, const double *b)
+{
+    int best = 0;
+    double top = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        double x = tz_sample_beta(state, a[i], b[i]);
+        if (x > top) top = x, best = i;
+    }
+    return best;
+}
+
+int tz_sample_best_normal(uint64_t *state, int n, const double *mean, const double *sd)
+{
+    int best = 0;
+    double top = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        double x = mean[i] + sd[i] * tz_sample_normal(state);
+        if (x > top) top = x, best = i;
+    }
+    return best;
+}

@@ -22,4 +22,12 @@ double tz_sample_gamma(uint64_t *state, double shape);
 /* Beta(a, b) as X / (X + Y) of two gamma draws. */
 double tz_sample_beta(uint64_t *state, double a, double b);
 
+/* A Thompson-sampling bandit's pick among n arms: the index of the largest
+ * of one draw per arm, from Beta(a[i], b[i]) (binary rewards) or from
+ * Normal(mean[i], sd[i]) (continuous ones); ties go to the lower index. In
+ * one call because the comparisons go either way at random: in Lua, each
+ * is a trace exit on about every other new unit. */
+int tz_sample_best_beta(uint64_t *state, int n, const double *a, const double *b);
+int tz_sample_best_normal(uint64_t *state, int n, const double *mean, const double *sd);
+
 #endif

@@ -250,9 +250,6 @@ local function rng(self)
 end
 
 local function rand(self) return kernels.tz_sample_uniform(rng(self)) end
-local function normal(self) return kernels.tz_sample_normal(rng(self)) end
-
-function Experiment:sample_beta(a, b) return kernels.tz_sample_beta(rng(self), a, b) end
 
 local function load_counters(e, store)
   local out = {}
@@ -280,32 +277,49 @@ end
 local function mean_of(c) return c.units > 0 and c.sum / c.units or 0 end
 
 -- The bandit's pick for a new unit.
+-- What the bandit draws from, per variant (arrays for the C kernels),
+-- worked out once per reading of the counters: Beta(1 + sum, 1 + failures)
+-- or Normal(mean, standard error) for Thompson sampling, and the pick of
+-- UCB1 and of ε-greedy's greedy step, which only change with the counters.
+local function policy(e, c)
+  local n = #e.variants
+  local p = { counters = c, a = ffi.new("double[?]", n), b = ffi.new("double[?]", n) }
+  local total = 0
+  for _, v in ipairs(e.variants) do total = total + c[v.name].units end
+  local best_score
+  for i, v in ipairs(e.variants) do
+    local k = c[v.name]
+    if e.metric_type == "binary" then
+      p.a[i - 1], p.b[i - 1] = 1 + k.sum, 1 + math.max(0, k.units - k.sum)
+    else
+      local var = k.units > 1 and (k.sumsq - k.units * mean_of(k) ^ 2) / (k.units - 1) or 1e6
+      p.a[i - 1], p.b[i - 1] = mean_of(k), math.sqrt(math.max(var, 0) / math.max(k.units, 1))
+    end
+    local score = mean_of(k)
+    if e.kind == "ucb1" then
+      score = k.units == 0 and math.huge or score + math.sqrt(2 * math.log(math.max(total, 1)) / k.units)
+    end
+    if not best_score or score > best_score then p.best, best_score = v, score end
+  end
+  return p
+end
+
+-- The bandit's pick for a new unit.
 function Experiment:choose(store)
   local c = self:read_counters(store)
-  local best, best_score
+  local p = self.policy
+  if not p or p.counters ~= c then
+    p = policy(self, c)
+    self.policy = p
+  end
+  if self.kind == "thompson" then
+    local pick = self.metric_type == "binary" and kernels.tz_sample_best_beta or kernels.tz_sample_best_normal
+    return self.variants[1 + pick(rng(self), #self.variants, p.a, p.b)]
+  end
   if self.kind == "epsilon_greedy" and rand(self) < self.epsilon then
     return self.variants[1 + math.floor(rand(self) * #self.variants)]
   end
-  local total = 0
-  for _, v in ipairs(self.variants) do total = total + c[v.name].units end
-  for _, v in ipairs(self.variants) do
-    local k = c[v.name]
-    local score
-    if self.kind == "thompson" then
-      if self.metric_type == "binary" then
-        score = self:sample_beta(1 + k.sum, 1 + math.max(0, k.units - k.sum))
-      else
-        local var = k.units > 1 and (k.sumsq - k.units * mean_of(k) ^ 2) / (k.units - 1) or 1e6
-        score = mean_of(k) + normal(self) * math.sqrt(math.max(var, 0) / math.max(k.units, 1))
-      end
-    elseif self.kind == "ucb1" then
-      score = k.units == 0 and math.huge or mean_of(k) + math.sqrt(2 * math.log(math.max(total, 1)) / k.units)
-    else
-      score = mean_of(k)
-    end
-    if not best_score or score > best_score then best, best_score = v, score end
-  end
-  return best
+  return p.best
 end
 
 -- "running", or "stopped" and the variant every unit now gets.

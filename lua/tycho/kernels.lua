@@ -112,9 +112,8 @@ int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *b
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 
 double tz_sample_uniform(uint64_t *state);
-double tz_sample_normal(uint64_t *state);
-double tz_sample_gamma(uint64_t *state, double shape);
-double tz_sample_beta(uint64_t *state, double a, double b);
+int tz_sample_best_beta(uint64_t *state, int n, const double *a, const double *b);
+int tz_sample_best_normal(uint64_t *state, int n, const double *mean, const double *sd);
 
 typedef struct tz_metrics_prf { double precision, recall, f1; } tz_metrics_prf_result;
 int tz_metrics_accuracy(const double *y_true, const double *y_pred, size_t n, double *out, tz_err *err);

@@ -45,5 +45,23 @@ int main(void)
     moments(draw_beta, 2, 5, 2.0 / 7, 10.0 / (49 * 8), "beta(2, 5)");
     moments(draw_beta, 300, 700, 0.3, 0.3 * 0.7 / 1001, "beta(300, 700)");
     ok(isnan(tz_sample_gamma(&a, 0)) && isnan(tz_sample_gamma(&a, -1)), "gamma refuses shapes <= 0 with NaN");
+    /* Thompson picks: a clear winner always; equal posteriors about evenly;
+     * P(Beta(30, 70) > Beta(20, 80)) is about 0.95. */
+    const double sure_a[3] = { 10, 1000, 10 }, sure_b[3] = { 1000, 10, 1000 };
+    const double even[2] = { 2, 2 }, close_a[2] = { 20, 30 }, close_b[2] = { 80, 70 };
+    int always = 1, first = 0, second = 0;
+    for (int i = 0; i < 10000; i++) {
+        always &= tz_sample_best_beta(&a, 3, sure_a, sure_b) == 1;
+        first += tz_sample_best_beta(&a, 2, even, even) == 0;
+        second += tz_sample_best_beta(&a, 2, close_a, close_b) == 1;
+    }
+    ok(always, "best_beta: the arm with a clear lead every time");
+    ok(first > 4800 && first < 5200, "best_beta: equal posteriors split evenly (%d of 10000)", first);
+    ok(second > 9300 && second < 9700, "best_beta: Beta(30, 70) beats Beta(20, 80) about 95 %% of the time (%d)", second);
+    const double means[2] = { 0, 0.1 }, sds[2] = { 0.1, 0.1 };
+    int upper = 0;
+    for (int i = 0; i < 10000; i++) upper += tz_sample_best_normal(&a, 2, means, sds) == 1;
+    /* P(N(0.1, 0.1) > N(0, 0.1)) = Phi(0.1 / (0.1 sqrt 2)) = 0.760. */
+    ok(upper > 7450 && upper < 7750, "best_normal: the higher mean wins about 76 %% of the time (%d)", upper);
     return tap_done();
 }
