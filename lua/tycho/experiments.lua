@@ -73,15 +73,13 @@ local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) e
 local function fault_key(name) return keys.pack("s s", "c", name) end
 local function pending_key(id) return keys.pack("s s", "p", id) end
 
--- Uniform in [0, 1) from (salt, unit) (tz_hash_unit_interval). FNV-1a is
--- incremental: the state after salt .. "\0" (salt_state, kept per
--- experiment) continued over the unit equals the hash of the concatenation,
--- so the request path hashes only the unit.
+-- A unit's point in [0, 1) under a salt (tz_hash_unit_interval), the one
+-- A/B assignment buckets by weight (tz_hash_bucket). FNV-1a is incremental:
+-- the state after salt .. "\0" (salt_state, kept per experiment) continued
+-- over the unit equals the hash of the concatenation, so the request path
+-- hashes only the unit.
 local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
-local function unit_hash(salt, unit, state)
-  return kernels.tz_hash_unit_interval(state or salt_state(salt), unit, #unit)
-end
-M.unit_hash = unit_hash
+function M.unit_hash(salt, unit) return kernels.tz_hash_unit_interval(salt_state(salt), unit, #unit) end
 
 -- ---- definition ----------------------------------------------------------------------
 
