@@ -130,6 +130,28 @@ int tz_store_txn_commit(tz_store_txn *txn, tz_err *err)
     return rc ? store_fail(err, rc, "commit") : 0;
 }
 
+int tz_store_txn_commit_lazy(tz_store_txn *txn, tz_err *err)
+{
+    /* The flag is read by this commit alone: only the thread holding the
+     * write transaction sets it, and it is cleared before that thread can
+     * begin another. */
+    MDB_env *env = mdb_txn_env(TXN(txn));
+    int rc = mdb_env_set_flags(env, MDB_NOMETASYNC, 1);
+    if (rc) {
+        mdb_txn_abort(TXN(txn));
+        return store_fail(err, rc, "commit");
+    }
+    rc = mdb_txn_commit(TXN(txn));
+    mdb_env_set_flags(env, MDB_NOMETASYNC, 0);
+    return rc ? store_fail(err, rc, "commit") : 0;
+}
+
+int tz_store_fd(tz_store *st)
+{
+    mdb_filehandle_t fd;
+    return mdb_env_get_fd(st->env, &fd) ? -1 : (int)fd;
+}
+
 void tz_store_txn_abort(tz_store_txn *txn)
 {
     mdb_txn_abort(TXN(txn));

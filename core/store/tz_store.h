@@ -19,6 +19,8 @@
  *
  * Durability. Commits are synchronous (no MDB_NOSYNC): a writer killed at any
  * point leaves every committed transaction present and nothing of the rest.
+ * tz_store_txn_commit_lazy() is the one exception, for a writer that must
+ * not wait for two disk flushes per commit (see there).
  */
 #ifndef TZ_STORE_H
 #define TZ_STORE_H
@@ -74,6 +76,17 @@ int tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *d
  * for any other writer, in this or another process. */
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
+/* Commits with the data pages flushed but not the meta page that makes the
+ * transaction current (LMDB's MDB_NOMETASYNC, for this commit only): one
+ * disk flush instead of two. The transaction is durable once a later
+ * fdatasync of tz_store_fd() — or any later commit — has finished; an OS
+ * crash before then may undo it and nothing else (the previous meta page
+ * still points at intact pages). A process crash loses nothing. Same
+ * errors and ownership as tz_store_txn_commit(). */
+int  tz_store_txn_commit_lazy(tz_store_txn *txn, tz_err *err);
+/* The data file's descriptor: fdatasync() it (from any thread) to make
+ * lazy commits durable. Owned by the store; -1 if unavailable. */
+int  tz_store_fd(tz_store *st);
 void tz_store_txn_abort(tz_store_txn *txn);
 
 /* A read transaction can be parked and reused: reset releases its snapshot

@@ -255,6 +255,17 @@ function M.prune(tx, before, limit)
   return #old
 end
 
+--- How long (ms) the first of a group of waiting writes waits: until the
+-- log's own flush, due when `room` more entries come at `pace` entries a
+-- ms, plus group_ms, when that is at most load_ms away; else group_ms.
+function M.group_window(pace, room, group_ms, load_ms)
+  if pace > 0 then
+    local wait = room / pace + group_ms
+    if wait <= load_ms then return math.ceil(wait) end
+  end
+  return group_ms
+end
+
 --- A logger that buffers predictions and writes them in one transaction
 -- every interval_ms (200) or 500 entries. Every prediction's id, model,
 -- version, output and latency are kept; its inputs only for one in
@@ -268,8 +279,8 @@ end
 -- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
 -- unit }; flush(); and commit(write, done), the group commit: write(tx)
 -- joins the next flush, at most group_ms (5) away, and done(ok, result)
--- runs once that flush has committed (or failed: ok false). Writes that
--- arrive together share one commit, and with it one fdatasync. The group
+-- runs once that flush has committed and is on disk (or failed: ok false).
+-- Writes that arrive together share one commit and its disk flushes. The group
 -- closes early once opts.group_max (32) wait or opts.all_waiting() (the
 -- HTTP server: every client waits for an answer) is true.
 function M.prediction_log(opts)
@@ -280,6 +291,12 @@ function M.prediction_log(opts)
   local sample_every = opts.sample_every or 20
   local pid = uv.os_getpid()
   local st
+  local flush_max = 500
+  local group_ms, group_max, group_load_ms = opts.group_ms or 5, opts.group_max or 32, opts.group_load_ms or 50
+  local group_timer = uv.new_timer()
+  group_timer:unref()
+  -- Entries logged per ms between the last two flushes.
+  local fill_rate, last_flush_ms = 0, uv.now()
   -- Runs the waiting writes in tx, each under its own pcall so that one
   -- that raises fails alone; returns their outcomes as flat pairs. A full
   -- map is raised on: the update grows it and runs everything again. (A
@@ -294,23 +311,40 @@ function M.prediction_log(opts)
     end
     return out
   end
-  -- flush(also): one transaction for the buffered entries, the on_flush
-  -- hook, the waiting group-commit writes and also(tx) (whose result it
-  -- returns after ok). An idle log writes nothing unless opts.has_work()
-  -- says the hook has work.
-  local function flush(also)
+  -- Every waiting write hears back, even if an earlier callback raises:
+  -- with its outcome, or with failure `why` when outcomes is nil.
+  local function answer(joined, outcomes, why)
+    for i = 2, #joined, 2 do
+      local dok, derr
+      if outcomes then dok, derr = pcall(joined[i], outcomes[i - 1], outcomes[i])
+      else dok, derr = pcall(joined[i], false, why) end
+      if not dok then io.stderr:write("tycho serve: group commit callback: ", tostring(derr), "\n") end
+    end
+  end
+  -- flush(): one transaction for the buffered entries, the on_flush hook
+  -- and the waiting group-commit writes; returns ok, error. An idle log
+  -- writes nothing unless opts.has_work() says the hook has work.
+  -- The commit flushes the data to disk but leaves its meta page to the
+  -- next commit or to the sync that the waiting writes are answered after
+  -- (Store:update_lazy): one disk flush on the event loop per commit instead
+  -- of two, and none for the sync. Entries in the buffer were never durable,
+  -- so a log commit undone by an OS crash loses nothing that was promised.
+  local function flush()
     local joined = waiting
-    if #buffer == 0 and #joined == 0 and not also and not (opts.has_work and opts.has_work()) then return true end
+    if #buffer == 0 and #joined == 0 and not (opts.has_work and opts.has_work()) then return true end
     local batch = buffer
     buffer, waiting = {}, {}
+    group_timer:stop()
+    local now_ms = uv.now()
+    if now_ms > last_flush_ms then fill_rate = #batch / (now_ms - last_flush_ms) end
+    last_flush_ms = now_ms
     local outcomes
     st = st or assert(require("tycho.store").open())
-    local ok, res = pcall(st.update, st, function(tx)
+    local ok, res = pcall(st.update_lazy, st, function(tx)
       for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
       M.prune(tx, timeutil.now() - retain_us, 1000)
       if opts.on_flush then opts.on_flush(tx) end
       if #joined > 0 then outcomes = run_waiting(tx, joined) end
-      if also then return also(tx) end
     end)
     if not ok then
       io.stderr:write("tycho serve: prediction log: ", tostring(res), "\n")
@@ -322,12 +356,9 @@ function M.prediction_log(opts)
         buffer = batch
       end
     end
-    -- Every waiting write hears back, even if an earlier callback raises.
-    for i = 2, #joined, 2 do
-      local dok, derr
-      if ok then dok, derr = pcall(joined[i], outcomes[i - 1], outcomes[i])
-      else dok, derr = pcall(joined[i], false, res) end
-      if not dok then io.stderr:write("tycho serve: group commit callback: ", tostring(derr), "\n") end
+    if #joined > 0 then
+      if ok then st:sync(function(sok, serr) answer(joined, sok and outcomes, serr) end)
+      else answer(joined, nil, res) end
     end
     return ok, res
   end
@@ -339,17 +370,18 @@ function M.prediction_log(opts)
   -- every client waits for one of them (waiting longer would only add
   -- latency): a burst of outcomes is not held back by the window, a lone
   -- outcome is committed at once, and a steady trickle beside predictions
-  -- shares commits.
-  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
-  local group_timer = uv.new_timer()
-  group_timer:unref()
+  -- shares commits. Under load the log flushes itself every flush_max
+  -- entries; when, at the last flush's pace, that comes within
+  -- opts.group_load_ms (50), the writes wait for it (group_ms longer at
+  -- most) rather than add a commit of their own: commits, not outcomes,
+  -- are what recording outcomes costs a busy worker.
   local function commit(write, done)
     local n = #waiting
     waiting[n + 1], waiting[n + 2] = write, done
     if n + 2 == 2 * group_max or (opts.all_waiting and opts.all_waiting()) then
       group_timer:start(0, 0, flush)
     elseif n == 0 then
-      group_timer:start(group_ms, 0, flush)
+      group_timer:start(M.group_window(fill_rate, flush_max - #buffer, group_ms, group_load_ms), 0, flush)
     end
   end
   local function log(entry)
@@ -360,7 +392,7 @@ function M.prediction_log(opts)
     entry.id, entry.at, entry.role = id, now, entry.role or "live"
     if counter % sample_every ~= 1 % sample_every then entry.inputs = nil end
     buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode(entry) }
-    if #buffer >= 500 then flush() end
+    if #buffer >= flush_max then flush() end
     return id
   end
   return log, flush, commit

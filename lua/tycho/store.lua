@@ -29,6 +29,8 @@ int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *
 int  tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
+int  tz_store_txn_commit_lazy(tz_store_txn *txn, tz_err *err);
+int  tz_store_fd(tz_store *st);
 void tz_store_txn_abort(tz_store_txn *txn);
 void tz_store_txn_reset(tz_store_txn *txn);
 int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
@@ -164,6 +166,7 @@ local function begin(store, write)
   return setmetatable({ store = store, handle = txn_out[0], write = write, cursors = {}, new_dbs = {} }, Txn)
 end
 
+-- commit: nil (abort), "sync" or "lazy" (tz_store_txn_commit_lazy).
 local function finish(tx, commit)
   for c in pairs(tx.cursors) do C.tz_store_cursor_close(c) end
   tx.cursors = {}
@@ -171,7 +174,7 @@ local function finish(tx, commit)
   tx.handle = nil
   if tx.write then tx.store.writing = false end
   if commit then
-    local rc = C.tz_store_txn_commit(h, err)
+    local rc = commit == "lazy" and C.tz_store_txn_commit_lazy(h, err) or C.tz_store_txn_commit(h, err)
     if rc == OK then return true end
     for name in pairs(tx.new_dbs) do tx.store.dbis[name] = nil end
     return nil, rc
@@ -182,23 +185,24 @@ local function finish(tx, commit)
   return true
 end
 
+-- write: false (a read transaction), "sync" or "lazy" (how to commit).
 local function run(store, write, fn, ...)
   local tx = begin(store, write)
   if write then store.writing = true end
   local res = { pcall(fn, tx, ...) }
   if not res[1] then
-    finish(tx, false)
+    finish(tx, nil)
     if res[2] == MAP_FULL then return MAP_FULL end
     error(res[2], 0)
   end
   if write then
-    local ok, rc = finish(tx, true)
+    local ok, rc = finish(tx, write)
     if not ok then
       if rc == EMAPFULL then return MAP_FULL end
       raise(3)
     end
   else
-    finish(tx, false)
+    finish(tx, nil)
   end
   return res
 end
@@ -212,13 +216,31 @@ end
 
 --- Runs fn(tx, ...) in a write transaction, committed when fn returns and
 -- rolled back when it raises. Grows the map and repeats fn when full.
-function Store:update(fn, ...)
+local function update(store, how, fn, ...)
   for _ = 1, 40 do
-    local res = run(self, true, fn, ...)
+    local res = run(store, how, fn, ...)
     if res ~= MAP_FULL then return unpack(res, 2, table.maxn(res)) end
-    if C.tz_store_grow(self.handle, err) ~= OK then raise(1) end
+    if C.tz_store_grow(store.handle, err) ~= OK then raise(2) end
   end
-  error("store: map still full after growing 40 times", 2)
+  error("store: map still full after growing 40 times", 3)
+end
+
+function Store:update(fn, ...) return update(self, "sync", fn, ...) end
+
+--- update() with one disk flush per commit instead of two: the data is
+-- flushed, the meta page that makes it current is not. A process crash
+-- loses nothing; an OS crash may undo this commit (only this one, leaving
+-- the home consistent) until a later commit or `sync(done)` has finished.
+-- For writers that acknowledge nothing before that sync (the prediction log
+-- and its group commit).
+function Store:update_lazy(fn, ...) return update(self, "lazy", fn, ...) end
+
+--- Makes lazy commits durable off the event loop: done(ok, err) runs once
+-- the data file is flushed (fdatasync in libuv's thread pool).
+function Store:sync(done)
+  require("luv").fs_fdatasync(C.tz_store_fd(self.handle), function(e)
+    if e then done(false, "store: sync: " .. tostring(e)) else done(true) end
+  end)
 end
 
 -- Point readers leave their transaction open after a read, so the pointer
@@ -299,7 +321,7 @@ end
 function Store:get(db, k)
   local tx = begin(self, false)
   local ok, v = pcall(tx.get, tx, db, k)
-  finish(tx, false)
+  finish(tx, nil)
   if not ok then error(v, 2) end
   return v
 end

@@ -64,6 +64,32 @@ static void test_abort_discards(tz_store *st)
     tz_store_txn_abort(txn);
 }
 
+/* A lazy commit is a commit: visible at once, present after the home is
+ * closed and opened again; the descriptor that makes it durable syncs. */
+static void test_lazy_commit(tz_store **st)
+{
+    unsigned dbi;
+    tz_err err;
+    tz_store_txn *txn;
+    tz_store_val v;
+    tz_store_db(*st, "things", 1, &dbi, &err);
+    ok(tz_store_txn_begin(*st, 1, &txn, &err) == 0, "write transaction for a lazy commit");
+    tz_store_put(txn, dbi, "lazy", 4, "yes", 3, 0, &err);
+    ok(tz_store_txn_commit_lazy(txn, &err) == 0, "lazy commit");
+    tz_store_txn_begin(*st, 0, &txn, &err);
+    ok(tz_store_get(txn, dbi, "lazy", 4, &v, &err) == 0 && v.size == 3, "lazily committed value is read back");
+    tz_store_txn_abort(txn);
+    int fd = tz_store_fd(*st);
+    ok(fd >= 0 && fdatasync(fd) == 0, "the data file's descriptor syncs");
+    ok(put_str(*st, dbi, "after", "1") == 0, "a synchronous commit follows a lazy one");
+    tz_store_close(*st);
+    ok(tz_store_open(home, NULL, st, &err) == 0, "the home opens again");
+    tz_store_db(*st, "things", 0, &dbi, &err);
+    tz_store_txn_begin(*st, 0, &txn, &err);
+    ok(tz_store_get(txn, dbi, "lazy", 4, &v, &err) == 0 && !memcmp(v.data, "yes", 3), "the lazy commit is kept");
+    tz_store_txn_abort(txn);
+}
+
 static void test_map_growth(void)
 {
     char dir[] = "/tmp/tz_store_grow_XXXXXX";
@@ -125,6 +151,7 @@ int main(void)
     ok(tz_store_open(home, NULL, &st, &err) == 0, "open a new home");
     test_basic(st);
     test_abort_discards(st);
+    test_lazy_commit(&st);
     tz_store_close(st);
     test_map_growth();
     test_bad_homes();
