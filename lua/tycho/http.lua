@@ -527,7 +527,6 @@ function M.worker(opts)
     app.log, app.flush_log, app.commit_log = require("tycho.serving").prediction_log {
       retain = opts.log_retention or log_opts.retain, sample_every = log_opts.sample_every,
       interval_ms = log_opts.interval_ms, group_ms = log_opts.group_ms, group_max = log_opts.group_max,
-      group_load_ms = log_opts.group_load_ms,
       all_waiting = internal.http_all_waiting,
       on_flush = hook, has_work = has_work }
   end

@@ -255,17 +255,6 @@ function M.prune(tx, before, limit)
   return #old
 end
 
---- How long (ms) the first of a group of waiting writes waits: until the
--- log's own flush, due when `room` more entries come at `pace` entries a
--- ms, plus group_ms, when that is at most load_ms away; else group_ms.
-function M.group_window(pace, room, group_ms, load_ms)
-  if pace > 0 then
-    local wait = room / pace + group_ms
-    if wait <= load_ms then return math.ceil(wait) end
-  end
-  return group_ms
-end
-
 --- A logger that buffers predictions and writes them in one transaction
 -- every interval_ms (200) or 500 entries. Every prediction's id, model,
 -- version, output and latency are kept; its inputs only for one in
@@ -292,11 +281,9 @@ function M.prediction_log(opts)
   local pid = uv.os_getpid()
   local st
   local flush_max = 500
-  local group_ms, group_max, group_load_ms = opts.group_ms or 5, opts.group_max or 32, opts.group_load_ms or 50
+  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
   group_timer:unref()
-  -- Entries logged per ms between the last two flushes.
-  local fill_rate, last_flush_ms = 0, uv.now()
   -- Runs the waiting writes in tx, each under its own pcall so that one
   -- that raises fails alone; returns their outcomes as flat pairs. A full
   -- map is raised on: the update grows it and runs everything again. (A
@@ -335,9 +322,6 @@ function M.prediction_log(opts)
     local batch = buffer
     buffer, waiting = {}, {}
     group_timer:stop()
-    local now_ms = uv.now()
-    if now_ms > last_flush_ms then fill_rate = #batch / (now_ms - last_flush_ms) end
-    last_flush_ms = now_ms
     local outcomes
     st = st or assert(require("tycho.store").open())
     local ok, res = pcall(st.update_lazy, st, function(tx)
@@ -370,18 +354,14 @@ function M.prediction_log(opts)
   -- every client waits for one of them (waiting longer would only add
   -- latency): a burst of outcomes is not held back by the window, a lone
   -- outcome is committed at once, and a steady trickle beside predictions
-  -- shares commits. Under load the log flushes itself every flush_max
-  -- entries; when, at the last flush's pace, that comes within
-  -- opts.group_load_ms (50), the writes wait for it (group_ms longer at
-  -- most) rather than add a commit of their own: commits, not outcomes,
-  -- are what recording outcomes costs a busy worker.
+  -- shares commits.
   local function commit(write, done)
     local n = #waiting
     waiting[n + 1], waiting[n + 2] = write, done
     if n + 2 == 2 * group_max or (opts.all_waiting and opts.all_waiting()) then
       group_timer:start(0, 0, flush)
     elseif n == 0 then
-      group_timer:start(M.group_window(fill_rate, flush_max - #buffer, group_ms, group_load_ms), 0, flush)
+      group_timer:start(group_ms, 0, flush)
     end
   end
   local function log(entry)

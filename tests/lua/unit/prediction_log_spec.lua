@@ -108,36 +108,6 @@ describe("prediction log group commit", function()
     assert.is_true(ms < 500, "waited for the window: " .. ms .. " ms")
   end)
 
-  it("waits for the log's own flush when it is near, else group_ms", function()
-    assert.equal(25, serving.group_window(20, 400, 5, 50))   -- 400 entries at 20 a ms: 20 ms, then 5
-    assert.equal(5, serving.group_window(1, 400, 5, 50))     -- 400 ms away: not worth waiting for
-    assert.equal(5, serving.group_window(0, 500, 5, 50))     -- no pace yet
-  end)
-
-  it("under load, a waiting write rides on the log's next flush instead of a commit of its own", function()
-    local log, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 2, group_load_ms = 5000 }
-    local st = assert(store.open())
-    local function pause(ms)
-      local t = uv.new_timer()
-      t:start(ms, 0, function() t:close() uv.stop() end)
-      uv.run()
-    end
-    local function log_many(n)
-      for _ = 1, n do log { model = "m", version = "1", output = 1, ms = 0.1, id = false, at = false, role = "live" } end
-    end
-    uv.update_time()
-    pause(10)
-    log_many(500)  -- the log flushes itself, and has a pace: 500 entries in 10 ms or more
-    local before, done = st:version(), {}
-    commit(function(tx) tx:put("t", "rides", "1") return "rode" end, function(ok, res) done[#done + 1] = { ok, res } end)
-    pause(6)  -- longer than group_ms: on its own, the write would have committed by now
-    assert.equal(before, st:version())
-    log_many(500)
-    run_until(done, 1)
-    assert.same({ { true, "rode" } }, done)
-    assert.equal(before + 1, st:version())
-  end)
-
   it("commits on the next loop turn once group_max writes wait", function()
     local _, _, commit = serving.prediction_log { interval_ms = 60000, group_ms = 1000, group_max = 4 }
     local done = {}
