@@ -116,12 +116,12 @@ function M.define(def)
   if not KINDS[kind] then bad(name .. ": unknown kind '" .. tostring(kind) .. "' (ab, thompson, ucb1, epsilon_greedy)") end
   if type(def.unit) ~= "string" then bad(name .. ": unit must name the request field that identifies a unit") end
   if type(def.variants) ~= "table" or #def.variants < 2 then bad(name .. ": needs at least two variants") end
-  local variants, seen, total, weighted = {}, {}, 0, 0
+  local variants, seen, names_json, total, weighted = {}, {}, {}, 0, 0
   for i, v in ipairs(def.variants) do
     if type(v) ~= "table" or type(v.name) ~= "string" then bad(name .. ": variant " .. i .. " needs a name") end
     if seen[v.name] then bad(name .. ": variant '" .. v.name .. "' appears twice") end
     if v.name == "" or v.name:byte(1) == 123 then bad(name .. ": variant name '" .. v.name .. "' is empty or starts with '{'") end
-    seen[v.name] = true
+    seen[v.name], names_json[v.name] = true, json.encode(v.name)
     if v.weight ~= nil then
       if type(v.weight) ~= "number" or v.weight < 0 or v.weight ~= v.weight then
         bad(name .. ": variant '" .. v.name .. "' has a bad weight " .. tostring(v.weight))
@@ -157,7 +157,7 @@ function M.define(def)
     winner = def.winner, epsilon = def.epsilon or 0.1, seed = def.seed or 1, description = def.description,
     status_key = status_key(name), salt_state = salt_state(tostring(def.salt or name)),
     unit_prefix = keys.pack("s s", "u", name), bounds = running_sums(variants),
-    by_name = seen, pending = {}, target_errors = 0,
+    by_name = seen, names_json = names_json, pending = {}, target_errors = 0,
   }, Experiment)
 end
 
@@ -393,11 +393,19 @@ end
 -- counters many times), and each experiment's status, read once.
 local function new_moves() return { counters = {}, running = {} } end
 
+-- A unit's record with events, as JSON: built here rather than by cjson,
+-- whose calls end LuaJIT's traces (json.lua), so that a loop over many
+-- outcomes stays compiled. Sums are written with 17 digits: they add up.
+local function unit_json(e, urec)
+  local v = e.names_json[urec.v] or json.encode(urec.v)
+  return '{"v":' .. v .. ',"s":' .. string.format("%.17g", urec.s) .. ',"n":' .. urec.n .. '}'
+end
+
 local function apply_event(tx, e, urec, value, moves)
   local before = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
   urec.s, urec.n = urec.s + value, urec.n + 1
   local after = e.metric_type == "binary" and (urec.s > 0 and 1 or 0) or urec.s
-  tx:put_json("experiments", unit_key(e.name, urec.unit), { v = urec.v, s = urec.s, n = urec.n })
+  tx:put("experiments", unit_key(e.name, urec.unit), unit_json(e, urec))
   if after ~= before then
     local ck = counter_key(e.name, urec.v)
     local m = moves.counters[ck] or { sum = 0, sumsq = 0 }
@@ -683,13 +691,49 @@ end
 
 -- ---- feedback ----------------------------------------------------------------------
 
+local byte = string.byte
+
+-- The time (µs) of a prediction id "%016x-%x-%x" (time, pid, counter), or
+-- nil when id is not one. Byte by byte rather than by a pattern: a pattern
+-- or tonumber(s, 16) would end LuaJIT's trace on every outcome.
+local function id_time(id)
+  local n = #id
+  if n < 20 or n > 64 or byte(id, 17) ~= 45 then return nil end
+  local t, dashes = 0, 0
+  for k = 1, n do
+    local c = byte(id, k)
+    local d = (c >= 48 and c <= 57 and c - 48) or (c >= 97 and c <= 102 and c - 87) or (c >= 65 and c <= 70 and c - 55)
+    if d then
+      if k <= 16 then t = t * 16 + d end
+    elseif c ~= 45 or k < 17 or byte(id, k - 1) == 45 or k == n then return nil
+    else dashes = dashes + 1 end
+  end
+  if dashes ~= 2 then return nil end
+  return t
+end
+
 -- The prediction log key of an id ("%016x-pid-n": the time leads).
 local function log_key(id)
-  local hex = type(id) == "string" and id:match("^(%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x)%-%x+%-%x+$")
-  if not hex then return nil end
-  return keys.pack("i64 s", tonumber(hex, 16), id), tonumber(hex, 16)
+  local at = type(id) == "string" and id_time(id)
+  if not at then return nil end
+  return keys.pack("i64 s", at, id), at
 end
 M.log_key = log_key
+
+-- Why an outcome cannot be stored, or nil: a number, string or boolean.
+local function bad_outcome(outcome)
+  local t = type(outcome)
+  if t == "number" then return outcome ~= outcome or outcome == math.huge or outcome == -math.huge end
+  return t ~= "string" and t ~= "boolean"
+end
+
+-- The outcomes database's record of an outcome. Built here, not by cjson,
+-- to keep feedback_in's loop compiled (see unit_json); a string outcome
+-- still goes through cjson for its escapes.
+local function outcome_json(outcome, stamp)
+  local v = type(outcome) == "string" and json.encode(outcome) or tostring(outcome)
+  return '{"outcome":' .. v .. ',"at":' .. stamp .. '}'
+end
 
 local function apply_feedback(tx, entry, outcome, experiments, moves)
   if entry.experiment then
@@ -703,6 +747,37 @@ local function apply_feedback(tx, entry, outcome, experiments, moves)
   end
 end
 
+-- One feedback item: stores its outcome (once per id: MDB_NOOVERWRITE is
+-- the duplicate check) and returns its result and, when its prediction is
+-- logged, the raw log entry. Pending and rejected ones as feedback_in says.
+local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
+  local id = type(it) == "table" and it.prediction_id or nil
+  local r = { prediction_id = id == nil and json.null or id, status = "rejected" }
+  local key, at = log_key(id)
+  local outcome = type(it) == "table" and it.outcome
+  if not key then r.code, r.reason = "malformed", "malformed prediction_id"
+  elseif bad_outcome(outcome) then
+    r.code, r.reason = "bad_outcome", "outcome must be a number, string or boolean"
+  elseif at < now - retain_us then
+    r.code, r.reason = "expired", "prediction id expired (older than the log's retention)"
+  elseif at > now + 60e6 then r.code, r.reason = "future", "unknown prediction id (from the future)"
+  elseif not tx:put_new("outcomes", id, outcome_json(outcome, stamp)) then r.status = "duplicate"
+  else
+    local raw = tx:get("predictions", key)
+    if raw then
+      r.status = "accepted"
+      return r, raw
+    elseif at > now - grace_us then
+      tx:put("experiments", pending_key(id), outcome_json(outcome, stamp))
+      r.status = "pending"
+    else
+      tx:delete("outcomes", id)
+      r.code, r.reason = "unknown", "unknown prediction id"
+    end
+  end
+  return r
+end
+
 --- Records outcomes for prediction ids inside the caller's write
 -- transaction (serving puts it in the prediction log's group commit):
 -- items = { {prediction_id, outcome} }. Each id counts once (a repeat is
@@ -713,37 +788,26 @@ end
 function M.feedback_in(tx, items, opts)
   opts = opts or {}
   local experiments = opts.experiments or {}
-  local retain_us = (opts.retain or 7 * 86400) * 1e6
+  local retain_us, grace_us = (opts.retain or 7 * 86400) * 1e6, (opts.grace or 10) * 1e6
   local now = timeutil.now()
-  local results, counts, moves = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }, new_moves()
-  for i, it in ipairs(items) do
-    local r = { prediction_id = type(it) == "table" and it.prediction_id or json.null }
-    local key, at = log_key(type(it) == "table" and it.prediction_id)
-    local outcome = type(it) == "table" and it.outcome
-    if not key then r.status, r.code, r.reason = "rejected", "malformed", "malformed prediction_id"
-    elseif outcome == nil or outcome == json.null or type(outcome) == "table" then
-      r.status, r.code, r.reason = "rejected", "bad_outcome", "outcome must be a number, string or boolean"
-    elseif tx:get("outcomes", it.prediction_id) then r.status = "duplicate"
-    elseif at < now - retain_us then
-      r.status, r.code, r.reason = "rejected", "expired", "prediction id expired (older than the log's retention)"
-    elseif at > now + 60e6 then r.status, r.code, r.reason = "rejected", "future", "unknown prediction id (from the future)"
-    else
-      local raw = tx:get("predictions", key)
-      tx:put_json("outcomes", it.prediction_id, { outcome = outcome, at = now })
-      if raw then
-        apply_feedback(tx, json.decode(raw), outcome, experiments, moves)
-        r.status = "accepted"
-      elseif at > now - (opts.grace or 10) * 1e6 then
-        tx:put_json("experiments", pending_key(it.prediction_id), { outcome = outcome, at = now })
-        r.status = "pending"
-      else
-        tx:delete("outcomes", it.prediction_id)
-        r.status, r.code, r.reason = "rejected", "unknown", "unknown prediction id"
-      end
-    end
-    counts[r.status] = counts[r.status] + 1
+  local stamp = string.format("%d", now)
+  local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
+  local raws, outcomes = {}, {}
+  for i = 1, #items do
+    local r, raw = record_outcome(tx, items[i], now, stamp, retain_us, grace_us)
     results[i] = r
+    counts[r.status] = counts[r.status] + 1
+    if raw then
+      raws[#raws + 1] = raw
+      outcomes[#raws] = items[i].outcome
+    end
   end
+  -- The joined entries are decoded in a loop of their own: cjson ends a
+  -- trace, and the loops above and below stay compiled without it.
+  local entries = {}
+  for k = 1, #raws do entries[k] = json.decode(raws[k]) end
+  local moves = new_moves()
+  for k = 1, #entries do apply_feedback(tx, entries[k], outcomes[k], experiments, moves) end
   write_moves(tx, moves)
   counts.results = results
   return counts

@@ -55,6 +55,8 @@ local C = ffi.C
 local M = {}
 
 local OK, ENOTFOUND, EMAPFULL = base.OK, base.ENOTFOUND, base.EMAPFULL
+-- What tz_store_put returns for a key that MDB_NOOVERWRITE found present.
+local EKEYEXIST = base.EBUSY
 local FIRST, LAST, NEXT, PREV, SEEK = 0, 1, 2, 3, 4
 
 -- Scratch buffers reused by every call: hot paths allocate nothing.
@@ -390,6 +392,19 @@ function Txn:put(db, k, v)
   local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 0, err)
   if rc == EMAPFULL then error(MAP_FULL, 0) end
   if rc ~= OK then raise(1) end
+end
+
+--- Stores v under k unless k is present (MDB_NOOVERWRITE: a check and a
+-- put in one B-tree descent). Returns true when stored, false when present.
+function Txn:put_new(db, k, v)
+  if not self.write then error("store: put_new() in a read transaction", 2) end
+  check_key(k)
+  if type(v) ~= "string" then error("store: value must be a string", 2) end
+  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 1, err)
+  if rc == OK then return true end
+  if rc == EKEYEXIST then return false end
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  raise(1)
 end
 
 --- For i = 1..#ks, puts prefix .. ks[i] .. suffix = vs[i] where that key

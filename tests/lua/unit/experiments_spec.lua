@@ -119,6 +119,36 @@ describe("assignment", function()
       require("tycho.json").decode(st:get("experiments", keys.pack("s s s", "u", "records", "r2"))))
   end)
 
+  it("joins feedback to logged predictions: records, sums, duplicates, ids and outcomes", function()
+    local keys, json = require "tycho.keys", require "tycho.json"
+    local e = experiments.define(def { name = "fb", metric_type = "continuous" })
+    e:save(st)
+    local v = e:assign("f1", nil, st).name
+    experiments.flush({ e }, st)
+    local now = require("tycho.timeutil").now()
+    local id = string.format("%016x-2a-1", now)
+    st:put("predictions", experiments.log_key(id),
+      json.encode { id = id, experiment = "fb", unit = "f1", variant = v, output = { prediction = 1 } })
+    local items = { { prediction_id = id, outcome = 0.1 }, { prediction_id = id, outcome = 5 },
+                    { prediction_id = id:upper(), outcome = 1 }, { prediction_id = id .. "-", outcome = 1 },
+                    { prediction_id = id:sub(2), outcome = 1 }, { prediction_id = id, outcome = 0 / 0 },
+                    { prediction_id = string.format("%016x-1-1", now), outcome = "spam \"x\"" } }
+    local res = st:update(function(tx) return experiments.feedback_in(tx, items, { experiments = { fb = e } }) end)
+    local statuses = {}
+    for i, r in ipairs(res.results) do statuses[i] = r.code or r.status end
+    -- Upper-case hex is the same time; the last id has no prediction yet.
+    assert.same({ "accepted", "duplicate", "pending", "malformed", "malformed", "bad_outcome", "pending" }, statuses)
+    assert.same({ v = v, s = 0.1, n = 1 }, json.decode(st:get("experiments", keys.pack("s s s", "u", "fb", "f1"))))
+    local rec = json.decode(st:get("outcomes", id))
+    assert.equal(0.1, rec.outcome)
+    assert.is_true(rec.at >= now and rec.at % 1 == 0, "at, in whole µs: " .. rec.at)
+    assert.equal('spam "x"', json.decode(st:get("outcomes", string.format("%016x-1-1", now))).outcome)
+    local c = e:results(st).variants
+    local sum = 0
+    for _, x in ipairs(c) do sum = sum + x.mean * x.units end
+    assert.near(0.1, sum, 1e-12)
+  end)
+
   local function run_bandit(kind, rates)
     local e = experiments.define(def { name = "bandit-" .. kind, kind = kind, seed = 3, epsilon = 0.1 })
     e:save(st)
