@@ -68,7 +68,7 @@ int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, t
     if (!rc) rc = mdb_env_set_mapsize(st->env, o.map_size);
     /* NOTLS: read transactions may move between threads and a thread may
      * hold several; the Lua runtime relies on both. */
-    unsigned flags = MDB_NOTLS | (o.read_only ? MDB_RDONLY : 0);
+    unsigned flags = MDB_NOTLS | (o.read_only ? MDB_RDONLY : 0) | (o.random_access ? MDB_NORDAHEAD : 0);
     if (!rc) rc = mdb_env_open(st->env, path, flags, 0664);
     if (rc) {
         char what[512];
@@ -87,6 +87,12 @@ void tz_store_close(tz_store *st)
     if (!st) return;
     mdb_env_close(st->env);
     free(st);
+}
+
+int tz_store_random_access(tz_store *st)
+{
+    unsigned flags = 0;
+    return !mdb_env_get_flags(st->env, &flags) && (flags & MDB_NORDAHEAD);
 }
 
 size_t tz_store_map_size(tz_store *st)

@@ -44,6 +44,13 @@ typedef struct tz_store_opts {
     size_t   map_size;  /* initial map size in bytes; 0 = 64 MiB */
     unsigned max_dbs;   /* named databases; 0 = 64 */
     int      read_only;
+    /* No readahead on the map (MDB_NORDAHEAD): for a process that reads and
+     * writes pages at random, as a serving worker does. Readahead fills the
+     * page cache in large folios (Linux 6.16+ on ext4), and a 4 KB page that
+     * LMDB writes then dirties its whole folio: 50 to 60 times the bytes to
+     * disk per commit, measured. Sequential scans on a cold cache are the
+     * price (each page a read of its own). */
+    int      random_access;
 } tz_store_opts;
 
 /* Opens (creating when absent, unless read_only) the home directory `path`.
@@ -51,6 +58,9 @@ typedef struct tz_store_opts {
  * or damaged) or TZ_ESTORE. */
 int  tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err);
 void tz_store_close(tz_store *st);
+
+/* Whether the home was opened with random_access (no readahead). */
+int tz_store_random_access(tz_store *st);
 
 /* Current map size in bytes. */
 size_t tz_store_map_size(tz_store *st);

@@ -509,6 +509,8 @@ end
 
 --- One serving worker: loads the app and serves until SIGTERM drains it.
 function M.worker(opts)
+  -- Serving reads and writes the home at random: no readahead (store.lua).
+  require("tycho.store").defaults.random_access = true
   local app = load_app(opts.app)
   local token = read_token(opts.token_file)
   opts.on_listen = nil

@@ -19,10 +19,11 @@ typedef struct tz_store tz_store;
 typedef struct tz_store_txn tz_store_txn;
 typedef struct tz_store_cursor tz_store_cursor;
 typedef struct tz_store_val { size_t size; const void *data; } tz_store_val;
-typedef struct tz_store_opts { size_t map_size; unsigned max_dbs; int read_only; } tz_store_opts;
+typedef struct tz_store_opts { size_t map_size; unsigned max_dbs; int read_only; int random_access; } tz_store_opts;
 int  tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err);
 void tz_store_close(tz_store *st);
 size_t tz_store_map_size(tz_store *st);
+int tz_store_random_access(tz_store *st);
 uint64_t tz_store_last_txnid(tz_store *st);
 int  tz_store_grow(tz_store *st, tz_err *err);
 int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
@@ -98,6 +99,11 @@ local function canonical(path)
   return require("luv").fs_realpath(path) or path
 end
 
+--- What open() uses when its opts leave it out. random_access: no
+-- readahead on the map (tz_store_opts.random_access says why); a serving
+-- worker sets it before it opens anything.
+M.defaults = { random_access = false }
+
 function M.open(path, opts)
   opts = opts or {}
   path = path or internal.home
@@ -106,7 +112,10 @@ function M.open(path, opts)
     shared.users = shared.users + 1
     return shared
   end
-  local o = ffi.new("tz_store_opts", { map_size = opts.map_size or 0, read_only = opts.read_only and 1 or 0 })
+  local random = opts.random_access
+  if random == nil then random = M.defaults.random_access end
+  local o = ffi.new("tz_store_opts", { map_size = opts.map_size or 0, read_only = opts.read_only and 1 or 0,
+                                       random_access = random and 1 or 0 })
   local out = ffi.new("tz_store*[1]")
   if C.tz_store_open(path, o, out, err) ~= OK then return nil, failure() end
   -- Parked read transactions (point readers) must end before the
@@ -269,6 +278,9 @@ local function mark_open(txn, state)
     reset_check:unref()
   end
 end
+
+--- Whether this process opened the home without readahead (M.defaults).
+function Store:random_access() return C.tz_store_random_access(self.handle) ~= 0 end
 
 --- The id of the last commit, by any process: a value read while this was
 -- N is still current while it stays N (cheap: no transaction).

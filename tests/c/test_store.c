@@ -96,8 +96,10 @@ static void test_map_growth(void)
     ok(mkdtemp(dir) != NULL, "temp dir for growth");
     tz_store *st;
     tz_err err;
-    tz_store_opts o = { .map_size = 1 << 20 };
+    /* Random access too: the map keeps its advice when it grows. */
+    tz_store_opts o = { .map_size = 1 << 20, .random_access = 1 };
     ok(tz_store_open(dir, &o, &st, &err) == 0, "open with a 1 MiB map");
+    ok(tz_store_random_access(st), "opened for random access");
     unsigned dbi;
     tz_store_db(st, "big", 1, &dbi, &err);
     static char val[4000];
@@ -149,6 +151,7 @@ int main(void)
     tz_store *st;
     tz_err err;
     ok(tz_store_open(home, NULL, &st, &err) == 0, "open a new home");
+    ok(!tz_store_random_access(st), "readahead by default");
     test_basic(st);
     test_abort_discards(st);
     test_lazy_commit(&st);

@@ -40,6 +40,12 @@ describe("tycho serve", function()
     assert.same({ model = "spam" }, doc)
   end)
 
+  it("opens the home without readahead in its workers, and with it elsewhere", function()
+    local _, _, _, doc = testing.request(srv.port, "GET", "/store")
+    assert.same({ random_access = true }, doc)
+    assert.is_false(require("tycho.store").open(home):random_access())
+  end)
+
   it("answers the health routes", function()
     assert.equal(200, (testing.request(srv.port, "GET", "/v2/health/live")))
     assert.equal(200, (testing.request(srv.port, "GET", "/v2/health/ready")))
