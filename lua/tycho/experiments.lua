@@ -263,9 +263,9 @@ end
 --- Per-variant counters, read again from the home only after a commit.
 -- (The read is a function of its own: a closure here would stop LuaJIT's
 -- trace on every call, the cached ones included.)
-function Experiment:read_counters(store, fresh)
+function Experiment:read_counters(store, fresh, version)
   store = store or st()
-  local version = store:version()
+  version = version or store:version()
   if fresh or not self.counters or self.counters_version ~= version then
     self.counters, self.counters_version = load_counters(self, store), version
   end
@@ -303,8 +303,8 @@ local function policy(e, c)
 end
 
 -- The bandit's pick for a new unit.
-function Experiment:choose(store)
-  local c = self:read_counters(store)
+function Experiment:choose(store, version)
+  local c = self:read_counters(store, false, version)
   local p = self.policy
   if not p or p.counters ~= c then
     p = policy(self, c)
@@ -324,9 +324,9 @@ end
 -- Asked on every assignment, read again only after a commit (by any
 -- process): through the store's point reader, the key packed when the
 -- experiment is defined.
-function Experiment:status(store)
+function Experiment:status(store, version)
   store = store or st()
-  local version = store:version()
+  version = version or store:version()
   if version ~= self.status_version then
     local p, n = reader(store)(self.status_key)
     local s = p and ffi.string(p, n)
@@ -345,7 +345,10 @@ end
 -- stopped experiment, or whose target check raised get the control (or the
 -- winner) and are not counted; a raising target is counted and logged.
 function Experiment:assign(unit, req, store, instance)
-  local status, final = self:status(store)
+  store = store or st()
+  -- One reading of the commit id for the status and a bandit's counters.
+  local version = store:version()
+  local status, final = self:status(store, version)
   if status == "stopped" then return final, false end
   if unit == nil or unit == json.null then return self:control(), false end
   unit = tostring(unit)
@@ -368,10 +371,10 @@ function Experiment:assign(unit, req, store, instance)
     -- assignments first, then the home.
     local name = self.pending[unit]
     if not name then
-      local rp, rn = reader(store or st())(self.unit_prefix .. keys.escape_string(unit) .. keys.STRING_END)
+      local rp, rn = reader(store)(self.unit_prefix .. keys.escape_string(unit) .. keys.STRING_END)
       name = rp and unit_record(ffi.string(rp, rn)).v
     end
-    variant = name and self:variant(name) or self:choose(store)
+    variant = name and self:variant(name) or self:choose(store, version)
     self.pending[unit] = variant.name
   end
   -- Flat pairs (unit, variant name): no table per request. Two statements:
