@@ -274,7 +274,6 @@ end
 
 local function mean_of(c) return c.units > 0 and c.sum / c.units or 0 end
 
--- The bandit's pick for a new unit.
 -- What the bandit draws from, per variant (arrays for the C kernels),
 -- worked out once per reading of the counters: Beta(1 + sum, 1 + failures)
 -- or Normal(mean, standard error) for Thompson sampling, and the pick of
@@ -764,14 +763,18 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
   elseif at < now - retain_us then
     r.code, r.reason = "expired", "prediction id expired (older than the log's retention)"
   elseif at > now + 60e6 then r.code, r.reason = "future", "unknown prediction id (from the future)"
-  elseif not tx:put_new("outcomes", id, outcome_json(outcome, stamp)) then r.status = "duplicate"
   else
+    local record = outcome_json(outcome, stamp)
+    if not tx:put_new("outcomes", id, record) then
+      r.status = "duplicate"
+      return r
+    end
     local raw = tx:get("predictions", key)
     if raw then
       r.status = "accepted"
       return r, raw
     elseif at > now - grace_us then
-      tx:put("experiments", pending_key(id), outcome_json(outcome, stamp))
+      tx:put("experiments", pending_key(id), record)
       r.status = "pending"
     else
       tx:delete("outcomes", id)

@@ -366,9 +366,9 @@ local function dbi(tx, name)
   return h
 end
 
-local function check_key(k)
+local function check_key(k, level)
   if type(k) ~= "string" or #k == 0 or #k > 511 then
-    error("store: key must be a string of 1 to 511 bytes", 3)
+    error("store: key must be a string of 1 to 511 bytes", level or 3)
   end
 end
 
@@ -396,27 +396,27 @@ end
 --- Stores value encoded as JSON under k.
 function Txn:put_json(db, k, value) return self:put(db, k, require("tycho.json").encode(value)) end
 
---- Stores v under k (write transactions only).
-function Txn:put(db, k, v)
-  if not self.write then error("store: put() in a read transaction", 2) end
-  check_key(k)
-  if type(v) ~= "string" then error("store: value must be a string", 2) end
-  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 0, err)
+-- Txn:put and Txn:put_new (name, for messages): their checks and the
+-- put; returns true when stored, false when no_overwrite found k present.
+local function put(tx, db, k, v, no_overwrite, name)
+  if not tx.write then error("store: " .. name .. "() in a read transaction", 3) end
+  check_key(k, 4)
+  if type(v) ~= "string" then error("store: value must be a string", 3) end
+  local rc = C.tz_store_put(tx.handle, dbi(tx, db), k, #k, v, #v, no_overwrite, err)
+  if rc == OK then return true end
+  if rc == EKEYEXIST then return false end
   if rc == EMAPFULL then error(MAP_FULL, 0) end
-  if rc ~= OK then raise(1) end
+  raise(2)
 end
+
+--- Stores v under k (write transactions only).
+function Txn:put(db, k, v) put(self, db, k, v, 0, "put") end
 
 --- Stores v under k unless k is present (MDB_NOOVERWRITE: a check and a
 -- put in one B-tree descent). Returns true when stored, false when present.
 function Txn:put_new(db, k, v)
-  if not self.write then error("store: put_new() in a read transaction", 2) end
-  check_key(k)
-  if type(v) ~= "string" then error("store: value must be a string", 2) end
-  local rc = C.tz_store_put(self.handle, dbi(self, db), k, #k, v, #v, 1, err)
-  if rc == OK then return true end
-  if rc == EKEYEXIST then return false end
-  if rc == EMAPFULL then error(MAP_FULL, 0) end
-  raise(1)
+  local stored = put(self, db, k, v, 1, "put_new")  -- not a tail call: errors name the caller's line
+  return stored
 end
 
 --- For i = 1..#ks, puts prefix .. ks[i] .. suffix = vs[i] where that key
