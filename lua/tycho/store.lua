@@ -85,8 +85,36 @@ end
 local Store, Txn = {}, {}
 Store.__index, Txn.__index = Store, Txn
 
--- Point readers' transactions left open since the event loop last turned.
+-- Point readers' open transactions (below).
 local open_readers = {}
+
+-- Point readers leave their transaction open after a read, so the pointer
+-- they return stays valid while the caller decodes it (after a reset, a
+-- writer in another process may reuse the page). One whose snapshot is
+-- still the latest commit stays open across loop turns: renewing it would
+-- only take the same snapshot again, at the cost of a reader-slot update
+-- and of looking up each named database afresh (a Thompson bandit reads the
+-- home on every new unit). Once anything is committed, the next read or
+-- the next turn of the event loop resets it, so a snapshot is never pinned
+-- for long after it stops being the latest.
+local reset_check
+
+local function reset_reader(txn, state)
+  if state.open then C.tz_store_txn_reset(txn) state.open = false end
+  open_readers[txn] = nil
+end
+
+local function reset_stale_readers()
+  for txn, state in pairs(open_readers) do
+    if not state.store.handle or state.store:version() ~= state.version then reset_reader(txn, state) end
+  end
+end
+
+-- Before the map is resized: LMDB wants no transaction of this process
+-- open then.
+local function reset_open_readers()
+  for txn, state in pairs(open_readers) do reset_reader(txn, state) end
+end
 
 --- Opens the home directory (default: this process's home), creating it.
 -- opts: map_size (bytes, initial), read_only. Returns store or nil, msg, code.
@@ -231,6 +259,7 @@ local function update(store, how, fn, ...)
   for _ = 1, 40 do
     local res = run(store, how, fn, ...)
     if res ~= MAP_FULL then return unpack(res, 2, table.maxn(res)) end
+    reset_open_readers()
     if C.tz_store_grow(store.handle, err) ~= OK then raise(2) end
   end
   error("store: map still full after growing 40 times", 3)
@@ -254,29 +283,22 @@ function Store:sync(done)
   end)
 end
 
--- Point readers leave their transaction open after a read, so the pointer
--- they return stays valid while the caller decodes it (after a reset, a
--- writer in another process may reuse the page). Open ones are reset on the
--- next read or, at the latest, once the event loop turns, so a snapshot is
--- never pinned for long.
-local reset_check
-
-local function reset_open_readers()
-  for txn, state in pairs(open_readers) do
-    if state.open then C.tz_store_txn_reset(txn) state.open = false end
-    open_readers[txn] = nil
-  end
-end
-
 local function mark_open(txn, state)
   state.open = true
   open_readers[txn] = state
   if not reset_check then
     local uv = require "luv"
     reset_check = uv.new_check()
-    reset_check:start(reset_open_readers)
+    reset_check:start(reset_stale_readers)
     reset_check:unref()
   end
+end
+
+--- How many of this store's point readers hold a snapshot open now.
+function Store:open_readers()
+  local n = 0
+  for _, state in pairs(open_readers) do if state.store == self and state.open then n = n + 1 end end
+  return n
 end
 
 --- Whether this process opened the home without readahead (M.defaults).
@@ -305,8 +327,8 @@ function Store:point_reader(db)
   self.parked[#self.parked + 1] = txn
   C.tz_store_txn_reset(txn)
   local value = ffi.new("tz_store_val[1]")
-  local state = { open = false }
   local store = self
+  local state = { open = false, store = store }
   local function read(k)
     if not h then
       -- The database did not exist yet: start over once it does.
