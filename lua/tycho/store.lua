@@ -106,7 +106,7 @@ end
 
 local function reset_stale_readers()
   for txn, state in pairs(open_readers) do
-    if not state.store.handle or state.store:version() ~= state.version then reset_reader(txn, state) end
+    if state.store:version() ~= state.version then reset_reader(txn, state) end
   end
 end
 
