@@ -340,6 +340,21 @@ function Experiment:status(store, version)
   return self.status_now, self.final_now
 end
 
+-- Exposures buffered while the home refuses writes: as many as serving's
+-- prediction log keeps (serving.lua), as (unit, variant) pairs.
+local MAX_BUFFERED = 2 * 100000
+
+-- A full buffer: the unit keeps its variant but is not counted, rather than
+-- the worker's memory growing while the home refuses writes.
+function Experiment:overflow(variant)
+  if not self.overflowing then
+    self.overflowing = true
+    io.stderr:write("tycho: experiment ", self.name, ": ", MAX_BUFFERED / 2,
+      " exposures wait to be stored; new ones are not counted until the home takes writes again\n")
+  end
+  return variant, false
+end
+
 --- The variant of a unit: variant, counted. Units outside the target, of a
 -- stopped experiment, or whose target check raised get the control (or the
 -- winner) and are not counted; a raising target is counted and logged.
@@ -382,6 +397,7 @@ function Experiment:assign(unit, req, store, instance)
   local list = self.exposures or {}
   self.exposures = list
   local n = #list
+  if n >= MAX_BUFFERED then return self:overflow(variant) end
   list[n + 1] = unit
   list[n + 2] = variant.name
   return variant, true
@@ -424,12 +440,29 @@ local function write_moves(tx, moves)
   end
 end
 
+-- What a committed flush_in wrote leaves the buffers: exposures (and the
+-- bandit's record of unflushed assignments) and fault counts.
+function Experiment:written(list, faults)
+  if list and self.exposures == list then
+    self.exposures = {}
+    self.pending = {}
+    self.overflowing = nil
+  end
+  if faults then
+    self.pending_faults = (self.pending_faults or 0) - faults
+    if self.pending_faults <= 0 then self.pending_faults = nil end
+  end
+  self.counters_version = nil
+end
+
 -- Writes buffered exposures: a new unit is recorded under its variant; a
 -- unit seen before stays where it is (another worker may have won a race).
+-- The buffers are emptied once tx commits: a transaction that fails or is
+-- repeated (a full map) writes them again.
 function Experiment:flush_in(tx)
-  local list = self.exposures
+  local list, faults = self.exposures, self.pending_faults
+  tx:on_commit(function() self:written(list, faults) end)
   if list and #list > 0 then
-    self.exposures = {}
     -- New units are put in one C call: unit_key(name, unit) is the packed
     -- prefix, the escaped unit, and the string end.
     local prefix = self.unit_prefix
@@ -459,14 +492,11 @@ function Experiment:flush_in(tx)
       tx:put_json("experiments", ck, c)
     end
   end
-  self.pending = {}
-  if self.pending_faults then
+  if faults then
     local f = tx:get_json("experiments", fault_key(self.name)) or {}
-    f.target_errors = (f.target_errors or 0) + self.pending_faults
+    f.target_errors = (f.target_errors or 0) + faults
     tx:put_json("experiments", fault_key(self.name), f)
-    self.pending_faults = nil
   end
-  self.counters_version = nil
 end
 
 --- Whether exposures or fault counts wait to be written.

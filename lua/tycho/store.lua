@@ -224,6 +224,15 @@ local function finish(tx, commit)
   return true
 end
 
+-- Runs a committed transaction's on_commit functions, each on its own: the
+-- commit stands whatever they do, so an error is reported, not raised.
+local function committed(fns)
+  for _, f in ipairs(fns) do
+    local ok, e = pcall(f)
+    if not ok then io.stderr:write("tycho: store: on_commit: ", tostring(e), "\n") end
+  end
+end
+
 -- write: false (a read transaction), "sync" or "lazy" (how to commit).
 local function run(store, write, fn, ...)
   local tx = begin(store, write)
@@ -240,6 +249,7 @@ local function run(store, write, fn, ...)
       if rc == EMAPFULL then return MAP_FULL end
       raise(3)
     end
+    if tx.on_commit_fns then committed(tx.on_commit_fns) end
   else
     finish(tx, nil)
   end
@@ -397,6 +407,17 @@ end
 --- The LMDB handle of database db (nil when absent), with the raw
 -- transaction, for C kernels that read the store themselves (tz_asof).
 function Txn:raw(db) return self.handle, dbi(self, db) end
+
+--- Runs fn() once this write transaction has committed; never when it is
+-- rolled back or repeated (a full map). For state outside the home that
+-- the transaction wrote out: a buffer is emptied only once its contents
+-- are stored, so a failed or repeated transaction writes it again.
+function Txn:on_commit(fn)
+  if not self.write then error("store: on_commit() in a read transaction", 2) end
+  local fns = self.on_commit_fns or {}
+  self.on_commit_fns = fns
+  fns[#fns + 1] = fn
+end
 
 --- Value of key k in database db, or nil.
 function Txn:get(db, k)

@@ -101,6 +101,32 @@ describe("assignment", function()
     assert.equal(11, r.variants[1].units + r.variants[2].units)
   end)
 
+  it("keeps buffered exposures until the transaction that writes them commits", function()
+    local e = experiments.define(def { name = "kept" })
+    e:save(st)
+    for i = 1, 10 do e:assign("k" .. i, nil, st) end
+    -- A full map repeats the transaction: the repeat writes the same exposures.
+    local tries = 0
+    st:update(function(tx)
+      e:flush_in(tx)
+      tries = tries + 1
+      if tries == 1 then error(store.MAP_FULL, 0) end
+    end)
+    assert.equal(2, tries)
+    local r = e:results(st)
+    assert.same({ 10, 10 }, { r.variants[1].units + r.variants[2].units,
+                              r.variants[1].exposures + r.variants[2].exposures })
+    -- A transaction that fails leaves them buffered for the next flush.
+    for i = 11, 15 do e:assign("k" .. i, nil, st) end
+    assert.is_false(pcall(st.update, st, function(tx) e:flush_in(tx) error("disk on fire") end))
+    assert.is_true(e:has_work())
+    experiments.flush({ e }, st)
+    assert.is_false(e:has_work())
+    r = e:results(st)
+    assert.same({ 15, 15 }, { r.variants[1].units + r.variants[2].units,
+                              r.variants[1].exposures + r.variants[2].exposures })
+  end)
+
   it("stores a unit without events as its variant's name, and reads records of either form", function()
     local e = experiments.define(def { name = "records" })
     e:save(st)

@@ -116,6 +116,32 @@ describe("tycho.store", function()
     assert.equal("1", st:get("t", "kept"))
   end)
 
+  it("runs on_commit functions after a commit only, once per committed transaction", function()
+    local ran = {}
+    st:update(function(tx) tx:on_commit(function() ran[#ran + 1] = "committed" end) end)
+    assert.is_false(pcall(st.update, st, function(tx)
+      tx:on_commit(function() ran[#ran + 1] = "rolled back" end)
+      error("stop here")
+    end))
+    -- A full map repeats the function: only the try that commits counts.
+    local tries = 0
+    st:update(function(tx)
+      tries = tries + 1
+      tx:on_commit(function() ran[#ran + 1] = "try " .. tries end)
+      if tries == 1 then error(store.MAP_FULL, 0) end
+    end)
+    -- One that raises is reported; the commit and the others stand.
+    st:update(function(tx)
+      tx:put("t", "oc", "1")
+      tx:on_commit(function() error("late") end)
+      tx:on_commit(function() ran[#ran + 1] = "after an error" end)
+    end)
+    assert.same({ "committed", "try 2", "after an error" }, ran)
+    assert.equal("1", st:get("t", "oc"))
+    assert.has_error(function() st:view(function(tx) tx:on_commit(function() end) end) end,
+      "store: on_commit() in a read transaction")
+  end)
+
   it("returns the function's values", function()
     local a, b = st:update(function(tx) tx:put("t", "k", "v") return "x", 2 end)
     assert.same({ "x", 2 }, { a, b })
