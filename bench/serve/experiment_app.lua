@@ -5,7 +5,9 @@
 -- $EXP_MODEL@staging, with the request field "id" as the unit. The bench
 -- points both aliases at the same version, so both variants cost the same.
 local tycho = require "tycho"
-local app = tycho.app()
+-- EXP_FLUSH_MS: the prediction log's timer (experiment_instructions sets it
+-- beyond its run, so that the log flushes every 500 predictions only).
+local app = tycho.app { prediction_log = { interval_ms = tonumber(os.getenv("EXP_FLUSH_MS")) } }
 local model = os.getenv("EXP_MODEL") or "spam"
 local kind = os.getenv("EXP_KIND") or "none"
 if kind == "none" then
