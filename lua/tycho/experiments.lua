@@ -249,14 +249,18 @@ end
 
 local function rand(self) return kernels.tz_sample_uniform(rng(self)) end
 
+local function read_counters_in(tx, e, out)
+  for _, v in ipairs(e.variants) do
+    out[v.name] = tx:get_json("experiments", counter_key(e.name, v.name))
+      or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
+  end
+end
+
+-- (No closure: creating one is not compiled by LuaJIT, and a bandit's
+-- assignment, compiled, comes here after every commit.)
 local function load_counters(e, store)
   local out = {}
-  store:view(function(tx)
-    for _, v in ipairs(e.variants) do
-      out[v.name] = tx:get_json("experiments", counter_key(e.name, v.name))
-        or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
-    end
-  end)
+  store:view(read_counters_in, e, out)
   return out
 end
 
