@@ -464,6 +464,9 @@ end
 -- The buffers are emptied once tx commits: a transaction that fails or is
 -- repeated (a full map) writes them again.
 function Experiment:flush_in(tx)
+  -- Once per transaction: a second call would count the same exposures again.
+  if self.flushed_in == tx then return end
+  self.flushed_in = tx
   local list, faults = self.exposures, self.pending_faults
   tx:on_commit(function() self:written(list, faults) end)
   if list and #list > 0 then
