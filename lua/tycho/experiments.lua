@@ -840,7 +840,10 @@ function M.feedback_in(tx, items, opts)
     local r, raw = record_outcome(tx, items[i], now, stamp, retain_us, grace_us)
     results[i] = r
     counts[r.status] = counts[r.status] + 1
-    if raw then
+    -- Only a prediction made under an experiment has anything to credit:
+    -- an entry without the field (most, where no experiment runs) is not
+    -- decoded. (One whose inputs hold such a key is, harmlessly.)
+    if raw and raw:find('"experiment":', 1, true) then
       raws[#raws + 1] = raw
       outcomes[#raws] = items[i].outcome
     end
