@@ -8,7 +8,8 @@
 -- Keys and values are Lua strings (bytes); tycho.keys builds ordered keys.
 -- A write transaction that fills the map is rolled back, the map doubled and
 -- the function run again, so `update` functions must only touch the store
--- (no other side effects) or be safe to repeat.
+-- (no other side effects) or be safe to repeat. A change to state outside
+-- the store goes in tx:on_commit(fn): it runs once, after the commit.
 local ffi = require "ffi"
 local internal = require "tycho.internal"
 
