@@ -465,8 +465,11 @@ end
 -- repeated (a full map) writes them again.
 function Experiment:flush_in(tx)
   -- Once per transaction: a second call would count the same exposures again.
-  if self.flushed_in == tx then return end
-  self.flushed_in = tx
+  -- (Marked on the transaction, which the mark cannot outlive.)
+  local flushed = tx.flushed_experiments or {}
+  tx.flushed_experiments = flushed
+  if flushed[self] then return end
+  flushed[self] = true
   local list, faults = self.exposures, self.pending_faults
   tx:on_commit(function() self:written(list, faults) end)
   if list and #list > 0 then
