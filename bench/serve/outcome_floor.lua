@@ -16,28 +16,20 @@
 -- prints: FLOOR mode outcomes us_per_outcome minor_faults_per_outcome
 local ffi = require "ffi"
 local experiments = require "tycho.experiments"
-local keys = require "tycho.keys"
 local store = require "tycho.store"
+local uv = require "luv"
 
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } floor_timespec;
 int clock_gettime(int clock, floor_timespec *ts);
 ]]
+-- This thread's CPU time: os.clock and getrusage add up every thread's,
+-- and OpenBLAS's idle threads spin.
 local CLOCK_THREAD_CPUTIME_ID = 3
 local ts = ffi.new("floor_timespec")
 local function thread_cpu()
   ffi.C.clock_gettime(CLOCK_THREAD_CPUTIME_ID, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
--- Minor page faults of this process so far (/proc/self/stat, field 10).
-local function minor_faults()
-  local f = assert(io.open("/proc/self/stat"))
-  local stat = f:read("*a")
-  f:close()
-  local fields = {}
-  for x in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = x end
-  return tonumber(fields[8])
 end
 
 local mode = os.getenv("MODE") or "full"
@@ -61,8 +53,12 @@ end
 
 local function unit_key_of(raw)
   local exp, unit = field(raw, "experiment"), field(raw, "unit")
-  return exp and unit and keys.pack("s s s", "u", exp, unit)
+  return exp and unit and experiments.unit_key(exp, unit)
 end
+
+-- Units found by storage and reads: none means the ids or the key layout
+-- are not the history's, and the figures would time misses.
+local units_found = 0
 
 -- Each function does ids[from..to] in one transaction. full keeps the
 -- loaded experiments across transactions, as a server's app does.
@@ -79,7 +75,10 @@ local function storage(from, to)
       if tx:put_new("outcomes", ids[i], '{"outcome":1,"at":0}') then
         local raw = tx:get("predictions", (experiments.log_key(ids[i])))
         local ukey = raw and unit_key_of(raw)
-        if ukey and tx:get("experiments", ukey) then tx:put("experiments", ukey, '{"v":"control","s":1,"n":1}') end
+        if ukey and tx:get("experiments", ukey) then
+          units_found = units_found + 1
+          tx:put("experiments", ukey, '{"v":"control","s":1,"n":1}')
+        end
       end
     end
   end)
@@ -90,18 +89,19 @@ local function reads(from, to)
     for i = from, to do
       local raw = tx:get("predictions", (experiments.log_key(ids[i])))
       local ukey = raw and unit_key_of(raw)
-      if ukey then tx:get("experiments", ukey) end
+      if ukey and tx:get("experiments", ukey) then units_found = units_found + 1 end
     end
   end)
 end
 
 local function pass(label, fn)
-  local faults, started = minor_faults(), thread_cpu()
+  local faults, started = uv.getrusage().minflt, thread_cpu()
   for from = 1, #ids, batch do fn(from, math.min(from + batch - 1, #ids)) end
   local cpu = thread_cpu() - started
-  print(string.format("FLOOR %s %d %.2f %.3f", label, #ids, cpu * 1e6 / #ids, (minor_faults() - faults) / #ids))
+  print(string.format("FLOOR %s %d %.2f %.3f", label, #ids, cpu * 1e6 / #ids, (uv.getrusage().minflt - faults) / #ids))
 end
 
 local modes = { full = full, storage = storage, reads = reads }
 pass(mode, modes[mode] or error("MODE is full, storage or reads"))
 if mode == "reads" then pass("reads-warm", reads) end
+if mode ~= "full" and units_found == 0 then error("outcome_floor: no unit of these ids is in the home") end

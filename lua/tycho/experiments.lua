@@ -70,6 +70,7 @@ local function def_key(name) return keys.pack("s s", "d", name) end
 local function status_key(name) return keys.pack("s s", "s", name) end
 local function counter_key(name, variant) return keys.pack("s s s", "v", name, variant) end
 local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) end
+M.unit_key = unit_key
 local function fault_key(name) return keys.pack("s s", "c", name) end
 local function pending_key(id) return keys.pack("s s", "p", id) end
 
