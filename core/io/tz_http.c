@@ -691,7 +691,7 @@ static int socket_port(int fd)
 
 int tz_http_probe(const char *host, int port, int *bound, tz_err *err)
 {
-    int fd;
+    int fd = -1;
     int rc = bind_socket(host, port, 0, &fd, err);
     if (rc) return rc;
     *bound = socket_port(fd);
@@ -715,7 +715,7 @@ int tz_http_server_start(uv_loop_t *loop, const char *host, int port, int reusep
                          tz_http_server **out, tz_err *err)
 {
     init_parser_settings();
-    int fd;
+    int fd = -1;
     int rc = bind_socket(host, port, reuseport, &fd, err);
     if (rc) return rc;
     tz_http_server *srv = calloc(1, sizeof *srv);

@@ -63,7 +63,7 @@ static void prf_from_counts(double tp, double pred, double truth, tz_metrics_prf
 int tz_metrics_prf(const double *y_true, const double *y_pred, size_t n, int pos_label,
                    tz_metrics_prf_result *out, tz_err *err)
 {
-    size_t mt, mp;
+    size_t mt = 0, mp = 0;  /* check_labels sets both; -O2 cannot see that */
     int rc;
     if ((rc = check_n("prf", y_true, y_pred, n, err)) ||
         (rc = check_labels("prf", "y_true", y_true, n, TZ_METRICS_MAX_CLASSES, &mt, err)) ||
@@ -348,7 +348,7 @@ int tz_metrics_silhouette(const tz_data *x, const double *labels, size_t sample_
 {
     int rc = tz_kcheck_x("silhouette", x, 0, err);
     if (rc) return rc;
-    size_t n = x->n_rows, p = x->n_cols, mx;
+    size_t n = x->n_rows, p = x->n_cols, mx = 0;
     if ((rc = check_n("silhouette", labels, out, n, err)) ||
         (rc = check_labels("silhouette", "label", labels, n, TZ_METRICS_MAX_CLASSES, &mx, err)))
         return rc;

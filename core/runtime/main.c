@@ -2,6 +2,7 @@
  * (0 ok, 1 error, 2 usage). */
 #include <lauxlib.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,11 @@ static int cmd_serve(const char *home, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* A peer that hangs up mid-response must cost its connection, never the
+     * process: writes then fail with EPIPE, which every writer handles (the
+     * HTTP server closes that connection). Children started through libuv
+     * get the default disposition back. */
+    signal(SIGPIPE, SIG_IGN);
     const char *home = getenv("TYCHO_HOME");
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
