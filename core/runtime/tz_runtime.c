@@ -119,6 +119,7 @@ static void register_internal(lua_State *L, const char *home, const char *luadir
     lua_pushcfunction(L, internal_pcall); lua_setfield(L, -2, "xpcall");
     tz_lua_http_register(L);
     tz_lua_repl_register(L);
+    tz_lua_sandbox_register(L);
     lua_setfield(L, -2, "tycho.internal");
     lua_pop(L, 2);
 }
@@ -157,6 +158,7 @@ int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create a Lua state: out of memory");
         return -1;
     }
+    tz_lua_sandbox_install(rt->L);
     luaL_openlibs(rt->L);
     lua_prelude(rt->L);
     find_lua_dir(luadir, sizeof luadir);
@@ -180,6 +182,7 @@ void tz_runtime_close(tz_runtime *rt)
      * the loop is not touched after lua_close. */
     uv_walk(rt->loop, close_handle, NULL);
     uv_run(rt->loop, UV_RUN_DEFAULT);
+    tz_lua_sandbox_uninstall(rt->L);
     lua_close(rt->L);
     rt->L = NULL;
     rt->loop = NULL;

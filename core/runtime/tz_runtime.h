@@ -39,8 +39,14 @@ void tz_runtime_set_arg(lua_State *L, const char *script, int argc, char **argv)
  * code: the function's integer result if any, 0 otherwise, 1 on error. */
 int tz_runtime_call(tz_runtime *rt, const char *module, const char *fn, int argc, const char **argv);
 
-/* Binding registration (lua_http.c, lua_repl.c). */
+/* Binding registration (lua_http.c, lua_repl.c, lua_sandbox.c). */
 void tz_lua_http_register(lua_State *L);
 void tz_lua_repl_register(lua_State *L);
+void tz_lua_sandbox_register(lua_State *L);
+
+/* The sandbox's memory account wraps the state's allocator: installed right
+ * after the state is made, removed right before it is closed. */
+void tz_lua_sandbox_install(lua_State *L);
+void tz_lua_sandbox_uninstall(lua_State *L);
 
 #endif

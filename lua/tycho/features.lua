@@ -22,6 +22,7 @@ local timeutil = require "tycho.timeutil"
 local internal = require "tycho.internal"
 local base = require "tycho.base"
 local C = require "tycho.kernels"
+local sandbox = require "tycho.sandbox"
 
 local M = {}
 
@@ -564,27 +565,28 @@ function parse_refs_uncached(fs, refs, tx)
   return views, order
 end
 
--- A sandbox for transform source: math, string, table and a few builtins.
+-- Transform source runs in the sandbox that artifacts' code runs in.
 function FS:_compile(src)
   local fn = self.compiled[src]
   if fn then return fn end
-  local env = { math = math, string = string, table = table, tonumber = tonumber, tostring = tostring,
-                type = type, pairs = pairs, ipairs = ipairs, select = select, unpack = unpack, pcall = pcall,
-                error = error }
-  local chunk, err = loadstring("return " .. src, "=transform")
-  if not chunk then return nil, err end
-  setfenv(chunk, env)
-  local ok, got = pcall(chunk)
-  if not ok or type(got) ~= "function" then return nil, "transform must be a function expression" end
+  local got, err = sandbox.compile(src, "transform")
+  if not got then return nil, err end
   self.compiled[src] = got
   return got
 end
 
+-- A transform that fails, runs past its limits or returns anything but a
+-- number, string or boolean gives no value (nil), as a missing feature.
 local function apply_transforms(fs, v, row)
   for name, src in pairs(v.transforms or {}) do
     local fn = fs:_compile(src)
-    local ok, value = pcall(fn, row)
-    row[name] = ok and value or nil
+    local ok, value = false, nil
+    if fn then
+      ok, value = sandbox.call("transform " .. name, fn, nil, row)
+      sandbox.scrub(row)
+    end
+    local t = type(value)
+    row[name] = ok and (t == "number" or t == "string" or t == "boolean") and value or nil
   end
 end
 

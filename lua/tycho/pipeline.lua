@@ -237,8 +237,11 @@ kinds.lua = {
       s.fn = fn
     end
     local ok, out = sandbox.call(s.state.name, fn, nil, r)
+    sandbox.scrub(r)
     if not ok then error(out, 0) end
     if type(out) ~= "table" then error(s.state.name .. ": must return the row table", 0) end
+    local plain, why = sandbox.check_value(out)
+    if not plain then error(s.state.name .. ": returned " .. why .. "; a row holds plain values", 0) end
     return out
   end,
 }
@@ -541,7 +544,10 @@ local function apply_post(p, out, row)
   if post.lua then
     p.post_fn = p.post_fn or assert(sandbox.compile(post.lua, "post"))
     local ok, res = sandbox.call("post", p.post_fn, nil, out, row)
+    sandbox.scrub(out, row)
     if not ok then error(res, 0) end
+    local plain, why = sandbox.check_value(res)
+    if not plain then error("post: returned " .. why .. "; an output holds plain values", 0) end
     out = res
   end
   return out

@@ -113,7 +113,7 @@ describe("pipelines and the registry", function()
     local spin = step.lua("function(r) while true do end end", "spin")
     local spun, serr = tycho.pipeline { steps = { spin }, model = tycho.models.logistic {} }:fit(f, { label = "y" })
     assert.is_nil(spun)
-    assert.matches("spin ran past its instruction budget", serr, 1, true)
+    assert.matches("spin: stopped: ran past its instruction budget", serr, 1, true)
   end)
 
   it("registers versions with provenance, promotes through gates, rolls back", function()
