@@ -17,9 +17,13 @@
 #define MAX_WORKERS 256
 #define MAX_QUICK_DEATHS 5   /* workers dying within a second of start */
 
+/* Loopback is what a client on this machine dials: 127.0.0.1 and ::1
+ * ("localhost" binds 127.0.0.1 exactly). Any other address, the rest of
+ * 127.0.0.0/8 included, was chosen for a reason and needs a token or
+ * --insecure. */
 static int is_loopback(const char *host)
 {
-    return !strcmp(host, "localhost") || !strcmp(host, "::1") || !strncmp(host, "127.", 4);
+    return !strcmp(host, "localhost") || !strcmp(host, "::1") || !strcmp(host, "127.0.0.1");
 }
 
 static void set_int(lua_State *L, const char *k, long v)

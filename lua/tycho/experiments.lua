@@ -69,6 +69,14 @@ end
 local function def_key(name) return keys.pack("s s", "d", name) end
 local function status_key(name) return keys.pack("s s", "s", name) end
 local function counter_key(name, variant) return keys.pack("s s s", "v", name, variant) end
+-- Names and units go into LMDB keys (511 bytes at most): an experiment's
+-- name is bounded where it is defined, a unit where it arrives (the serving
+-- border refuses a longer one with a clear error, and assign never buffers
+-- one), so no stored key can outgrow the limit and fail a whole flush.
+M.MAX_NAME_BYTES = 128
+M.MAX_UNIT_BYTES = 128
+local MAX_UNIT_BYTES = M.MAX_UNIT_BYTES
+
 local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) end
 M.unit_key = unit_key
 local function fault_key(name) return keys.pack("s s", "c", name) end
@@ -110,8 +118,8 @@ end
 function M.define(def)
   if type(def) ~= "table" then bad("expected a table") end
   local name = def.name
-  if type(name) ~= "string" or not name:match("^[%w_%.%-]+$") then
-    bad("name must be letters, digits, '_', '.' or '-', got " .. tostring(name))
+  if type(name) ~= "string" or not name:match("^[%w_%.%-]+$") or #name > M.MAX_NAME_BYTES then
+    bad("name must be 1 to " .. M.MAX_NAME_BYTES .. " letters, digits, '_', '.' or '-', got " .. tostring(name))
   end
   local kind = def.kind or "ab"
   if not KINDS[kind] then bad(name .. ": unknown kind '" .. tostring(kind) .. "' (ab, thompson, ucb1, epsilon_greedy)") end
@@ -371,6 +379,7 @@ function Experiment:assign(unit, req, store, instance)
   if status == "stopped" then return final, false end
   if unit == nil or unit == json.null then return self:control(), false end
   unit = tostring(unit)
+  if #unit > MAX_UNIT_BYTES then return self:control(), false end
   if self.target then
     local ok, inside = pcall(self.target, req, instance)
     if not ok then

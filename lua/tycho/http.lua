@@ -179,7 +179,7 @@ function M.app(opts)
       local key = h.name .. "\0" .. res.model_version
       m.predictions[key] = (m.predictions[key] or 0) + #body.instances
       return res
-    end, { read_only = true })
+    end)  -- not read-only: it writes the prediction log and experiment exposures
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.watch").add(app, M)
     app.adding_builtins = nil
@@ -191,14 +191,20 @@ end
 
 function M.is_app(v) return getmetatable(v) == App end
 
+local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
+
 --- Adds a route; method is an HTTP method name, path may hold {params}.
--- opts.read_only: a POST that changes nothing, so it needs no token.
+-- On a server with a token, POST, PUT, PATCH and DELETE need it; opts.read_only
+-- marks one that changes nothing (no token), opts.writes a GET that does
+-- (token).
 function App:route(method, path, handler, opts)
   if type(handler) ~= "function" then error("route handler must be a function", 2) end
   local pattern, names = compile_route(path)
   local list = self.adding_builtins and self.builtin_routes or self.routes
-  list[#list + 1] = { method = method:upper(), path = path, pattern = pattern,
-                      names = names, handler = handler, read_only = opts and opts.read_only }
+  method = method:upper()
+  local writes = opts and opts.writes or (MUTATING[method] and not (opts and opts.read_only))
+  list[#list + 1] = { method = method, path = path, pattern = pattern,
+                      names = names, handler = handler, writes = writes and true or false }
   return self
 end
 
@@ -322,8 +328,6 @@ local function to_response(status, a, b)
   return status, TEXT_HEADERS, a == nil and "" or tostring(a)
 end
 
-local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
-
 -- Constant-time comparison, so response timing does not leak the token.
 local function same_secret(a, b)
   if #a ~= #b then return false end
@@ -369,9 +373,18 @@ function App:handler(token)
   end
   -- Routing, auth and the handler: status, headers, body, and the route's
   -- name for metrics and the access log; nothing for a deferred request.
+  local function authorized(req)
+    return not token or same_secret(req.headers.authorization or "", "Bearer " .. token)
+  end
+  local function unauthorized(name)
+    local status, headers, body = error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
+    return status, headers, body, name
+  end
   local function dispatch(req)
     local route, params = find_route(self, req.method, req.path)
     if not route then
+      -- Without the token, a writing method learns nothing of the routes.
+      if MUTATING[req.method] and not authorized(req) then return unauthorized("unrouted") end
       if params then
         local status, headers, body = error_response(405, "method_not_allowed",
           req.method .. " is not allowed on " .. req.path)
@@ -382,13 +395,7 @@ function App:handler(token)
       return status, headers, body, "unrouted"
     end
     local name = route.method .. " " .. route.path
-    if token and MUTATING[req.method] and not route.read_only then
-      local auth = req.headers.authorization or ""
-      if not same_secret(auth, "Bearer " .. token) then
-        local status, headers, body = error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
-        return status, headers, body, name
-      end
-    end
+    if route.writes and not authorized(req) then return unauthorized(name) end
     req.params, req.route, req._name, req._reply = params, route, name, reply
     req.query = parse_query(req.query_string)
     setmetatable(req, Request)

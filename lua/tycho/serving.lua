@@ -5,6 +5,7 @@ local json = require "tycho.json"
 local keys = require "tycho.keys"
 local timeutil = require "tycho.timeutil"
 local uv = require "luv"
+local experiments = require "tycho.experiments"
 
 local M = {}
 
@@ -107,7 +108,7 @@ function Hosted:refresh()
   if self.shadow then self:refresh_one("shadow", self.shadow.alias) end
   if self.experiment then
     for _, v in ipairs(self.experiment.variants) do
-      local model, alias = require("tycho.experiments").parse_model_ref(v.model)
+      local model, alias = experiments.parse_model_ref(v.model)
       self:refresh_one("variant:" .. v.name, alias, model)
     end
   end
@@ -204,6 +205,13 @@ function Hosted:predict(instances, log, req)
   local split = e ~= nil and self:experiment_ready()
   for i, inst in ipairs(instances) do
     if type(inst) ~= "table" then return nil, 400, "bad_instance", "instance " .. i .. " is not an object" end
+    if split then
+      local unit = inst[e.unit]
+      if (type(unit) == "string" or type(unit) == "number") and #tostring(unit) > experiments.MAX_UNIT_BYTES then
+        return nil, 422, "invalid", string.format("instance %d: %s is longer than %d bytes", i, e.unit,
+          experiments.MAX_UNIT_BYTES)
+      end
+    end
     local version, variant, unit = self:route(inst, req, split)
     local out, err, missing, row, ms = predict_one(version, inst)
     if not out then

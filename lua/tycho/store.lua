@@ -399,9 +399,11 @@ local function dbi(tx, name)
   return h
 end
 
+local MAX_KEY = 511  -- LMDB's default key size
+
 local function check_key(k, level)
-  if type(k) ~= "string" or #k == 0 or #k > 511 then
-    error("store: key must be a string of 1 to 511 bytes", level or 3)
+  if type(k) ~= "string" or #k == 0 or #k > MAX_KEY then
+    error("store: key must be a string of 1 to " .. MAX_KEY .. " bytes", level or 3)
   end
 end
 
@@ -420,8 +422,11 @@ function Txn:on_commit(fn)
   fns[#fns + 1] = fn
 end
 
---- Value of key k in database db, or nil.
+--- Value of key k in database db, or nil. A key past LMDB's 511 bytes
+-- is simply absent (none can be stored): a name from a URL reads as
+-- unknown rather than failing.
 function Txn:get(db, k)
+  if type(k) == "string" and #k > MAX_KEY then return nil end
   check_key(k)
   local h = dbi(self, db)
   if not h then return nil end

@@ -89,7 +89,7 @@ function M.add(app, http)
     local data = {}
     for k, x in pairs(v) do if k ~= "weight" and type(x) ~= "function" then data[k] = x end end
     return { experiment = e.name, variant = v.name, in_experiment = counted, data = data }
-  end)
+  end, { writes = true })  -- a new unit is recorded
   app:post("/v1/experiments/{name}/events", function(req)
     local e = find(app, http, req.params.name)
     local body = req:json()
