@@ -196,6 +196,12 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
 static const double POW10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
 
+/* parse_f64 and parse_f64_slow: 1 for a finite number, 0 for text that is
+ * no number, NOT_FINITE for one that is but has no finite value ("inf",
+ * "1e999"): a float column refuses it by name, and inference still sees a
+ * number there. */
+#define NOT_FINITE (-1)
+
 static int parse_f64_slow(const char *s, size_t n, double *out)
 {
     char tmp[128];
@@ -205,6 +211,7 @@ static int parse_f64_slow(const char *s, size_t n, double *out)
     char *end;
     double v = strtod(tmp, &end);
     if (end != tmp + n || n == 0) return 0;
+    if (!isfinite(v)) return NOT_FINITE;
     *out = v;
     return 1;
 }
@@ -401,14 +408,14 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
         case TZ_COL_I64:
             if (parse_i64(s, len, &((int64_t *)c->data)[r])) break;
             double d;
-            if (parse_f64(s, len, &d)) {
+            if (parse_f64(s, len, &d) == 1) {
                 widen_to_f64(c, r);
                 ((double *)c->data)[r] = d;
                 break;
             }
             ok = 0;
             break;
-        case TZ_COL_F64: ok = parse_f64(s, len, &((double *)c->data)[r]); break;
+        case TZ_COL_F64: ok = parse_f64(s, len, &((double *)c->data)[r]) == 1; break;
         case TZ_COL_BOOL: ok = parse_bool(s, len, &((uint8_t *)c->data)[r]); break;
         default: {
             int32_t code = tz_dict_intern(c->dict, s, len);
@@ -417,7 +424,7 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
         }
         }
         if (!ok) {
-            static const char *const names[] = { "a number", "an integer", "true or false", "text" };
+            static const char *const names[] = { "a finite number", "an integer", "true or false", "text" };
             snprintf(b->why, sizeof b->why, "column '%.40s': \"%.*s\" is not %s", c->name,
                      (int)(len > 40 ? 40 : len), s, names[c->type]);
             b->bad_field = j + 1;

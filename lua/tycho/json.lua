@@ -1,12 +1,39 @@
 --- JSON through lua-cjson. `decode` never raises on bad input: it returns
 -- nil, message. `null` is JSON null; `empty_array` encodes as [] (cjson 2.1
 -- would write an empty table as {}).
+--
+-- Numbers are finite at this border both ways: NaN, Infinity and numbers
+-- past a double's range (1e999) are refused by decode, with a message that
+-- says so; a computed NaN or infinity encodes as null instead of failing
+-- the whole response.
 local cjson = require "cjson.safe"
 
 local M = { null = cjson.null }
 
 cjson.encode_sparse_array(true)
 cjson.encode_number_precision(14)  -- the most lua-cjson 2.1.0 allows
+cjson.decode_invalid_numbers(false)
+cjson.encode_invalid_numbers("null")
+
+local HUGE = math.huge
+local NOT_FINITE = "invalid JSON: a number is not a finite decimal (NaN, Infinity, hex, or past a double's range like 1e999)"
+
+-- cjson calls NaN and Infinity tokens, not numbers: name them.
+local function names_non_finite(text, err)
+  if err:find("invalid number", 1, true) then return true end
+  local at = tonumber(err:match("invalid token at character (%d+)"))
+  local word = at and text:sub(at, at + 7):lower()
+  return word ~= nil and (word:find("^nan") or word:find("^inf")) ~= nil
+end
+
+local function all_finite(v)
+  if type(v) == "number" then return v == v and v ~= HUGE and v ~= -HUGE end
+  if type(v) ~= "table" then return true end
+  for _, x in next, v do
+    if not all_finite(x) then return false end
+  end
+  return true
+end
 
 local EMPTY = "\0tycho:[]\0"
 M.empty_array = EMPTY
@@ -70,7 +97,11 @@ end
 function M.decode(text)
   if type(text) ~= "string" then error("json.decode: expected a string, got " .. type(text), 2) end
   local v, err = cjson.decode(text)
-  if v == nil and err then return nil, "invalid JSON: " .. err end
+  if v == nil and err then
+    if names_non_finite(text, err) then return nil, NOT_FINITE end
+    return nil, "invalid JSON: " .. err
+  end
+  if not all_finite(v) then return nil, NOT_FINITE end
   return v
 end
 

@@ -38,6 +38,19 @@ int main(void)
     tz_frame_free(f);
     tz_csv_report_free(&rep);
 
+    /* Non-finite numerals are refused by name, row by row; the column
+     * stays a number column and the good rows land. */
+    static const char NONFINITE_CSV[] = "id,x\na,1.5\nb,inf\nc,-Infinity\nd,1e999\ne,2\n";
+    write_file(path, NONFINITE_CSV, sizeof NONFINITE_CSV - 1);
+    ok(tz_csv_read(path, NULL, &f, &rep, &err) == 0, "file with non-finite numbers reads");
+    is_int(f->cols[1]->type, TZ_COL_F64, "x stays a number column");
+    is_int(f->n_rows, 2, "the two finite rows land");
+    is_int(rep.rows_bad, 3, "three rows refused");
+    ok(rep.n_issues == 3 && strstr(rep.issues[0].message, "finite") != NULL, "refusal names finiteness: %s",
+       rep.n_issues ? rep.issues[0].message : "");
+    tz_frame_free(f);
+    tz_csv_report_free(&rep);
+
     static const char alphabet[] = ",\"\n\r0123456789.e-+aNA \t\0;";
     tz_rng rng;
     tz_rng_seed(&rng, 1234);

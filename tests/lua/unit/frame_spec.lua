@@ -84,12 +84,14 @@ describe("tycho.frame", function()
       assert.equal(2, g:nrows())
     end)
 
-    it("reads NaN and infinities in float columns", function()
-      local f = frame.read_csv(csv("inf.csv", "x\n1.5\ninf\n-Infinity\nNaN\n"))
+    it("refuses infinities in float columns by name, and reads NaN as missing", function()
+      local f, rep = frame.read_csv(csv("inf.csv", "x\n1.5\ninf\n-Infinity\nNaN\n1e999\n"))
       local x = f:col("x")
-      assert.equal(math.huge, x:get(2))
-      assert.equal(-math.huge, x:get(3))
-      assert.is_nil(x:get(4))  -- NaN is a missing marker, as in pandas
+      assert.equal(2, f:nrows())
+      assert.equal(1.5, x:get(1))
+      assert.is_nil(x:get(2))  -- NaN is a missing marker, as in pandas
+      assert.equal(3, rep.rows_bad)
+      assert.matches("not a finite number", rep.issues[1].reason or rep.issues[1].message)
     end)
 
     it("reads the shared datasets with every row and the right shape", function()

@@ -45,6 +45,20 @@ describe("tycho.json", function()
     assert.matches("invalid JSON", err)
   end)
 
+  it("refuses NaN, Infinity, hex and out-of-range numbers by name, at any depth", function()
+    for _, text in ipairs { '{"hp":NaN}', '{"hp":Infinity}', '[-Infinity]', '{"hp":1e999}', '[1,[2,{"x":-1e400}]]',
+                            '{"hp":0x10}', '{"hp":nan}' } do
+      local v, err = json.decode(text)
+      assert.is_nil(v, text)
+      assert.matches("not a finite decimal", err, 1, true)
+    end
+    assert.same({ hp = 1e308 }, json.decode('{"hp":1e308}'))
+  end)
+
+  it("encodes a computed NaN or infinity as null rather than failing the document", function()
+    assert.same({ x = json.null, y = json.null, z = 1 }, json.decode(json.encode({ x = 0 / 0, y = -math.huge, z = 1 })))
+  end)
+
   it("encodes empty_array as []", function()
     assert.equal('{"items":[]}', json.encode({ items = json.empty_array }))
   end)
