@@ -469,9 +469,12 @@ static int on_headers_complete(http_parser *p)
         respond_error(c, 413, "body_too_large", "request body exceeds the size limit");
         return -1;
     }
+    /* One interim answer per request, however many Expect headers ask. */
     for (size_t i = 0; i < c->nspans; i++)
-        if (span_is(c, &c->spans[i], "expect", "100-continue"))
+        if (span_is(c, &c->spans[i], "expect", "100-continue")) {
             buf_add(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            break;
+        }
     return 0;
 }
 

@@ -33,8 +33,16 @@ function M.error(status, code, message)
   error(setmetatable({ status = status, code = code, message = message }, HTTP_ERROR), 2)
 end
 
+-- A message that came from a Lua error carries where it was raised
+-- ("/checkout/lua/tycho/x.lua:574: "): the client gets the message, never
+-- the server's file layout.
+local function without_positions(message)
+  if type(message) ~= "string" or not message:find(".lua:", 1, true) then return message end
+  return (message:gsub("[^%s\"']*%.lua:%d+: ", ""))
+end
+
 local function error_response(status, code, message)
-  return status, JSON_HEADERS, json.encode({ error = { code = code, message = message } })
+  return status, JSON_HEADERS, json.encode({ error = { code = code, message = without_positions(message) } })
 end
 
 local function hex_char(h) return string.char(tonumber(h, 16)) end
@@ -110,12 +118,52 @@ local function features()
   return feature_store
 end
 
+--- Bounds on one request's work, so that it stays small next to the
+-- other requests on its worker (a predict of a million instances held one
+-- for 47 s): `items` bounds instances per predict, entity keys per online
+-- read, rows per push and entries per feedback or events request;
+-- `features` the references per online read; `monitor_records` the
+-- prediction-log records one monitor request reads. tycho.app{ limits = {...} }
+-- changes them.
+M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 50000 }
+
+--- Answers 413 when a request asks for more than limit `what` allows.
+function M.check_count(app, n, what, noun)
+  local limit = app.limits[what]
+  if n > limit then
+    M.error(413, "too_large", string.format("%d %s in one request; the limit is %d (tycho.app{limits = {%s = ...}})",
+      n, noun, limit, what))
+  end
+end
+
+local MAX_REF_BYTES = 256
+
 -- Feast feature server: POST /get-online-features.
-local function get_online_features(req)
+local function get_online_features(app, req)
   local body = req:json()
   if type(body) ~= "table" or type(body.features) ~= "table" or type(body.entities) ~= "table" then
     M.error(400, "bad_request", 'expected {"features": ["view:feature", ...], "entities": {"key": [...]}}')
   end
+  M.check_count(app, #body.features, "features", "feature references")
+  for i, ref in ipairs(body.features) do
+    if type(ref) ~= "string" or #ref == 0 or #ref > MAX_REF_BYTES then
+      M.error(400, "bad_request", string.format("features[%d] must be a 'view:feature' string of 1 to %d bytes",
+        i, MAX_REF_BYTES))
+    end
+  end
+  local total = 0
+  for key, list in pairs(body.entities) do
+    if type(key) ~= "string" or type(list) ~= "table" then
+      M.error(400, "bad_request", 'entities must map a join key to a list of keys: {"user_id": ["a", "b"]}')
+    end
+    for i, v in ipairs(list) do
+      if type(v) ~= "string" and type(v) ~= "number" then
+        M.error(400, "bad_request", string.format("entities.%s[%d] must be a string or a number", key, i))
+      end
+    end
+    total = total + #list
+  end
+  M.check_count(app, total, "items", "entity keys")
   local res, err = features():online(body.features, body.entities)
   if not res then M.error(err:match("^unknown") and 404 or 400, "bad_request", err) end
   if not body.full_feature_names then
@@ -126,11 +174,14 @@ local function get_online_features(req)
 end
 
 -- Feast feature server: POST /push.
-local function push(req)
+local function push(app, req)
   local body = req:json()
   local view = type(body) == "table" and (body.push_source_name or body.view)
   if type(view) ~= "string" or type(body.df) ~= "table" then
     M.error(400, "bad_request", 'expected {"push_source_name": "view", "df": {"column": [...]}, "to": "online"}')
+  end
+  for _, column in pairs(body.df) do
+    if type(column) == "table" then M.check_count(app, #column, "items", "rows") end
   end
   local report, err = features():push(view, body.df, body.to)
   if not report then M.error(err:match("^unknown feature view") and 404 or 400, "bad_request", err) end
@@ -143,8 +194,17 @@ end
 
 --- A new app. opts.builtin = false leaves out the built-in routes.
 function M.app(opts)
+  local limits = {}
+  for k, v in pairs(M.DEFAULT_LIMITS) do limits[k] = v end
+  for k, v in pairs(opts and opts.limits or {}) do
+    if M.DEFAULT_LIMITS[k] == nil then error("tycho.app: unknown limit '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+      error("tycho.app: limit " .. k .. " must be a positive integer", 2)
+    end
+    limits[k] = v
+  end
   local app = setmetatable({ routes = {}, builtin_routes = {}, middleware = {}, opts = opts or {}, hosted = {},
-                             experiments = {}, alerts = {},
+                             experiments = {}, alerts = {}, limits = limits,
                              metrics = { requests = {}, latency = {}, predictions = {} } }, App)
   app.schedules = {}  -- DAG files run by worker 0 (App:schedule)
   if app.opts.builtin ~= false then
@@ -168,11 +228,12 @@ function M.app(opts)
       return h:describe()
     end)
     app:post("/v1/models/{name}:predict", function(req)
-      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
       local body = req:json()
       if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
         M.error(400, "bad_request", 'expected {"instances": [{...}, ...]}')
       end
+      M.check_count(app, #body.instances, "items", "instances")
+      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
       local res, status, code, msg = h:predict(body.instances, app.log, req)
       if not res then M.error(status, code, msg) end
       local m = app.metrics
@@ -183,8 +244,8 @@ function M.app(opts)
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.watch").add(app, M)
     app.adding_builtins = nil
-    app:post("/get-online-features", get_online_features, { read_only = true })
-    app:post("/push", push)
+    app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
+    app:post("/push", function(req) return push(app, req) end)
   end
   return app
 end

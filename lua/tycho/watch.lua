@@ -50,6 +50,7 @@ local function feedback(app, http, req)
   if type(items) ~= "table" or #items == 0 then
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
+  http.check_count(app, #items, "items", "feedback entries")
   local opts = { experiments = app.experiments, retain = app.log_retain }
   return write_then_answer(app, req, function(tx) return experiments.feedback_in(tx, items, opts) end,
     function(ok, res) return feedback_answer(http, body, ok, res) end)
@@ -96,6 +97,7 @@ function M.add(app, http)
     if type(body) ~= "table" or type(body.events) ~= "table" or #body.events == 0 then
       http.error(400, "bad_request", 'expected {"events": [{"unit": ID, "metric": NAME, "value": NUMBER}, ...]}')
     end
+    http.check_count(app, #body.events, "items", "events")
     if e:status() == "stopped" then
       http.error(409, "experiment_stopped", "experiment " .. e.name .. " is stopped; its results are final")
     end
@@ -112,7 +114,8 @@ function M.add(app, http)
   app:post("/v1/feedback", function(req) return feedback(app, http, req) end)
   app:get("/v1/models/{name}/monitor", function(req)
     if app.flush_log then app.flush_log() end
-    local ok, res = pcall(monitor.summary, req.params.name, { window = req.query.window or "1h" })
+    local ok, res = pcall(monitor.summary, req.params.name, { window = req.query.window or "1h",
+                                                              max_records = app.limits.monitor_records })
     if not ok then http.error(400, "bad_request", tostring(res)) end
     return monitor.to_json(res)
   end)
