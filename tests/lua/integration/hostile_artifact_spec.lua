@@ -107,6 +107,35 @@ describe("hostile artifacts", function()
     assert.is_nil(method_dump)
   end)
 
+  it("damaged anywhere, load as an error or as a working pipeline, never a crash", function()
+    local pipe = assert(tycho.pipeline { steps = { step.standardize(), step.lua("function(r) return r end", "id") },
+                                         model = tycho.models.gbt { rounds = 5 } }:fit(rows, { label = "y" }))
+    local good = assert(pipe:to_bytes())
+    local seed, refused, loaded = 42, 0, 0
+    local function rand(n) seed = seed * 16807 % 2147483647 return seed % n end
+    for _ = 1, 3000 do
+      local b = { good:byte(1, -1) }
+      for _ = 1, 1 + rand(4) do
+        if #b == 0 then break end
+        local at = 1 + rand(#b)
+        local how = rand(3)
+        if how == 0 then b[at] = rand(256)
+        elseif how == 1 then for k = #b, at, -1 do b[k] = nil end
+        else table.insert(b, at, rand(256)) end
+      end
+      local bytes = #b > 0 and string.char(unpack(b)) or ""
+      local p = pipeline.from_bytes(bytes)
+      if p then
+        loaded = loaded + 1
+        p:predict({ x = 3 })
+      else
+        refused = refused + 1
+      end
+    end
+    assert.equal(3000, refused + loaded)
+    assert.is_true(refused > 2900, refused .. " refused")  -- the checksum catches nearly every change
+  end)
+
   it("refuse source past the size limit", function()
     local big = "function(r) return r end --" .. ("x"):rep(2 * 1048576)
     assert.equal("refused", (attempt(big)))
