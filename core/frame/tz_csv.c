@@ -509,7 +509,9 @@ static void sample_free(sample *s)
 static const char *sample_value(const sample *s, size_t i, size_t j, size_t n_cols, size_t *len)
 {
     *len = s->lens[i * n_cols + j];
-    return *len == NO_FIELD ? NULL : s->arena + s->offs[i * n_cols + j];
+    if (*len == NO_FIELD) return NULL;
+    /* A sample of empty fields only has no arena: each is "" all the same. */
+    return s->arena ? s->arena + s->offs[i * n_cols + j] : "";
 }
 
 static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err *err)

@@ -189,6 +189,9 @@ static void conn_arm(tz_http_conn *c, unsigned ms)
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     tz_http_conn *c = req->data;
@@ -199,6 +202,9 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (!c->closing && status == 0) {
         c->lingering = 1;
         conn_arm(c, LINGER_MS);
+        /* Reading may have stopped (a deferred request, backpressure): it
+         * must run while lingering, to discard input and see the EOF. */
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     } else {
         conn_close(c);
     }
@@ -217,8 +223,6 @@ static void conn_finish(tz_http_conn *c)
 
 /* ---- writing ---------------------------------------------------------- */
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void conn_flush(tz_http_conn *c);
 
 /* Reads the next requests unless the connection waits: for a deferred

@@ -1,0 +1,177 @@
+/* libFuzzer target: the CSV reader of core/frame (tz_csv_read) and, on what
+ * it accepts, the writer (tz_csv_write).
+ *
+ * tz_csv_read only reads files, so the input is written to a memfd once per
+ * run and read back through /proc/self/fd/N (a temp file when memfd is not
+ * available). Each input is read twice:
+ *  A. default options: type inference over the first 1000 records, the
+ *     default null markers, ',' and a header, bad rows reported;
+ *  B. options picked by the input's last byte (so they stay stable while
+ *     the fuzzer mutates the front): delimiter , ; TAB |, no header, strict,
+ *     inference over only 1..4 records (later values then widen int64 to
+ *     float64 or get rejected), a line-number column, other null markers,
+ *     and an explicit schema for the usual column names (a, b, c, x, y, id,
+ *     name, line, column_1..3), each forced to one of the four types.
+ * On success the frame's invariants are checked (column lengths, null
+ * counts against the bitmaps, float64 nulls stored as NaN and every other
+ * float64 finite, string codes known to their dictionary, the report's
+ * counts) and it is written out
+ * as CSV again. Everything is freed: LeakSanitizer runs. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "frame/tz_frame.h"
+
+static int in_fd = -1, out_fd = -1;
+static char in_path[4096], out_path[4096];
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "csv_fuzz: invariant broken: %s\n", what);
+    abort();
+}
+
+/* A file the reader can open by name: a memfd seen through /proc, else an
+ * unlinked-at-exit temp file. */
+static int scratch_file(const char *name, char *path, size_t path_size)
+{
+#ifdef MFD_CLOEXEC
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0) {
+        snprintf(path, path_size, "/proc/self/fd/%d", fd);
+        if (access(path, R_OK | W_OK) == 0) return fd;
+        close(fd);
+    }
+#endif
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, path_size, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    return mkstemp(path);
+}
+
+static void remove_scratch(void)
+{
+    if (strncmp(in_path, "/proc/", 6) != 0) unlink(in_path);
+    if (strncmp(out_path, "/proc/", 6) != 0) unlink(out_path);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    in_fd = scratch_file("csv_fuzz_in", in_path, sizeof in_path);
+    out_fd = scratch_file("csv_fuzz_out", out_path, sizeof out_path);
+    if (in_fd < 0 || out_fd < 0) {
+        fprintf(stderr, "csv_fuzz: cannot make a scratch file: %s\n", strerror(errno));
+        exit(1);
+    }
+    atexit(remove_scratch);
+    return 0;
+}
+
+static void write_input(const uint8_t *data, size_t size)
+{
+    if (ftruncate(in_fd, 0) != 0) abort();
+    size_t off = 0;
+    while (off < size) {
+        ssize_t n = pwrite(in_fd, data + off, size - off, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) abort();
+        off += (size_t)n;
+    }
+}
+
+static void check_frame(const tz_frame *f, const tz_csv_report *rep, const tz_csv_opts *o)
+{
+    if (rep->rows_bad > rep->rows_read) fail("more bad rows than rows read");
+    if (rep->n_issues > rep->rows_bad || rep->n_issues > TZ_CSV_MAX_ISSUES) fail("issue count");
+    if (rep->rows_read - rep->rows_bad != f->n_rows) fail("rows read - bad rows != frame rows");
+    if (o && o->strict && rep->rows_bad) fail("a strict read reported a bad row");
+    for (size_t i = 0; i < rep->n_issues; i++)
+        if (!memchr(rep->issues[i].message, 0, sizeof rep->issues[i].message)) fail("issue message unterminated");
+    if (f->n_cols == 0) fail("a frame without columns");
+    for (size_t j = 0; j < f->n_cols; j++) {
+        const tz_column *c = f->cols[j];
+        if (!c || !c->name) fail("missing column or name");
+        if (c->n != f->n_rows) fail("column length differs from the frame's");
+        if (c->type < TZ_COL_F64 || c->type > TZ_COL_STR) fail("unknown column type");
+        if (tz_frame_find(f, c->name) != (int)j) fail("column names not unique");
+        size_t nulls = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            if (!tz_column_is_valid(c, i)) {
+                nulls++;
+                if (c->type == TZ_COL_F64 && !isnan(((const double *)c->data)[i])) fail("float64 null is not NaN");
+                continue;
+            }
+            if (c->type == TZ_COL_F64 && !isfinite(((const double *)c->data)[i])) fail("float64 value not finite");
+            if (c->type == TZ_COL_STR) {
+                size_t len;
+                const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
+                if (!s) fail("string code unknown to its dictionary");
+            } else if (c->type == TZ_COL_BOOL && ((const uint8_t *)c->data)[i] > 1) {
+                fail("bool value other than 0 or 1");
+            }
+        }
+        if (nulls != c->null_count) fail("null_count differs from the validity bitmap");
+    }
+    (void)tz_frame_bytes(f);
+    if (ftruncate(out_fd, 0) != 0) abort();
+    tz_err err;
+    if (tz_csv_write(f, out_path, o ? o->delimiter : 0, &err) != 0) fail(err.msg);
+}
+
+static void read_once(const tz_csv_opts *o)
+{
+    tz_frame *f = NULL;
+    tz_csv_report rep;
+    tz_err err;
+    memset(&err, 0, sizeof err);
+    int rc = tz_csv_read(in_path, o, &f, &rep, &err);
+    if (rc == 0) {
+        if (!f) fail("read returned 0 without a frame");
+        check_frame(f, &rep, o);
+        tz_frame_free(f);
+    } else if (rc != TZ_EINVAL && rc != TZ_ENOMEM && rc != TZ_EIO) {
+        fail("unexpected error code");
+    } else if (!memchr(err.msg, 0, sizeof err.msg)) {
+        fail("error message unterminated");
+    }
+    tz_csv_report_free(&rep);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    write_input(data, size);
+
+    /* A. Defaults. */
+    read_once(NULL);
+
+    /* B. Options from the last byte, an explicit schema. */
+    uint8_t sel = size ? data[size - 1] : 0;
+    static const char delims[] = { ',', ';', '\t', '|' };
+    static const char *const names[] = { "a", "b", "c", "x", "y", "id", "name", "line",
+                                         "column_1", "column_2", "column_3" };
+    static const char *const na[] = { "", "-", "?", "NA" };
+    enum { N_NAMES = sizeof names / sizeof names[0] };
+    int types[N_NAMES];
+    for (int k = 0; k < N_NAMES; k++) types[k] = (k + sel) % 4;
+    tz_csv_opts o = {
+        .delimiter = delims[(sel >> 4) & 3],
+        .no_header = sel & 1,
+        .strict = (sel >> 1) & 1,
+        .infer_rows = 1 + ((sel >> 2) & 3),
+        .line_column = (sel & 0x40) ? "line" : NULL,
+        .na_values = (sel & 0x80) ? na : NULL,
+        .n_na = (sel & 0x80) ? sizeof na / sizeof na[0] : 0,
+        .schema_names = names,
+        .schema_types = types,
+        .n_schema = N_NAMES,
+    };
+    read_once(&o);
+    return 0;
+}
