@@ -181,11 +181,11 @@ end
 
 -- Monitor summaries for /metrics, recomputed at most every 15 s.
 local cache = {}
-local function cached_summary(name)
+local function cached_summary(name, max_records)
   local c = cache[name]
   local now = timeutil.now()
   if not c or now - c.at > 15e6 then
-    local ok, s = pcall(monitor.summary, name, { window = "1h" })
+    local ok, s = pcall(monitor.summary, name, { window = "1h", max_records = max_records })
     c = { at = now, summary = ok and s or nil }
     cache[name] = c
   end
@@ -205,7 +205,7 @@ function M.prometheus(app, line, label)
   for name in pairs(app.hosted) do names[#names + 1] = name end
   table.sort(names)
   local summaries = {}
-  for _, name in ipairs(names) do summaries[name] = cached_summary(name) end
+  for _, name in ipairs(names) do summaries[name] = cached_summary(name, app.limits.monitor_records) end
   local function each_version(fn)
     for _, name in ipairs(names) do
       local s = summaries[name]
