@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "runtime/serve.h"
+#include "lua/tz_lua.h"
 #include "runtime/tz_runtime.h"
 
 typedef struct command {
@@ -126,7 +127,7 @@ static int cmd_run(const char *home, int argc, char **argv)
         code = TZ_EXIT_ERROR;
     } else {
         for (int i = 1; i < argc; i++) lua_pushstring(L, argv[i]);
-        if (tz_runtime_pcall(L, argc - 1, 0)) code = TZ_EXIT_ERROR;
+        if (tz_lua_pcall(L, argc - 1, 0)) code = TZ_EXIT_ERROR;
         else uv_run(rt.loop, UV_RUN_DEFAULT);  /* timers and processes the script started */
     }
     tz_runtime_close(&rt);

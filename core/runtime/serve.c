@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io/tz_http.h"
+#include "lua/tz_lua.h"
 #include "runtime/tz_runtime.h"
 
 #define MAX_WORKERS 256
@@ -51,7 +52,7 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
     lua_getglobal(L, "require");
     lua_pushliteral(L, "tycho.http");
     int code = TZ_EXIT_ERROR;
-    if (tz_runtime_pcall(L, 1, 1) == 0) {
+    if (tz_lua_pcall(L, 1, 1) == 0) {
         lua_getfield(L, -1, "worker");
         lua_createtable(L, 0, 12);
         set_str(L, "app", o->app);
@@ -67,7 +68,7 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
         set_int(L, "request_timeout_ms", o->request_timeout_ms);
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "reuseport");
-        if (tz_runtime_pcall(L, 1, 1) == 0) code = lua_toboolean(L, -1) ? TZ_EXIT_OK : TZ_EXIT_ERROR;
+        if (tz_lua_pcall(L, 1, 1) == 0) code = lua_toboolean(L, -1) ? TZ_EXIT_OK : TZ_EXIT_ERROR;
     }
     tz_runtime_close(&rt);
     return code;

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lua/tz_lua.h"
+
 static int is_dir(const char *p)
 {
     struct stat sb;
@@ -48,50 +50,6 @@ static void set_paths(lua_State *L, const char *luadir)
     lua_pop(L, 2);
 }
 
-/* Message handler: adds a traceback to string errors; other error values
- * (tycho.http.error's tables) pass through untouched for Lua to inspect. */
-static int traceback(lua_State *L)
-{
-    if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER) return 1;
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
-    return 1;
-}
-
-static const char *error_text(lua_State *L)
-{
-    if (lua_isstring(L, -1)) return lua_tostring(L, -1);
-    if (luaL_callmeta(L, -1, "__tostring") && lua_isstring(L, -1)) return lua_tostring(L, -1);
-    return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
-}
-
-int tz_runtime_pcall(lua_State *L, int nargs, int nresults)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
-    int rc = lua_pcall(L, nargs, nresults, base);
-    lua_remove(L, base);
-    if (rc) {
-        int top = lua_gettop(L);
-        fprintf(stderr, "tycho: %s\n", error_text(L));
-        lua_settop(L, top - 1);
-    }
-    return rc;
-}
-
-static int internal_pcall(lua_State *L)
-{
-    /* pcall with a traceback, for Lua code that reports errors itself. */
-    luaL_checkany(L, 1);
-    int n = lua_gettop(L);
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, 1);
-    int rc = lua_pcall(L, n - 1, LUA_MULTRET, 1);
-    lua_pushboolean(L, rc == 0);
-    lua_replace(L, 1);
-    return lua_gettop(L);
-}
-
 void tz_runtime_set_arg(lua_State *L, const char *script, int argc, char **argv)
 {
     lua_createtable(L, argc, 1);
@@ -116,7 +74,7 @@ static void register_internal(lua_State *L, const char *home, const char *luadir
     lua_pushstring(L, home);           lua_setfield(L, -2, "home");
     lua_pushstring(L, luadir);         lua_setfield(L, -2, "lua_dir");
     lua_pushstring(L, exe);            lua_setfield(L, -2, "exe");
-    lua_pushcfunction(L, internal_pcall); lua_setfield(L, -2, "xpcall");
+    lua_pushcfunction(L, tz_lua_xpcall); lua_setfield(L, -2, "xpcall");
     tz_lua_http_register(L);
     tz_lua_repl_register(L);
     tz_lua_sandbox_register(L);
@@ -193,11 +151,11 @@ int tz_runtime_call(tz_runtime *rt, const char *module, const char *fn, int argc
     lua_State *L = rt->L;
     lua_getglobal(L, "require");
     lua_pushstring(L, module);
-    if (tz_runtime_pcall(L, 1, 1)) return TZ_EXIT_ERROR;
+    if (tz_lua_pcall(L, 1, 1)) return TZ_EXIT_ERROR;
     lua_getfield(L, -1, fn);
     lua_remove(L, -2);
     for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
-    if (tz_runtime_pcall(L, argc, 1)) return TZ_EXIT_ERROR;
+    if (tz_lua_pcall(L, argc, 1)) return TZ_EXIT_ERROR;
     int code = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : TZ_EXIT_OK;
     lua_pop(L, 1);
     return code;

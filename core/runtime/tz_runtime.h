@@ -5,8 +5,9 @@
  * forked worker creates its runtime after fork). Finds the Lua modules
  * beside the binary (build tree: <bindir>/lua; install tree:
  * <bindir>/../share/tycho/lua) plus TYCHO_LUA_PATH, preloads luv on the
- * runtime's loop, and registers the C bindings as package.loaded
- * ["tycho.internal"]. Errors are reported on stderr by the CLI layer only.
+ * runtime's loop, and registers the C bindings (core/lua) as
+ * package.loaded["tycho.internal"]. Errors are reported on stderr by the
+ * CLI layer only; C entries into Lua go through tz_lua_pcall.
  */
 #ifndef TZ_RUNTIME_H
 #define TZ_RUNTIME_H
@@ -28,25 +29,11 @@ typedef struct tz_runtime {
 int  tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen);
 void tz_runtime_close(tz_runtime *rt);
 
-/* lua_pcall with a traceback handler; on error prints "tycho: MSG\nTRACE" to
- * stderr, pops it and returns non-zero. */
-int tz_runtime_pcall(lua_State *L, int nargs, int nresults);
-
 /* Sets the global `arg` like luajit does: arg[0] = script, arg[1..] = args. */
 void tz_runtime_set_arg(lua_State *L, const char *script, int argc, char **argv);
 
 /* Calls require(module)[fn](args...) with string arguments; returns an exit
  * code: the function's integer result if any, 0 otherwise, 1 on error. */
 int tz_runtime_call(tz_runtime *rt, const char *module, const char *fn, int argc, const char **argv);
-
-/* Binding registration (lua_http.c, lua_repl.c, lua_sandbox.c). */
-void tz_lua_http_register(lua_State *L);
-void tz_lua_repl_register(lua_State *L);
-void tz_lua_sandbox_register(lua_State *L);
-
-/* The sandbox's memory account wraps the state's allocator: installed right
- * after the state is made, removed right before it is closed. */
-void tz_lua_sandbox_install(lua_State *L);
-void tz_lua_sandbox_uninstall(lua_State *L);
 
 #endif

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/tz_hash.h"
+#include "util/tz_hash.h"
 #include "tap.h"
 
 int main(void)

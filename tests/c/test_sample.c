@@ -1,6 +1,6 @@
 #include <math.h>
 
-#include "kernels/tz_sample.h"
+#include "util/tz_sample.h"
 #include "tap.h"
 
 /* Mean and variance of n draws of f(state, a, b) against the distribution's. */

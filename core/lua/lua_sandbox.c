@@ -20,10 +20,11 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
-#include "runtime/tz_runtime.h"
+#include "lua/tz_lua.h"
 
 #define MAX_ERROR_TEXT 1000
 #define HOOK_STEP 10000

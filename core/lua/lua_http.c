@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "io/tz_http.h"
-#include "runtime/tz_runtime.h"
+#include "lua/tz_lua.h"
 
 #define MAX_RESPONSE_HEADERS 64
 #define DRAIN_TIMEOUT_MS 10000
@@ -127,7 +127,7 @@ static void on_request(tz_http_conn *conn, const tz_http_request *req, void *ud)
     ctx->current_token = 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->handler_ref);
     push_request(L, req);
-    int failed = tz_runtime_pcall(L, 1, 3);
+    int failed = tz_lua_pcall(L, 1, 3);
     lua_Integer deferred = ctx->current_token;
     ctx->current = NULL;
     ctx->current_token = 0;
@@ -271,7 +271,7 @@ static int l_http_serve(lua_State *L)
     lua_getfield(L, 1, "on_listen");
     if (lua_isfunction(L, -1)) {
         lua_pushinteger(L, tz_http_server_port(ctx.srv));
-        tz_runtime_pcall(L, 1, 0);
+        tz_lua_pcall(L, 1, 0);
     } else {
         lua_pop(L, 1);
     }

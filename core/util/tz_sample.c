@@ -1,4 +1,4 @@
-#include "kernels/tz_sample.h"
+#include "util/tz_sample.h"
 
 #include <math.h>
 

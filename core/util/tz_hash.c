@@ -1,4 +1,4 @@
-#include "kernels/tz_hash.h"
+#include "util/tz_hash.h"
 
 #include <string.h>
 

@@ -13,7 +13,7 @@
 #include <sys/select.h>
 #include <unistd.h>
 
-#include "runtime/tz_runtime.h"
+#include "lua/tz_lua.h"
 
 static volatile sig_atomic_t got_sigint;
 static char *line_read;

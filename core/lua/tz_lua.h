@@ -1,0 +1,38 @@
+/*
+ * tz_lua — the Lua C API side of Tycho: what Lua reaches through the C API
+ * rather than the FFI, because it calls back into Lua (the HTTP server with
+ * its Lua handler, the REPL's terminal, the sandbox runner), and the one
+ * protected call every C entry into Lua goes through.
+ *
+ * core/runtime makes the state and registers these into the
+ * "tycho.internal" table; nothing here includes runtime/, and the plain C
+ * modules (store, frame, kernels, io) never include lua.h.
+ *
+ * Errors. tz_lua_pcall prints "tycho: MESSAGE" and a traceback on stderr
+ * and returns non-zero; the bindings raise Lua errors for misuse and return
+ * nil, message, code for expected failures.
+ */
+#ifndef TZ_LUA_H
+#define TZ_LUA_H
+
+#include <lua.h>
+
+/* lua_pcall with a traceback handler; on error prints "tycho: MSG\nTRACE" to
+ * stderr, pops it and returns non-zero. */
+int tz_lua_pcall(lua_State *L, int nargs, int nresults);
+
+/* xpcall(f, ...) -> ok, results... | false, message with traceback: a pcall
+ * for Lua code that reports errors itself. A lua_CFunction. */
+int tz_lua_xpcall(lua_State *L);
+
+/* Each adds its functions to the table on top of the stack. */
+void tz_lua_http_register(lua_State *L);     /* lua_http.c */
+void tz_lua_repl_register(lua_State *L);     /* lua_repl.c */
+void tz_lua_sandbox_register(lua_State *L);  /* lua_sandbox.c */
+
+/* The sandbox's memory account wraps the state's allocator: installed right
+ * after the state is made, removed right before it is closed. */
+void tz_lua_sandbox_install(lua_State *L);
+void tz_lua_sandbox_uninstall(lua_State *L);
+
+#endif
