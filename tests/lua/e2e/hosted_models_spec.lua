@@ -133,13 +133,22 @@ describe("hosted models", function()
       "http://127.0.0.1:" .. srv.port .. "/v1/models/plain:predict" }, stdio = { nil, out, nil } },
       function(code) exit_code = code end)
     assert.is_truthy(handle, "wrk is not installed")
-    out:read_start(function(_, data) if data then chunks[#chunks + 1] = data end end)
-    testing.run_until(function() return false end, 800)
+    out:read_start(function(_, data)
+      if data then chunks[#chunks + 1] = data else out:close() end
+    end)
+    -- The moves happen while wrk's requests flow: each waits for the server
+    -- to show the state before it (predictions counted, a worker switched).
+    local function served(version)
+      local _, _, body = testing.request(srv.port, "GET", "/metrics")
+      local n = tonumber((body or ""):match('tycho_predictions_total{model="plain",version="' .. version .. '"} (%d+)'))
+      return n and n > 0
+    end
+    assert.is_true(testing.run_until(function() return served("1.0.0") end, 5000), "wrk's traffic did not arrive")
     assert.equal(0, (testing.run({ "--home", home, "models", "promote", "plain", "1.0.1", "production" })))
-    testing.run_until(function() return false end, 1500)
+    assert.is_true(testing.run_until(function() return served("1.0.1") end, 5000), "no worker served 1.0.1")
     assert.equal(0, (testing.run({ "--home", home, "models", "rollback", "plain", "production" })))
     testing.run_until(function() return exit_code ~= nil end, 10000)
-    testing.run_until(function() return false end, 200)  -- the last of wrk's output
+    testing.run_until(function() return out:is_closing() end, 2000)  -- the last of wrk's output
     if not out:is_closing() then out:close() end
     handle:close()
     local report = table.concat(chunks)
@@ -163,7 +172,12 @@ describe("hosted models", function()
     local code, out, err = testing.run({ "--home", home, "run", script })
     assert.equal(0, code, err)
     local broken = out:match("(%S+)")
-    testing.run_until(function() return false end, 1500)  -- a refresh tick or more
+    -- A worker's refresh tick tries the promoted version and names its failure.
+    local named = testing.run_until(function()
+      local _, _, _, d = testing.request(srv.port, "GET", "/v1/models/plain")
+      return type(d.error) == "string" and d.error:find("version " .. broken .. " of plain failed to load", 1, true) ~= nil
+    end, 5000)
+    assert.is_true(named, "no worker named the version that failed to load")
     for _ = 1, 4 do
       local _, _, _, d = testing.request(srv.port, "GET", "/v1/models/plain")
       assert.are_not.equal(broken, d.version)
@@ -175,7 +189,6 @@ describe("hosted models", function()
 
   it("logs live and shadow predictions to the home", function()
     predict("spam", { { email_id = "email-00010" } })
-    testing.run_until(function() return false end, 600)  -- the log flushes every 200 ms
     local script = testing.write(home .. "/count.lua", [[
       local st = assert(require("tycho").store.open())
       local live, shadow = 0, 0
@@ -186,11 +199,17 @@ describe("hosted models", function()
         end
       end)
       print(live, shadow)]])
-    local code, out = testing.run({ "--home", home, "run", script })
-    assert.equal(0, code)
-    local live, shadow = out:match("(%d+)%s+(%d+)")
-    assert.is_true(tonumber(live) > 10)
-    assert.is_true(tonumber(shadow) > 0)
+    -- The log flushes every 200 ms, the shadow's answer after the response.
+    local live, shadow = 0, 0
+    testing.run_until(function()
+      local code, out = testing.run({ "--home", home, "run", script })
+      assert.equal(0, code)
+      live, shadow = out:match("(%d+)%s+(%d+)")
+      live, shadow = tonumber(live), tonumber(shadow)
+      return live > 10 and shadow > 0
+    end, 5000)
+    assert.is_true(live > 10)
+    assert.is_true(shadow > 0)
   end)
 
   it("batch-scores a file into a view that /get-online-features serves", function()
@@ -226,10 +245,20 @@ describe("hosted models", function()
   end)
 
   it("regression: entity lookups still work after the prediction log has written (one environment per home)", function()
+    local script = testing.write(home .. "/logged.lua", [[
+      local st = assert(require("tycho").store.open())
+      print(st:view(function(tx) return tx:count("predictions") end))]])
+    local function logged()
+      local code, out = testing.run({ "--home", home, "run", script })
+      assert.equal(0, code)
+      return tonumber(out:match("%d+"))
+    end
     for _ = 1, 3 do
+      local before = logged()
       local status = predict("plain", { { email_id = "email-00011" } })
       assert.equal(200, status)
-      testing.run_until(function() return false end, 300)  -- past a log flush and a refresh
+      -- The next lookup comes after this prediction's log flush.
+      assert.is_true(testing.run_until(function() return logged() > before end, 5000))
     end
   end)
 

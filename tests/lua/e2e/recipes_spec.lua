@@ -31,7 +31,6 @@ describe("recipes", function()
   end)
 
   it("price-estimate: precomputed estimates by key and online predictions", function()
-    if not io.open("recipes/price-estimate/main.lua") then pending("recipes/price-estimate is not there yet") return end
     local out = run_recipe("price-estimate")
     -- Precomputed estimates read by key, within the gate's MAE ceiling ($450).
     local batch = tonumber(out:match("precomputed estimate vs true price: MAE ([%d.]+) USD"))

@@ -161,8 +161,8 @@ describe("tycho serve", function()
         end)
         conns[i] = tcp
       end
-      testing.run_until(function() return false end, 300)
-      assert.is_true(open_fds(worker) >= before + 10, "connections were not accepted")
+      local accepted = testing.run_until(function() return open_fds(worker) >= before + 10 end, 5000)
+      assert.is_true(accepted, "connections were not accepted")
       -- The server closes them itself (request / idle timeouts).
       local closed = testing.run_until(function() return open_fds(worker) <= before end, 5000)
       for _, tcp in ipairs(conns) do tcp:close() end
@@ -195,15 +195,17 @@ describe("tycho serve processes", function()
 
   it("drains an in-flight request on SIGTERM and exits 0", function()
     local srv = testing.serve(APP, {}, { env = { "TYCHO_HOME=" .. home } })
+    local mark = home .. "/slow-started"
     local response, eof
     local tcp = uv.new_tcp()
     tcp:connect("127.0.0.1", srv.port, function()
-      tcp:write("GET /slow?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+      tcp:write("GET /slow?s=1&mark=" .. mark .. " HTTP/1.1\r\nHost: x\r\n\r\n")
       tcp:read_start(function(_, data)
         if data then response = (response or "") .. data else eof = true end
       end)
     end)
-    testing.run_until(function() return false end, 300)  -- the request is now in the handler
+    -- The handler marks that it runs: the SIGTERM arrives while it does.
+    assert.is_true(testing.run_until(function() return io.open(mark) ~= nil end, 5000), "the handler never started")
     srv.proc:kill("sigterm")
     local code = srv.proc:wait(10000)
     testing.run_until(function() return eof end, 2000)

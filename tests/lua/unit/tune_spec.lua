@@ -37,8 +37,23 @@ describe("tycho.tune", function()
       assert.is_true(t.params.depth >= 1 and t.params.depth <= 4 and t.params.depth % 1 == 0)
       assert.is_true(t.params.eta >= 0.05 and t.params.eta <= 0.5)
     end
-    local r = tune.random(opts)
+    local r, r2 = tune.random(opts), tune.random(opts)
     assert.is_true(#r.trials >= 6)
+    assert.equal(#r.history, #r2.history)
+    for i, t in ipairs(r.history) do
+      assert.same(t.params, r2.history[i].params)
+      assert.is_true(t.params.depth >= 1 and t.params.depth <= 4 and t.params.depth % 1 == 0)
+      assert.is_true(t.params.eta >= 0.05 and t.params.eta <= 0.5)
+    end
+    opts.seed = 6
+    local other = tune.random(opts)
+    local differs = false
+    for i, t in ipairs(other.history) do
+      if r.history[i] and (t.params.depth ~= r.history[i].params.depth or t.params.eta ~= r.history[i].params.eta) then
+        differs = true
+      end
+    end
+    assert.is_true(differs, "another seed draws other parameters")
   end)
 
   it("computes expected improvement and the normal CDF correctly", function()
@@ -49,6 +64,8 @@ describe("tycho.tune", function()
   end)
 
   it("rejects a call without model, data or label", function()
-    assert.has_error(function() tune.grid { space = {} } end)
+    local needs = "tune.grid: needs model (function of params), data (frame), label and space"
+    assert.has_error(function() tune.grid { space = {} } end, needs)
+    assert.has_error(function() tune.grid { model = model, space = {} } end, needs)
   end)
 end)
