@@ -225,9 +225,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(home, rest, args);
     if (!strcmp(cmd, "repl")) {
         if (rest) return usage_error("repl", "unexpected argument '%s'", args[0]);
-        return cmd_lua(home, "tycho.repl", "run", 0, NULL);
+        return cmd_lua(home, "tycho.cli.repl", "run", 0, NULL);
     }
-    if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.testing", "main", rest, args);
+    if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.cli.testing", "main", rest, args);
     if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
     if (!strcmp(cmd, "models")) return cmd_lua(home, "tycho.cli", "models", rest, args);
     if (!strcmp(cmd, "score")) return cmd_lua(home, "tycho.cli", "score", rest, args);

@@ -95,7 +95,9 @@ static void preload_luv(lua_State *L, uv_loop_t *loop)
 
 /* os.exit closes the Lua state unless told not to: finalizers then close
  * the store and sockets, and a script or DAG task that exits early leaks
- * nothing (LeakSanitizer aborts a process that does). */
+ * nothing (LeakSanitizer aborts a process that does). A last searcher
+ * resolves the module names of earlier releases (tycho/aliases.lua) to where
+ * the modules live now, so users' scripts keep working. */
 static void lua_prelude(lua_State *L)
 {
     static const char prelude[] =
@@ -103,6 +105,14 @@ static void lua_prelude(lua_State *L)
         "os.exit = function(code, close)\n"
         "  if close == nil then close = true end\n"
         "  return exit(code, close)\n"
+        "end\n"
+        "local aliases\n"
+        "package.loaders[#package.loaders + 1] = function(name)\n"
+        "  if name:sub(1, 6) ~= 'tycho.' or name == 'tycho.aliases' then return nil end\n"
+        "  aliases = aliases or require 'tycho.aliases'\n"
+        "  local to = aliases[name]\n"
+        "  if not to then return nil end\n"
+        "  return function() return require(to) end\n"
         "end\n";
     if (luaL_dostring(L, prelude)) lua_pop(L, 1);
 }

@@ -9,11 +9,12 @@ local internal = require "tycho.internal"
 local M = { version = internal.version }
 
 local submodules = {
-  store = "tycho.store", keys = "tycho.keys", http = "tycho.http",
-  json = "tycho.json", pretty = "tycho.pretty", frame = "tycho.frame",
-  models = "tycho.models", metrics = "tycho.metrics", tune = "tycho.tune", features = "tycho.features",
-  runs = "tycho.runs", registry = "tycho.registry", automl = "tycho.automl", dag = "tycho.dag", cron = "tycho.cron",
-  experiments = "tycho.experiments", monitor = "tycho.monitor", stats = "tycho.stats",
+  store = "tycho.core.store", keys = "tycho.util.keys", http = "tycho.serve.http",
+  json = "tycho.util.json", pretty = "tycho.util.pretty", frame = "tycho.core.frame",
+  models = "tycho.ml.models", metrics = "tycho.ml.metrics", tune = "tycho.ml.tune", features = "tycho.features",
+  runs = "tycho.registry.runs", registry = "tycho.registry", automl = "tycho.ml.automl", dag = "tycho.dag",
+  cron = "tycho.dag.cron", experiments = "tycho.experiments", monitor = "tycho.monitor",
+  stats = "tycho.experiments.stats",
 }
 
 --- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).
@@ -22,13 +23,13 @@ function M.home() return internal.home end
 --- tycho.pipeline{...} builds a pipeline; tycho.pipeline.load(path) and the
 -- rest of tycho.pipeline are reachable through it too.
 M.pipeline = setmetatable({}, {
-  __index = function(_, k) return require("tycho.pipeline")[k] end,
-  __call = function(_, def) return require("tycho.pipeline").new(def) end,
+  __index = function(_, k) return require("tycho.ml.pipeline")[k] end,
+  __call = function(_, def) return require("tycho.ml.pipeline").new(def) end,
 })
-M.step = setmetatable({}, { __index = function(_, k) return require("tycho.pipeline").step[k] end })
+M.step = setmetatable({}, { __index = function(_, k) return require("tycho.ml.pipeline").step[k] end })
 
 --- A new HTTP app; see tycho.http.
-function M.app(opts) return require("tycho.http").app(opts) end
+function M.app(opts) return require("tycho.serve.http").app(opts) end
 
 return setmetatable(M, {
   __index = function(t, name)

@@ -1,0 +1,91 @@
+--- The interactive session behind `tycho repl`.
+local internal = require "tycho.internal"
+local pretty = require "tycho.util.pretty"
+
+local M = {}
+
+local PROMPT, CONTINUE = "tycho> ", "..     "
+
+local HELP = [[
+Type Lua; the value of every expression is printed. `tycho` is loaded.
+An unfinished statement continues on the next line (prompt `..`).
+Globals persist between lines; `local` variables last one line, as in lua.
+  :help      this text
+  :quit      leave (or Ctrl-D)
+Ctrl-C cancels the current input or interrupts a running evaluation
+(twice: quit, for a loop inside compiled library code).
+History is kept in ~/.tycho_history.]]
+
+local function print_results(n, ...)
+  for i = 1, n do
+    print(pretty.format((select(i, ...))))
+  end
+end
+
+-- Compiles src as an expression first (so `1 + 1` prints 2), then as a
+-- statement. Returns fn, or nil plus "incomplete" or the syntax error.
+local function compile(src)
+  local fn, err = loadstring("return " .. src, "=stdin")
+  if not fn then fn, err = loadstring(src, "=stdin") end
+  if fn then
+    -- Typed code stays interpreted so that Ctrl-C's hook can stop its loops;
+    -- library code it calls is still compiled.
+    jit.off(fn, true)
+    return fn
+  end
+  if err:find("'<eof>'$") then return nil, "incomplete" end
+  return nil, err
+end
+
+local function run_chunk(fn)
+  local function report(ok, ...)
+    if ok then
+      print_results(select("#", ...), ...)
+    else
+      print((...))
+    end
+  end
+  report(internal.interruptible(fn))
+end
+
+local function command(line)
+  local name = line:match("^:(%a+)")
+  if name == "help" then print(HELP)
+  elseif name == "quit" or name == "q" then return "quit"
+  else print("unknown command " .. line .. " (try :help)") end
+end
+
+--- Runs the read-eval-print loop until Ctrl-D or :quit.
+function M.run()
+  _G.tycho = require "tycho"
+  local home = os.getenv("HOME")
+  local history = home and (home .. "/.tycho_history")
+  if history then internal.history_load(history) end
+  print(string.format("tycho %s — %s. :help for help, Ctrl-D to quit.", internal.version, jit.version))
+  local buffer
+  while true do
+    local line = internal.readline(buffer and CONTINUE or PROMPT)
+    if line == nil then break end
+    if line == false then
+      buffer = nil
+    elseif not buffer and line:match("^%s*:") then
+      if command(line:match("^%s*(.-)%s*$")) == "quit" then break end
+    elseif buffer or line:match("%S") then
+      local src = buffer and (buffer .. "\n" .. line) or line
+      local fn, err = compile(src)
+      if err == "incomplete" then
+        buffer = src
+      else
+        buffer = nil
+        if history then
+          internal.history_add(src)
+          internal.history_append(history, 1000)
+        end
+        if fn then run_chunk(fn) else print(err) end
+      end
+    end
+  end
+  return 0
+end
+
+return M

@@ -1,0 +1,877 @@
+--- Columnar data frames over core/frame, read and written through the FFI.
+--
+--   local f = tycho.frame.read_csv("spam.csv")       -- frame, report
+--   f:nrows(), f:names(), f:col("label"):get(1)
+--   local train, test = f:split { mask = "spam.split" }
+--   f:filter(function(r) return r.label == 1 end):describe()
+--
+-- Rows are 1-based in Lua. Columns: float64, int64, bool, string (dictionary
+-- encoded); nulls are tracked per value (and float64 nulls are NaN in the raw
+-- array). Frames share columns, so select and with_column copy nothing.
+local ffi = require "ffi"
+local bit = require "bit"
+local base = require "tycho.core.base"
+
+ffi.cdef [[
+typedef struct tz_dict tz_dict;
+typedef struct tz_column {
+  char *name; int type; size_t n; size_t cap; void *data; uint8_t *valid;
+  size_t null_count; tz_dict *dict; int refs;
+} tz_column;
+typedef struct tz_frame { size_t n_rows, n_cols, cap_cols; tz_column **cols; } tz_frame;
+typedef struct tz_csv_opts {
+  char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
+  const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
+  const char *line_column;
+} tz_csv_opts;
+typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
+typedef struct tz_csv_report { size_t rows_read, rows_bad; tz_csv_issue *issues; size_t n_issues; } tz_csv_report;
+tz_column *tz_column_new(const char *name, int type, size_t n);
+void tz_column_ref(tz_column *c);
+void tz_column_unref(tz_column *c);
+int tz_column_rename(tz_column *c, const char *name, tz_err *err);
+tz_column *tz_column_to_f64(const tz_column *c);
+void tz_column_set_valid(tz_column *c, size_t i, int valid);
+int32_t tz_dict_intern(tz_dict *d, const char *s, size_t len);
+const char *tz_dict_get(const tz_dict *d, int32_t code, size_t *len);
+int32_t tz_dict_find(const tz_dict *d, const char *s, size_t len);
+size_t tz_dict_size(const tz_dict *d);
+tz_frame *tz_frame_new(void);
+void tz_frame_free(tz_frame *f);
+int tz_frame_add(tz_frame *f, tz_column *c, tz_err *err);
+int tz_frame_take(const tz_frame *f, const int64_t *idx, size_t n, tz_frame **out, tz_err *err);
+size_t tz_frame_bytes(const tz_frame *f);
+int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report, tz_err *err);
+void tz_csv_report_free(tz_csv_report *r);
+int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err);
+]]
+
+local C = ffi.C
+local M = {}
+
+local F64, I64, BOOL, STR = 0, 1, 2, 3
+local TYPE_NAMES = { [F64] = "float", [I64] = "int", [BOOL] = "bool", [STR] = "string" }
+local TYPE_CODES = { float = F64, float64 = F64, double = F64, int = I64, int64 = I64, integer = I64,
+                     bool = BOOL, boolean = BOOL, string = STR, str = STR, text = STR }
+M.types = TYPE_CODES
+
+local err = base.err
+local len_out = ffi.new("size_t[1]")
+local frame_out = ffi.new("tz_frame*[1]")
+
+local Frame, Column = {}, {}
+Frame.__index = Frame
+Column.__index = Column
+
+local function owned_frame(handle)
+  return setmetatable({ handle = ffi.gc(handle, C.tz_frame_free) }, Frame)
+end
+
+local function check(rc)
+  if rc ~= 0 then error(ffi.string(err.msg), 3) end
+end
+
+local function type_code(t)
+  local code = TYPE_CODES[t]
+  if not code then error("unknown column type '" .. tostring(t) .. "' (float, int, bool, string)", 3) end
+  return code
+end
+
+-- ---- columns ---------------------------------------------------------------
+
+local function wrap_column(frame, c)
+  local ptr
+  local t = c.type
+  if t == F64 then ptr = ffi.cast("double*", c.data)
+  elseif t == I64 then ptr = ffi.cast("int64_t*", c.data)
+  elseif t == BOOL then ptr = ffi.cast("uint8_t*", c.data)
+  else ptr = ffi.cast("int32_t*", c.data) end
+  return setmetatable({ frame = frame, c = c, ptr = ptr, valid = c.valid, type = TYPE_NAMES[t], code = t,
+                        n = tonumber(c.n), name = ffi.string(c.name) }, Column)
+end
+
+--- True when row i (1-based) holds a value.
+function Column:present(i)
+  local k = i - 1
+  return bit.band(self.valid[bit.rshift(k, 3)], bit.lshift(1, bit.band(k, 7))) ~= 0
+end
+
+--- The value at row i, or nil when null. int64 values come back as numbers.
+function Column:get(i)
+  if i < 1 or i > self.n then error("row " .. tostring(i) .. " out of range 1.." .. self.n, 2) end
+  if not self:present(i) then return nil end
+  local v = self.ptr[i - 1]
+  local code = self.code
+  if code == F64 then return v end
+  if code == I64 then return tonumber(v) end
+  if code == BOOL then return v ~= 0 end
+  local s = C.tz_dict_get(self.c.dict, v, len_out)
+  return ffi.string(s, len_out[0])
+end
+
+--- Sets row i (nil = null). Only on columns this frame owns alone.
+function Column:set(i, v)
+  if self.c.refs > 1 then error("column '" .. self.name .. "' is shared with another frame: copy it first", 2) end
+  local k = i - 1
+  if v == nil then
+    C.tz_column_set_valid(self.c, k, 0)
+    if self.code == F64 then self.ptr[k] = 0 / 0 end
+    return
+  end
+  local code = self.code
+  if code == STR then
+    v = tostring(v)
+    self.ptr[k] = C.tz_dict_intern(self.c.dict, v, #v)
+  elseif code == BOOL then
+    self.ptr[k] = v and 1 or 0
+  else
+    if type(v) ~= "number" then error("column '" .. self.name .. "' holds numbers, got " .. type(v), 2) end
+    self.ptr[k] = v
+  end
+  C.tz_column_set_valid(self.c, k, 1)
+end
+
+--- Number of nulls.
+function Column:nulls() return tonumber(self.c.null_count) end
+
+--- Values as a Lua table (nulls as nil, so use 1..column.n).
+function Column:to_table()
+  local t = {}
+  for i = 1, self.n do t[i] = self:get(i) end
+  return t
+end
+
+--- The distinct strings of a string column, in code order.
+function Column:levels()
+  if self.code ~= STR then return nil end
+  local out = {}
+  for code = 0, tonumber(C.tz_dict_size(self.c.dict)) - 1 do
+    out[code + 1] = ffi.string(C.tz_dict_get(self.c.dict, code, len_out), len_out[0])
+  end
+  return out
+end
+
+--- A double* over the values (NaN for nulls): the column's own array for
+-- float64, a converted copy kept alive by the frame otherwise.
+function Column:f64()
+  if self.code == F64 then return self.ptr end
+  if not self.f64_copy then
+    local copy = ffi.gc(C.tz_column_to_f64(self.c), C.tz_column_unref)
+    if copy == nil then error("out of memory", 2) end
+    for i = 0, self.n - 1 do
+      if not self:present(i + 1) then ffi.cast("double*", copy.data)[i] = 0 / 0 end
+    end
+    self.f64_copy = copy
+  end
+  return ffi.cast("double*", self.f64_copy.data)
+end
+
+-- ---- building frames -------------------------------------------------------
+
+local function new_column(name, code, n)
+  local c = C.tz_column_new(name, code, n)
+  if c == nil then error("out of memory", 3) end
+  return c
+end
+
+local function infer_type(values, n)
+  local t
+  for i = 1, n do
+    local v = values[i]
+    if v ~= nil then
+      local vt = type(v)
+      if vt == "number" then
+        if t == nil or t == I64 then t = (v % 1 == 0 and v >= -2 ^ 53 and v <= 2 ^ 53) and I64 or F64 end
+      elseif vt == "boolean" then
+        t = (t == nil or t == BOOL) and BOOL or STR
+      else
+        t = STR
+      end
+      if t == STR then return STR end
+      if t == F64 and vt ~= "number" then return STR end
+    end
+  end
+  return t or F64
+end
+
+local function fill_column(c, code, values, n, name)
+  local col = wrap_column(nil, c)
+  for i = 1, n do
+    local v = values[i]
+    if v ~= nil then
+      if code ~= STR and code ~= BOOL and type(v) ~= "number" then
+        error(string.format("column '%s' row %d: %s is not a number", name, i, tostring(v)), 4)
+      end
+      col:set(i, v)
+    end
+  end
+end
+
+local function add_column(handle, c)
+  local rc = C.tz_frame_add(handle, c, err)
+  C.tz_column_unref(c)  -- the frame holds it now
+  check(rc)
+end
+
+--- A frame from columns: M.new({ a = {1, 2}, b = {"x", "y"} }, { order = {"a", "b"},
+-- types = { a = "float" } }). Without order, names are sorted.
+function M.new(columns, opts)
+  opts = opts or {}
+  local names = opts.order
+  if not names then
+    names = {}
+    for k in pairs(columns) do names[#names + 1] = k end
+    table.sort(names)
+  end
+  local handle = ffi.gc(C.tz_frame_new(), C.tz_frame_free)
+  local n = opts.n
+  for _, name in ipairs(names) do
+    local values = columns[name] or error("no values for column '" .. name .. "'", 2)
+    n = n or table.maxn(values)
+  end
+  n = n or 0
+  for _, name in ipairs(names) do
+    local values = columns[name]
+    local code = opts.types and opts.types[name] and type_code(opts.types[name]) or infer_type(values, n)
+    local c = new_column(name, code, n)
+    fill_column(c, code, values, n, name)
+    add_column(handle, c)
+  end
+  return setmetatable({ handle = handle }, Frame)
+end
+
+--- A frame from a list of row tables; columns in first-seen order (or opts.order).
+function M.from_rows(rows, opts)
+  opts = opts or {}
+  local order, seen, cols = opts.order, {}, {}
+  if not order then
+    order = {}
+    for _, r in ipairs(rows) do
+      for k in pairs(r) do
+        if not seen[k] then seen[k] = true order[#order + 1] = k end
+      end
+    end
+    table.sort(order)
+  end
+  for _, name in ipairs(order) do cols[name] = {} end
+  for i, r in ipairs(rows) do
+    for _, name in ipairs(order) do cols[name][i] = r[name] end
+  end
+  return M.new(cols, { order = order, types = opts.types, n = #rows })
+end
+
+-- ---- reading and writing ---------------------------------------------------
+
+local function issues_of(report)
+  local out = {}
+  for i = 0, tonumber(report.n_issues) - 1 do
+    local is = report.issues[i]
+    out[#out + 1] = { line = tonumber(is.line), column = tonumber(is.column), message = ffi.string(is.message) }
+  end
+  return out
+end
+
+--- Reads a CSV file. opts: delimiter (","), header (true), schema
+-- ({column = "float"|"int"|"bool"|"string"}), na (list of null markers),
+-- infer_rows (1000), strict (first bad row is an error), line_column (name of
+-- an added int column holding each row's line in the file).
+-- Returns frame, report {rows_read, rows_bad, issues = {{line, column, message}}}
+-- or nil, message. Bad rows are left out and listed in report.issues.
+function M.read_csv(path, opts)
+  if type(path) ~= "string" then error("read_csv: path must be a string", 2) end
+  opts = opts or {}
+  local o = ffi.new("tz_csv_opts")
+  o.delimiter = opts.delimiter and opts.delimiter:byte() or 0
+  o.no_header = opts.header == false and 1 or 0
+  o.infer_rows = opts.infer_rows or 0
+  o.strict = opts.strict and 1 or 0
+  o.line_column = opts.line_column
+  -- Arrays handed to C live in locals of this function, so they outlive the call.
+  local na, cnames, ctypes
+  if opts.na then
+    na = ffi.new("const char*[?]", #opts.na)
+    for i, s in ipairs(opts.na) do na[i - 1] = s end
+    o.na_values, o.n_na = na, #opts.na
+  end
+  if opts.schema then
+    local names, n = {}, 0
+    for k in pairs(opts.schema) do n = n + 1 names[n] = k end
+    cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
+    for i, k in ipairs(names) do cnames[i - 1], ctypes[i - 1] = k, type_code(opts.schema[k]) end
+    o.schema_names, o.schema_types, o.n_schema = cnames, ctypes, n
+  end
+  local report = ffi.new("tz_csv_report")
+  local rc = C.tz_csv_read(path, o, frame_out, report, err)
+  if rc ~= 0 then return nil, ffi.string(err.msg) end
+  local frame = owned_frame(frame_out[0])
+  local rep = { rows_read = tonumber(report.rows_read), rows_bad = tonumber(report.rows_bad),
+                issues = issues_of(report) }
+  C.tz_csv_report_free(report)
+  return frame, rep
+end
+
+--- Reads JSON Lines: one object per line; keys become columns. Lines that are
+-- not JSON objects are left out and listed in the report like CSV's.
+function M.read_jsonl(path, opts)
+  opts = opts or {}
+  local json = require "tycho.util.json"
+  local f, ferr = io.open(path)
+  if not f then return nil, "cannot open " .. path .. ": " .. ferr end
+  local rows, issues, lineno, read = {}, {}, 0, 0
+  for line in f:lines() do
+    lineno = lineno + 1
+    if line:match("%S") then
+      read = read + 1
+      local v, derr = json.decode(line)
+      if type(v) ~= "table" then
+        issues[#issues + 1] = { line = lineno, column = 0, message = derr or "not a JSON object" }
+      else
+        for k, x in pairs(v) do if x == json.null then v[k] = nil end end
+        rows[#rows + 1] = v
+      end
+    end
+  end
+  f:close()
+  if read == 0 then return nil, path .. " is empty" end
+  return M.from_rows(rows, { types = opts.schema }), { rows_read = read, rows_bad = #issues, issues = issues }
+end
+
+--- Writes the frame as CSV (nulls as empty fields). Returns true or nil, message.
+function Frame:write_csv(path, opts)
+  local delim = opts and opts.delimiter and opts.delimiter:byte() or 0
+  if C.tz_csv_write(self.handle, path, delim, err) ~= 0 then return nil, ffi.string(err.msg) end
+  return true
+end
+
+-- ---- shape and access --------------------------------------------------------
+
+function Frame:nrows() return tonumber(self.handle.n_rows) end
+function Frame:ncols() return tonumber(self.handle.n_cols) end
+
+--- Column names in order.
+function Frame:names()
+  local out = {}
+  for j = 0, self:ncols() - 1 do out[j + 1] = ffi.string(self.handle.cols[j].name) end
+  return out
+end
+
+--- Column types by name ("float", "int", "bool", "string").
+function Frame:types()
+  local out = {}
+  for j = 0, self:ncols() - 1 do out[ffi.string(self.handle.cols[j].name)] = TYPE_NAMES[self.handle.cols[j].type] end
+  return out
+end
+
+--- Bytes held by the columns.
+function Frame:bytes() return tonumber(C.tz_frame_bytes(self.handle)) end
+
+local function column_index(self, name)
+  for j = 0, self:ncols() - 1 do
+    if ffi.string(self.handle.cols[j].name) == name then return j end
+  end
+  return nil
+end
+
+--- The column named name (raises when absent).
+function Frame:col(name)
+  self.cache = self.cache or {}
+  local col = self.cache[name]
+  if col then return col end
+  local j = column_index(self, name)
+  if not j then
+    error("no column '" .. tostring(name) .. "' (columns: " .. table.concat(self:names(), ", ") .. ")", 2)
+  end
+  col = wrap_column(self, self.handle.cols[j])
+  self.cache[name] = col
+  return col
+end
+
+function Frame:has(name) return column_index(self, name) ~= nil end
+
+--- Row i as a table (nulls absent).
+function Frame:row(i, into)
+  local r = into or {}
+  for _, name in ipairs(self:names()) do r[name] = self:col(name):get(i) end
+  return r
+end
+
+--- Iterates rows: for i, row in f:rows() do ... end (row is reused).
+function Frame:rows()
+  local i, n, r, cols = 0, self:nrows(), {}, {}
+  for _, name in ipairs(self:names()) do cols[#cols + 1] = self:col(name) end
+  return function()
+    i = i + 1
+    if i > n then return nil end
+    for _, c in ipairs(cols) do r[c.name] = c:get(i) end
+    return i, r
+  end
+end
+
+-- ---- deriving frames -----------------------------------------------------------
+
+local function share(self, names)
+  local handle = ffi.gc(C.tz_frame_new(), C.tz_frame_free)
+  for _, name in ipairs(names) do
+    local j = column_index(self, name)
+    if not j then error("no column '" .. tostring(name) .. "'", 3) end
+    check(C.tz_frame_add(handle, self.handle.cols[j], err))
+  end
+  handle.n_rows = self.handle.n_rows
+  return setmetatable({ handle = handle }, Frame)
+end
+
+--- A frame of the named columns (shared, not copied).
+function Frame:select(...)
+  local names = select("#", ...) == 1 and type(...) == "table" and ... or { ... }
+  return share(self, names)
+end
+
+--- A frame without the named columns.
+function Frame:drop(...)
+  local gone = {}
+  for _, n in ipairs(select("#", ...) == 1 and type(...) == "table" and ... or { ... }) do gone[n] = true end
+  local keep = {}
+  for _, n in ipairs(self:names()) do if not gone[n] then keep[#keep + 1] = n end end
+  return share(self, keep)
+end
+
+--- A frame of this one's columns plus C columns made elsewhere (tz_column*,
+-- whose references pass to the new frame). For modules that fill columns in C.
+function Frame:attach(columns)
+  local out = share(self, self:names())
+  for _, c in ipairs(columns) do add_column(out.handle, c) end
+  return out
+end
+
+--- A new column of n null rows, as a tz_column* whose reference the caller
+-- owns until it attaches it.
+function M.new_column(name, typ, n) return new_column(name, type_code(typ), n) end
+
+--- Rows by 1-based index list (an int64 array in C).
+function Frame:take(indices)
+  local n = #indices
+  local idx = ffi.new("int64_t[?]", n > 0 and n or 1)
+  for i = 1, n do idx[i - 1] = indices[i] - 1 end
+  check(C.tz_frame_take(self.handle, idx, n, frame_out, err))
+  return owned_frame(frame_out[0])
+end
+
+--- The first n rows (10).
+function Frame:head(n)
+  n = math.min(n or 10, self:nrows())
+  local idx = {}
+  for i = 1, n do idx[i] = i end
+  return self:take(idx)
+end
+
+--- Rows for which pred(row, i) is true.
+function Frame:filter(pred)
+  local keep = {}
+  for i, r in self:rows() do
+    if pred(r, i) then keep[#keep + 1] = i end
+  end
+  return self:take(keep)
+end
+
+--- A new frame of fn(row, i) for every row (fn returns a table, or nil to drop).
+function Frame:map(fn)
+  local out = {}
+  for i = 1, self:nrows() do
+    local r = fn(self:row(i), i)
+    if r ~= nil then out[#out + 1] = r end
+  end
+  return M.from_rows(out)
+end
+
+--- A frame with one more (or a replaced) column: values is a table of
+-- nrows values or a function(row, i) -> value.
+function Frame:with_column(name, values, typ)
+  local n = self:nrows()
+  if type(values) == "function" then
+    local fn, computed = values, {}
+    for i, r in self:rows() do computed[i] = fn(r, i) end
+    values = computed
+  end
+  local code = typ and type_code(typ) or infer_type(values, n)
+  local c = new_column(name, code, n)
+  fill_column(c, code, values, n, name)
+  local keep = {}
+  for _, existing in ipairs(self:names()) do if existing ~= name then keep[#keep + 1] = existing end end
+  local out = share(self, keep)
+  add_column(out.handle, c)
+  return out
+end
+
+-- ---- splitting -----------------------------------------------------------------
+
+local function rng(seed)
+  -- xorshift64*, seeded: the same seed gives the same split on every platform.
+  local s = ffi.new("uint64_t[1]", (seed or 42) * 2654435761 + 1)
+  return function(n)
+    local x = s[0]
+    x = bit.bxor(x, bit.rshift(x, 12))
+    x = bit.bxor(x, bit.lshift(x, 25))
+    x = bit.bxor(x, bit.rshift(x, 27))
+    s[0] = x
+    return tonumber((x * 2685821657736338717ULL) % n) + 1
+  end
+end
+
+local function shuffled(n, seed)
+  local idx, draw = {}, rng(seed)
+  for i = 1, n do idx[i] = i end
+  for i = n, 2, -1 do
+    local j = draw(i)
+    idx[i], idx[j] = idx[j], idx[i]
+  end
+  return idx
+end
+
+local function read_mask(path)
+  local f, ferr = io.open(path)
+  if not f then error("cannot read split mask " .. path .. ": " .. ferr, 3) end
+  local mask = {}
+  for line in f:lines() do
+    if line:match("%S") then
+      mask[#mask + 1] = tonumber(line) or error("bad mask line in " .. path .. ": " .. line, 3)
+    end
+  end
+  f:close()
+  return mask
+end
+
+--- Splits rows into train, test: {test = 0.2, seed = 42} (shuffled), or
+-- {mask = {0,1,...} or "file.split"} (1 = test row).
+function Frame:split(opts)
+  opts = opts or {}
+  local n = self:nrows()
+  local train, test = {}, {}
+  if opts.mask then
+    local mask = type(opts.mask) == "string" and read_mask(opts.mask) or opts.mask
+    if #mask ~= n then error(string.format("split mask has %d entries for %d rows", #mask, n), 2) end
+    for i = 1, n do
+      local t = (mask[i] == 1 or mask[i] == true) and test or train
+      t[#t + 1] = i
+    end
+  else
+    local frac = opts.test or 0.2
+    if frac <= 0 or frac >= 1 then error("split: test must be a fraction between 0 and 1", 2) end
+    local idx = shuffled(n, opts.seed)
+    local n_test = math.ceil(n * frac)
+    for i = 1, n do
+      local t = i <= n_test and test or train
+      t[#t + 1] = idx[i]
+    end
+    table.sort(train)
+    table.sort(test)
+  end
+  return self:take(train), self:take(test)
+end
+
+--- k folds: a list of {train = frame, test = frame}, shuffled by seed.
+function Frame:kfold(k, opts)
+  k = k or 5
+  local n = self:nrows()
+  if k < 2 or k > n then error("kfold: k must be between 2 and the row count", 2) end
+  local idx = shuffled(n, opts and opts.seed)
+  local folds = {}
+  for f = 1, k do
+    local train, test = {}, {}
+    for pos = 1, n do
+      local t = (pos - 1) % k + 1 == f and test or train
+      t[#t + 1] = idx[pos]
+    end
+    table.sort(train)
+    table.sort(test)
+    folds[f] = { train = self:take(train), test = self:take(test) }
+  end
+  return folds
+end
+
+-- ---- joins and aggregates ------------------------------------------------------
+
+local function key_of(cols, i)
+  if #cols == 1 then return cols[1]:get(i) end
+  local parts = {}
+  for k, c in ipairs(cols) do
+    local v = c:get(i)
+    if v == nil then return nil end
+    parts[k] = tostring(v)
+  end
+  return table.concat(parts, "\0")
+end
+
+--- Hash join: opts.on = "key" or {"k1", "k2"} (same names both sides), or
+-- opts.left_on / opts.right_on; opts.how = "inner" (default) or "left".
+-- Right-side columns that clash with left ones get the suffix "_right".
+function Frame:join(other, opts)
+  opts = opts or {}
+  local lkeys = opts.left_on or opts.on
+  local rkeys = opts.right_on or opts.on
+  if type(lkeys) == "string" then lkeys = { lkeys } end
+  if type(rkeys) == "string" then rkeys = { rkeys } end
+  if not lkeys or not rkeys or #lkeys ~= #rkeys then
+    error("join: give on, or left_on and right_on of equal length", 2)
+  end
+  local lcols, rcols = {}, {}
+  for k = 1, #lkeys do lcols[k], rcols[k] = self:col(lkeys[k]), other:col(rkeys[k]) end
+  local index = {}
+  for i = 1, other:nrows() do
+    local key = key_of(rcols, i)
+    if key ~= nil then
+      local list = index[key]
+      if list then list[#list + 1] = i else index[key] = { i } end
+    end
+  end
+  local left_rows, right_rows = {}, {}
+  for i = 1, self:nrows() do
+    local matches = index[key_of(lcols, i)]
+    if matches then
+      for _, j in ipairs(matches) do left_rows[#left_rows + 1], right_rows[#right_rows + 1] = i, j end
+    elseif opts.how == "left" then
+      left_rows[#left_rows + 1], right_rows[#right_rows + 1] = i, false
+    end
+  end
+  local out = self:take(left_rows)
+  local skip = {}
+  for _, k in ipairs(rkeys) do skip[k] = true end
+  local lnames = {}
+  for _, n in ipairs(self:names()) do lnames[n] = true end
+  for _, name in ipairs(other:names()) do
+    if not skip[name] then
+      local col, values = other:col(name), {}
+      for r, j in ipairs(right_rows) do values[r] = j and col:get(j) or nil end
+      out = out:with_column(lnames[name] and name .. "_right" or name, values, col.type)
+    end
+  end
+  return out
+end
+
+local function quantile(sorted, q)
+  local n = #sorted
+  if n == 0 then return nil end
+  local pos = 1 + (n - 1) * q  -- linear interpolation, as numpy's default
+  local lo = math.floor(pos)
+  local frac = pos - lo
+  if lo >= n then return sorted[n] end
+  return sorted[lo] + (sorted[lo + 1] - sorted[lo]) * frac
+end
+M.quantile = quantile
+
+local function summarize(values, how, q)
+  local n = #values
+  if how == "count" then return n end
+  if n == 0 then return nil end
+  if how == "sum" or how == "mean" then
+    local s = 0
+    for i = 1, n do s = s + values[i] end
+    return how == "sum" and s or s / n
+  end
+  if how == "min" or how == "max" then
+    local m = values[1]
+    for i = 2, n do
+      if (how == "min" and values[i] < m) or (how == "max" and values[i] > m) then m = values[i] end
+    end
+    return m
+  end
+  if how == "median" or how == "quantile" then
+    table.sort(values)
+    return quantile(values, how == "median" and 0.5 or q)
+  end
+  error("unknown aggregate '" .. tostring(how) .. "' (count, sum, mean, min, max, median, quantile)", 4)
+end
+
+local Grouped = {}
+Grouped.__index = Grouped
+
+--- Groups rows by key columns: f:group_by("user"):agg { n = "count",
+-- spend = {"sum", "amount"}, p90 = {"quantile", "amount", 0.9} }.
+function Frame:group_by(...)
+  local keys = select("#", ...) == 1 and type(...) == "table" and ... or { ... }
+  return setmetatable({ frame = self, keys = keys }, Grouped)
+end
+
+function Grouped:agg(spec)
+  local f = self.frame
+  local kcols = {}
+  for k, name in ipairs(self.keys) do kcols[k] = f:col(name) end
+  local groups, order = {}, {}
+  for i = 1, f:nrows() do
+    local key = key_of(kcols, i)
+    if key ~= nil then
+      local g = groups[key]
+      if not g then
+        g = { first = i, rows = {} }
+        groups[key] = g
+        order[#order + 1] = key
+      end
+      g.rows[#g.rows + 1] = i
+    end
+  end
+  local out_names = {}
+  for name in pairs(spec) do out_names[#out_names + 1] = name end
+  table.sort(out_names)
+  local cols = {}
+  for k, name in ipairs(self.keys) do
+    cols[name] = {}
+    for gi, key in ipairs(order) do cols[name][gi] = kcols[k]:get(groups[key].first) end
+  end
+  for _, name in ipairs(out_names) do
+    local s = spec[name]
+    local how, src, q = s, nil, nil
+    if type(s) == "table" then how, src, q = s[1], s[2], s[3] end
+    local col = src and f:col(src)
+    cols[name] = {}
+    for gi, key in ipairs(order) do
+      local values = {}
+      for _, i in ipairs(groups[key].rows) do
+        local v = col and col:get(i)
+        if col == nil then values[#values + 1] = true elseif v ~= nil then values[#values + 1] = v end
+      end
+      cols[name][gi] = summarize(values, how, q)
+    end
+  end
+  local names = {}
+  for _, k in ipairs(self.keys) do names[#names + 1] = k end
+  for _, n in ipairs(out_names) do names[#names + 1] = n end
+  return M.new(cols, { order = names, n = #order })
+end
+
+--- Per-column statistics as a frame: column, type, count, nulls, mean, std,
+-- min, 25%, 50%, 75%, max, and top (most frequent values) for strings/bools.
+function Frame:describe()
+  local rows = {}
+  for _, name in ipairs(self:names()) do
+    local col = self:col(name)
+    local r = { column = name, type = col.type, count = col.n - col:nulls(), nulls = col:nulls() }
+    if col.code == F64 or col.code == I64 then
+      local ptr, vals, s, s2 = col:f64(), {}, 0, 0
+      for i = 0, col.n - 1 do
+        local v = ptr[i]
+        if v == v then vals[#vals + 1] = v s = s + v end
+      end
+      local n = #vals
+      if n > 0 then
+        local mean = s / n
+        for i = 1, n do s2 = s2 + (vals[i] - mean) ^ 2 end
+        table.sort(vals)
+        r.mean, r.std = mean, n > 1 and math.sqrt(s2 / (n - 1)) or 0
+        r.min, r.max = vals[1], vals[n]
+        r.p25, r.p50, r.p75 = quantile(vals, 0.25), quantile(vals, 0.5), quantile(vals, 0.75)
+      end
+    else
+      local counts = {}
+      for i = 1, col.n do
+        local v = col:get(i)
+        if v ~= nil then counts[tostring(v)] = (counts[tostring(v)] or 0) + 1 end
+      end
+      local top = {}
+      for v, c in pairs(counts) do top[#top + 1] = { v, c } end
+      table.sort(top, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+      local parts = {}
+      for i = 1, math.min(3, #top) do parts[i] = top[i][1] .. " (" .. top[i][2] .. ")" end
+      r.top = table.concat(parts, ", ")
+    end
+    rows[#rows + 1] = r
+  end
+  return M.from_rows(rows, { order = { "column", "type", "count", "nulls", "mean", "std", "min", "p25", "p50",
+                                      "p75", "max", "top" },
+                             types = { mean = "float", std = "float", min = "float", p25 = "float", p50 = "float",
+                                       p75 = "float", max = "float", top = "string" } })
+end
+
+--- Dense matrix of the named columns (default all numeric): {columns=,
+-- type = "float64"|"float32", order = "row"|"col"}. Returns the cdata
+-- array, rows, cols. Nulls become NaN.
+function Frame:to_matrix(opts)
+  opts = opts or {}
+  local names = opts.columns
+  if not names then
+    names = {}
+    for _, n in ipairs(self:names()) do
+      if self:col(n).code ~= STR then names[#names + 1] = n end
+    end
+  end
+  local n, p = self:nrows(), #names
+  local ctype = (opts.type or "float64") == "float32" and "float" or "double"
+  local m = ffi.new(ctype .. "[?]", math.max(n * p, 1))
+  local by_row = (opts.order or "row") == "row"
+  for j, name in ipairs(names) do
+    local src = self:col(name):f64()
+    for i = 0, n - 1 do
+      if by_row then m[i * p + j - 1] = src[i] else m[(j - 1) * n + i] = src[i] end
+    end
+  end
+  return m, n, p
+end
+
+-- ---- printing ------------------------------------------------------------------
+
+local function cell(col, i)
+  local v = col:get(i)
+  if v == nil then return "null" end
+  if col.code == F64 then
+    if v ~= v then return "NaN" end
+    return string.format("%.6g", v)
+  end
+  return (tostring(v):gsub("[\r\n\t]", { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t" }))
+end
+
+--- An aligned table: shape, column types, the first rows.
+function Frame:format(max_rows, max_width)
+  max_rows, max_width = max_rows or 10, max_width or 120
+  local n, names = self:nrows(), self:names()
+  local shown = math.min(n, max_rows)
+  local columns, width = {}, 0
+  for _, name in ipairs(names) do
+    local col = self:col(name)
+    local cells, w = {}, math.max(#name, #col.type + 2)
+    for i = 1, shown do
+      cells[i] = cell(col, i)
+      if #cells[i] > 24 then cells[i] = cells[i]:sub(1, 21) .. "..." end
+      w = math.max(w, #cells[i])
+    end
+    if width + w + 2 > max_width and #columns > 0 then break end
+    width = width + w + 2
+    columns[#columns + 1] = { name = name, type = "<" .. col.type .. ">", cells = cells, w = w,
+                              right = col.code ~= STR }
+  end
+  local function pad(s, w, right) return right and string.rep(" ", w - #s) .. s or s .. string.rep(" ", w - #s) end
+  local lines = { string.format("frame: %d rows x %d columns", n, #names) }
+  local function line(get)
+    local parts = {}
+    for k, c in ipairs(columns) do parts[k] = pad(get(c), c.w, c.right) end
+    lines[#lines + 1] = table.concat(parts, "  ")
+  end
+  line(function(c) return c.name end)
+  line(function(c) return c.type end)
+  for i = 1, shown do line(function(c) return c.cells[i] end) end
+  if shown < n then lines[#lines + 1] = string.format("... %d more rows", n - shown) end
+  if #columns < #names then lines[#lines + 1] = string.format("... %d more columns", #names - #columns) end
+  return table.concat(lines, "\n")
+end
+
+Frame.__tostring = function(self) return self:format() end
+
+--- Provenance of the frame for the registry: what made it (feature views
+-- and versions, time range, when it came from the feature store), its
+-- shape and a content hash (FNV-1a 64 over names and values, hex).
+function Frame:fingerprint()
+  local h = ffi.new("uint64_t", 14695981039346656037ULL)
+  for _, name in ipairs(self:names()) do
+    h = C.tz_hash_fnv1a64(h, name, #name)
+    local col = self:col(name)
+    for i = 1, col.n do
+      local v = col:get(i)
+      local s = v == nil and "\0null" or tostring(v)
+      h = C.tz_hash_fnv1a64(h, s, #s)
+    end
+  end
+  local fp = { rows = self:nrows(), columns = self:names(), content_hash = string.format("%016x", h) }
+  for k, v in pairs(self.provenance or {}) do fp[k] = v end
+  return fp
+end
+
+function M.is_frame(v) return getmetatable(v) == Frame end
+
+return M

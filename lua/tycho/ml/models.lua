@@ -1,0 +1,701 @@
+--- The model zoo over core/kernels: gradient-boosted trees, random forests,
+-- logistic and linear regression, k-means. One shape for all:
+--
+--   local m = models.gbt { rounds = 100, depth = 6, eta = 0.3 }
+--   assert(m:fit(train, { label = "label", valid = valid }))   -- self or nil, err
+--   local pred = m:predict(test)      -- frame: prediction (+ probability)
+--   m:save("spam.model");  local m2 = assert(models.load("spam.model"))
+--   m:importance()                    -- { {feature=, gain=}, ... } best first
+--
+-- Features default to every non-label column (string columns must be
+-- encoded first). Class labels may be any values: they are mapped to
+-- 0..K-1 in sorted order and predictions come back as the original values.
+-- Prediction picks features by name, so extra columns are ignored and a
+-- missing one is an error naming it.
+local ffi = require "ffi"
+local C = require "tycho.core.kernels"
+local base = require "tycho.core.base"
+local frame = require "tycho.core.frame"
+local json = require "tycho.util.json"
+local files = require "tycho.util.files"
+
+local M = {}
+
+local err = base.err
+local MODEL_KIND, MODEL_VERSION = 100, 1  -- tz_blob kind of a Tycho model file
+
+local Model = {}
+Model.__index = Model
+
+-- ---- data ------------------------------------------------------------------
+
+-- A tz_data over frame columns (no copy for float64 columns); `anchor` keeps
+-- every array alive as long as the data is used.
+local function make_data(f, features, y)
+  local n, p = f:nrows(), #features
+  local cols = ffi.new("const double*[?]", math.max(p, 1))
+  local anchor = { f, cols, y }
+  for j, name in ipairs(features) do
+    if not f:has(name) then return nil, "the frame has no feature column '" .. name .. "'" end
+    local col = f:col(name)
+    if col.code == 3 then
+      return nil, "feature '" .. name .. "' is a string column: encode it first (e.g. a one-hot step)"
+    end
+    cols[j - 1] = col:f64()
+    anchor[#anchor + 1] = col
+  end
+  local d = ffi.new("tz_data", { n_rows = n, n_cols = p, cols = cols, y = y, weight = nil })
+  anchor[#anchor + 1] = d
+  return d, anchor
+end
+
+local function default_features(f, label)
+  local out = {}
+  for _, name in ipairs(f:names()) do
+    if name ~= label and f:col(name).code ~= 3 then out[#out + 1] = name end
+  end
+  return out
+end
+
+-- Encodes the label column: classes (sorted distinct values) and codes.
+local function encode_labels(col, classes)
+  local n = col.n
+  local y = ffi.new("double[?]", math.max(n, 1))
+  local index = {}
+  if not classes then
+    local seen = {}
+    classes = {}
+    for i = 1, n do
+      local v = col:get(i)
+      if v == nil then return nil, "label '" .. col.name .. "' is null at row " .. i end
+      if not seen[v] then seen[v] = true classes[#classes + 1] = v end
+    end
+    table.sort(classes, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return tostring(a) < tostring(b)
+    end)
+  end
+  for k, v in ipairs(classes) do index[v] = k - 1 end
+  for i = 1, n do
+    local code = index[col:get(i)]
+    if code == nil then
+      return nil, "label value " .. tostring(col:get(i)) .. " at row " .. i .. " was not seen in training"
+    end
+    y[i - 1] = code
+  end
+  return y, classes
+end
+
+local function numeric_labels(col)
+  local n = col.n
+  local y = ffi.new("double[?]", math.max(n, 1))
+  for i = 1, n do
+    local v = col:get(i)
+    if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+      return nil, "target '" .. col.name .. "' must be a finite number at row " .. i .. ", got " .. tostring(v)
+    end
+    y[i - 1] = v
+  end
+  return y
+end
+
+-- A label is categorical when it is text or bool, or integral with few
+-- distinct values (a price in whole dollars is still a regression target).
+local MAX_INFERRED_CLASSES = 256
+local function is_categorical(col)
+  if col.code == 2 or col.code == 3 then return true end
+  local seen, distinct = {}, 0
+  for i = 1, col.n do
+    local v = col:get(i)
+    if v ~= nil then
+      if v % 1 ~= 0 then return false end
+      if not seen[v] then
+        seen[v], distinct = true, distinct + 1
+        if distinct > MAX_INFERRED_CLASSES then return false end
+      end
+    end
+  end
+  return true
+end
+
+-- ---- families ------------------------------------------------------------------
+
+local function pick(opts, ...)
+  for i = 1, select("#", ...) do
+    local v = opts[select(i, ...)]
+    if v ~= nil then return v end
+  end
+end
+
+local families = {}
+
+families.gbt = {
+  tasks = { regression = true, binary = true, multiclass = true },
+  fit = function(m, train, valid, n_classes)
+    local o, p = m.opts, ffi.new("tz_gbt_params")
+    C.tz_gbt_params_default(p)
+    p.objective = m.task == "regression" and 0 or m.task == "binary" and 1 or 2
+    p.n_classes = n_classes or 0
+    p.rounds = pick(o, "rounds", "n_estimators") or p.rounds
+    p.learning_rate = pick(o, "eta", "learning_rate") or p.learning_rate
+    p.max_depth = pick(o, "depth", "max_depth") or p.max_depth
+    p.max_leaves = o.max_leaves or p.max_leaves
+    p.min_child_weight = o.min_child_weight or p.min_child_weight
+    p.lambda = pick(o, "lambda", "l2") or p.lambda
+    p.gamma = o.gamma or p.gamma
+    p.subsample = o.subsample or p.subsample
+    p.colsample = pick(o, "colsample", "colsample_bytree") or p.colsample
+    p.max_bins = o.max_bins or p.max_bins
+    p.seed = o.seed or 42
+    p.early_stopping_rounds = o.early_stopping_rounds or (valid and 10 or 0)
+    local progress = ffi.new("tz_progress", { label = "gbt", total = p.rounds, quiet = m.quiet and 1 or 0 })
+    local out = ffi.new("tz_gbt_model*[1]")
+    local rc = C.tz_gbt_fit(p, train, valid, C.tz_progress_report, progress, out, err)
+    C.tz_progress_done(progress)
+    if rc ~= 0 then return nil end
+    m.info = { rounds = C.tz_gbt_rounds(out[0]) }
+    return out[0]
+  end,
+  predict = C.tz_gbt_predict, n_outputs = C.tz_gbt_n_outputs, n_features = C.tz_gbt_n_features,
+  save = C.tz_gbt_save, load = C.tz_gbt_load, free = C.tz_gbt_free, importance = C.tz_gbt_importance,
+  ctype = "tz_gbt_model*[1]",
+}
+
+families.forest = {
+  tasks = { regression = true, binary = true, multiclass = true },
+  fit = function(m, train, _, n_classes)
+    local o, p = m.opts, ffi.new("tz_forest_params")
+    C.tz_forest_params_default(p)
+    p.task = m.task == "regression" and 1 or 0
+    p.n_classes = n_classes or 0
+    p.n_trees = pick(o, "trees", "n_trees", "n_estimators") or p.n_trees
+    p.max_depth = pick(o, "depth", "max_depth") or p.max_depth
+    p.min_samples_leaf = o.min_samples_leaf or p.min_samples_leaf
+    p.max_features = o.max_features or p.max_features
+    if o.bootstrap == false then p.bootstrap = 0 end
+    p.max_bins = o.max_bins or p.max_bins
+    p.seed = o.seed or 42
+    local out = ffi.new("tz_forest_model*[1]")
+    if C.tz_forest_fit(p, train, out, err) ~= 0 then return nil end
+    m.info = { oob_score = C.tz_forest_oob_score(out[0]) }
+    return out[0]
+  end,
+  predict = C.tz_forest_predict, n_outputs = C.tz_forest_n_outputs, n_features = C.tz_forest_n_features,
+  save = C.tz_forest_save, load = C.tz_forest_load, free = C.tz_forest_free, importance = C.tz_forest_importance,
+  ctype = "tz_forest_model*[1]",
+}
+
+families.logistic = {
+  tasks = { binary = true, multiclass = true },
+  fit = function(m, train, _, n_classes)
+    local o, p = m.opts, ffi.new("tz_logistic_params")
+    C.tz_logistic_params_default(p)
+    p.C = o.C or (o.l2 and 1 / o.l2) or p.C
+    p.max_iter = o.max_iter or p.max_iter
+    p.tol = o.tol or p.tol
+    if o.fit_intercept == false then p.fit_intercept = 0 end
+    p.n_classes = n_classes or 0
+    local out = ffi.new("tz_logistic_model*[1]")
+    if C.tz_logistic_fit(p, train, out, err) ~= 0 then return nil end
+    m.info = { iterations = C.tz_logistic_n_iter(out[0]), converged = C.tz_logistic_converged(out[0]) ~= 0 }
+    return out[0]
+  end,
+  predict = C.tz_logistic_predict, n_outputs = function(h) return tonumber(C.tz_logistic_n_outputs(h)) end,
+  n_features = function(h) return tonumber(C.tz_logistic_n_features(h)) end,
+  save = C.tz_logistic_save, load = C.tz_logistic_load, free = C.tz_logistic_free,
+  ctype = "tz_logistic_model*[1]",
+}
+
+families.linear = {
+  tasks = { regression = true },
+  fit = function(m, train)
+    local o, p = m.opts, ffi.new("tz_linear_params")
+    C.tz_linear_params_default(p)
+    p.alpha = pick(o, "alpha", "l2") or p.alpha
+    if o.fit_intercept == false then p.fit_intercept = 0 end
+    local out = ffi.new("tz_linear_model*[1]")
+    if C.tz_linear_fit(p, train, out, err) ~= 0 then return nil end
+    m.info = { intercept = C.tz_linear_intercept(out[0]) }
+    return out[0]
+  end,
+  predict = C.tz_linear_predict, n_outputs = function() return 1 end,
+  n_features = function(h) return tonumber(C.tz_linear_n_features(h)) end,
+  save = C.tz_linear_save, load = C.tz_linear_load, free = C.tz_linear_free,
+  ctype = "tz_linear_model*[1]",
+}
+
+families.kmeans = {
+  tasks = { clustering = true },
+  fit = function(m, train)
+    local o, p = m.opts, ffi.new("tz_kmeans_params")
+    C.tz_kmeans_params_default(p)
+    p.k = o.k or p.k
+    p.n_init = o.n_init or o.restarts or p.n_init
+    p.max_iter = o.max_iter or p.max_iter
+    p.tol = o.tol or p.tol
+    p.seed = o.seed or 42
+    local out = ffi.new("tz_kmeans_model*[1]")
+    if C.tz_kmeans_fit(p, train, out, err) ~= 0 then return nil end
+    m.info = { inertia = C.tz_kmeans_inertia(out[0]), iterations = C.tz_kmeans_n_iter(out[0]) }
+    return out[0]
+  end,
+  predict = C.tz_kmeans_predict, n_outputs = function() return 1 end,
+  n_features = function(h) return tonumber(C.tz_kmeans_n_features(h)) end,
+  save = C.tz_kmeans_save, load = C.tz_kmeans_load, free = C.tz_kmeans_free,
+  ctype = "tz_kmeans_model*[1]",
+}
+
+local function new_model(family, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("models." .. family .. ": options must be a table", 3) end
+  return setmetatable({ family = family, opts = opts or {}, fam = families[family] }, Model)
+end
+
+--- models.gbt{objective = "regression"|"binary"|"multiclass" (inferred from
+-- the label when absent), rounds, eta, depth, max_leaves, min_child_weight,
+-- lambda, gamma, subsample, colsample, max_bins, seed, early_stopping_rounds}.
+function M.gbt(opts) return new_model("gbt", opts) end
+--- models.forest{task = "classification"|"regression", trees, depth,
+-- min_samples_leaf, max_features, bootstrap, max_bins, seed}.
+function M.forest(opts) return new_model("forest", opts) end
+--- models.logistic{C = 1, max_iter = 100, tol, fit_intercept}.
+function M.logistic(opts) return new_model("logistic", opts) end
+--- models.linear{alpha = 0 (ridge when > 0), fit_intercept}.
+function M.linear(opts) return new_model("linear", opts) end
+--- models.kmeans{k = 8, n_init = 10, max_iter = 300, tol, seed}.
+function M.kmeans(opts) return new_model("kmeans", opts) end
+
+-- Kernel messages count columns and rows from 0: name the feature and give
+-- the 1-based row the frame would show.
+local function kernel_error(m)
+  local msg = ffi.string(err.msg)
+  msg = msg:gsub("column (%d+)", function(j)
+    local name = m.features[tonumber(j) + 1]
+    return name and ("column '" .. name .. "'") or ("column " .. j)
+  end)
+  return (msg:gsub("row (%d+)", function(i) return "row " .. (tonumber(i) + 1) end))
+end
+
+-- ---- fitting -------------------------------------------------------------------
+
+local function decide_task(m, col)
+  local want = m.opts.objective or m.opts.task
+  -- Classification always encodes labels; the class count then decides
+  -- between binary and multiclass.
+  local map = { regression = "regression", squared = "regression", binary = "classify", logistic = "classify",
+                multiclass = "classify", softmax = "classify", classification = "classify" }
+  local t = want and map[want]
+  if want and not t then error("models." .. m.family .. ": unknown objective '" .. tostring(want) .. "'", 4) end
+  if m.family == "linear" then return "regression" end
+  if m.family == "logistic" then t = "classify" end
+  if not t then t = is_categorical(col) and "classify" or "regression" end
+  return t
+end
+
+local function own(m, handle)
+  m.handle = ffi.gc(handle, m.fam.free)
+end
+
+--- Trains on frame f. opts: label (required except k-means), features (list;
+-- default every other non-string column), valid (frame, for early stopping),
+-- quiet. Returns self, or nil and a message naming what is wrong.
+function Model:fit(f, opts)
+  if not frame.is_frame(f) then error("fit: expected a frame", 2) end
+  opts = opts or {}
+  local label = opts.label
+  local fam = self.fam
+  if self.family ~= "kmeans" and not label then error("fit: opts.label names the label column", 2) end
+  if label and not f:has(label) then return nil, "the frame has no label column '" .. label .. "'" end
+  if f:nrows() == 0 then return nil, "cannot fit on an empty frame" end
+  self.features = opts.features or default_features(f, label)
+  if #self.features == 0 then return nil, "no feature columns to train on" end
+  self.label, self.quiet = label, opts.quiet
+  local y, n_classes, classes
+  if self.family == "kmeans" then
+    self.task = "clustering"
+  else
+    local col = f:col(label)
+    local t = decide_task(self, col)
+    if t == "classify" then
+      y, classes = encode_labels(col)
+      if not y then return nil, classes end
+      if #classes < 2 then return nil, "label '" .. label .. "' has a single class (" .. tostring(classes[1]) .. ")" end
+      self.classes = classes
+      n_classes = #classes
+      t = n_classes == 2 and "binary" or "multiclass"
+    else
+      local msg
+      y, msg = numeric_labels(col)
+      if not y then return nil, msg end
+    end
+    if not fam.tasks[t] then return nil, "models." .. self.family .. " cannot do " .. t end
+    self.task = t
+  end
+  local train, anchor = make_data(f, self.features, y)
+  if not train then return nil, anchor end
+  local valid, vanchor
+  if opts.valid then
+    local vy = self.classes and encode_labels(opts.valid:col(label), self.classes)
+      or numeric_labels(opts.valid:col(label))
+    if not vy then return nil, "validation frame: bad labels" end
+    valid, vanchor = make_data(opts.valid, self.features, vy)
+    if not valid then return nil, "validation frame: " .. vanchor end
+  end
+  local t0 = require("luv").hrtime()
+  local handle = fam.fit(self, train, valid, n_classes)
+  if not handle then return nil, kernel_error(self) end
+  own(self, handle)
+  self.trained = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - t0) / 1e9, at = os.time() }
+  local _ = anchor and vanchor  -- both stay referenced until training is over
+  return self
+end
+
+-- ---- predicting ----------------------------------------------------------------
+
+local function check_trained(m)
+  if not m.handle then error(m.family .. " model is not trained: call fit first", 3) end
+end
+
+--- Raw outputs for frame f: a double array of rows x k values (row-major),
+-- and k. Values: regression value, P(class 2nd) for binary, class
+-- probabilities for multiclass, cluster index for k-means.
+function Model:predict_raw(f)
+  check_trained(self)
+  local x, anchor = make_data(f, self.features, nil)
+  if not x then return nil, anchor end
+  local k, n = self.fam.n_outputs(self.handle), f:nrows()
+  local out = ffi.new("double[?]", math.max(n * k, 1))
+  if self.fam.predict(self.handle, x, out, err) ~= 0 then return nil, kernel_error(self) end
+  if self.task == "binary" and k == 2 then
+    -- Families that give both class probabilities: keep P(second class).
+    local p1 = ffi.new("double[?]", math.max(n, 1))
+    for i = 0, n - 1 do p1[i] = out[2 * i + 1] end
+    return p1, 1
+  end
+  return out, k
+end
+
+--- Raw outputs for one row given as a table of feature values (the serving
+-- hot path: no frame is built). Returns the reused output array and k.
+function Model:predict_values(row)
+  check_trained(self)
+  local p = #self.features
+  if not self._row then
+    self._row = ffi.new("double[?]", p)
+    self._cols = ffi.new("const double*[?]", p)
+    for j = 0, p - 1 do self._cols[j] = self._row + j end
+    self._data = ffi.new("tz_data", { n_rows = 1, n_cols = p, cols = self._cols })
+    self._k = self.fam.n_outputs(self.handle)
+    self._out = ffi.new("double[?]", self._k)
+    self._p1 = ffi.new("double[1]")
+  end
+  for j, name in ipairs(self.features) do
+    local v = row[name]
+    if v == nil then v = 0 / 0
+    elseif type(v) ~= "number" then return nil, "feature '" .. name .. "' is not a number: " .. tostring(v) end
+    self._row[j - 1] = v
+  end
+  if self.fam.predict(self.handle, self._data, self._out, err) ~= 0 then return nil, kernel_error(self) end
+  if self.task == "binary" and self._k == 2 then
+    self._p1[0] = self._out[1]
+    return self._p1, 1
+  end
+  return self._out, self._k
+end
+
+-- One prediction table from raw outputs, as predict() gives per row.
+function M.format_one(model, raw, k)
+  if model.task == "binary" then
+    local p = raw[0]
+    return { prediction = model.classes[p >= 0.5 and 2 or 1], probability = p }
+  elseif model.task == "multiclass" then
+    local best, bp = 1, raw[0]
+    for c = 2, k do
+      if raw[c - 1] > bp then best, bp = c, raw[c - 1] end
+    end
+    return { prediction = model.classes[best], probability = bp }
+  end
+  return { prediction = raw[0] }
+end
+
+--- Predictions as a frame: `prediction` (class label, value or cluster) and,
+-- for classifiers, `probability` (of the predicted class; of the positive
+-- class for binary models, see opts.positive) — or nil, message.
+function Model:predict(f)
+  local out, k = self:predict_raw(f)
+  if not out then return nil, k end
+  local n = f:nrows()
+  local pred, prob = {}, nil
+  if self.task == "binary" then
+    prob = {}
+    for i = 1, n do
+      local p = out[i - 1]
+      prob[i] = p
+      pred[i] = self.classes[p >= 0.5 and 2 or 1]
+    end
+  elseif self.task == "multiclass" then
+    prob = {}
+    for i = 1, n do
+      local best, bp = 1, out[(i - 1) * k]
+      for c = 2, k do
+        local v = out[(i - 1) * k + c - 1]
+        if v > bp then best, bp = c, v end
+      end
+      pred[i], prob[i] = self.classes[best], bp
+    end
+  else
+    for i = 1, n do pred[i] = out[i - 1] end
+  end
+  local cols, order = { prediction = pred }, { "prediction" }
+  if prob then cols.probability, order[2] = prob, "probability" end
+  return frame.new(cols, { order = order, n = n })
+end
+
+--- Class probabilities as a frame with one column per class (p_<class>).
+function Model:predict_proba(f)
+  if self.task ~= "binary" and self.task ~= "multiclass" then
+    error("predict_proba: " .. tostring(self.task) .. " models give no probabilities", 2)
+  end
+  local out, k = self:predict_raw(f)
+  if not out then return nil, k end
+  local n, cols, order = f:nrows(), {}, {}
+  for c, cls in ipairs(self.classes) do
+    local name = "p_" .. tostring(cls)
+    order[c], cols[name] = name, {}
+    for i = 1, n do
+      if self.task == "binary" then
+        cols[name][i] = c == 2 and out[i - 1] or 1 - out[i - 1]
+      else
+        cols[name][i] = out[(i - 1) * k + c - 1]
+      end
+    end
+  end
+  return frame.new(cols, { order = order, n = n })
+end
+
+--- Feature importance (total split gain), best first: {{feature=, gain=}}.
+function Model:importance()
+  check_trained(self)
+  if not self.fam.importance then return nil, self.family .. " models have no split importance" end
+  local p = #self.features
+  local gains = ffi.new("double[?]", p)
+  self.fam.importance(self.handle, gains)
+  local out = {}
+  for j = 1, p do out[j] = { feature = self.features[j], gain = gains[j - 1] } end
+  table.sort(out, function(a, b) return a.gain > b.gain end)
+  return out
+end
+
+function Model:__tostring()
+  if not self.handle then return string.format("<%s model, untrained>", self.family) end
+  return string.format("<%s %s model: %d features%s>", self.family, self.task, #self.features,
+    self.classes and (", " .. #self.classes .. " classes") or "")
+end
+
+-- ---- files -------------------------------------------------------------------------
+
+local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
+
+local function take_buffer()
+  local s = ffi.string(buf_out[0], len_out[0])
+  C.free(buf_out[0])
+  return s
+end
+
+--- The model as bytes: a Tycho file (versioned, checksummed) holding the
+-- metadata and the kernel's own versioned, checksummed model.
+function Model:to_bytes()
+  check_trained(self)
+  if self.fam.save(self.handle, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  local kernel = take_buffer()
+  -- Only what the training determined: the same data and seed give the
+  -- same bytes (timings belong to the run record, not the model).
+  local meta = json.encode_canonical({ family = self.family, task = self.task, features = self.features, label = self.label,
+                             classes = self.classes, opts = self.opts, info = self.info,
+                             rows = self.trained and self.trained.rows })
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  C.tz_blob_put_str(w, meta, #meta)
+  C.tz_blob_put_str(w, kernel, #kernel)
+  if C.tz_blob_finish(w, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  return take_buffer()
+end
+
+--- Writes the model file (atomically); true or nil, message.
+function Model:save(path)
+  local bytes, msg = self:to_bytes()
+  if not bytes then return nil, msg end
+  return files.write_atomic(path, bytes)
+end
+
+--- A model from bytes, or nil and why (damaged, truncated, foreign or newer).
+function M.from_bytes(bytes)
+  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
+  if C.tz_blob_open(bytes, #bytes, MODEL_KIND, MODEL_VERSION, r, nil, err) ~= 0 then
+    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
+  end
+  local meta_p = C.tz_blob_get_str(r, n)
+  local meta_s = meta_p ~= nil and ffi.string(meta_p, n[0])
+  local kernel_p = C.tz_blob_get_str(r, n)
+  local kernel_len = n[0]
+  if C.tz_blob_close(r, err) ~= 0 or not meta_s or kernel_p == nil then
+    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
+  end
+  local meta = json.decode(meta_s)
+  if type(meta) == "table" and meta.family == "blend" then
+    return M._blend_from(meta, ffi.string(kernel_p, kernel_len))
+  end
+  local fam = type(meta) == "table" and families[meta.family]
+  if not fam or type(meta.features) ~= "table" then return nil, "not a usable Tycho model: bad metadata" end
+  local out = ffi.new(fam.ctype)
+  if fam.load(kernel_p, kernel_len, out, err) ~= 0 then
+    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
+  end
+  local m = new_model(meta.family, meta.opts)
+  own(m, out[0])
+  m.task, m.features, m.label, m.info = meta.task, meta.features, meta.label, meta.info
+  m.trained = { rows = meta.rows }
+  if meta.classes ~= nil and meta.classes ~= json.null then m.classes = meta.classes end
+  if fam.n_features(m.handle) ~= #m.features then return nil, "not a usable Tycho model: feature count mismatch" end
+  return m
+end
+
+--- Loads a model file; model or nil, message.
+function M.load(path)
+  local bytes, ferr = files.read(path)
+  if not bytes then return nil, ferr end
+  local m, msg = M.from_bytes(bytes)
+  if not m then return nil, path .. ": " .. msg end
+  return m
+end
+
+-- ---- blends ----------------------------------------------------------------------------
+-- A blend averages the outputs (probabilities or values) of several models
+-- fitted on the same rows: what AutoML hands back when two families together
+-- beat either alone.
+
+local Blend = setmetatable({}, { __index = Model })
+Blend.__index = Blend
+
+--- models.blend{ members = { models.gbt{...}, models.forest{...} }, weights = {...} }.
+function M.blend(opts)
+  if type(opts) ~= "table" or type(opts.members) ~= "table" or #opts.members < 2 then
+    error("models.blend: needs members = a list of two or more models", 2)
+  end
+  return setmetatable({ family = "blend", members = opts.members, weights = opts.weights, opts = {} }, Blend)
+end
+
+function Blend:fit(f, opts)
+  for i, m in ipairs(self.members) do
+    local ok, why = m:fit(f, opts)
+    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(why) end
+  end
+  local first = self.members[1]
+  for _, m in ipairs(self.members) do
+    if m.task ~= first.task then return nil, "blend members disagree on the task" end
+  end
+  self.task, self.classes, self.features, self.label = first.task, first.classes, first.features, first.label
+  self.info = { members = #self.members }
+  self.trained = { rows = f:nrows() }
+  self.handle = true
+  return self
+end
+
+function Blend:predict_raw(f)
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local sum, k, n
+  local total = 0
+  for i, m in ipairs(self.members) do
+    local out, mk = m:predict_raw(f)
+    if not out then return nil, mk end
+    local w = self.weights and self.weights[i] or 1
+    total = total + w
+    n, k = f:nrows(), mk
+    if not sum then sum = ffi.new("double[?]", math.max(n * k, 1)) end
+    for j = 0, n * k - 1 do sum[j] = sum[j] + w * out[j] end
+  end
+  for j = 0, n * k - 1 do sum[j] = sum[j] / total end
+  return sum, k
+end
+
+function Blend:predict_values(row)
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local total, k = 0, nil
+  self._sum = self._sum or {}
+  for i, m in ipairs(self.members) do
+    local out, mk = m:predict_values(row)
+    if not out then return nil, mk end
+    local w = self.weights and self.weights[i] or 1
+    if not k then
+      k = mk
+      self._acc = self._acc or ffi.new("double[?]", k)
+      for j = 0, k - 1 do self._acc[j] = 0 end
+    end
+    for j = 0, k - 1 do self._acc[j] = self._acc[j] + w * out[j] end
+    total = total + w
+  end
+  for j = 0, k - 1 do self._acc[j] = self._acc[j] / total end
+  return self._acc, k
+end
+
+function Blend.importance() return nil, "blends have no split importance" end
+
+function Blend:__tostring()
+  local fams = {}
+  for i, m in ipairs(self.members) do fams[i] = m.family end
+  return string.format("<blend of %s: %s>", table.concat(fams, " + "), tostring(self.task))
+end
+
+function Blend:to_bytes()
+  if not self.handle then error("blend model is not trained: call fit first", 2) end
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  C.tz_blob_put_str(w, json.encode_canonical({ weights = self.weights or json.null, n = #self.members }), 0)
+  for _, m in ipairs(self.members) do
+    local b, e = m:to_bytes()
+    if not b then return nil, e end
+    C.tz_blob_put_str(w, b, #b)
+  end
+  local members = {}
+  for i, m in ipairs(self.members) do members[i] = m.family end
+  local meta = json.encode_canonical({ family = "blend", task = self.task, features = self.features,
+    label = self.label, classes = self.classes, members = members, weights = self.weights,
+    rows = self.trained and self.trained.rows })
+  local payload
+  if C.tz_blob_finish(w, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  payload = take_buffer()
+  local outer = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(outer)
+  C.tz_blob_put_str(outer, meta, #meta)
+  C.tz_blob_put_str(outer, payload, #payload)
+  if C.tz_blob_finish(outer, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  return take_buffer()
+end
+
+function M._blend_from(meta, payload)
+  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
+  if C.tz_blob_open(payload, #payload, MODEL_KIND, MODEL_VERSION, r, nil, err) ~= 0 then
+    return nil, "not a usable Tycho model: blend: " .. ffi.string(err.msg)
+  end
+  C.tz_blob_get_str(r, n)  -- reserved header
+  local members = {}
+  for i = 1, #(meta.members or {}) do
+    local p = C.tz_blob_get_str(r, n)
+    if p == nil then return nil, "not a usable Tycho model: blend member " .. i .. " missing" end
+    local m, e = M.from_bytes(ffi.string(p, n[0]))
+    if not m then return nil, e end
+    members[i] = m
+  end
+  if C.tz_blob_close(r, err) ~= 0 or #members < 2 then return nil, "not a usable Tycho model: bad blend" end
+  local b = M.blend { members = members, weights = meta.weights ~= json.null and meta.weights or nil }
+  b.task, b.features, b.label = meta.task, meta.features, meta.label
+  if meta.classes ~= nil and meta.classes ~= json.null then b.classes = meta.classes end
+  b.handle, b.info, b.trained = true, { members = #members }, { rows = meta.rows }
+  return b
+end
+
+function M.is_model(v) return getmetatable(v) == Model or getmetatable(v) == Blend end
+
+--- The tz_data view of a frame's feature columns (for metrics); data, anchor.
+M._data = make_data
+
+return M

@@ -1,0 +1,717 @@
+--- Pipelines: inputs (feature refs + request fields) -> steps -> model ->
+-- post-processing, fitted together, saved as one artifact.
+--
+--   local pipe = tycho.pipeline {
+--     features = { "email_stats:*" }, request = { amount = "float" },
+--     steps = { step.fill_missing { "mean" }, step.standardize(), step.onehot { "country" },
+--               step.lua(function(r) r.big = r.amount > 100 and 1 or 0 return r end) },
+--     model = tycho.models.gbt { rounds = 100 },
+--     post = { threshold = 0.7 },
+--   }
+--   pipe:fit(train, { label = "label" })
+--   pipe:predict(test)                 -- frame: prediction, probability
+--   pipe:predict({ amount = 3, ... })  -- one row table: same numbers
+--
+-- Every step transforms one row at a time, in fitting, batch and online
+-- prediction alike, so batch and single-row answers are identical.
+local ffi = require "ffi"
+local frame = require "tycho.core.frame"
+local models = require "tycho.ml.models"
+local metrics = require "tycho.ml.metrics"
+local json = require "tycho.util.json"
+local files = require "tycho.util.files"
+local sandbox = require "tycho.util.sandbox"
+local internal = require "tycho.internal"
+local C = require "tycho.core.kernels"
+local base = require "tycho.core.base"
+
+local M = {}
+local step = {}
+M.step = step
+
+local ARTIFACT_KIND, ARTIFACT_VERSION = 200, 1
+
+-- ---- steps ---------------------------------------------------------------------------
+-- A step is { kind, opts, state } with fit(step, rows, columns) and
+-- apply(step, row) over plain Lua row tables; state must be JSON.
+
+local function numeric_columns(rows, columns)
+  local out = {}
+  for _, c in ipairs(columns) do
+    for _, r in ipairs(rows) do
+      local v = r[c]
+      if v ~= nil then
+        if type(v) == "number" then out[#out + 1] = c end
+        break
+      end
+    end
+  end
+  return out
+end
+
+local function targets(s, rows, columns)
+  if s.opts.columns then return s.opts.columns end
+  return numeric_columns(rows, columns)
+end
+
+local function is_nan(v) return v ~= v end
+
+local kinds = {}
+
+kinds.fill_missing = {
+  fit = function(s, rows, columns)
+    local how = s.opts[1] or s.opts.strategy or (s.opts.value ~= nil and "constant") or "mean"
+    s.state = { how = how, fill = {} }
+    for _, c in ipairs(targets(s, rows, columns)) do
+      local vals = {}
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if v ~= nil and not is_nan(v) then vals[#vals + 1] = v end
+      end
+      local fill = s.opts.value
+      if how == "mean" and #vals > 0 then
+        local sum = 0
+        for _, v in ipairs(vals) do sum = sum + v end
+        fill = sum / #vals
+      elseif how == "median" and #vals > 0 then
+        table.sort(vals)
+        fill = frame.quantile(vals, 0.5)
+      end
+      s.state.fill[c] = fill or 0
+    end
+  end,
+  apply = function(s, r)
+    for c, fill in pairs(s.state.fill) do
+      local v = r[c]
+      if v == nil or is_nan(v) then r[c] = fill end
+    end
+    return r
+  end,
+}
+
+kinds.standardize = {
+  fit = function(s, rows, columns)
+    s.state = { mean = {}, scale = {} }
+    for _, c in ipairs(targets(s, rows, columns)) do
+      local n, sum, sq = 0, 0, 0
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if type(v) == "number" and not is_nan(v) then n, sum = n + 1, sum + v end
+      end
+      local mean = n > 0 and sum / n or 0
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if type(v) == "number" and not is_nan(v) then sq = sq + (v - mean) ^ 2 end
+      end
+      local sd = n > 0 and math.sqrt(sq / n) or 0
+      s.state.mean[c], s.state.scale[c] = mean, sd > 0 and sd or 1
+    end
+  end,
+  apply = function(s, r)
+    for c, mean in pairs(s.state.mean) do
+      local v = r[c]
+      if type(v) == "number" then r[c] = (v - mean) / s.state.scale[c] end
+    end
+    return r
+  end,
+}
+
+kinds.minmax = {
+  fit = function(s, rows, columns)
+    s.state = { lo = {}, span = {} }
+    for _, c in ipairs(targets(s, rows, columns)) do
+      local lo, hi
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if type(v) == "number" and not is_nan(v) then
+          lo, hi = math.min(lo or v, v), math.max(hi or v, v)
+        end
+      end
+      s.state.lo[c], s.state.span[c] = lo or 0, (hi and hi > lo) and hi - lo or 1
+    end
+  end,
+  apply = function(s, r)
+    for c, lo in pairs(s.state.lo) do
+      local v = r[c]
+      if type(v) == "number" then r[c] = (v - lo) / s.state.span[c] end
+    end
+    return r
+  end,
+}
+
+kinds.onehot = {
+  fit = function(s, rows, columns)
+    local cols = s.opts.columns or (type(s.opts[1]) == "string" and s.opts) or {}
+    if #cols == 0 then
+      for _, c in ipairs(columns) do
+        for _, r in ipairs(rows) do
+          if r[c] ~= nil then
+            if type(r[c]) == "string" then cols[#cols + 1] = c end
+            break
+          end
+        end
+      end
+    end
+    s.state = { columns = {}, unknown = s.opts.unknown or "ignore" }
+    for _, c in ipairs(cols) do
+      local seen, levels = {}, {}
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if v ~= nil and not seen[tostring(v)] then seen[tostring(v)] = true levels[#levels + 1] = tostring(v) end
+      end
+      table.sort(levels)
+      s.state.columns[#s.state.columns + 1] = { name = c, levels = levels }
+    end
+  end,
+  apply = function(s, r)
+    for _, col in ipairs(s.state.columns) do
+      local v = r[col.name]
+      local known = false
+      for _, level in ipairs(col.levels) do
+        local hit = v ~= nil and tostring(v) == level
+        r[col.name .. "=" .. level] = hit and 1 or 0
+        known = known or hit
+      end
+      if v ~= nil and not known and s.state.unknown == "error" then
+        error("onehot: unknown category '" .. tostring(v) .. "' in column " .. col.name, 0)
+      end
+      r[col.name] = nil
+    end
+    return r
+  end,
+}
+
+kinds.clip = {
+  fit = function(s, rows, columns)
+    s.state = { columns = targets(s, rows, columns), lo = s.opts.min or s.opts[1], hi = s.opts.max or s.opts[2] }
+  end,
+  apply = function(s, r)
+    for _, c in ipairs(s.state.columns) do
+      local v = r[c]
+      if type(v) == "number" then
+        if s.state.lo and v < s.state.lo then v = s.state.lo end
+        if s.state.hi and v > s.state.hi then v = s.state.hi end
+        r[c] = v
+      end
+    end
+    return r
+  end,
+}
+
+kinds.log1p = {
+  fit = function(s, rows, columns) s.state = { columns = targets(s, rows, columns) } end,
+  apply = function(s, r)
+    for _, c in ipairs(s.state.columns) do
+      local v = r[c]
+      if type(v) == "number" then r[c] = v > -1 and math.log(1 + v) or 0 / 0 end
+    end
+    return r
+  end,
+}
+
+kinds.select = {
+  fit = function(s) s.state = { keep = s.opts.columns or s.opts } end,
+  apply = function(s, r)
+    local out = {}
+    for _, c in ipairs(s.state.keep) do out[c] = r[c] end
+    return out
+  end,
+}
+
+kinds.drop = {
+  fit = function(s) s.state = { drop = s.opts.columns or s.opts } end,
+  apply = function(s, r)
+    for _, c in ipairs(s.state.drop) do r[c] = nil end
+    return r
+  end,
+}
+
+kinds.lua = {
+  fit = function(s) s.state = { source = s.opts.source, name = s.opts.name } end,
+  apply = function(s, r)
+    local fn = s.fn
+    if not fn then
+      local err
+      fn, err = sandbox.compile(s.state.source, s.state.name)
+      if not fn then error("step " .. s.state.name .. ": " .. err, 0) end
+      s.fn = fn
+    end
+    local ok, out = sandbox.call(s.state.name, fn, nil, r)
+    sandbox.scrub(r)
+    if not ok then error(out, 0) end
+    if type(out) ~= "table" then error(s.state.name .. ": must return the row table", 0) end
+    local plain, why = sandbox.check_value(out)
+    if not plain then error(s.state.name .. ": returned " .. why .. "; a row holds plain values", 0) end
+    return out
+  end,
+}
+
+-- Cluster membership as features: k-means on the standardized columns;
+-- apply() adds the nearest centre's index (`name`, 0-based) and the
+-- distance to it (`name`_distance). Centres travel in the artifact.
+kinds.kmeans = {
+  fit = function(s, rows, columns)
+    local cols = targets(s, rows, columns)
+    local mean, scale = {}, {}
+    for _, c in ipairs(cols) do
+      local n, sum, sq = 0, 0, 0
+      for _, r in ipairs(rows) do
+        local v = r[c]
+        if type(v) == "number" and not is_nan(v) then n, sum, sq = n + 1, sum + v, sq + v * v end
+      end
+      mean[c] = n > 0 and sum / n or 0
+      local var = n > 1 and (sq - n * mean[c] ^ 2) / (n - 1) or 0
+      scale[c] = var > 0 and math.sqrt(var) or 1
+    end
+    local data = {}
+    for _, c in ipairs(cols) do
+      local col = {}
+      for i, r in ipairs(rows) do
+        local v = r[c]
+        col[i] = (type(v) == "number" and not is_nan(v)) and (v - mean[c]) / scale[c] or 0
+      end
+      data[c] = col
+    end
+    local k = s.opts.k or 8
+    local km = models.kmeans { k = k, n_init = s.opts.n_init or 3, seed = s.opts.seed or 42 }
+    assert(km:fit(frame.new(data, { order = cols }), { features = cols }))
+    local raw, d = C.tz_kmeans_centroids(km.handle), #cols
+    local centers = {}
+    for j = 1, tonumber(C.tz_kmeans_k(km.handle)) do
+      local center = {}
+      for i = 1, d do center[i] = raw[(j - 1) * d + i - 1] end
+      centers[j] = center
+    end
+    s.state = { columns = cols, mean = mean, scale = scale, centers = centers, name = s.opts.name or "cluster" }
+  end,
+  apply = function(s, r)
+    local st = s.state
+    local best, best_d = 0, math.huge
+    for j, center in ipairs(st.centers) do
+      local dist = 0
+      for i, c in ipairs(st.columns) do
+        local v = r[c]
+        local z = (type(v) == "number" and not is_nan(v)) and (v - st.mean[c]) / st.scale[c] or 0
+        dist = dist + (z - center[i]) ^ 2
+      end
+      if dist < best_d then best, best_d = j - 1, dist end
+    end
+    r[st.name], r[st.name .. "_distance"] = best, math.sqrt(best_d)
+    return r
+  end,
+}
+
+local function make_step(kind)
+  return function(opts) return { kind = kind, opts = opts or {} } end
+end
+for _, k in ipairs { "fill_missing", "standardize", "minmax", "onehot", "clip", "log1p", "select", "drop", "kmeans" } do
+  step[k] = make_step(k)
+end
+step.standardise = step.standardize
+
+local lua_steps = 0
+--- A user step: a function(row) -> row, or its source text. The function's
+-- text travels in the artifact and runs in a sandbox (no io, os, require).
+function step.lua(fn, name)
+  lua_steps = lua_steps + 1
+  name = name or ("lua step " .. lua_steps)
+  local src = fn
+  if type(fn) == "function" then
+    local err
+    src, err = sandbox.source_of(fn)
+    if not src then error("step.lua: " .. err, 2) end
+  end
+  local compiled, cerr = sandbox.compile(src, name)
+  if not compiled then error("step.lua: " .. cerr, 2) end
+  return { kind = "lua", opts = { source = src, name = name }, fn = compiled }
+end
+
+-- ---- the pipeline ----------------------------------------------------------------------
+
+local Pipeline = {}
+Pipeline.__index = Pipeline
+
+--- A pipeline: { features = refs, request = {name = type}, steps = {...},
+-- model = a tycho.models model, post = { threshold = p } | { top_k = k } |
+-- function(out, row) -> out }.
+function M.new(def)
+  if type(def) ~= "table" or not models.is_model(def.model) then
+    error("pipeline: needs model = a tycho.models model", 2)
+  end
+  local post = def.post
+  if type(post) == "function" then
+    local src, err = sandbox.source_of(post)
+    if not src then error("pipeline post: " .. err, 2) end
+    post = { lua = src }
+  end
+  return setmetatable({ features = def.features or {}, request = def.request or {}, steps = def.steps or {},
+                        model = def.model, post = post, name = def.name }, Pipeline)
+end
+setmetatable(M, { __call = function(_, def) return M.new(def) end })
+
+-- The input columns: stored feature names of the refs plus request fields.
+local function input_columns(p, f)
+  local cols = {}
+  for _, ref in ipairs(p.features) do
+    local fname = ref:match(":(.+)$") or ref
+    if fname == "*" then
+      -- view:* means the view's features (and on-demand ones), from the catalog.
+      local fs = require("tycho.features").open()
+      local view = fs and fs:view(ref:match("^(.-):"))
+      if not view then error("pipeline: cannot resolve '" .. ref .. "': unknown feature view", 0) end
+      for _, feat in ipairs(view.features) do cols[#cols + 1] = feat.name end
+      local extra = {}
+      for name in pairs(view.transforms or {}) do extra[#extra + 1] = name end
+      table.sort(extra)
+      for _, name in ipairs(extra) do cols[#cols + 1] = name end
+    else
+      cols[#cols + 1] = fname
+    end
+  end
+  local names = {}
+  for k in pairs(p.request) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do cols[#cols + 1] = k end
+  if #cols == 0 then
+    for _, n in ipairs(f:names()) do if n ~= p.label then cols[#cols + 1] = n end end
+  end
+  local seen, out = {}, {}
+  for _, c in ipairs(cols) do
+    if not seen[c] and c ~= p.label then seen[c] = true out[#out + 1] = c end
+  end
+  return out
+end
+
+local function copy_row(src, columns)
+  local r = {}
+  for _, c in ipairs(columns) do r[c] = src[c] end
+  return r
+end
+
+local function run_steps(p, row)
+  for _, s in ipairs(p.steps) do row = kinds[s.kind].apply(s, row) end
+  return row
+end
+
+local REFERENCE_SAMPLE = 500
+
+-- Histogram reference for drift: quantile edges and counts per column.
+local function reference_of(values)
+  local vals = {}
+  for _, v in ipairs(values) do if type(v) == "number" and v == v then vals[#vals + 1] = v end end
+  if #vals == 0 then return nil end
+  table.sort(vals)
+  local edges = {}
+  for q = 1, 9 do edges[q] = frame.quantile(vals, q / 10) end
+  local counts = {}
+  for b = 1, 10 do counts[b] = 0 end
+  for _, v in ipairs(vals) do
+    local b = 1
+    while b <= 9 and v > edges[b] do b = b + 1 end
+    counts[b] = counts[b] + 1
+  end
+  -- Evenly spaced order statistics: the reference sample that the
+  -- Kolmogorov-Smirnov drift test compares live inputs with.
+  local sample, m = {}, math.min(#vals, REFERENCE_SAMPLE)
+  for i = 1, m do sample[i] = vals[math.floor((i - 0.5) * #vals / m) + 1] end
+  return { edges = edges, counts = counts, n = #vals, min = vals[1], max = vals[#vals], sample = sample,
+           quantiles = { frame.quantile(vals, 0.01), frame.quantile(vals, 0.5), frame.quantile(vals, 0.99) } }
+end
+
+-- Fits the steps on f's rows, each on the rows as the steps before it
+-- leave them. Returns the model's training frame (inputs after the steps,
+-- then the label) and its input columns.
+local function fit_steps(self, f, label)
+  local rows = {}
+  for i, r in f:rows() do rows[i] = copy_row(r, self.inputs) end
+  local columns = self.inputs
+  for _, s in ipairs(self.steps) do
+    local k = kinds[s.kind]
+    if not k then return nil, nil, "pipeline: unknown step kind '" .. tostring(s.kind) .. "'" end
+    k.fit(s, rows, columns)
+    for i, r in ipairs(rows) do rows[i] = k.apply(s, r) end
+    local seen = {}
+    columns = {}
+    for _, r in ipairs(rows) do
+      for c in pairs(r) do
+        if not seen[c] then seen[c] = true columns[#columns + 1] = c end
+      end
+    end
+    table.sort(columns)
+  end
+  local labels = f:col(label):to_table()
+  for i, r in ipairs(rows) do r[label] = labels[i] end
+  local order = {}
+  for _, c in ipairs(columns) do order[#order + 1] = c end
+  order[#order + 1] = label
+  return frame.from_rows(rows, { order = order }), columns
+end
+
+--- The frame a model search sees for these steps: f's inputs through the
+-- steps fitted on f, with the label (AutoML tunes on it, so features the
+-- steps add take part in the search).
+function M.transform_for_search(def, f, label)
+  local p = { features = def.features or {}, request = def.request or {}, steps = def.steps or {}, label = label }
+  p.inputs = input_columns(p, f)
+  local train, _, err = fit_steps(p, f, label)
+  if not train then error(err, 2) end
+  return train
+end
+
+-- The reference of the model's output on x (a frame of model inputs), as
+-- serving reports it: the positive class's probability, the predicted
+-- class's probability, or the predicted value.
+local function output_reference(self, x)
+  local raw, k = self.model:predict_raw(x)
+  local outs = {}
+  for i = 1, x:nrows() do
+    local best = raw[(i - 1) * k]
+    if self.model.task == "multiclass" then
+      for c = 1, k - 1 do best = math.max(best, raw[(i - 1) * k + c]) end
+    end
+    outs[i] = best
+  end
+  return reference_of(outs)
+end
+
+--- Fits steps and model on frame f (training rows only). opts: label,
+-- valid (frame), quiet. Returns self, or nil and a message (a failing user
+-- step is named in it).
+function Pipeline:fit(f, opts)
+  if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
+  local ok, res, err = pcall(self._fit, self, f, opts)
+  if not ok then return nil, tostring(res) end
+  return res, err
+end
+
+function Pipeline:_fit(f, opts)
+  opts = opts or {}
+  if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
+  local label = opts.label or self.label
+  if not label or not f:has(label) then return nil, "pipeline:fit: the frame has no label column '" .. tostring(label) .. "'" end
+  self.label = label
+  self.inputs = input_columns(self, f)
+  for _, c in ipairs(self.inputs) do
+    if not f:has(c) then return nil, "pipeline:fit: the frame has no input column '" .. c .. "'" end
+  end
+  self.input_types = {}
+  for _, c in ipairs(self.inputs) do self.input_types[c] = f:col(c).type end
+  local started = require("luv").hrtime()
+  local train, columns, step_err = fit_steps(self, f, label)
+  if not train then return nil, step_err end
+  self.model_inputs = columns
+  local valid
+  if opts.valid then valid = self:_transform_frame(opts.valid, true) end
+  local ok, err = self.model:fit(train, { label = label, features = columns, valid = valid, quiet = opts.quiet })
+  if not ok then return nil, err end
+  -- Training reference for drift monitoring: inputs and output.
+  self.reference = { inputs = {}, output = nil }
+  for _, c in ipairs(self.inputs) do
+    local ref = reference_of(f:col(c):to_table())
+    if ref then self.reference.inputs[c] = ref end
+  end
+  self.reference.output = output_reference(self, train)
+  self.fitted = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - started) / 1e9,
+                  data = f:fingerprint() }
+  require("tycho.registry.runs").record { kind = "fit", model = self.name or self.model.family, params = self.model.opts,
+    metrics = self.model.info, seconds = self.fitted.seconds, data = self.fitted.data }
+  return self
+end
+
+-- Inputs of a frame through the steps, as a frame of the model's inputs
+-- (with the label when keep_label).
+function Pipeline:_transform_frame(f, keep_label)
+  local rows = {}
+  for i, r in f:rows() do
+    local row = run_steps(self, copy_row(r, self.inputs))
+    if keep_label then row[self.label] = r[self.label] end
+    rows[i] = row
+  end
+  local order = {}
+  for _, c in ipairs(self.model_inputs) do order[#order + 1] = c end
+  if keep_label and f:has(self.label) then order[#order + 1] = self.label end
+  local types = {}
+  for _, c in ipairs(self.model_inputs) do types[c] = "float" end
+  return frame.from_rows(rows, { order = order, types = types })
+end
+
+local function apply_post(p, out, row)
+  local post = p.post
+  if not post then return out end
+  if post.threshold and p.model.task == "binary" then
+    out.prediction = p.model.classes[out.probability >= post.threshold and 2 or 1]
+  end
+  if post.lua then
+    p.post_fn = p.post_fn or assert(sandbox.compile(post.lua, "post"))
+    local ok, res = sandbox.call("post", p.post_fn, nil, out, row)
+    sandbox.scrub(out, row)
+    if not ok then error(res, 0) end
+    local plain, why = sandbox.check_value(res)
+    if not plain then error("post: returned " .. why .. "; an output holds plain values", 0) end
+    out = res
+  end
+  return out
+end
+
+--- Predictions. A frame gives a frame (prediction and, for classifiers,
+-- probability); a row table gives a table with the same fields. Errors in
+-- user steps come back as nil, message naming the step.
+function Pipeline:predict(input)
+  if not self.model_inputs then error("pipeline:predict: fit or load the pipeline first", 2) end
+  local f = input
+  if not frame.is_frame(input) then
+    if type(input) ~= "table" then error("pipeline:predict: expected a frame or a row table", 2) end
+    -- The online path: steps on the row table, the model on a one-row
+    -- array; the same numbers as the batch path, without building frames.
+    local ok, row = pcall(run_steps, self, copy_row(input, self.inputs))
+    if not ok then return nil, tostring(row) end
+    local raw, k = self.model:predict_values(row)
+    if not raw then return nil, k end
+    local pok, res = pcall(apply_post, self, models.format_one(self.model, raw, k), input)
+    if not pok then return nil, tostring(res) end
+    return res
+  end
+  for _, c in ipairs(self.inputs) do
+    if not f:has(c) then return nil, "missing input '" .. c .. "'" end
+  end
+  local ok, x = pcall(self._transform_frame, self, f, false)
+  if not ok then return nil, tostring(x) end
+  local pred, err = self.model:predict(x)
+  if not pred then return nil, err end
+  local n = pred:nrows()
+  local outs, has_prob = {}, pred:has("probability")
+  for i = 1, n do
+    local out = { prediction = pred:col("prediction"):get(i) }
+    if has_prob then out.probability = pred:col("probability"):get(i) end
+    local pok, res = pcall(apply_post, self, out, f:row(i))
+    if not pok then return nil, tostring(res) end
+    outs[i] = res
+  end
+  return frame.from_rows(outs, { order = has_prob and { "prediction", "probability" } or { "prediction" } })
+end
+
+--- Replaces the output's drift reference with the outputs on held-out
+-- rows f. The default reference comes from the training rows, where a
+-- model that fits them closely (forests, deep trees) is more confident
+-- than it will be on new data, so live outputs would read as drift.
+function Pipeline:set_output_reference(f)
+  self.reference = self.reference or { inputs = {} }
+  self.reference.output = output_reference(self, self:_transform_frame(f, false))
+  return self
+end
+
+--- Metrics for the task on a labelled frame (via the model's evaluate).
+function Pipeline:evaluate(f)
+  local x = self:_transform_frame(f, true)
+  local res = metrics.evaluate(self.model, x)
+  require("tycho.registry.runs").record { kind = "evaluate", model = self.name or self.model.family, metrics = res,
+                                 data = f:fingerprint() }
+  return res
+end
+
+function Pipeline:__tostring()
+  local kinds_list = {}
+  for i, s in ipairs(self.steps) do kinds_list[i] = s.kind end
+  return string.format("<pipeline %s: %d inputs -> [%s] -> %s>", self.name or "", #(self.inputs or {}),
+    table.concat(kinds_list, ", "), tostring(self.model))
+end
+
+-- ---- artifacts --------------------------------------------------------------------------
+
+local digest = ffi.new("uint8_t[32]")
+local function sha256_hex(s)
+  C.tz_hash_sha256(s, #s, digest)
+  local out = {}
+  for i = 0, 31 do out[i + 1] = string.format("%02x", digest[i]) end
+  return table.concat(out)
+end
+M.sha256 = sha256_hex
+
+local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
+
+--- The artifact as bytes: header JSON (format, inputs, steps and their
+-- state, user functions as source, post, training reference), the model's
+-- bytes, and the sha256 of both.
+function Pipeline:to_bytes()
+  if not self.model_inputs then return nil, "the pipeline is not fitted" end
+  local model_bytes, merr = self.model:to_bytes()
+  if not model_bytes then return nil, merr end
+  local steps = {}
+  for i, s in ipairs(self.steps) do steps[i] = { kind = s.kind, state = s.state } end
+  if self.artifact then return self.artifact, self.sha256 end  -- loaded: the bytes it came from
+  local header = json.encode_canonical({ format = ARTIFACT_VERSION, tycho = internal.version, name = self.name,
+    features = self.features, request = self.request, inputs = self.inputs, input_types = self.input_types,
+    model_inputs = self.model_inputs, label = self.label, steps = steps, post = self.post,
+    reference = self.reference, task = self.model.task, classes = self.model.classes,
+    rows = self.fitted and self.fitted.rows })
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  local sum = sha256_hex(header .. model_bytes)
+  C.tz_blob_put_str(w, header, #header)
+  C.tz_blob_put_str(w, model_bytes, #model_bytes)
+  C.tz_blob_put_str(w, sum, #sum)
+  if C.tz_blob_finish(w, ARTIFACT_KIND, ARTIFACT_VERSION, buf_out, len_out, base.err) ~= 0 then
+    return nil, ffi.string(base.err.msg)
+  end
+  local bytes = ffi.string(buf_out[0], len_out[0])
+  C.free(buf_out[0])
+  return bytes, sum
+end
+
+--- A pipeline from artifact bytes, or nil and why it was refused.
+function M.from_bytes(bytes)
+  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
+  if type(bytes) ~= "string" or C.tz_blob_open(bytes, #bytes, ARTIFACT_KIND, ARTIFACT_VERSION, r, nil, base.err) ~= 0 then
+    return nil, "artifact refused: " .. (type(bytes) == "string" and ffi.string(base.err.msg) or "not bytes")
+  end
+  local parts = {}
+  for i = 1, 3 do
+    local p = C.tz_blob_get_str(r, n)
+    parts[i] = p ~= nil and ffi.string(p, n[0]) or nil
+  end
+  if C.tz_blob_close(r, base.err) ~= 0 or not parts[3] then
+    return nil, "artifact refused: " .. ffi.string(base.err.msg)
+  end
+  local header, model_bytes, sum = parts[1], parts[2], parts[3]
+  if sha256_hex(header .. model_bytes) ~= sum then return nil, "artifact refused: sha256 mismatch (tampered)" end
+  local h = json.decode(header)
+  if type(h) ~= "table" or h.format ~= ARTIFACT_VERSION then return nil, "artifact refused: bad header" end
+  local model, merr = models.from_bytes(model_bytes)
+  if not model then return nil, "artifact refused: " .. merr end
+  local steps = {}
+  for i, s in ipairs(h.steps) do
+    if not kinds[s.kind] then return nil, "artifact refused: unknown step kind '" .. tostring(s.kind) .. "'" end
+    steps[i] = { kind = s.kind, state = s.state, opts = {} }
+    if s.kind == "lua" then
+      local fn, cerr = sandbox.compile(s.state.source, s.state.name)
+      if not fn then return nil, "artifact refused: step " .. tostring(s.state.name) .. ": " .. cerr end
+      steps[i].fn = fn
+    end
+  end
+  local p = setmetatable({ features = h.features, request = h.request, steps = steps, model = model,
+                           post = h.post ~= json.null and h.post or nil, name = h.name ~= json.null and h.name or nil,
+                           inputs = h.inputs, input_types = h.input_types, model_inputs = h.model_inputs,
+                           label = h.label, reference = h.reference, fitted = { rows = h.rows } }, Pipeline)
+  p.sha256, p.artifact = sum, bytes
+  return p
+end
+
+--- Writes the artifact file (atomically); true or nil, message.
+function Pipeline:save(path)
+  local bytes, err = self:to_bytes()
+  if not bytes then return nil, err end
+  return files.write_atomic(path, bytes)
+end
+
+--- Loads an artifact file: pipeline or nil, message.
+function M.load(path)
+  local bytes, ferr = files.read(path)
+  if not bytes then return nil, ferr end
+  local p, err = M.from_bytes(bytes)
+  if not p then return nil, path .. ": " .. err end
+  return p
+end
+
+function M.is_pipeline(v) return getmetatable(v) == Pipeline end
+
+return M

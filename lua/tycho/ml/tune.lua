@@ -1,0 +1,370 @@
+--- Hyperparameter search: grid, random and Bayesian (Gaussian-process
+-- surrogate with expected improvement). Every search scores candidates the
+-- same way — k-fold (cv = k) or a holdout fraction — and returns a
+-- leaderboard of trials, best first.
+--
+--   local result = tune.bayes {
+--     model = function(p) return models.gbt { rounds = 50, depth = p.depth, eta = p.eta } end,
+--     space = { depth = { "int", 2, 8 }, eta = { "log", 0.01, 0.5 } },
+--     data = train, label = "label", metric = "auc", cv = 3, trials = 20, seed = 42,
+--   }
+--   result.best.params, result.best.score, result.trials
+--
+-- Space entries: { lo, hi } (uniform real), { "int", lo, hi }, { "log", lo, hi }
+-- (log-uniform), or a list of choices { "a", "b" } (grid and random only
+-- need lists; bayes maps choices onto an index).
+local metrics = require "tycho.ml.metrics"
+local uv = require "luv"
+
+local function wall() return tonumber(uv.hrtime()) / 1e9 end
+
+local M = {}
+
+-- ---- spaces ----------------------------------------------------------------------
+
+local function dims(space)
+  local names = {}
+  for k in pairs(space) do names[#names + 1] = k end
+  table.sort(names)
+  local out = {}
+  for i, name in ipairs(names) do
+    local s = space[name]
+    if type(s) ~= "table" then error("tune: space." .. name .. " must be a table", 3) end
+    local kind
+    if s[1] == "int" or s[1] == "log" then kind = s[1]
+    elseif #s == 2 and type(s[1]) == "number" and type(s[2]) == "number" and s[1] < s[2] and s.choices == nil then
+      kind = "real"
+    else kind = "choice" end
+    out[i] = { name = name, kind = kind, lo = kind == "real" and s[1] or s[2], hi = kind == "real" and s[2] or s[3],
+               choices = kind == "choice" and s or nil }
+  end
+  return out
+end
+
+-- Maps u in [0, 1] onto a dimension's value.
+local function decode(d, u)
+  if d.kind == "real" then return d.lo + u * (d.hi - d.lo) end
+  if d.kind == "log" then return math.exp(math.log(d.lo) + u * (math.log(d.hi) - math.log(d.lo))) end
+  if d.kind == "int" then return math.min(d.hi, d.lo + math.floor(u * (d.hi - d.lo + 1))) end
+  return d.choices[math.min(#d.choices, 1 + math.floor(u * #d.choices))]
+end
+
+-- The unit-cube point of a value (inverse of decode), for given starting points.
+local function encode(d, v)
+  if d.kind == "real" then return (v - d.lo) / (d.hi - d.lo) end
+  if d.kind == "log" then return (math.log(v) - math.log(d.lo)) / (math.log(d.hi) - math.log(d.lo)) end
+  if d.kind == "int" then return (v - d.lo + 0.5) / (d.hi - d.lo + 1) end
+  for i, c in ipairs(d.choices) do
+    if c == v then return (i - 0.5) / #d.choices end
+  end
+  error("tune: initial value " .. tostring(v) .. " is not a choice of " .. d.name, 4)
+end
+
+local function params_of(ds, u)
+  local p = {}
+  for i, d in ipairs(ds) do p[d.name] = decode(d, u[i]) end
+  return p
+end
+
+local function key_of(p)
+  local names = {}
+  for k in pairs(p) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = {}
+  for i, k in ipairs(names) do parts[i] = k .. "=" .. tostring(p[k]) end
+  return table.concat(parts, ",")
+end
+
+-- Seeded generator (Park-Miller), the same sequence everywhere. The seed is
+-- scrambled first (a few rounds of an integer hash), so small and adjacent
+-- seeds start unrelated streams instead of near-zero, evenly spaced draws.
+local function rng(seed)
+  local x = (seed or 42) % 2147483646 + 1
+  for _ = 1, 4 do x = (x * 1103515245 + 12345) % 2147483647 end
+  x = (x * 48271) % 2147483647
+  if x == 0 then x = 1 end
+  for _ = 1, 8 do x = x * 48271 % 2147483647 end
+  return function()
+    x = x * 48271 % 2147483647
+    return (x - 1) / 2147483646
+  end
+end
+
+-- ---- scoring ---------------------------------------------------------------------
+
+local function evaluate(opts, params)
+  local data, label = opts.data, opts.label
+  local metric = opts.metric or "accuracy"
+  local folds
+  if opts.cv then
+    folds = data:kfold(opts.cv, { seed = opts.seed })
+  else
+    local train, test = data:split { test = opts.holdout or 0.2, seed = opts.seed }
+    folds = { { train = train, test = test } }
+  end
+  local total, t0 = 0, wall()
+  for _, fold in ipairs(folds) do
+    local model = opts.model(params)
+    local ok, err = model:fit(fold.train, { label = label, features = opts.features, quiet = true })
+    if not ok then error("tune: fit failed for " .. key_of(params) .. ": " .. tostring(err), 0) end
+    total = total + metrics.score(metric, model, fold.test, label)
+  end
+  return total / #folds, wall() - t0
+end
+
+local function better(metric, a, b)
+  if metrics.higher_is_better(metric) then return a > b end
+  return a < b
+end
+M.better = better
+
+local function finish(opts, trials)
+  local metric = opts.metric or "accuracy"
+  local ranked = {}
+  for i, t in ipairs(trials) do ranked[i] = t end
+  table.sort(ranked, function(a, b)
+    if a.score ~= b.score then return better(metric, a.score, b.score) end
+    return a.trial < b.trial
+  end)
+  for rank, t in ipairs(ranked) do t.rank = rank end
+  return { best = ranked[1], trials = ranked, history = trials, metric = metric }
+end
+
+local function check(opts, name)
+  if type(opts) ~= "table" or type(opts.model) ~= "function" or not opts.data or not opts.label then
+    error("tune." .. name .. ": needs model (function of params), data (frame), label and space", 3)
+  end
+end
+
+local function run_trial(opts, trials, params)
+  local score, seconds = evaluate(opts, params)
+  trials[#trials + 1] = { trial = #trials + 1, params = params, score = score, seconds = seconds }
+  if opts.on_trial then opts.on_trial(trials[#trials]) end
+  require("tycho.registry.runs").record { kind = "trial", model = opts.name or "tune", params = params,
+                                 metrics = { [opts.metric or "accuracy"] = score }, seconds = seconds }
+  return score
+end
+
+--- Every combination of the listed values: space = { depth = {3, 6}, eta = {0.1, 0.3} }.
+function M.grid(opts)
+  check(opts, "grid")
+  local names = {}
+  for k in pairs(opts.space) do names[#names + 1] = k end
+  table.sort(names)
+  local trials = {}
+  local function walk(i, p)
+    if i > #names then
+      local copy = {}
+      for k, v in pairs(p) do copy[k] = v end
+      run_trial(opts, trials, copy)
+      return
+    end
+    for _, v in ipairs(opts.space[names[i]]) do
+      p[names[i]] = v
+      walk(i + 1, p)
+    end
+  end
+  walk(1, {})
+  return finish(opts, trials)
+end
+
+--- trials random draws from the space (seeded).
+function M.random(opts)
+  check(opts, "random")
+  local ds, draw, trials, seen = dims(opts.space), rng(opts.seed), {}, {}
+  local budget = opts.trials or 20
+  -- Duplicates are drawn again (a small discrete space may run out first).
+  for _ = 1, 100 * budget do
+    if #trials >= budget then break end
+    local u = {}
+    for i = 1, #ds do u[i] = draw() end
+    local p = params_of(ds, u)
+    if not seen[key_of(p)] then
+      seen[key_of(p)] = true
+      run_trial(opts, trials, p)
+    end
+  end
+  return finish(opts, trials)
+end
+
+-- ---- Gaussian process ------------------------------------------------------------
+
+-- Matern 5/2 kernel on the unit cube, length scale ell.
+local function kernel(a, b, ell)
+  local d2 = 0
+  for i = 1, #a do d2 = d2 + (a[i] - b[i]) ^ 2 end
+  local r = math.sqrt(5 * d2) / ell
+  return (1 + r + r * r / 3) * math.exp(-r)
+end
+
+local function cholesky(A, n)
+  local L = {}
+  for i = 1, n do
+    L[i] = {}
+    for j = 1, i do
+      local s = A[i][j]
+      for k = 1, j - 1 do s = s - L[i][k] * L[j][k] end
+      if i == j then
+        if s <= 0 then return nil end
+        L[i][i] = math.sqrt(s)
+      else
+        L[i][j] = s / L[j][j]
+      end
+    end
+  end
+  return L
+end
+
+local function solve(L, b, n)
+  local y = {}
+  for i = 1, n do
+    local s = b[i]
+    for k = 1, i - 1 do s = s - L[i][k] * y[k] end
+    y[i] = s / L[i][i]
+  end
+  local x = {}
+  for i = n, 1, -1 do
+    local s = y[i]
+    for k = i + 1, n do s = s - L[k][i] * x[k] end
+    x[i] = s / L[i][i]
+  end
+  return x, y
+end
+
+local function gp_fit(X, y, ell, noise)
+  local n = #X
+  local mean, var = 0, 0
+  for i = 1, n do mean = mean + y[i] end
+  mean = mean / n
+  for i = 1, n do var = var + (y[i] - mean) ^ 2 end
+  local sd = math.sqrt(var / n)
+  if sd == 0 then sd = 1 end
+  local z = {}
+  for i = 1, n do z[i] = (y[i] - mean) / sd end
+  local K = {}
+  for i = 1, n do
+    K[i] = {}
+    for j = 1, n do K[i][j] = kernel(X[i], X[j], ell) + (i == j and noise or 0) end
+  end
+  local L = cholesky(K, n)
+  if not L then return nil end
+  local alpha = solve(L, z, n)
+  return { X = X, L = L, alpha = alpha, n = n, ell = ell, mean = mean, sd = sd, z = z }
+end
+
+-- Log marginal likelihood, to pick the length scale.
+local function gp_lml(gp)
+  local fit = 0
+  for i = 1, gp.n do fit = fit + gp.z[i] * gp.alpha[i] end
+  local logdet = 0
+  for i = 1, gp.n do logdet = logdet + math.log(gp.L[i][i]) end
+  return -0.5 * fit - logdet
+end
+
+local function gp_predict(gp, x)
+  local k = {}
+  for i = 1, gp.n do k[i] = kernel(x, gp.X[i], gp.ell) end
+  local mu = 0
+  for i = 1, gp.n do mu = mu + k[i] * gp.alpha[i] end
+  local v = select(2, solve(gp.L, k, gp.n))
+  local var = 1
+  for i = 1, gp.n do var = var - v[i] * v[i] end
+  return mu * gp.sd + gp.mean, math.sqrt(math.max(var, 1e-12)) * gp.sd
+end
+
+local function norm_pdf(z) return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) end
+
+local function norm_cdf(z)
+  -- Abramowitz-Stegun 7.1.26 on erf; absolute error below 1.5e-7.
+  local t = 1 / (1 + 0.3275911 * math.abs(z) / math.sqrt(2))
+  local y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t
+    * math.exp(-z * z / 2)
+  return z >= 0 and 0.5 * (1 + y) or 0.5 * (1 - y)
+end
+M._norm_cdf = norm_cdf
+
+--- Expected improvement over best for a maximised objective.
+local function expected_improvement(mu, sigma, best, xi)
+  if sigma <= 0 then return 0 end
+  local z = (mu - best - xi) / sigma
+  return (mu - best - xi) * norm_cdf(z) + sigma * norm_pdf(z)
+end
+M._expected_improvement = expected_improvement
+
+--- Bayesian optimisation: opts.initial points (params tables) and init
+-- random trials (5), then each trial maximises
+-- expected improvement of a GP fitted to the scores so far (the length
+-- scale chosen by marginal likelihood), over 2000 seeded random candidates.
+function M.bayes(opts)
+  check(opts, "bayes")
+  local ds, draw, trials = dims(opts.space), rng(opts.seed), {}
+  local budget, init = opts.trials or 20, math.min(opts.init or 5, opts.trials or 20)
+  local sign = metrics.higher_is_better(opts.metric or "accuracy") and 1 or -1
+  local X, y, seen = {}, {}, {}
+  local function try(u)
+    local p = params_of(ds, u)
+    local key = key_of(p)
+    if seen[key] then return false end
+    seen[key] = true
+    X[#X + 1], y[#y + 1] = u, sign * run_trial(opts, trials, p)
+    return true
+  end
+  -- Given starting points first (e.g. a family's defaults), then random ones.
+  for _, p in ipairs(opts.initial or {}) do
+    if #trials < budget then
+      local u = {}
+      for i, d in ipairs(ds) do u[i] = math.min(1, math.max(0, encode(d, p[d.name]))) end
+      try(u)
+    end
+  end
+  local attempts = 0
+  while #trials < init and attempts < 100 * budget do
+    attempts = attempts + 1
+    local u = {}
+    for i = 1, #ds do u[i] = draw() end
+    try(u)
+  end
+  while #trials < budget and attempts < 100 * budget do
+    local gp, best_lml
+    for _, ell in ipairs { 0.1, 0.2, 0.4, 0.8, 1.6 } do
+      local g = gp_fit(X, y, ell, 1e-4)
+      if g then
+        local lml = gp_lml(g)
+        if not best_lml or lml > best_lml then gp, best_lml = g, lml end
+      end
+    end
+    local best_y = -math.huge
+    for _, v in ipairs(y) do best_y = math.max(best_y, v) end
+    local pick, pick_ei = nil, -1
+    for _ = 1, 2000 do
+      local u = {}
+      for i = 1, #ds do u[i] = draw() end
+      local ei
+      if gp then
+        local mu, sigma = gp_predict(gp, u)
+        ei = expected_improvement(mu, sigma, best_y, 0.01)
+      else
+        ei = draw()  -- no usable surrogate: fall back to random search
+      end
+      if ei > pick_ei and not seen[key_of(params_of(ds, u))] then pick, pick_ei = u, ei end
+    end
+    attempts = attempts + 1
+    if not pick then break end
+    try(pick)
+  end
+  return finish(opts, trials)
+end
+
+--- The leaderboard as a frame: rank, trial, score, seconds, then each param.
+function M.leaderboard(result)
+  local frame = require "tycho.core.frame"
+  local rows = {}
+  for i, t in ipairs(result.trials) do
+    local r = { rank = t.rank, trial = t.trial, score = t.score, seconds = t.seconds }
+    for k, v in pairs(t.params) do r[k] = v end
+    rows[i] = r
+  end
+  return frame.from_rows(rows)
+end
+
+return M

@@ -1,0 +1,283 @@
+--- Monitoring of served models: the prediction log joined with outcomes.
+--
+--   local m = tycho.monitor.summary("spam", { window = "1h" })
+--   m.versions[1].metrics.accuracy, m.versions[1].drift.psi_max
+--
+-- Per model version (and role: live or shadow) in the window: volume,
+-- latency p50/p99, errors, online metrics from outcomes joined by
+-- prediction id (binary: accuracy, AUC, log loss; multiclass: accuracy;
+-- regression: RMSE, MAE), and drift of every input and of the output
+-- against the training reference in the version's artifact: PSI over the
+-- reference's decile bins and the two-sample Kolmogorov-Smirnov test
+-- against its reference sample. A feature drifts when PSI > psi (0.2) or
+-- the KS p-value < alpha (0.05) divided by the number of features tested
+-- (Bonferroni: a model with 50 inputs would otherwise alarm on noise).
+-- Inputs are logged for a sample of predictions (serving's sample_every);
+-- drift needs min_samples (100) of them: below that, PSI's noise alone
+-- (about (bins - 1) / n) nears the 0.2 threshold.
+local json = require "tycho.util.json"
+local keys = require "tycho.util.keys"
+local metrics = require "tycho.ml.metrics"
+local stats = require "tycho.experiments.stats"
+local timeutil = require "tycho.util.timeutil"
+
+local M = {}
+
+-- Training facts of a version, loaded once per process (artifacts are
+-- immutable): task, classes, reference.
+local facts_cache = {}
+local function facts(name, version)
+  local key = name .. "\0" .. tostring(version)
+  local f = facts_cache[key]
+  if f == nil then
+    local reg = require("tycho.registry").open()
+    local pipe = reg and reg:load(name, version)
+    f = pipe and { task = pipe.model.task, classes = pipe.model.classes, reference = pipe.reference or {} } or false
+    facts_cache[key] = f
+  end
+  return f or nil
+end
+
+local function percentile(sorted, q)
+  if #sorted == 0 then return json.null end
+  return sorted[math.max(1, math.ceil(q * #sorted))]
+end
+
+local function online_metrics(f, rows)
+  local n = #rows
+  if n == 0 or not f then return {} end
+  if f.task == "regression" then
+    local y, p = {}, {}
+    for i, r in ipairs(rows) do y[i], p[i] = tonumber(r.outcome) or 0 / 0, tonumber(r.output.prediction) or 0 / 0 end
+    return { rmse = metrics.rmse(y, p), mae = metrics.mae(y, p) }
+  end
+  local hits = 0
+  for _, r in ipairs(rows) do
+    if tostring(r.output.prediction) == tostring(r.outcome) then hits = hits + 1 end
+  end
+  local out = { accuracy = hits / n }
+  if f.task == "binary" and f.classes then
+    local y, p, both = {}, {}, {}
+    local positive = tostring(f.classes[2])
+    for i, r in ipairs(rows) do
+      y[i] = tostring(r.outcome) == positive and 1 or 0
+      p[i] = tonumber(r.output.probability) or 0.5
+      both[y[i]] = true
+    end
+    out.log_loss = metrics.log_loss(y, p)
+    if both[0] and both[1] then out.auc = metrics.auc(y, p) end
+  end
+  return out
+end
+
+local function drift_of(ref, values, opts, tests)
+  if not ref then return nil end
+  if #values < opts.min_samples then return { samples = #values, status = "insufficient" } end
+  local psi = stats.psi(ref.edges, ref.counts, values)
+  local d = { samples = #values, psi = psi }
+  if ref.sample and #ref.sample > 0 then
+    local ks = stats.ks_2samp(values, ref.sample)
+    d.ks, d.ks_p_value = ks.statistic, ks.p_value
+  end
+  d.drifted = psi > opts.psi or (d.ks_p_value ~= nil and d.ks_p_value < opts.alpha / tests)
+  return d
+end
+
+local function output_value(f, out)
+  if type(out) ~= "table" then return nil end
+  if f and (f.task == "binary" or f.task == "multiclass") then return tonumber(out.probability) end
+  return tonumber(out.prediction)
+end
+
+local function summarize(name, g, opts)
+  local f = facts(name, g.version)
+  table.sort(g.latencies)
+  local s = { version = g.version, role = g.role, volume = g.volume, errors = g.errors,
+              latency_ms = { p50 = percentile(g.latencies, 0.5), p99 = percentile(g.latencies, 0.99) },
+              outcomes = #g.joined, metrics = online_metrics(f, g.joined) }
+  local ref = f and f.reference or {}
+  local drift = { features = {}, psi_max = 0, drifted = {}, samples = #g.inputs }
+  local names = {}
+  for c in pairs(ref.inputs or {}) do names[#names + 1] = c end
+  table.sort(names)
+  for _, c in ipairs(names) do
+    local values = {}
+    for _, row in ipairs(g.inputs) do
+      local v = tonumber(row[c])
+      if v and v == v then values[#values + 1] = v end
+    end
+    local d = drift_of(ref.inputs[c], values, opts, #names)
+    drift.features[c] = d
+    if d and d.psi then
+      drift.psi_max = math.max(drift.psi_max, d.psi)
+      if d.drifted then drift.drifted[#drift.drifted + 1] = c end
+    end
+  end
+  local outs = {}
+  for _, o in ipairs(g.outputs) do
+    local v = output_value(f, o)
+    if v then outs[#outs + 1] = v end
+  end
+  drift.output = drift_of(ref.output, outs, opts, 1) or json.null
+  s.drift = drift
+  if not f then s.error = "version " .. tostring(g.version) .. " is not in the registry" end
+  return s
+end
+
+-- Version order, newest first: "1.0.10" after "1.0.9".
+local function newer(a, b)
+  local pa, pb = {}, {}
+  for n in tostring(a):gmatch("%d+") do pa[#pa + 1] = tonumber(n) end
+  for n in tostring(b):gmatch("%d+") do pb[#pb + 1] = tonumber(n) end
+  for i = 1, math.max(#pa, #pb) do
+    if (pa[i] or -1) ~= (pb[i] or -1) then return (pa[i] or -1) > (pb[i] or -1) end
+  end
+  return tostring(a) > tostring(b)
+end
+
+--- The summary of model `name` over opts.window (a duration, default "1h")
+-- ending at opts.now (µs, default now). opts: psi, alpha, min_samples,
+-- max_records (200000: a bound on the work of one call; the newest are
+-- kept, and `truncated` says so).
+function M.summary(name, opts)
+  opts = opts or {}
+  local window = timeutil.duration(opts.window or "1h")
+  local now = opts.now or timeutil.now()
+  local o = { psi = opts.psi or 0.2, alpha = opts.alpha or 0.05, min_samples = opts.min_samples or 100 }
+  local max_records = opts.max_records or 200000
+  local st = opts.store or assert(require("tycho.core.store").open())
+  local groups, order, truncated = {}, {}, false
+  st:view(function(tx)
+    local count = 0
+    for _, raw in tx:scan("predictions", { from = keys.pack("i64", now - window * 1e6), to = keys.pack("i64", now + 1),
+                                           reverse = true }) do
+      count = count + 1
+      if count > max_records then truncated = true break end
+      local e = json.decode(raw)
+      if e.model == name then
+        local gk = tostring(e.version) .. "\0" .. (e.role or "live")
+        local g = groups[gk]
+        if not g then
+          g = { version = e.version, role = e.role or "live", volume = 0, errors = 0, latencies = {}, joined = {},
+                inputs = {}, outputs = {} }
+          groups[gk] = g
+          order[#order + 1] = gk
+        end
+        g.volume = g.volume + 1
+        if e.error then g.errors = g.errors + 1 end
+        if e.ms then g.latencies[#g.latencies + 1] = e.ms end
+        if e.output ~= nil then g.outputs[#g.outputs + 1] = e.output end
+        if type(e.inputs) == "table" then g.inputs[#g.inputs + 1] = e.inputs end
+        local oc = e.output ~= nil and tx:get("outcomes", e.id)
+        if oc then g.joined[#g.joined + 1] = { output = e.output, outcome = json.decode(oc).outcome } end
+      end
+    end
+  end)
+  local versions = {}
+  for _, gk in ipairs(order) do versions[#versions + 1] = summarize(name, groups[gk], o) end
+  table.sort(versions, function(a, b)
+    if a.version ~= b.version then return newer(a.version, b.version) end
+    return a.role < b.role
+  end)
+  return { model = name, window = opts.window or "1h", from = timeutil.format(now - window * 1e6),
+           to = timeutil.format(now), truncated = truncated, versions = versions }
+end
+
+local fmt = require("tycho.util.pretty").number
+
+--- The summary as a readable table (the CLI and the REPL print this).
+function M.format(s)
+  local lines = { string.format("model %s, window %s (%s .. %s)%s", s.model, s.window, s.from, s.to,
+    s.truncated and ", newest records only" or "") }
+  if #s.versions == 0 then
+    lines[#lines + 1] = "no predictions in the window"
+    return table.concat(lines, "\n")
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = string.format("%-10s %-7s %8s %6s %9s %9s %8s  %s", "VERSION", "ROLE", "VOLUME", "ERRORS",
+    "P50 MS", "P99 MS", "OUTCOMES", "METRICS")
+  for _, v in ipairs(s.versions) do
+    local ms = {}
+    for k, x in pairs(v.metrics) do ms[#ms + 1] = string.format("%s=%.4g", k, x) end
+    table.sort(ms)
+    lines[#lines + 1] = string.format("%-10s %-7s %8d %6d %9s %9s %8d  %s", v.version, v.role, v.volume, v.errors,
+      fmt(v.latency_ms.p50, "%.3f"), fmt(v.latency_ms.p99, "%.3f"), v.outcomes, table.concat(ms, " "))
+  end
+  for _, v in ipairs(s.versions) do
+    local d = v.drift
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = string.format("drift of %s (%s), %d sampled inputs: max PSI %.3f; drifted: %s; output: %s",
+      v.version, v.role, d.samples, d.psi_max, #d.drifted > 0 and table.concat(d.drifted, ", ") or "none",
+      type(d.output) == "table" and (d.output.drifted and "drifted" or d.output.status or "stable") or "-")
+    local names = {}
+    for f in pairs(d.features) do names[#names + 1] = f end
+    table.sort(names, function(a, b) return (d.features[a].psi or -1) > (d.features[b].psi or -1) end)
+    lines[#lines + 1] = string.format("  %-24s %8s %8s %10s", "FEATURE", "PSI", "KS", "KS P")
+    local function row(name, f)
+      if type(f) ~= "table" then return end
+      lines[#lines + 1] = string.format("  %-24s %8s %8s %10s%s", name, fmt(f.psi, "%.3f"), fmt(f.ks, "%.3f"),
+        fmt(f.ks_p_value, "%.3g"), f.drifted and "  DRIFT" or (f.status and ("  " .. f.status) or ""))
+    end
+    row("(output)", d.output)
+    local shown, waiting = 0, 0
+    for _, name in ipairs(names) do
+      local f = d.features[name]
+      if f.status == "insufficient" then
+        waiting = waiting + 1
+      elseif shown < 10 then
+        shown = shown + 1
+        row(name, f)
+      end
+    end
+    if shown < #names - waiting then lines[#lines + 1] = string.format("  ... %d more", #names - waiting - shown) end
+    if waiting > 0 then
+      lines[#lines + 1] = string.format("  %d inputs wait for more sampled values (%d so far)", waiting, d.samples)
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+--- Prints a model's summary (for the REPL): tycho.monitor.show("spam", "1h").
+function M.show(name, window)
+  print(M.format(M.summary(name, { window = window })))
+end
+
+--- The summary as the HTTP route answers it: empty lists stay lists.
+function M.to_json(summary)
+  local out = {}
+  for k, v in pairs(summary) do out[k] = v end
+  local versions = {}
+  for i, v in ipairs(summary.versions) do
+    local c = {}
+    for k, x in pairs(v) do c[k] = x end
+    c.drift = {}
+    for k, x in pairs(v.drift) do c.drift[k] = x end
+    if #c.drift.drifted == 0 then c.drift.drifted = json.empty_array end
+    if not next(c.drift.features) then c.drift.features = json.empty_array end
+    if not next(c.metrics) then c.metrics = json.null end
+    versions[i] = c
+  end
+  out.versions = #versions > 0 and versions or json.empty_array
+  return out
+end
+
+--- The figures of the live version an alert rule sees: the summary's
+-- entry for `version` (or the busiest live one) with the model name.
+function M.current(summary, version)
+  local pick
+  for _, v in ipairs(summary.versions) do
+    if v.role == "live" and (version == nil and (not pick or v.volume > pick.volume) or v.version == version) then
+      pick = v
+    end
+  end
+  if not pick then
+    return { model = summary.model, volume = 0, errors = 0, metrics = {}, drift = { psi_max = 0, drifted = {},
+             features = {} }, latency_ms = {} }
+  end
+  local m = {}
+  for k, v in pairs(pick) do m[k] = v end
+  m.model, m.window = summary.model, summary.window
+  return m
+end
+
+return M

@@ -1,0 +1,71 @@
+--- Run tracking (like MLflow's): every pipeline fit, evaluation and tuning
+-- trial is recorded in the home's `runs` database under a time-ordered id.
+--   tycho.runs.list { model = "gbt", kind = "fit", sort = "auc", limit = 10 }
+local json = require "tycho.util.json"
+local keys = require "tycho.util.keys"
+local timeutil = require "tycho.util.timeutil"
+
+local M = {}
+local store, counter = nil, 0
+
+local function open()
+  if not store then
+    local st, err = require("tycho.core.store").open()
+    if not st then return nil, err end
+    store = st
+  end
+  return store
+end
+
+--- Records a run: { kind, model, params, metrics, seconds, data }. Returns
+-- its id. Failures to record never break training: they return nil, err.
+function M.record(run)
+  local st, err = open()
+  if not st then return nil, err end
+  counter = counter + 1
+  local now = timeutil.now()
+  local id = string.format("%d-%d-%d", now, require("luv").os_getpid(), counter)
+  run.id, run.at = id, timeutil.format(now)
+  local ok, perr = pcall(function()
+    st:put("runs", keys.pack("i64 s", now, id), json.encode(run))
+  end)
+  if not ok then return nil, perr end
+  return id
+end
+
+--- Runs, newest first, filtered by model and kind; sort by a metric name
+-- (best first: higher for scores, lower for losses) or "seconds".
+function M.list(opts)
+  opts = opts or {}
+  local st, err = open()
+  if not st then return nil, err end
+  local out = {}
+  st:view(function(tx)
+    for _, v in tx:scan("runs", { reverse = true }) do
+      local r = json.decode(v)
+      if r and (not opts.model or r.model == opts.model) and (not opts.kind or r.kind == opts.kind) then
+        out[#out + 1] = r
+      end
+    end
+  end)
+  if opts.sort then
+    local lower = opts.sort == "seconds" or not require("tycho.ml.metrics").higher_is_better(opts.sort)
+    local function value(r)
+      if opts.sort == "seconds" then return r.seconds end
+      return type(r.metrics) == "table" and r.metrics[opts.sort] or nil
+    end
+    table.sort(out, function(a, b)
+      local va, vb = value(a), value(b)
+      if va == nil then return false end
+      if vb == nil then return true end
+      if lower then return va < vb end
+      return va > vb
+    end)
+  end
+  if opts.limit then
+    for i = #out, opts.limit + 1, -1 do out[i] = nil end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,629 @@
+--- HTTP apps: routes with path parameters, JSON in and out, and the worker
+-- glue behind `tycho serve`.
+--
+--   local app = tycho.app()
+--   app:get("/hello/{name}", function(req) return { hello = req.params.name } end)
+--   return app
+--
+-- A handler gets req (method, path, params, query, headers, body, peer,
+-- req:json()) and returns one of:
+--   table                       200, sent as JSON
+--   status, table_or_string     JSON (table) or text (string) with that status
+--   status, headers, body       as given (body: string, or table sent as JSON)
+--   nothing                     204
+-- http.error(status, code, message) (or a failing req:json()) answers with
+-- the JSON error {"error": {"code", "message"}} of DESIGN.md.
+--
+-- A handler that must wait (feedback answered after its group commit) calls
+-- req:defer(), returns, and later calls reply(fn, ...): fn(...) runs like a
+-- handler and its result (or raised error) is the response.
+local internal = require "tycho.internal"
+local json = require "tycho.util.json"
+local uv_hrtime = require("luv").hrtime
+local observe  -- defined with the metrics below
+
+local M = {}
+
+local JSON_HEADERS = { ["Content-Type"] = "application/json" }
+local TEXT_HEADERS = { ["Content-Type"] = "text/plain; charset=utf-8" }
+local HTTP_ERROR = {}  -- metatable marking errors raised by M.error
+
+--- Raises an HTTP error that the app turns into a JSON error response.
+function M.error(status, code, message)
+  error(setmetatable({ status = status, code = code, message = message }, HTTP_ERROR), 2)
+end
+
+-- A message that came from a Lua error carries where it was raised
+-- ("/checkout/lua/tycho/x.lua:574: "): the client gets the message, never
+-- the server's file layout.
+local function without_positions(message)
+  if type(message) ~= "string" or not message:find(".lua:", 1, true) then return message end
+  return (message:gsub("[^%s\"']*%.lua:%d+: ", ""))
+end
+
+local function error_response(status, code, message)
+  return status, JSON_HEADERS, json.encode({ error = { code = code, message = without_positions(message) } })
+end
+
+local function hex_char(h) return string.char(tonumber(h, 16)) end
+
+-- Percent-decoding. No closure here: creating one per call (every path
+-- parameter of every request) stopped LuaJIT's trace.
+local function unescape(s)
+  if not s:find("%", 1, true) then return s end
+  return (s:gsub("%%(%x%x)", hex_char))
+end
+
+local function parse_query(qs)
+  local q = {}
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k:gsub("+", " "))
+    q[k] = unescape(v:gsub("+", " "))
+  end
+  return q
+end
+
+local Request = {}
+Request.__index = Request
+
+--- The body decoded as JSON; a 400 error response when it is not JSON.
+function Request:json()
+  if self._json == nil then
+    local v, err = json.decode(self.body)
+    if v == nil then M.error(400, "bad_json", err or "empty body") end
+    self._json = v
+  end
+  return self._json
+end
+
+--- Answers this request later: returns reply(fn, ...), to be called once.
+-- What the handler itself returns is then ignored (an error it raises is
+-- still answered at once).
+function Request:defer()
+  self._token = self._token or internal.http_defer()
+  return function(fn, ...) self._reply(self, internal.xpcall(fn, ...)) end
+end
+
+-- Route patterns: "/v1/models/{name}:predict" -> Lua pattern and names.
+local function compile_route(path)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error("route path must be a string starting with '/'", 3)
+  end
+  local names, pattern, pos = {}, { "^" }, 1
+  while true do
+    local s, e, name = path:find("{([%a_][%w_]*)}", pos)
+    local literal = path:sub(pos, (s or 0) - 1)
+    pattern[#pattern + 1] = literal:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+    if not s then break end
+    names[#names + 1] = name
+    pattern[#pattern + 1] = "([^/]+)"
+    pos = e + 1
+  end
+  pattern[#pattern + 1] = "$"
+  return table.concat(pattern), names
+end
+
+local App = {}
+App.__index = App
+
+-- The feature store of this worker, opened on first use (after fork).
+local feature_store
+local function features()
+  if not feature_store then
+    local fs, err = require("tycho.features").open()
+    if not fs then M.error(503, "store_unavailable", err) end
+    feature_store = fs
+  end
+  return feature_store
+end
+
+--- Bounds on one request's work, so that it stays small next to the
+-- other requests on its worker (a predict of a million instances held one
+-- for 47 s): `items` bounds instances per predict, entity keys per online
+-- read, rows per push and entries per feedback or events request;
+-- `features` the references per online read; `monitor_records` the
+-- prediction-log records one monitor request reads. tycho.app{ limits = {...} }
+-- changes them.
+M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 50000 }
+
+--- Answers 413 when a request asks for more than limit `what` allows.
+function M.check_count(app, n, what, noun)
+  local limit = app.limits[what]
+  if n > limit then
+    M.error(413, "too_large", string.format("%d %s in one request; the limit is %d (tycho.app{limits = {%s = ...}})",
+      n, noun, limit, what))
+  end
+end
+
+local MAX_REF_BYTES = 256
+
+-- Feast feature server: POST /get-online-features.
+local function get_online_features(app, req)
+  local body = req:json()
+  if type(body) ~= "table" or type(body.features) ~= "table" or type(body.entities) ~= "table" then
+    M.error(400, "bad_request", 'expected {"features": ["view:feature", ...], "entities": {"key": [...]}}')
+  end
+  M.check_count(app, #body.features, "features", "feature references")
+  for i, ref in ipairs(body.features) do
+    if type(ref) ~= "string" or #ref == 0 or #ref > MAX_REF_BYTES then
+      M.error(400, "bad_request", string.format("features[%d] must be a 'view:feature' string of 1 to %d bytes",
+        i, MAX_REF_BYTES))
+    end
+  end
+  local total = 0
+  for key, list in pairs(body.entities) do
+    if type(key) ~= "string" or type(list) ~= "table" then
+      M.error(400, "bad_request", 'entities must map a join key to a list of keys: {"user_id": ["a", "b"]}')
+    end
+    for i, v in ipairs(list) do
+      if type(v) ~= "string" and type(v) ~= "number" then
+        M.error(400, "bad_request", string.format("entities.%s[%d] must be a string or a number", key, i))
+      end
+    end
+    total = total + #list
+  end
+  M.check_count(app, total, "items", "entity keys")
+  local res, err = features():online(body.features, body.entities)
+  if not res then M.error(err:match("^unknown") and 404 or 400, "bad_request", err) end
+  if not body.full_feature_names then
+    -- Feast answers bare feature names unless full names are asked for.
+    for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
+  end
+  return res
+end
+
+-- Feast feature server: POST /push.
+local function push(app, req)
+  local body = req:json()
+  local view = type(body) == "table" and (body.push_source_name or body.view)
+  if type(view) ~= "string" or type(body.df) ~= "table" then
+    M.error(400, "bad_request", 'expected {"push_source_name": "view", "df": {"column": [...]}, "to": "online"}')
+  end
+  for _, column in pairs(body.df) do
+    if type(column) == "table" then M.check_count(app, #column, "items", "rows") end
+  end
+  local report, err = features():push(view, body.df, body.to)
+  if not report then M.error(err:match("^unknown feature view") and 404 or 400, "bad_request", err) end
+  local issues = {}
+  for i, is in ipairs(report.issues) do issues[i] = { row = is.line, reason = is.reason } end
+  local out = { landed = report.landed, rejected = report.rejected, issues = issues }
+  if report.landed == 0 and report.rejected > 0 then return 400, out end
+  return out
+end
+
+--- A new app. opts.builtin = false leaves out the built-in routes.
+function M.app(opts)
+  local limits = {}
+  for k, v in pairs(M.DEFAULT_LIMITS) do limits[k] = v end
+  for k, v in pairs(opts and opts.limits or {}) do
+    if M.DEFAULT_LIMITS[k] == nil then error("tycho.app: unknown limit '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+      error("tycho.app: limit " .. k .. " must be a positive integer", 2)
+    end
+    limits[k] = v
+  end
+  local app = setmetatable({ routes = {}, builtin_routes = {}, middleware = {}, opts = opts or {}, hosted = {},
+                             experiments = {}, alerts = {}, limits = limits,
+                             metrics = { requests = {}, latency = {}, predictions = {} } }, App)
+  app.schedules = {}  -- DAG files run by worker 0 (App:schedule)
+  if app.opts.builtin ~= false then
+    -- Built-in routes are searched after the app's own, which may replace them.
+    app.adding_builtins = true
+    app:get("/v2/health/live", function() return { live = true } end)
+    app:get("/v2/health/ready", function()
+      for name, h in pairs(app.hosted) do
+        if not h:ready() then return 503, { ready = false, model = name, error = h.errors.main } end
+      end
+      return { ready = true }
+    end)
+    app:get("/v1/models", function()
+      local list = {}
+      for _, h in pairs(app.hosted) do list[#list + 1] = h:describe() end
+      table.sort(list, function(a, b) return a.name < b.name end)
+      return { models = #list > 0 and list or json.empty_array }
+    end)
+    app:get("/v1/models/{name}", function(req)
+      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
+      return h:describe()
+    end)
+    app:post("/v1/models/{name}:predict", function(req)
+      local body = req:json()
+      if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
+        M.error(400, "bad_request", 'expected {"instances": [{...}, ...]}')
+      end
+      M.check_count(app, #body.instances, "items", "instances")
+      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
+      local res, status, code, msg = h:predict(body.instances, app.log, req)
+      if not res then M.error(status, code, msg) end
+      local m = app.metrics
+      local key = h.name .. "\0" .. res.model_version
+      m.predictions[key] = (m.predictions[key] or 0) + #body.instances
+      return res
+    end)  -- not read-only: it writes the prediction log and experiment exposures
+    app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
+    require("tycho.serve.watch").add(app, M)
+    app.adding_builtins = nil
+    app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
+    app:post("/push", function(req) return push(app, req) end)
+  end
+  return app
+end
+
+function M.is_app(v) return getmetatable(v) == App end
+
+local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
+
+--- Adds a route; method is an HTTP method name, path may hold {params}.
+-- On a server with a token, POST, PUT, PATCH and DELETE need it; opts.read_only
+-- marks one that changes nothing (no token), opts.writes a GET that does
+-- (token).
+function App:route(method, path, handler, opts)
+  if type(handler) ~= "function" then error("route handler must be a function", 2) end
+  local pattern, names = compile_route(path)
+  local list = self.adding_builtins and self.builtin_routes or self.routes
+  method = method:upper()
+  local writes = opts and opts.writes or (MUTATING[method] and not (opts and opts.read_only))
+  list[#list + 1] = { method = method, path = path, pattern = pattern,
+                      names = names, handler = handler, writes = writes and true or false }
+  return self
+end
+
+for _, verb in ipairs { "get", "post", "put", "delete", "patch" } do
+  App[verb] = function(self, path, handler, opts) return self:route(verb, path, handler, opts) end
+end
+
+--- Adds middleware: fn(req, next) returns what a handler returns, usually
+-- by calling next(req).
+function App:use(fn)
+  if type(fn) ~= "function" then error("middleware must be a function", 2) end
+  self.middleware[#self.middleware + 1] = fn
+  return self
+end
+
+--- Hosts a registered model by alias: app:model("spam", { alias = "production",
+-- canary = { alias = "staging", percent = 5 }, shadow = { alias = "staging" } }).
+function App:model(name, opts)
+  self.hosted[name] = require("tycho.serve.hosted").host(name, opts)
+  return self
+end
+
+--- Runs a DAG file on its schedule: the first worker starts due runs as
+-- child processes (tycho.dagsched). A relative path is relative to the app
+-- file; a DAG that fails to load fails the app.
+function App:schedule(path)
+  if type(path) ~= "string" then error("app:schedule: expected a DAG file path", 2) end
+  local dir = debug.getinfo(2, "S").source:match("^@(.*)/[^/]*$")
+  local file = (path:sub(1, 1) == "/" or not dir) and path or (dir .. "/" .. path)
+  local ok, err = require("tycho.dag.sched").check({ file })
+  if not ok then error("app:schedule: " .. err, 2) end
+  self.schedules[#self.schedules + 1] = { path = file }
+  return self
+end
+
+--- Declares an experiment (see tycho.experiments). When its variants name
+-- models, the predict route of the control's model splits traffic by it.
+function App:experiment(def)
+  local experiments = require "tycho.experiments"
+  local e = experiments.define(def)
+  if self.experiments[e.name] then error("experiment '" .. e.name .. "' is declared twice", 2) end
+  local with_model = 0
+  for _, v in ipairs(e.variants) do if v.model then with_model = with_model + 1 end end
+  if with_model > 0 and with_model < #e.variants then
+    error("experiment " .. e.name .. ": either every variant names a model or none does", 2)
+  end
+  if with_model > 0 then
+    local model, alias = experiments.parse_model_ref(e:control().model)
+    for _, h in pairs(self.hosted) do
+      if h.experiment then error("experiment " .. e.name .. ": model " .. h.name .. " already has an experiment", 2) end
+    end
+    self.hosted[model] = self.hosted[model] or require("tycho.serve.hosted").host(model, { alias = alias })
+    self.hosted[model]:attach(e)
+  end
+  self.experiments[e.name] = e
+  return self
+end
+
+--- The variant of a unit in experiment `name` for a handler (plain-data
+-- variants): the variant table, and whether the unit is counted.
+function App:assign(name, unit, req)
+  local e = self.experiments[name] or error("no experiment '" .. tostring(name) .. "'", 2)
+  return e:assign(unit, req)
+end
+
+--- Adds an alert rule, checked on a timer by the first worker:
+-- { name, model, window = "1h", every = "1m", when = function(m) -> bool,
+--   ["do"] = function(m) }. m is the monitor summary of the model's live
+-- version (tycho.monitor.current). The action runs when the condition
+-- becomes true, and again only after it was false in between.
+function App:alert(rule)
+  if type(rule) ~= "table" or type(rule.when) ~= "function" or type(rule["do"]) ~= "function" then
+    error("alert: expected { model = NAME, when = function(m), do = function(m) }", 2)
+  end
+  if type(rule.model) ~= "string" then error("alert: model must name a hosted model", 2) end
+  local timeutil = require "tycho.util.timeutil"
+  self.alerts[#self.alerts + 1] = { name = rule.name or ("alert" .. (#self.alerts + 1)), model = rule.model,
+    window = rule.window or "1h", every = timeutil.duration(rule.every or "1m"), when = rule.when,
+    action = rule["do"], firing = false, fired = 0, errors = 0 }
+  return self
+end
+
+local function find_route(app, method, path)
+  local allowed
+  local routes = app.all_routes
+  if not routes or #routes ~= #app.routes + #app.builtin_routes then
+    routes = {}
+    for _, r in ipairs(app.routes) do routes[#routes + 1] = r end
+    for _, r in ipairs(app.builtin_routes) do routes[#routes + 1] = r end
+    app.all_routes = routes
+  end
+  for _, r in ipairs(routes) do
+    local caps = { path:match(r.pattern) }
+    if caps[1] then
+      if r.method == method or (method == "HEAD" and r.method == "GET") then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = unescape(caps[i]) end
+        return r, params
+      end
+      allowed = allowed or {}
+      allowed[#allowed + 1] = r.method
+    end
+  end
+  return nil, allowed
+end
+
+local function to_response(status, a, b)
+  if type(status) == "table" then return 200, JSON_HEADERS, json.encode(status) end
+  if status == nil then return 204, {}, "" end
+  if type(status) ~= "number" then error("handler returned a " .. type(status) .. ", not a status or table", 0) end
+  if b ~= nil then
+    local headers = {}
+    for k, v in pairs(a or {}) do headers[k] = tostring(v) end
+    if type(b) == "table" then
+      headers["Content-Type"] = headers["Content-Type"] or "application/json"
+      return status, headers, json.encode(b)
+    end
+    return status, headers, tostring(b or "")
+  end
+  if type(a) == "table" then return status, JSON_HEADERS, json.encode(a) end
+  return status, TEXT_HEADERS, a == nil and "" or tostring(a)
+end
+
+-- Constant-time comparison, so response timing does not leak the token.
+local function same_secret(a, b)
+  if #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
+--- The function the server calls per request: raw request table in,
+-- status, headers, body out. token (optional) guards mutating routes.
+function App:handler(token)
+  local chain = function(req) return req.route.handler(req) end
+  for i = #self.middleware, 1, -1 do
+    local mw, inner = self.middleware[i], chain
+    chain = function(req) return mw(req, inner) end
+  end
+  local function respond(ok, ...)
+    if ok then return to_response(...) end
+    local e = ...
+    if getmetatable(e) == HTTP_ERROR then return error_response(e.status, e.code, e.message) end
+    io.stderr:write("tycho: handler error: ", tostring(e), "\n")
+    return error_response(500, "internal", "internal server error")
+  end
+  -- Metrics and the access log, once the response is known.
+  local function record(req, name, status, body)
+    local seconds = tonumber(uv_hrtime() - req._started) / 1e9
+    observe(self.metrics, name, status, seconds)
+    if self.access_log then
+      self.access_log:write(json.encode({ time = os.time(), method = req.method, path = req.path,
+        route = name, status = status, ms = seconds * 1000, bytes = #body, peer = req.peer }), "\n")
+    end
+  end
+  local function reply(req, ok, ...)
+    -- Unprotected here (no C pcall around a late answer): a result that is
+    -- no response becomes a 500 instead of a connection left waiting.
+    local rok, status, headers, body = pcall(respond, ok, ...)
+    if not rok then
+      io.stderr:write("tycho: handler error: ", tostring(status), "\n")
+      status, headers, body = error_response(500, "internal", "internal server error")
+    end
+    record(req, req._name, status, body)
+    internal.http_respond(req._token, status, headers, body)
+  end
+  -- Routing, auth and the handler: status, headers, body, and the route's
+  -- name for metrics and the access log; nothing for a deferred request.
+  local function authorized(req)
+    return not token or same_secret(req.headers.authorization or "", "Bearer " .. token)
+  end
+  local function unauthorized(name)
+    local status, headers, body = error_response(401, "unauthorized", "this route needs Authorization: Bearer TOKEN")
+    return status, headers, body, name
+  end
+  local function dispatch(req)
+    local route, params = find_route(self, req.method, req.path)
+    if not route then
+      -- Without the token, a writing method learns nothing of the routes.
+      if MUTATING[req.method] and not authorized(req) then return unauthorized("unrouted") end
+      if params then
+        local status, headers, body = error_response(405, "method_not_allowed",
+          req.method .. " is not allowed on " .. req.path)
+        return status, { ["Content-Type"] = headers["Content-Type"], Allow = table.concat(params, ", ") }, body,
+          "unrouted"
+      end
+      local status, headers, body = error_response(404, "not_found", "no route for " .. req.method .. " " .. req.path)
+      return status, headers, body, "unrouted"
+    end
+    local name = route.method .. " " .. route.path
+    if route.writes and not authorized(req) then return unauthorized(name) end
+    req.params, req.route, req._name, req._reply = params, route, name, reply
+    req.query = parse_query(req.query_string)
+    setmetatable(req, Request)
+    local ok, a, b, c = internal.xpcall(chain, req)
+    if ok and req._token then return nil end
+    local status, headers, body = respond(ok, a, b, c)
+    return status, headers, body, name
+  end
+  return function(req)
+    req._started = uv_hrtime()
+    local status, headers, body, name = dispatch(req)
+    if status == nil then return end
+    record(req, name, status, body)
+    -- A handler that deferred and then raised: answered now, through its token.
+    if req._token then internal.http_respond(req._token, status, headers, body) end
+    return status, headers, body
+  end
+end
+
+-- ---- metrics (Prometheus text format) ----------------------------------------------
+
+local BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
+
+observe = function(m, route, status, seconds)
+  local rkey = route .. "\0" .. status
+  m.requests[rkey] = (m.requests[rkey] or 0) + 1
+  local h = m.latency[route]
+  if not h then
+    h = { counts = {}, sum = 0, n = 0 }
+    for i = 1, #BUCKETS do h.counts[i] = 0 end
+    m.latency[route] = h
+  end
+  for i, b in ipairs(BUCKETS) do if seconds <= b then h.counts[i] = h.counts[i] + 1 end end
+  h.sum, h.n = h.sum + seconds, h.n + 1
+end
+
+local function label(v) return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+--- The app's metrics in the Prometheus exposition format (this worker's).
+function M.prometheus(app)
+  local m, out = app.metrics, {}
+  local function line(s) out[#out + 1] = s end
+  line("# HELP tycho_http_requests_total HTTP requests by route and status.")
+  line("# TYPE tycho_http_requests_total counter")
+  for _, k in ipairs(sorted_keys(m.requests)) do
+    local route, status = k:match("^(.*)%z(%d+)$")
+    line(string.format('tycho_http_requests_total{route="%s",status="%s"} %d', label(route), status, m.requests[k]))
+  end
+  line("# HELP tycho_http_request_duration_seconds Request handling time by route.")
+  line("# TYPE tycho_http_request_duration_seconds histogram")
+  for _, route in ipairs(sorted_keys(m.latency)) do
+    local h = m.latency[route]
+    for i, b in ipairs(BUCKETS) do
+      line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="%g"} %d', label(route), b, h.counts[i]))
+    end
+    line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="+Inf"} %d', label(route), h.n))
+    line(string.format('tycho_http_request_duration_seconds_sum{route="%s"} %.9f', label(route), h.sum))
+    line(string.format('tycho_http_request_duration_seconds_count{route="%s"} %d', label(route), h.n))
+  end
+  line("# HELP tycho_predictions_total Predictions by model and version.")
+  line("# TYPE tycho_predictions_total counter")
+  for _, k in ipairs(sorted_keys(m.predictions)) do
+    local model, version = k:match("^(.*)%z(.*)$")
+    line(string.format('tycho_predictions_total{model="%s",version="%s"} %d', label(model), label(version), m.predictions[k]))
+  end
+  line("# HELP tycho_model_info Hosted model versions (1 = ready).")
+  line("# TYPE tycho_model_info gauge")
+  for _, name in ipairs(sorted_keys(app.hosted)) do
+    local d = app.hosted[name]:describe()
+    line(string.format('tycho_model_info{model="%s",version="%s"} %d', label(name),
+      label(d.ready and d.version or "none"), d.ready and 1 or 0))
+  end
+  require("tycho.serve.watch").prometheus(app, line, label)
+  local statm = io.open("/proc/self/statm")
+  local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0
+  if statm then statm:close() end
+  line("# HELP tycho_process_resident_memory_bytes Resident memory of this worker.")
+  line("# TYPE tycho_process_resident_memory_bytes gauge")
+  line(string.format("tycho_process_resident_memory_bytes %d", rss * 4096))
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function read_token(path)
+  if not path or path == "" then return nil end
+  local f, err = io.open(path)
+  if not f then error("cannot read token file: " .. err, 0) end
+  local token = f:read("*a"):match("^%s*(.-)%s*$")
+  f:close()
+  if token == "" then error("token file " .. path .. " is empty", 0) end
+  return token
+end
+
+local function load_app(path)
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, 0) end
+  local app = chunk()
+  if not M.is_app(app) then
+    error(path .. " must return an app (return tycho.app() with routes), got " .. type(app), 0)
+  end
+  return app
+end
+
+--- Called by the serve master before forking: fails early on a broken app
+-- or token file.
+function M.check_app(path, token_file, log_retention)
+  load_app(path)
+  read_token(token_file)
+  if log_retention and log_retention ~= "" then require("tycho.util.timeutil").duration(log_retention) end
+  return 0
+end
+
+--- One serving worker: loads the app and serves until SIGTERM drains it.
+function M.worker(opts)
+  -- Serving reads and writes the home at random: no readahead (store.lua).
+  require("tycho.core.store").defaults.random_access = true
+  local app = load_app(opts.app)
+  local token = read_token(opts.token_file)
+  opts.on_listen = nil
+  if opts.access_log then
+    -- One JSON line per request; line-buffered so workers' lines interleave whole.
+    local f = opts.access_log == "-" and io.stderr or io.open(opts.access_log, "a")
+    if not f then error("cannot open access log " .. opts.access_log, 0) end
+    f:setvbuf("line")
+    app.access_log = f
+  end
+  if next(app.experiments) then require("tycho.serve.watch").start(app) end
+  if next(app.hosted) or next(app.experiments) then
+    local log_opts = app.opts.prediction_log or {}
+    app.log_retain = require("tycho.util.timeutil").duration(opts.log_retention or log_opts.retain or "7d")
+    local hook, has_work = require("tycho.serve.watch").on_flush(app)
+    app.log, app.flush_log, app.commit_log = require("tycho.serve.hosted").prediction_log {
+      retain = opts.log_retention or log_opts.retain, sample_every = log_opts.sample_every,
+      interval_ms = log_opts.interval_ms, group_ms = log_opts.group_ms, group_max = log_opts.group_max,
+      all_waiting = internal.http_all_waiting,
+      on_flush = hook, has_work = has_work }
+  end
+  if opts.worker == 0 and #app.alerts > 0 then require("tycho.serve.watch").start_alerts(app) end
+  if next(app.hosted) then
+    -- Hosted models follow their aliases: checked every second, a moved
+    -- alias loads the new version; one that fails keeps the old serving.
+    for _, h in pairs(app.hosted) do h:refresh() end
+    local uv = require "luv"
+    local timer = uv.new_timer()
+    timer:start(1000, 1000, function()
+      for _, h in pairs(app.hosted) do
+        local ok, err = pcall(h.refresh, h)
+        if not ok then io.stderr:write("tycho serve: refreshing ", h.name, ": ", tostring(err), "\n") end
+      end
+    end)
+    timer:unref()
+  end
+  if opts.worker == 0 and #app.schedules > 0 then
+    app.scheduler = require("tycho.dag").scheduler(app.schedules):start()
+  end
+  local ok, err = internal.http_serve(opts, app:handler(token))
+  if not ok then
+    io.stderr:write("tycho serve: worker ", opts.worker, ": ", err, "\n")
+    return false
+  end
+  return true
+end
+
+return M
