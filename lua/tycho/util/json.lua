@@ -35,16 +35,32 @@ local function all_finite(v)
   return true
 end
 
-local EMPTY = "\0tycho:[]\0"
+-- Empty arrays: cjson 2.1 writes an empty table as {}, so `empty_array` is
+-- a marker string that encoding turns into []. The marker holds a nonce
+-- drawn when the module loads, so no string a client sends can be it (with
+-- a fixed marker, a decoded body could turn a string into an array, or its
+-- re-encoding into broken JSON: found by fuzz/json_fuzz).
+local function nonce()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(12) or (tostring(os.time()) .. tostring({}))
+  if f then f:close() end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+local EMPTY = "\0tycho:[]:" .. nonce() .. "\0"
 M.empty_array = EMPTY
-local EMPTY_ENCODED = '"\\u0000tycho:[]\\u0000"'
+local EMPTY_ENCODED = cjson.encode(EMPTY)
+local EMPTY_PATTERN = EMPTY_ENCODED:gsub("%p", "%%%0")
+
+local function arrays_emptied(s)
+  if not s:find(EMPTY_ENCODED, 1, true) then return s end
+  return (s:gsub(EMPTY_PATTERN, "[]"))
+end
 
 --- Encodes a value; raises on values JSON cannot hold (functions, cycles).
 function M.encode(value)
   local s, err = cjson.encode(value)
   if not s then error("json.encode: " .. err, 2) end
-  if s:find(EMPTY_ENCODED, 1, true) then s = s:gsub('"\\u0000tycho:%[%]\\u0000"', "[]") end
-  return s
+  return arrays_emptied(s)
 end
 
 local function is_array(t)
@@ -88,9 +104,7 @@ end
 function M.encode_canonical(value)
   local out = {}
   canonical(value, out)
-  local s = table.concat(out)
-  if s:find(EMPTY_ENCODED, 1, true) then s = s:gsub('"\\u0000tycho:%[%]\\u0000"', "[]") end
-  return s
+  return arrays_emptied(table.concat(out))
 end
 
 --- Decodes text; returns value or nil, message.

@@ -59,6 +59,15 @@ describe("tycho.json", function()
     assert.same({ x = json.null, y = json.null, z = 1 }, json.decode(json.encode({ x = 0 / 0, y = -math.huge, z = 1 })))
   end)
 
+  it("never takes a client's string for the empty-array marker", function()
+    for _, text in ipairs { '["\\u0000tycho:[]\\u0000"]', '["X\\"\\u0000tycho:[]\\u0000"]',
+                            '{"\\"\\u0000tycho:[]\\u0000":1}' } do
+      local v = assert(json.decode(text))
+      assert.same(v, json.decode(json.encode(v)), text)
+      assert.same(v, json.decode(json.encode_canonical(v)), text)
+    end
+  end)
+
   it("encodes empty_array as []", function()
     assert.equal('{"items":[]}', json.encode({ items = json.empty_array }))
   end)
