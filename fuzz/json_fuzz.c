@@ -1,7 +1,5 @@
 /* libFuzzer target: Tycho's JSON border, the module tycho.util.json
- * (lua/tycho/util/json.lua; tycho.json in lua/tycho/json.lua before the
- * modules moved into sub-packages: the harness loads whichever exists).
- * It is lua-cjson's cjson.safe plus Tycho's rules: NaN, Infinity, hex and
+ * (lua/tycho/util/json.lua). It is lua-cjson's cjson.safe plus Tycho's rules: NaN, Infinity, hex and
  * numbers past a double's range are refused as "not a finite decimal"; a
  * computed NaN encodes as null.
  *
@@ -218,13 +216,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
 
-    /* tycho.util.json since the module move (lua/tycho/util/json.lua);
-     * tycho.json before it (now an alias only the runtime's loader knows). */
-    static const char *const load =
-        "local name = package.searchpath('tycho.util.json', package.path) and 'tycho.util.json' or 'tycho.json'\n"
-        "local m = require(name)\n"
-        "io.stderr:write('json_fuzz: ', name, ' from ', package.searchpath(name, package.path), '\\n')\n"
-        "return m\n";
+    static const char *const load = "return require 'tycho.util.json'\n";
     if (luaL_loadstring(L, load) != 0 || lua_pcall(L, 0, 1, 0) != 0 || !lua_istable(L, -1)) {
         fprintf(stderr, "json_fuzz: cannot load Tycho's JSON module (needs lua-cjson: apt-get install lua-cjson): %s\n",
                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a table");
