@@ -27,6 +27,7 @@
 -- Writes from the request path (exposures) are buffered and written in one
 -- transaction every 200 ms; events and feedback are written at once.
 local json = require "tycho.util.json"
+local errors = require "tycho.util.errors"
 local keys = require "tycho.util.keys"
 local stats = require "tycho.experiments.stats"
 local timeutil = require "tycho.util.timeutil"
@@ -552,14 +553,14 @@ local function count_rejected(tx, name, n)
 end
 
 --- Records per-unit outcomes: events = { {unit, metric, value}, ... }.
--- Returns { accepted, rejected = { {index, reason} } }, or nil, status,
--- message when the whole request is refused (stopped experiment). Events
+-- Returns { accepted, rejected = { {index, reason} } }, or nil, message,
+-- "conflict" when the whole request is refused (stopped experiment). Events
 -- for units never exposed, for another metric or with a non-numeric value
 -- are rejected one by one and the rest land.
 function Experiment:record_events(events, store)
   store = store or st()
   if self:status(store) == "stopped" then
-    return nil, 409, "experiment " .. self.name .. " is stopped; its results are final"
+    return errors.fail("conflict", "experiment " .. self.name .. " is stopped; its results are final")
   end
   return store:update(function(tx)
     self:flush_in(tx)
@@ -807,12 +808,12 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
   local r = { prediction_id = id == nil and json.null or id, status = "rejected" }
   local key, at = log_key(id)
   local outcome = type(it) == "table" and it.outcome
-  if not key then r.code, r.reason = "malformed", "malformed prediction_id"
+  if not key then r.code, r.reason = errors.invalid, "malformed prediction_id"
   elseif bad_outcome(outcome) then
-    r.code, r.reason = "bad_outcome", "outcome must be a number, string or boolean"
+    r.code, r.reason = errors.invalid, "outcome must be a number, string or boolean"
   elseif at < now - retain_us then
-    r.code, r.reason = "expired", "prediction id expired (older than the log's retention)"
-  elseif at > now + 60e6 then r.code, r.reason = "future", "unknown prediction id (from the future)"
+    r.code, r.reason = errors.gone, "prediction id expired (older than the log's retention)"
+  elseif at > now + 60e6 then r.code, r.reason = errors.not_found, "unknown prediction id (from the future)"
   else
     local record = outcome_json(outcome, stamp)
     if not tx:put_new("outcomes", id, record) then
@@ -828,7 +829,7 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
       r.status = "pending"
     else
       tx:delete("outcomes", id)
-      r.code, r.reason = "unknown", "unknown prediction id"
+      r.code, r.reason = errors.not_found, "unknown prediction id"
     end
   end
   return r

@@ -23,6 +23,7 @@ local internal = require "tycho.internal"
 local base = require "tycho.core.base"
 local C = require "tycho.core.kernels"
 local sandbox = require "tycho.util.sandbox"
+local errors = require "tycho.util.errors"
 
 local M = {}
 
@@ -187,7 +188,7 @@ end
 --- A view's definition, or nil, message.
 function FS:view(name)
   local v = self.store:view(function(tx) return load_view(self, tx, name) end)
-  if not v then return nil, "unknown feature view '" .. tostring(name) .. "'" end
+  if not v then return errors.fail("not_found", "unknown feature view '" .. tostring(name) .. "'") end
   return v
 end
 
@@ -454,8 +455,8 @@ end
 -- unchanged (already there: re-ingesting is idempotent), time_range,
 -- quarantine) or nil, message when the source cannot be read at all.
 function FS:ingest(view, source, opts)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   local iter, issues = rows_of(source, v)
   if not iter then return nil, issues end
   return land(self, v, iter, issues, opts and opts.to or "online_and_offline",
@@ -466,23 +467,23 @@ end
 -- Feast "df" ({column = {values...}}); to = "online" | "offline" |
 -- "online_and_offline". Returns the report, or nil, message.
 function FS:push(view, rows, to)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   if to and to ~= "online" and to ~= "offline" and to ~= "online_and_offline" then
-    return nil, "to must be online, offline or online_and_offline"
+    return errors.fail("invalid", "to must be online, offline or online_and_offline")
   end
   local list = rows
   if frame.is_frame(rows) then
     return land(self, v, rows:rows(), {}, to or "online", "push")
   end
-  if type(rows) ~= "table" then return nil, "push needs rows" end
+  if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
   if #rows == 0 and next(rows) then
     -- Column form: { col = {v1, v2}, ... }; a short column (trailing nils
     -- in Lua) reads as nulls.
     list = {}
     local n = 0
     for col, values in pairs(rows) do
-      if type(values) ~= "table" then return nil, "df column '" .. tostring(col) .. "' must be a list" end
+      if type(values) ~= "table" then return errors.fail("invalid", "df column '" .. tostring(col) .. "' must be a list") end
       n = math.max(n, table.maxn(values))
     end
     for col, values in pairs(rows) do
@@ -526,24 +527,26 @@ local function parse_refs(fs, refs, tx)
   local epoch = tx:get("catalog", "meta/epoch") or "0"
   local hit = fs.refs_cache[key]
   if hit and hit.epoch == epoch then return hit.views, hit.order end
-  local views, order = parse_refs_uncached(fs, refs, tx)
+  local views, order, code = parse_refs_uncached(fs, refs, tx)
   if views then
     if fs.refs_cached > 1000 then fs.refs_cache, fs.refs_cached = {}, 0 end
     fs.refs_cache[key] = { epoch = epoch, views = views, order = order }
     fs.refs_cached = fs.refs_cached + 1
   end
-  return views, order
+  return views, order, code
 end
 
 function parse_refs_uncached(fs, refs, tx)
   local views, order = {}, {}
   for _, ref in ipairs(refs) do
     local vname, fname = tostring(ref):match("^([^:]+):(.+)$")
-    if not vname then return nil, "feature reference '" .. tostring(ref) .. "' must be view:feature or view:*" end
+    if not vname then
+      return errors.fail("invalid", "feature reference '" .. tostring(ref) .. "' must be view:feature or view:*")
+    end
     local v = views[vname]
     if not v then
       local def = cached_view(fs, tx, vname)
-      if not def then return nil, "unknown feature view '" .. vname .. "'" end
+      if not def then return errors.fail("not_found", "unknown feature view '" .. vname .. "'") end
       v = setmetatable({ wanted = {} }, { __index = def })
       views[vname] = v
     end
@@ -554,7 +557,7 @@ function parse_refs_uncached(fs, refs, tx)
     else
       local known = (v.transforms or {})[fname] ~= nil
       for _, f in ipairs(v.features) do if f.name == fname then known = true end end
-      if not known then return nil, "view '" .. vname .. "' has no feature '" .. fname .. "'" end
+      if not known then return errors.fail("not_found", "view '" .. vname .. "' has no feature '" .. fname .. "'") end
       names[1] = fname
     end
     for _, n in ipairs(names) do
@@ -761,15 +764,15 @@ local function format_time(t)
 end
 
 function online_in(tx, self, refs, entity_keys, opts)
-  local views, order = parse_refs(self, refs, tx)
-  if not views then return nil, order end
-  if type(entity_keys) ~= "table" then return nil, "entities must be a table {join_key = {keys...}}" end
+  local views, order, code = parse_refs(self, refs, tx)
+  if not views then return nil, order, code end
+  if type(entity_keys) ~= "table" then return errors.fail("invalid", "entities must be a table {join_key = {keys...}}") end
   local now = (opts and opts.now) or timeutil.now()
   local key_name, key_values = next(entity_keys)
-  if type(key_values) ~= "table" then return nil, "entities must map a join key to a list of keys" end
+  if type(key_values) ~= "table" then return errors.fail("invalid", "entities must map a join key to a list of keys") end
   for _, v in pairs(views) do
     if entity_keys[v.join_key] == nil then
-      return nil, "no keys for entity '" .. v.join_key .. "' (needed by view " .. v.name .. ")"
+      return errors.fail("invalid", "no keys for entity '" .. v.join_key .. "' (needed by view " .. v.name .. ")")
     end
   end
   local names = { key_name }
@@ -874,8 +877,8 @@ end
 -- text; default everything) to the online store, keeping the newest per
 -- entity and never replacing a newer online value. Returns the count written.
 function FS:materialize(view, from, to)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   local lo = from and assert(timeutil.parse(from)) or -math.huge
   local hi = to and assert(timeutil.parse(to)) or math.huge
   local latest = {}
@@ -901,8 +904,8 @@ end
 --- Every offline row of a view as a frame (entity key, event time, features;
 -- PII as tokens).
 function FS:export(view)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   local rows = {}
   self.store:view(function(tx)
     for k, val in tx:scan("offline", { prefix = keys.pack("u32", v.id) }) do
@@ -924,8 +927,8 @@ end
 
 --- A view's definition with row counts, freshness and per-feature statistics.
 function FS:describe(view)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   local data = self:export(view)
   local entities = {}
   local newest
@@ -953,8 +956,8 @@ end
 -- checkpoint is saved in the same transaction as the rows, so a restart
 -- neither loses nor doubles lines). Returns the report of this pass.
 function FS:follow_once(view, path)
-  local v, verr = self:view(view)
-  if not v then return nil, verr end
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
   local ck = "follow/" .. view .. "/" .. path
   local offset = tonumber(self.store:get("catalog", ck) or "0")
   local f, ferr = io.open(path, "rb")

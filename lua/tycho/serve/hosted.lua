@@ -6,6 +6,7 @@ local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
 local uv = require "luv"
 local experiments = require "tycho.experiments"
+local errors = require "tycho.util.errors"
 
 local M = {}
 
@@ -194,29 +195,30 @@ function Hosted:shadow_later(inst, log)
   end)
 end
 
---- Predicts every instance. Returns the response table, or nil, status,
--- code, message for a request-level error. `log` receives each prediction.
+--- Predicts every instance. Returns the response table, or nil, message,
+-- code (tycho.util.errors) for a request-level error. `log` receives each prediction.
 function Hosted:predict(instances, log, req)
   local main = self.live.main
-  if not main then return nil, 503, "not_ready", "model " .. self.name .. " has no loadable version: " ..
-    tostring(self.errors.main) end
+  if not main then
+    return errors.fail("unavailable", "model " .. self.name .. " has no loadable version: " .. tostring(self.errors.main))
+  end
   local preds, ids, missing_all, versions, variants = {}, {}, {}, {}, {}
   local e = self.experiment
   local split = e ~= nil and self:experiment_ready()
   for i, inst in ipairs(instances) do
-    if type(inst) ~= "table" then return nil, 400, "bad_instance", "instance " .. i .. " is not an object" end
+    if type(inst) ~= "table" then return errors.fail("invalid", "instance " .. i .. " is not an object") end
     if split then
       local unit = inst[e.unit]
       if (type(unit) == "string" or type(unit) == "number") and #tostring(unit) > experiments.MAX_UNIT_BYTES then
-        return nil, 422, "invalid", string.format("instance %d: %s is longer than %d bytes", i, e.unit,
-          experiments.MAX_UNIT_BYTES)
+        return errors.fail("invalid", string.format("instance %d: %s is longer than %d bytes", i, e.unit,
+          experiments.MAX_UNIT_BYTES))
       end
     end
     local version, variant, unit = self:route(inst, req, split)
     local out, err, missing, row, ms = predict_one(version, inst)
     if not out then
       if log then log { model = version.model or self.name, version = version.version, error = tostring(err) } end
-      return nil, 400, "bad_instance", "instance " .. i .. ": " .. tostring(err)
+      return errors.fail("invalid", "instance " .. i .. ": " .. tostring(err))
     end
     preds[i], versions[i] = out, version.version
     variants[i] = variant or json.null

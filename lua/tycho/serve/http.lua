@@ -19,6 +19,7 @@
 -- handler and its result (or raised error) is the response.
 local internal = require "tycho.internal"
 local json = require "tycho.util.json"
+local errors = require "tycho.util.errors"
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
 
@@ -31,6 +32,13 @@ local HTTP_ERROR = {}  -- metatable marking errors raised by M.error
 --- Raises an HTTP error that the app turns into a JSON error response.
 function M.error(status, code, message)
   error(setmetatable({ status = status, code = code, message = message }, HTTP_ERROR), 2)
+end
+
+--- Raises the HTTP error for an expected failure (message, code from
+-- tycho.util.errors): the one place a code becomes a status.
+function M.fail(message, code)
+  local status = errors.STATUS[code]
+  error(setmetatable({ status = status or 400, code = status and code or "bad_request", message = message }, HTTP_ERROR), 2)
 end
 
 -- A message that came from a Lua error carries where it was raised
@@ -164,8 +172,8 @@ local function get_online_features(app, req)
     total = total + #list
   end
   M.check_count(app, total, "items", "entity keys")
-  local res, err = features():online(body.features, body.entities)
-  if not res then M.error(err:match("^unknown") and 404 or 400, "bad_request", err) end
+  local res, err, code = features():online(body.features, body.entities)
+  if not res then M.fail(err, code) end
   if not body.full_feature_names then
     -- Feast answers bare feature names unless full names are asked for.
     for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
@@ -183,8 +191,8 @@ local function push(app, req)
   for _, column in pairs(body.df) do
     if type(column) == "table" then M.check_count(app, #column, "items", "rows") end
   end
-  local report, err = features():push(view, body.df, body.to)
-  if not report then M.error(err:match("^unknown feature view") and 404 or 400, "bad_request", err) end
+  local report, err, code = features():push(view, body.df, body.to)
+  if not report then M.fail(err, code) end
   local issues = {}
   for i, is in ipairs(report.issues) do issues[i] = { row = is.line, reason = is.reason } end
   local out = { landed = report.landed, rejected = report.rejected, issues = issues }
@@ -234,8 +242,8 @@ function M.app(opts)
       end
       M.check_count(app, #body.instances, "items", "instances")
       local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
-      local res, status, code, msg = h:predict(body.instances, app.log, req)
-      if not res then M.error(status, code, msg) end
+      local res, msg, code = h:predict(body.instances, app.log, req)
+      if not res then M.fail(msg, code) end
       local m = app.metrics
       local key = h.name .. "\0" .. res.model_version
       m.predictions[key] = (m.predictions[key] or 0) + #body.instances

@@ -20,9 +20,6 @@ local function find(app, http, name)
   return loaded
 end
 
--- HTTP status of a rejected single feedback, by the rejection's code.
-local FEEDBACK_STATUS = { unknown = 404, expired = 410 }
-
 -- Answers req with answer(ok, result) once write(tx) has committed. Serving,
 -- that is the prediction log's next group commit, shared with this worker's
 -- buffered predictions and every other outcome that came meanwhile, so an
@@ -38,7 +35,7 @@ local function feedback_answer(http, body, ok, res)
   if not ok then http.error(503, "store_unavailable", tostring(res)) end
   if type(body) == "table" and body.prediction_id ~= nil and res.results[1].status == "rejected" then
     local r = res.results[1]
-    http.error(FEEDBACK_STATUS[r.code] or 400, FEEDBACK_STATUS[r.code] and "unknown_prediction" or "bad_request", r.reason)
+    http.fail(r.reason, r.code)
   end
   return res
 end

@@ -46,9 +46,15 @@ describe("feature server over HTTP", function()
     status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features", { body = { features = "x" } })
     assert.equal(400, status)
     assert.equal("bad_request", doc.error.code)
-    status = testing.request(srv.port, "POST", "/get-online-features",
+    -- A feature the view does not have is as absent as a view.
+    status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features",
       { body = { features = { "driver_stats:nope" }, entities = { driver_id = { 1 } } } })
+    assert.equal(404, status)
+    assert.equal("not_found", doc.error.code)
+    status, _, _, doc = testing.request(srv.port, "POST", "/get-online-features",
+      { body = { features = { "no_colon" }, entities = { driver_id = { 1 } } } })
     assert.equal(400, status)
+    assert.equal("invalid", doc.error.code)
   end)
 
   it("refuses a 10 MB push with 413 and keeps serving", function()

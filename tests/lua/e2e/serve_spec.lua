@@ -110,7 +110,7 @@ describe("tycho serve", function()
     local status, _, _, doc = testing.request(srv.port, "POST", "/v1/feedback",
       { body = { prediction_id = id, outcome = 1 } })
     assert.equal(404, status)
-    assert.equal("unknown_prediction", doc.error.code)
+    assert.equal("not_found", doc.error.code)
     status = testing.request(srv.port, "POST", "/v1/feedback", { body = { prediction_id = "nope", outcome = 1 } })
     assert.equal(400, status)
   end)

@@ -165,7 +165,9 @@ describe("assignment", function()
     local statuses = {}
     for i, r in ipairs(res.results) do statuses[i] = r.code or r.status end
     -- Upper-case hex is the same time; the last id has no prediction yet.
-    assert.same({ "accepted", "duplicate", "pending", "malformed", "malformed", "bad_outcome", "pending" }, statuses)
+    assert.same({ "accepted", "duplicate", "pending", "invalid", "invalid", "invalid", "pending" }, statuses)
+    assert.equal("malformed prediction_id", res.results[4].reason)
+    assert.matches("outcome must be", res.results[6].reason)
     assert.same({ v = v, s = 0.1, n = 1 }, json.decode(st:get("experiments", keys.pack("s s s", "u", "fb", "f1"))))
     local rec = json.decode(st:get("outcomes", id))
     assert.equal(0.1, rec.outcome)
@@ -220,9 +222,10 @@ describe("assignment", function()
       local v, counted = e:assign("x" .. i, nil, st)
       assert.same({ "b", false }, { v.name, counted })
     end
-    local res, status = e:record_events({ { unit = "u1", value = 1 } }, st)
+    local res, msg, code = e:record_events({ { unit = "u1", value = 1 } }, st)
     assert.is_nil(res)
-    assert.equal(409, status)
+    assert.matches("is stopped", msg)
+    assert.equal("conflict", code)
     local saved = experiments.define(def { name = "stopping" })
     saved:save(st)  -- a restart declares it again: it stays stopped
     assert.equal("stopped", saved:results(st).status)
