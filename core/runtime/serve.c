@@ -50,7 +50,7 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
     }
     lua_State *L = rt.L;
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "tycho.serve.http");
+    lua_pushliteral(L, "tycho.serve.worker");
     int code = TZ_EXIT_ERROR;
     if (tz_lua_pcall(L, 1, 1) == 0) {
         lua_getfield(L, -1, "worker");
@@ -93,7 +93,7 @@ static int check_app(const tz_serve_opts *o, const char *home)
             _exit(TZ_EXIT_ERROR);
         }
         const char *argv[] = { o->app, o->token_file ? o->token_file : "", o->log_retention ? o->log_retention : "" };
-        int code = tz_runtime_call(&rt, "tycho.serve.http", "check_app", 3, argv);
+        int code = tz_runtime_call(&rt, "tycho.serve.worker", "check_app", 3, argv);
         tz_runtime_close(&rt);
         fflush(NULL);
         _exit(code);

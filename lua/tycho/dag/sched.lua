@@ -35,7 +35,8 @@ local function resolve(path, base)
 end
 
 --- A scheduler for DAG files (paths, or {path = ...} entries). opts: base
--- (directory of relative paths), home, interval (ms, default 1000), now
+-- (directory of relative paths), home, store (the home, opened; else opened
+-- at the first tick), interval (ms, default 1000), now
 -- (function returning epoch seconds), log (function(line)), max_catchup.
 function M.new(paths, opts)
   opts = opts or {}
@@ -44,7 +45,7 @@ function M.new(paths, opts)
   local self = setmetatable({
     entries = {}, interval = opts.interval or 1000, home = opts.home or internal.home, now = opts.now or hist.now,
     log = opts.log or function(line) io.stderr:write(line, "\n") end, max_catchup = opts.max_catchup or 1000,
-    children = {},
+    children = {}, st = opts.store,
   }, Scheduler)
   for _, p in ipairs(paths) do
     local path = type(p) == "table" and p.path or p

@@ -118,9 +118,10 @@ function M.add(app, http)
   end)
 end
 
---- Stores the app's experiment definitions (a stored status survives).
-function M.start(app)
-  local st = store()
+--- Stores the app's experiment definitions (a stored status survives), in
+-- st (the worker's home) or this process's home.
+function M.start(app, st)
+  st = st or store()
   for _, e in pairs(app.experiments) do e:save(st) end
 end
 

@@ -1,4 +1,4 @@
-local serving = require "tycho.serving"
+local serving = require "tycho.serve.log"
 local keys = require "tycho.keys"
 local store = require "tycho.store"
 local testing = require "tycho.testing"

@@ -1,0 +1,154 @@
+--- The prediction log of a serving worker: every prediction's id, model,
+-- version, output and latency (inputs for a sample), buffered and written
+-- in batches off the request path, with the group commit that outcomes and
+-- events join (prediction_log), and the retention that bounds it (prune).
+local json = require "tycho.util.json"
+local keys = require "tycho.util.keys"
+local timeutil = require "tycho.util.timeutil"
+local uv = require "luv"
+local store_mod = require "tycho.core.store"
+
+local M = {}
+
+--- Deletes up to `limit` (10000) prediction log entries logged before
+-- `before` (µs), with their outcomes; their keys start with the time, so
+-- they are the first ones in order. The bound keeps one flush short: a
+-- large backlog goes over several flushes. Returns the count.
+function M.prune(tx, before, limit)
+  local old = {}
+  for k, v in tx:scan("predictions", { to = keys.pack("i64", before), limit = limit or 10000 }) do
+    old[#old + 1] = { k, v }
+  end
+  for _, kv in ipairs(old) do
+    tx:delete("predictions", kv[1])
+    local _, id = keys.unpack("i64 s", kv[1])
+    tx:delete("outcomes", id)
+  end
+  return #old
+end
+
+--- A logger that buffers predictions and writes them in one transaction
+-- every interval_ms (200) or 500 entries. Every prediction's id, model,
+-- version, output and latency are kept; its inputs only for one in
+-- sample_every (20) predictions, which is enough for drift statistics and
+-- keeps the log small. opts.retain (a duration, default "7d") bounds the
+-- log: every flush deletes a bounded batch of entries older than that.
+-- opts.store is the home to write (default: this process's home).
+-- opts.on_flush(tx) runs in each flush's transaction (experiment
+-- exposures, pending feedback); opts.has_work() asks whether an idle log
+-- should still flush for it.
+-- Returns log(entry) -> prediction id, where entry = { model, version,
+-- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
+-- unit }; flush(); and commit(write, done), the group commit: write(tx)
+-- joins the next flush, at most group_ms (5) away, and done(ok, result)
+-- runs once that flush has committed and is on disk (or failed: ok false).
+-- Writes that arrive together share one commit and its disk flushes. The group
+-- closes early once opts.group_max (32) wait or opts.all_waiting() (the
+-- HTTP server: every client waits for an answer) is true.
+function M.prediction_log(opts)
+  opts = opts or {}
+  local buffer, counter = {}, 0
+  local waiting = {}  -- flat pairs: write, done
+  local retain_us = timeutil.duration(opts.retain or "7d") * 1e6
+  local sample_every = opts.sample_every or 20
+  local pid = uv.os_getpid()
+  local st = opts.store  -- the worker's home; else this process's, opened at the first flush
+  local flush_max = 500
+  local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
+  local group_timer = uv.new_timer()
+  group_timer:unref()
+  -- Runs the waiting writes in tx, each under its own pcall so that one
+  -- that raises fails alone; returns their outcomes as flat pairs. A full
+  -- map is raised on: the update grows it and runs everything again. (A
+  -- write whose LMDB call failed otherwise leaves the transaction unusable:
+  -- its commit fails and every write in it is answered with that failure.)
+  local MAP_FULL = store_mod.MAP_FULL
+  local function run_waiting(tx, list)
+    local out = {}
+    for i = 1, #list, 2 do
+      out[i], out[i + 1] = pcall(list[i], tx)
+      if out[i + 1] == MAP_FULL then error(MAP_FULL, 0) end
+    end
+    return out
+  end
+  -- Every waiting write hears back, even if an earlier callback raises:
+  -- with its outcome, or with failure `why` when outcomes is nil.
+  local function answer(joined, outcomes, why)
+    for i = 2, #joined, 2 do
+      local dok, derr
+      if outcomes then dok, derr = pcall(joined[i], outcomes[i - 1], outcomes[i])
+      else dok, derr = pcall(joined[i], false, why) end
+      if not dok then io.stderr:write("tycho serve: group commit callback: ", tostring(derr), "\n") end
+    end
+  end
+  -- flush(): one transaction for the buffered entries, the on_flush hook
+  -- and the waiting group-commit writes; returns ok, error. An idle log
+  -- writes nothing unless opts.has_work() says the hook has work.
+  -- The commit flushes the data to disk but leaves its meta page to the
+  -- next commit or to the sync that the waiting writes are answered after
+  -- (Store:update_lazy): one disk flush on the event loop per commit instead
+  -- of two, and none for the sync. Entries in the buffer were never durable,
+  -- so a log commit undone by an OS crash loses nothing that was promised.
+  local function flush()
+    local joined = waiting
+    if #buffer == 0 and #joined == 0 and not (opts.has_work and opts.has_work()) then return true end
+    local batch = buffer
+    buffer, waiting = {}, {}
+    group_timer:stop()
+    local outcomes
+    st = st or assert(store_mod.open())
+    local ok, res = pcall(st.update_lazy, st, function(tx)
+      for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
+      M.prune(tx, timeutil.now() - retain_us, 1000)
+      if opts.on_flush then opts.on_flush(tx) end
+      if #joined > 0 then outcomes = run_waiting(tx, joined) end
+    end)
+    if not ok then
+      io.stderr:write("tycho serve: prediction log: ", tostring(res), "\n")
+      -- Kept for the next flush (bounded: a store that keeps failing must
+      -- not take the worker's memory with it).
+      if #buffer + #batch <= 100000 then
+        local n = #batch
+        for i, e in ipairs(buffer) do batch[n + i] = e end
+        buffer = batch
+      end
+    end
+    if #joined > 0 then
+      if ok then st:sync(function(sok, serr) answer(joined, sok and outcomes, serr) end)
+      else answer(joined, nil, res) end
+    end
+    return ok, res
+  end
+  local timer = uv.new_timer()
+  timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
+  timer:unref()  -- the log never keeps a draining worker alive
+  -- The waiting writes commit group_ms after the first, or on the next
+  -- loop turn once group_max wait or once opts.all_waiting() says that
+  -- every client waits for one of them (waiting longer would only add
+  -- latency): a burst of outcomes is not held back by the window, a lone
+  -- outcome is committed at once, and a steady trickle beside predictions
+  -- shares commits.
+  local function commit(write, done)
+    local n = #waiting
+    waiting[n + 1], waiting[n + 2] = write, done
+    if n + 2 == 2 * group_max or (opts.all_waiting and opts.all_waiting()) then
+      group_timer:start(0, 0, flush)
+    elseif n == 0 then
+      group_timer:start(group_ms, 0, flush)
+    end
+  end
+  local function log(entry)
+    counter = counter + 1
+    local now = timeutil.now()
+    -- Time-ordered and unique across workers: µs, pid, counter.
+    local id = string.format("%016x-%x-%x", now, pid, counter)
+    entry.id, entry.at, entry.role = id, now, entry.role or "live"
+    if counter % sample_every ~= 1 % sample_every then entry.inputs = nil end
+    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode(entry) }
+    if #buffer >= flush_max then flush() end
+    return id
+  end
+  return log, flush, commit
+end
+
+return M
