@@ -278,10 +278,23 @@ local function coerce(f, v)
   return tostring(v)
 end
 
+-- Entity keys go into store keys (LMDB: 511 bytes with the view's prefix
+-- and the time): a longer one is refused with its row.
+local MAX_ENTITY_BYTES = 256
+
 -- Validates one input row; returns entity, time µs, values or nil, reason.
 local function validate(fs, v, row)
+  if type(row) ~= "table" then return nil, "a row must be an object of columns" end
   local entity = row[v.join_key]
-  if entity == nil or entity == "" then return nil, "missing entity key '" .. v.join_key .. "'" end
+  if entity == nil or entity == "" or entity == json.null then
+    return nil, "missing entity key '" .. v.join_key .. "'"
+  end
+  if type(entity) ~= "string" and type(entity) ~= "number" then
+    return nil, "entity key '" .. v.join_key .. "' must be text or a number"
+  end
+  if #tostring(entity) > MAX_ENTITY_BYTES then
+    return nil, "entity key '" .. v.join_key .. "' is longer than " .. MAX_ENTITY_BYTES .. " bytes"
+  end
   local t, terr = timeutil.parse(row[v.timestamp])
   if row[v.timestamp] == nil then return nil, "missing event time '" .. v.timestamp .. "'" end
   if not t then return nil, "bad event time: " .. terr end
@@ -404,8 +417,11 @@ local function land(fs, v, iter, issues, to, source_name)
     report.rows_read = report.rows_read + 1
     local entity, t, values = validate(fs, v, row)
     if not entity then
-      local copy = {}
-      for k, val in pairs(row) do copy[k] = val end
+      local copy = row
+      if type(row) == "table" then
+        copy = {}
+        for k, val in pairs(row) do copy[k] = val end
+      end
       rejected[#rejected + 1] = { line = line, reason = t, row = copy, source = source_name }
     else
       local k = entity .. "\0" .. t
