@@ -133,6 +133,16 @@ function M.run_until(done, timeout_ms)
   return done()
 end
 
+--- The PIDs of a process's children, sorted (a server's workers).
+function M.children(pid)
+  local p = io.popen("pgrep -P " .. pid)
+  local pids = {}
+  for line in p:lines() do pids[#pids + 1] = tonumber(line) end
+  p:close()
+  table.sort(pids)
+  return pids
+end
+
 --- A free TCP port on 127.0.0.1.
 function M.free_port()
   return assert(internal.http_probe("127.0.0.1", 0))

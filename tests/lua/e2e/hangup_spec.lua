@@ -5,14 +5,6 @@ local uv = require "luv"
 
 local APP = "tests/lua/fixtures/app.lua"
 
-local function worker_pids(master)
-  local p = io.popen("pgrep -P " .. master)
-  local pids = {}
-  for line in p:lines() do pids[#pids + 1] = tonumber(line) end
-  p:close()
-  table.sort(pids)
-  return pids
-end
 
 -- Connects, asks for path and closes without reading a byte of the answer.
 local function hang_up(port, path, body)
@@ -43,12 +35,12 @@ describe("clients that hang up", function()
   end)
 
   it("never kill a worker: 100 large responses closed unread", function()
-    local before = worker_pids(srv.proc.pid)
+    local before = testing.children(srv.proc.pid)
     assert.equal(2, #before)
     for _ = 1, 100 do hang_up(srv.port, "/big") end
     local status = testing.request(srv.port, "GET", "/hello/after")
     assert.equal(200, status)
-    assert.same(before, worker_pids(srv.proc.pid))
+    assert.same(before, testing.children(srv.proc.pid))
     assert.is_nil(srv.proc.stderr():find("died", 1, true))
   end)
 end)

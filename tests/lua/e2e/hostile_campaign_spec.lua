@@ -10,14 +10,6 @@ local uv = require "luv"
 local TOKEN = "s3cr3t-campaign-token"
 local ROUNDS = tonumber(os.getenv("HOSTILE_ROUNDS")) or 300
 
-local function worker_pids(master)
-  local p = io.popen("pgrep -P " .. master)
-  local pids = {}
-  for line in p:lines() do pids[#pids + 1] = tonumber(line) end
-  p:close()
-  table.sort(pids)
-  return pids
-end
 
 -- Seeded, so a failure replays.
 local seed = 20261206
@@ -94,7 +86,7 @@ describe("a hostile campaign", function()
   end)
 
   it("leaves every worker alive, answers no 500, writes nothing without the token, leaks no token", function()
-    local before = worker_pids(srv.proc.pid)
+    local before = testing.children(srv.proc.pid)
     local tally = { requests = 0, hangups = 0, malformed = 0, statuses = {} }
     for round = 1, ROUNDS do
       local path = pick(PATHS)
@@ -138,9 +130,9 @@ describe("a hostile campaign", function()
           assert.equal(401, status, path .. " answered a stranger's write with " .. tostring(status))
         end
       end
-      if round % 200 == 0 then assert.same(before, worker_pids(srv.proc.pid)) end
+      if round % 200 == 0 then assert.same(before, testing.children(srv.proc.pid)) end
     end
-    assert.same(before, worker_pids(srv.proc.pid))
+    assert.same(before, testing.children(srv.proc.pid))
     assert.is_nil(srv.proc.stderr():find("died", 1, true))
     local lines = {}
     for s, n in pairs(tally.statuses) do lines[#lines + 1] = s .. "=" .. n end

@@ -4,13 +4,6 @@ local uv = require "luv"
 
 local APP = "tests/lua/fixtures/app.lua"
 
-local function worker_pids(master)
-  local p = io.popen("pgrep -P " .. master)
-  local pids = {}
-  for line in p:lines() do pids[#pids + 1] = tonumber(line) end
-  p:close()
-  return pids
-end
 
 local function open_fds(pid)
   local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
@@ -151,7 +144,7 @@ describe("tycho serve", function()
     end)
 
     it("closes half-open and idle connections and leaks no descriptor", function()
-      local worker = worker_pids(srv.proc.pid)[1]
+      local worker = testing.children(srv.proc.pid)[1]
       local before = open_fds(worker)
       local conns = {}
       for i = 1, 20 do
@@ -180,7 +173,7 @@ describe("tycho serve processes", function()
 
   it("shares the port between workers (SO_REUSEPORT)", function()
     local srv = testing.serve(APP, { "--workers", "2" }, { env = { "TYCHO_HOME=" .. home } })
-    assert.equal(2, #worker_pids(srv.proc.pid))
+    assert.equal(2, #testing.children(srv.proc.pid))
     -- Each worker listens once its app is loaded; the kernel spreads new
     -- connections over the listening ones.
     local seen, count = {}, 0
@@ -217,10 +210,10 @@ describe("tycho serve processes", function()
 
   it("restarts a worker that dies", function()
     local srv = testing.serve(APP, {}, { env = { "TYCHO_HOME=" .. home } })
-    local first = worker_pids(srv.proc.pid)[1]
+    local first = testing.children(srv.proc.pid)[1]
     uv.kill(first, "sigkill")
     local back = testing.run_until(function()
-      local pids = worker_pids(srv.proc.pid)
+      local pids = testing.children(srv.proc.pid)
       return pids[1] and pids[1] ~= first and testing.request(srv.port, "GET", "/hello/again", { timeout = 300 }) == 200
     end, 10000)
     assert.is_true(back)
@@ -229,7 +222,7 @@ describe("tycho serve processes", function()
 
   it("stops its workers when the master is killed outright", function()
     local srv = testing.serve(APP, { "--workers", "2" }, { env = { "TYCHO_HOME=" .. home } })
-    local pids = worker_pids(srv.proc.pid)
+    local pids = testing.children(srv.proc.pid)
     assert.equal(2, #pids)
     srv.proc:kill("sigkill")
     srv.proc:wait(5000)
