@@ -1,0 +1,204 @@
+--- tycho.features, the catalog: entities and feature views (schemas, versions, owners, tags, PII marks,
+-- transforms), listed and looked up.
+local json = require "tycho.util.json"
+local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
+
+local M = {}
+local FS = {}
+
+local TYPES = { float = "float", double = "float", int = "int", integer = "int", int64 = "int",
+                bool = "bool", boolean = "bool", string = "string", str = "string" }
+
+
+
+-- Every definition change bumps the catalog epoch, so readers (in this or
+-- another process) know when their cached definitions are stale.
+local function bump_epoch(tx)
+  tx:put("catalog", "meta/epoch", tostring(tonumber(tx:get("catalog", "meta/epoch") or "0") + 1))
+end
+
+--- Declares (or updates) an entity: { name, join_key, description }.
+function FS:entity(def)
+  if type(def) ~= "table" or type(def.name) ~= "string" then error("entity: needs a name", 2) end
+  local e = { name = def.name, join_key = def.join_key or def.name, description = def.description }
+  self.store:update(function(tx)
+    tx:put_json("catalog", "entity/" .. def.name, e)
+    bump_epoch(tx)
+  end)
+  return e
+end
+
+local function normalise_schema(schema)
+  if type(schema) ~= "table" then error("feature_view: schema must be a table of feature = type", 4) end
+  local names = {}
+  for name in pairs(schema) do names[#names + 1] = name end
+  table.sort(names)
+  local out, checks = {}, {}
+  for _, name in ipairs(names) do
+    local spec = schema[name]
+    if type(spec) == "string" then spec = { type = spec } end
+    local t = TYPES[spec.type]
+    if not t then error("feature_view: feature '" .. name .. "' has unknown type '" .. tostring(spec.type) .. "'", 4) end
+    out[#out + 1] = { name = name, type = t, min = spec.min, max = spec.max, values = spec.values,
+                      nullable = spec.nullable, column = spec.column, transform = spec.transform,
+                      description = spec.description }
+    if spec.check then checks[name] = spec.check end
+  end
+  return out, checks
+end
+
+-- Versions hold the stored shape: PII features are stored as string tokens.
+local function stored_features(features, pii)
+  local out = {}
+  for i, f in ipairs(features) do
+    out[i] = { name = f.name, type = (pii[f.name] and not pii.clear) and "string" or f.type }
+  end
+  return out
+end
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list or {}) do s[v] = true end
+  return s
+end
+
+--- Declares a feature view. def: name, entity, schema ({feature = type or
+-- {type, min, max, values, nullable = false, check = fn(value, row)}}),
+-- timestamp (column, default "event_time"), ttl ("30d"), owner, tags,
+-- description, source, pii (list of features; stored as keyed hashes),
+-- pii_clear (store them in clear; exports still hash them), transforms
+-- ({name = "function(row) ... end"}: on-demand features, Lua source),
+-- check (fn(row) -> ok, reason). Redefining with added features makes a new
+-- version; removing a feature or changing its type is refused.
+-- Returns the stored definition, or nil and the reason.
+function FS:feature_view(def)
+  if type(def) ~= "table" or type(def.name) ~= "string" or def.name:find(":") then
+    error("feature_view: needs a name without ':'", 2)
+  end
+  local features, checks = normalise_schema(def.schema)
+  local transforms = def.transforms or {}
+  for name, src in pairs(transforms) do
+    if type(src) ~= "string" then error("feature_view: transform '" .. name .. "' must be Lua source text", 2) end
+    local fn, cerr = self:_compile(src)
+    if not fn then error("feature_view: transform '" .. name .. "': " .. cerr, 2) end
+  end
+  local result, reason = self.store:update(function(tx)
+    local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
+    if not entity then return nil, "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)" end
+    local old = tx:get_json("catalog", "view/" .. def.name)
+    local pii = set_of(def.pii)
+    pii.clear = def.pii_clear and true or nil
+    local v = {
+      name = def.name, entity = def.entity, join_key = entity.join_key, timestamp = def.timestamp or "event_time",
+      ttl = timeutil.duration(def.ttl) or 0, owner = def.owner, tags = def.tags or {}, description = def.description,
+      source = def.source, pii = def.pii or {}, pii_clear = def.pii_clear or false, transforms = transforms,
+      features = features, updated = os.time(),
+    }
+    if old then
+      local by_name = {}
+      for _, f in ipairs(old.features) do by_name[f.name] = f end
+      local added = {}
+      local seen = {}
+      for _, f in ipairs(features) do
+        seen[f.name] = true
+        local was = by_name[f.name]
+        if was and was.type ~= f.type then
+          return nil, string.format("incompatible change to view '%s': feature '%s' changes type from %s to %s",
+            def.name, f.name, was.type, f.type)
+        end
+        if not was then added[#added + 1] = f end
+      end
+      for _, f in ipairs(old.features) do
+        if not seen[f.name] then
+          return nil, string.format("incompatible change to view '%s': feature '%s' would be removed", def.name, f.name)
+        end
+      end
+      -- Old features keep their positions; new ones are appended.
+      local ordered = {}
+      for _, f in ipairs(old.features) do
+        for _, nf in ipairs(features) do if nf.name == f.name then ordered[#ordered + 1] = nf end end
+      end
+      for _, f in ipairs(added) do ordered[#ordered + 1] = f end
+      v.features, v.id, v.versions, v.created = ordered, old.id, old.versions, old.created
+      v.version = old.version + (#added > 0 and 1 or 0)
+      if #added > 0 then v.versions[#v.versions + 1] = { version = v.version, features = stored_features(ordered, pii) } end
+    else
+      local next_id = tonumber(tx:get("catalog", "meta/next_view_id") or "1")
+      tx:put("catalog", "meta/next_view_id", tostring(next_id + 1))
+      v.id, v.version, v.created = next_id, 1, os.time()
+      v.versions = { { version = 1, features = stored_features(features, pii) } }
+    end
+    tx:put_json("catalog", "view/" .. def.name, v)
+    bump_epoch(tx)
+    return v
+  end)
+  if not result then return nil, reason end
+  self.checks[def.name] = { features = checks, row = def.check }
+  return result
+end
+
+local function load_view(fs, tx, name)
+  local v = tx:get_json("catalog", "view/" .. tostring(name))
+  if not v then return nil end
+  v.by_version = {}
+  for _, ver in ipairs(v.versions) do v.by_version[ver.version] = ver.features end
+  v.current = v.by_version[v.version]
+  v.pii_set = set_of(v.pii)
+  local _ = fs
+  return v
+end
+
+--- A view's definition, or nil, message.
+function FS:view(name)
+  local v = self.store:view(function(tx) return load_view(self, tx, name) end)
+  if not v then return errors.fail("not_found", "unknown feature view '" .. tostring(name) .. "'") end
+  return v
+end
+
+--- Views, filtered: { owner =, tag =, search = text }. Each entry lists its
+-- features; `duplicates` names features defined identically (same source,
+-- column and transform) in another view.
+function FS:list(filter)
+  filter = filter or {}
+  local views = self.store:view(function(tx)
+    local out = {}
+    for _, raw in tx:scan("catalog", { prefix = "view/" }) do out[#out + 1] = json.decode(raw) end
+    return out
+  end)
+  local signature = {}
+  for _, v in ipairs(views) do
+    for _, f in ipairs(v.features) do
+      local sig = table.concat({ tostring(v.source or v.name), f.column or f.name, f.transform or "" }, "\0")
+      signature[sig] = signature[sig] or {}
+      table.insert(signature[sig], v.name .. ":" .. f.name)
+    end
+  end
+  local out = {}
+  for _, v in ipairs(views) do
+    local text = (v.name .. " " .. (v.description or "") .. " " .. table.concat(v.tags or {}, " ")):lower()
+    local keep = (not filter.owner or v.owner == filter.owner)
+      and (not filter.tag or set_of(v.tags)[filter.tag])
+      and (not filter.search or text:find(filter.search:lower(), 1, true))
+    if keep then
+      local entry = { name = v.name, entity = v.entity, owner = v.owner, tags = v.tags, version = v.version,
+                      description = v.description, features = {}, duplicates = {} }
+      for _, f in ipairs(v.features) do
+        entry.features[#entry.features + 1] = f.name
+        local sig = table.concat({ tostring(v.source or v.name), f.column or f.name, f.transform or "" }, "\0")
+        for _, other in ipairs(signature[sig]) do
+          if other ~= v.name .. ":" .. f.name then entry.duplicates[#entry.duplicates + 1] = f.name .. " = " .. other end
+        end
+      end
+      out[#out + 1] = entry
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+M.load_view = load_view
+M.set_of = set_of
+M.methods = FS
+
+return M

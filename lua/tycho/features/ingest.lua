@@ -1,0 +1,180 @@
+--- tycho.features, ingestion: batch (CSV, JSONL, frames) and push; every row validated, the good ones
+-- landed in one transaction, the rejected ones quarantined with their reasons.
+local json = require "tycho.util.json"
+local frame = require "tycho.core.frame"
+local codec = require "tycho.features.rowcodec"
+local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
+local layout = require "tycho.features.layout"
+local offline_key, online_put = layout.offline_key, layout.online_put
+local validation = require "tycho.features.validate"
+local validate = validation.validate
+
+local M = {}
+local FS = {}
+
+
+local function rows_of(source, v)
+  -- Returns an iterator of (line, row) and a list of reader issues.
+  if frame.is_frame(source) then
+    return source:rows(), {}, source:nrows()
+  end
+  if type(source) ~= "string" then error("ingest: source must be a path or a frame", 3) end
+  local f = io.open(source, "rb")
+  if not f then return nil, "cannot open " .. source end
+  local head = f:read(512) or ""
+  f:close()
+  if source:match("%.jsonl$") or source:match("%.ndjson$") or head:match("^%s*{") then
+    local fr, rep = frame.read_jsonl(source)
+    if not fr then return nil, rep end
+    return fr:rows(), rep.issues, fr:nrows()
+  end
+  if head:find("\0", 1, true) then return nil, source .. " is not a CSV or JSONL file (binary content)" end
+  -- Read key and time as text so their formats are ours to judge; feature
+  -- columns with their declared types, so the reader rejects misfits.
+  local schema = { [v.join_key] = "string", [v.timestamp] = "string" }
+  for _, feat in ipairs(v.features) do schema[feat.column or feat.name] = feat.type end
+  local fr, rep = frame.read_csv(source, { schema = schema, line_column = "_tycho_line" })
+  if not fr then return nil, rep end
+  local lines = fr:col("_tycho_line")
+  local it = fr:drop("_tycho_line"):rows()
+  return function()
+    local i, row = it()
+    if not i then return nil end
+    return lines:get(i), row
+  end, rep.issues, fr:nrows()
+end
+
+local function write_quarantine(fs, view, rejected)
+  if #rejected == 0 then return nil end
+  os.execute("mkdir -p '" .. fs.quarantine_dir:gsub("'", "'\\''") .. "'")
+  local path = string.format("%s/%s-%s.jsonl", fs.quarantine_dir, view, os.date("!%Y%m%dT%H%M%S"))
+  local n = 0
+  while io.open(path) do
+    n = n + 1
+    path = string.format("%s/%s-%s-%d.jsonl", fs.quarantine_dir, view, os.date("!%Y%m%dT%H%M%S"), n)
+  end
+  local f = assert(io.open(path, "w"))
+  for _, r in ipairs(rejected) do f:write(json.encode(r), "\n") end
+  f:close()
+  return path
+end
+
+-- Validates rows and writes the good ones in one transaction. `to` picks
+-- the stores ("online", "offline" or both). Returns the report.
+local function land(fs, v, iter, issues, to, source_name)
+  local report = { view = v.name, rows_read = 0, landed = 0, rejected = 0, duplicates = 0, unchanged = 0,
+                   online_updates = 0, min_time = nil, max_time = nil }
+  local rejected, seen, good = {}, {}, {}
+  for _, is in ipairs(issues) do
+    rejected[#rejected + 1] = { line = is.line, column = is.column, reason = is.message, source = source_name }
+    report.rows_read = report.rows_read + 1
+  end
+  for line, row in iter do
+    report.rows_read = report.rows_read + 1
+    local entity, t, values = validate(fs, v, row)
+    if not entity then
+      local copy = row
+      if type(row) == "table" then
+        copy = {}
+        for k, val in pairs(row) do copy[k] = val end
+      end
+      rejected[#rejected + 1] = { line = line, reason = t, row = copy, source = source_name }
+    else
+      local k = entity .. "\0" .. t
+      if seen[k] then
+        report.duplicates = report.duplicates + 1
+        rejected[#rejected + 1] = { line = line, reason = "duplicate of line " .. seen[k] .. " (same entity and time)",
+                                    source = source_name }
+      else
+        seen[k] = line
+        good[#good + 1] = { entity, t, codec.encode(v.version, v.current, values) }
+      end
+    end
+  end
+  local write_offline = to ~= "online"
+  local write_online = to ~= "offline"
+  fs.store:update(function(tx)
+    report.landed, report.unchanged, report.online_updates = 0, 0, 0
+    for _, g in ipairs(good) do
+      local entity, t, enc = g[1], g[2], g[3]
+      if write_offline then
+        local k = offline_key(v, entity, t)
+        if tx:get("offline", k) == enc then report.unchanged = report.unchanged + 1 end
+        tx:put("offline", k, enc)
+      end
+      if write_online and online_put(tx, v, entity, t, enc) then report.online_updates = report.online_updates + 1 end
+      report.landed = report.landed + 1
+    end
+    if fs._after_land then fs._after_land(tx) end
+  end)
+  for _, g in ipairs(good) do
+    report.min_time = math.min(report.min_time or g[2], g[2])
+    report.max_time = math.max(report.max_time or g[2], g[2])
+  end
+  report.rejected = #rejected
+  report.quarantine = write_quarantine(fs, v.name, rejected)
+  report.issues = rejected
+  if report.min_time then
+    report.time_range = { timeutil.format(report.min_time), timeutil.format(report.max_time) }
+  end
+  return report
+end
+
+--- Batch ingestion from a CSV or JSONL path or a frame: every row
+-- validated, good rows landed in offline and online stores in one
+-- transaction, rejected rows written to a quarantine file with line and
+-- reason. Returns the report (rows_read, landed, rejected, duplicates,
+-- unchanged (already there: re-ingesting is idempotent), time_range,
+-- quarantine) or nil, message when the source cannot be read at all.
+function FS:ingest(view, source, opts)
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
+  local iter, issues = rows_of(source, v)
+  if not iter then return nil, issues end
+  return land(self, v, iter, issues, opts and opts.to or "online_and_offline",
+              type(source) == "string" and source or "frame")
+end
+
+--- Push rows (Feast's push): rows is a frame, a list of row tables or a
+-- Feast "df" ({column = {values...}}); to = "online" | "offline" |
+-- "online_and_offline". Returns the report, or nil, message.
+function FS:push(view, rows, to)
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
+  if to and to ~= "online" and to ~= "offline" and to ~= "online_and_offline" then
+    return errors.fail("invalid", "to must be online, offline or online_and_offline")
+  end
+  local list = rows
+  if frame.is_frame(rows) then
+    return land(self, v, rows:rows(), {}, to or "online", "push")
+  end
+  if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
+  if #rows == 0 and next(rows) then
+    -- Column form: { col = {v1, v2}, ... }; a short column (trailing nils
+    -- in Lua) reads as nulls.
+    list = {}
+    local n = 0
+    for col, values in pairs(rows) do
+      if type(values) ~= "table" then return errors.fail("invalid", "df column '" .. tostring(col) .. "' must be a list") end
+      n = math.max(n, table.maxn(values))
+    end
+    for col, values in pairs(rows) do
+      for i = 1, n do
+        list[i] = list[i] or {}
+        if values[i] ~= json.null then list[i][col] = values[i] end
+      end
+    end
+  end
+  local i = 0
+  local function iter()
+    i = i + 1
+    if list[i] then return i, list[i] end
+  end
+  return land(self, v, iter, {}, to or "online", "push")
+end
+
+M.land = land
+M.methods = FS
+
+return M

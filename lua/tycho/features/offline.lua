@@ -1,0 +1,240 @@
+--- tycho.features, reads of history: the point-in-time join, materialisation to the online
+-- store, export and description.
+local ffi = require "ffi"
+local keys = require "tycho.util.keys"
+local frame = require "tycho.core.frame"
+local codec = require "tycho.features.rowcodec"
+local timeutil = require "tycho.util.timeutil"
+local base = require "tycho.core.base"
+local C = require "tycho.core.kernels"
+local layout = require "tycho.features.layout"
+local online_put = layout.online_put
+local references = require "tycho.features.refs"
+local parse_refs, apply_transforms, export_value = references.parse_refs, references.apply_transforms, references.export_value
+
+local M = {}
+local FS = {}
+
+--- Point-in-time join: for every row of `spine` (a frame with each view's
+-- entity join key and an event-time column, opts.timestamp or
+-- "event_time"), the latest values at or before that time and within the
+-- view's TTL. refs: {"view:feature", "view:*", ...}. Returns a frame (spine
+-- columns, then features; clashing names become view__feature) carrying a
+-- fingerprint, or nil, message.
+function FS:historical(spine, refs, opts)
+  opts = opts or {}
+  if not frame.is_frame(spine) then error("historical: spine must be a frame", 2) end
+  local views, order = parse_refs(self, refs)
+  if not views then return nil, order end
+  local tcol = opts.timestamp or "event_time"
+  if not spine:has(tcol) then return nil, "the spine has no event-time column '" .. tcol .. "'" end
+  local n = spine:nrows()
+  local times = {}
+  local tc = spine:col(tcol)
+  for i = 1, n do
+    local t, terr = timeutil.parse(tc:get(i))
+    if not t then return nil, "spine row " .. i .. ": " .. terr end
+    times[i] = t
+  end
+  local t64 = ffi.new("int64_t[?]", math.max(n, 1))
+  for i = 1, n do t64[i - 1] = times[i] end
+  local names = {}
+  for _, o in ipairs(order) do names[o.feature] = (names[o.feature] or 0) + 1 end
+  local attached, derived = {}, {}
+  for vname, v in pairs(views) do
+    if not spine:has(v.join_key) then
+      return nil, "the spine has no entity column '" .. v.join_key .. "' for view " .. vname
+    end
+    local ecol = spine:col(v.join_key)
+    if ecol.code ~= 1 and ecol.code ~= 3 then
+      return nil, "entity column '" .. v.join_key .. "' must hold strings or integers"
+    end
+    -- Stored features to fetch: the wanted ones, or all when a transform
+    -- needs the whole row.
+    local wanted, needs_all = {}, false
+    for _, name in ipairs(v.wanted) do
+      if v.transforms and v.transforms[name] then needs_all = true end
+    end
+    local stored_type = {}
+    for _, f in ipairs(v.current) do stored_type[f.name] = f.type end
+    local seen = {}
+    for _, f in ipairs(v.current) do
+      local want = needs_all
+      for _, name in ipairs(v.wanted) do if name == f.name then want = true end end
+      if want and not seen[f.name] then seen[f.name] = true wanted[#wanted + 1] = f.name end
+    end
+    local layouts = ffi.new("tz_asof_layout[?]", #v.versions)
+    local keep = {}
+    for vi = 1, #v.versions do
+      local feats = v.by_version[vi]
+      local types, idx = ffi.new("int[?]", #feats), ffi.new("int[?]", math.max(#wanted, 1))
+      for j, f in ipairs(feats) do types[j - 1] = frame.types[f.type] end
+      for k, name in ipairs(wanted) do
+        idx[k - 1] = -1
+        for j, f in ipairs(feats) do if f.name == name then idx[k - 1] = j - 1 end end
+      end
+      layouts[vi - 1].n_features, layouts[vi - 1].types, layouts[vi - 1].wanted = #feats, types, idx
+      keep[#keep + 1], keep[#keep + 1] = types, idx
+    end
+    local cols = ffi.new("tz_column*[?]", math.max(#wanted, 1))
+    local by_name = {}
+    for k, name in ipairs(wanted) do
+      cols[k - 1] = frame.new_column(name, stored_type[name], n)
+      by_name[name] = cols[k - 1]
+    end
+    local spec = ffi.new("tz_asof_view", { view_id = v.id, ttl_us = (v.ttl or 0) * 1e6, n_versions = #v.versions,
+                                           layouts = layouts, n_wanted = #wanted })
+    local ok, jerr = self.store:view(function(tx)
+      local txn, dbi = tx:raw("offline")
+      if not dbi then return true end
+      if C.tz_asof_join(txn, dbi, spec, ecol.c, t64, n, cols, base.err) ~= 0 then
+        return nil, ffi.string(base.err.msg)
+      end
+      return true
+    end)
+    if not ok then
+      for k = 1, #wanted do C.tz_column_unref(cols[k - 1]) end
+      return nil, jerr
+    end
+    -- Columns out: renamed on clashes; PII stored in clear is hashed here.
+    local fetched = frame.new({}, { n = n }):attach((function()
+      local list = {}
+      for k = 1, #wanted do list[k] = cols[k - 1] end
+      return list
+    end)())
+    for _, o in ipairs(order) do
+      if o.view == v then
+        local colname = (names[o.feature] > 1 or spine:has(o.feature)) and (v.name .. "__" .. o.feature) or o.feature
+        if v.transforms and v.transforms[o.feature] then
+          derived[#derived + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
+        else
+          attached[#attached + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
+        end
+      end
+    end
+    local _ = keep and by_name
+  end
+  local out = spine
+  for _, a in ipairs(attached) do
+    local col = a.fetched:col(a.feature)
+    if a.view.pii_set[a.feature] and a.view.pii_clear then
+      local values = {}
+      for i = 1, n do values[i] = export_value(self, a.view, a.feature, col:get(i)) end
+      out = out:with_column(a.colname, values, "string")
+    elseif a.colname == a.feature then
+      out = out:attach({ col.c })
+      C.tz_column_ref(col.c)  -- attach took the reference it was given
+    else
+      out = out:with_column(a.colname, col:to_table(), col.type)
+    end
+  end
+  for _, d in ipairs(derived) do
+    local values = {}
+    local feats = d.fetched:names()
+    for i = 1, n do
+      local any = false
+      local ctx = spine:row(i)
+      for _, name in ipairs(feats) do
+        local value = d.fetched:col(name):get(i)
+        if value ~= nil then any = true end
+        ctx[name] = value
+      end
+      if any then
+        apply_transforms(self, d.view, ctx)
+        values[i] = ctx[d.feature]
+      end
+    end
+    out = out:with_column(d.colname, values)
+  end
+  local versions = {}
+  for vname, v in pairs(views) do versions[vname] = v.version end
+  local tmin, tmax
+  for i = 1, n do
+    tmin = math.min(tmin or times[i], times[i])
+    tmax = math.max(tmax or times[i], times[i])
+  end
+  out.provenance = { views = versions, refs = refs, rows = n,
+                     time_range = tmin and { timeutil.format(tmin), timeutil.format(tmax) } or nil }
+  return out
+end
+
+--- Copies offline history with event times in [from, to] (µs or time
+-- text; default everything) to the online store, keeping the newest per
+-- entity and never replacing a newer online value. Returns the count written.
+function FS:materialize(view, from, to)
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
+  local lo = from and assert(timeutil.parse(from)) or -math.huge
+  local hi = to and assert(timeutil.parse(to)) or math.huge
+  local latest = {}
+  self.store:view(function(tx)
+    for k, val in tx:scan("offline", { prefix = keys.pack("u32", v.id) }) do
+      local _, entity, t = keys.unpack("u32 s i64", k)
+      if t >= lo and t <= hi then
+        local cur = latest[entity]
+        if not cur or t >= cur[1] then latest[entity] = { t, val } end
+      end
+    end
+  end)
+  local written = 0
+  self.store:update(function(tx)
+    written = 0
+    for entity, e in pairs(latest) do
+      if online_put(tx, v, entity, e[1], e[2]) then written = written + 1 end
+    end
+  end)
+  return written
+end
+
+--- Every offline row of a view as a frame (entity key, event time, features;
+-- PII as tokens).
+function FS:export(view)
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
+  local rows = {}
+  self.store:view(function(tx)
+    for k, val in tx:scan("offline", { prefix = keys.pack("u32", v.id) }) do
+      local _, entity, t = keys.unpack("u32 s i64", k)
+      local r = codec.decode(val, v.by_version)
+      for name, value in pairs(r) do r[name] = export_value(self, v, name, value) end
+      r[v.join_key], r[v.timestamp] = entity, timeutil.format(t)
+      rows[#rows + 1] = r
+    end
+  end)
+  local order = { v.join_key, v.timestamp }
+  local types = { [v.join_key] = "string", [v.timestamp] = "string" }
+  for _, f in ipairs(v.features) do
+    order[#order + 1] = f.name
+    types[f.name] = (v.pii_set[f.name]) and "string" or f.type
+  end
+  return frame.from_rows(rows, { order = order, types = types })
+end
+
+--- A view's definition with row counts, freshness and per-feature statistics.
+function FS:describe(view)
+  local v, verr, vcode = self:view(view)
+  if not v then return nil, verr, vcode end
+  local data = self:export(view)
+  local entities = {}
+  local newest
+  for i = 1, data:nrows() do
+    entities[data:col(v.join_key):get(i)] = true
+    local t = data:col(v.timestamp):get(i)
+    if not newest or t > newest then newest = t end
+  end
+  local n_entities = 0
+  for _ in pairs(entities) do n_entities = n_entities + 1 end
+  local stats = {}
+  if data:nrows() > 0 then
+    local d = data:drop(v.join_key, v.timestamp):describe()
+    for i = 1, d:nrows() do stats[#stats + 1] = d:row(i) end
+  end
+  return { name = v.name, entity = v.entity, join_key = v.join_key, version = v.version, owner = v.owner,
+           tags = v.tags, description = v.description, ttl = v.ttl, pii = v.pii, rows = data:nrows(),
+           entities = n_entities, freshness = newest, features = v.features, stats = stats,
+           transforms = v.transforms }
+end
+
+M.methods = FS
+
+return M
