@@ -11,7 +11,6 @@ return {
   ["tycho.dagrun"] = "tycho.dag.run",
   ["tycho.dagsched"] = "tycho.dag.sched",
   ["tycho.files"] = "tycho.util.files",
-  ["tycho.frame"] = "tycho.core.frame",
   ["tycho.http"] = "tycho.serve.http",
   ["tycho.json"] = "tycho.util.json",
   ["tycho.kernels"] = "tycho.core.kernels",

@@ -10,7 +10,7 @@ local M = { version = internal.version }
 
 local submodules = {
   store = "tycho.core.store", keys = "tycho.util.keys", http = "tycho.serve.http",
-  json = "tycho.util.json", pretty = "tycho.util.pretty", frame = "tycho.core.frame",
+  json = "tycho.util.json", pretty = "tycho.util.pretty", frame = "tycho.frame",
   models = "tycho.ml.models", metrics = "tycho.ml.metrics", tune = "tycho.ml.tune", features = "tycho.features",
   runs = "tycho.registry.runs", registry = "tycho.registry", automl = "tycho.ml.automl", dag = "tycho.dag",
   cron = "tycho.dag.cron", experiments = "tycho.experiments", monitor = "tycho.monitor",
