@@ -35,33 +35,16 @@ local function all_finite(v)
   return true
 end
 
--- Empty arrays: cjson 2.1 writes an empty table as {}, so `empty_array` is
--- a marker string that encoding turns into []. The marker holds a nonce
--- drawn when the module loads, so no string a client sends can be it (with
--- a fixed marker, a decoded body could turn a string into an array, or its
--- re-encoding into broken JSON: found by fuzz/json_fuzz).
-local function nonce()
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(12) or (tostring(os.time()) .. tostring({}))
-  if f then f:close() end
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-local EMPTY = "\0tycho:[]:" .. nonce() .. "\0"
+-- Empty arrays: cjson 2.1 writes an empty table as {}. `empty_array` is a
+-- table of its own that cjson refuses (it holds a function), so a document
+-- that has one takes the Lua encoder below, which writes it as []; every
+-- other document is cjson's alone, at no extra cost. No value a client sends
+-- can be it: a marker string could (fuzz/json_fuzz turned a fixed marker
+-- into [] or broken JSON, then learnt a per-process nonce).
+local EMPTY = setmetatable({ empty_array = function() end }, { __tostring = function() return "[]" end })
 M.empty_array = EMPTY
-local EMPTY_ENCODED = cjson.encode(EMPTY)
-local EMPTY_PATTERN = EMPTY_ENCODED:gsub("%p", "%%%0")
 
-local function arrays_emptied(s)
-  if not s:find(EMPTY_ENCODED, 1, true) then return s end
-  return (s:gsub(EMPTY_PATTERN, "[]"))
-end
-
---- Encodes a value; raises on values JSON cannot hold (functions, cycles).
-function M.encode(value)
-  local s, err = cjson.encode(value)
-  if not s then error("json.encode: " .. err, 2) end
-  return arrays_emptied(s)
-end
+local MAX_DEPTH = 1000  -- as cjson's encoder
 
 local function is_array(t)
   local n = 0
@@ -69,17 +52,22 @@ local function is_array(t)
   return n == #t, n
 end
 
-local function canonical(v, out)
+local function canonical(v, out, depth)
+  if v == EMPTY then
+    out[#out + 1] = "[]"
+    return
+  end
   if type(v) ~= "table" then
     out[#out + 1] = cjson.encode(v) or error("json.encode: cannot encode a " .. type(v), 0)
     return
   end
+  if depth > MAX_DEPTH then error("json.encode: nested deeper than " .. MAX_DEPTH .. " (a cycle?)", 0) end
   local arr, n = is_array(v)
-  if arr and (n > 0 or getmetatable(v) == nil) and n > 0 then
+  if arr and n > 0 then
     out[#out + 1] = "["
     for i = 1, n do
       if i > 1 then out[#out + 1] = "," end
-      canonical(v[i], out)
+      canonical(v[i], out, depth + 1)
     end
     out[#out + 1] = "]"
     return
@@ -94,17 +82,28 @@ local function canonical(v, out)
     out[#out + 1] = ":"
     local val = v[k]
     if val == nil then val = v[tonumber(k)] end
-    canonical(val, out)
+    canonical(val, out, depth + 1)
   end
   out[#out + 1] = "}"
+end
+
+--- Encodes a value; raises on values JSON cannot hold (functions, cycles).
+function M.encode(value)
+  local s, err = cjson.encode(value)
+  if s then return s end
+  -- cjson refused it: an empty_array inside (the Lua encoder writes it), or
+  -- a value JSON cannot hold (the Lua encoder raises on it too).
+  local ok, out = pcall(M.encode_canonical, value)
+  if not ok then error("json.encode: " .. err, 2) end
+  return out
 end
 
 --- Like encode, with object keys sorted: the same value always gives the
 -- same bytes (artifacts and hashes rely on it).
 function M.encode_canonical(value)
   local out = {}
-  canonical(value, out)
-  return arrays_emptied(table.concat(out))
+  canonical(value, out, 0)
+  return table.concat(out)
 end
 
 --- Decodes text; returns value or nil, message.
