@@ -174,6 +174,21 @@ function M.raw(port, bytes, timeout_ms, stop)
   return table.concat(got), (not done) and "timeout" or nil
 end
 
+--- Sends bytes to 127.0.0.1:port and, wait_ms after they are written,
+-- closes without reading a byte of the answer: a client that hangs up.
+function M.hang_up(port, bytes, wait_ms)
+  local tcp = uv.new_tcp()
+  local done = false
+  tcp:connect("127.0.0.1", port, function(err)
+    if err then done = true return end
+    tcp:write(bytes, function()
+      local t = uv.new_timer()
+      t:start(wait_ms or 5, 0, function() t:close() tcp:close() done = true end)
+    end)
+  end)
+  M.run_until(function() return done end, 5000)
+end
+
 --- Parses one HTTP response: status, headers (lower-case names), body.
 function M.parse_response(text)
   if not text then return nil end

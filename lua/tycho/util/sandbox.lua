@@ -166,8 +166,7 @@ end
 
 local function check(v, depth, seen)
   local t = type(v)
-  if t == "nil" or t == "boolean" or t == "string" then return true end
-  if t == "number" then return true end
+  if t == "nil" or t == "boolean" or t == "string" or t == "number" then return true end
   if t ~= "table" then return nil, "a " .. t .. " value" end
   if debug.getmetatable(v) ~= nil then return nil, "a table with a metatable" end
   if depth > MAX_DEPTH then return nil, "tables nested deeper than " .. MAX_DEPTH end

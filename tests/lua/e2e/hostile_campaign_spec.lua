@@ -5,7 +5,6 @@
 -- a 500, nothing wrote without the token, and the token never came back.
 local testing = require "tycho.testing"
 local json = require "tycho.json"
-local uv = require "luv"
 
 local TOKEN = "s3cr3t-campaign-token"
 local ROUNDS = tonumber(os.getenv("HOSTILE_ROUNDS")) or 300
@@ -102,16 +101,7 @@ describe("a hostile campaign", function()
         assert.is_nil((text or ""):find("HTTP/1.1 500", 1, true))
       elseif kind == 1 then
         -- A client that hangs up on a large answer.
-        local tcp = uv.new_tcp()
-        local done = false
-        tcp:connect("127.0.0.1", srv.port, function(err)
-          if err then done = true return end
-          tcp:write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", function()
-            local t = uv.new_timer()
-            t:start(2, 0, function() t:close() tcp:close() done = true end)
-          end)
-        end)
-        testing.run_until(function() return done end, 5000)
+        testing.hang_up(srv.port, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 2)
         tally.hangups = tally.hangups + 1
       else
         local headers = {}
