@@ -40,9 +40,62 @@ local M = {
 
 M.err = ffi.new("tz_err")
 
+local C = ffi.C
+
 --- The last error as message, code name.
 function M.failure()
-  return ffi.string(M.err.msg), ffi.string(ffi.C.tz_strerror(M.err.code))
+  return ffi.string(M.err.msg), ffi.string(C.tz_strerror(M.err.code))
 end
+
+local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
+
+--- Blobs (tz_blob): a versioned, checksummed container of strings, the
+-- envelope of model files and artifacts. pack gives the bytes (or nil and
+-- why); unpack gives the strings back, or nil and why the bytes are
+-- damaged, truncated, foreign (another kind) or newer than max_version.
+M.blob = {}
+
+function M.blob.pack(kind, version, parts)
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  for _, s in ipairs(parts) do C.tz_blob_put_str(w, s, #s) end
+  if C.tz_blob_finish(w, kind, version, buf_out, len_out, M.err) ~= 0 then return nil, ffi.string(M.err.msg) end
+  local bytes = ffi.string(buf_out[0], len_out[0])
+  C.free(buf_out[0])
+  return bytes
+end
+
+function M.blob.unpack(bytes, kind, max_version)
+  if type(bytes) ~= "string" then return nil, "not bytes" end
+  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
+  if C.tz_blob_open(bytes, #bytes, kind, max_version, r, nil, M.err) ~= 0 then return nil, ffi.string(M.err.msg) end
+  local parts = {}
+  while r.pos < r.len and r.failed == 0 do
+    local p = C.tz_blob_get_str(r, n)
+    if p == nil then break end
+    parts[#parts + 1] = ffi.string(p, n[0])
+  end
+  if C.tz_blob_close(r, M.err) ~= 0 then return nil, ffi.string(M.err.msg) end
+  return parts
+end
+
+local digest = ffi.new("uint8_t[32]")
+
+--- Hashing (core/util/tz_hash): SHA-256 for artifact checksums, SipHash
+-- for keyed pseudonyms, FNV-1a states and unit-interval buckets for
+-- experiment assignment.
+M.hash = {
+  siphash = C.tz_hash_siphash, fnv1a64 = C.tz_hash_fnv1a64,
+  unit_interval = C.tz_hash_unit_interval, bucket = C.tz_hash_bucket,
+}
+
+--- SHA-256 of s, as 32 raw bytes.
+function M.hash.sha256(s)
+  C.tz_hash_sha256(s, #s, digest)
+  return ffi.string(digest, 32)
+end
+
+--- Random draws (core/util/tz_sample) over a uint64_t[1] state.
+M.sample = { uniform = C.tz_sample_uniform, best_beta = C.tz_sample_best_beta, best_normal = C.tz_sample_best_normal }
 
 return M

@@ -448,6 +448,9 @@ end
 -- owns until it attaches it.
 function M.new_column(name, typ, n) return new_column(name, type_code(typ), n) end
 
+--- One more owner of column c (a tz_column*), or one less.
+M.retain_column, M.release_column = C.tz_column_ref, C.tz_column_unref
+
 --- Rows by 1-based index list (an int64 array in C).
 function Frame:take(indices)
   local n = #indices

@@ -1,8 +1,13 @@
---- FFI declarations of core/kernels, shared by tycho.models and tycho.metrics.
--- Kernel calls never call back into Lua (progress goes to tz_progress in C),
--- so they are safe FFI leaf calls.
+--- The face of core/ml: the model kernels (gbt, forest, linear, logistic,
+-- kmeans) and the metric kernels. Each family is one table of Lua functions
+-- over its C calls: params() gives the kernel's defaults as a plain table;
+-- fit(params, train, valid, progress) takes such a table back; save and
+-- load speak Lua strings; predict, n_outputs, n_features and importance are
+-- the C calls themselves (hot paths, no wrapper). Kernel calls never call
+-- back into Lua (progress goes to tz_progress in C), so they are safe FFI
+-- leaf calls.
 local ffi = require "ffi"
-require "tycho.core.base"  -- tz_err, and core/util's declarations
+local base = require "tycho.core.base"  -- tz_err, and core/util's declarations
 
 ffi.cdef [[
 typedef struct tz_data { size_t n_rows, n_cols; const double *const *cols; const double *y; const double *weight; } tz_data;
@@ -101,4 +106,122 @@ int tz_metrics_silhouette(const tz_data *x, const double *labels, size_t sample_
                           double *out, tz_err *err);
 ]]
 
-return ffi.C
+local C = ffi.C
+local err = base.err
+local M = {}
+
+-- A struct's fields as a table (the C defaults, so Lua never retypes them).
+local function fields_of(p, names)
+  local out = {}
+  for _, name in ipairs(names) do
+    local v = p[name]
+    out[name] = type(v) == "cdata" and tonumber(v) or v
+  end
+  return out
+end
+
+local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
+
+--- The buffer a kernel allocated, as a Lua string (the buffer is freed).
+local function take_buffer()
+  local s = ffi.string(buf_out[0], len_out[0])
+  C.free(buf_out[0])
+  return s
+end
+
+-- name: the family's C prefix; fields: its params struct's fields;
+-- fit(p, train, valid, out, progress): the C call; info(handle): what the
+-- fit determined, for the model's metadata.
+local function family(name, fields, fit, info, extra)
+  local pre = "tz_" .. name .. "_"
+  local handle_t = ffi.typeof("tz_" .. name .. "_model*[1]")
+  local params_t = ffi.typeof("tz_" .. name .. "_params")
+  local free = C[pre .. "free"]
+  local n_features = C[pre .. "n_features"]
+  local k = {
+    predict = C[pre .. "predict"],
+    n_features = function(h) return tonumber(n_features(h)) end,
+  }
+  local has_outputs, n_outputs = pcall(function() return C[pre .. "n_outputs"] end)
+  if has_outputs then k.n_outputs = function(h) return tonumber(n_outputs(h)) end end
+  --- The kernel's default parameters, by field name.
+  function k.params()
+    local p = params_t()
+    C[pre .. "params_default"](p)
+    return fields_of(p, fields)
+  end
+  --- A trained handle (freed with the last reference), or nil and the
+  -- kernel's message. progress: { label =, total =, quiet = } or nil.
+  function k.fit(params, train, valid, progress)
+    local p = params_t()
+    C[pre .. "params_default"](p)
+    for field, v in pairs(params) do p[field] = v end
+    local out = handle_t()
+    local rc = fit(p, train, valid, out, progress)
+    if rc ~= 0 then return nil, ffi.string(err.msg) end
+    return ffi.gc(out[0], free), info(out[0])
+  end
+  --- The kernel's own versioned, checksummed bytes, or nil and why.
+  function k.save(h)
+    if C[pre .. "save"](h, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+    return take_buffer()
+  end
+  --- A handle from save's bytes (any part of a larger string: ptr, len),
+  -- or nil and why.
+  function k.load(ptr, len)
+    local out = handle_t()
+    if C[pre .. "load"](ptr, len, out, err) ~= 0 then return nil, ffi.string(err.msg) end
+    return ffi.gc(out[0], free)
+  end
+  for key, v in pairs(extra or {}) do k[key] = v end
+  return k
+end
+
+local function progress_of(opts)
+  return ffi.new("tz_progress", { label = opts.label, total = opts.total or 0, quiet = opts.quiet and 1 or 0 })
+end
+
+M.gbt = family("gbt",
+  { "objective", "n_classes", "rounds", "learning_rate", "max_depth", "max_leaves", "min_child_weight", "lambda",
+    "gamma", "subsample", "colsample", "max_bins", "seed", "early_stopping_rounds", "base_score" },
+  function(p, train, valid, out, progress)
+    local pr = progress_of(progress or { label = "gbt", total = p.rounds, quiet = true })
+    local rc = C.tz_gbt_fit(p, train, valid, C.tz_progress_report, pr, out, err)
+    C.tz_progress_done(pr)
+    return rc
+  end,
+  function(h) return { rounds = C.tz_gbt_rounds(h) } end,
+  { importance = C.tz_gbt_importance })
+
+M.forest = family("forest",
+  { "task", "n_classes", "n_trees", "max_depth", "min_samples_leaf", "max_features", "bootstrap", "max_bins", "seed" },
+  function(p, train, _, out) return C.tz_forest_fit(p, train, out, err) end,
+  function(h) return { oob_score = C.tz_forest_oob_score(h) } end,
+  { importance = C.tz_forest_importance })
+
+M.logistic = family("logistic", { "C", "max_iter", "tol", "fit_intercept", "n_classes" },
+  function(p, train, _, out) return C.tz_logistic_fit(p, train, out, err) end,
+  function(h) return { iterations = C.tz_logistic_n_iter(h), converged = C.tz_logistic_converged(h) ~= 0 } end)
+
+M.linear = family("linear", { "alpha", "fit_intercept" },
+  function(p, train, _, out) return C.tz_linear_fit(p, train, out, err) end,
+  function(h) return { intercept = C.tz_linear_intercept(h) } end,
+  { n_outputs = function() return 1 end })
+
+M.kmeans = family("kmeans", { "k", "n_init", "max_iter", "tol", "seed" },
+  function(p, train, _, out) return C.tz_kmeans_fit(p, train, out, err) end,
+  function(h) return { inertia = C.tz_kmeans_inertia(h), iterations = C.tz_kmeans_n_iter(h) } end,
+  { n_outputs = function() return 1 end,
+    --- The centroids (k rows of n_features, row-major, owned by the model) and k.
+    centroids = function(h) return C.tz_kmeans_centroids(h), tonumber(C.tz_kmeans_k(h)) end })
+
+--- The metric kernels: each takes arrays and a count, writes *out and
+-- returns 0, or fills core/base's err.
+M.metrics = {
+  accuracy = C.tz_metrics_accuracy, auc = C.tz_metrics_auc, log_loss = C.tz_metrics_log_loss,
+  log_loss_multi = C.tz_metrics_log_loss_multi, rmse = C.tz_metrics_rmse, mae = C.tz_metrics_mae,
+  r2 = C.tz_metrics_r2, prf = C.tz_metrics_prf, confusion = C.tz_metrics_confusion,
+  inertia = C.tz_metrics_inertia, silhouette = C.tz_metrics_silhouette,
+}
+
+return M

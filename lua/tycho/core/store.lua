@@ -419,9 +419,18 @@ local function check_key(k, level)
   end
 end
 
---- The LMDB handle of database db (nil when absent), with the raw
--- transaction, for C kernels that read the store themselves (tz_asof).
-function Txn:raw(db) return self.handle, dbi(self, db) end
+--- The point-in-time join (tz_asof) over database db in this transaction:
+-- fills cols (n_wanted tz_column*, n rows) with each entity's latest values
+-- at or before its time. true (nothing to fill when db is absent), or nil
+-- and the message.
+function Txn:asof_join(db, view, entity, times, n, cols)
+  local handle = dbi(self, db)
+  if not handle then return true end
+  if C.tz_asof_join(self.handle, handle, view, entity, times, n, cols, base.err) ~= 0 then
+    return nil, ffi.string(base.err.msg)
+  end
+  return true
+end
 
 --- Runs fn() once this write transaction has committed; never when it is
 -- rolled back or repeated (a full map). For state outside the home that

@@ -2,7 +2,7 @@
 -- by their counters), exposures buffered and flushed with the prediction log.
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
-local kernels = require "tycho.core.kernels"
+local base = require "tycho.core.base"
 local ffi = require "ffi"
 local shared = require "tycho.experiments.records"
 local Experiment = shared.Experiment
@@ -27,7 +27,7 @@ local function rng(self)
   return state
 end
 
-local function rand(self) return kernels.tz_sample_uniform(rng(self)) end
+local function rand(self) return base.sample.uniform(rng(self)) end
 
 local function read_counters_in(tx, e, out)
   for _, v in ipairs(e.variants) do
@@ -94,7 +94,7 @@ function Experiment:choose(store, version)
     self.policy = p
   end
   if self.kind == "thompson" then
-    local pick = self.metric_type == "binary" and kernels.tz_sample_best_beta or kernels.tz_sample_best_normal
+    local pick = self.metric_type == "binary" and base.sample.best_beta or base.sample.best_normal
     return self.variants[1 + pick(rng(self), #self.variants, p.a, p.b)]
   end
   if self.kind == "epsilon_greedy" and rand(self) < self.epsilon then
@@ -164,7 +164,7 @@ function Experiment:assign(unit, req, store, instance)
   local variant
   if self.kind == "ab" then
     local variants = self.variants
-    variant = variants[1 + kernels.tz_hash_bucket(self.salt_state, unit, #unit, self.bounds, #variants)]
+    variant = variants[1 + base.hash.bucket(self.salt_state, unit, #unit, self.bounds, #variants)]
   else
     -- Bandits keep a unit where it first landed: this worker's unflushed
     -- assignments first, then the home.

@@ -3,7 +3,7 @@
 -- how outcomes move a unit's value and its variant's counters.
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
-local kernels = require "tycho.core.kernels"
+local base = require "tycho.core.base"
 
 local M = {}
 
@@ -58,8 +58,8 @@ local function pending_key(id) return keys.pack("s s", "p", id) end
 -- the state after salt .. "\0" (salt_state, kept per experiment) continued
 -- over the unit equals the hash of the concatenation, so the request path
 -- hashes only the unit.
-local function salt_state(salt) return kernels.tz_hash_fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
-function M.unit_hash(salt, unit) return kernels.tz_hash_unit_interval(salt_state(salt), unit, #unit) end
+local function salt_state(salt) return base.hash.fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
+function M.unit_hash(salt, unit) return base.hash.unit_interval(salt_state(salt), unit, #unit) end
 
 -- Applies a value to a unit: the unit's sum moves, and its variant's
 -- counters by the change in the unit's value.

@@ -5,8 +5,6 @@ local keys = require "tycho.util.keys"
 local frame = require "tycho.core.frame"
 local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
-local base = require "tycho.core.base"
-local C = require "tycho.core.kernels"
 local layout = require "tycho.features.layout"
 local online_put = layout.online_put
 local references = require "tycho.features.refs"
@@ -84,16 +82,9 @@ function FS:historical(spine, refs, opts)
     end
     local spec = ffi.new("tz_asof_view", { view_id = v.id, ttl_us = (v.ttl or 0) * 1e6, n_versions = #v.versions,
                                            layouts = layouts, n_wanted = #wanted })
-    local ok, jerr = self.store:view(function(tx)
-      local txn, dbi = tx:raw("offline")
-      if not dbi then return true end
-      if C.tz_asof_join(txn, dbi, spec, ecol.c, t64, n, cols, base.err) ~= 0 then
-        return nil, ffi.string(base.err.msg)
-      end
-      return true
-    end)
+    local ok, jerr = self.store:view(function(tx) return tx:asof_join("offline", spec, ecol.c, t64, n, cols) end)
     if not ok then
-      for k = 1, #wanted do C.tz_column_unref(cols[k - 1]) end
+      for k = 1, #wanted do frame.release_column(cols[k - 1]) end
       return nil, jerr
     end
     -- Columns out: renamed on clashes; PII stored in clear is hashed here.
@@ -123,7 +114,7 @@ function FS:historical(spine, refs, opts)
       out = out:with_column(a.colname, values, "string")
     elseif a.colname == a.feature then
       out = out:attach({ col.c })
-      C.tz_column_ref(col.c)  -- attach took the reference it was given
+      frame.retain_column(col.c)  -- attach took the reference it was given
     else
       out = out:with_column(a.colname, col:to_table(), col.type)
     end

@@ -1,7 +1,7 @@
 --- tycho.features, validation of incoming rows against a view's schema and checks, and the PII token.
 local json = require "tycho.util.json"
 local timeutil = require "tycho.util.timeutil"
-local C = require "tycho.core.kernels"
+local base = require "tycho.core.base"
 local catalog = require "tycho.features.catalog"
 local set_of = catalog.set_of
 
@@ -28,7 +28,7 @@ end
 --- The keyed hash token of a PII value ("pii:" .. 16 hex digits).
 function FS:pii_token(value)
   local s = tostring(value)
-  local h = C.tz_hash_siphash(pii_key(self), s, #s)
+  local h = base.hash.siphash(pii_key(self), s, #s)
   return "pii:" .. string.format("%016x", h)
 end
 

@@ -7,11 +7,12 @@
 -- Labels for classification metrics are class indices 0..K-1.
 -- metrics.evaluate(model, frame) gives the metrics suited to the model's task.
 local ffi = require "ffi"
-local C = require "tycho.core.kernels"
+local kernels = require "tycho.core.kernels"
 local base = require "tycho.core.base"
 
 local M = {}
 local err = base.err
+local K = kernels.metrics
 local out = ffi.new("double[1]")
 
 local function array(v, n)
@@ -31,17 +32,17 @@ local function call(fn, y, p, n, ...)
   return out[0]
 end
 
-function M.accuracy(y, p, n) return call(C.tz_metrics_accuracy, y, p, n, out, err) end
-function M.auc(y, s, n) return call(C.tz_metrics_auc, y, s, n, out, err) end
-function M.log_loss(y, p, n) return call(C.tz_metrics_log_loss, y, p, n, out, err) end
-function M.rmse(y, p, n) return call(C.tz_metrics_rmse, y, p, n, out, err) end
-function M.mae(y, p, n) return call(C.tz_metrics_mae, y, p, n, out, err) end
-function M.r2(y, p, n) return call(C.tz_metrics_r2, y, p, n, out, err) end
+function M.accuracy(y, p, n) return call(K.accuracy, y, p, n, out, err) end
+function M.auc(y, s, n) return call(K.auc, y, s, n, out, err) end
+function M.log_loss(y, p, n) return call(K.log_loss, y, p, n, out, err) end
+function M.rmse(y, p, n) return call(K.rmse, y, p, n, out, err) end
+function M.mae(y, p, n) return call(K.mae, y, p, n, out, err) end
+function M.r2(y, p, n) return call(K.r2, y, p, n, out, err) end
 
 --- Multiclass log loss: prob is an n x k row-major array.
 function M.log_loss_multi(y, prob, n, k)
   local ya = array(y, n)
-  if C.tz_metrics_log_loss_multi(ya, prob, n, k, out, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 2) end
+  if K.log_loss_multi(ya, prob, n, k, out, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 2) end
   return out[0]
 end
 
@@ -50,7 +51,7 @@ local function prf_of(y, p, pos, n)
   local ya, yn = array(y, n)
   local pa = array(p, yn)
   local label = (pos == nil or pos == "macro") and -1 or pos
-  if C.tz_metrics_prf(ya, pa, yn, label, prf, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 3) end
+  if K.prf(ya, pa, yn, label, prf, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 3) end
   return prf
 end
 function M.precision(y, p, pos, n) return prf_of(y, p, pos, n).precision end
@@ -62,7 +63,7 @@ function M.confusion(y, p, k, n)
   local ya, yn = array(y, n)
   local pa = array(p, yn)
   local counts = ffi.new("uint64_t[?]", k * k)
-  if C.tz_metrics_confusion(ya, pa, yn, k, counts, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 2) end
+  if K.confusion(ya, pa, yn, k, counts, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 2) end
   local rows = {}
   for t = 1, k do
     rows[t] = {}
@@ -102,12 +103,11 @@ function M.evaluate(model, f)
   end
   if model.task == "clustering" then
     local x = select(1, require("tycho.ml.models")._data(f, model.features))
-    local centers = C.tz_kmeans_centroids(model.handle)
-    local kk = tonumber(C.tz_kmeans_k(model.handle))
+    local centers, kk = kernels.kmeans.centroids(model.handle)
     local res = { rows = n }
-    if C.tz_metrics_inertia(x, raw, centers, kk, out, err) == 0 then res.inertia = out[0] end
+    if K.inertia(x, raw, centers, kk, out, err) == 0 then res.inertia = out[0] end
     -- Exact silhouette is O(n^2): a seeded sample of 2000 rows bounds it.
-    if kk >= 2 and C.tz_metrics_silhouette(x, raw, math.min(n, 2000), 42, out, err) == 0 then
+    if kk >= 2 and K.silhouette(x, raw, math.min(n, 2000), 42, out, err) == 0 then
       res.silhouette = out[0]
     end
     return res

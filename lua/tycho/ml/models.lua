@@ -13,12 +13,13 @@
 -- Prediction picks features by name, so extra columns are ignored and a
 -- missing one is an error naming it.
 local ffi = require "ffi"
-local C = require "tycho.core.kernels"
 local base = require "tycho.core.base"
 local frame = require "tycho.core.frame"
 local json = require "tycho.util.json"
 local files = require "tycho.util.files"
+local options = require "tycho.util.options"
 local families = require "tycho.ml.families"
+local make_blend = require "tycho.ml.blend"
 
 local M = {}
 
@@ -119,9 +120,14 @@ local function is_categorical(col)
   return true
 end
 
-local function new_model(family, opts)
-  if opts ~= nil and type(opts) ~= "table" then error("models." .. family .. ": options must be a table", 3) end
-  return setmetatable({ family = family, opts = opts or {}, fam = families[family] }, Model)
+-- A model of a family. Options are checked (names, types, ranges) and kept
+-- under their canonical names; a model read from bytes takes the options
+-- it was saved with as they are (trusted), so a model saved by an older
+-- release always loads.
+local function new_model(family, opts, trusted)
+  local fam = families[family]
+  if not trusted then opts = options.check("models." .. family, fam.options, opts, 3) end
+  return setmetatable({ family = family, opts = opts or {}, fam = fam }, Model)
 end
 
 --- models.gbt{objective = "regression"|"binary"|"multiclass" (inferred from
@@ -140,8 +146,8 @@ function M.kmeans(opts) return new_model("kmeans", opts) end
 
 -- Kernel messages count columns and rows from 0: name the feature and give
 -- the 1-based row the frame would show.
-local function kernel_error(m)
-  local msg = ffi.string(err.msg)
+local function kernel_error(m, msg)
+  msg = msg or ffi.string(err.msg)
   msg = msg:gsub("column (%d+)", function(j)
     local name = m.features[tonumber(j) + 1]
     return name and ("column '" .. name .. "'") or ("column " .. j)
@@ -163,10 +169,6 @@ local function decide_task(m, col)
   if m.family == "logistic" then t = "classify" end
   if not t then t = is_categorical(col) and "classify" or "regression" end
   return t
-end
-
-local function own(m, handle)
-  m.handle = ffi.gc(handle, m.fam.free)
 end
 
 --- Trains on frame f. opts: label (required except k-means), features (list;
@@ -215,9 +217,9 @@ function Model:fit(f, opts)
     if not valid then return nil, "validation frame: " .. vanchor end
   end
   local t0 = require("luv").hrtime()
-  local handle = fam.fit(self, train, valid, n_classes)
-  if not handle then return nil, kernel_error(self) end
-  own(self, handle)
+  local handle, info = fam.fit(self, train, valid, n_classes)
+  if not handle then return nil, kernel_error(self, info) end
+  self.handle, self.info = handle, info
   self.trained = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - t0) / 1e9, at = os.time() }
   local _ = anchor and vanchor  -- both stay referenced until training is over
   return self
@@ -367,31 +369,18 @@ end
 
 -- ---- files -------------------------------------------------------------------------
 
-local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
-
-local function take_buffer()
-  local s = ffi.string(buf_out[0], len_out[0])
-  C.free(buf_out[0])
-  return s
-end
-
 --- The model as bytes: a Tycho file (versioned, checksummed) holding the
 -- metadata and the kernel's own versioned, checksummed model.
 function Model:to_bytes()
   check_trained(self)
-  if self.fam.save(self.handle, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
-  local kernel = take_buffer()
+  local kernel, msg = self.fam.save(self.handle)
+  if not kernel then return nil, msg end
   -- Only what the training determined: the same data and seed give the
   -- same bytes (timings belong to the run record, not the model).
   local meta = json.encode_canonical({ family = self.family, task = self.task, features = self.features, label = self.label,
                              classes = self.classes, opts = self.opts, info = self.info,
                              rows = self.trained and self.trained.rows })
-  local w = ffi.new("tz_blob_writer")
-  C.tz_blob_writer_init(w)
-  C.tz_blob_put_str(w, meta, #meta)
-  C.tz_blob_put_str(w, kernel, #kernel)
-  if C.tz_blob_finish(w, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
-  return take_buffer()
+  return base.blob.pack(MODEL_KIND, MODEL_VERSION, { meta, kernel })
 end
 
 --- Writes the model file (atomically); true or nil, message.
@@ -401,37 +390,29 @@ function Model:save(path)
   return files.write_atomic(path, bytes)
 end
 
+local blend
+
 --- A model from bytes, or nil and why (damaged, truncated, foreign or newer).
 function M.from_bytes(bytes)
-  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
-  if C.tz_blob_open(bytes, #bytes, MODEL_KIND, MODEL_VERSION, r, nil, err) ~= 0 then
-    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
-  end
-  local meta_p = C.tz_blob_get_str(r, n)
-  local meta_s = meta_p ~= nil and ffi.string(meta_p, n[0])
-  local kernel_p = C.tz_blob_get_str(r, n)
-  local kernel_len = n[0]
-  if C.tz_blob_close(r, err) ~= 0 or not meta_s or kernel_p == nil then
-    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
-  end
-  local meta = json.decode(meta_s)
-  if type(meta) == "table" and meta.family == "blend" then
-    return M._blend_from(meta, ffi.string(kernel_p, kernel_len))
-  end
+  local parts, msg = base.blob.unpack(bytes, MODEL_KIND, MODEL_VERSION)
+  if not parts or #parts ~= 2 then return nil, "not a usable Tycho model: " .. (msg or "bad layout") end
+  local meta = json.decode(parts[1])
+  if type(meta) == "table" and meta.family == "blend" then return blend.from_parts(meta, parts[2]) end
   local fam = type(meta) == "table" and families[meta.family]
   if not fam or type(meta.features) ~= "table" then return nil, "not a usable Tycho model: bad metadata" end
-  local out = ffi.new(fam.ctype)
-  if fam.load(kernel_p, kernel_len, out, err) ~= 0 then
-    return nil, "not a usable Tycho model: " .. ffi.string(err.msg)
-  end
-  local m = new_model(meta.family, meta.opts)
-  own(m, out[0])
+  local handle, why = fam.load(parts[2], #parts[2])
+  if not handle then return nil, "not a usable Tycho model: " .. why end
+  local m = new_model(meta.family, type(meta.opts) == "table" and meta.opts or {}, true)
+  m.handle = handle
   m.task, m.features, m.label, m.info = meta.task, meta.features, meta.label, meta.info
   m.trained = { rows = meta.rows }
   if meta.classes ~= nil and meta.classes ~= json.null then m.classes = meta.classes end
   if fam.n_features(m.handle) ~= #m.features then return nil, "not a usable Tycho model: feature count mismatch" end
   return m
 end
+
+blend = make_blend(Model, M.from_bytes, MODEL_KIND, MODEL_VERSION)
+M.blend = blend.new
 
 --- Loads a model file; model or nil, message.
 function M.load(path)
@@ -442,132 +423,7 @@ function M.load(path)
   return m
 end
 
--- ---- blends ----------------------------------------------------------------------------
--- A blend averages the outputs (probabilities or values) of several models
--- fitted on the same rows: what AutoML hands back when two families together
--- beat either alone.
-
-local Blend = setmetatable({}, { __index = Model })
-Blend.__index = Blend
-
---- models.blend{ members = { models.gbt{...}, models.forest{...} }, weights = {...} }.
-function M.blend(opts)
-  if type(opts) ~= "table" or type(opts.members) ~= "table" or #opts.members < 2 then
-    error("models.blend: needs members = a list of two or more models", 2)
-  end
-  return setmetatable({ family = "blend", members = opts.members, weights = opts.weights, opts = {} }, Blend)
-end
-
-function Blend:fit(f, opts)
-  for i, m in ipairs(self.members) do
-    local ok, why = m:fit(f, opts)
-    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(why) end
-  end
-  local first = self.members[1]
-  for _, m in ipairs(self.members) do
-    if m.task ~= first.task then return nil, "blend members disagree on the task" end
-  end
-  self.task, self.classes, self.features, self.label = first.task, first.classes, first.features, first.label
-  self.info = { members = #self.members }
-  self.trained = { rows = f:nrows() }
-  self.handle = true
-  return self
-end
-
-function Blend:predict_raw(f)
-  if not self.handle then error("blend model is not trained: call fit first", 2) end
-  local sum, k, n
-  local total = 0
-  for i, m in ipairs(self.members) do
-    local out, mk = m:predict_raw(f)
-    if not out then return nil, mk end
-    local w = self.weights and self.weights[i] or 1
-    total = total + w
-    n, k = f:nrows(), mk
-    if not sum then sum = ffi.new("double[?]", math.max(n * k, 1)) end
-    for j = 0, n * k - 1 do sum[j] = sum[j] + w * out[j] end
-  end
-  for j = 0, n * k - 1 do sum[j] = sum[j] / total end
-  return sum, k
-end
-
-function Blend:predict_values(row)
-  if not self.handle then error("blend model is not trained: call fit first", 2) end
-  local total, k = 0, nil
-  self._sum = self._sum or {}
-  for i, m in ipairs(self.members) do
-    local out, mk = m:predict_values(row)
-    if not out then return nil, mk end
-    local w = self.weights and self.weights[i] or 1
-    if not k then
-      k = mk
-      self._acc = self._acc or ffi.new("double[?]", k)
-      for j = 0, k - 1 do self._acc[j] = 0 end
-    end
-    for j = 0, k - 1 do self._acc[j] = self._acc[j] + w * out[j] end
-    total = total + w
-  end
-  for j = 0, k - 1 do self._acc[j] = self._acc[j] / total end
-  return self._acc, k
-end
-
-function Blend.importance() return nil, "blends have no split importance" end
-
-function Blend:__tostring()
-  local fams = {}
-  for i, m in ipairs(self.members) do fams[i] = m.family end
-  return string.format("<blend of %s: %s>", table.concat(fams, " + "), tostring(self.task))
-end
-
-function Blend:to_bytes()
-  if not self.handle then error("blend model is not trained: call fit first", 2) end
-  local w = ffi.new("tz_blob_writer")
-  C.tz_blob_writer_init(w)
-  C.tz_blob_put_str(w, json.encode_canonical({ weights = self.weights or json.null, n = #self.members }), 0)
-  for _, m in ipairs(self.members) do
-    local b, e = m:to_bytes()
-    if not b then return nil, e end
-    C.tz_blob_put_str(w, b, #b)
-  end
-  local members = {}
-  for i, m in ipairs(self.members) do members[i] = m.family end
-  local meta = json.encode_canonical({ family = "blend", task = self.task, features = self.features,
-    label = self.label, classes = self.classes, members = members, weights = self.weights,
-    rows = self.trained and self.trained.rows })
-  local payload
-  if C.tz_blob_finish(w, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
-  payload = take_buffer()
-  local outer = ffi.new("tz_blob_writer")
-  C.tz_blob_writer_init(outer)
-  C.tz_blob_put_str(outer, meta, #meta)
-  C.tz_blob_put_str(outer, payload, #payload)
-  if C.tz_blob_finish(outer, MODEL_KIND, MODEL_VERSION, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
-  return take_buffer()
-end
-
-function M._blend_from(meta, payload)
-  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
-  if C.tz_blob_open(payload, #payload, MODEL_KIND, MODEL_VERSION, r, nil, err) ~= 0 then
-    return nil, "not a usable Tycho model: blend: " .. ffi.string(err.msg)
-  end
-  C.tz_blob_get_str(r, n)  -- reserved header
-  local members = {}
-  for i = 1, #(meta.members or {}) do
-    local p = C.tz_blob_get_str(r, n)
-    if p == nil then return nil, "not a usable Tycho model: blend member " .. i .. " missing" end
-    local m, e = M.from_bytes(ffi.string(p, n[0]))
-    if not m then return nil, e end
-    members[i] = m
-  end
-  if C.tz_blob_close(r, err) ~= 0 or #members < 2 then return nil, "not a usable Tycho model: bad blend" end
-  local b = M.blend { members = members, weights = meta.weights ~= json.null and meta.weights or nil }
-  b.task, b.features, b.label = meta.task, meta.features, meta.label
-  if meta.classes ~= nil and meta.classes ~= json.null then b.classes = meta.classes end
-  b.handle, b.info, b.trained = true, { members = #members }, { rows = meta.rows }
-  return b
-end
-
-function M.is_model(v) return getmetatable(v) == Model or getmetatable(v) == Blend end
+function M.is_model(v) return getmetatable(v) == Model or blend.is_blend(v) end
 
 --- The tz_data view of a frame's feature columns (for metrics); data, anchor.
 M._data = make_data

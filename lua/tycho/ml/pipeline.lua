@@ -14,7 +14,6 @@
 --
 -- Every step transforms one row at a time, in fitting, batch and online
 -- prediction alike, so batch and single-row answers are identical.
-local ffi = require "ffi"
 local frame = require "tycho.core.frame"
 local models = require "tycho.ml.models"
 local metrics = require "tycho.ml.metrics"
@@ -22,7 +21,6 @@ local json = require "tycho.util.json"
 local files = require "tycho.util.files"
 local sandbox = require "tycho.util.sandbox"
 local internal = require "tycho.internal"
-local C = require "tycho.core.kernels"
 local base = require "tycho.core.base"
 local step_kinds = require "tycho.ml.steps"
 
@@ -324,16 +322,10 @@ end
 
 -- ---- artifacts --------------------------------------------------------------------------
 
-local digest = ffi.new("uint8_t[32]")
 local function sha256_hex(s)
-  C.tz_hash_sha256(s, #s, digest)
-  local out = {}
-  for i = 0, 31 do out[i + 1] = string.format("%02x", digest[i]) end
-  return table.concat(out)
+  return (base.hash.sha256(s):gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 M.sha256 = sha256_hex
-
-local buf_out, len_out = ffi.new("unsigned char*[1]"), ffi.new("size_t[1]")
 
 --- The artifact as bytes: header JSON (format, inputs, steps and their
 -- state, user functions as source, post, training reference), the model's
@@ -350,34 +342,17 @@ function Pipeline:to_bytes()
     model_inputs = self.model_inputs, label = self.label, steps = steps, post = self.post,
     reference = self.reference, task = self.model.task, classes = self.model.classes,
     rows = self.fitted and self.fitted.rows })
-  local w = ffi.new("tz_blob_writer")
-  C.tz_blob_writer_init(w)
   local sum = sha256_hex(header .. model_bytes)
-  C.tz_blob_put_str(w, header, #header)
-  C.tz_blob_put_str(w, model_bytes, #model_bytes)
-  C.tz_blob_put_str(w, sum, #sum)
-  if C.tz_blob_finish(w, ARTIFACT_KIND, ARTIFACT_VERSION, buf_out, len_out, base.err) ~= 0 then
-    return nil, ffi.string(base.err.msg)
-  end
-  local bytes = ffi.string(buf_out[0], len_out[0])
-  C.free(buf_out[0])
+  local bytes, msg = base.blob.pack(ARTIFACT_KIND, ARTIFACT_VERSION, { header, model_bytes, sum })
+  if not bytes then return nil, msg end
   return bytes, sum
 end
 
 --- A pipeline from artifact bytes, or nil and why it was refused.
 function M.from_bytes(bytes)
-  local r, n = ffi.new("tz_blob_reader"), ffi.new("size_t[1]")
-  if type(bytes) ~= "string" or C.tz_blob_open(bytes, #bytes, ARTIFACT_KIND, ARTIFACT_VERSION, r, nil, base.err) ~= 0 then
-    return nil, "artifact refused: " .. (type(bytes) == "string" and ffi.string(base.err.msg) or "not bytes")
-  end
-  local parts = {}
-  for i = 1, 3 do
-    local p = C.tz_blob_get_str(r, n)
-    parts[i] = p ~= nil and ffi.string(p, n[0]) or nil
-  end
-  if C.tz_blob_close(r, base.err) ~= 0 or not parts[3] then
-    return nil, "artifact refused: " .. ffi.string(base.err.msg)
-  end
+  local parts, msg = base.blob.unpack(bytes, ARTIFACT_KIND, ARTIFACT_VERSION)
+  if not parts then return nil, "artifact refused: " .. msg end
+  if #parts ~= 3 then return nil, "artifact refused: " .. #parts .. " parts where 3 belong" end
   local header, model_bytes, sum = parts[1], parts[2], parts[3]
   if sha256_hex(header .. model_bytes) ~= sum then return nil, "artifact refused: sha256 mismatch (tampered)" end
   local h = json.decode(header)

@@ -5,7 +5,8 @@
 local frame = require "tycho.core.frame"
 local models = require "tycho.ml.models"
 local sandbox = require "tycho.util.sandbox"
-local C = require "tycho.core.kernels"
+local kernels = require "tycho.core.kernels"
+local options = require "tycho.util.options"
 
 local M = {}
 local step = {}
@@ -253,9 +254,9 @@ kinds.kmeans = {
     local k = s.opts.k or 8
     local km = models.kmeans { k = k, n_init = s.opts.n_init or 3, seed = s.opts.seed or 42 }
     assert(km:fit(frame.new(data, { order = cols }), { features = cols }))
-    local raw, d = C.tz_kmeans_centroids(km.handle), #cols
-    local centers = {}
-    for j = 1, tonumber(C.tz_kmeans_k(km.handle)) do
+    local raw, n_centers = kernels.kmeans.centroids(km.handle)
+    local d, centers = #cols, {}
+    for j = 1, n_centers do
       local center = {}
       for i = 1, d do center[i] = raw[(j - 1) * d + i - 1] end
       centers[j] = center
@@ -279,12 +280,55 @@ kinds.kmeans = {
   end,
 }
 
+-- What each step accepts: named options (util/options schemas), and what
+-- its positional values may be (a list of column names, or values in
+-- named order: fill_missing{"median"}, clip{0, 1}).
+local COLUMNS = { type = "table" }
+local STEP_OPTIONS = {
+  fill_missing = { named = { strategy = { one_of = { "mean", "median", "constant" } }, value = { type = "any" },
+                             columns = COLUMNS }, positional = { "strategy" } },
+  standardize = { named = { columns = COLUMNS } },
+  minmax = { named = { columns = COLUMNS } },
+  log1p = { named = { columns = COLUMNS } },
+  onehot = { named = { columns = COLUMNS, unknown = { one_of = { "ignore", "error" } } }, list = true },
+  clip = { named = { columns = COLUMNS, min = { type = "number" }, max = { type = "number" } },
+           positional = { "min", "max" } },
+  select = { named = { columns = COLUMNS }, list = true },
+  drop = { named = { columns = COLUMNS }, list = true },
+  kmeans = { named = { columns = COLUMNS, k = { type = "int", min = 1 }, n_init = { type = "int", min = 1 },
+                       seed = { type = "int", min = 0 }, name = { type = "string" } } },
+}
+
+-- Checks a step's options (raising at the user's call naming what is
+-- wrong) and gives them back as they were written: fitted steps read them.
+local function check_step(kind, opts)
+  local where = "step." .. kind
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
+  local spec, named = STEP_OPTIONS[kind], {}
+  for key, v in pairs(opts) do
+    if type(key) == "number" then
+      local as = spec.positional and spec.positional[key]
+      if as then
+        named[as] = v
+      elseif not spec.list or type(v) ~= "string" then
+        error(where .. ": " .. (spec.list and "a list of column names" or "no positional values")
+          .. " (value " .. key .. " is " .. tostring(v) .. ")", 3)
+      end
+    elseif named[key] ~= nil then
+      error(where .. ": option '" .. key .. "' is given twice", 3)
+    else
+      named[key] = v
+    end
+  end
+  options.check(where, spec.named, named, 3)
+  return opts
+end
+
 local function make_step(kind)
-  return function(opts) return { kind = kind, opts = opts or {} } end
+  return function(opts) return { kind = kind, opts = check_step(kind, opts) } end
 end
-for _, k in ipairs { "fill_missing", "standardize", "minmax", "onehot", "clip", "log1p", "select", "drop", "kmeans" } do
-  step[k] = make_step(k)
-end
+for kind in pairs(STEP_OPTIONS) do step[kind] = make_step(kind) end
 step.standardise = step.standardize
 
 local lua_steps = 0

@@ -97,7 +97,8 @@ describe("models on real data", function()
   it("saves and loads every family with identical predictions", function()
     local small = sample
     for _, fam in ipairs { "gbt", "forest", "logistic", "linear", "kmeans" } do
-      local m = models[fam] { rounds = 10, trees = 10, k = 3, n_init = 1 }
+      local opts = { gbt = { rounds = 10 }, forest = { trees = 10 }, kmeans = { k = 3, n_init = 1 } }
+      local m = models[fam](opts[fam])
       if fam == "kmeans" then assert(m:fit(small:drop("label")))
       elseif fam == "linear" then assert(m:fit(small, { label = "capitalTotal" }))
       else assert(m:fit(small, { label = "label", quiet = true })) end
