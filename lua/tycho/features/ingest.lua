@@ -14,10 +14,24 @@ local M = {}
 local FS = {}
 
 
+-- Which columns a tabular source has: present(row, column) for land().
+-- A column the source lacks is omitted, not null: the row keeps the
+-- entity's stored value for it.
+local function columns_of(f)
+  local has = {}
+  for _, name in ipairs(f:names()) do has[name] = true end
+  return function(_, column) return has[column] end
+end
+
+-- A column a row table names is present, even as JSON null (a null the
+-- sender meant).
+local function key_present(row, column) return row[column] ~= nil end
+
 local function rows_of(source, v)
-  -- Returns an iterator of (line, row) and a list of reader issues.
+  -- Returns an iterator of (line, row), a list of reader issues and the
+  -- source's present(row, column).
   if frame.is_frame(source) then
-    return source:rows(), {}, source:nrows()
+    return source:rows(), {}, columns_of(source)
   end
   if type(source) ~= "string" then error("ingest: source must be a path or a frame", 3) end
   local f = io.open(source, "rb")
@@ -27,7 +41,7 @@ local function rows_of(source, v)
   if source:match("%.jsonl$") or source:match("%.ndjson$") or head:match("^%s*{") then
     local fr, rep = frame.read_jsonl(source)
     if not fr then return nil, rep end
-    return fr:rows(), rep.issues, fr:nrows()
+    return fr:rows(), rep.issues, columns_of(fr)
   end
   if head:find("\0", 1, true) then return nil, source .. " is not a CSV or JSONL file (binary content)" end
   -- Read key and time as text so their formats are ours to judge; feature
@@ -42,7 +56,7 @@ local function rows_of(source, v)
     local i, row = it()
     if not i then return nil end
     return lines:get(i), row
-  end, rep.issues, fr:nrows()
+  end, rep.issues, columns_of(fr)
 end
 
 local function write_quarantine(fs, view, rejected)
@@ -62,7 +76,33 @@ end
 
 -- Validates rows and writes the good ones in one transaction. `to` picks
 -- the stores ("online", "offline" or both). Returns the report.
-local function land(fs, v, iter, issues, to, source_name)
+-- The features a row leaves out (nil when it names them all).
+local function omitted_by(v, row, present)
+  local out
+  for _, f in ipairs(v.features) do
+    if not present(row, f.column or f.name) then
+      out = out or {}
+      out[#out + 1] = f.name
+    end
+  end
+  return out
+end
+
+-- The row to store for values: a row that leaves features out carries the
+-- entity's values for them as of its time (online and offline alike, so a
+-- point-in-time join answers as the online store does).
+local function complete(tx, v, entity, t, values, omitted)
+  if omitted then
+    local before = layout.row_at(tx, v, entity, t)
+    if before then
+      local old = codec.decode(before, v.by_version)
+      for _, name in ipairs(omitted) do values[name] = old[name] end
+    end
+  end
+  return codec.encode(v.version, v.current, values)
+end
+
+local function land(fs, v, iter, issues, to, source_name, present)
   local report = { view = v.name, rows_read = 0, landed = 0, rejected = 0, duplicates = 0, unchanged = 0,
                    online_updates = 0, min_time = nil, max_time = nil }
   local rejected, seen, good = {}, {}, {}
@@ -88,7 +128,7 @@ local function land(fs, v, iter, issues, to, source_name)
                                     source = source_name }
       else
         seen[k] = line
-        good[#good + 1] = { entity, t, codec.encode(v.version, v.current, values) }
+        good[#good + 1] = { entity, t, values, omitted_by(v, row, present) }
       end
     end
   end
@@ -97,7 +137,8 @@ local function land(fs, v, iter, issues, to, source_name)
   fs.store:update(function(tx)
     report.landed, report.unchanged, report.online_updates = 0, 0, 0
     for _, g in ipairs(good) do
-      local entity, t, enc = g[1], g[2], g[3]
+      local entity, t = g[1], g[2]
+      local enc = complete(tx, v, entity, t, g[3], g[4])
       if write_offline then
         local k = offline_key(v, entity, t)
         if tx:get("offline", k) == enc then report.unchanged = report.unchanged + 1 end
@@ -130,10 +171,10 @@ end
 function FS:ingest(view, source, opts)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
-  local iter, issues = rows_of(source, v)
+  local iter, issues, present = rows_of(source, v)
   if not iter then return nil, issues end
   return land(self, v, iter, issues, opts and opts.to or "online_and_offline",
-              type(source) == "string" and source or "frame")
+              type(source) == "string" and source or "frame", present)
 end
 
 --- Push rows (Feast's push): rows is a frame, a list of row tables or a
@@ -147,7 +188,7 @@ function FS:push(view, rows, to)
   end
   local list = rows
   if frame.is_frame(rows) then
-    return land(self, v, rows:rows(), {}, to or "online", "push")
+    return land(self, v, rows:rows(), {}, to or "online", "push", columns_of(rows))
   end
   if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
   if #rows == 0 and next(rows) then
@@ -162,7 +203,7 @@ function FS:push(view, rows, to)
     for col, values in pairs(rows) do
       for i = 1, n do
         list[i] = list[i] or {}
-        if values[i] ~= json.null then list[i][col] = values[i] end
+        list[i][col] = values[i] == nil and json.null or values[i]
       end
     end
   end
@@ -171,10 +212,11 @@ function FS:push(view, rows, to)
     i = i + 1
     if list[i] then return i, list[i] end
   end
-  return land(self, v, iter, {}, to or "online", "push")
+  return land(self, v, iter, {}, to or "online", "push", key_present)
 end
 
 M.land = land
+M.key_present = key_present
 M.methods = FS
 
 return M

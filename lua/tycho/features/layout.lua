@@ -34,7 +34,25 @@ local function online_put(tx, v, entity, t, encoded)
   return true
 end
 
+--- The entity's stored row in force at time t: the newer of its latest
+-- offline row at or before t and its online row when that is not after t.
+-- The encoded row, or nil when the entity has none yet.
+local function row_at(tx, v, entity, t)
+  local best_t, best
+  for k, row in tx:scan("offline", { prefix = online_key(v, entity), to = offline_key(v, entity, t + 1),
+                                      reverse = true, limit = 1 }) do
+    best_t, best = select(3, keys.unpack("u32 s i64", k)), row
+  end
+  local on = tx:get("online", online_key(v, entity))
+  if on then
+    local on_t = unpack_time(on)
+    if on_t <= t and (not best_t or on_t > best_t) then best = on:sub(9) end
+  end
+  return best
+end
+
 M.offline_key = offline_key
+M.row_at = row_at
 M.online_key = online_key
 M.pack_time = pack_time
 M.unpack_time = unpack_time

@@ -29,7 +29,6 @@ function FS:follow_once(view, path)
     if line:match("%S") then
       local obj, jerr = json.decode(line)
       if type(obj) == "table" then
-        for k, x in pairs(obj) do if x == json.null then obj[k] = nil end end
         rows[#rows + 1] = { lineno, obj }
       else
         issues[#issues + 1] = { line = lineno, column = 0, message = jerr or "not a JSON object" }
@@ -44,7 +43,7 @@ function FS:follow_once(view, path)
   local new_offset = offset + #complete
   -- The checkpoint is written inside land()'s transaction, with the rows.
   self._after_land = function(tx) tx:put("catalog", ck, tostring(new_offset)) end
-  local report = land(self, v, iter, issues, "online_and_offline", path)
+  local report = land(self, v, iter, issues, "online_and_offline", path, ingest.key_present)
   self._after_land = nil
   report.offset = new_offset
   return report

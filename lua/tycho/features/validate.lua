@@ -33,7 +33,7 @@ function FS:pii_token(value)
 end
 
 local function coerce(f, v)
-  if v == nil then return nil end
+  if v == nil or v == json.null then return nil end
   local t = f.type
   if t == "float" then
     if type(v) == "string" then v = tonumber(v) end
@@ -69,8 +69,9 @@ local function validate(fs, v, row)
   if #tostring(entity) > MAX_ENTITY_BYTES then
     return nil, "entity key '" .. v.join_key .. "' is longer than " .. MAX_ENTITY_BYTES .. " bytes"
   end
-  local t, terr = timeutil.parse(row[v.timestamp])
-  if row[v.timestamp] == nil then return nil, "missing event time '" .. v.timestamp .. "'" end
+  local raw_t = row[v.timestamp]
+  if raw_t == nil or raw_t == json.null then return nil, "missing event time '" .. v.timestamp .. "'" end
+  local t, terr = timeutil.parse(raw_t)
   if not t then return nil, "bad event time: " .. terr end
   local values = {}
   local checks = fs.checks[v.name] or { features = {} }
