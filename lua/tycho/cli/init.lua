@@ -17,6 +17,9 @@ end
 
 -- Parses "--name value" pairs into a table by the names known (a map from
 -- option to field). Returns the table, or nil and the usage exit code.
+-- Command-line options: known maps a flag to its field. A field written
+-- "?name" is a switch (no value, true when given); "name[]" collects every
+-- value of a repeated flag. Returns the fields, or nil and the usage code.
 local function options(cmd, args, known)
   local out, i = {}, 1
   while args[i] do
@@ -28,9 +31,20 @@ local function options(cmd, args, known)
       table.sort(names)
       return nil, usage(cmd .. ": unknown option '" .. opt .. "' (" .. table.concat(names, ", ") .. ")")
     end
-    if not val then return nil, usage(cmd .. ": " .. opt .. " needs a value") end
-    out[field] = val
-    i = i + 2
+    if field:sub(1, 1) == "?" then
+      out[field:sub(2)] = true
+      i = i + 1
+    else
+      if not val then return nil, usage(cmd .. ": " .. opt .. " needs a value") end
+      local list = field:match("^(.*)%[%]$")
+      if list then
+        out[list] = out[list] or {}
+        table.insert(out[list], val)
+      else
+        out[field] = val
+      end
+      i = i + 2
+    end
   end
   return out
 end
@@ -141,16 +155,71 @@ local model_commands = {
       local null = require("tycho.util.json").null
       for _, h in ipairs(hist) do
         local from = (h.from == nil or h.from == null) and "-" or h.from
-        print(string.format("  %s  %-12s %s -> %s  by %s (%s)", h.at, h.alias, from, h.to, h.who, h.why))
+        if h.kind == "policy" then
+          print(string.format("  %s  %-12s policy %s  by %s", h.at, h.alias,
+            h.policy == null and "removed" or require("tycho.util.json").encode(h.policy), h.who))
+        else
+          print(string.format("  %s  %-12s %s -> %s  by %s (%s)%s", h.at, h.alias, from, h.to, h.who, h.why,
+            h.forced and ("; forced: " .. tostring(h.reason) .. "; overrode: " .. table.concat(h.overrode or {}, "; "))
+              or (h.approved_by and h.approved_by ~= null and ("; approved by " .. h.approved_by) or "")))
+        end
       end
     end
     return 0
   end,
-  promote = function(reg, name, version, alias)
-    if not (name and version and alias) then return usage("usage: tycho models promote NAME VERSION ALIAS") end
-    local ok, err = reg:promote(name, version, alias)
-    if not ok then return fail(err) end
-    print(string.format("%s %s is now %s", name, version, alias))
+  promote = function(reg, name, version, alias, ...)
+    local PROMOTE_USAGE = "usage: tycho models promote NAME VERSION ALIAS [--force --reason TEXT] [--approved-by NAME]"
+    if not (name and version and alias) then return usage(PROMOTE_USAGE) end
+    local opts, code = options("tycho models promote", { ... }, { ["--force"] = "?force", ["--reason"] = "reason",
+                                                                  ["--approved-by"] = "approved_by" })
+    if not opts then return code end
+    local ok, err, _, reasons = reg:promote(name, version, alias, opts)
+    if not ok then
+      if not reasons then return fail(err) end
+      io.stderr:write(string.format("tycho models: promotion of %s %s to %s refused:\n", name, version, alias))
+      for _, r in ipairs(reasons) do io.stderr:write("  - ", r, "\n") end
+      io.stderr:write("(tycho models promote ... --force --reason TEXT overrides, and is recorded)\n")
+      return 1
+    end
+    print(string.format("%s %s is now %s%s", name, version, alias, opts.force and " (forced: " .. opts.reason .. ")" or ""))
+    return 0
+  end,
+  policy = function(reg, name, alias, ...)
+    if not (name and alias) then
+      return usage("usage: tycho models policy NAME ALIAS [--gate METRIC=MIN ...] [--no-worse-than METRIC[:BY]]"
+        .. " [--holdout FILE] [--approval] [--no-schema] | --clear")
+    end
+    local opts, code = options("tycho models policy", { ... }, { ["--gate"] = "gates[]", ["--holdout"] = "holdout",
+      ["--no-worse-than"] = "no_worse_than", ["--approval"] = "?approval", ["--no-schema"] = "?no_schema",
+      ["--clear"] = "?clear" })
+    if not opts then return code end
+    if not next(opts) then
+      local p, err = reg:policy(name, alias)
+      if p == nil then return fail(err) end
+      print(p and require("tycho.util.json").encode(p) or ("alias " .. alias .. " of " .. name .. " has no policy"))
+      return 0
+    end
+    local policy = false
+    if not opts.clear then
+      policy = { approval = opts.approval or nil, schema = not opts.no_schema or false }
+      for _, g in ipairs(opts.gates or {}) do
+        local metric, threshold = g:match("^([%w_]+)=(.+)$")
+        if not tonumber(threshold) then return usage("tycho models policy: --gate wants METRIC=NUMBER, got " .. g) end
+        policy.gates = policy.gates or {}
+        policy.gates[metric] = tonumber(threshold)
+      end
+      if opts.no_worse_than then
+        local metric, by = opts.no_worse_than:match("^([%w_]+):?(.*)$")
+        if not metric or (by ~= "" and not tonumber(by)) then
+          return usage("tycho models policy: --no-worse-than wants METRIC or METRIC:BY, got " .. opts.no_worse_than)
+        end
+        policy.no_worse_than = { metric = metric, by = tonumber(by) or 0, holdout = opts.holdout }
+      end
+    end
+    local stored, err = reg:policy(name, alias, policy)
+    if stored == nil then return fail(err) end
+    print(stored and ("policy of " .. name .. " " .. alias .. ": " .. require("tycho.util.json").encode(stored))
+      or ("policy of " .. name .. " " .. alias .. " removed"))
     return 0
   end,
   rollback = function(reg, name, alias)
@@ -249,12 +318,13 @@ function M.score(target, ...)
   return 0
 end
 
---- `tycho models list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS`:
+--- `tycho models list | show NAME | promote NAME VERSION ALIAS | policy NAME ALIAS | rollback NAME ALIAS`:
 -- 0 done, 1 refused (unknown model, failed gate, nothing to roll back), 2 usage.
 function M.models(sub, ...)
   local cmd = model_commands[sub or ""]
   if not cmd then
-    return usage("usage: tycho models list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS")
+    return usage("usage: tycho models list | show NAME | promote NAME VERSION ALIAS | policy NAME ALIAS"
+      .. " | rollback NAME ALIAS")
   end
   local reg = open_registry()
   if not reg then return 1 end

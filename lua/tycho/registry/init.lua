@@ -15,6 +15,9 @@ local pipeline = require "tycho.ml.pipeline"
 local timeutil = require "tycho.util.timeutil"
 local internal = require "tycho.internal"
 local metrics = require "tycho.ml.metrics"
+local frame = require "tycho.core.frame"
+local options = require "tycho.util.options"
+local errors = require "tycho.util.errors"
 
 local M = {}
 local Registry = {}
@@ -139,11 +142,11 @@ end
 
 local function resolve(tx, name, ref)
   local model = tx:get_json("registry", "model/" .. name)
-  if not model then return nil, "no model named '" .. tostring(name) .. "'" end
+  if not model then return errors.fail("not_found", "no model named '" .. tostring(name) .. "'") end
   if ref == nil or ref == "latest" then ref = model.latest end
   local version = model.aliases[ref] or ref
   if not tx:get_json("registry", "version/" .. name .. "/" .. tostring(version)) then
-    return nil, "model " .. name .. " has no version or alias '" .. tostring(ref) .. "'"
+    return errors.fail("not_found", "model " .. name .. " has no version or alias '" .. tostring(ref) .. "'")
   end
   return version, model
 end
@@ -151,8 +154,8 @@ end
 --- Metadata of a version or alias (default: latest), or nil, message.
 function Registry:get(name, ref)
   return self.store:view(function(tx)
-    local version, model = resolve(tx, name, ref)
-    if not version then return nil, model end
+    local version, model, code = resolve(tx, name, ref)
+    if not version then return nil, model, code end
     local meta = tx:get_json("registry", "version/" .. name .. "/" .. version)
     meta.aliases = {}
     for alias, v in pairs(model.aliases) do
@@ -181,7 +184,7 @@ end
 function Registry:versions(name)
   return self.store:view(function(tx)
     local model = tx:get_json("registry", "model/" .. name)
-    if not model then return nil, "no model named '" .. tostring(name) .. "'" end
+    if not model then return errors.fail("not_found", "no model named '" .. tostring(name) .. "'") end
     local out = {}
     for i, v in ipairs(model.versions) do out[i] = tx:get_json("registry", "version/" .. name .. "/" .. v) end
     table.sort(out, function(a, b) return version_less(a.version, b.version) end)
@@ -192,7 +195,9 @@ end
 --- Every alias move of a model, oldest first: {alias, from, to, who, at, why}.
 function Registry:history(name)
   return self.store:view(function(tx)
-    if not tx:get_json("registry", "model/" .. name) then return nil, "no model named '" .. tostring(name) .. "'" end
+    if not tx:get_json("registry", "model/" .. name) then
+      return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
+    end
     local out = {}
     for _, v in tx:scan("registry", { prefix = keys.pack("s", "history/" .. name) }) do out[#out + 1] = json.decode(v) end
     return out
@@ -217,6 +222,26 @@ function Registry:compare(name, v1, v2)
   return out
 end
 
+-- The version's recorded metric and the holder's, or a frame's evaluation
+-- of both on the same holdout (a frame, or a CSV/JSONL path stored with a
+-- policy).
+local function compared(self, name, version, current, g)
+  local metric = g.metric or "accuracy"
+  if g.holdout == nil then
+    local a = (self:get(name, version).metrics or {})[metric]
+    local b = (self:get(name, current).metrics or {})[metric]
+    return a, b, metric
+  end
+  local holdout = g.holdout
+  if type(holdout) == "string" then
+    local f, err = (holdout:match("%.jsonl$") and frame.read_jsonl or frame.read_csv)(holdout)
+    if not f then return nil, "holdout " .. holdout .. ": " .. tostring(err), metric end
+    holdout = f
+  end
+  local new, old = self:load(name, version), self:load(name, current)
+  return new:evaluate(holdout)[metric], old:evaluate(holdout)[metric], metric
+end
+
 -- Gate checks; returns the list of reasons a promotion is refused.
 local function check_gates(self, name, version, alias, gates, current)
   local reasons = {}
@@ -234,13 +259,16 @@ local function check_gates(self, name, version, alias, gates, current)
   end
   if gates.no_worse_than and current and current ~= version then
     local g = gates.no_worse_than
-    local metric, by = g.metric or "accuracy", g.by or 0
-    local new, old = self:load(name, version), self:load(name, current)
-    local a, b = new:evaluate(g.holdout)[metric], old:evaluate(g.holdout)[metric]
-    local worse = metrics.higher_is_better(metric) and (b - a) or (a - b)
-    if worse > by then
-      reasons[#reasons + 1] = string.format("%s on the holdout is %.6g against %.6g for %s (%s), worse by more than %g",
-        metric, a, b, current, alias, by)
+    local a, b, metric = compared(self, name, version, current, g)
+    if type(a) ~= "number" or type(b) ~= "number" then
+      reasons[#reasons + 1] = type(b) == "string" and b
+        or string.format("%s was not recorded for both %s and %s (%s): cannot compare", metric, version, current, alias)
+    else
+      local worse = metrics.higher_is_better(metric) and (b - a) or (a - b)
+      if worse > (g.by or 0) then
+        reasons[#reasons + 1] = string.format("%s %s is %.6g against %.6g for %s (%s), worse by more than %g", metric,
+          g.holdout and "on the holdout" or "as recorded", a, b, current, alias, g.by or 0)
+      end
     end
   end
   if gates.schema ~= false and current and current ~= version then
@@ -258,43 +286,134 @@ local function check_gates(self, name, version, alias, gates, current)
       end
     end
   end
+  if gates.approval and not gates.approved_by then
+    reasons[#reasons + 1] = string.format("%s needs an approval: name the approver (approved_by)", alias)
+  end
   table.sort(reasons)
   return reasons
 end
 
-local function move_alias(tx, name, alias, to, why)
+-- One audit record: an alias move (kind nil: what rollback walks) or a
+-- policy change (kind "policy").
+local function record(tx, model, entry)
+  model.history_seq = (model.history_seq or 0) + 1
+  tx:put_json("registry", "model/" .. model.name, model)
+  entry.who, entry.at = entry.who or who(), timeutil.format(timeutil.now())
+  tx:put_json("registry", keys.pack("s u64", "history/" .. model.name, model.history_seq), entry)
+end
+
+local function move_alias(tx, name, alias, to, why, extra)
   local model = tx:get_json("registry", "model/" .. name)
   local from = model.aliases[alias]
   model.aliases[alias] = to
-  model.history_seq = (model.history_seq or 0) + 1
-  tx:put_json("registry", "model/" .. name, model)
-  tx:put_json("registry", keys.pack("s u64", "history/" .. name, model.history_seq),
-    { alias = alias, from = from, to = to, who = who(), at = timeutil.format(timeutil.now()), why = why })
+  local entry = { alias = alias, from = from, to = to, why = why }
+  for k, v in pairs(extra or {}) do entry[k] = v end
+  record(tx, model, entry)
   return from
 end
 
---- Points alias at version after the gates pass. gates: { metrics = {auc =
--- 0.95} (shorthand: metric = threshold at the top level), no_worse_than =
--- { holdout = frame, metric = "auc", by = 0.01 }, schema = true (default:
--- the new version must accept what the current holder accepts) }. Returns
--- true, or nil and every reason (joined) when refused; nothing moves then.
+local function policy_key(name, alias) return "policy/" .. name .. "/" .. alias end
+
+local POLICY = {
+  gates = { type = "table" }, no_worse_than = { type = "table" }, schema = { type = "bool" },
+  approval = { type = "bool" },
+}
+
+-- A policy as stored: checked, with JSON-safe values only.
+local function checked_policy(p)
+  local ok, res = pcall(options.check, "policy", POLICY, p, 1)
+  if not ok then return errors.fail("invalid", tostring(res):gsub("^.-policy:", "policy:")) end
+  for metric, threshold in pairs(res.gates or {}) do
+    if type(metric) ~= "string" or type(threshold) ~= "number" or threshold ~= threshold then
+      return errors.fail("invalid", "policy: gates map a metric name to a threshold, got " .. tostring(metric))
+    end
+  end
+  local g = res.no_worse_than
+  if g then
+    local gok, gres = pcall(options.check, "policy: no_worse_than", {
+      metric = { type = "string" }, by = { type = "number", min = 0 }, holdout = { type = "string" } }, g, 1)
+    if not gok then return errors.fail("invalid", tostring(gres):gsub("^.-policy:", "policy:")) end
+    res.no_worse_than = gres
+  end
+  return res
+end
+
+--- The stored policy of alias (a table, or nil when it has none); with
+-- `policy`, stores it (false removes it) and records the change in the
+-- audit history. A policy: { gates = { auc = 0.8, ... } (thresholds on the
+-- version's recorded metrics), no_worse_than = { metric = "auc", by = 0.01,
+-- holdout = "path.csv" } (against the alias's current holder: on the
+-- holdout when given, else on the recorded metrics), schema = true (the new
+-- version accepts what the holder accepts), approval = false (a promotion
+-- must name its approver) }. Returns the policy, or nil, message, code.
+function Registry:policy(name, alias, policy)
+  if not valid_name(alias) then return errors.fail("invalid", "invalid alias '" .. tostring(alias) .. "'") end
+  if policy == nil then
+    return self.store:view(function(tx)
+      if not tx:get("registry", "model/" .. name) then
+        return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
+      end
+      return tx:get_json("registry", policy_key(name, alias)) or false
+    end)
+  end
+  local stored = false
+  if policy ~= false then
+    local why, code
+    stored, why, code = checked_policy(policy)
+    if not stored then return nil, why, code end
+  end
+  return self.store:update(function(tx)
+    local model = tx:get_json("registry", "model/" .. name)
+    if not model then return errors.fail("not_found", "no model named '" .. tostring(name) .. "'") end
+    if stored then tx:put_json("registry", policy_key(name, alias), stored)
+    else tx:delete("registry", policy_key(name, alias)) end
+    record(tx, model, { kind = "policy", alias = alias, policy = stored or json.null, why = "policy" })
+    return stored
+  end)
+end
+
+-- The gates a promotion to alias must pass: the stored policy's and the
+-- caller's, both.
+local function gates_for(stored, opts)
+  local gates = { metrics = {}, schema = not (stored and stored.schema == false), approval = stored and stored.approval,
+                  approved_by = opts.approved_by, no_worse_than = stored and stored.no_worse_than }
+  for metric, threshold in pairs(stored and stored.gates or {}) do gates.metrics[metric] = threshold end
+  for k, v in pairs(opts.gates or {}) do
+    if k == "metrics" then for metric, t in pairs(v) do gates.metrics[metric] = t end
+    elseif k == "no_worse_than" then gates.no_worse_than = v
+    elseif k == "schema" then gates.schema = gates.schema and v ~= false
+    else gates.metrics[k] = v end
+  end
+  return gates
+end
+
+--- Points alias at version after the alias's stored policy and the
+-- caller's gates pass. opts: gates = { metrics = {auc = 0.95} (shorthand:
+-- metric = threshold at the top level), no_worse_than = { holdout = frame,
+-- metric = "auc", by = 0.01 }, schema = false (skip the input contract) },
+-- approved_by (a name, when the policy wants an approval), why, force =
+-- true with reason = "..." (overrides every refusal; recorded with the
+-- reasons it overrode). Returns true, or nil, every reason joined, code
+-- "forbidden", and the list of reasons; nothing moves then.
 function Registry:promote(name, version, alias, opts)
   opts = opts or {}
-  if not valid_name(alias) then return nil, "invalid alias '" .. tostring(alias) .. "'" end
-  local target, model = self.store:view(function(tx) return resolve(tx, name, version) end)
-  if not target then return nil, model end
-  local gates = {}
-  for k, v in pairs(opts.gates or {}) do
-    if k == "metrics" or k == "no_worse_than" or k == "schema" then gates[k] = v
-    else gates.metrics = gates.metrics or {} gates.metrics[k] = v end
+  if not valid_name(alias) then return errors.fail("invalid", "invalid alias '" .. tostring(alias) .. "'") end
+  if opts.force and (type(opts.reason) ~= "string" or not opts.reason:match("%S")) then
+    return errors.fail("invalid", "a forced promotion needs a reason")
   end
+  local target, model, code = self.store:view(function(tx) return resolve(tx, name, version) end)
+  if not target then return nil, model, code end
+  local stored = self.store:view(function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
   local current = model.aliases[alias]
-  local reasons = check_gates(self, name, target, alias, gates, current)
-  if #reasons > 0 then
+  local reasons = check_gates(self, name, target, alias, gates_for(stored, opts), current)
+  if #reasons > 0 and not opts.force then
     return nil, "promotion of " .. name .. " " .. target .. " to " .. alias .. " refused: " .. table.concat(reasons, "; "),
-      reasons
+      "forbidden", reasons
   end
-  self.store:update(function(tx) move_alias(tx, name, alias, target, opts.why or "promote") end)
+  local extra = { approved_by = opts.approved_by }
+  if #reasons > 0 then extra.forced, extra.reason, extra.overrode = true, opts.reason, reasons end
+  self.store:update(function(tx) move_alias(tx, name, alias, target, opts.why or (extra.forced and "force") or "promote",
+    extra) end)
   return true
 end
 
@@ -306,7 +425,7 @@ function Registry:rollback(name, alias, opts)
   if not hist then return nil, err end
   local stack, moved = {}, false
   for _, h in ipairs(hist) do
-    if h.alias == alias then
+    if h.alias == alias and h.kind == nil then
       moved = true
       if h.why == "rollback" then stack[#stack] = nil
       else stack[#stack + 1] = (h.from ~= json.null and h.from) or false end
@@ -317,8 +436,7 @@ function Registry:rollback(name, alias, opts)
   if not target then
     return nil, "alias " .. alias .. " of " .. name .. " has no earlier version to roll back to"
   end
-  self.store:update(function(tx) move_alias(tx, name, alias, target, "rollback") end)
-  local _ = opts
+  self.store:update(function(tx) move_alias(tx, name, alias, target, "rollback", { reason = opts and opts.reason }) end)
   return target
 end
 

@@ -251,6 +251,7 @@ function M.app(opts)
     end)  -- not read-only: it writes the prediction log and experiment exposures
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.serve.watch").add(app, M)
+    require("tycho.serve.registry_routes").add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
     app:post("/push", function(req) return push(app, req) end)

@@ -49,6 +49,7 @@ function M.worker(opts)
   store_mod.defaults.random_access = true
   local app = load_app(opts.app)
   local home = assert(store_mod.open())
+  app.home = home  -- what the built-in routes read and write (the registry's)
   local token = read_token(opts.token_file)
   opts.on_listen = nil
   if opts.access_log then

@@ -73,3 +73,120 @@ describe("a partial push (20.1)", function()
     assert.same({ glucose = 148, mass = 33.6, age = 51, statuses = { "PRESENT", "PRESENT", "PRESENT" } }, online("p1"))
   end)
 end)
+
+describe("promotion policies (20.2)", function()
+  local home, reg
+  local json = require "tycho.json"
+  local http = require "tycho.http"
+
+  local function fitted()
+    local n, x, y = 200, {}, {}
+    for i = 1, n do x[i], y[i] = i % 17, (i % 17 > 8) and "pos" or "neg" end
+    local f = frame.new({ x = x, label = y })
+    return assert(tycho.pipeline { model = tycho.models.gbt { rounds = 2 } }:fit(f, { label = "label", quiet = true }))
+  end
+
+  before_each(function()
+    home = testing.tmpdir()
+    reg = assert(tycho.registry.open({ home = home }))
+    local pipe = fitted()
+    assert(reg:register("diabetes", pipe, { metrics = { auc = 0.8118 } }))   -- 1.0.0
+    assert(reg:register("diabetes", pipe, { metrics = { auc = 0.8238 } }))   -- 1.0.1
+    assert(reg:promote("diabetes", "1.0.1", "production"))
+    assert(reg:policy("diabetes", "production", { gates = { auc = 0.82 }, no_worse_than = { metric = "auc" } }))
+  end)
+  after_each(function()
+    reg.store:close()
+    testing.rmrf(home)
+  end)
+
+  it("holds in Lua without the caller naming any gate, listing every reason", function()
+    local ok, msg, code, reasons = reg:promote("diabetes", "1.0.0", "production")
+    assert.is_nil(ok)
+    assert.equal("forbidden", code)
+    assert.equal(2, #reasons)
+    assert.matches("auc 0.8118 is below the gate 0.82", msg, 1, true)
+    assert.matches("auc as recorded is 0.8118 against 0.8238 for 1.0.1 (production)", msg, 1, true)
+    assert.equal("1.0.1", reg:get("diabetes", "production").version)
+  end)
+
+  it("holds on the command line (exit 1) and records a forced override with its reason", function()
+    reg.store:close()
+    local function cli(...) return testing.run({ "--home", home, "models", ... }) end
+    local code, _, err = cli("promote", "diabetes", "1.0.0", "production")
+    assert.equal(1, code)
+    assert.matches("refused:\n  - auc 0.8118 is below the gate 0.82\n  - auc as recorded", err, 1, true)
+    assert.equal(2, (cli("promote", "diabetes", "1.0.0", "production", "--bogus")))
+    code, _, err = cli("promote", "diabetes", "1.0.0", "production", "--force")
+    assert.equal(1, code)
+    assert.matches("a forced promotion needs a reason", err, 1, true)
+    local out
+    code, out = cli("promote", "diabetes", "1.0.0", "production", "--force", "--reason", "incident 42: 1.0.1 leaks")
+    assert.equal(0, code)
+    assert.matches("forced: incident 42", out, 1, true)
+    reg = assert(tycho.registry.open({ home = home }))
+    local last = reg:history("diabetes")[#reg:history("diabetes")]
+    assert.same({ true, "incident 42: 1.0.1 leaks", "1.0.0" }, { last.forced, last.reason, last.to })
+    assert.equal(2, #last.overrode)
+    code, out = cli("show", "diabetes")
+    assert.matches("forced: incident 42: 1.0.1 leaks; overrode: auc 0.8118 is below", out, 1, true)
+  end)
+
+  it("is set and read from the command line", function()
+    reg.store:close()
+    local function cli(...) return testing.run({ "--home", home, "models", ... }) end
+    local code, out = cli("policy", "diabetes", "staging", "--gate", "auc=0.9", "--approval")
+    assert.equal(0, code, out)
+    code, out = cli("policy", "diabetes", "staging")
+    assert.equal(0, code)
+    assert.same({ gates = { auc = 0.9 }, approval = true, schema = true }, json.decode(out))
+    assert.equal(2, (cli("policy", "diabetes", "staging", "--gate", "auc")))
+    code = cli("promote", "diabetes", "1.0.1", "staging")
+    assert.equal(1, code)
+    reg = assert(tycho.registry.open({ home = home }))
+    -- An approval alone is not enough past a failing gate; with the gate met it is.
+    assert(reg:policy("diabetes", "staging", { approval = true }))
+    local ok, msg = reg:promote("diabetes", "1.0.1", "staging")
+    assert.is_nil(ok)
+    assert.matches("staging needs an approval", msg, 1, true)
+    assert(reg:promote("diabetes", "1.0.1", "staging", { approved_by = "ana" }))
+    assert.equal("ana", reg:history("diabetes")[#reg:history("diabetes")].approved_by)
+  end)
+
+  it("refuses a malformed policy by name", function()
+    local ok, msg, code = reg:policy("diabetes", "production", { gate = { auc = 1 } })
+    assert.is_nil(ok)
+    assert.equal("invalid", code)
+    assert.matches("unknown option 'gate' (did you mean 'gates'?)", msg, 1, true)
+  end)
+
+  it("holds over HTTP: 403 with every reason, and a forced move needs its reason", function()
+    local app = http.app()
+    app.home = reg.store
+    local handle = app:handler()
+    local function call(method, path, body)
+      local status, _, text = handle({ method = method, path = path, query_string = "", body = body or "",
+                                       headers = {}, peer = "127.0.0.1:1" })
+      return status, json.decode(text)
+    end
+    local status, doc = call("POST", "/v1/registry/models/diabetes/aliases/production", '{"version":"1.0.0"}')
+    assert.equal(403, status)
+    assert.equal("forbidden", doc.error.code)
+    assert.equal(2, #doc.error.reasons)
+    status = call("POST", "/v1/registry/models/diabetes/aliases/production", '{"version":"1.0.0","force":true}')
+    assert.equal(400, status)
+    status, doc = call("POST", "/v1/registry/models/diabetes/aliases/production",
+                       '{"version":"1.0.0","force":true,"reason":"rollback drill"}')
+    assert.equal(200, status)
+    assert.is_true(doc.forced)
+    status, doc = call("GET", "/v1/registry/models/diabetes")
+    assert.equal(200, status)
+    assert.equal("1.0.0", doc.aliases.production)
+    assert.equal(0.82, doc.policies.production.gates.auc)
+    status = call("GET", "/v1/registry/models/ghost")
+    assert.equal(404, status)
+    status, doc = call("PUT", "/v1/registry/models/diabetes/aliases/production/policy", "null")
+    assert.equal(200, status)
+    assert.equal(json.null, doc.policy)
+  end)
+end)

@@ -1,0 +1,71 @@
+--- The registry over HTTP, built into every app: what the CLI's `tycho
+-- models` shows and does, for the console and for scripts. Promotions go
+-- through Registry:promote, so an alias's stored policy holds here as on
+-- every other path; a refusal is 403 with every reason.
+local json = require "tycho.util.json"
+local registry = require "tycho.registry"
+
+local M = {}
+
+-- The registry of the app's home (the worker's one handle, app.home), or
+-- of this process's home.
+local function open(app, http)
+  if app.registry then return app.registry end
+  local reg, err = registry.open({ store = app.home })
+  if not reg then http.error(503, "store_unavailable", err) end
+  app.registry = reg
+  return reg
+end
+
+local function model_of(http, reg, name)
+  local versions, err, code = reg:versions(name)
+  if not versions then http.fail(err, code or "not_found") end
+  local policies, aliases = {}, {}  -- empty tables encode as {}
+  for _, v in ipairs(versions) do
+    local meta = reg:get(name, v.version)
+    v.aliases = #meta.aliases > 0 and meta.aliases or json.empty_array
+    for _, a in ipairs(meta.aliases) do aliases[a] = v.version end
+  end
+  for alias in pairs(aliases) do policies[alias] = reg:policy(name, alias) or json.null end
+  local history = reg:history(name)
+  return { name = name, versions = versions, aliases = aliases,
+           policies = policies,
+           history = #history > 0 and history or json.empty_array }
+end
+
+local function promote(app, http, req)
+  local body = req:json()
+  if type(body) ~= "table" or type(body.version) ~= "string" then
+    http.error(400, "bad_request", 'expected {"version": "1.2.0"} (with "force": true and "reason", or "approved_by")')
+  end
+  local name, alias = req.params.name, req.params.alias
+  local ok, msg, code, reasons = open(app, http):promote(name, body.version, alias, {
+    force = body.force == true, reason = type(body.reason) == "string" and body.reason or nil,
+    approved_by = type(body.approved_by) == "string" and body.approved_by or nil })
+  if ok then return { name = name, alias = alias, version = body.version, forced = body.force == true } end
+  if reasons then return 403, { error = { code = "forbidden", message = msg, reasons = reasons } } end
+  http.fail(msg, code)
+end
+
+local function put_policy(app, http, req)
+  local body = req:json()
+  if body ~= json.null and type(body) ~= "table" then http.error(400, "bad_request", "expected a policy object or null") end
+  local stored, msg, code = open(app, http):policy(req.params.name, req.params.alias, body ~= json.null and body or false)
+  if stored == nil then http.fail(msg, code) end
+  return { name = req.params.name, alias = req.params.alias, policy = stored or json.null }
+end
+
+--- Adds the routes to app (http: the router module, for its errors).
+function M.add(app, http)
+  app:get("/v1/registry/models", function() return { models = open(app, http):list() } end)
+  app:get("/v1/registry/models/{name}", function(req) return model_of(http, open(app, http), req.params.name) end)
+  app:get("/v1/registry/models/{name}/aliases/{alias}/policy", function(req)
+    local p, msg, code = open(app, http):policy(req.params.name, req.params.alias)
+    if p == nil then http.fail(msg, code) end
+    return { name = req.params.name, alias = req.params.alias, policy = p or json.null }
+  end)
+  app:put("/v1/registry/models/{name}/aliases/{alias}/policy", function(req) return put_policy(app, http, req) end)
+  app:post("/v1/registry/models/{name}/aliases/{alias}", function(req) return promote(app, http, req) end)
+end
+
+return M
