@@ -12,6 +12,7 @@ local ffi = require "ffi"
 local bit = require "bit"
 local base = require "tycho.core.base"
 local install_ops = require "tycho.frame.ops"
+local install_roles = require "tycho.frame.roles"
 
 ffi.cdef [[
 typedef struct tz_dict tz_dict;
@@ -576,5 +577,6 @@ end
 function M.is_frame(v) return getmetatable(v) == Frame end
 
 install_ops(Frame, M)
+install_roles(Frame, M)
 
 return M

@@ -146,7 +146,16 @@ function FS:historical(spine, refs, opts)
   end
   out.provenance = { views = versions, refs = refs, rows = n,
                      time_range = tmin and { timeutil.format(tmin), timeutil.format(tmax) } or nil }
-  return out
+  -- The spine's keys and time are roles, not features (frame/roles.lua).
+  local role_keys, seen_key = {}, {}
+  for _, v in pairs(views) do
+    if spine:has(v.join_key) and not seen_key[v.join_key] then
+      seen_key[v.join_key] = true
+      role_keys[#role_keys + 1] = v.join_key
+    end
+  end
+  table.sort(role_keys)
+  return out:with_roles({ keys = role_keys, time = tcol })
 end
 
 --- Copies offline history with event times in [from, to] (µs or time

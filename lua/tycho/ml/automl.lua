@@ -112,6 +112,7 @@ function M.run(opts)
     if remaining and remaining <= 0 then break end
     local budget_here = deadline and math.max(2, math.min(15, per_family)) or per_family
     local ok, err = pcall(tune.bayes, {
+      refit = false, quiet = true,  -- the winner is fitted once, below
       model = function(p) return fam.make(p, task) end,
       space = fam.space, data = search, label = opts.label, metric = metric, cv = opts.cv or 3,
       trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name,
@@ -167,7 +168,7 @@ function M.run(opts)
     local function make_blend()
       return models.blend { members = { FAMILIES[a.family].make(a.params, task), FAMILIES[b.family].make(b.params, task) } }
     end
-    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = search, label = opts.label,
+    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = search, label = opts.label, refit = false,
                                        metric = metric, cv = opts.cv or 3, seed = opts.seed or 42,
                                        features = search_features })
     -- The blend is kept unless clearly worse: averaging two families lowers

@@ -19,6 +19,7 @@ local json = require "tycho.util.json"
 local files = require "tycho.util.files"
 local options = require "tycho.util.options"
 local families = require "tycho.ml.families"
+local columns = require "tycho.ml.columns"
 local make_blend = require "tycho.ml.blend"
 
 local M = {}
@@ -49,14 +50,6 @@ local function make_data(f, features, y)
   local d = ffi.new("tz_data", { n_rows = n, n_cols = p, cols = cols, y = y, weight = nil })
   anchor[#anchor + 1] = d
   return d, anchor
-end
-
-local function default_features(f, label)
-  local out = {}
-  for _, name in ipairs(f:names()) do
-    if name ~= label and f:col(name).code ~= 3 then out[#out + 1] = name end
-  end
-  return out
 end
 
 -- Encodes the label column: classes (sorted distinct values) and codes.
@@ -172,8 +165,10 @@ local function decide_task(m, col)
 end
 
 --- Trains on frame f. opts: label (required except k-means), features (list;
--- default every other non-string column), valid (frame, for early stopping),
--- quiet. Returns self, or nil and a message naming what is wrong.
+-- default every other column except the frame's entity keys and event
+-- time, which are left out with a note; a text column is refused by name),
+-- valid (frame, for early stopping), quiet. Returns self, or nil and a
+-- message naming what is wrong.
 function Model:fit(f, opts)
   if not frame.is_frame(f) then error("fit: expected a frame", 2) end
   opts = opts or {}
@@ -182,8 +177,12 @@ function Model:fit(f, opts)
   if self.family ~= "kmeans" and not label then error("fit: opts.label names the label column", 2) end
   if label and not f:has(label) then return nil, "the frame has no label column '" .. label .. "'" end
   if f:nrows() == 0 then return nil, "cannot fit on an empty frame" end
-  self.features = opts.features or default_features(f, label)
-  if #self.features == 0 then return nil, "no feature columns to train on" end
+  local features, left_out = columns.choose(f, label, opts.features, "refuse")
+  if not features then return nil, left_out end
+  if #features == 0 then return nil, "no feature columns to train on" end
+  self.features, self.left_out = features, left_out
+  local note = not opts.quiet and columns.describe("models." .. self.family, features, left_out)
+  if note then io.stderr:write(note, "\n") end
   self.label, self.quiet = label, opts.quiet
   local y, n_classes, classes
   if self.family == "kmeans" then

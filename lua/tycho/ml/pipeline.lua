@@ -23,6 +23,7 @@ local sandbox = require "tycho.util.sandbox"
 local internal = require "tycho.internal"
 local base = require "tycho.core.base"
 local step_kinds = require "tycho.ml.steps"
+local feature_columns = require "tycho.ml.columns"
 
 local M = {}
 local kinds, step = step_kinds.kinds, step_kinds.step
@@ -77,7 +78,9 @@ local function input_columns(p, f)
   table.sort(names)
   for _, k in ipairs(names) do cols[#cols + 1] = k end
   if #cols == 0 then
-    for _, n in ipairs(f:names()) do if n ~= p.label then cols[#cols + 1] = n end end
+    local left_out
+    cols, left_out = feature_columns.choose(f, p.label, nil, "keep")
+    p.left_out = left_out
   end
   local seen, out = {}, {}
   for _, c in ipairs(cols) do
@@ -193,20 +196,22 @@ function Pipeline:_fit(f, opts)
   if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
   local label = opts.label or self.label
   if not label or not f:has(label) then return nil, "pipeline:fit: the frame has no label column '" .. tostring(label) .. "'" end
-  self.label = label
+  self.label, self.left_out = label, nil
   self.inputs = input_columns(self, f)
   for _, c in ipairs(self.inputs) do
     if not f:has(c) then return nil, "pipeline:fit: the frame has no input column '" .. c .. "'" end
   end
   self.input_types = {}
   for _, c in ipairs(self.inputs) do self.input_types[c] = f:col(c).type end
+  local note = not opts.quiet and feature_columns.describe("pipeline", self.inputs, self.left_out or {})
+  if note then io.stderr:write(note, "\n") end
   local started = require("luv").hrtime()
-  local train, columns, step_err = fit_steps(self, f, label)
+  local train, model_columns, step_err = fit_steps(self, f, label)
   if not train then return nil, step_err end
-  self.model_inputs = columns
+  self.model_inputs = model_columns
   local valid
   if opts.valid then valid = self:_transform_frame(opts.valid, true) end
-  local ok, err = self.model:fit(train, { label = label, features = columns, valid = valid, quiet = opts.quiet })
+  local ok, err = self.model:fit(train, { label = label, features = model_columns, valid = valid, quiet = opts.quiet })
   if not ok then return nil, err end
   -- Training reference for drift monitoring: inputs and output.
   self.reference = { inputs = {}, output = nil }

@@ -9,11 +9,23 @@
 --     data = train, label = "label", metric = "auc", cv = 3, trials = 20, seed = 42,
 --   }
 --   result.best.params, result.best.score, result.trials
+--   result.fitted   -- the best candidate fitted on all of data (refit = false skips it)
+--
+-- model(params) may return a model or a pipeline: with a pipeline, its
+-- steps are fitted inside every fold with the model, so their parameters
+-- can be searched too (space = { clip_hi = {...}, depth = {...} }).
+-- A frame's entity keys and event time (fs:historical's) are never
+-- features unless opts.features names them: result.left_out says what was
+-- left out.
 --
 -- Space entries: { lo, hi } (uniform real), { "int", lo, hi }, { "log", lo, hi }
 -- (log-uniform), or a list of choices { "a", "b" } (grid and random only
 -- need lists; bayes maps choices onto an index).
 local metrics = require "tycho.ml.metrics"
+local models = require "tycho.ml.models"
+local pipeline = require "tycho.ml.pipeline"
+local columns = require "tycho.ml.columns"
+local json = require "tycho.util.json"
 local uv = require "luv"
 
 local function wall() return tonumber(uv.hrtime()) / 1e9 end
@@ -92,8 +104,23 @@ end
 
 -- ---- scoring ---------------------------------------------------------------------
 
+-- A candidate (model or pipeline) of params, fitted on train.
+local function fit_candidate(opts, params, train)
+  local candidate = opts.model(params)
+  local ok, err
+  if pipeline.is_pipeline(candidate) then
+    ok, err = candidate:fit(train, { label = opts.label, quiet = true })
+  elseif models.is_model(candidate) then
+    ok, err = candidate:fit(train, { label = opts.label, features = opts.features, quiet = true })
+  else
+    error("tune: model(params) must return a model or a pipeline, got " .. type(candidate), 0)
+  end
+  if not ok then error("tune: fit failed for " .. key_of(params) .. ": " .. tostring(err), 0) end
+  return candidate
+end
+
 local function evaluate(opts, params)
-  local data, label = opts.data, opts.label
+  local data = opts.data
   local metric = opts.metric or "accuracy"
   local folds
   if opts.cv then
@@ -102,14 +129,17 @@ local function evaluate(opts, params)
     local train, test = data:split { test = opts.holdout or 0.2, seed = opts.seed }
     folds = { { train = train, test = test } }
   end
-  local total, t0 = 0, wall()
+  local total, t0, candidate = 0, wall(), nil
   for _, fold in ipairs(folds) do
-    local model = opts.model(params)
-    local ok, err = model:fit(fold.train, { label = label, features = opts.features, quiet = true })
-    if not ok then error("tune: fit failed for " .. key_of(params) .. ": " .. tostring(err), 0) end
-    total = total + metrics.score(metric, model, fold.test, label)
+    candidate = fit_candidate(opts, params, fold.train)
+    local res = pipeline.is_pipeline(candidate) and candidate:evaluate(fold.test) or metrics.evaluate(candidate, fold.test)
+    if res[metric] == nil then
+      error("tune: metric '" .. metric .. "' does not apply to a " .. tostring(candidate.task or
+        (candidate.model and candidate.model.task)) .. " model", 0)
+    end
+    total = total + res[metric]
   end
-  return total / #folds, wall() - t0
+  return total / #folds, wall() - t0, candidate
 end
 
 local function better(metric, a, b)
@@ -119,6 +149,7 @@ end
 M.better = better
 
 local function finish(opts, trials)
+  if #trials == 0 then error("tune: no trial ran (is the space empty?)", 0) end
   local metric = opts.metric or "accuracy"
   local ranked = {}
   for i, t in ipairs(trials) do ranked[i] = t end
@@ -127,7 +158,9 @@ local function finish(opts, trials)
     return a.trial < b.trial
   end)
   for rank, t in ipairs(ranked) do t.rank = rank end
-  return { best = ranked[1], trials = ranked, history = trials, metric = metric }
+  local result = { best = ranked[1], trials = ranked, history = trials, metric = metric, left_out = trials.left_out }
+  if opts.refit ~= false then result.fitted = fit_candidate(opts, ranked[1].params, opts.data) end
+  return result
 end
 
 local function check(opts, name)
@@ -137,7 +170,13 @@ local function check(opts, name)
 end
 
 local function run_trial(opts, trials, params)
-  local score, seconds = evaluate(opts, params)
+  local score, seconds, candidate = evaluate(opts, params)
+  if not trials.left_out then
+    trials.left_out = candidate.left_out or json.empty_array
+    local used = candidate.features or candidate.inputs
+    local note = not opts.quiet and used and columns.describe("tune", used, candidate.left_out or {})
+    if note then io.stderr:write(note, "\n") end
+  end
   trials[#trials + 1] = { trial = #trials + 1, params = params, score = score, seconds = seconds }
   if opts.on_trial then opts.on_trial(trials[#trials]) end
   require("tycho.registry.runs").record { kind = "trial", model = opts.name or "tune", params = params,

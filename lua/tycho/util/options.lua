@@ -103,7 +103,9 @@ function M.check(where, schema, opts, level)
         near and (" (did you mean '" .. near .. "'?)") or "", table.concat(valid, ", ")), level)
     end
     if given_as[name] then
-      error(string.format("%s: options '%s' and '%s' both set %s", where, given_as[name], key, name), level)
+      local a, b = given_as[name], key
+      if a > b then a, b = b, a end
+      error(string.format("%s: options '%s' and '%s' both set %s", where, a, b, name), level)
     end
     local spec = schema[name]
     if not valid_value(spec, v) then

@@ -190,3 +190,74 @@ describe("promotion policies (20.2)", function()
     assert.equal(json.null, doc.policy)
   end)
 end)
+
+describe("training from the feature store (20.4, 20.5)", function()
+  local home, fs, training
+  before_each(function()
+    home = testing.tmpdir()
+    fs = assert(features.open({ home = home }))
+    fs:entity { name = "patient", join_key = "patient_id" }
+    assert(fs:feature_view { name = "pima", entity = "patient", schema = { glucose = "float", mass = "float" } })
+    local ids, glucose, mass, label, times = {}, {}, {}, {}, {}
+    for i = 1, 240 do
+      ids[i], times[i] = string.format("p%04d", i), 1700000000 + i * 3600
+      glucose[i], mass[i] = 80 + (i * 37) % 120, 20 + (i * 13) % 30
+      label[i] = glucose[i] + mass[i] > 150 and "pos" or "neg"
+    end
+    assert(fs:ingest("pima", frame.new({ patient_id = ids, event_time = times, glucose = glucose, mass = mass })))
+    training = assert(fs:historical(frame.new({ patient_id = ids, event_time = times, diabetes = label }),
+                                    { "pima:glucose", "pima:mass" }))
+  end)
+  after_each(function()
+    fs.store:close()
+    testing.rmrf(home)
+  end)
+
+  it("knows its keys and event time, through the operations that keep them", function()
+    assert.same({ keys = { "patient_id" }, time = "event_time" }, training:roles())
+    local train, test = training:split { test = 0.25, seed = 1 }
+    assert.same({ keys = { "patient_id" }, time = "event_time" }, train:roles())
+    assert.same({ keys = { "patient_id" }, time = "event_time" }, test:head(5):roles())
+    assert.same({ time = "event_time", keys = {} }, training:drop("patient_id"):roles())
+    assert.is_nil(training:select("glucose"):roles())
+  end)
+
+  it("never trains on the timestamp or the key unless named, and says so", function()
+    local m = assert(tycho.models.gbt { rounds = 5 }:fit(training, { label = "diabetes", quiet = true }))
+    assert.same({ "glucose", "mass" }, m.features)
+    assert.same({ { name = "event_time", why = "event time" }, { name = "patient_id", why = "entity key" } }, m.left_out)
+    local named = assert(tycho.models.gbt { rounds = 5 }:fit(training,
+      { label = "diabetes", features = { "glucose", "event_time" }, quiet = true }))
+    assert.same({ "glucose", "event_time" }, named.features)
+  end)
+
+  it("refuses a text column by name rather than dropping it", function()
+    local f = frame.new({ x = { 1, 2, 3, 4 }, city = { "a", "b", "a", "b" }, y = { 0, 1, 0, 1 } })
+    local ok, msg = tycho.models.gbt { rounds = 2 }:fit(f, { label = "y", quiet = true })
+    assert.is_nil(ok)
+    assert.matches("column 'city' is text", msg, 1, true)
+  end)
+
+  it("tunes without the leak, and tunes a pipeline's steps with its model", function()
+    local res = tycho.tune.grid { model = function(p) return tycho.models.gbt { rounds = 3, depth = p.depth } end,
+      space = { depth = { 2, 3 } }, data = training, label = "diabetes", metric = "auc", cv = 2, quiet = true }
+    assert.same({ "glucose", "mass" }, res.fitted.features)
+    assert.equal(2, #res.left_out)
+    local seen = {}
+    res = tycho.tune.bayes {
+      model = function(p)
+        seen[#seen + 1] = p.hi
+        return tycho.pipeline { steps = { tycho.step.clip { columns = { "glucose" }, max = p.hi } },
+                                model = tycho.models.logistic {} }
+      end,
+      space = { hi = { 100, 200 } }, data = training, label = "diabetes", metric = "auc", cv = 2, trials = 4, init = 2,
+      seed = 3, quiet = true }
+    assert.is_true(tycho.pipeline.is_pipeline(res.fitted))
+    assert.same({ "glucose", "mass" }, res.fitted.inputs)
+    assert.equal(res.best.params.hi, res.fitted.steps[1].opts.max)
+    assert.is_true(#seen >= 4 * 2)  -- every trial fits its steps per fold
+    assert.is_number(res.best.score)
+    local p = res.fitted:predict(training:head(1):row(1))
+    assert.is_number(p.probability)
+  end)
+end)
