@@ -262,10 +262,11 @@ function M.score(target, ...)
   -- A key with no stored features would be scored as an "average" item by
   -- the fill steps: such rows are skipped and named unless --missing fill.
   local out_rows, skipped, tty = {}, {}, is_terminal()
+  local now = require("tycho.util.timeutil").now()
   for r = 1, n do
     local inst = input:row(r)
-    local row, missing = serving.assemble(version, inst)
-    if #missing > 0 and opts.missing ~= "fill" then
+    local row, missing = serving.assemble(version, inst, now)
+    if missing and opts.missing ~= "fill" then
       skipped[#skipped + 1] = r
     else
       local pred, perr = version.pipe:predict(row)
@@ -279,7 +280,8 @@ function M.score(target, ...)
   if #skipped > 0 then
     local first = {}
     for i = 1, math.min(5, #skipped) do first[i] = tostring(skipped[i]) end
-    io.stderr:write(string.format("tycho score: skipped %d rows whose keys have no stored features (rows %s%s); "
+    io.stderr:write(string.format("tycho score: skipped %d rows with missing inputs (no stored features for the key,"
+      .. " or an empty field; rows %s%s); "
       .. "--missing fill scores them with filled-in values\n", #skipped, table.concat(first, ", "),
       #skipped > 5 and ", ..." or ""))
   end

@@ -73,7 +73,7 @@ end
 -- One feedback item: stores its outcome (once per id: MDB_NOOVERWRITE is
 -- the duplicate check) and returns its result and, when its prediction is
 -- logged, the raw log entry. Pending and rejected ones as feedback_in says.
-local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
+local function record_outcome(tx, it, now, stamp, retain_us, grace_us, check)
   local id = type(it) == "table" and it.prediction_id or nil
   local r = { prediction_id = id == nil and json.null or id, status = "rejected" }
   local key, at = log_key(id)
@@ -85,12 +85,20 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us)
     r.code, r.reason = errors.gone, "prediction id expired (older than the log's retention)"
   elseif at > now + 60e6 then r.code, r.reason = errors.not_found, "unknown prediction id (from the future)"
   else
+    local raw = tx:get("predictions", key)
+    if raw and check then
+      local entry = json.decode(raw)
+      local why = check(entry.model, entry.version, outcome)
+      if why then
+        r.code, r.reason = errors.invalid, why
+        return r
+      end
+    end
     local record = outcome_json(outcome, stamp)
     if not tx:put_new("outcomes", id, record) then
       r.status = "duplicate"
       return r
     end
-    local raw = tx:get("predictions", key)
     if raw then
       r.status = "accepted"
       return r, raw
@@ -111,7 +119,10 @@ end
 -- reported as a duplicate). An id whose prediction is not in the log yet
 -- (another worker's unflushed batch) is kept pending and joined by
 -- M.reconcile within `grace` seconds; an id older than the log's retention
--- is expired. Returns per-item results.
+-- is expired. opts.check(model, version, outcome) -> why not, or nil:
+-- whether the outcome fits the model that made the prediction (its task
+-- and classes); a misfit is rejected, never counted. Returns per-item
+-- results.
 function M.feedback_in(tx, items, opts)
   opts = opts or {}
   local experiments = opts.experiments or {}
@@ -121,7 +132,7 @@ function M.feedback_in(tx, items, opts)
   local results, counts = {}, { accepted = 0, duplicate = 0, pending = 0, rejected = 0 }
   local raws, outcomes = {}, {}
   for i = 1, #items do
-    local r, raw = record_outcome(tx, items[i], now, stamp, retain_us, grace_us)
+    local r, raw = record_outcome(tx, items[i], now, stamp, retain_us, grace_us, opts.check)
     results[i] = r
     counts[r.status] = counts[r.status] + 1
     -- Only a prediction made under an experiment has anything to credit:

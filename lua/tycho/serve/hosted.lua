@@ -5,6 +5,7 @@ local json = require "tycho.util.json"
 local uv = require "luv"
 local experiments = require "tycho.experiments"
 local errors = require "tycho.util.errors"
+local timeutil = require "tycho.util.timeutil"
 
 local M = {}
 
@@ -48,18 +49,20 @@ function M.load_version(name, alias)
         if wanted[tname] then names[#names + 1], refs[#refs + 1] = tname, vname .. ":" .. tname end
       end
       local reader = #refs > 0 and assert(fs():reader(refs)) or nil
-      sources[vname] = { join_key = view.join_key, reader = reader, names = names }
+      sources[vname] = { join_key = view.join_key, reader = reader, names = names, ttl_us = (view.ttl or 0) * 1e6 }
     end
   end
   return { pipe = pipe, version = meta.version, sources = sources }
 end
 
 --- Hosts `name` following `opts.alias` (default "production"), with
--- optional canary = {alias, percent} and shadow = {alias}.
+-- optional canary = {alias, percent} and shadow = {alias}. strict = true
+-- refuses (400) an instance with a missing input or a stale feature
+-- instead of predicting from what is there.
 function M.host(name, opts)
   opts = opts or {}
   return setmetatable({ name = name, alias = opts.alias or "production", canary = opts.canary,
-                        shadow = opts.shadow, live = {}, errors = {} }, Hosted)
+                        shadow = opts.shadow, strict = opts.strict, live = {}, errors = {} }, Hosted)
 end
 
 --- Splits this model's traffic by an experiment whose variants name
@@ -134,28 +137,53 @@ local function bucket(unit)
 end
 
 -- Fills an instance's row: online features for each entity key present,
--- request fields as given. Returns row, missing feature names.
-function M.assemble(version, inst)
-  local row, missing = {}, {}
+-- request fields as given (a request value wins). Returns the row, the
+-- pipeline inputs it lacks (from the request and the store alike) and the
+-- stored features older than their view's ttl (nil for none).
+function M.assemble(version, inst, now)
+  local row, missing, stale = {}, nil, nil
   for k, v in pairs(inst) do if v ~= json.null then row[k] = v end end
   for _, src in pairs(version.sources) do
     local key = inst[src.join_key]
     if key ~= nil and src.reader then
-      local values = src.reader:get(key)
+      local values, t = src.reader:get(key)
+      local old = values ~= nil and src.ttl_us > 0 and now - t > src.ttl_us
       for i, name in ipairs(src.names) do
         local v = values and values[i]
-        if v == nil then missing[#missing + 1] = name elseif row[name] == nil then row[name] = v end
+        if v ~= nil and row[name] == nil then
+          row[name] = v
+          if old then
+            stale = stale or {}
+            stale[#stale + 1] = name
+          end
+        end
       end
     end
   end
-  return row, missing
+  local inputs = version.pipe.inputs
+  for i = 1, #inputs do
+    if row[inputs[i]] == nil then
+      missing = missing or {}
+      missing[#missing + 1] = inputs[i]
+    end
+  end
+  return row, missing, stale
 end
 
-local function predict_one(version, inst)
-  local row, missing = M.assemble(version, inst)
+local function predict_one(version, inst, now)
+  local row, missing, stale = M.assemble(version, inst, now)
   local started = uv.hrtime()
   local out, err = version.pipe:predict(row)
-  return out, err, missing, row, tonumber(uv.hrtime() - started) / 1e6
+  return out, err, missing, row, tonumber(uv.hrtime() - started) / 1e6, stale
+end
+
+-- Why a strict host refuses instance i, or nil.
+local function strict_refusal(i, missing, stale)
+  if not missing and not stale then return nil end
+  local parts = {}
+  if missing then parts[#parts + 1] = "missing " .. table.concat(missing, ", ") end
+  if stale then parts[#parts + 1] = "stale (older than their view's ttl) " .. table.concat(stale, ", ") end
+  return "instance " .. i .. ": " .. table.concat(parts, "; ")
 end
 
 -- The version an instance goes to: canary by a stable hash of its unit,
@@ -186,11 +214,16 @@ function Hosted:shadow_later(inst, log)
   local t = uv.new_timer()
   t:start(0, 0, function()
     t:close()
-    local sout, _, _, srow, sms = predict_one(shadow, inst)
+    local sout, _, _, srow, sms = predict_one(shadow, inst, timeutil.now())
     if sout and log then
       log { model = self.name, version = shadow.version, inputs = srow, output = sout, ms = sms, role = "shadow" }
     end
   end)
+end
+
+local function any_listed(lists)
+  for i = 1, #lists do if lists[i] ~= json.empty_array then return true end end
+  return false
 end
 
 --- Predicts every instance. Returns the response table, or nil, message,
@@ -200,7 +233,8 @@ function Hosted:predict(instances, log, req)
   if not main then
     return errors.fail("unavailable", "model " .. self.name .. " has no loadable version: " .. tostring(self.errors.main))
   end
-  local preds, ids, missing_all, versions, variants = {}, {}, {}, {}, {}
+  local preds, ids, missing_all, stale_all, versions, variants = {}, {}, {}, {}, {}, {}
+  local now = timeutil.now()
   local e = self.experiment
   local split = e ~= nil and self:experiment_ready()
   for i, inst in ipairs(instances) do
@@ -213,14 +247,18 @@ function Hosted:predict(instances, log, req)
       end
     end
     local version, variant, unit = self:route(inst, req, split)
-    local out, err, missing, row, ms = predict_one(version, inst)
+    local out, err, missing, row, ms, stale = predict_one(version, inst, now)
+    if self.strict then
+      local refusal = strict_refusal(i, missing, stale)
+      if refusal then return errors.fail("invalid", refusal) end
+    end
     if not out then
       if log then log { model = version.model or self.name, version = version.version, error = tostring(err) } end
       return errors.fail("invalid", "instance " .. i .. ": " .. tostring(err))
     end
     preds[i], versions[i] = out, version.version
     variants[i] = variant or json.null
-    if #missing > 0 then missing_all[i] = missing end
+    missing_all[i], stale_all[i] = missing or json.empty_array, stale or json.empty_array
     -- id, at and role are filled in by log(): named here so that the table
     -- is made with room for them (adding them to a full one rehashes it).
     ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,
@@ -228,13 +266,48 @@ function Hosted:predict(instances, log, req)
                            id = false, at = false, role = "live" } or nil
     if self.shadow and self.live.shadow then self:shadow_later(inst, log) end
   end
-  local res = { predictions = preds, model_version = main.version, prediction_ids = ids,
+  -- Every row names the version that served it; the top-level
+  -- model_version only when one version served them all.
+  local res = { predictions = preds, prediction_ids = ids, model_versions = versions,
                 experiment = split and e.name or nil, variants = split and variants or nil }
-  if next(missing_all) then res.missing_features = missing_all end
-  local mixed = false
-  for _, v in ipairs(versions) do if v ~= main.version then mixed = true end end
-  if mixed then res.model_versions = versions end
+  local one = versions[1]
+  for i = 2, #versions do if versions[i] ~= one then one = nil break end end
+  res.model_version = one
+  if any_listed(missing_all) then res.missing_features = missing_all end
+  if any_listed(stale_all) then res.stale_features = stale_all end
   return res
+end
+
+-- The loaded pipeline of model@version among this host's slots, or nil.
+function Hosted:pipeline_of(model, version)
+  for _, slot in pairs(self.live) do
+    if (slot.model or self.name) == model and slot.version == version then return slot.pipe end
+  end
+end
+
+local function same_value(a, b)
+  if a == b then return true end
+  return type(a) ~= type(b) and type(a) ~= "boolean" and type(b) ~= "boolean" and tostring(a) == tostring(b)
+end
+
+--- Why outcome does not fit what pipe predicts, or nil: a classifier's
+-- outcome is one of its classes (true/false stand for 1/0 when those are
+-- the classes), a regression's a finite number.
+function M.outcome_problem(pipe, outcome)
+  local task, classes = pipe.model.task, pipe.model.classes
+  if task == "regression" then
+    if type(outcome) ~= "number" then return "outcome must be a number for a regression model" end
+    return nil
+  end
+  if (task ~= "binary" and task ~= "multiclass") or type(classes) ~= "table" then return nil end
+  if type(outcome) == "boolean" and #classes == 2 and classes[1] == 0 and classes[2] == 1 then return nil end
+  local shown = {}
+  for i, c in ipairs(classes) do
+    if same_value(c, outcome) then return nil end
+    shown[i] = type(c) == "string" and json.encode(c) or tostring(c)
+  end
+  return string.format("outcome %s is not a class of this model: allowed %s",
+    type(outcome) == "string" and json.encode(outcome) or tostring(outcome), table.concat(shown, ", "))
 end
 
 function Hosted:describe()

@@ -244,9 +244,11 @@ function M.app(opts)
       local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
       local res, msg, code = h:predict(body.instances, app.log, req)
       if not res then M.fail(msg, code) end
-      local m = app.metrics
-      local key = h.name .. "\0" .. res.model_version
-      m.predictions[key] = (m.predictions[key] or 0) + #body.instances
+      local counts = app.metrics.predictions
+      for _, version in ipairs(res.model_versions) do
+        local key = h.name .. "\0" .. version
+        counts[key] = (counts[key] or 0) + 1
+      end
       return res
     end)  -- not read-only: it writes the prediction log and experiment exposures
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)

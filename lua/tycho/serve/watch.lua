@@ -2,6 +2,7 @@
 -- built-in routes of DESIGN.md, the work each prediction-log flush does for
 -- them, the alert timer, and their Prometheus gauges.
 local experiments = require "tycho.experiments"
+local hosted = require "tycho.serve.hosted"
 local json = require "tycho.util.json"
 local monitor = require "tycho.monitor"
 local timeutil = require "tycho.util.timeutil"
@@ -48,7 +49,14 @@ local function feedback(app, http, req)
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
   http.check_count(app, #items, "items", "feedback entries")
-  local opts = { experiments = app.experiments, retain = app.log_retain }
+  local opts = { experiments = app.experiments, retain = app.log_retain, check = function(model, version, outcome)
+    local h = app.hosted[model]
+    local pipe = h and h:pipeline_of(model, version)
+    for _, other in pairs(pipe and {} or app.hosted) do  -- an experiment's variant may be another model
+      pipe = pipe or other:pipeline_of(model, version)
+    end
+    return pipe and hosted.outcome_problem(pipe, outcome)
+  end }
   return write_then_answer(app, req, function(tx) return experiments.feedback_in(tx, items, opts) end,
     function(ok, res) return feedback_answer(http, body, ok, res) end)
 end

@@ -90,6 +90,15 @@ describe("experiments and monitoring", function()
       end
       local status, _, body, doc = post("/v1/models/" .. model .. ":predict", { instances = instances })
       assert(status == 200, body)
+      -- Each row names the version that served it (control: 1.0.0, v2:
+      -- 1.0.1); a top-level version only when one served them all (20.8).
+      local served = {}
+      for k, v in ipairs(doc.variants or {}) do
+        local expected = ({ control = "1.0.0", v2 = "1.0.1" })[v]
+        if model == "spam" and expected then assert.equal(expected, doc.model_versions[k]) end
+        served[doc.model_versions[k]] = true
+      end
+      if next(served, next(served)) then assert.is_nil(doc.model_version) end
       local fb = {}
       for k, row in ipairs(idx) do
         local v = doc.variants and doc.variants[k] or "none"
