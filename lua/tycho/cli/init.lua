@@ -308,8 +308,8 @@ function M.score(target, ...)
     local view, verr = fs:view(opts.view)
     if not view then return fail(verr) end
     if not result:has(view.timestamp) then
-      local now = os.time()
-      result = result:with_column(view.timestamp, function() return now end)
+      local scored_at = os.time()
+      result = result:with_column(view.timestamp, function() return scored_at end)
     end
     local report, perr = fs:push(opts.view, result, "online_and_offline")
     if not report then return fail(perr) end

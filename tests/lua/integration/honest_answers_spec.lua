@@ -129,6 +129,7 @@ describe("promotion policies (20.2)", function()
     assert.same({ true, "incident 42: 1.0.1 leaks", "1.0.0" }, { last.forced, last.reason, last.to })
     assert.equal(2, #last.overrode)
     code, out = cli("show", "diabetes")
+    assert.equal(0, code)
     assert.matches("forced: incident 42: 1.0.1 leaks; overrode: auc 0.8118 is below", out, 1, true)
   end)
 
