@@ -206,6 +206,9 @@ static int parse_f64_slow(const char *s, size_t n, double *out)
 {
     char tmp[128];
     if (n >= sizeof tmp) return 0;
+    /* strtod also reads hexadecimal ("0x10", "0x1p4"): not a decimal number
+     * in a data file, and never one the writer meant. */
+    if (memchr(s, 'x', n) || memchr(s, 'X', n)) return 0;
     memcpy(tmp, s, n);
     tmp[n] = 0;
     char *end;
@@ -457,10 +460,29 @@ static void finish_columns(builder *b)
 
 /* ---- the reader ------------------------------------------------------------ */
 
+/* The line of a rejected row past the described ones. Out of memory, the
+ * row is still counted in rows_bad (the caller sees the shortfall). */
+static void add_more_line(tz_csv_report *rep, size_t line)
+{
+    size_t n = rep->n_more;
+    if ((n & (n - 1)) == 0 && n >= 64) {  /* full at 64, 128, 256, ... */
+        size_t *grown = realloc(rep->more_lines, 2 * n * sizeof *grown);
+        if (!grown) return;
+        rep->more_lines = grown;
+    } else if (!rep->more_lines) {
+        rep->more_lines = malloc(64 * sizeof *rep->more_lines);
+        if (!rep->more_lines) return;
+    }
+    rep->more_lines[rep->n_more++] = line;
+}
+
 static void add_issue(tz_csv_report *rep, size_t line, size_t column, const char *msg)
 {
     rep->rows_bad++;
-    if (rep->n_issues >= TZ_CSV_MAX_ISSUES) return;
+    if (rep->n_issues >= TZ_CSV_MAX_ISSUES) {
+        add_more_line(rep, line);
+        return;
+    }
     if (!rep->issues) {
         rep->issues = malloc(TZ_CSV_MAX_ISSUES * sizeof *rep->issues);
         if (!rep->issues) return;
@@ -660,6 +682,30 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     return rc;
 }
 
+/* A file whose first buffer holds carriage returns and no line feed has
+ * classic Mac OS line endings: read as one endless line it would give no
+ * rows and no complaint, so it is refused by name. */
+static int check_line_endings(const reader *r, tz_err *err)
+{
+    if (r->len > r->pos && !memchr(r->buf + r->pos, '\n', r->len - r->pos) && memchr(r->buf + r->pos, '\r', r->len - r->pos))
+        return tz_err_set(err, TZ_EINVAL, "%s has CR-only line endings (classic Mac OS): convert them to LF or CRLF",
+                          r->path);
+    return 0;
+}
+
+/* With unique_header: a name twice in the header is refused, since which
+ * of the two columns holds the values is anybody's guess. */
+static int check_unique_header(const reader *r, tz_err *err)
+{
+    for (size_t j = 1; j < r->n_fields; j++)
+        for (size_t k = 0; k < j; k++)
+            if (r->fields[j].len == r->fields[k].len && !memcmp(r->fields[j].p, r->fields[k].p, r->fields[j].len))
+                return tz_err_set(err, TZ_EINVAL, "%s: column '%.*s' appears twice in the header (columns %zu and %zu)",
+                                  r->path, (int)(r->fields[j].len > 200 ? 200 : r->fields[j].len), r->fields[j].p,
+                                  k + 1, j + 1);
+    return 0;
+}
+
 int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
                 tz_err *err)
 {
@@ -685,9 +731,11 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     int rc = (!r.buf || !b.frame) ? tz_err_set(err, TZ_ENOMEM, "out of memory") : 0;
     if (!rc) rc = fill(&r, err);
     if (!rc && r.len >= 3 && !memcmp(r.buf, "\xEF\xBB\xBF", 3)) r.pos = 3;  /* UTF-8 byte order mark */
+    if (!rc) rc = check_line_endings(&r, err);
     int has = rc ? rc : next_record(&r, err);
     if (has == 0) rc = tz_err_set(err, TZ_EINVAL, "%s is empty: no header and no rows", path);
     else if (has < 0) rc = has;
+    if (!rc && o.unique_header && !o.no_header) rc = check_unique_header(&r, err);
     if (!rc) {
         /* The header (or, without one, the first record's width). */
         size_t n = r.n_fields;
@@ -724,8 +772,10 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
 void tz_csv_report_free(tz_csv_report *r)
 {
     free(r->issues);
+    free(r->more_lines);
     r->issues = NULL;
-    r->n_issues = 0;
+    r->more_lines = NULL;
+    r->n_issues = r->n_more = 0;
 }
 
 /* ---- writer -------------------------------------------------------------- */

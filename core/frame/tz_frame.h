@@ -107,6 +107,8 @@ typedef struct tz_csv_opts {
     int strict;                     /* first bad row is an error, not a report */
     const char *line_column;        /* when set, an int64 column of this name
                                        holds each row's line in the file */
+    int unique_header;              /* a name twice in the header fails the call
+                                       (otherwise the second becomes name_2) */
 } tz_csv_opts;
 
 typedef struct tz_csv_issue {
@@ -120,6 +122,10 @@ typedef struct tz_csv_report {
     size_t rows_bad;     /* of which rejected */
     tz_csv_issue *issues;/* first TZ_CSV_MAX_ISSUES rejected rows, malloc'd */
     size_t n_issues;
+    size_t *more_lines;  /* the lines of the rejected rows past those: every
+                            rejected row is accounted for by its line, only
+                            the first ones carry a message (bounded memory) */
+    size_t n_more;
 } tz_csv_report;
 
 #define TZ_CSV_MAX_ISSUES 1000

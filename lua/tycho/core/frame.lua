@@ -24,10 +24,12 @@ typedef struct tz_frame { size_t n_rows, n_cols, cap_cols; tz_column **cols; } t
 typedef struct tz_csv_opts {
   char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
   const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
-  const char *line_column;
+  const char *line_column; int unique_header;
 } tz_csv_opts;
 typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
-typedef struct tz_csv_report { size_t rows_read, rows_bad; tz_csv_issue *issues; size_t n_issues; } tz_csv_report;
+typedef struct tz_csv_report {
+  size_t rows_read, rows_bad; tz_csv_issue *issues; size_t n_issues; size_t *more_lines; size_t n_more;
+} tz_csv_report;
 tz_column *tz_column_new(const char *name, int type, size_t n);
 void tz_column_ref(tz_column *c);
 void tz_column_unref(tz_column *c);
@@ -264,11 +266,18 @@ end
 
 -- ---- reading and writing ---------------------------------------------------
 
+-- Every rejected row: the first ones with the reader's message, the rest
+-- by line (the reader keeps messages for a bounded number).
 local function issues_of(report)
   local out = {}
   for i = 0, tonumber(report.n_issues) - 1 do
     local is = report.issues[i]
     out[#out + 1] = { line = tonumber(is.line), column = tonumber(is.column), message = ffi.string(is.message) }
+  end
+  local first = tonumber(report.n_issues)
+  for i = 0, tonumber(report.n_more) - 1 do
+    out[#out + 1] = { line = tonumber(report.more_lines[i]), column = 0,
+                      message = "rejected by the CSV reader (it describes the first " .. first .. " rejected rows)" }
   end
   return out
 end
@@ -276,7 +285,8 @@ end
 --- Reads a CSV file. opts: delimiter (","), header (true), schema
 -- ({column = "float"|"int"|"bool"|"string"}), na (list of null markers),
 -- infer_rows (1000), strict (first bad row is an error), line_column (name of
--- an added int column holding each row's line in the file).
+-- an added int column holding each row's line in the file), unique_header
+-- (a name twice in the header is an error; otherwise the second is name_2).
 -- Returns frame, report {rows_read, rows_bad, issues = {{line, column, message}}}
 -- or nil, message. Bad rows are left out and listed in report.issues.
 function M.read_csv(path, opts)
@@ -288,6 +298,7 @@ function M.read_csv(path, opts)
   o.infer_rows = opts.infer_rows or 0
   o.strict = opts.strict and 1 or 0
   o.line_column = opts.line_column
+  o.unique_header = opts.unique_header and 1 or 0
   -- Arrays handed to C live in locals of this function, so they outlive the call.
   local na, cnames, ctypes
   if opts.na then

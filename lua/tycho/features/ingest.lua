@@ -48,7 +48,7 @@ local function rows_of(source, v)
   -- columns with their declared types, so the reader rejects misfits.
   local schema = { [v.join_key] = "string", [v.timestamp] = "string" }
   for _, feat in ipairs(v.features) do schema[feat.column or feat.name] = feat.type end
-  local fr, rep = frame.read_csv(source, { schema = schema, line_column = "_tycho_line" })
+  local fr, rep = frame.read_csv(source, { schema = schema, line_column = "_tycho_line", unique_header = true })
   if not fr then return nil, rep end
   local lines = fr:col("_tycho_line")
   local it = fr:drop("_tycho_line"):rows()
@@ -58,6 +58,10 @@ local function rows_of(source, v)
     return lines:get(i), row
   end, rep.issues, columns_of(fr)
 end
+
+-- The quarantine file holds every rejected row up to this many; past it,
+-- one closing record counts the rest (they are in the report's counts).
+local QUARANTINE_MAX = 100000
 
 local function write_quarantine(fs, view, rejected)
   if #rejected == 0 then return nil end
@@ -69,13 +73,20 @@ local function write_quarantine(fs, view, rejected)
     path = string.format("%s/%s-%s-%d.jsonl", fs.quarantine_dir, view, os.date("!%Y%m%dT%H%M%S"), n)
   end
   local f = assert(io.open(path, "w"))
-  for _, r in ipairs(rejected) do f:write(json.encode(r), "\n") end
+  for i = 1, math.min(#rejected, QUARANTINE_MAX) do f:write(json.encode(rejected[i]), "\n") end
+  if #rejected > QUARANTINE_MAX then
+    f:write(json.encode({ more = #rejected - QUARANTINE_MAX, reason = "rejected rows past the first "
+      .. QUARANTINE_MAX .. " are counted, not listed" }), "\n")
+  end
   f:close()
   return path
 end
 
 -- Validates rows and writes the good ones in one transaction. `to` picks
--- the stores ("online", "offline" or both). Returns the report.
+-- the stores ("online", "offline" or both). Returns the report, whose
+-- counts always add up: every row read is landed (it changed the store),
+-- unchanged (the store held it already, or a newer online value for an
+-- online-only write) or rejected (and in the quarantine, with its reason).
 -- The features a row leaves out (nil when it names them all).
 local function omitted_by(v, row, present)
   local out
@@ -139,13 +150,19 @@ local function land(fs, v, iter, issues, to, source_name, present)
     for _, g in ipairs(good) do
       local entity, t = g[1], g[2]
       local enc = complete(tx, v, entity, t, g[3], g[4])
+      local changed = false
       if write_offline then
         local k = offline_key(v, entity, t)
-        if tx:get("offline", k) == enc then report.unchanged = report.unchanged + 1 end
-        tx:put("offline", k, enc)
+        if tx:get("offline", k) ~= enc then
+          tx:put("offline", k, enc)
+          changed = true
+        end
       end
-      if write_online and online_put(tx, v, entity, t, enc) then report.online_updates = report.online_updates + 1 end
-      report.landed = report.landed + 1
+      if write_online and online_put(tx, v, entity, t, enc) then
+        report.online_updates = report.online_updates + 1
+        changed = true
+      end
+      if changed then report.landed = report.landed + 1 else report.unchanged = report.unchanged + 1 end
     end
     if fs._after_land then fs._after_land(tx) end
   end)

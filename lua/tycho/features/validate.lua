@@ -32,16 +32,34 @@ function FS:pii_token(value)
   return "pii:" .. string.format("%016x", h)
 end
 
+-- Integers are stored as int64 but travel as doubles: beyond 2^53 a
+-- double no longer holds every integer, so the value would not be the one sent.
+local INT_LIMIT = 2 ^ 53
+
+-- A number written in decimal ("12", "-3.5", "1e-3"), as a number; nil for
+-- anything else (hexadecimal, "inf", "nan", words).
+local function decimal(s)
+  if not (s:match("^%s*[-+]?%d+%.?%d*%s*$") or s:match("^%s*[-+]?%.%d+%s*$")
+          or s:match("^%s*[-+]?%d*%.?%d+[eE][-+]?%d+%s*$") or s:match("^%s*[-+]?%d+%.[eE][-+]?%d+%s*$")) then
+    return nil
+  end
+  return tonumber(s)
+end
+
+local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+
 local function coerce(f, v)
   if v == nil or v == json.null then return nil end
   local t = f.type
   if t == "float" then
-    if type(v) == "string" then v = tonumber(v) end
-    if type(v) ~= "number" then return nil, "not a number" end
+    if type(v) == "string" then v = decimal(v) end
+    if type(v) ~= "number" then return nil, "not a decimal number" end
+    if not finite(v) then return nil, "not a finite number" end
     return v
   elseif t == "int" then
-    if type(v) == "string" then v = tonumber(v) end
-    if type(v) ~= "number" or v % 1 ~= 0 then return nil, "not an integer" end
+    if type(v) == "string" then v = decimal(v) end
+    if type(v) ~= "number" or not finite(v) or v % 1 ~= 0 then return nil, "not an integer" end
+    if v > INT_LIMIT or v < -INT_LIMIT then return nil, "integer out of range (beyond ±2^53)" end
     return v
   elseif t == "bool" then
     if v == "true" then return true elseif v == "false" then return false end

@@ -262,3 +262,126 @@ describe("training from the feature store (20.4, 20.5)", function()
     assert.is_number(p.probability)
   end)
 end)
+
+describe("ingestion accounts for every row (20.7)", function()
+  local home, fs
+  local json = require "tycho.json"
+  before_each(function()
+    home = testing.tmpdir()
+    fs = assert(features.open({ home = home }))
+    fs:entity { name = "user", join_key = "user_id" }
+    assert(fs:feature_view { name = "v", entity = "user", schema = { n = "int", x = "float", s = "string" } })
+  end)
+  after_each(function()
+    fs.store:close()
+    testing.rmrf(home)
+  end)
+
+  local function quarantined(rep)
+    local lines = {}
+    if not rep.quarantine then return lines end
+    for l in io.lines(rep.quarantine) do
+      local r = json.decode(l)
+      if r.line then lines[#lines + 1] = r.line end
+    end
+    return lines
+  end
+
+  local function adds_up(rep)
+    assert.equal(rep.rows_read, rep.landed + rep.rejected + rep.unchanged)
+  end
+
+  it("counts and quarantines past the reader's first thousand issues", function()
+    local parts = { "user_id,event_time,n,x,s" }
+    for i = 1, 4500 do
+      parts[#parts + 1] = i % 3 == 0 and string.format("u%d,%d,oops,1.5,a", i, 1000 + i)
+        or string.format("u%d,%d,%d,1.5,a", i, 1000 + i, i)
+    end
+    local rep = assert(fs:ingest("v", testing.write(home .. "/many.csv", table.concat(parts, "\n") .. "\n")))
+    assert.same({ 4500, 3000, 1500, 0 }, { rep.rows_read, rep.landed, rep.rejected, rep.unchanged })
+    assert.equal(1500, #quarantined(rep))
+  end)
+
+  it("refuses an over-long key, an int overflow and non-finite or hexadecimal numbers, each with a reason", function()
+    local long = string.rep("k", 600)
+    local rep = assert(fs:push("v", {
+      { user_id = long, event_time = 1, n = 1 },
+      { user_id = "a", event_time = 1, n = 99999999999999999999 },
+      { user_id = "b", event_time = 1, x = "nan" },
+      { user_id = "c", event_time = 1, x = "inf" },
+      { user_id = "d", event_time = 1, x = "1e999" },
+      { user_id = "e", event_time = 1, x = "0x10" },
+      { user_id = "f", event_time = 1, n = "12", x = "-2.5e3" },
+    }))
+    assert.same({ 7, 1, 6 }, { rep.rows_read, rep.landed, rep.rejected })
+    local reasons = {}
+    for _, is in ipairs(rep.issues) do reasons[#reasons + 1] = is.reason end
+    table.sort(reasons)
+    assert.same({
+      "entity key 'user_id' is longer than 256 bytes",
+      "feature 'n': integer out of range (beyond ±2^53) (1e+20)",
+      "feature 'x': not a decimal number (0x10)",
+      "feature 'x': not a decimal number (inf)",
+      "feature 'x': not a decimal number (nan)",
+      "feature 'x': not a finite number (1e999)",
+    }, reasons)
+    local out = assert(fs:online({ "v:n", "v:x" }, { user_id = { "f" } }))
+    assert.same({ 12, -2500 }, { out.results[2].values[1], out.results[3].values[1] })
+  end)
+
+  it("names CR-only line endings and a duplicate header instead of reading nothing", function()
+    local _, why = fs:ingest("v", testing.write(home .. "/mac.csv", "user_id,event_time,n\ru1,1,2\ru2,2,3\r"))
+    assert.matches("CR-only line endings", why, 1, true)
+    _, why = fs:ingest("v", testing.write(home .. "/dup.csv", "user_id,event_time,n,n\nu1,1,2,3\n"))
+    assert.matches("column 'n' appears twice in the header (columns 3 and 4)", why, 1, true)
+    local rep = assert(fs:ingest("v", testing.write(home .. "/int.csv",
+      "user_id,event_time,n,x\nu1,1,99999999999999999999,0x10\nu2,1,5,1e999\nu3,1,6,2\n")))
+    assert.same({ 3, 1, 2 }, { rep.rows_read, rep.landed, rep.rejected })
+  end)
+
+  it("counts a re-ingest as unchanged, not landed", function()
+    local path = testing.write(home .. "/s.csv", "user_id,event_time,n\nu1,1,2\nu2,2,3\n")
+    local first = assert(fs:ingest("v", path))
+    local second = assert(fs:ingest("v", path))
+    assert.same({ 2, 0 }, { first.landed, first.unchanged })
+    assert.same({ 0, 2 }, { second.landed, second.unchanged })
+    adds_up(first)
+    adds_up(second)
+  end)
+
+  it("adds up on random files with every kind of bad row (property)", function()
+    math.randomseed(20)
+    local bad_kinds = {
+      function(i) return string.format("u%d,%d,%s,1.0,a", i, i, "x") end,               -- not an int
+      function(i) return string.format("u%d,%d,1,%s,a", i, i, "inf") end,               -- not finite
+      function(i) return string.format("u%d,%d,1", i, i) end,                           -- short row
+      function(i) return string.format("u%d,%d,1,1.0,a,extra", i, i) end,              -- long row
+      function(i) return string.format("%s,%d,1,1.0,a", string.rep("z", 300), i) end,  -- over-long key
+      function(i) return string.format(",%d,1,1.0,a", i) end,                           -- no key
+      function(i) return string.format("u%d,not-a-time,1,1.0,a", i) end,                -- bad time
+      function(i) return string.format("u%d,%d,99999999999999999999,1.0,a", i, i) end,  -- overflow
+      function(i) return string.format("u%d,%d,1,0x1f,a", i, i) end,                    -- hexadecimal
+    }
+    for round = 1, 12 do
+      local parts, bad_lines = { "user_id,event_time,n,x,s" }, {}
+      local rows = math.random(1, 400)
+      for i = 1, rows do
+        if math.random() < 0.3 then
+          parts[#parts + 1] = bad_kinds[math.random(#bad_kinds)](i)
+          bad_lines[#bad_lines + 1] = i + 1
+        elseif math.random() < 0.1 and i > 1 then
+          parts[#parts + 1] = parts[#parts]  -- a duplicate of the previous row (or of a bad one)
+          bad_lines[#bad_lines + 1] = i + 1
+        else
+          parts[#parts + 1] = string.format("u%d,%d,%d,%g,s%d", i % 50, 1000 + i, i, i / 7, i)
+        end
+      end
+      local rep = assert(fs:ingest("v", testing.write(home .. "/r" .. round .. ".csv", table.concat(parts, "\n") .. "\n")))
+      assert.equal(rows, rep.rows_read)
+      adds_up(rep)
+      local q = quarantined(rep)
+      table.sort(q)
+      assert.same(bad_lines, q, "round " .. round)
+    end
+  end)
+end)
