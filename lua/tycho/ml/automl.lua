@@ -80,13 +80,19 @@ local DEFAULT_METRIC = { binary = "auc", multiclass = "accuracy", regression = "
 
 --- opts: data (frame), label, task ("auto"), budget (trials as a number, or
 -- a duration like "5m"; default 30 trials), families (list), metric, cv (3),
--- seed, steps (pipeline steps to put before every model), blend (true: try
--- averaging the two best families). Returns
+-- seed, steps (pipeline steps to put before every model), pipeline (instead
+-- of steps: a function(model) -> pipeline, so the steps are fitted inside
+-- every fold with each candidate model, as the final pipeline will be),
+-- blend (true: try averaging the two best families). Returns
 -- { pipeline, best = {family, params, score}, leaderboard = {...}, metric }.
 function M.run(opts)
   if type(opts) ~= "table" or not opts.data or not opts.label then
     error("automl: needs data (frame) and label", 2)
   end
+  local wrap = opts.pipeline
+  if wrap ~= nil and type(wrap) ~= "function" then error("automl: pipeline must be a function(model) -> pipeline", 2) end
+  if wrap and opts.steps then error("automl: give steps or a pipeline factory, not both", 2) end
+  local function candidate(model) if wrap then return wrap(model) end return model end
   local task = (opts.task == nil or opts.task == "auto") and infer_task(opts.data, opts.label) or opts.task
   local metric = opts.metric or DEFAULT_METRIC[task]
   local families = {}
@@ -113,7 +119,7 @@ function M.run(opts)
     local budget_here = deadline and math.max(2, math.min(15, per_family)) or per_family
     local ok, err = pcall(tune.bayes, {
       refit = false, quiet = true,  -- the winner is fitted once, below
-      model = function(p) return fam.make(p, task) end,
+      model = function(p) return candidate(fam.make(p, task)) end,
       space = fam.space, data = search, label = opts.label, metric = metric, cv = opts.cv or 3,
       trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name,
       -- Each family's defaults are tried first: AutoML never does worse
@@ -168,7 +174,8 @@ function M.run(opts)
     local function make_blend()
       return models.blend { members = { FAMILIES[a.family].make(a.params, task), FAMILIES[b.family].make(b.params, task) } }
     end
-    local ok, res = pcall(tune.grid, { model = make_blend, space = {}, data = search, label = opts.label, refit = false,
+    local ok, res = pcall(tune.grid, { model = function() return candidate(make_blend()) end, space = {}, data = search,
+                                       label = opts.label, refit = false, quiet = true,
                                        metric = metric, cv = opts.cv or 3, seed = opts.seed or 42,
                                        features = search_features })
     -- The blend is kept unless clearly worse: averaging two families lowers
@@ -181,7 +188,8 @@ function M.run(opts)
       make = make_blend
     end
   end
-  local pipe = pipeline.new { steps = opts.steps, model = make(), name = opts.name }
+  local pipe = wrap and wrap(make()) or pipeline.new { steps = opts.steps, model = make(), name = opts.name }
+  if not pipeline.is_pipeline(pipe) then error("automl: pipeline(model) must return a pipeline", 2) end
   local ok, err = pipe:fit(opts.data, { label = opts.label, quiet = true })
   if not ok then return nil, err end
   table.sort(board, function(a, b) return tune.better(metric, a.score, b.score) end)

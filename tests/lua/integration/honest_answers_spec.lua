@@ -261,6 +261,19 @@ describe("training from the feature store (20.4, 20.5)", function()
     local p = res.fitted:predict(training:head(1):row(1))
     assert.is_number(p.probability)
   end)
+
+  it("runs AutoML over a pipeline factory, leaving the keys and time out", function()
+    local wrapped = 0
+    local res = assert(tycho.automl { data = training, label = "diabetes", budget = 4, cv = 2, seed = 5,
+      families = { "logistic", "gbt" }, blend = false,
+      pipeline = function(model)
+        wrapped = wrapped + 1
+        return tycho.pipeline { steps = { tycho.step.standardize {} }, model = model }
+      end })
+    assert.is_true(wrapped >= 5)  -- every trial, and the final pipeline
+    assert.equal("standardize", res.pipeline.steps[1].kind)
+    assert.same({ "glucose", "mass" }, res.pipeline.inputs)
+  end)
 end)
 
 describe("ingestion accounts for every row (20.7)", function()
