@@ -13,6 +13,7 @@ local bit = require "bit"
 local base = require "tycho.core.base"
 local install_ops = require "tycho.frame.ops"
 local install_roles = require "tycho.frame.roles"
+local install_format = require "tycho.frame.format"
 
 ffi.cdef [[
 typedef struct tz_dict tz_dict;
@@ -21,15 +22,6 @@ typedef struct tz_column {
   size_t null_count; tz_dict *dict; int refs;
 } tz_column;
 typedef struct tz_frame { size_t n_rows, n_cols, cap_cols; tz_column **cols; } tz_frame;
-typedef struct tz_csv_opts {
-  char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
-  const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
-  const char *line_column; int unique_header;
-} tz_csv_opts;
-typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
-typedef struct tz_csv_report {
-  size_t rows_read, rows_bad; tz_csv_issue *issues; size_t n_issues; size_t *more_lines; size_t n_more;
-} tz_csv_report;
 tz_column *tz_column_new(const char *name, int type, size_t n);
 void tz_column_ref(tz_column *c);
 void tz_column_unref(tz_column *c);
@@ -45,10 +37,10 @@ void tz_frame_free(tz_frame *f);
 int tz_frame_add(tz_frame *f, tz_column *c, tz_err *err);
 int tz_frame_take(const tz_frame *f, const int64_t *idx, size_t n, tz_frame **out, tz_err *err);
 size_t tz_frame_bytes(const tz_frame *f);
-int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report, tz_err *err);
-void tz_csv_report_free(tz_csv_report *r);
-int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err);
 ]]
+
+-- After the declarations above, which the file reader's use.
+local install_io = require "tycho.core.frame_io"
 
 local C = ffi.C
 local M = {}
@@ -264,98 +256,6 @@ function M.from_rows(rows, opts)
   return M.new(cols, { order = order, types = opts.types, n = #rows })
 end
 
--- ---- reading and writing ---------------------------------------------------
-
--- Every rejected row: the first ones with the reader's message, the rest
--- by line (the reader keeps messages for a bounded number).
-local function issues_of(report)
-  local out = {}
-  for i = 0, tonumber(report.n_issues) - 1 do
-    local is = report.issues[i]
-    out[#out + 1] = { line = tonumber(is.line), column = tonumber(is.column), message = ffi.string(is.message) }
-  end
-  local first = tonumber(report.n_issues)
-  for i = 0, tonumber(report.n_more) - 1 do
-    out[#out + 1] = { line = tonumber(report.more_lines[i]), column = 0,
-                      message = "rejected by the CSV reader (it describes the first " .. first .. " rejected rows)" }
-  end
-  return out
-end
-
---- Reads a CSV file. opts: delimiter (","), header (true), schema
--- ({column = "float"|"int"|"bool"|"string"}), na (list of null markers),
--- infer_rows (1000), strict (first bad row is an error), line_column (name of
--- an added int column holding each row's line in the file), unique_header
--- (a name twice in the header is an error; otherwise the second is name_2).
--- Returns frame, report {rows_read, rows_bad, issues = {{line, column, message}}}
--- or nil, message. Bad rows are left out and listed in report.issues.
-function M.read_csv(path, opts)
-  if type(path) ~= "string" then error("read_csv: path must be a string", 2) end
-  opts = opts or {}
-  local o = ffi.new("tz_csv_opts")
-  o.delimiter = opts.delimiter and opts.delimiter:byte() or 0
-  o.no_header = opts.header == false and 1 or 0
-  o.infer_rows = opts.infer_rows or 0
-  o.strict = opts.strict and 1 or 0
-  o.line_column = opts.line_column
-  o.unique_header = opts.unique_header and 1 or 0
-  -- Arrays handed to C live in locals of this function, so they outlive the call.
-  local na, cnames, ctypes
-  if opts.na then
-    na = ffi.new("const char*[?]", #opts.na)
-    for i, s in ipairs(opts.na) do na[i - 1] = s end
-    o.na_values, o.n_na = na, #opts.na
-  end
-  if opts.schema then
-    local names, n = {}, 0
-    for k in pairs(opts.schema) do n = n + 1 names[n] = k end
-    cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
-    for i, k in ipairs(names) do cnames[i - 1], ctypes[i - 1] = k, type_code(opts.schema[k]) end
-    o.schema_names, o.schema_types, o.n_schema = cnames, ctypes, n
-  end
-  local report = ffi.new("tz_csv_report")
-  local rc = C.tz_csv_read(path, o, frame_out, report, err)
-  if rc ~= 0 then return nil, ffi.string(err.msg) end
-  local frame = owned_frame(frame_out[0])
-  local rep = { rows_read = tonumber(report.rows_read), rows_bad = tonumber(report.rows_bad),
-                issues = issues_of(report) }
-  C.tz_csv_report_free(report)
-  return frame, rep
-end
-
---- Reads JSON Lines: one object per line; keys become columns. Lines that are
--- not JSON objects are left out and listed in the report like CSV's.
-function M.read_jsonl(path, opts)
-  opts = opts or {}
-  local json = require "tycho.util.json"
-  local f, ferr = io.open(path)
-  if not f then return nil, "cannot open " .. path .. ": " .. ferr end
-  local rows, issues, lineno, read = {}, {}, 0, 0
-  for line in f:lines() do
-    lineno = lineno + 1
-    if line:match("%S") then
-      read = read + 1
-      local v, derr = json.decode(line)
-      if type(v) ~= "table" then
-        issues[#issues + 1] = { line = lineno, column = 0, message = derr or "not a JSON object" }
-      else
-        for k, x in pairs(v) do if x == json.null then v[k] = nil end end
-        rows[#rows + 1] = v
-      end
-    end
-  end
-  f:close()
-  if read == 0 then return nil, path .. " is empty" end
-  return M.from_rows(rows, { types = opts.schema }), { rows_read = read, rows_bad = #issues, issues = issues }
-end
-
---- Writes the frame as CSV (nulls as empty fields). Returns true or nil, message.
-function Frame:write_csv(path, opts)
-  local delim = opts and opts.delimiter and opts.delimiter:byte() or 0
-  if C.tz_csv_write(self.handle, path, delim, err) ~= 0 then return nil, ffi.string(err.msg) end
-  return true
-end
-
 -- ---- shape and access --------------------------------------------------------
 
 function Frame:nrows() return tonumber(self.handle.n_rows) end
@@ -518,54 +418,6 @@ function Frame:with_column(name, values, typ)
   return out
 end
 
--- ---- printing ------------------------------------------------------------------
-
-local function cell(col, i)
-  local v = col:get(i)
-  if v == nil then return "null" end
-  if col.code == F64 then
-    if v ~= v then return "NaN" end
-    return string.format("%.6g", v)
-  end
-  return (tostring(v):gsub("[\r\n\t]", { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t" }))
-end
-
---- An aligned table: shape, column types, the first rows.
-function Frame:format(max_rows, max_width)
-  max_rows, max_width = max_rows or 10, max_width or 120
-  local n, names = self:nrows(), self:names()
-  local shown = math.min(n, max_rows)
-  local columns, width = {}, 0
-  for _, name in ipairs(names) do
-    local col = self:col(name)
-    local cells, w = {}, math.max(#name, #col.type + 2)
-    for i = 1, shown do
-      cells[i] = cell(col, i)
-      if #cells[i] > 24 then cells[i] = cells[i]:sub(1, 21) .. "..." end
-      w = math.max(w, #cells[i])
-    end
-    if width + w + 2 > max_width and #columns > 0 then break end
-    width = width + w + 2
-    columns[#columns + 1] = { name = name, type = "<" .. col.type .. ">", cells = cells, w = w,
-                              right = col.code ~= STR }
-  end
-  local function pad(s, w, right) return right and string.rep(" ", w - #s) .. s or s .. string.rep(" ", w - #s) end
-  local lines = { string.format("frame: %d rows x %d columns", n, #names) }
-  local function line(get)
-    local parts = {}
-    for k, c in ipairs(columns) do parts[k] = pad(get(c), c.w, c.right) end
-    lines[#lines + 1] = table.concat(parts, "  ")
-  end
-  line(function(c) return c.name end)
-  line(function(c) return c.type end)
-  for i = 1, shown do line(function(c) return c.cells[i] end) end
-  if shown < n then lines[#lines + 1] = string.format("... %d more rows", n - shown) end
-  if #columns < #names then lines[#lines + 1] = string.format("... %d more columns", #names - #columns) end
-  return table.concat(lines, "\n")
-end
-
-Frame.__tostring = function(self) return self:format() end
-
 --- Provenance of the frame for the registry: what made it (feature views
 -- and versions, time range, when it came from the feature store), its
 -- shape and a content hash (FNV-1a 64 over names and values, hex).
@@ -587,7 +439,9 @@ end
 
 function M.is_frame(v) return getmetatable(v) == Frame end
 
+install_io(Frame, M, { owned_frame = owned_frame, type_code = type_code, frame_out = frame_out })
 install_ops(Frame, M)
 install_roles(Frame, M)
+install_format(Frame, M)
 
 return M
