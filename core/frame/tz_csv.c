@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "frame/tz_frame.h"
+#include "util/tz_fmt.h"
 
 #define CHUNK (1 << 20)
 #define UNQUOTE_LATER ((size_t)1 << 62)
@@ -811,7 +812,12 @@ int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *er
             if (j) fputc(delim, fp);
             if (!tz_column_is_valid(c, i)) continue;
             switch (c->type) {
-            case TZ_COL_F64: fprintf(fp, "%.17g", ((const double *)c->data)[i]); break;
+            case TZ_COL_F64: {
+                char num[TZ_FMT_DOUBLE_MAX];
+                size_t len = tz_fmt_double(num, ((const double *)c->data)[i]);
+                fwrite(num, 1, len, fp);
+                break;
+            }
             case TZ_COL_I64: fprintf(fp, "%lld", (long long)((const int64_t *)c->data)[i]); break;
             case TZ_COL_BOOL: fputs(((const uint8_t *)c->data)[i] ? "true" : "false", fp); break;
             default: {

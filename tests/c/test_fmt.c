@@ -1,0 +1,43 @@
+/* tz_fmt: shortest text that reads back exactly. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/tz_fmt.h"
+#include "tap.h"
+
+static const char *fmt(double v)
+{
+    static char buf[TZ_FMT_DOUBLE_MAX];
+    tz_fmt_double(buf, v);
+    return buf;
+}
+
+int main(void)
+{
+    is_str(fmt(33.6), "33.6", "33.6 prints as written, not 33.600000000000001");
+    is_str(fmt(0.1), "0.1", "0.1");
+    is_str(fmt(0.1 + 0.2), "0.30000000000000004", "0.1 + 0.2 keeps the digits that tell it from 0.3");
+    is_str(fmt(1e21), "1e+21", "large");
+    is_str(fmt(-2.5e-8), "-2.5e-08", "small and negative");
+    is_str(fmt(3), "3", "integral");
+    is_str(fmt(INFINITY), "inf", "infinity");
+    /* Every double of a seeded sweep reads back exactly, in at most 17 digits. */
+    uint64_t x = 88172645463325252ull;
+    int exact = 1;
+    size_t longest = 0;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v;
+        memcpy(&v, &x, sizeof v);
+        if (!isfinite(v)) continue;
+        char buf[TZ_FMT_DOUBLE_MAX];
+        size_t n = tz_fmt_double(buf, v);
+        exact &= strtod(buf, NULL) == v && n == strlen(buf);
+        if (n > longest) longest = n;
+    }
+    ok(exact, "200000 random doubles read back exactly");
+    ok(longest < TZ_FMT_DOUBLE_MAX, "the longest text fits the buffer (%zu bytes)", longest);
+    return tap_done();
+}
