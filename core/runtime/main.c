@@ -34,28 +34,14 @@ static const command commands[] = {
     { "test", "[PATHS...] [BUSTED OPTIONS]", "run busted specs inside the runtime",
       "Runs the *_spec.lua files under PATHS (default: tests/lua) with busted,\n"
       "inside tycho, so specs exercise the real C core." },
-    { "features", "list [--owner O] [--tag T] [--search TEXT] | show VIEW", "inspect the feature store",
-      "list: feature views with entity, owner, version and features; definitions\n"
-      "duplicated across views are flagged. show: one view with row counts,\n"
-      "freshness and per-feature statistics." },
-    { "models", "list | show NAME | promote NAME VERSION ALIAS | rollback NAME ALIAS",
-      "inspect and move models in the registry",
-      "promote checks the input-schema contract against the alias's current\n"
-      "holder; exit 1 when refused (with every reason), 2 on usage errors." },
-    { "score", "NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW) [--missing skip|fill]",
-      "batch-score a CSV or JSONL file with a registered pipeline",
-      "Rows with entity keys get their online features, as when serving. --to-view\n"
-      "pushes the predictions into a feature view (precomputed predictions served\n"
-      "by key through /get-online-features)." },
-    { "experiments", "list | show NAME | stop NAME [--winner VARIANT]", "inspect and stop experiments",
-      "show: per variant units, mean with its 95% interval, lift over control,\n"
-      "p-value, probability to beat control and expected loss, and the\n"
-      "sample-ratio-mismatch check. stop: every unit gets the control (or the\n"
-      "winner) from the next request on, in every server on this home." },
-    { "monitor", "NAME [--window 1h]", "online metrics and drift of a served model",
-      "Per version in the window: volume, latency p50/p99, errors, metrics from\n"
-      "joined outcomes, and PSI / Kolmogorov-Smirnov drift of every input and of\n"
-      "the output against the training reference." },
+    /* Commands written in Lua: their help lives with them (cli/help.lua). */
+    { "features", NULL, "define, ingest, materialize and inspect feature views", NULL },
+    { "models", NULL, "inspect, promote and roll back models in the registry", NULL },
+    { "runs", NULL, "list, show and compare recorded fits, evaluations and trials", NULL },
+    { "score", NULL, "batch-score a CSV or JSONL file with a registered pipeline", NULL },
+    { "experiments", NULL, "inspect and stop experiments", NULL },
+    { "monitor", NULL, "online metrics and drift of a served model", NULL },
+    { "completion", NULL, "print a bash completion script", NULL },
     { "dag", "run FILE [--date D | --from D --to D] [--rerun] [--keep-going] [--verbose|--quiet]\n"
              "      | status FILE|NAME [--limit N] | list",
       "run and inspect scheduled DAGs",
@@ -79,12 +65,16 @@ static const command *find_command(const char *name)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: tycho [--home DIR] COMMAND [ARGS]\n\ncommands:\n");
-    for (const command *c = commands; c->name; c++) fprintf(out, "  %-8s %s\n", c->name, c->summary);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-12s %s\n", c->name, c->summary);
     fprintf(out, "\nglobal options:\n  --home DIR  data home (default: $TYCHO_HOME or ./tycho-data)\n"
                  "\n`tycho help COMMAND` tells more.\n");
 }
 
-static int help(const char *name)
+static int cmd_lua(const char *home, const char *module, const char *fn, int argc, char **argv);
+
+/* Help for a command; for one written in Lua (no args here) the Lua side
+ * prints it, with its subcommands (argv: the command, then what followed). */
+static int help_of(const char *home, const char *name, int argc, char **argv)
 {
     if (!name) { usage(stdout); return TZ_EXIT_OK; }
     const command *c = find_command(name);
@@ -93,8 +83,23 @@ static int help(const char *name)
         usage(stderr);
         return TZ_EXIT_USAGE;
     }
+    if (!c->args) return cmd_lua(home ? home : "./tycho-data", "tycho.cli.help", "main", argc, argv);
     printf("usage: tycho %s %s\n\n%s.\n%s%s", c->name, c->args, c->summary, c->detail, *c->detail ? "\n" : "");
     return TZ_EXIT_OK;
+}
+
+static int help(const char *name)
+{
+    char *argv[] = { (char *)name };
+    return help_of(NULL, name, name ? 1 : 0, argv);
+}
+
+/* Whether --help or -h is among the arguments. */
+static int asks_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
 }
 
 static int usage_error(const char *cmd, const char *fmt, const char *what)
@@ -221,6 +226,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[i];
     int rest = argc - i - 1;
     char **args = argv + i + 1;
+    /* Asking for help runs nothing and touches no home. */
+    if (strcmp(cmd, "run") && strcmp(cmd, "test") && find_command(cmd) && asks_help(rest, args))
+        return help_of(home, cmd, rest + 1, argv + i);
+    if (!strcmp(cmd, "help")) return help_of(home, rest ? args[0] : NULL, rest, args);
     if (!strcmp(cmd, "run")) return cmd_run(home, rest, args);
     if (!strcmp(cmd, "serve")) return cmd_serve(home, rest, args);
     if (!strcmp(cmd, "repl")) {
@@ -230,11 +239,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "test")) return cmd_lua(home, "tycho.cli.testing", "main", rest, args);
     if (!strcmp(cmd, "features")) return cmd_lua(home, "tycho.cli", "features", rest, args);
     if (!strcmp(cmd, "models")) return cmd_lua(home, "tycho.cli", "models", rest, args);
+    if (!strcmp(cmd, "runs")) return cmd_lua(home, "tycho.cli", "runs", rest, args);
+    if (!strcmp(cmd, "completion")) return cmd_lua(home, "tycho.cli", "completion", rest, args);
     if (!strcmp(cmd, "score")) return cmd_lua(home, "tycho.cli", "score", rest, args);
     if (!strcmp(cmd, "experiments")) return cmd_lua(home, "tycho.cli", "experiments", rest, args);
     if (!strcmp(cmd, "monitor")) return cmd_lua(home, "tycho.cli", "monitor", rest, args);
     if (!strcmp(cmd, "dag")) return cmd_lua(home, "tycho.dag", "cli", rest, args);
     if (!strcmp(cmd, "version")) { printf("tycho %s\n", TYCHO_VERSION); return TZ_EXIT_OK; }
-    if (!strcmp(cmd, "help")) return help(rest ? args[0] : NULL);
     return usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -388,4 +388,10 @@ function M.monitor(name, ...)
   return 0
 end
 
+--- `tycho runs list | show ID | compare ID ID...` (cli/runs.lua).
+function M.runs(...) return require("tycho.cli.runs").main(...) end
+
+--- `tycho completion bash` (cli/completion.lua).
+function M.completion(...) return require("tycho.cli.completion").main(...) end
+
 return M

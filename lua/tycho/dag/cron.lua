@@ -14,6 +14,8 @@
 -- Shortcuts: @yearly (@annually) @monthly @weekly @daily (@midnight) @hourly,
 -- and `@every DURATION` (e.g. "@every 2s", "@every 15m"): slots at whole
 -- multiples of the duration since the epoch.
+local errors = require "tycho.util.errors"
+
 local M = {}
 
 local FIELDS = {
@@ -32,17 +34,17 @@ local SHORTCUTS = {
 }
 
 --- Seconds in a duration: a number, "250ms", or what timeutil.duration takes
--- ("45s", "15m", "12h", "30d", "1w"). nil, message when it is not one.
+-- ("45s", "15m", "12h", "30d", "1w"). nil, message, "invalid" when it is not one.
 function M.duration(v)
   if type(v) == "number" then
-    if v ~= v or v < 0 or v == math.huge then return nil, "bad duration " .. tostring(v) end
+    if v ~= v or v < 0 or v == math.huge then return errors.fail("invalid", "bad duration " .. tostring(v)) end
     return v
   end
-  if type(v) ~= "string" then return nil, "a duration must be a string or a number of seconds" end
+  if type(v) ~= "string" then return errors.fail("invalid", "a duration must be a string or a number of seconds") end
   local ms = v:match("^%s*(%d+%.?%d*)%s*ms%s*$")
   if ms then return tonumber(ms) / 1000 end
   local ok, secs = pcall(require("tycho.util.timeutil").duration, v)
-  if not ok then return nil, "bad duration '" .. v .. "' (e.g. 250ms, 45s, 15m, 12h, 30d)" end
+  if not ok then return errors.fail("invalid", "bad duration '" .. v .. "' (e.g. 250ms, 45s, 15m, 12h, 30d)") end
   return secs
 end
 
@@ -168,36 +170,37 @@ end
 
 function Schedule:__tostring() return "cron(" .. self.text .. ")" end
 
---- Parses a schedule. Returns it, or nil and a message naming the bad field.
+--- Parses a schedule. Returns it, or nil, a message naming the bad field
+-- and "invalid".
 function M.parse(text)
-  if type(text) ~= "string" then return nil, "a cron schedule must be a string" end
+  if type(text) ~= "string" then return errors.fail("invalid", "a cron schedule must be a string") end
   local expr = text:match("^%s*(.-)%s*$")
   local every = expr:match("^@every%s+(.+)$")
   if every then
     local secs, err = M.duration(every)
-    if not secs then return nil, "bad cron expression '" .. text .. "': " .. err end
+    if not secs then return errors.fail("invalid", "bad cron expression '" .. text .. "': " .. err) end
     if secs < 1 or secs % 1 ~= 0 then
-      return nil, "bad cron expression '" .. text .. "': @every needs a whole number of seconds, at least 1s"
+      return errors.fail("invalid", "bad cron expression '" .. text .. "': @every needs a whole number of seconds, at least 1s")
     end
     return setmetatable({ text = expr, every = secs }, Schedule)
   end
   if expr:sub(1, 1) == "@" then
     if not SHORTCUTS[expr:lower()] then
-      return nil, "bad cron expression '" .. text .. "': unknown shortcut (@yearly @monthly @weekly @daily @hourly "
-        .. "@every DURATION)"
+      return errors.fail("invalid", "bad cron expression '" .. text .. "': unknown shortcut (@yearly @monthly "
+        .. "@weekly @daily @hourly @every DURATION)")
     end
     expr = SHORTCUTS[expr:lower()]
   end
   local parts = {}
   for p in expr:gmatch("%S+") do parts[#parts + 1] = p end
   if #parts ~= 5 then
-    return nil, string.format("bad cron expression '%s': expected 5 fields (minute hour day-of-month month "
-      .. "day-of-week), got %d", text, #parts)
+    return errors.fail("invalid", string.format("bad cron expression '%s': expected 5 fields (minute hour "
+      .. "day-of-month month day-of-week), got %d", text, #parts))
   end
   local sets = {}
   for i, f in ipairs(FIELDS) do
     local ok, set = pcall(parse_field, parts[i], f)
-    if not ok then return nil, "bad cron expression '" .. text .. "': " .. set end
+    if not ok then return errors.fail("invalid", "bad cron expression '" .. text .. "': " .. set) end
     sets[i] = set
   end
   if sets[5][7] then sets[5][0] = true end
@@ -205,7 +208,7 @@ function M.parse(text)
                            dow_star = parts[5]:sub(1, 1) == "*" }, Schedule)
   -- "0 0 30 2 *" parses but never fires: refuse it now, not at 3 a.m.
   if not s:next(0) and not s:next(os.time()) then
-    return nil, "bad cron expression '" .. text .. "': it never matches a real date"
+    return errors.fail("invalid", "bad cron expression '" .. text .. "': it never matches a real date")
   end
   return s
 end

@@ -40,6 +40,7 @@
 -- scheduler of `tycho serve` (dag/sched.lua) and the command line
 -- (`tycho dag run|status|list`, dag/cli.lua).
 local cron = require "tycho.dag.cron"
+local errors = require "tycho.util.errors"
 
 local M = {}
 
@@ -205,12 +206,13 @@ local function absolute(path)
   return require("luv").cwd() .. "/" .. path
 end
 
---- Loads a DAG file. Returns the DAG (with .file, absolute) or nil, message.
+--- Loads a DAG file. Returns the DAG (with .file, absolute) or nil, message,
+-- code (not_found: no such file; invalid: it does not load or build a DAG).
 function M.load(path)
   if type(path) ~= "string" then error("dag.load: expected a file path", 2) end
   local file = absolute(path)
   local chunk, err = loadfile(file)
-  if not chunk then return nil, err end
+  if not chunk then return errors.fail(require("luv").fs_stat(file) and "invalid" or "not_found", err) end
   loading = file
   local ok, dag = pcall(chunk)
   loading = nil
@@ -219,10 +221,11 @@ function M.load(path)
     -- the error, so the message names the file.
     local msg = tostring(dag)
     if msg:sub(1, #file) ~= file then msg = file .. ": " .. msg end
-    return nil, msg
+    return errors.fail("invalid", msg)
   end
   if not M.is_dag(dag) then
-    return nil, path .. " must return a DAG (return tycho.dag { name = ..., tasks = { ... } }), got " .. type(dag)
+    return errors.fail("invalid",
+      path .. " must return a DAG (return tycho.dag { name = ..., tasks = { ... } }), got " .. type(dag))
   end
   dag.file = file
   dag.dir = file:match("^(.*)/[^/]*$") or "."

@@ -18,6 +18,7 @@ local uv = require "luv"
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
 
 local M = {}
 local DB = "dag_runs"
@@ -87,8 +88,8 @@ end
 -- ---- slots ---------------------------------------------------------------------------
 
 local function parse_time(text, what)
-  local us, err = timeutil.parse(text)
-  if not us then return nil, what .. ": " .. err end
+  local us, err, code = timeutil.parse(text)
+  if not us then return nil, what .. ": " .. err, code end
   return us / 1e6
 end
 
@@ -98,31 +99,35 @@ local function plain_date(text) return type(text) == "string" and text:match("^%
 -- plain date of a daily schedule means that day's slot), from and to (every
 -- scheduled slot in [from, to], a plain `to` meaning its whole day; at
 -- most opts.max, default 10000), or nothing (the latest due slot; today
--- for an unscheduled DAG). nil, message on a bad date.
+-- for an unscheduled DAG). nil, message, code on a bad date or range.
 function M.slots(dag, opts)
   opts = opts or {}
   local s = dag.schedule
   if opts.from or opts.to then
-    if not (opts.from and opts.to) then return nil, "a backfill needs both --from and --to" end
-    if not s then return nil, "dag " .. dag.name .. " has no schedule to backfill" end
-    local from, err = parse_time(opts.from, "--from")
-    if not from then return nil, err end
-    local to, err2 = parse_time(opts.to, "--to")
-    if not to then return nil, err2 end
+    if not (opts.from and opts.to) then return errors.fail("invalid", "a backfill needs both --from and --to") end
+    if not s then return errors.fail("invalid", "dag " .. dag.name .. " has no schedule to backfill") end
+    local from, err, code = parse_time(opts.from, "--from")
+    if not from then return nil, err, code end
+    local to, err2, code2 = parse_time(opts.to, "--to")
+    if not to then return nil, err2, code2 end
     if plain_date(opts.to) then to = to + 86399 end
-    if to < from then return nil, "--to is before --from" end
+    if to < from then return errors.fail("invalid", "--to is before --from") end
     local out, t, max = {}, s:next(from - 1), opts.max or 10000
     while t and t <= to do
-      if #out >= max then return nil, string.format("more than %d slots between %s and %s", max, opts.from, opts.to) end
+      if #out >= max then
+        return errors.fail("too_large", string.format("more than %d slots between %s and %s", max, opts.from, opts.to))
+      end
       out[#out + 1] = { ts = t, date = dag:label(t) }
       t = s:next(t)
     end
-    if #out == 0 then return nil, "no slot of '" .. dag.schedule_text .. "' between " .. opts.from .. " and " .. opts.to end
+    if #out == 0 then
+      return errors.fail("not_found", "no slot of '" .. dag.schedule_text .. "' between " .. opts.from .. " and " .. opts.to)
+    end
     return out
   end
   if opts.date then
-    local t, err = parse_time(opts.date, "--date")
-    if not t then return nil, err end
+    local t, err, code = parse_time(opts.date, "--date")
+    if not t then return nil, err, code end
     if s and plain_date(opts.date) and s:daily() then
       local slot = s:next(t - 1)
       if slot and slot < t + 86400 then t = slot end
@@ -136,16 +141,20 @@ function M.slots(dag, opts)
   end
   local latest = s:prev(t)
   if not latest or (dag.start and latest < dag.start) then
-    return nil, "no slot of dag " .. dag.name .. " is due yet"
+    return errors.fail("unavailable", "no slot of dag " .. dag.name .. " is due yet")
   end
   return { { ts = latest, date = dag:label(latest) } }
 end
 
 -- ---- history -------------------------------------------------------------------------
 
+-- The store, or nil, message, "unavailable" (store.open's third value is
+-- the core's error name, not a tycho.util.errors code).
 local function open_store(opts)
   if opts and opts.store then return opts.store end
-  return require("tycho.core.store").open(opts and opts.home)
+  local st, err = require("tycho.core.store").open(opts and opts.home)
+  if not st then return errors.fail("unavailable", err) end
+  return st
 end
 
 --- Runs of a DAG (name or DAG), newest logical date first, each with its
@@ -154,8 +163,8 @@ end
 function M.history(dag, opts)
   opts = opts or {}
   local name = type(dag) == "table" and dag.name or dag
-  local st, err = open_store(opts)
-  if not st then return nil, err end
+  local st, err, code = open_store(opts)
+  if not st then return nil, err, code end
   return st:view(function(tx)
     local runs = {}
     for _, v in tx:scan(DB, { prefix = K.runs(name), reverse = true, limit = opts.limit or 10 }) do
@@ -179,8 +188,8 @@ end
 
 --- DAGs with runs in the home: { {name, file, schedule, last_run, last_date, last_status, ...} }.
 function M.list(opts)
-  local st, err = open_store(opts)
-  if not st then return nil, err end
+  local st, err, code = open_store(opts)
+  if not st then return nil, err, code end
   return st:view(function(tx)
     local out = {}
     for _, v in tx:scan(DB, { prefix = K.dags() }) do out[#out + 1] = json.decode(v) end
@@ -225,9 +234,9 @@ local function interrupt_run(tx, name, run_id, why)
   return pids
 end
 
---- Takes the DAG's lock for this process: true, or nil and a message naming
--- the live runner that holds it. A dead runner's lock is taken over and its
--- run marked interrupted.
+--- Takes the DAG's lock for this process: true, or nil, a message naming
+-- the live runner that holds it, and "busy". A dead runner's lock is taken
+-- over and its run marked interrupted.
 function M.lock(st, dag)
   local me, pstart = M.me()
   local held, pids = st:update(function(tx)
@@ -241,8 +250,8 @@ function M.lock(st, dag)
     return nil, groups
   end)
   if held then
-    return nil, string.format("dag %s is already running (pid %d, run %s, since %s)", dag.name, held.pid,
-      tostring(held.run_id or "-"), os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(held.since or 0)))
+    return errors.fail("busy", string.format("dag %s is already running (pid %d, run %s, since %s)", dag.name,
+      held.pid, tostring(held.run_id or "-"), os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(held.since or 0))))
   end
   for _, pid in ipairs(pids or {}) do kill_group(pid, "sigkill") end
   return true

@@ -31,6 +31,7 @@
 --   interrupted and the lock released.
 local uv = require "luv"
 local json = require "tycho.util.json"
+local errors = require "tycho.util.errors"
 local internal = require "tycho.internal"
 local dagmod = require "tycho.dag.define"
 local hist = require "tycho.dag.history"
@@ -350,25 +351,25 @@ end
 -- rerun, keep_going, trigger ("manual", "scheduled", "backfill"), quiet,
 -- echo (task output lines too), say (function(line), default print), home.
 -- Returns { runs = { {date, run_id, status, reason, seconds} }, failed = n },
--- or nil, message (and "busy" when another runner holds the DAG).
+-- or nil, message, code ("busy" when another runner holds the DAG).
 function M.run(dag, opts)
   opts = opts or {}
   if type(dag) == "string" then
-    local d, err = dagmod.load(dag)
-    if not d then return nil, err end
+    local d, err, code = dagmod.load(dag)
+    if not d then return nil, err, code end
     dag = d
   end
   if not dagmod.is_dag(dag) then error("dag.run: expected a DAG or a DAG file", 2) end
   if not dag.file then error("dag.run: load the DAG from its file (tycho.dag.load): tasks run in child processes", 2) end
-  local slots, serr = opts.slots
+  local slots, serr, scode = opts.slots
   if not slots then
-    slots, serr = hist.slots(dag, opts)
-    if not slots then return nil, serr end
+    slots, serr, scode = hist.slots(dag, opts)
+    if not slots then return nil, serr, scode end
   end
   local st, oerr = require("tycho.core.store").open(opts.home)
-  if not st then return nil, oerr end
-  local locked, lerr = hist.lock(st, dag)
-  if not locked then return nil, lerr, "busy" end
+  if not st then return errors.fail("unavailable", oerr) end
+  local locked, lerr, lcode = hist.lock(st, dag)
+  if not locked then return nil, lerr, lcode end
   local say = opts.quiet and function() end or opts.say or print
   local ex
   local stopped

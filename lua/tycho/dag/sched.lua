@@ -24,6 +24,7 @@ local uv = require "luv"
 local internal = require "tycho.internal"
 local dagmod = require "tycho.dag.define"
 local hist = require "tycho.dag.history"
+local errors = require "tycho.util.errors"
 
 local M = {}
 local Scheduler = {}
@@ -55,12 +56,12 @@ function M.new(paths, opts)
   return self
 end
 
---- Loads every DAG file once: true, or nil and the first error (for a
--- server that should refuse to start with a broken DAG).
+--- Loads every DAG file once: true, or nil, the first error and its code
+-- (for a server that should refuse to start with a broken DAG).
 function M.check(paths, opts)
   for _, e in ipairs(M.new(paths, opts).entries) do
-    local dag, err = dagmod.load(e.path)
-    if not dag then return nil, err end
+    local dag, err, code = dagmod.load(e.path)
+    if not dag then return nil, err, code end
   end
   return true
 end
@@ -93,17 +94,19 @@ local function store(self)
 end
 
 --- What `dag run` arguments a DAG needs at epoch second now (e.g. {"--date",
--- "2026-01-05"}), or nil and why nothing is due.
+-- "2026-01-05"}), or nil, why nothing is due and a code (invalid: no
+-- schedule; unavailable: no slot yet; busy: a run is going; conflict: the
+-- slot has run).
 function Scheduler:due(dag, now)
   local s = dag.schedule
-  if not s then return nil, "no schedule" end
+  if not s then return errors.fail("invalid", "no schedule") end
   local latest = s:prev(now)
-  if not latest or (dag.start and latest < dag.start) then return nil, "no slot due yet" end
+  if not latest or (dag.start and latest < dag.start) then return errors.fail("unavailable", "no slot due yet") end
   local label = dag:label(latest)
   local rec, run, lock = hist.state(store(self), dag.name, label)
-  if lock and hist.alive(lock.pid, lock.pstart) then return nil, "running (pid " .. lock.pid .. ")" end
+  if lock and hist.alive(lock.pid, lock.pstart) then return errors.fail("busy", "running (pid " .. lock.pid .. ")") end
   if run then
-    if run.status == "success" or run.status == "failed" then return nil, label .. " " .. run.status end
+    if run.status == "success" or run.status == "failed" then return errors.fail("conflict", label .. " " .. run.status) end
     return { "--date", label }
   end
   if not dag.catchup then return { "--date", label } end

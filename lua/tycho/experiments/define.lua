@@ -2,6 +2,7 @@
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
 local ffi = require "ffi"
 local shared = require "tycho.experiments.records"
 local Experiment = shared.Experiment
@@ -137,11 +138,12 @@ end
 
 --- An experiment rebuilt from its stored record (for the CLI and for
 -- experiments not declared by the running app); tx: an open transaction.
+-- nil, message, "not_found" when none is stored under name.
 function M.load(name, store, tx)
   local rec
   if tx then rec = tx:get_json("experiments", def_key(name))
   else rec = (store or st()):view(function(t) return t:get_json("experiments", def_key(name)) end) end
-  if not rec then return nil, "no experiment '" .. tostring(name) .. "'" end
+  if not rec then return errors.fail("not_found", "no experiment '" .. tostring(name) .. "'") end
   local def = {}
   for k, v in pairs(rec) do def[k] = v end
   def.reward = REWARDS[rec.reward] and rec.reward or "outcome"

@@ -111,11 +111,15 @@ end
 -- ---- stop -----------------------------------------------------------------------------
 
 --- Stops the experiment now: every unit gets the winner (default: the
--- declared winner, else the control) from the next request on.
+-- declared winner, else the control) from the next request on. Returns
+-- the stored record, or nil, message, "invalid" for a winner that is no
+-- variant.
 function Experiment:stop(winner, store)
   store = store or st()
   winner = winner or self.winner
-  if winner ~= nil and not self:variant(winner) then return nil, "no variant '" .. tostring(winner) .. "'" end
+  if winner ~= nil and not self:variant(winner) then
+    return errors.fail("invalid", "no variant '" .. tostring(winner) .. "'")
+  end
   local target = winner or self:control().name
   return store:update(function(tx)
     local rec = tx:get_json("experiments", def_key(self.name)) or self:record()

@@ -100,8 +100,8 @@ end
 
 --- Prints an experiment's results (for the REPL): tycho.experiments.show "spam-v2".
 function M.show(name)
-  local e, err = definition.load(name)
-  if not e then return nil, err end
+  local e, err, code = definition.load(name)
+  if not e then return nil, err, code end
   print(M.format_results(e:results()))
 end
 

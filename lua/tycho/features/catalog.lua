@@ -71,7 +71,8 @@ end
 -- ({name = "function(row) ... end"}: on-demand features, Lua source),
 -- check (fn(row) -> ok, reason). Redefining with added features makes a new
 -- version; removing a feature or changing its type is refused.
--- Returns the stored definition, or nil and the reason.
+-- Returns the stored definition, or nil, the reason and a code (not_found:
+-- no such entity; conflict: an incompatible change).
 function FS:feature_view(def)
   if type(def) ~= "table" or type(def.name) ~= "string" or def.name:find(":") then
     error("feature_view: needs a name without ':'", 2)
@@ -83,9 +84,11 @@ function FS:feature_view(def)
     local fn, cerr = self:_compile(src)
     if not fn then error("feature_view: transform '" .. name .. "': " .. cerr, 2) end
   end
-  local result, reason = self.store:update(function(tx)
+  local result, reason, code = self.store:update(function(tx)
     local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
-    if not entity then return nil, "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)" end
+    if not entity then
+      return errors.fail("not_found", "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)")
+    end
     local old = tx:get_json("catalog", "view/" .. def.name)
     local pii = set_of(def.pii)
     pii.clear = def.pii_clear and true or nil
@@ -104,14 +107,15 @@ function FS:feature_view(def)
         seen[f.name] = true
         local was = by_name[f.name]
         if was and was.type ~= f.type then
-          return nil, string.format("incompatible change to view '%s': feature '%s' changes type from %s to %s",
-            def.name, f.name, was.type, f.type)
+          return errors.fail("conflict", string.format(
+            "incompatible change to view '%s': feature '%s' changes type from %s to %s", def.name, f.name, was.type, f.type))
         end
         if not was then added[#added + 1] = f end
       end
       for _, f in ipairs(old.features) do
         if not seen[f.name] then
-          return nil, string.format("incompatible change to view '%s': feature '%s' would be removed", def.name, f.name)
+          return errors.fail("conflict",
+            string.format("incompatible change to view '%s': feature '%s' would be removed", def.name, f.name))
         end
       end
       -- Old features keep their positions; new ones are appended.
@@ -133,7 +137,7 @@ function FS:feature_view(def)
     bump_epoch(tx)
     return v
   end)
-  if not result then return nil, reason end
+  if not result then return nil, reason, code end
   self.checks[def.name] = { features = checks, row = def.check }
   return result
 end

@@ -16,6 +16,7 @@
 -- stream.lua (followed JSONL files).
 local store_mod = require "tycho.core.store"
 local internal = require "tycho.internal"
+local errors = require "tycho.util.errors"
 
 local M = {}
 
@@ -23,11 +24,12 @@ local FS = {}
 FS.__index = FS
 
 --- Opens the feature store of a home (default: this process's home).
--- opts: home, store (an open tycho.store), quarantine_dir.
+-- opts: home, store (an open tycho.store), quarantine_dir. nil, message,
+-- "unavailable" when the home cannot be opened.
 function M.open(opts)
   opts = opts or {}
   local st, e = store_mod.from(opts)
-  if not st then return nil, e end
+  if not st then return errors.fail("unavailable", e) end
   local home = opts.home or st.path or internal.home
   return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
                         refs_cache = {}, refs_cached = 0,

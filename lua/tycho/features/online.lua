@@ -106,11 +106,11 @@ end
 -- definitions are noticed through the catalog epoch once a second.
 -- Statuses and TTL are fs:online's business; on-demand features are computed.
 function FS:reader(refs)
-  local views, order = parse_refs(self, refs)
-  if not views then return nil, order end
+  local views, order, code = parse_refs(self, refs)
+  if not views then return nil, order, code end
   local only, count = nil, 0
   for _, v in pairs(views) do only, count = v, count + 1 end
-  if count ~= 1 then return nil, "a reader reads features of one view" end
+  if count ~= 1 then return errors.fail("invalid", "a reader reads features of one view") end
   local fs, v = self, only
   local prefix = keys.pack("u32", v.id)
   local names = {}

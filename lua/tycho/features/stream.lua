@@ -1,22 +1,25 @@
 --- tycho.features, streaming: a JSONL file followed with a checkpoint.
 local json = require "tycho.util.json"
+local errors = require "tycho.util.errors"
 local ingest = require "tycho.features.ingest"
 local land = ingest.land
 
 local M = {}
 local FS = {}
+local ENOENT = 2
 
 
 --- Ingests the lines appended to a JSONL file since the last call (the
 -- checkpoint is saved in the same transaction as the rows, so a restart
--- neither loses nor doubles lines). Returns the report of this pass.
+-- neither loses nor doubles lines). Returns the report of this pass, or
+-- nil, message, code.
 function FS:follow_once(view, path)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
   local ck = "follow/" .. view .. "/" .. path
   local offset = tonumber(self.store:get("catalog", ck) or "0")
-  local f, ferr = io.open(path, "rb")
-  if not f then return nil, "cannot open " .. path .. ": " .. ferr end
+  local f, ferr, errno = io.open(path, "rb")
+  if not f then return errors.fail(errno == ENOENT and "not_found" or "unavailable", "cannot open " .. path .. ": " .. ferr) end
   local size = f:seek("end")
   if size < offset then offset = 0 end  -- the file was truncated or replaced: start over
   f:seek("set", offset)

@@ -8,6 +8,7 @@ local tune = require "tycho.ml.tune"
 local models = require "tycho.ml.models"
 local pipeline = require "tycho.ml.pipeline"
 local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
 local uv = require "luv"
 
 local M = {}
@@ -84,7 +85,8 @@ local DEFAULT_METRIC = { binary = "auc", multiclass = "accuracy", regression = "
 -- of steps: a function(model) -> pipeline, so the steps are fitted inside
 -- every fold with each candidate model, as the final pipeline will be),
 -- blend (true: try averaging the two best families). Returns
--- { pipeline, best = {family, params, score}, leaderboard = {...}, metric }.
+-- { pipeline, best = {family, params, score}, leaderboard = {...}, metric },
+-- or nil, message, code.
 function M.run(opts)
   if type(opts) ~= "table" or not opts.data or not opts.label then
     error("automl: needs data (frame) and label", 2)
@@ -141,7 +143,7 @@ function M.run(opts)
       best = { family = t.family, params = t.params, score = t.score }
     end
   end
-  if not best then return nil, "automl: no trial finished within the budget" end
+  if not best then return errors.fail("invalid", "automl: no trial finished within the budget") end
   -- A blend of the two best families often beats either: score it the same way.
   -- Within a family the defaults stand unless a tuned trial beats them by
   -- more than the cross-validation noise: picking the luckiest of many
@@ -190,8 +192,8 @@ function M.run(opts)
   end
   local pipe = wrap and wrap(make()) or pipeline.new { steps = opts.steps, model = make(), name = opts.name }
   if not pipeline.is_pipeline(pipe) then error("automl: pipeline(model) must return a pipeline", 2) end
-  local ok, err = pipe:fit(opts.data, { label = opts.label, quiet = true })
-  if not ok then return nil, err end
+  local ok, err, code = pipe:fit(opts.data, { label = opts.label, quiet = true })
+  if not ok then return nil, err, code end
   table.sort(board, function(a, b) return tune.better(metric, a.score, b.score) end)
   for rank, t in ipairs(board) do t.rank = rank end
   return { pipeline = pipe, best = best, leaderboard = board, metric = metric, task = task }

@@ -5,6 +5,7 @@
 local ffi = require "ffi"
 local base = require "tycho.core.base"
 local json = require "tycho.util.json"
+local errors = require "tycho.util.errors"
 
 return function(Model, from_bytes, MODEL_KIND, MODEL_VERSION)
 local M = {}
@@ -23,12 +24,12 @@ function M.is_blend(v) return getmetatable(v) == Blend end
 
 function Blend:fit(f, opts)
   for i, m in ipairs(self.members) do
-    local ok, why = m:fit(f, opts)
-    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(why) end
+    local ok, why, code = m:fit(f, opts)
+    if not ok then return nil, "blend member " .. i .. " (" .. m.family .. "): " .. tostring(why), code end
   end
   local first = self.members[1]
   for _, m in ipairs(self.members) do
-    if m.task ~= first.task then return nil, "blend members disagree on the task" end
+    if m.task ~= first.task then return errors.fail("invalid", "blend members disagree on the task") end
   end
   self.task, self.classes, self.features, self.label = first.task, first.classes, first.features, first.label
   self.info = { members = #self.members }
@@ -42,8 +43,8 @@ function Blend:predict_raw(f)
   local sum, k, n
   local total = 0
   for i, m in ipairs(self.members) do
-    local out, mk = m:predict_raw(f)
-    if not out then return nil, mk end
+    local out, mk, code = m:predict_raw(f)
+    if not out then return nil, mk, code end
     local w = self.weights and self.weights[i] or 1
     total = total + w
     n, k = f:nrows(), mk
@@ -59,8 +60,8 @@ function Blend:predict_values(row)
   local total, k = 0, nil
   self._sum = self._sum or {}
   for i, m in ipairs(self.members) do
-    local out, mk = m:predict_values(row)
-    if not out then return nil, mk end
+    local out, mk, code = m:predict_values(row)
+    if not out then return nil, mk, code end
     local w = self.weights and self.weights[i] or 1
     if not k then
       k = mk
@@ -74,7 +75,7 @@ function Blend:predict_values(row)
   return self._acc, k
 end
 
-function Blend.importance() return nil, "blends have no split importance" end
+function Blend.importance() return errors.fail("invalid", "blends have no split importance") end
 
 function Blend:__tostring()
   local fams = {}
@@ -87,8 +88,8 @@ function Blend:to_bytes()
   -- The first part is reserved (empty): blends saved by earlier releases have it.
   local parts = { "" }
   for _, m in ipairs(self.members) do
-    local bytes, e = m:to_bytes()
-    if not bytes then return nil, e end
+    local bytes, e, code = m:to_bytes()
+    if not bytes then return nil, e, code end
     parts[#parts + 1] = bytes
   end
   local members = {}
@@ -97,20 +98,23 @@ function Blend:to_bytes()
     label = self.label, classes = self.classes, members = members, weights = self.weights,
     rows = self.trained and self.trained.rows })
   local payload, msg = base.blob.pack(MODEL_KIND, MODEL_VERSION, parts)
-  if not payload then return nil, msg end
-  return base.blob.pack(MODEL_KIND, MODEL_VERSION, { meta, payload })
+  if not payload then return errors.fail("unavailable", msg) end
+  local bytes, perr = base.blob.pack(MODEL_KIND, MODEL_VERSION, { meta, payload })
+  if not bytes then return errors.fail("unavailable", perr) end
+  return bytes
 end
 
---- A blend from its metadata and payload (what from_bytes found), or nil and why.
+--- A blend from its metadata and payload (what from_bytes found), or nil,
+-- why and "invalid".
 function M.from_parts(meta, payload)
   local parts, msg = base.blob.unpack(payload, MODEL_KIND, MODEL_VERSION)
-  if not parts then return nil, "not a usable Tycho model: blend: " .. msg end
+  if not parts then return errors.fail("invalid", "not a usable Tycho model: blend: " .. msg) end
   local n = #(meta.members or {})
-  if n < 2 or #parts ~= n + 1 then return nil, "not a usable Tycho model: bad blend" end
+  if n < 2 or #parts ~= n + 1 then return errors.fail("invalid", "not a usable Tycho model: bad blend") end
   local members = {}
   for i = 1, n do
-    local m, e = from_bytes(parts[i + 1])
-    if not m then return nil, e end
+    local m, e, code = from_bytes(parts[i + 1])
+    if not m then return nil, e, code end
     members[i] = m
   end
   local b = M.new { members = members, weights = meta.weights ~= json.null and meta.weights or nil }

@@ -3,18 +3,20 @@
 -- and event time (frame/roles.lua: a timestamp or an id is a leak, not a
 -- signal). A text column is never dropped without a word: a bare model
 -- refuses it by name (a pipeline's steps may encode it first).
+local errors = require "tycho.util.errors"
+
 local M = {}
 
 local STRING = 3  -- tz_column type code of text
 
 --- The feature list and what was left out ({ {name =, why =}, ... }), or
--- nil and why the frame cannot be trained on as it is. text: "refuse" (a
+-- nil, why the frame cannot be trained on as it is, "invalid". text: "refuse" (a
 -- model) or "keep" (a pipeline, whose steps see the text).
 function M.choose(f, label, features, text)
   local left_out = {}
   if features then
     for _, name in ipairs(features) do
-      if not f:has(name) then return nil, "the frame has no feature column '" .. tostring(name) .. "'" end
+      if not f:has(name) then return errors.fail("invalid", "the frame has no feature column '" .. tostring(name) .. "'") end
     end
     return features, left_out
   end
@@ -28,8 +30,8 @@ function M.choose(f, label, features, text)
       if why_not[name] then
         left_out[#left_out + 1] = { name = name, why = why_not[name] }
       elseif text == "refuse" and f:col(name).code == STRING then
-        return nil, "column '" .. name .. "' is text: a model takes numbers. Encode it (tycho.step.onehot in a"
-          .. " pipeline) or name the features to train on (features = {...})"
+        return errors.fail("invalid", "column '" .. name .. "' is text: a model takes numbers. Encode it (tycho.step.onehot"
+          .. " in a pipeline) or name the features to train on (features = {...})")
       else
         used[#used + 1] = name
       end

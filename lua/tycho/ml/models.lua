@@ -17,6 +17,7 @@ local base = require "tycho.core.base"
 local frame = require "tycho.core.frame"
 local json = require "tycho.util.json"
 local files = require "tycho.util.files"
+local errors = require "tycho.util.errors"
 local options = require "tycho.util.options"
 local families = require "tycho.ml.families"
 local columns = require "tycho.ml.columns"
@@ -39,10 +40,10 @@ local function make_data(f, features, y)
   local cols = ffi.new("const double*[?]", math.max(p, 1))
   local anchor = { f, cols, y }
   for j, name in ipairs(features) do
-    if not f:has(name) then return nil, "the frame has no feature column '" .. name .. "'" end
+    if not f:has(name) then return errors.fail("invalid", "the frame has no feature column '" .. name .. "'") end
     local col = f:col(name)
     if col.code == 3 then
-      return nil, "feature '" .. name .. "' is a string column: encode it first (e.g. a one-hot step)"
+      return errors.fail("invalid", "feature '" .. name .. "' is a string column: encode it first (e.g. a one-hot step)")
     end
     cols[j - 1] = col:f64()
     anchor[#anchor + 1] = col
@@ -62,7 +63,7 @@ local function encode_labels(col, classes)
     classes = {}
     for i = 1, n do
       local v = col:get(i)
-      if v == nil then return nil, "label '" .. col.name .. "' is null at row " .. i end
+      if v == nil then return errors.fail("invalid", "label '" .. col.name .. "' is null at row " .. i) end
       if not seen[v] then seen[v] = true classes[#classes + 1] = v end
     end
     table.sort(classes, function(a, b)
@@ -74,7 +75,7 @@ local function encode_labels(col, classes)
   for i = 1, n do
     local code = index[col:get(i)]
     if code == nil then
-      return nil, "label value " .. tostring(col:get(i)) .. " at row " .. i .. " was not seen in training"
+      return errors.fail("invalid", "label value " .. tostring(col:get(i)) .. " at row " .. i .. " was not seen in training")
     end
     y[i - 1] = code
   end
@@ -87,7 +88,8 @@ local function numeric_labels(col)
   for i = 1, n do
     local v = col:get(i)
     if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
-      return nil, "target '" .. col.name .. "' must be a finite number at row " .. i .. ", got " .. tostring(v)
+      return errors.fail("invalid",
+        "target '" .. col.name .. "' must be a finite number at row " .. i .. ", got " .. tostring(v))
     end
     y[i - 1] = v
   end
@@ -167,19 +169,19 @@ end
 --- Trains on frame f. opts: label (required except k-means), features (list;
 -- default every other column except the frame's entity keys and event
 -- time, which are left out with a note; a text column is refused by name),
--- valid (frame, for early stopping), quiet. Returns self, or nil and a
--- message naming what is wrong.
+-- valid (frame, for early stopping), quiet. Returns self, or nil, a
+-- message naming what is wrong, and "invalid".
 function Model:fit(f, opts)
   if not frame.is_frame(f) then error("fit: expected a frame", 2) end
   opts = opts or {}
   local label = opts.label
   local fam = self.fam
   if self.family ~= "kmeans" and not label then error("fit: opts.label names the label column", 2) end
-  if label and not f:has(label) then return nil, "the frame has no label column '" .. label .. "'" end
-  if f:nrows() == 0 then return nil, "cannot fit on an empty frame" end
-  local features, left_out = columns.choose(f, label, opts.features, "refuse")
-  if not features then return nil, left_out end
-  if #features == 0 then return nil, "no feature columns to train on" end
+  if label and not f:has(label) then return errors.fail("invalid", "the frame has no label column '" .. label .. "'") end
+  if f:nrows() == 0 then return errors.fail("invalid", "cannot fit on an empty frame") end
+  local features, left_out, code = columns.choose(f, label, opts.features, "refuse")
+  if not features then return nil, left_out, code end
+  if #features == 0 then return errors.fail("invalid", "no feature columns to train on") end
   self.features, self.left_out = features, left_out
   local note = not opts.quiet and columns.describe("models." .. self.family, features, left_out)
   if note then io.stderr:write(note, "\n") end
@@ -191,33 +193,35 @@ function Model:fit(f, opts)
     local col = f:col(label)
     local t = decide_task(self, col)
     if t == "classify" then
-      y, classes = encode_labels(col)
-      if not y then return nil, classes end
-      if #classes < 2 then return nil, "label '" .. label .. "' has a single class (" .. tostring(classes[1]) .. ")" end
+      y, classes, code = encode_labels(col)
+      if not y then return nil, classes, code end
+      if #classes < 2 then
+        return errors.fail("invalid", "label '" .. label .. "' has a single class (" .. tostring(classes[1]) .. ")")
+      end
       self.classes = classes
       n_classes = #classes
       t = n_classes == 2 and "binary" or "multiclass"
     else
       local msg
-      y, msg = numeric_labels(col)
-      if not y then return nil, msg end
+      y, msg, code = numeric_labels(col)
+      if not y then return nil, msg, code end
     end
-    if not fam.tasks[t] then return nil, "models." .. self.family .. " cannot do " .. t end
+    if not fam.tasks[t] then return errors.fail("invalid", "models." .. self.family .. " cannot do " .. t) end
     self.task = t
   end
-  local train, anchor = make_data(f, self.features, y)
-  if not train then return nil, anchor end
+  local train, anchor, dcode = make_data(f, self.features, y)
+  if not train then return nil, anchor, dcode end
   local valid, vanchor
   if opts.valid then
     local vy = self.classes and encode_labels(opts.valid:col(label), self.classes)
       or numeric_labels(opts.valid:col(label))
-    if not vy then return nil, "validation frame: bad labels" end
+    if not vy then return errors.fail("invalid", "validation frame: bad labels") end
     valid, vanchor = make_data(opts.valid, self.features, vy)
-    if not valid then return nil, "validation frame: " .. vanchor end
+    if not valid then return errors.fail("invalid", "validation frame: " .. vanchor) end
   end
   local t0 = require("luv").hrtime()
   local handle, info = fam.fit(self, train, valid, n_classes)
-  if not handle then return nil, kernel_error(self, info) end
+  if not handle then return errors.fail("invalid", kernel_error(self, info)) end
   self.handle, self.info = handle, info
   self.trained = { rows = f:nrows(), seconds = tonumber(require("luv").hrtime() - t0) / 1e9, at = os.time() }
   local _ = anchor and vanchor  -- both stay referenced until training is over
@@ -235,11 +239,11 @@ end
 -- probabilities for multiclass, cluster index for k-means.
 function Model:predict_raw(f)
   check_trained(self)
-  local x, anchor = make_data(f, self.features, nil)
-  if not x then return nil, anchor end
+  local x, anchor, code = make_data(f, self.features, nil)
+  if not x then return nil, anchor, code end
   local k, n = self.fam.n_outputs(self.handle), f:nrows()
   local out = ffi.new("double[?]", math.max(n * k, 1))
-  if self.fam.predict(self.handle, x, out, err) ~= 0 then return nil, kernel_error(self) end
+  if self.fam.predict(self.handle, x, out, err) ~= 0 then return errors.fail("invalid", kernel_error(self)) end
   if self.task == "binary" and k == 2 then
     -- Families that give both class probabilities: keep P(second class).
     local p1 = ffi.new("double[?]", math.max(n, 1))
@@ -266,10 +270,14 @@ function Model:predict_values(row)
   for j, name in ipairs(self.features) do
     local v = row[name]
     if v == nil then v = 0 / 0
-    elseif type(v) ~= "number" then return nil, "feature '" .. name .. "' is not a number: " .. tostring(v) end
+    elseif type(v) ~= "number" then
+      return errors.fail("invalid", "feature '" .. name .. "' is not a number: " .. tostring(v))
+    end
     self._row[j - 1] = v
   end
-  if self.fam.predict(self.handle, self._data, self._out, err) ~= 0 then return nil, kernel_error(self) end
+  if self.fam.predict(self.handle, self._data, self._out, err) ~= 0 then
+    return errors.fail("invalid", kernel_error(self))
+  end
   if self.task == "binary" and self._k == 2 then
     self._p1[0] = self._out[1]
     return self._p1, 1
@@ -294,10 +302,10 @@ end
 
 --- Predictions as a frame: `prediction` (class label, value or cluster) and,
 -- for classifiers, `probability` (of the predicted class; of the positive
--- class for binary models, see opts.positive) — or nil, message.
+-- class for binary models, see opts.positive) — or nil, message, "invalid".
 function Model:predict(f)
-  local out, k = self:predict_raw(f)
-  if not out then return nil, k end
+  local out, k, code = self:predict_raw(f)
+  if not out then return nil, k, code end
   local n = f:nrows()
   local pred, prob = {}, nil
   if self.task == "binary" then
@@ -330,8 +338,8 @@ function Model:predict_proba(f)
   if self.task ~= "binary" and self.task ~= "multiclass" then
     error("predict_proba: " .. tostring(self.task) .. " models give no probabilities", 2)
   end
-  local out, k = self:predict_raw(f)
-  if not out then return nil, k end
+  local out, k, code = self:predict_raw(f)
+  if not out then return nil, k, code end
   local n, cols, order = f:nrows(), {}, {}
   for c, cls in ipairs(self.classes) do
     local name = "p_" .. tostring(cls)
@@ -350,7 +358,7 @@ end
 --- Feature importance (total split gain), best first: {{feature=, gain=}}.
 function Model:importance()
   check_trained(self)
-  if not self.fam.importance then return nil, self.family .. " models have no split importance" end
+  if not self.fam.importance then return errors.fail("invalid", self.family .. " models have no split importance") end
   local p = #self.features
   local gains = ffi.new("double[?]", p)
   self.fam.importance(self.handle, gains)
@@ -373,52 +381,57 @@ end
 function Model:to_bytes()
   check_trained(self)
   local kernel, msg = self.fam.save(self.handle)
-  if not kernel then return nil, msg end
+  if not kernel then return errors.fail("unavailable", msg) end
   -- Only what the training determined: the same data and seed give the
   -- same bytes (timings belong to the run record, not the model).
   local meta = json.encode_canonical({ family = self.family, task = self.task, features = self.features, label = self.label,
                              classes = self.classes, opts = self.opts, info = self.info,
                              rows = self.trained and self.trained.rows })
-  return base.blob.pack(MODEL_KIND, MODEL_VERSION, { meta, kernel })
+  local bytes, perr = base.blob.pack(MODEL_KIND, MODEL_VERSION, { meta, kernel })
+  if not bytes then return errors.fail("unavailable", perr) end
+  return bytes
 end
 
---- Writes the model file (atomically); true or nil, message.
+--- Writes the model file (atomically); true or nil, message, code.
 function Model:save(path)
-  local bytes, msg = self:to_bytes()
-  if not bytes then return nil, msg end
+  local bytes, msg, code = self:to_bytes()
+  if not bytes then return nil, msg, code end
   return files.write_atomic(path, bytes)
 end
 
 local blend
 
---- A model from bytes, or nil and why (damaged, truncated, foreign or newer).
+--- A model from bytes, or nil, why (damaged, truncated, foreign or newer)
+-- and "invalid".
 function M.from_bytes(bytes)
   local parts, msg = base.blob.unpack(bytes, MODEL_KIND, MODEL_VERSION)
-  if not parts or #parts ~= 2 then return nil, "not a usable Tycho model: " .. (msg or "bad layout") end
+  if not parts or #parts ~= 2 then return errors.fail("invalid", "not a usable Tycho model: " .. (msg or "bad layout")) end
   local meta = json.decode(parts[1])
   if type(meta) == "table" and meta.family == "blend" then return blend.from_parts(meta, parts[2]) end
   local fam = type(meta) == "table" and families[meta.family]
-  if not fam or type(meta.features) ~= "table" then return nil, "not a usable Tycho model: bad metadata" end
+  if not fam or type(meta.features) ~= "table" then return errors.fail("invalid", "not a usable Tycho model: bad metadata") end
   local handle, why = fam.load(parts[2], #parts[2])
-  if not handle then return nil, "not a usable Tycho model: " .. why end
+  if not handle then return errors.fail("invalid", "not a usable Tycho model: " .. why) end
   local m = new_model(meta.family, type(meta.opts) == "table" and meta.opts or {}, true)
   m.handle = handle
   m.task, m.features, m.label, m.info = meta.task, meta.features, meta.label, meta.info
   m.trained = { rows = meta.rows }
   if meta.classes ~= nil and meta.classes ~= json.null then m.classes = meta.classes end
-  if fam.n_features(m.handle) ~= #m.features then return nil, "not a usable Tycho model: feature count mismatch" end
+  if fam.n_features(m.handle) ~= #m.features then
+    return errors.fail("invalid", "not a usable Tycho model: feature count mismatch")
+  end
   return m
 end
 
 blend = make_blend(Model, M.from_bytes, MODEL_KIND, MODEL_VERSION)
 M.blend = blend.new
 
---- Loads a model file; model or nil, message.
+--- Loads a model file; model or nil, message, code.
 function M.load(path)
-  local bytes, ferr = files.read(path)
-  if not bytes then return nil, ferr end
-  local m, msg = M.from_bytes(bytes)
-  if not m then return nil, path .. ": " .. msg end
+  local bytes, ferr, fcode = files.read(path)
+  if not bytes then return nil, ferr, fcode end
+  local m, msg, code = M.from_bytes(bytes)
+  if not m then return nil, path .. ": " .. msg, code end
   return m
 end
 

@@ -19,6 +19,7 @@ local models = require "tycho.ml.models"
 local metrics = require "tycho.ml.metrics"
 local json = require "tycho.util.json"
 local files = require "tycho.util.files"
+local errors = require "tycho.util.errors"
 local sandbox = require "tycho.util.sandbox"
 local internal = require "tycho.internal"
 local base = require "tycho.core.base"
@@ -182,24 +183,26 @@ local function output_reference(self, x)
 end
 
 --- Fits steps and model on frame f (training rows only). opts: label,
--- valid (frame), quiet. Returns self, or nil and a message (a failing user
--- step is named in it).
+-- valid (frame), quiet. Returns self, or nil, a message (a failing user
+-- step is named in it) and a code.
 function Pipeline:fit(f, opts)
   if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
-  local ok, res, err = pcall(self._fit, self, f, opts)
-  if not ok then return nil, tostring(res) end
-  return res, err
+  local ok, res, err, code = pcall(self._fit, self, f, opts)
+  if not ok then return errors.fail("invalid", tostring(res)) end
+  return res, err, code
 end
 
 function Pipeline:_fit(f, opts)
   opts = opts or {}
   if not frame.is_frame(f) then error("pipeline:fit: expected a frame", 2) end
   local label = opts.label or self.label
-  if not label or not f:has(label) then return nil, "pipeline:fit: the frame has no label column '" .. tostring(label) .. "'" end
+  if not label or not f:has(label) then
+    return errors.fail("invalid", "pipeline:fit: the frame has no label column '" .. tostring(label) .. "'")
+  end
   self.label, self.left_out = label, nil
   self.inputs = input_columns(self, f)
   for _, c in ipairs(self.inputs) do
-    if not f:has(c) then return nil, "pipeline:fit: the frame has no input column '" .. c .. "'" end
+    if not f:has(c) then return errors.fail("invalid", "pipeline:fit: the frame has no input column '" .. c .. "'") end
   end
   self.input_types = {}
   for _, c in ipairs(self.inputs) do self.input_types[c] = f:col(c).type end
@@ -207,12 +210,13 @@ function Pipeline:_fit(f, opts)
   if note then io.stderr:write(note, "\n") end
   local started = require("luv").hrtime()
   local train, model_columns, step_err = fit_steps(self, f, label)
-  if not train then return nil, step_err end
+  if not train then return errors.fail("invalid", step_err) end
   self.model_inputs = model_columns
   local valid
   if opts.valid then valid = self:_transform_frame(opts.valid, true) end
-  local ok, err = self.model:fit(train, { label = label, features = model_columns, valid = valid, quiet = opts.quiet })
-  if not ok then return nil, err end
+  local ok, err, code = self.model:fit(train, { label = label, features = model_columns, valid = valid,
+    quiet = opts.quiet })
+  if not ok then return nil, err, code end
   -- Training reference for drift monitoring: inputs and output.
   self.reference = { inputs = {}, output = nil }
   for _, c in ipairs(self.inputs) do
@@ -264,7 +268,7 @@ end
 
 --- Predictions. A frame gives a frame (prediction and, for classifiers,
 -- probability); a row table gives a table with the same fields. Errors in
--- user steps come back as nil, message naming the step.
+-- user steps come back as nil, message naming the step, "invalid".
 function Pipeline:predict(input)
   if not self.model_inputs then error("pipeline:predict: fit or load the pipeline first", 2) end
   local f = input
@@ -273,27 +277,27 @@ function Pipeline:predict(input)
     -- The online path: steps on the row table, the model on a one-row
     -- array; the same numbers as the batch path, without building frames.
     local ok, row = pcall(run_steps, self, copy_row(input, self.inputs))
-    if not ok then return nil, tostring(row) end
-    local raw, k = self.model:predict_values(row)
-    if not raw then return nil, k end
+    if not ok then return errors.fail("invalid", tostring(row)) end
+    local raw, k, code = self.model:predict_values(row)
+    if not raw then return nil, k, code end
     local pok, res = pcall(apply_post, self, models.format_one(self.model, raw, k), input)
-    if not pok then return nil, tostring(res) end
+    if not pok then return errors.fail("invalid", tostring(res)) end
     return res
   end
   for _, c in ipairs(self.inputs) do
-    if not f:has(c) then return nil, "missing input '" .. c .. "'" end
+    if not f:has(c) then return errors.fail("invalid", "missing input '" .. c .. "'") end
   end
   local ok, x = pcall(self._transform_frame, self, f, false)
-  if not ok then return nil, tostring(x) end
-  local pred, err = self.model:predict(x)
-  if not pred then return nil, err end
+  if not ok then return errors.fail("invalid", tostring(x)) end
+  local pred, err, code = self.model:predict(x)
+  if not pred then return nil, err, code end
   local n = pred:nrows()
   local outs, has_prob = {}, pred:has("probability")
   for i = 1, n do
     local out = { prediction = pred:col("prediction"):get(i) }
     if has_prob then out.probability = pred:col("probability"):get(i) end
     local pok, res = pcall(apply_post, self, out, f:row(i))
-    if not pok then return nil, tostring(res) end
+    if not pok then return errors.fail("invalid", tostring(res)) end
     outs[i] = res
   end
   return frame.from_rows(outs, { order = has_prob and { "prediction", "probability" } or { "prediction" } })
@@ -334,11 +338,11 @@ M.sha256 = sha256_hex
 
 --- The artifact as bytes: header JSON (format, inputs, steps and their
 -- state, user functions as source, post, training reference), the model's
--- bytes, and the sha256 of both.
+-- bytes, and the sha256 of both; or nil, message, code.
 function Pipeline:to_bytes()
-  if not self.model_inputs then return nil, "the pipeline is not fitted" end
-  local model_bytes, merr = self.model:to_bytes()
-  if not model_bytes then return nil, merr end
+  if not self.model_inputs then return errors.fail("conflict", "the pipeline is not fitted") end
+  local model_bytes, merr, mcode = self.model:to_bytes()
+  if not model_bytes then return nil, merr, mcode end
   local steps = {}
   for i, s in ipairs(self.steps) do steps[i] = { kind = s.kind, state = s.state } end
   if self.artifact then return self.artifact, self.sha256 end  -- loaded: the bytes it came from
@@ -349,28 +353,32 @@ function Pipeline:to_bytes()
     rows = self.fitted and self.fitted.rows })
   local sum = sha256_hex(header .. model_bytes)
   local bytes, msg = base.blob.pack(ARTIFACT_KIND, ARTIFACT_VERSION, { header, model_bytes, sum })
-  if not bytes then return nil, msg end
+  if not bytes then return errors.fail("unavailable", msg) end
   return bytes, sum
 end
 
---- A pipeline from artifact bytes, or nil and why it was refused.
+--- A pipeline from artifact bytes, or nil, why it was refused, "invalid".
 function M.from_bytes(bytes)
   local parts, msg = base.blob.unpack(bytes, ARTIFACT_KIND, ARTIFACT_VERSION)
-  if not parts then return nil, "artifact refused: " .. msg end
-  if #parts ~= 3 then return nil, "artifact refused: " .. #parts .. " parts where 3 belong" end
+  if not parts then return errors.fail("invalid", "artifact refused: " .. msg) end
+  if #parts ~= 3 then return errors.fail("invalid", "artifact refused: " .. #parts .. " parts where 3 belong") end
   local header, model_bytes, sum = parts[1], parts[2], parts[3]
-  if sha256_hex(header .. model_bytes) ~= sum then return nil, "artifact refused: sha256 mismatch (tampered)" end
+  if sha256_hex(header .. model_bytes) ~= sum then
+    return errors.fail("invalid", "artifact refused: sha256 mismatch (tampered)")
+  end
   local h = json.decode(header)
-  if type(h) ~= "table" or h.format ~= ARTIFACT_VERSION then return nil, "artifact refused: bad header" end
-  local model, merr = models.from_bytes(model_bytes)
-  if not model then return nil, "artifact refused: " .. merr end
+  if type(h) ~= "table" or h.format ~= ARTIFACT_VERSION then return errors.fail("invalid", "artifact refused: bad header") end
+  local model, merr, mcode = models.from_bytes(model_bytes)
+  if not model then return nil, "artifact refused: " .. merr, mcode end
   local steps = {}
   for i, s in ipairs(h.steps) do
-    if not kinds[s.kind] then return nil, "artifact refused: unknown step kind '" .. tostring(s.kind) .. "'" end
+    if not kinds[s.kind] then
+      return errors.fail("invalid", "artifact refused: unknown step kind '" .. tostring(s.kind) .. "'")
+    end
     steps[i] = { kind = s.kind, state = s.state, opts = {} }
     if s.kind == "lua" then
       local fn, cerr = sandbox.compile(s.state.source, s.state.name)
-      if not fn then return nil, "artifact refused: step " .. tostring(s.state.name) .. ": " .. cerr end
+      if not fn then return errors.fail("invalid", "artifact refused: step " .. tostring(s.state.name) .. ": " .. cerr) end
       steps[i].fn = fn
     end
   end
@@ -382,19 +390,19 @@ function M.from_bytes(bytes)
   return p
 end
 
---- Writes the artifact file (atomically); true or nil, message.
+--- Writes the artifact file (atomically); true or nil, message, code.
 function Pipeline:save(path)
-  local bytes, err = self:to_bytes()
-  if not bytes then return nil, err end
+  local bytes, err, code = self:to_bytes()
+  if not bytes then return nil, err, code end
   return files.write_atomic(path, bytes)
 end
 
---- Loads an artifact file: pipeline or nil, message.
+--- Loads an artifact file: pipeline or nil, message, code.
 function M.load(path)
-  local bytes, ferr = files.read(path)
-  if not bytes then return nil, ferr end
-  local p, err = M.from_bytes(bytes)
-  if not p then return nil, path .. ": " .. err end
+  local bytes, ferr, fcode = files.read(path)
+  if not bytes then return nil, ferr, fcode end
+  local p, err, code = M.from_bytes(bytes)
+  if not p then return nil, path .. ": " .. err, code end
   return p
 end
 

@@ -86,8 +86,10 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us, check)
   elseif at > now + 60e6 then r.code, r.reason = errors.not_found, "unknown prediction id (from the future)"
   else
     local raw = tx:get("predictions", key)
-    if raw and check then
-      local entry = json.decode(raw)
+    if check then
+      -- A prediction not logged yet (another worker's batch) is checked
+      -- against every model that could have made it, and again when joined.
+      local entry = raw and json.decode(raw) or {}
       local why = check(entry.model, entry.version, outcome)
       if why then
         r.code, r.reason = errors.invalid, why
@@ -121,8 +123,8 @@ end
 -- M.reconcile within `grace` seconds; an id older than the log's retention
 -- is expired. opts.check(model, version, outcome) -> why not, or nil:
 -- whether the outcome fits the model that made the prediction (its task
--- and classes); a misfit is rejected, never counted. Returns per-item
--- results.
+-- and classes; model nil: any model that could have); a misfit is
+-- rejected, never counted. Returns per-item results.
 function M.feedback_in(tx, items, opts)
   opts = opts or {}
   local experiments = opts.experiments or {}
@@ -160,8 +162,10 @@ function M.has_pending(store)
 end
 
 --- Joins pending feedback whose prediction has been logged since; drops
--- (and counts) what is still unknown after `grace` seconds. In a write txn.
-function M.reconcile(tx, experiments, grace)
+-- (and counts) what is still unknown after `grace` seconds, and what does
+-- not fit the model that made the prediction (check, as for feedback_in).
+-- In a write txn.
+function M.reconcile(tx, experiments, grace, check)
   local prefix = keys.pack("s", "p")
   local items = {}
   for k, v in tx:scan("experiments", { prefix = prefix }) do items[#items + 1] = { k, v } end
@@ -172,8 +176,14 @@ function M.reconcile(tx, experiments, grace)
     local p = json.decode(kv[2])
     local key = log_key(id)
     local raw = key and tx:get("predictions", key)
-    if raw then
-      apply_feedback(tx, json.decode(raw), p.outcome, experiments, moves)
+    local entry = raw and json.decode(raw)
+    local misfit = entry and check and check(entry.model, entry.version, p.outcome)
+    if misfit then
+      tx:delete("experiments", kv[1])
+      tx:delete("outcomes", id)
+      io.stderr:write("tycho: feedback for ", id, " dropped: ", misfit, "\n")
+    elseif entry then
+      apply_feedback(tx, entry, p.outcome, experiments, moves)
       tx:delete("experiments", kv[1])
       joined = joined + 1
     elseif now - p.at > (grace or 10) * 1e6 then

@@ -24,10 +24,11 @@ local Registry = {}
 Registry.__index = Registry
 
 --- Opens the registry of a home (default: this process's). Returns the
--- registry or nil, message.
+-- registry or nil, message, "unavailable" (the store's own code, a
+-- tz_strerror name, is not one of tycho.util.errors).
 function M.open(opts)
   local st, err = require("tycho.core.store").from(opts)
-  if not st then return nil, err end
+  if not st then return errors.fail("unavailable", err) end
   return setmetatable({ store = st }, Registry)
 end
 
@@ -85,31 +86,33 @@ end
 --- Registers a fitted pipeline (or raw artifact bytes) as the next version
 -- of `name`. opts: metrics, params, data (a training-data fingerprint),
 -- description, owner, bump = "patch" | "minor" | "major", version
--- (explicit). Returns the version string or nil, message.
+-- (explicit). Returns the version string or nil, message, code.
 function Registry:register(name, pipe, opts)
   opts = opts or {}
   if not valid_name(name) then
-    return nil, "invalid model name '" .. tostring(name) .. "': letters, digits, _ - . (starting with a letter)"
+    return errors.fail("invalid",
+      "invalid model name '" .. tostring(name) .. "': letters, digits, _ - . (starting with a letter)")
   end
   if opts.version and not parse_version(opts.version) then
-    return nil, "version must be MAJOR.MINOR.PATCH, got '" .. tostring(opts.version) .. "'"
+    return errors.fail("invalid", "version must be MAJOR.MINOR.PATCH, got '" .. tostring(opts.version) .. "'")
   end
   local bytes, sum
   if type(pipe) == "string" then
-    local p, err = pipeline.from_bytes(pipe)
-    if not p then return nil, err end
+    local p, err, code = pipeline.from_bytes(pipe)
+    if not p then return nil, err, code end
     bytes, sum = pipe, p.sha256
   else
     if not pipeline.is_pipeline(pipe) then error("register: expected a pipeline", 2) end
-    bytes, sum = pipe:to_bytes()
-    if not bytes then return nil, sum end
+    local code
+    bytes, sum, code = pipe:to_bytes()
+    if not bytes then return nil, sum, code end
   end
   local code = code_fingerprint()
   return self.store:update(function(tx)
     local model = tx:get_json("registry", "model/" .. name) or { name = name, versions = {}, aliases = {}, history_seq = 0 }
     local version = next_version(model, opts)
     if tx:get_json("registry", "version/" .. name .. "/" .. version) then
-      return nil, "version " .. version .. " of " .. name .. " exists already"
+      return errors.fail("conflict", "version " .. version .. " of " .. name .. " exists already")
     end
     local meta = {
       name = name, version = version, sha256 = sum, size = #bytes, created = timeutil.format(timeutil.now()),
@@ -166,16 +169,17 @@ function Registry:get(name, ref)
   end)
 end
 
---- The pipeline of a version or alias, loaded from its artifact (checked).
+--- The pipeline of a version or alias, loaded from its artifact (checked);
+-- or nil, message, code.
 function Registry:load(name, ref)
-  local bytes, err = self.store:view(function(tx)
-    local version, e = resolve(tx, name, ref)
-    if not version then return nil, e end
+  local bytes, err, code = self.store:view(function(tx)
+    local version, e, ecode = resolve(tx, name, ref)
+    if not version then return nil, e, ecode end
     return tx:get("registry", "artifact/" .. name .. "/" .. version), version
   end)
-  if not bytes then return nil, err end
-  local p, perr = pipeline.from_bytes(bytes)
-  if not p then return nil, name .. "@" .. tostring(err) .. ": " .. perr end
+  if not bytes then return nil, err, code end
+  local p, perr, pcode = pipeline.from_bytes(bytes)
+  if not p then return nil, name .. "@" .. tostring(err) .. ": " .. perr, pcode end
   p.registry_version = err
   return p
 end
@@ -207,10 +211,10 @@ end
 --- Metrics and params of two versions side by side:
 -- { metrics = { name = {a, b} }, params = { name = {a, b} } }.
 function Registry:compare(name, v1, v2)
-  local a, e1 = self:get(name, v1)
-  if not a then return nil, e1 end
-  local b, e2 = self:get(name, v2)
-  if not b then return nil, e2 end
+  local a, e1, c1 = self:get(name, v1)
+  if not a then return nil, e1, c1 end
+  local b, e2, c2 = self:get(name, v2)
+  if not b then return nil, e2, c2 end
   local out = { versions = { a.version, b.version }, metrics = {}, params = {} }
   for _, section in ipairs { "metrics", "params" } do
     for k, v in pairs(type(a[section]) == "table" and a[section] or {}) do out[section][k] = { v, json.null } end
@@ -419,10 +423,11 @@ end
 
 --- Moves alias back to the version it held before its latest promotion
 -- that has not been rolled back (repeated rollbacks walk further back).
--- Returns that version, or nil and why (no history, nothing earlier).
+-- Returns that version, or nil, why and a code (not_found: no such model
+-- or no history; conflict: nothing earlier).
 function Registry:rollback(name, alias, opts)
-  local hist, err = self:history(name)
-  if not hist then return nil, err end
+  local hist, err, code = self:history(name)
+  if not hist then return nil, err, code end
   local stack, moved = {}, false
   for _, h in ipairs(hist) do
     if h.alias == alias and h.kind == nil then
@@ -431,10 +436,10 @@ function Registry:rollback(name, alias, opts)
       else stack[#stack + 1] = (h.from ~= json.null and h.from) or false end
     end
   end
-  if not moved then return nil, "alias " .. alias .. " of " .. name .. " has no history" end
+  if not moved then return errors.fail("not_found", "alias " .. alias .. " of " .. name .. " has no history") end
   local target = stack[#stack]
   if not target then
-    return nil, "alias " .. alias .. " of " .. name .. " has no earlier version to roll back to"
+    return errors.fail("conflict", "alias " .. alias .. " of " .. name .. " has no earlier version to roll back to")
   end
   self.store:update(function(tx) move_alias(tx, name, alias, target, "rollback", { reason = opts and opts.reason }) end)
   return target

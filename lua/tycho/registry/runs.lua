@@ -4,6 +4,7 @@
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
 
 local M = {}
 local store, counter = nil, 0
@@ -11,17 +12,18 @@ local store, counter = nil, 0
 local function open()
   if not store then
     local st, err = require("tycho.core.store").open()
-    if not st then return nil, err end
+    if not st then return errors.fail("unavailable", err) end
     store = st
   end
   return store
 end
 
 --- Records a run: { kind, model, params, metrics, seconds, data }. Returns
--- its id. Failures to record never break training: they return nil, err.
+-- its id. Failures to record never break training: they return nil, err,
+-- "unavailable".
 function M.record(run)
-  local st, err = open()
-  if not st then return nil, err end
+  local st, err, code = open()
+  if not st then return nil, err, code end
   counter = counter + 1
   local now = timeutil.now()
   local id = string.format("%d-%d-%d", now, require("luv").os_getpid(), counter)
@@ -29,7 +31,7 @@ function M.record(run)
   local ok, perr = pcall(function()
     st:put("runs", keys.pack("i64 s", now, id), json.encode(run))
   end)
-  if not ok then return nil, perr end
+  if not ok then return errors.fail("unavailable", tostring(perr)) end
   return id
 end
 
@@ -37,8 +39,8 @@ end
 -- (best first: higher for scores, lower for losses) or "seconds".
 function M.list(opts)
   opts = opts or {}
-  local st, err = open()
-  if not st then return nil, err end
+  local st, err, code = open()
+  if not st then return nil, err, code end
   local out = {}
   st:view(function(tx)
     for _, v in tx:scan("runs", { reverse = true }) do

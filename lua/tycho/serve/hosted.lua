@@ -27,18 +27,18 @@ end
 -- ---- one loaded version ------------------------------------------------------------
 
 -- A pipeline plus the readers of its feature views: { view = { join_key,
--- reader, names (pipeline inputs it fills) } }.
+-- reader, names (pipeline inputs it fills) } }; or nil, message, code.
 function M.load_version(name, alias)
-  local meta, err = reg():get(name, alias)
-  if not meta then return nil, err end
-  local pipe, perr = reg():load(name, meta.version)
-  if not pipe then return nil, perr end
+  local meta, err, code = reg():get(name, alias)
+  if not meta then return nil, err, code end
+  local pipe, perr, pcode = reg():load(name, meta.version)
+  if not pipe then return nil, perr, pcode end
   local sources = {}
   for _, ref in ipairs(pipe.features or {}) do
     local vname = ref:match("^(.-):")
     if vname and not sources[vname] then
-      local view, verr = fs():view(vname)
-      if not view then return nil, verr end
+      local view, verr, vcode = fs():view(vname)
+      if not view then return nil, verr, vcode end
       local names, refs = {}, {}
       local wanted = {}
       for _, inp in ipairs(pipe.inputs) do wanted[inp] = true end

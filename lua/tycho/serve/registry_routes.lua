@@ -19,7 +19,7 @@ end
 
 local function model_of(http, reg, name)
   local versions, err, code = reg:versions(name)
-  if not versions then http.fail(err, code or "not_found") end
+  if not versions then http.fail(err, code) end
   local policies, aliases = {}, {}  -- empty tables encode as {}
   for _, v in ipairs(versions) do
     local meta = reg:get(name, v.version)

@@ -16,8 +16,8 @@ local function store() return assert(require("tycho.core.store").open()) end
 local function find(app, http, name)
   local e = app.experiments[name]
   if e then return e end
-  local loaded, err = experiments.load(name)
-  if not loaded then http.error(404, "not_found", err) end
+  local loaded, err, code = experiments.load(name)
+  if not loaded then http.fail(err, code) end
   return loaded
 end
 
@@ -41,6 +41,28 @@ local function feedback_answer(http, body, ok, res)
   return res
 end
 
+-- Why an outcome does not fit the model that made the prediction, or nil.
+-- model nil (the prediction is not logged yet): it must fit one of the
+-- hosted models. A model that is not hosted here is not checked.
+local function outcome_check(app)
+  return function(model, version, outcome)
+    if model == nil then
+      local first
+      for _, h in pairs(app.hosted) do
+        for _, slot in pairs(h.live) do
+          local why = hosted.outcome_problem(slot.pipe, outcome)
+          if not why then return nil end
+          first = first or why
+        end
+      end
+      return first
+    end
+    local pipe
+    for _, h in pairs(app.hosted) do pipe = pipe or h:pipeline_of(model, version) end
+    return pipe and hosted.outcome_problem(pipe, outcome)
+  end
+end
+
 local function feedback(app, http, req)
   local body = req:json()
   local items = body
@@ -49,14 +71,7 @@ local function feedback(app, http, req)
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
   http.check_count(app, #items, "items", "feedback entries")
-  local opts = { experiments = app.experiments, retain = app.log_retain, check = function(model, version, outcome)
-    local h = app.hosted[model]
-    local pipe = h and h:pipeline_of(model, version)
-    for _, other in pairs(pipe and {} or app.hosted) do  -- an experiment's variant may be another model
-      pipe = pipe or other:pipeline_of(model, version)
-    end
-    return pipe and hosted.outcome_problem(pipe, outcome)
-  end }
+  local opts = { experiments = app.experiments, retain = app.log_retain, check = app.check_outcome }
   return write_then_answer(app, req, function(tx) return experiments.feedback_in(tx, items, opts) end,
     function(ok, res) return feedback_answer(http, body, ok, res) end)
 end
@@ -71,6 +86,7 @@ end
 
 --- Adds the experiment, feedback and monitor routes to app.
 function M.add(app, http)
+  app.check_outcome = outcome_check(app)
   app:get("/v1/experiments", function()
     local list = experiments.list()
     for i, rec in ipairs(list) do
@@ -83,7 +99,7 @@ function M.add(app, http)
     if app.flush_log then app.flush_log() end
     local e = find(app, http, req.params.name)
     if experiments.has_pending(store()) then
-      store():update(function(tx) experiments.reconcile(tx, app.experiments) end)
+      store():update(function(tx) experiments.reconcile(tx, app.experiments, nil, app.check_outcome) end)
     end
     return e:results()
   end)
@@ -112,8 +128,8 @@ function M.add(app, http)
   app:post("/v1/experiments/{name}:stop", function(req)
     local e = find(app, http, req.params.name)
     local body = #req.body > 0 and req:json() or {}
-    local rec, err = e:stop(type(body) == "table" and body.winner or nil)
-    if not rec then http.error(400, "bad_request", err) end
+    local rec, err, code = e:stop(type(body) == "table" and body.winner or nil)
+    if not rec then http.fail(err, code) end
     return { name = e.name, status = rec.status, winner = rec.winner }
   end)
   app:post("/v1/feedback", function(req) return feedback(app, http, req) end)
@@ -141,7 +157,7 @@ function M.on_flush(app)
   local last_check = 0
   local function hook(tx)
     for _, e in pairs(app.experiments) do e:flush_in(tx) end
-    experiments.reconcile(tx, app.experiments)
+    experiments.reconcile(tx, app.experiments, nil, app.check_outcome)
   end
   local function has_work()
     for _, e in pairs(app.experiments) do

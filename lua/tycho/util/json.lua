@@ -7,6 +7,7 @@
 -- says so; a computed NaN or infinity encodes as null instead of failing
 -- the whole response.
 local cjson = require "cjson.safe"
+local errors = require "tycho.util.errors"
 
 local M = { null = cjson.null }
 
@@ -106,15 +107,15 @@ function M.encode_canonical(value)
   return table.concat(out)
 end
 
---- Decodes text; returns value or nil, message.
+--- Decodes text; returns value or nil, message, "invalid".
 function M.decode(text)
   if type(text) ~= "string" then error("json.decode: expected a string, got " .. type(text), 2) end
   local v, err = cjson.decode(text)
   if v == nil and err then
-    if names_non_finite(text, err) then return nil, NOT_FINITE end
-    return nil, "invalid JSON: " .. err
+    if names_non_finite(text, err) then return errors.fail("invalid", NOT_FINITE) end
+    return errors.fail("invalid", "invalid JSON: " .. err)
   end
-  if not all_finite(v) then return nil, NOT_FINITE end
+  if not all_finite(v) then return errors.fail("invalid", NOT_FINITE) end
   return v
 end
 

@@ -1,6 +1,8 @@
 --- Event times: ISO-8601 (with Z, +hh:mm offsets, fractions, or no zone =
 -- UTC), dates, and epoch seconds / milliseconds / microseconds, all to UTC
 -- epoch microseconds (exact integers in a Lua number up to year 2255).
+local errors = require "tycho.util.errors"
+
 local M = {}
 
 -- Days from 1970-01-01 to y-m-d (proleptic Gregorian), Howard Hinnant's way.
@@ -16,37 +18,38 @@ end
 
 local DAYS_IN = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 
---- Microseconds since the epoch (UTC) for a time value, or nil, reason.
+--- Microseconds since the epoch (UTC) for a time value, or nil, reason,
+-- "invalid".
 function M.parse(v)
   if type(v) == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return nil, "not a finite time" end
+    if v ~= v or v == math.huge or v == -math.huge then return errors.fail("invalid", "not a finite time") end
     local a = math.abs(v)
     -- Epoch units by magnitude: seconds up to year 5138, then ms, then µs.
     if a < 1e11 then return math.floor(v * 1e6 + 0.5) end
     if a < 1e14 then return math.floor(v * 1e3 + 0.5) end
     return math.floor(v + 0.5)
   end
-  if type(v) ~= "string" then return nil, "a time must be a string or a number" end
+  if type(v) ~= "string" then return errors.fail("invalid", "a time must be a string or a number") end
   local s = v:match("^%s*(.-)%s*$")
   if s:match("^%-?%d+%.?%d*$") then return M.parse(tonumber(s)) end
   local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
-  if not y then return nil, "not an ISO-8601 time or epoch number: '" .. v .. "'" end
+  if not y then return errors.fail("invalid", "not an ISO-8601 time or epoch number: '" .. v .. "'") end
   y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
   if mo < 1 or mo > 12 or d < 1 or d > DAYS_IN[mo] or (mo == 2 and d == 29 and
       not (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0))) then
-    return nil, "no such date: '" .. v .. "'"
+    return errors.fail("invalid", "no such date: '" .. v .. "'")
   end
   local h, mi, sec, frac, zone = 0, 0, 0, "", ""
   if rest ~= "" then
     local hh, mm, tail = rest:match("^[Tt ](%d%d):(%d%d)(.*)$")
-    if not hh then return nil, "bad time of day in '" .. v .. "'" end
+    if not hh then return errors.fail("invalid", "bad time of day in '" .. v .. "'") end
     h, mi = tonumber(hh), tonumber(mm)
     local ss, after = tail:match("^:(%d%d)(.*)$")
     if ss then sec, tail = tonumber(ss), after end
     local f, after2 = tail:match("^[%.,](%d+)(.*)$")
     if f then frac, tail = f, after2 end
     zone = tail
-    if h > 23 or mi > 59 or sec > 60 then return nil, "bad time of day in '" .. v .. "'" end
+    if h > 23 or mi > 59 or sec > 60 then return errors.fail("invalid", "bad time of day in '" .. v .. "'") end
   end
   local offset = 0
   if zone ~= "" and zone ~= "Z" and zone ~= "z" then
@@ -55,7 +58,7 @@ function M.parse(v)
       local sign2, oh2 = zone:match("^([%+%-])(%d%d)$")
       sign, oh, om = sign2, oh2, "00"
     end
-    if not sign then return nil, "bad time zone '" .. zone .. "' in '" .. v .. "'" end
+    if not sign then return errors.fail("invalid", "bad time zone '" .. zone .. "' in '" .. v .. "'") end
     offset = (tonumber(oh) * 60 + tonumber(om)) * 60 * (sign == "+" and 1 or -1)
   end
   local micros = frac ~= "" and math.floor(tonumber("0." .. frac) * 1e6 + 0.5) or 0

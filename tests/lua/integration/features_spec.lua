@@ -22,9 +22,10 @@ describe("feature store", function()
       assert(fs:ingest("v", frame.new({ user_id = { "u1" }, event_time = { 100 }, a = { 7 } })))
       local v2 = assert(fs:feature_view { name = "v", entity = "user", schema = { a = "int", b = "float" } })
       assert.equal(2, v2.version)
-      local got, why = fs:feature_view { name = "v", entity = "user", schema = { a = "string", b = "float" } }
+      local got, why, code = fs:feature_view { name = "v", entity = "user", schema = { a = "string", b = "float" } }
       assert.is_nil(got)
       assert.matches("feature 'a' changes type from int to string", why, 1, true)
+      assert.equal("conflict", code)
       got, why = fs:feature_view { name = "v", entity = "user", schema = { b = "float" } }
       assert.is_nil(got)
       assert.matches("feature 'a' would be removed", why, 1, true)
@@ -35,9 +36,10 @@ describe("feature store", function()
     end)
 
     it("refuses an unknown entity and reports unknown views and features", function()
-      local got, why = fs:feature_view { name = "x", entity = "nobody", schema = { a = "int" } }
+      local got, why, code = fs:feature_view { name = "x", entity = "nobody", schema = { a = "int" } }
       assert.is_nil(got)
       assert.matches("unknown entity 'nobody'", why, 1, true)
+      assert.equal("not_found", code)
       assert(fs:feature_view { name = "x", entity = "user", schema = { a = "int" } })
       local _, e1 = fs:online({ "nope:a" }, { user_id = { "u" } })
       assert.matches("unknown feature view 'nope'", e1, 1, true)
@@ -299,6 +301,10 @@ describe("feature store", function()
     assert.same({ 1, 1 }, { rep.landed, rep.rejected })
     assert.equal(0, assert(fs:follow_once("f", path)).landed)
     assert.equal(3, fs:export("f"):nrows())
+    local gone, ferr, fcode = fs:follow_once("f", home .. "/no-such.jsonl")
+    assert.is_nil(gone)
+    assert.matches("cannot open", ferr, 1, true)
+    assert.equal("not_found", fcode)
   end)
 
   it("shows views on the command line", function()

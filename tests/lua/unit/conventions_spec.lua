@@ -34,6 +34,46 @@ describe("the error convention", function()
     assert.same({}, offenders)
   end)
 
+  -- A failure built as `return nil, "message"` (or string.format) carries
+  -- no code. Such sites are counted per file: a file may have no more than
+  -- its ceiling here (none when it is not listed), so new ones fail this
+  -- spec while converted ones may only go. Each ceiling says why it stays.
+  local BARE_FAILURE_CEILING = {
+    ["util/sandbox.lua"] = 10,      -- reasons its callers wrap (with their own code) or raise
+    ["features/validate.lua"] = 18, -- per-row reasons, which become quarantine reasons
+    ["dag/cli.lua"] = 1,            -- the argument parser's usage message (exit 2, no code)
+    ["cli/output.lua"] = 1,         -- the same, for the CLI's shared options
+    ["cli/repl.lua"] = 1,           -- "incomplete": the REPL's own signal to read another line
+    ["dag/history.lua"] = 2,        -- prepare's "done" / "failed before": the third value is the run record
+    ["core/base.lua"] = 1,          -- blob.unpack's reason, wrapped by models and pipelines with "invalid"
+    ["registry/init.lua"] = 2,      -- compared's third value is the metric; promote's refusal
+                                    -- puts "forbidden" and its reasons on the next line
+    ["ml/pipeline.lua"] = 1,        -- "artifact refused: " before the model's message, its code passed on
+    ["ml/blend.lua"] = 1,           -- "blend member i: " before the member's message, its code passed on
+    -- Not converted yet (being reworked elsewhere): lower these as they go.
+    ["features/ingest.lua"] = 1,
+    ["features/offline.lua"] = 4,
+    ["core/frame_io.lua"] = 1,
+    ["cli/runs.lua"] = 2,
+  }
+
+  it("lets no new failure go without a code", function()
+    local over = {}
+    local prefix = internal.lua_dir .. "/tycho/"
+    for _, path in ipairs(lua_files()) do
+      local rel = path:sub(#prefix + 1)
+      local n = 0
+      for line in io.lines(path) do
+        if line:find('return nil, "', 1, true) or line:find("return nil, string.format(", 1, true) then n = n + 1 end
+      end
+      if n > (BARE_FAILURE_CEILING[rel] or 0) then
+        over[#over + 1] = string.format("%s: %d bare `return nil, message` (at most %d); use errors.fail(code, message)",
+          rel, n, BARE_FAILURE_CEILING[rel] or 0)
+      end
+    end
+    assert.same({}, over)
+  end)
+
   it("maps every named code to one status, and refuses unknown codes", function()
     local errors = require "tycho.util.errors"
     for name, code in pairs(errors) do

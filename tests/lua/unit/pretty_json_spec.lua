@@ -40,17 +40,19 @@ describe("tycho.json", function()
   end)
 
   it("returns nil and a message for bad input instead of raising", function()
-    local v, err = json.decode("{bad")
+    local v, err, code = json.decode("{bad")
     assert.is_nil(v)
     assert.matches("invalid JSON", err)
+    assert.equal("invalid", code)
   end)
 
   it("refuses NaN, Infinity, hex and out-of-range numbers by name, at any depth", function()
     for _, text in ipairs { '{"hp":NaN}', '{"hp":Infinity}', '[-Infinity]', '{"hp":1e999}', '[1,[2,{"x":-1e400}]]',
                             '{"hp":0x10}', '{"hp":nan}' } do
-      local v, err = json.decode(text)
+      local v, err, code = json.decode(text)
       assert.is_nil(v, text)
       assert.matches("not a finite decimal", err, 1, true)
+      assert.equal("invalid", code, text)
     end
     assert.same({ hp = 1e308 }, json.decode('{"hp":1e308}'))
   end)

@@ -1,0 +1,86 @@
+--- What commands print: one JSON document on stdout for --json (stable
+-- field names, documented with each command), aligned text tables
+-- otherwise, numbers in their shortest exact form. Errors go to stderr.
+local json = require "tycho.util.json"
+
+local M = {}
+
+--- A number as the shortest text that reads back as it (33.6, not
+-- 33.600000000000001); "-" for a missing one.
+function M.number(v)
+  if type(v) ~= "number" then return "-" end
+  if v ~= v then return "nan" end
+  local s = string.format("%.15g", v)
+  if tonumber(s) ~= v then s = string.format("%.17g", v) end
+  return s
+end
+
+--- A cell: numbers shortest, tables as compact JSON, nil and null as "-".
+function M.cell(v)
+  if v == nil or v == json.null then return "-" end
+  if type(v) == "number" then return M.number(v) end
+  if type(v) == "table" then return json.encode(v) end
+  return tostring(v)
+end
+
+--- Prints doc as one JSON document on stdout; returns 0.
+function M.json(doc)
+  io.write(json.encode(doc), "\n")
+  return 0
+end
+
+--- Prints rows (lists of cells) under headers, columns aligned; returns 0.
+function M.table(headers, rows)
+  local width = {}
+  for j, h in ipairs(headers) do width[j] = #h end
+  local text = {}
+  for i, r in ipairs(rows) do
+    text[i] = {}
+    for j = 1, #headers do
+      local c = M.cell(r[j])
+      if #c > 60 then c = c:sub(1, 57) .. "..." end
+      text[i][j] = c
+      width[j] = math.max(width[j], #c)
+    end
+  end
+  local function line(cells)
+    local parts = {}
+    for j, c in ipairs(cells) do parts[j] = j == #cells and c or (c .. string.rep(" ", width[j] - #c)) end
+    io.write(table.concat(parts, "  "), "\n")
+  end
+  line(headers)
+  for _, r in ipairs(text) do line(r) end
+  return 0
+end
+
+--- Splits args into flags (table) and positional values, given which flags
+-- take a value (`takes[flag] = true`) and which are switches; unknown flags
+-- are refused. Returns flags, positional, or nil and the message.
+function M.parse(args, takes, switches)
+  local flags, positional, i = {}, {}, 1
+  while i <= #args do
+    local a = args[i]
+    if a:sub(1, 2) == "--" then
+      if takes[a] then
+        if args[i + 1] == nil then return nil, a .. " needs a value" end
+        flags[a:sub(3)] = args[i + 1]
+        i = i + 2
+      elseif switches[a] then
+        flags[a:sub(3)] = true
+        i = i + 1
+      else
+        local known = {}
+        for k in pairs(takes) do known[#known + 1] = k end
+        for k in pairs(switches) do known[#known + 1] = k end
+        table.sort(known)
+        return nil, "unknown option '" .. a .. "' (" .. table.concat(known, ", ") .. ")"
+      end
+    else
+      positional[#positional + 1] = a
+      i = i + 1
+    end
+  end
+  return flags, positional
+end
+
+return M
