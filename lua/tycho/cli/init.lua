@@ -1,4 +1,6 @@
---- Subcommands written in Lua: `tycho features ...` and `tycho models ...`.
+--- The commands written in Lua (core/runtime/main.c dispatches here): score,
+-- experiments and monitor here; features, models, runs and completion in
+-- their own files.
 local M = {}
 
 local function usage(text)
@@ -6,230 +8,18 @@ local function usage(text)
   return 2
 end
 
-local function open_fs()
-  local fs, err = require("tycho.features").open()
-  if not fs then
-    io.stderr:write("tycho features: ", err, "\n")
-    return nil
-  end
-  return fs
-end
 
--- Parses "--name value" pairs into a table by the names known (a map from
--- option to field). Returns the table, or nil and the usage exit code.
--- Command-line options: known maps a flag to its field. A field written
--- "?name" is a switch (no value, true when given); "name[]" collects every
--- value of a repeated flag. Returns the fields, or nil and the usage code.
-local function options(cmd, args, known)
-  local out, i = {}, 1
-  while args[i] do
-    local opt, val = args[i], args[i + 1]
-    local field = known[opt]
-    if not field then
-      local names = {}
-      for k in pairs(known) do names[#names + 1] = k end
-      table.sort(names)
-      return nil, usage(cmd .. ": unknown option '" .. opt .. "' (" .. table.concat(names, ", ") .. ")")
-    end
-    if field:sub(1, 1) == "?" then
-      out[field:sub(2)] = true
-      i = i + 1
-    else
-      if not val then return nil, usage(cmd .. ": " .. opt .. " needs a value") end
-      local list = field:match("^(.*)%[%]$")
-      if list then
-        out[list] = out[list] or {}
-        table.insert(out[list], val)
-      else
-        out[field] = val
-      end
-      i = i + 2
-    end
-  end
-  return out
-end
+local out = require "tycho.cli.output"
+local options = out.options
 
-local function show_list(fs, args)
-  local filter, code = options("tycho features list", args, { ["--owner"] = "owner", ["--tag"] = "tag",
-                                                             ["--search"] = "search" })
-  if not filter then return code end
-  local views = fs:list(filter)
-  if #views == 0 then print("no feature views") return 0 end
-  print(string.format("%-24s %-12s %-10s %3s  %s", "VIEW", "ENTITY", "OWNER", "VER", "FEATURES"))
-  for _, v in ipairs(views) do
-    print(string.format("%-24s %-12s %-10s %3d  %s", v.name, v.entity or "", v.owner or "", v.version,
-      table.concat(v.features, ", ")))
-    for _, d in ipairs(v.duplicates) do print("    duplicate definition: " .. d) end
-  end
-  return 0
-end
-
-local function show_view(fs, name)
-  if not name then return usage("usage: tycho features show VIEW") end
-  local d, err = fs:describe(name)
-  if not d then
-    io.stderr:write("tycho features: ", err, "\n")
-    return 1
-  end
-  print(string.format("view %s (version %d) of entity %s, join key %s", d.name, d.version, d.entity, d.join_key))
-  if d.description then print(d.description) end
-  print(string.format("owner %s; tags %s; ttl %ss; pii %s", d.owner or "-", table.concat(d.tags or {}, ","),
-    d.ttl or 0, #d.pii > 0 and table.concat(d.pii, ",") or "none"))
-  print(string.format("%d rows, %d entities, freshest event %s", d.rows, d.entities, d.freshness or "never"))
-  print("")
-  print(string.format("%-24s %-8s %8s %8s %12s %12s %12s", "FEATURE", "TYPE", "COUNT", "NULLS", "MEAN", "MIN", "MAX"))
-  local stats = {}
-  for _, s in ipairs(d.stats) do stats[s.column] = s end
-  local function num(v) return v and string.format("%.6g", v) or "" end
-  for _, f in ipairs(d.features) do
-    local s = stats[f.name] or {}
-    print(string.format("%-24s %-8s %8s %8s %12s %12s %12s", f.name, f.type, s.count or 0, s.nulls or 0,
-      num(s.mean), num(s.min), num(s.max)))
-  end
-  for tname in pairs(d.transforms or {}) do print(string.format("%-24s %-8s (on demand)", tname, "lua")) end
-  return 0
-end
-
---- `tycho features list [--owner O] [--tag T] [--search S]` | `show VIEW`.
-function M.features(sub, ...)
-  local args = { ... }
-  if sub ~= "list" and sub ~= "show" then
-    return usage("usage: tycho features list [--owner O] [--tag T] [--search TEXT] | show VIEW")
-  end
-  local fs = open_fs()
-  if not fs then return 1 end
-  if sub == "list" then return show_list(fs, args) end
-  return show_view(fs, args[1])
-end
-
-local function open_registry()
-  local reg, err = require("tycho.registry").open()
-  if not reg then io.stderr:write("tycho models: ", err, "\n") end
-  return reg
-end
+--- `tycho features ...` (cli/features.lua).
+function M.features(...) return require("tycho.cli.features").main(...) end
 
 local function fail(msg, cmd)
   io.stderr:write(cmd or "tycho models", ": ", msg, "\n")
   return 1
 end
 
-local function fmt_metrics(m)
-  if type(m) ~= "table" then return "" end
-  local names = {}
-  for k, v in pairs(m) do if type(v) == "number" and k ~= "rows" then names[#names + 1] = k end end
-  table.sort(names)
-  local parts = {}
-  for i, k in ipairs(names) do parts[i] = string.format("%s=%.4g", k, m[k]) end
-  return table.concat(parts, " ")
-end
-
-local model_commands = {
-  list = function(reg)
-    local models = reg:list()
-    if #models == 0 then print("no models registered") return 0 end
-    print(string.format("%-24s %-10s %8s  %s", "MODEL", "LATEST", "VERSIONS", "ALIASES"))
-    for _, m in ipairs(models) do
-      local aliases = {}
-      for alias, v in pairs(m.aliases) do aliases[#aliases + 1] = alias .. "=" .. v end
-      table.sort(aliases)
-      print(string.format("%-24s %-10s %8d  %s", m.name, m.latest or "-", m.versions, table.concat(aliases, " ")))
-    end
-    return 0
-  end,
-  show = function(reg, name)
-    if not name then return usage("usage: tycho models show NAME") end
-    local versions, err = reg:versions(name)
-    if not versions then return fail(err) end
-    local model = reg:get(name)
-    print(string.format("model %s, latest %s", name, model and model.version or "-"))
-    print(string.format("%-10s %-20s %-10s %-12s %s", "VERSION", "CREATED", "OWNER", "ALIASES", "METRICS"))
-    for _, v in ipairs(versions) do
-      local meta = reg:get(name, v.version)
-      print(string.format("%-10s %-20s %-10s %-12s %s", v.version, v.created:sub(1, 19), tostring(v.owner),
-        table.concat(meta.aliases, ","), fmt_metrics(v.metrics)))
-    end
-    local hist = reg:history(name)
-    if #hist > 0 then
-      print("")
-      print("alias history:")
-      local null = require("tycho.util.json").null
-      for _, h in ipairs(hist) do
-        local from = (h.from == nil or h.from == null) and "-" or h.from
-        if h.kind == "policy" then
-          print(string.format("  %s  %-12s policy %s  by %s", h.at, h.alias,
-            h.policy == null and "removed" or require("tycho.util.json").encode(h.policy), h.who))
-        else
-          print(string.format("  %s  %-12s %s -> %s  by %s (%s)%s", h.at, h.alias, from, h.to, h.who, h.why,
-            h.forced and ("; forced: " .. tostring(h.reason) .. "; overrode: " .. table.concat(h.overrode or {}, "; "))
-              or (h.approved_by and h.approved_by ~= null and ("; approved by " .. h.approved_by) or "")))
-        end
-      end
-    end
-    return 0
-  end,
-  promote = function(reg, name, version, alias, ...)
-    local PROMOTE_USAGE = "usage: tycho models promote NAME VERSION ALIAS [--force --reason TEXT] [--approved-by NAME]"
-    if not (name and version and alias) then return usage(PROMOTE_USAGE) end
-    local opts, code = options("tycho models promote", { ... }, { ["--force"] = "?force", ["--reason"] = "reason",
-                                                                  ["--approved-by"] = "approved_by" })
-    if not opts then return code end
-    local ok, err, _, reasons = reg:promote(name, version, alias, opts)
-    if not ok then
-      if not reasons then return fail(err) end
-      io.stderr:write(string.format("tycho models: promotion of %s %s to %s refused:\n", name, version, alias))
-      for _, r in ipairs(reasons) do io.stderr:write("  - ", r, "\n") end
-      io.stderr:write("(tycho models promote ... --force --reason TEXT overrides, and is recorded)\n")
-      return 1
-    end
-    print(string.format("%s %s is now %s%s", name, version, alias, opts.force and " (forced: " .. opts.reason .. ")" or ""))
-    return 0
-  end,
-  policy = function(reg, name, alias, ...)
-    if not (name and alias) then
-      return usage("usage: tycho models policy NAME ALIAS [--gate METRIC=MIN ...] [--no-worse-than METRIC[:BY]]"
-        .. " [--holdout FILE] [--approval] [--no-schema] | --clear")
-    end
-    local opts, code = options("tycho models policy", { ... }, { ["--gate"] = "gates[]", ["--holdout"] = "holdout",
-      ["--no-worse-than"] = "no_worse_than", ["--approval"] = "?approval", ["--no-schema"] = "?no_schema",
-      ["--clear"] = "?clear" })
-    if not opts then return code end
-    if not next(opts) then
-      local p, err = reg:policy(name, alias)
-      if p == nil then return fail(err) end
-      print(p and require("tycho.util.json").encode(p) or ("alias " .. alias .. " of " .. name .. " has no policy"))
-      return 0
-    end
-    local policy = false
-    if not opts.clear then
-      policy = { approval = opts.approval or nil, schema = not opts.no_schema or false }
-      for _, g in ipairs(opts.gates or {}) do
-        local metric, threshold = g:match("^([%w_]+)=(.+)$")
-        if not tonumber(threshold) then return usage("tycho models policy: --gate wants METRIC=NUMBER, got " .. g) end
-        policy.gates = policy.gates or {}
-        policy.gates[metric] = tonumber(threshold)
-      end
-      if opts.no_worse_than then
-        local metric, by = opts.no_worse_than:match("^([%w_]+):?(.*)$")
-        if not metric or (by ~= "" and not tonumber(by)) then
-          return usage("tycho models policy: --no-worse-than wants METRIC or METRIC:BY, got " .. opts.no_worse_than)
-        end
-        policy.no_worse_than = { metric = metric, by = tonumber(by) or 0, holdout = opts.holdout }
-      end
-    end
-    local stored, err = reg:policy(name, alias, policy)
-    if stored == nil then return fail(err) end
-    print(stored and ("policy of " .. name .. " " .. alias .. ": " .. require("tycho.util.json").encode(stored))
-      or ("policy of " .. name .. " " .. alias .. " removed"))
-    return 0
-  end,
-  rollback = function(reg, name, alias)
-    if not (name and alias) then return usage("usage: tycho models rollback NAME ALIAS") end
-    local version, err = reg:rollback(name, alias)
-    if not version then return fail(err) end
-    print(string.format("%s %s rolled back to %s", name, alias, version))
-    return 0
-  end,
-}
 
 -- ---- batch scoring ---------------------------------------------------------------------
 
@@ -241,16 +31,19 @@ local function is_terminal() return require("luv").guess_handle(2) == "tty" end
 -- prediction (and probability), and with --to-view pushes the predictions
 -- into a feature view so the online store serves them by key.
 function M.score(target, ...)
-  local opts, code = options("tycho score", { ... }, { ["--input"] = "input", ["--output"] = "output",
-                                                        ["--to-view"] = "view", ["--missing"] = "missing" })
+  local args = { ... }
+  local version_arg = args[1] and args[1]:sub(1, 1) ~= "-" and table.remove(args, 1) or nil
+  local opts, code = options("tycho score", args, { ["--input"] = "input", ["--output"] = "output",
+                                                     ["--to-view"] = "view", ["--missing"] = "missing" })
   if not opts then return code end
+  local to_stdout = opts.output == "-"
   if not target or not opts.input or not (opts.output or opts.view) or
      (opts.missing and opts.missing ~= "skip" and opts.missing ~= "fill") then
     return usage("usage: tycho score NAME[@ALIAS|VERSION] --input FILE (--output FILE | --to-view VIEW) " ..
                  "[--missing skip|fill]")
   end
   local name, ref = target:match("^([^@]+)@?(.*)$")
-  if ref == "" then ref = "production" end
+  if ref == "" then ref = version_arg or "production" end
   local frame, json, serving = require "tycho.core.frame", require "tycho.util.json", require "tycho.serve.hosted"
   local version, err = serving.load_version(name, ref)
   if not version then return fail(err) end
@@ -292,7 +85,18 @@ function M.score(target, ...)
   local result = frame.from_rows(out_rows, { order = order })
   if opts.output then
     local ok, werr
-    if opts.output:match("%.jsonl$") then
+    if to_stdout then
+      -- Through a file: stdout may be a pipe or a socket, which a path
+      -- like /dev/stdout cannot always reopen.
+      local tmp = os.tmpname()
+      ok, werr = result:write_csv(tmp)
+      local f = ok and io.open(tmp, "rb")
+      if f then
+        io.stdout:write(f:read("*a"))
+        f:close()
+      end
+      os.remove(tmp)
+    elseif opts.output:match("%.jsonl$") then
       local f = io.open(opts.output, "w")
       if not f then return fail("cannot write " .. opts.output) end
       for r = 1, result:nrows() do f:write(json.encode(result:row(r)), "\n") end
@@ -315,29 +119,24 @@ function M.score(target, ...)
     if not report then return fail(perr) end
     print(string.format("pushed %d predictions to %s (%d rejected)", report.landed, opts.view, report.rejected))
   end
-  print(string.format("scored %d rows with %s %s (%s)%s", #out_rows, name, version.version, ref,
-    opts.output and (" into " .. opts.output) or ""))
+  -- The summary goes to stderr when the rows themselves go to stdout.
+  local summary = string.format("scored %d rows with %s %s (%s)%s", #out_rows, name, version.version, ref,
+    opts.output and not to_stdout and (" into " .. opts.output) or "")
+  if to_stdout then io.stderr:write(summary, "\n") else print(summary) end
   return 0
 end
 
---- `tycho models list | show NAME | promote NAME VERSION ALIAS | policy NAME ALIAS | rollback NAME ALIAS`:
--- 0 done, 1 refused (unknown model, failed gate, nothing to roll back), 2 usage.
-function M.models(sub, ...)
-  local cmd = model_commands[sub or ""]
-  if not cmd then
-    return usage("usage: tycho models list | show NAME | promote NAME VERSION ALIAS | policy NAME ALIAS"
-      .. " | rollback NAME ALIAS")
-  end
-  local reg = open_registry()
-  if not reg then return 1 end
-  return cmd(reg, ...)
-end
+--- `tycho models ...` (cli/models.lua).
+function M.models(...) return require("tycho.cli.models").main(...) end
 
 -- ---- experiments and monitoring -----------------------------------------------------
 
 local experiment_commands = {
-  list = function()
+  list = function(...)
+    local flags, err = out.parse({ ... }, {}, { ["--json"] = true })
+    if not flags then return usage("tycho experiments list: " .. err) end
     local list = require("tycho.experiments").list()
+    if flags.json then return out.json({ experiments = #list > 0 and list or require("tycho.util.json").empty_array }) end
     if #list == 0 then print("no experiments") return 0 end
     print(string.format("%-24s %-15s %-9s %-14s %-14s %s", "EXPERIMENT", "KIND", "STATUS", "UNIT", "METRIC", "VARIANTS"))
     for _, e in ipairs(list) do
@@ -348,11 +147,15 @@ local experiment_commands = {
     end
     return 0
   end,
-  show = function(name)
-    if not name then return usage("usage: tycho experiments show NAME") end
+  show = function(...)
+    local flags, positional = out.parse({ ... }, {}, { ["--json"] = true })
+    if not flags then return usage("tycho experiments show: " .. positional) end
+    local name = positional[1]
+    if not name then return usage("usage: tycho experiments show NAME [--json]") end
     local experiments = require "tycho.experiments"
     local e, err = experiments.load(name)
     if not e then return fail(err, "tycho experiments") end
+    if flags.json then return out.json(e:results()) end
     print(experiments.format_results(e:results()))
     return 0
   end,
@@ -376,14 +179,25 @@ function M.experiments(sub, ...)
   return cmd(...)
 end
 
---- `tycho monitor NAME [--window 1h]`.
+--- `tycho monitor NAME [--window 1h] [--json]`: exit 1 for a model that
+-- is not registered; a window is a number with its unit (30s, 15m, 1h, 7d).
 function M.monitor(name, ...)
-  if not name or name:sub(1, 1) == "-" then return usage("usage: tycho monitor NAME [--window 1h]") end
-  local opts, code = options("tycho monitor", { ... }, { ["--window"] = "window" })
-  if not opts then return code end
+  if not name or name:sub(1, 1) == "-" then return usage("usage: tycho monitor NAME [--window 1h] [--json]") end
+  local flags, err = out.parse({ ... }, { ["--window"] = true }, { ["--json"] = true })
+  if not flags then return usage("tycho monitor: " .. err) end
+  local window = flags.window or "1h"
+  local n, unit = window:match("^(%d+%.?%d*)(%a+)$")
+  if not n or not ({ ms = true, s = true, m = true, h = true, d = true, w = true })[unit] then
+    return usage("tycho monitor: --window is a number with a unit (30s, 15m, 1h, 7d), got '" .. window .. "'")
+  end
+  local reg, rerr = require("tycho.registry").open()
+  if not reg then return fail(rerr, "tycho monitor") end
+  local _, merr = reg:versions(name)
+  if merr then return fail(merr, "tycho monitor") end
   local monitor = require "tycho.monitor"
-  local ok, s = pcall(monitor.summary, name, { window = opts.window or "1h" })
+  local ok, s = pcall(monitor.summary, name, { window = window })
   if not ok then return fail(tostring(s), "tycho monitor") end
+  if flags.json then return out.json(monitor.to_json(s)) end
   print(monitor.format(s))
   return 0
 end

@@ -5,6 +5,11 @@ local json = require "tycho.util.json"
 
 local M = {}
 
+local function usage_error(text)
+  io.stderr:write(text, "\n")
+  return 2
+end
+
 --- A number as the shortest text that reads back as it (33.6, not
 -- 33.600000000000001); "-" for a missing one.
 function M.number(v)
@@ -51,6 +56,38 @@ function M.table(headers, rows)
   line(headers)
   for _, r in ipairs(text) do line(r) end
   return 0
+end
+
+--- Command-line options: known maps a flag to its field. A field written
+-- "?name" is a switch (no value, true when given); "name[]" collects every
+-- value of a repeated flag. Returns the fields, or nil and the usage code.
+function M.options(cmd, args, known)
+  local out, i = {}, 1
+  while args[i] do
+    local opt, val = args[i], args[i + 1]
+    local field = known[opt]
+    if not field then
+      local names = {}
+      for k in pairs(known) do names[#names + 1] = k end
+      table.sort(names)
+      return nil, usage_error(cmd .. ": unknown option '" .. opt .. "' (" .. table.concat(names, ", ") .. ")")
+    end
+    if field:sub(1, 1) == "?" then
+      out[field:sub(2)] = true
+      i = i + 1
+    else
+      if not val then return nil, usage_error(cmd .. ": " .. opt .. " needs a value") end
+      local list = field:match("^(.*)%[%]$")
+      if list then
+        out[list] = out[list] or {}
+        table.insert(out[list], val)
+      else
+        out[field] = val
+      end
+      i = i + 2
+    end
+  end
+  return out
 end
 
 --- Splits args into flags (table) and positional values, given which flags

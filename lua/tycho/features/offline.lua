@@ -5,6 +5,7 @@ local keys = require "tycho.util.keys"
 local frame = require "tycho.core.frame"
 local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
+local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
 local online_put = layout.online_put
 local references = require "tycho.features.refs"
@@ -164,8 +165,14 @@ end
 function FS:materialize(view, from, to)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
-  local lo = from and assert(timeutil.parse(from)) or -math.huge
-  local hi = to and assert(timeutil.parse(to)) or math.huge
+  local lo, hi = -math.huge, math.huge
+  for i, t in ipairs { from or false, to or false } do
+    if t then
+      local us, terr = timeutil.parse(t)
+      if not us then return errors.fail("invalid", (i == 1 and "from: " or "to: ") .. terr) end
+      if i == 1 then lo = us else hi = us end
+    end
+  end
   local latest = {}
   self.store:view(function(tx)
     for k, val in tx:scan("offline", { prefix = keys.pack("u32", v.id) }) do

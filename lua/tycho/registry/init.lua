@@ -73,6 +73,21 @@ local function code_fingerprint()
   return out
 end
 
+-- What a fitted pipeline was trained with: its model's family and options
+-- (hyperparameters, under their canonical names) and its steps.
+local function params_of(pipe)
+  local model = pipe.model
+  if type(model) ~= "table" then return nil end
+  local out = { family = model.family }
+  for k, v in pairs(model.opts or {}) do out[k] = v end
+  if pipe.steps and #pipe.steps > 0 then
+    local kinds = {}
+    for i, st in ipairs(pipe.steps) do kinds[i] = st.kind end
+    out.steps = table.concat(kinds, ",")
+  end
+  return out
+end
+
 local function next_version(model, opts)
   if opts.version then return tostring(opts.version) end
   local latest = model.latest
@@ -116,8 +131,9 @@ function Registry:register(name, pipe, opts)
     end
     local meta = {
       name = name, version = version, sha256 = sum, size = #bytes, created = timeutil.format(timeutil.now()),
-      owner = opts.owner or who(), description = opts.description, metrics = opts.metrics, params = opts.params,
-      data = opts.data, code = code,
+      owner = opts.owner or who(), description = opts.description, metrics = opts.metrics,
+      params = opts.params or (type(pipe) == "table" and params_of(pipe)) or nil,
+      data = opts.data or (type(pipe) == "table" and pipe.fitted and pipe.fitted.data) or nil, code = code,
       inputs = type(pipe) == "table" and pipe.inputs or nil,
       input_types = type(pipe) == "table" and pipe.input_types or nil,
       features = type(pipe) == "table" and pipe.features or nil,

@@ -1,0 +1,155 @@
+--- `tycho features list | show | apply | ingest | materialize`: the feature
+-- store from the command line (Feast users' `feast apply` and `feast
+-- materialize`).
+--
+-- JSON (--json): list -> {"views": [{"name", "entity", "owner", "version",
+-- "features", "tags", "duplicates"}]}; show -> the view's description
+-- (fs:describe: name, version, entity, join_key, ttl, owner, tags, pii,
+-- rows, entities, freshness, features, stats); ingest and materialize ->
+-- their reports.
+local json = require "tycho.util.json"
+local out = require "tycho.cli.output"
+
+local M = {}
+
+local function usage(text)
+  io.stderr:write(text, "\n(tycho features --help shows the usage)\n")
+  return 2
+end
+
+local function fail(msg)
+  io.stderr:write("tycho features: ", msg, "\n")
+  return 1
+end
+
+local function list(fs, flags)
+  local views = fs:list({ owner = flags.owner, tag = flags.tag, search = flags.search })
+  if flags.json then return out.json({ views = #views > 0 and views or json.empty_array }) end
+  if #views == 0 then print("no feature views") return 0 end
+  local rows = {}
+  for i, v in ipairs(views) do
+    rows[i] = { v.name, v.entity or "", v.owner or "", v.version, table.concat(v.features, ", ") }
+  end
+  out.table({ "VIEW", "ENTITY", "OWNER", "VER", "FEATURES" }, rows)
+  for _, v in ipairs(views) do
+    for _, d in ipairs(v.duplicates) do print("duplicate definition in " .. v.name .. ": " .. d) end
+  end
+  return 0
+end
+
+local function show(fs, flags, name)
+  if not name then return usage("usage: tycho features show VIEW [--json]") end
+  local d, err = fs:describe(name)
+  if not d then return fail(err) end
+  if flags.json then return out.json(d) end
+  print(string.format("view %s (version %d) of entity %s, join key %s", d.name, d.version, d.entity, d.join_key))
+  if d.description then print(d.description) end
+  print(string.format("owner %s; tags %s; ttl %ss; pii %s", d.owner or "-", table.concat(d.tags or {}, ","),
+    d.ttl or 0, #d.pii > 0 and table.concat(d.pii, ",") or "none"))
+  print(string.format("%d rows, %d entities, freshest event %s", d.rows, d.entities, d.freshness or "never"))
+  print("")
+  local stats, rows = {}, {}
+  for _, s in ipairs(d.stats) do stats[s.column] = s end
+  for _, f in ipairs(d.features) do
+    local s = stats[f.name] or {}
+    rows[#rows + 1] = { f.name, f.type, s.count or 0, s.nulls or 0, s.mean, s.min, s.max }
+  end
+  for tname in pairs(d.transforms or {}) do rows[#rows + 1] = { tname, "lua (on demand)" } end
+  return out.table({ "FEATURE", "TYPE", "COUNT", "NULLS", "MEAN", "MIN", "MAX" }, rows)
+end
+
+-- What a definition file declares: it returns { entities = {...}, views =
+-- {...} }, or a function(fs) that declares them itself.
+local function load_definitions(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, defs = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(defs) end
+  if type(defs) ~= "table" and type(defs) ~= "function" then
+    return nil, path .. " must return { entities = {...}, views = {...} } or a function(fs)"
+  end
+  return defs
+end
+
+-- One line per view on what apply did to it.
+local function view_change(before, after)
+  if not before then return string.format("created view %s (version %d)", after.name, after.version) end
+  if before.version == after.version then return "view " .. after.name .. " unchanged" end
+  local had, added = {}, {}
+  for _, f in ipairs(before.features) do had[f.name] = true end
+  for _, f in ipairs(after.features) do if not had[f.name] then added[#added + 1] = f.name end end
+  return string.format("view %s: version %d -> %d (added %s)", after.name, before.version, after.version,
+    #added > 0 and table.concat(added, ", ") or "nothing new")
+end
+
+local function apply(fs, _, path)
+  if not path then return usage("usage: tycho features apply FILE.lua") end
+  local defs, err = load_definitions(path)
+  if not defs then return fail(err) end
+  if type(defs) == "function" then
+    local ok, ferr = pcall(defs, fs)
+    if not ok then return fail(tostring(ferr)) end
+    print("applied " .. path)
+    return 0
+  end
+  for _, e in ipairs(defs.entities or {}) do
+    local ok, eerr = pcall(fs.entity, fs, e)
+    if not ok then return fail(tostring(eerr)) end
+    print("entity " .. tostring(e.name) .. " (join key " .. tostring(e.join_key or e.name) .. ")")
+  end
+  for _, def in ipairs(defs.views or {}) do
+    local before = type(def) == "table" and fs:view(def.name) or nil
+    local ok, after, verr = pcall(fs.feature_view, fs, def)
+    if not ok then return fail(tostring(after)) end
+    if not after then return fail(verr) end
+    print(view_change(before, after))
+  end
+  return 0
+end
+
+local function ingest(fs, flags, view, path)
+  if not (view and path) then
+    return usage("usage: tycho features ingest VIEW FILE [--to online|offline|online_and_offline] [--json]")
+  end
+  local rep, err = fs:ingest(view, path, { to = flags.to })
+  if not rep then return fail(err) end
+  local shown = {}
+  for k, v in pairs(rep) do if k ~= "issues" then shown[k] = v end end
+  if flags.json then
+    out.json(shown)
+  else
+    print(string.format("%s: %d rows read, %d landed, %d unchanged, %d rejected%s", view, rep.rows_read, rep.landed,
+      rep.unchanged, rep.rejected, rep.quarantine and (" (quarantined in " .. rep.quarantine .. ")") or ""))
+    for i = 1, math.min(5, #rep.issues) do
+      local is = rep.issues[i]
+      print(string.format("  line %s: %s", tostring(is.line), tostring(is.reason)))
+    end
+    if #rep.issues > 5 then print(string.format("  ... %d more in the quarantine file", #rep.issues - 5)) end
+  end
+  return rep.rejected > 0 and 1 or 0
+end
+
+local function materialize(fs, flags, view)
+  if not view then return usage("usage: tycho features materialize VIEW [--from TIME] [--to TIME] [--json]") end
+  local written, err = fs:materialize(view, flags.from, flags.to)
+  if not written then return fail(err) end
+  if flags.json then return out.json({ view = view, online_updates = written }) end
+  print(string.format("%s: %d online values updated", view, written))
+  return 0
+end
+
+local COMMANDS = { list = list, show = show, apply = apply, ingest = ingest, materialize = materialize }
+
+--- `tycho features SUB ...`; the exit code.
+function M.main(sub, ...)
+  local cmd = COMMANDS[sub or ""]
+  if not cmd then return usage("usage: tycho features list | show VIEW | apply FILE | ingest VIEW FILE | materialize VIEW") end
+  local flags, positional = out.parse({ ... }, { ["--owner"] = true, ["--tag"] = true, ["--search"] = true,
+    ["--to"] = true, ["--from"] = true }, { ["--json"] = true })
+  if not flags then return usage("tycho features " .. sub .. ": " .. positional) end
+  local fs, err = require("tycho.features").open()
+  if not fs then return fail(err) end
+  return cmd(fs, flags, positional[1], positional[2])
+end
+
+return M
