@@ -20,6 +20,52 @@ static char *line_read;
 static int line_done;
 static lua_State *hooked_state;
 
+/* Tab completion: readline asks complete_word for the word under the
+ * cursor; the Lua completer given to readline() (at the top of the stack
+ * while reading) returns the candidates as a list of strings. */
+static lua_State *completing_state;
+static int completer_index;
+
+static char *next_candidate(const char *text, int state)
+{
+    (void)text;
+    lua_State *L = completing_state;
+    static int n, i;
+    if (!state) {
+        n = (int)lua_objlen(L, -1);
+        i = 0;
+    }
+    while (i < n) {
+        lua_rawgeti(L, -1, ++i);
+        const char *c = lua_tostring(L, -1);
+        char *copy = c ? strdup(c) : NULL;
+        lua_pop(L, 1);
+        if (copy) return copy;
+    }
+    return NULL;
+}
+
+static char **complete_word(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1;  /* no file-name completion */
+    lua_State *L = completing_state;
+    if (!L || !completer_index) return NULL;
+    lua_pushvalue(L, completer_index);
+    lua_pushstring(L, text);
+    lua_pushstring(L, rl_line_buffer);
+    /* A completer that fails offers nothing; it never ends the session. */
+    if (lua_pcall(L, 2, 1, 0) != 0 || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    rl_completion_append_character = '\0';
+    char **matches = rl_completion_matches(text, next_candidate);
+    lua_pop(L, 1);
+    return matches;
+}
+
 static void on_sigint(int sig)
 {
     (void)sig;
@@ -42,10 +88,16 @@ static void on_line(char *line)
     rl_callback_handler_remove();
 }
 
-/* readline(prompt) -> line | nil (end of input) | false (Ctrl-C) */
+/* readline(prompt [, completer]) -> line | nil (end of input) | false
+ * (Ctrl-C). completer(word, line) -> { candidate, ... } for Tab. */
 static int l_readline(lua_State *L)
 {
     const char *prompt = luaL_checkstring(L, 1);
+    completing_state = L;
+    completer_index = lua_isfunction(L, 2) ? 2 : 0;
+    rl_attempted_completion_function = complete_word;
+    /* Words run through dots and colons (tycho.models.gbt, df:describe). */
+    rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,[+-*/%^~#";
     if (!isatty(STDIN_FILENO)) {
         /* Piped input: no line editing, and no prompt noise in the output. */
         char buf[4096];
@@ -81,6 +133,8 @@ static int l_readline(lua_State *L)
         if (rc > 0) rl_callback_read_char();
     }
     sigaction(SIGINT, &old, NULL);
+    completing_state = NULL;
+    completer_index = 0;
     if (interrupted) {
         lua_pushboolean(L, 0);
     } else if (!line_read) {

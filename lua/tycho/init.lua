@@ -31,7 +31,34 @@ M.step = setmetatable({}, { __index = function(_, k) return require("tycho.ml.pi
 --- A new HTTP app; see tycho.http.
 function M.app(opts) return require("tycho.serve.http").app(opts) end
 
+-- What `tycho` shows in the REPL: every module with the first line of its
+-- documentation (read from the source; nothing is loaded).
+local function listing()
+  local doc = require "tycho.util.doc"
+  local names = {}
+  for name in pairs(submodules) do names[#names + 1] = name end
+  for _, name in ipairs { "pipeline", "step", "app", "home", "version" } do names[#names + 1] = name end
+  table.sort(names)
+  local lines = { "tycho " .. M.version .. " — modules and functions (help(tycho.NAME) tells more):" }
+  for _, name in ipairs(names) do
+    local line = submodules[name] and doc.first_line(submodules[name])
+      or (name == "pipeline" and "tycho.pipeline{features, request, steps, model, post}: a trainable pipeline")
+      or (name == "step" and "tycho.step.NAME{...}: pipeline steps (fill_missing, standardize, onehot, lua, ...)")
+      or (name == "app" and "tycho.app(opts): a new HTTP app for tycho serve")
+      or (name == "home" and "tycho.home(): this process's data home")
+      or (name == "version" and ("the version, " .. M.version)) or ""
+    lines[#lines + 1] = string.format("  %-12s %s", name, line)
+  end
+  return table.concat(lines, "\n")
+end
+
 return setmetatable(M, {
+  __tostring = listing,
+  __names = function()
+    local names = {}
+    for name in pairs(submodules) do names[#names + 1] = name end
+    return names
+  end,
   __index = function(t, name)
     local path = submodules[name]
     if not path then return nil end

@@ -1,17 +1,20 @@
 --- The interactive session behind `tycho repl`.
 local internal = require "tycho.internal"
 local pretty = require "tycho.util.pretty"
+local doc = require "tycho.util.doc"
 
 local M = {}
 
 local PROMPT, CONTINUE = "tycho> ", "..     "
 
 local HELP = [[
-Type Lua; the value of every expression is printed. `tycho` is loaded.
+Type Lua; the value of every expression is printed. `tycho` is loaded:
+type `tycho` for its modules. Tab completes names, fields and methods.
 An unfinished statement continues on the next line (prompt `..`).
 Globals persist between lines; `local` variables last one line, as in lua.
-  :help      this text
-  :quit      leave (or Ctrl-D)
+  help(x), ?x  the documentation of a function or module (?tycho.models.gbt)
+  :help        this text
+  :quit        leave (or Ctrl-D)
 Ctrl-C cancels the current input or interrupts a running evaluation
 (twice: quit, for a loop inside compiled library code).
 History is kept in ~/.tycho_history.]]
@@ -48,6 +51,38 @@ local function run_chunk(fn)
   report(internal.interruptible(fn))
 end
 
+-- Tab: the candidates for the word under the cursor. "tycho.mo" offers
+-- the fields of tycho starting with "mo"; "df:des" the methods of df. Only
+-- field lookups run (no calls), so completing never runs user code.
+local function complete(word)
+  local path, sep, partial = word:match("^(.-)([%.:])([%w_]*)$")
+  local target
+  if not path then
+    target, partial, path, sep = _G, word, "", ""
+  else
+    target = _G
+    for part in path:gmatch("[^%.:]+") do
+      if type(target) ~= "table" and type(target) ~= "string" then return {} end
+      local ok, v = pcall(function() return target[part] end)
+      if not ok then return {} end
+      target = v
+    end
+  end
+  local out = {}
+  for _, name in ipairs(doc.names(target)) do
+    if name:sub(1, #partial) == partial then
+      local ok, v = pcall(function() return target[name] end)
+      if sep ~= ":" or (ok and type(v) == "function") then out[#out + 1] = path .. sep .. name end
+    end
+  end
+  return out
+end
+
+--- help(x): the documentation of a function or module, printed.
+local function help(v)
+  print(doc.help(v))
+end
+
 local function command(line)
   local name = line:match("^:(%a+)")
   if name == "help" then print(HELP)
@@ -58,16 +93,25 @@ end
 --- Runs the read-eval-print loop until Ctrl-D or :quit.
 function M.run()
   _G.tycho = require "tycho"
+  _G.help = help
   local home = os.getenv("HOME")
   local history = home and (home .. "/.tycho_history")
   if history then internal.history_load(history) end
   print(string.format("tycho %s — %s. :help for help, Ctrl-D to quit.", internal.version, jit.version))
   local buffer
   while true do
-    local line = internal.readline(buffer and CONTINUE or PROMPT)
+    local line = internal.readline(buffer and CONTINUE or PROMPT, complete)
     if line == nil then break end
     if line == false then
       buffer = nil
+    elseif not buffer and line:match("^%s*%?") then
+      local fn, err = compile(line:match("^%s*%?(.*)$"))
+      if fn then
+        local ok, v = internal.interruptible(fn)
+        if ok then help(v) else print(v) end
+      else
+        print(err)
+      end
     elseif not buffer and line:match("^%s*:") then
       if command(line:match("^%s*(.-)%s*$")) == "quit" then break end
     elseif buffer or line:match("%S") then

@@ -16,6 +16,7 @@ local ffi = require "ffi"
 local base = require "tycho.core.base"
 local frame = require "tycho.core.frame"
 local json = require "tycho.util.json"
+local pretty = require "tycho.util.pretty"
 local files = require "tycho.util.files"
 local errors = require "tycho.util.errors"
 local options = require "tycho.util.options"
@@ -365,7 +366,7 @@ function Model:importance()
   local out = {}
   for j = 1, p do out[j] = { feature = self.features[j], gain = gains[j - 1] } end
   table.sort(out, function(a, b) return a.gain > b.gain end)
-  return out
+  return pretty.as_table(out, { "feature", "gain" })
 end
 
 function Model:__tostring()

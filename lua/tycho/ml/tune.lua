@@ -29,6 +29,7 @@ local json = require "tycho.util.json"
 local uv = require "luv"
 
 local function wall() return tonumber(uv.hrtime()) / 1e9 end
+local on_tty  -- whether stderr is a terminal (progress lines), asked once
 
 local M = {}
 
@@ -150,6 +151,7 @@ M.better = better
 
 local function finish(opts, trials)
   if #trials == 0 then error("tune: no trial ran (is the space empty?)", 0) end
+  if on_tty and not opts.quiet then io.stderr:write("\n") end
   local metric = opts.metric or "accuracy"
   local ranked = {}
   for i, t in ipairs(trials) do ranked[i] = t end
@@ -169,6 +171,20 @@ local function check(opts, name)
   end
 end
 
+-- On a terminal (and unless quiet), one line that is rewritten after every
+-- trial: how many ran, the best score so far. Nothing when piped.
+local function show_progress(opts, trials)
+  if opts.quiet then return end
+  if on_tty == nil then on_tty = uv.guess_handle(2) == "tty" end
+  if not on_tty then return end
+  local metric, best = opts.metric or "accuracy", nil
+  for _, t in ipairs(trials) do
+    if not best or better(metric, t.score, best) then best = t.score end
+  end
+  io.stderr:write(string.format("\rtune: trial %d%s, best %s %.6g   ", #trials,
+    opts.trials and ("/" .. opts.trials) or "", metric, best))
+end
+
 local function run_trial(opts, trials, params)
   local score, seconds, candidate = evaluate(opts, params)
   if not trials.left_out then
@@ -178,6 +194,7 @@ local function run_trial(opts, trials, params)
     if note then io.stderr:write(note, "\n") end
   end
   trials[#trials + 1] = { trial = #trials + 1, params = params, score = score, seconds = seconds }
+  show_progress(opts, trials)
   if opts.on_trial then opts.on_trial(trials[#trials]) end
   require("tycho.registry.runs").record { kind = "trial", model = opts.name or "tune", params = params,
                                  metrics = { [opts.metric or "accuracy"] = score }, seconds = seconds }

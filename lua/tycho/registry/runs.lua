@@ -4,6 +4,7 @@
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
+local pretty = require "tycho.util.pretty"
 local errors = require "tycho.util.errors"
 
 local M = {}
@@ -33,6 +34,27 @@ function M.record(run)
   end)
   if not ok then return errors.fail("unavailable", tostring(perr)) end
   return id
+end
+
+-- The columns a list of runs prints with: who and when, then every metric
+-- and every parameter that any of them has.
+local function columns_of(list)
+  local columns, metric_names, param_names, seen = { "id", "kind", "model", "seconds" }, {}, {}, {}
+  for _, r in ipairs(list) do
+    for _, part in ipairs { { r.metrics, metric_names, "metrics." }, { r.params, param_names, "params." } } do
+      for k, v in pairs(type(part[1]) == "table" and part[1] or {}) do
+        if type(k) == "string" and type(v) ~= "table" and not seen[part[3] .. k] then
+          seen[part[3] .. k] = true
+          part[2][#part[2] + 1] = part[3] .. k
+        end
+      end
+    end
+  end
+  table.sort(metric_names)
+  table.sort(param_names)
+  for _, c in ipairs(metric_names) do columns[#columns + 1] = c end
+  for _, c in ipairs(param_names) do columns[#columns + 1] = c end
+  return columns
 end
 
 --- Runs, newest first, filtered by model and kind; sort by a metric name
@@ -67,7 +89,7 @@ function M.list(opts)
   if opts.limit then
     for i = #out, opts.limit + 1, -1 do out[i] = nil end
   end
-  return out
+  return pretty.as_table(out, columns_of(out))
 end
 
 return M

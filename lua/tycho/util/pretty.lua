@@ -14,8 +14,16 @@ local function key_order(a, b)
   return tostring(a) < tostring(b)
 end
 
+local NULL = require("tycho.util.json").null
+
 local function scalar(v)
   if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  if v == NULL then return "null" end
+  if type(v) == "number" and v % 1 ~= 0 and v == v and v ~= math.huge and v ~= -math.huge then
+    local s = string.format("%.15g", v)  -- shortest text that reads back
+    if tonumber(s) ~= v then s = string.format("%.17g", v) end
+    return s
+  end
   return tostring(v)
 end
 
@@ -65,6 +73,37 @@ end
 function M.number(v, f)
   if type(v) ~= "number" then return "-" end
   return string.format(f or "%.4g", v)
+end
+
+--- Makes a list of records print as an aligned table (columns in the given
+-- order; "a.b" reads field b of field a; the list stays a plain list to
+-- index). Returns the list.
+function M.as_table(list, columns)
+  return setmetatable(list, { __tostring = function(self)
+    local width, rows = {}, {}
+    for j, c in ipairs(columns) do width[j] = #c end
+    for i, r in ipairs(self) do
+      rows[i] = {}
+      for j, c in ipairs(columns) do
+        local v = r[c]
+        local outer, inner = c:match("^(.-)%.(.+)$")
+        if v == nil and outer and type(r[outer]) == "table" then v = r[outer][inner] end
+        local s = v == nil and "-" or (type(v) == "table" and "{...}" or scalar(v))
+        if type(v) == "string" then s = v end
+        rows[i][j] = s
+        width[j] = math.max(width[j], #s)
+      end
+    end
+    local lines = {}
+    local function line(cells)
+      local parts = {}
+      for j, s in ipairs(cells) do parts[j] = s .. string.rep(" ", width[j] - #s) end
+      lines[#lines + 1] = table.concat(parts, "  "):gsub("%s+$", "")
+    end
+    line(columns)
+    for _, r in ipairs(rows) do line(r) end
+    return table.concat(lines, "\n")
+  end })
 end
 
 --- Renders v as text. opts: depth, items (per table), width (characters).
