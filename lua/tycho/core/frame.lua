@@ -258,7 +258,9 @@ end
 
 -- ---- shape and access --------------------------------------------------------
 
+--- Number of rows.
 function Frame:nrows() return tonumber(self.handle.n_rows) end
+--- Number of columns.
 function Frame:ncols() return tonumber(self.handle.n_cols) end
 
 --- Column names in order.
@@ -299,6 +301,7 @@ function Frame:col(name)
   return col
 end
 
+--- Whether the frame has a column named name (col raises instead).
 function Frame:has(name) return column_index(self, name) ~= nil end
 
 --- Row i as a table (nulls absent).
@@ -437,6 +440,7 @@ function Frame:fingerprint()
   return fp
 end
 
+--- Whether v is a frame (and not, say, a table of columns or rows).
 function M.is_frame(v) return getmetatable(v) == Frame end
 
 install_io(Frame, M, { owned_frame = owned_frame, type_code = type_code, frame_out = frame_out })

@@ -57,6 +57,9 @@ local function days_from_civil(y, m, d)
   return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
 end
 
+--- Epoch seconds of a UTC civil time: year, month (1-12; 13 and up roll into
+-- the following years), day (past the month's end carries over), and hour
+-- and minute (default 0). No time zones, no leap seconds.
 local function epoch(y, mo, d, h, mi)
   while mo > 12 do y, mo = y + 1, mo - 12 end
   return days_from_civil(y, mo, d) * 86400 + (h or 0) * 3600 + (mi or 0) * 60

@@ -197,6 +197,7 @@ function M.new(def)
   return dag
 end
 
+--- Whether v is a DAG (built by tycho.dag{...}, dag.new or dag.load).
 function M.is_dag(v) return getmetatable(v) == Dag end
 
 local function absolute(path)

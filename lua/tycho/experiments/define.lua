@@ -153,6 +153,9 @@ function M.load(name, store, tx)
   return e
 end
 
+--- Every stored experiment's record (name, kind, status, unit, metric,
+-- variants, ...) as plain tables, sorted by name, from store (default: the
+-- home's). Unreadable records are skipped; an empty list when there are none.
 function M.list(store)
   store = store or st()
   local out = {}

@@ -48,17 +48,20 @@ local function counter_key(name, variant) return keys.pack("s s s", "v", name, v
 M.MAX_NAME_BYTES = 128
 M.MAX_UNIT_BYTES = 128
 
+--- The key of unit's record in experiment name's part of the `experiments`
+-- database: the variant the unit was assigned and its outcome sum and count.
 local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) end
 M.unit_key = unit_key
 local function fault_key(name) return keys.pack("s s", "c", name) end
 local function pending_key(id) return keys.pack("s s", "p", id) end
 
--- A unit's point in [0, 1) under a salt (tz_hash_unit_interval), the one
--- A/B assignment buckets by weight (tz_hash_bucket). FNV-1a is incremental:
--- the state after salt .. "\0" (salt_state, kept per experiment) continued
--- over the unit equals the hash of the concatenation, so the request path
--- hashes only the unit.
+-- FNV-1a is incremental: the state after salt .. "\0" (salt_state, kept per
+-- experiment) continued over the unit equals the hash of the concatenation,
+-- so the request path hashes only the unit.
 local function salt_state(salt) return base.hash.fnv1a64(0xcbf29ce484222325ULL, salt .. "\0", #salt + 1) end
+--- A unit's point in [0, 1) under an experiment's salt (tz_hash_unit_interval),
+-- the one A/B assignment buckets by weight (tz_hash_bucket): the same salt and
+-- unit (a string) always give the same point, in any process.
 function M.unit_hash(salt, unit) return base.hash.unit_interval(salt_state(salt), unit, #unit) end
 
 -- Applies a value to a unit: the unit's sum moves, and its variant's

@@ -33,7 +33,10 @@ local SQRT2PI = sqrt(2 * pi)
 local EPS = 1e-15
 local TINY = 1e-300
 
+--- Standard normal CDF, P(Z <= x) (scipy.stats.norm.cdf).
 function M.norm_cdf(x) return 0.5 * erfc(-x / SQRT2) end
+--- Standard normal survival function, P(Z > x) (scipy.stats.norm.sf); keeps
+-- its precision far in the upper tail, where 1 - norm_cdf(x) would round to 0.
 function M.norm_sf(x) return 0.5 * erfc(x / SQRT2) end
 local norm_cdf, norm_sf = M.norm_cdf, M.norm_sf
 local function norm_pdf(x) return exp(-0.5 * x * x) / SQRT2PI end
@@ -68,6 +71,8 @@ local function ppf_lower(p)
   return x
 end
 
+--- Standard normal quantile, the x with P(Z <= x) = p (scipy.stats.norm.ppf):
+-- -inf at 0, inf at 1, NaN outside [0, 1].
 function M.norm_ppf(p)
   if p ~= p or p < 0 or p > 1 then return 0 / 0 end
   if p == 0 then return -huge end
@@ -145,10 +150,14 @@ local function incbeta(a, b, x, y, lb)
   return 1 - c, c, pref
 end
 
+--- Regularized incomplete beta function I_x(a, b) for a, b > 0 (scipy.special.betainc):
+-- 0 for x <= 0, 1 for x >= 1. Student's t tail and the Beta posteriors rest on it.
 function M.betainc(a, b, x)
   return (incbeta(a, b, x, 1 - x))
 end
 
+--- Regularized upper incomplete gamma function Q(a, x) for a > 0
+-- (scipy.special.gammaincc); 1 for x <= 0. The chi-squared tail rests on it.
 function M.gammaincc(a, x)
   if x <= 0 then return 1 end
   local pref = exp(a * log(x) - x - lgamma(a))
@@ -177,6 +186,8 @@ function M.gammaincc(a, x)
   return pref * f
 end
 
+--- Survival function of Student's t with df degrees of freedom (df may be
+-- fractional, as Welch's is), P(T > t) (scipy.stats.t.sf); NaN when t or df is.
 function M.t_sf(t, df)
   if t ~= t or df ~= df then return 0 / 0 end
   local t2 = t * t
@@ -186,8 +197,13 @@ function M.t_sf(t, df)
   return 1 - half
 end
 
+--- Survival function of the chi-squared distribution with k degrees of freedom,
+-- P(X > x) (scipy.stats.chi2.sf): the p-value of a chi-squared statistic x.
 function M.chi2_sf(x, k) return M.gammaincc(0.5 * k, 0.5 * x) end
 
+--- Survival function of Kolmogorov's distribution, P(K > x) (scipy.special.kolmogorov,
+-- scipy.stats.kstwobign.sf): the large-sample p-value of a KS statistic scaled by
+-- sqrt(n). 1 for x <= 0, NaN for NaN.
 function M.kolmogorov_sf(x)
   if x ~= x then return x end
   if x <= 0 then return 1 end
@@ -212,6 +228,9 @@ function M.kolmogorov_sf(x)
   return min(1, max(0, 2 * s))
 end
 
+--- Pooled two-proportion z-test of x2 successes out of n2 against x1 out of n1:
+-- { z, p_value }, two-sided, z > 0 when group 2's rate is higher. All successes
+-- or all failures in both groups give z = 0, p_value = 1.
 function M.two_proportion(x1, n1, x2, n2)
   local p = (x1 + x2) / (n1 + n2)
   local se = sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
@@ -221,6 +240,10 @@ function M.two_proportion(x1, n1, x2, n2)
   return { z = z, p_value = 2 * norm_sf(abs(z)) }
 end
 
+--- Welch's unequal-variance t-test from summaries: means m, sample variances v
+-- (ddof = 1) and sizes n of groups 1 and 2; { t, df, p_value }, two-sided, t > 0 when
+-- group 2 is higher. scipy.stats.ttest_ind_from_stats(m2, sqrt(v2), n2, m1, sqrt(v1),
+-- n1, equal_var=False). Needs n >= 2 in each group.
 function M.welch(m1, v1, n1, m2, v2, n2)
   local s1, s2 = v1 / n1, v2 / n2
   local s = s1 + s2
@@ -229,6 +252,10 @@ function M.welch(m1, v1, n1, m2, v2, n2)
   return { t = t, df = df, p_value = 2 * M.t_sf(abs(t), df) }
 end
 
+--- Sample-ratio-mismatch test: chi-squared goodness of fit of observed counts per
+-- variant against the intended shares weights (same order, summing to 1);
+-- { chi2, p_value } on #observed - 1 degrees of freedom (scipy.stats.chisquare).
+-- A tiny p-value means assignment or logging is broken, not a real effect.
 function M.srm(observed, weights)
   local total = 0
   for _, o in ipairs(observed) do total = total + o end
@@ -240,6 +267,9 @@ function M.srm(observed, weights)
   return { chi2 = chi2, p_value = M.chi2_sf(chi2, #observed - 1) }
 end
 
+--- Normal-approximation confidence interval of a mean, from the sample variance
+-- var and size n; level defaults to 0.95. Returns lo, hi, as
+-- scipy.stats.norm.interval(level, mean, sqrt(var / n)).
 function M.mean_ci(mean, var, n, level)
   local z = -norm_ppf((1 - (level or 0.95)) / 2)
   local half = z * sqrt(var / n)
@@ -258,6 +288,9 @@ local function beta_sd(a, b) return sqrt(a * b / (a + b + 1)) / (a + b) end
 -- a, b >= 1 (counts), where the densities are smooth on [0, 1].
 local NSTEPS = 2048
 
+--- For Beta posteriors X1 ~ Beta(a1, b1) and X2 ~ Beta(a2, b2) (a conversion rate's
+-- successes + prior, failures + prior): prob = P(X2 > X1) and loss = E[max(X1 - X2, 0)],
+-- the expected loss of choosing 2. Needs a, b >= 1; accurate to about 2e-9.
 function M.beat_beta(a1, b1, a2, b2)
   local over2 = beta_sd(a2, b2) <= beta_sd(a1, b1)
   local ai, bi, ao, bo = a1, b1, a2, b2 -- integrate over Beta(ao, bo)
@@ -290,6 +323,9 @@ function M.beat_beta(a1, b1, a2, b2)
   return min(1, max(0, prob)), max(0, loss)
 end
 
+--- For independent normal posteriors X1 ~ N(m1, se1^2) and X2 ~ N(m2, se2^2):
+-- prob = P(X2 > X1) and loss = E[max(X1 - X2, 0)], in closed form. With both
+-- se 0 the means decide (prob 1, 0, or 0.5 when equal).
 function M.beat_normal(m1, se1, m2, se2)
   local mu, s = m2 - m1, sqrt(se1 * se1 + se2 * se2)
   if s == 0 then return (mu > 0 and 1 or mu < 0 and 0 or 0.5), max(-mu, 0) end
@@ -299,6 +335,10 @@ end
 
 local FLOOR = 1e-4
 
+--- Population stability index of live values against a reference histogram:
+-- counts[b] reference rows in bin b, whose upper edge is edges[b] (the last bin
+-- takes every value past the edges; NaN and infinities are skipped). Returns psi
+-- and the live counts per bin; shares are floored at 1e-4, so empty bins are finite.
 function M.psi(edges, counts, values)
   local k = #counts
   local live = {}
@@ -365,6 +405,9 @@ end
 
 local EXACT_MAX = 1e7
 
+--- Two-sample Kolmogorov-Smirnov test of arrays a and b (numbers, neither empty):
+-- { statistic = D, p_value (two-sided), method }, as scipy.stats.ks_2samp(a, b); the
+-- p-value is "exact" when #a * #b <= 1e7, else Kolmogorov's limit ("asymp").
 function M.ks_2samp(a, b)
   local n1, n2 = #a, #b
   assert(n1 > 0 and n2 > 0, "stats.ks_2samp: empty sample")

@@ -14,13 +14,14 @@ local parse_refs, apply_transforms, export_value = references.parse_refs, refere
 local M = {}
 local FS = {}
 
---- Latest values for entities, Feast's response shape:
--- { metadata = { feature_names = {join_key, "view:f", ...} },
---   results = { { values = {...}, statuses = {...}, event_timestamps = {...} }, ... } }
--- entity_keys: { join_key = { k1, k2, ... } }. Statuses: PRESENT,
--- NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE.
 local online_in
 
+--- Latest values of refs ("view:feature" or "view:*") for entity_keys =
+-- { join_key = { k1, k2, ... } }, in Feast's response shape, the keys first:
+-- { metadata = { feature_names = {join_key, "view:f", ...} },
+--   results = { { values = {...}, statuses = {...}, event_timestamps = {...} }, ... } }
+-- Statuses: PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE (older than the view's
+-- ttl at opts.now, µs, default now; the value is still given). nil, message, code on bad input.
 function FS:online(refs, entity_keys, opts)
   return self.store:view(online_in, self, refs, entity_keys, opts)
 end

@@ -152,6 +152,9 @@ return function(Frame, M)
     return out
   end
 
+  --- The q-quantile (q in 0..1) of an ascending-sorted Lua array of numbers,
+  -- interpolating linearly between neighbours as numpy's default; nil when
+  -- the array is empty. Sort first: the values are not sorted here.
   local function quantile(sorted, q)
     local n = #sorted
     if n == 0 then return nil end

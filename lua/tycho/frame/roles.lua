@@ -9,6 +9,8 @@
 -- Roles (and provenance) travel through the operations that keep columns
 -- (select, drop, with_column, take, head, filter, attach, join, split,
 -- kfold), naming only the columns the result still has.
+local doc = require "tycho.util.doc"
+
 return function(Frame, M)
   -- The roles restricted to the columns f has (nil when none is left).
   local function restricted(roles, f)
@@ -46,10 +48,10 @@ return function(Frame, M)
 
   for _, name in ipairs { "select", "drop", "with_column", "take", "head", "filter", "attach", "join", "split", "kfold" } do
     local op = Frame[name]
-    Frame[name] = function(self, ...)
+    Frame[name] = doc.same_as(function(self, ...)
       if not rawget(self, "_roles") and not rawget(self, "provenance") then return op(self, ...) end
       return carry_all(self, op(self, ...))
-    end
+    end, op)
   end
 
   --- The frame's column roles, or nil when it has none.

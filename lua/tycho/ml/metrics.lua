@@ -32,11 +32,23 @@ local function call(fn, y, p, n, ...)
   return out[0]
 end
 
+--- Fraction of rows where p (the predictions) equals y (the truth). As for
+-- every metric here, y and p are Lua tables or double arrays and n their
+-- length (#y by default, needed for arrays); raises on no rows or a NaN.
 function M.accuracy(y, p, n) return call(K.accuracy, y, p, n, out, err) end
+--- ROC AUC of scores s against 0/1 labels y (sklearn's roc_auc_score, ties
+-- averaged); raises when y holds a single class.
 function M.auc(y, s, n) return call(K.auc, y, s, n, out, err) end
+--- Binary log loss of p, the probability of class 1, against 0/1 labels;
+-- p is clipped to [1e-15, 1 - 1e-15] as sklearn does, so 0 and 1 are finite.
 function M.log_loss(y, p, n) return call(K.log_loss, y, p, n, out, err) end
+--- Root mean squared error of predictions p against truth y.
 function M.rmse(y, p, n) return call(K.rmse, y, p, n, out, err) end
+--- Mean absolute error of predictions p against truth y.
 function M.mae(y, p, n) return call(K.mae, y, p, n, out, err) end
+--- Coefficient of determination (sklearn's r2_score): 1 is exact, 0 is no
+-- better than the mean, and it can go negative. A constant y gives 1 when
+-- predicted exactly, else 0.
 function M.r2(y, p, n) return call(K.r2, y, p, n, out, err) end
 
 --- Multiclass log loss: prob is an n x k row-major array.
@@ -54,8 +66,16 @@ local function prf_of(y, p, pos, n)
   if K.prf(ya, pa, yn, label, prf, err) ~= 0 then error("metrics: " .. ffi.string(err.msg), 3) end
   return prf
 end
+--- Precision: of the rows predicted pos, the fraction truly pos. pos is a
+-- class index, or nil / "macro" for the unweighted mean over the classes
+-- seen in either array (unlike sklearn, nil means macro, not class 1); 0 when
+-- nothing is predicted pos.
 function M.precision(y, p, pos, n) return prf_of(y, p, pos, n).precision end
+--- Recall: of the rows truly pos, the fraction predicted pos; pos as for
+-- precision (a class index, or nil / "macro"). 0 when there are none.
 function M.recall(y, p, pos, n) return prf_of(y, p, pos, n).recall end
+--- F1, the harmonic mean of precision and recall; pos as for precision
+-- (macro averages the per-class F1s, as sklearn's average="macro").
 function M.f1(y, p, pos, n) return prf_of(y, p, pos, n).f1 end
 
 --- k x k confusion matrix as a Lua table of rows (true class) of counts.
@@ -73,6 +93,9 @@ function M.confusion(y, p, k, n)
 end
 
 local LOWER_IS_BETTER = { rmse = true, mae = true, log_loss = true, inertia = true }
+--- Whether a larger value of the metric named name is better: false for
+-- rmse, mae, log_loss and inertia, true for every other name, unknown ones
+-- included. Tuning, run sorting and registry gates rank by it.
 function M.higher_is_better(name) return not LOWER_IS_BETTER[name] end
 
 -- Class codes of frame f's label column, by the model's classes.

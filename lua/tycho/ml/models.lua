@@ -436,6 +436,7 @@ function M.load(path)
   return m
 end
 
+--- Whether v is a model of any family, a blend included (fitted or not).
 function M.is_model(v) return getmetatable(v) == Model or blend.is_blend(v) end
 
 --- The tz_data view of a frame's feature columns (for metrics); data, anchor.

@@ -331,6 +331,8 @@ end
 
 -- ---- artifacts --------------------------------------------------------------------------
 
+--- The SHA-256 of string s as 64 lowercase hex digits, the form artifacts
+-- and the registry record checksums in.
 local function sha256_hex(s)
   return (base.hash.sha256(s):gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
@@ -406,6 +408,7 @@ function M.load(path)
   return p
 end
 
+--- Whether v is a pipeline (fitted or not).
 function M.is_pipeline(v) return getmetatable(v) == Pipeline end
 
 return M

@@ -143,6 +143,8 @@ local function evaluate(opts, params)
   return total / #folds, wall() - t0, candidate
 end
 
+--- Whether score a beats score b under the metric named metric (higher or
+-- lower is better, by metrics.higher_is_better); false on a tie.
 local function better(metric, a, b)
   if metrics.higher_is_better(metric) then return a > b end
   return a < b

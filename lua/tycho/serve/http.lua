@@ -19,6 +19,7 @@
 -- handler and its result (or raised error) is the response.
 local internal = require "tycho.internal"
 local json = require "tycho.util.json"
+local doc = require "tycho.util.doc"
 local errors = require "tycho.util.errors"
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
@@ -261,6 +262,7 @@ function M.app(opts)
   return app
 end
 
+--- Whether v is an app made by tycho.app().
 function M.is_app(v) return getmetatable(v) == App end
 
 local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
@@ -281,7 +283,9 @@ function App:route(method, path, handler, opts)
 end
 
 for _, verb in ipairs { "get", "post", "put", "delete", "patch" } do
-  App[verb] = function(self, path, handler, opts) return self:route(verb, path, handler, opts) end
+  App[verb] = doc.same_as(function(self, path, handler, opts) return self:route(verb, path, handler, opts) end,
+    "function App:" .. verb .. "(path, handler, opts)\n"
+      .. "Adds a " .. verb:upper() .. " route: app:route(\"" .. verb .. "\", path, handler, opts).")
 end
 
 --- Adds middleware: fn(req, next) returns what a handler returns, usually

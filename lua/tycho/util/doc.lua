@@ -58,9 +58,24 @@ function M.first_line(name)
   return text and text:match("^[^\n]*"):gsub("%.%s*$", "") or ""
 end
 
+-- Functions made by other functions (a wrapper, a generated method) and
+-- the function whose documentation they carry, or their own text.
+local documented_as = setmetatable({}, { __mode = "k" })
+
+--- Declares that fn is documented by `like` (a function whose comment
+-- applies: the one fn wraps) or by the text `like`. Returns fn.
+function M.same_as(fn, like)
+  documented_as[fn] = like
+  return fn
+end
+
 --- The function's definition line and its doc comment, or nil when it has
 -- none (a C function, or one defined without a comment).
 function M.of_function(fn)
+  local like = documented_as[fn]
+  if type(like) == "function" then return M.of_function(like) end
+  if type(like) == "string" then return like:match("^[^\n]*") .. "\n\n" .. like:gsub("^[^\n]*\n?", ""),
+    like:match("^[^\n]*") end
   local info = debug.getinfo(fn, "S")
   if info.what ~= "Lua" or info.source:sub(1, 1) ~= "@" then return nil end
   local lines = lines_of(info.source:sub(2))
