@@ -72,7 +72,8 @@ local function history_line(h)
   local from = (h.from == nil or h.from == null) and "-" or h.from
   return string.format("  %s  %-12s %s -> %s  by %s (%s)%s", h.at, h.alias, from, h.to, h.who, h.why,
     h.forced and ("; forced: " .. tostring(h.reason) .. "; overrode: " .. table.concat(h.overrode or {}, "; "))
-      or (h.approved_by and h.approved_by ~= null and ("; approved by " .. h.approved_by) or ""))
+      or ((h.approved_by and h.approved_by ~= null and ("; approved by " .. h.approved_by) or "")
+        .. (type(h.gates) == "table" and ("; checked: " .. table.concat(h.gates, ", ")) or "")))
 end
 
 local function show(reg, flags, positional)

@@ -407,6 +407,22 @@ local function gates_for(stored, opts)
   return gates
 end
 
+-- What a promotion checked, in words, for its audit record.
+local function gates_checked(gates, current)
+  local out = {}
+  for metric, threshold in pairs(gates.metrics) do
+    out[#out + 1] = string.format("%s %s %s", metric, metrics.higher_is_better(metric) and ">=" or "<=",
+      tostring(threshold))
+  end
+  table.sort(out)
+  if gates.no_worse_than and current then
+    out[#out + 1] = string.format("%s no worse than %s's", gates.no_worse_than.metric or "accuracy", current)
+  end
+  if gates.schema and current then out[#out + 1] = "accepts what " .. current .. " accepts" end
+  if gates.approval then out[#out + 1] = "approved" end
+  return #out > 0 and out or nil
+end
+
 --- Points alias at version after the alias's stored policy and the
 -- caller's gates pass. opts: gates = { metrics = {auc = 0.95} (shorthand:
 -- metric = threshold at the top level), no_worse_than = { holdout = frame,
@@ -425,12 +441,13 @@ function Registry:promote(name, version, alias, opts)
   if not target then return nil, model, code end
   local stored = self.store:view(function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
   local current = model.aliases[alias]
-  local reasons = check_gates(self, name, target, alias, gates_for(stored, opts), current)
+  local gates = gates_for(stored, opts)
+  local reasons = check_gates(self, name, target, alias, gates, current)
   if #reasons > 0 and not opts.force then
     return nil, "promotion of " .. name .. " " .. target .. " to " .. alias .. " refused: " .. table.concat(reasons, "; "),
       "forbidden", reasons
   end
-  local extra = { approved_by = opts.approved_by }
+  local extra = { approved_by = opts.approved_by, gates = gates_checked(gates, current) }
   if #reasons > 0 then extra.forced, extra.reason, extra.overrode = true, opts.reason, reasons end
   self.store:update(function(tx) move_alias(tx, name, alias, target, opts.why or (extra.forced and "force") or "promote",
     extra) end)
