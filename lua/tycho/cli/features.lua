@@ -12,15 +12,7 @@ local out = require "tycho.cli.output"
 
 local M = {}
 
-local function usage(text)
-  io.stderr:write(text, "\n(tycho features --help shows the usage)\n")
-  return 2
-end
-
-local function fail(msg)
-  io.stderr:write("tycho features: ", msg, "\n")
-  return 1
-end
+local usage, fail = out.reporters("tycho features", "(tycho features --help shows the usage)")
 
 local function list(fs, flags)
   local views = fs:list({ owner = flags.owner, tag = flags.tag, search = flags.search })

@@ -13,15 +13,7 @@ local out = require "tycho.cli.output"
 
 local M = {}
 
-local function usage(text)
-  io.stderr:write(text, "\n")
-  return 2
-end
-
-local function fail(msg)
-  io.stderr:write("tycho models: ", msg, "\n")
-  return 1
-end
+local usage, fail = out.reporters("tycho models")
 
 -- NAME@ALIAS, or NAME with an optional VERSION: name, ref.
 local function model_ref(a, b)

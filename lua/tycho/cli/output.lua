@@ -10,6 +10,21 @@ local function usage_error(text)
   return 2
 end
 
+--- The two ways a command ends badly, for command `cmd`: usage(text) writes
+-- text (and `hint`, when given) to stderr and returns 2; fail(msg) writes
+-- "cmd: msg" and returns 1.
+function M.reporters(cmd, hint)
+  local function usage(text)
+    io.stderr:write(text, "\n", hint and (hint .. "\n") or "")
+    return 2
+  end
+  local function fail(msg)
+    io.stderr:write(cmd, ": ", tostring(msg), "\n")
+    return 1
+  end
+  return usage, fail
+end
+
 --- A number as the shortest text that reads back as it (33.6, not
 -- 33.600000000000001); "-" for a missing one.
 function M.number(v)

@@ -11,15 +11,8 @@ local json = require "tycho.util.json"
 
 local M = {}
 
-local function usage(msg)
-  io.stderr:write("tycho runs: ", msg, "\n(tycho runs --help shows the usage)\n")
-  return 2
-end
-
-local function fail(msg)
-  io.stderr:write("tycho runs: ", msg, "\n")
-  return 1
-end
+local usage_text, fail = out.reporters("tycho runs", "(tycho runs --help shows the usage)")
+local function usage(msg) return usage_text("tycho runs: " .. msg) end
 
 -- Parameters and metrics as one short line each for the table.
 local function summary(t)
