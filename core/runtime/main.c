@@ -23,11 +23,12 @@ static const command commands[] = {
     { "repl", "", "interactive session",
       "Line editing and history (~/.tycho_history), multi-line input, every value\n"
       "printed. The `tycho` module is preloaded. Type :help inside." },
-    { "serve", "APP.lua [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
+    { "serve", "APP.lua | --model NAME[@ALIAS] ... [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
                "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]\n"
                "      [--access-log FILE|-] [--log-retention 7d]",
       "serve an app over HTTP",
-      "APP.lua returns tycho.app(). Binds 127.0.0.1:8080 by default; N worker\n"
+      "APP.lua returns tycho.app(); --model NAME[@ALIAS] (repeatable; default alias\n"
+      "production) serves registered models with no app file. Binds 127.0.0.1:8080 by default; N worker\n"
       "processes share the port. A non-loopback --host needs --token-file unless\n"
       "--insecure. SIGTERM drains in-flight requests and exits 0. Predictions\n"
       "are logged for monitoring and kept for --log-retention (default 7d)." },
@@ -163,6 +164,10 @@ static int parse_uint(const char *cmd, const char *opt, const char *val, unsigne
 static int cmd_serve(const char *home, int argc, char **argv)
 {
     tz_serve_opts o = { .host = "127.0.0.1", .port = 8080, .workers = 1 };
+    /* --model NAME[@ALIAS] (repeatable) serves registered models with no
+     * app file: the worker builds the app from "tycho:models=A,B@alias". */
+    char models[4096] = "tycho:models=";
+    size_t models_len = strlen(models), n_models = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         unsigned n = 0;
@@ -178,13 +183,23 @@ static int cmd_serve(const char *home, int argc, char **argv)
         else if (!strcmp(a, "--idle-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.idle_timeout_ms);
         else if (!strcmp(a, "--request-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.request_timeout_ms);
         else if (!strcmp(a, "--insecure")) { o.insecure = 1; takes = 0; }
+        else if (!strcmp(a, "--model")) {
+            size_t len = v ? strlen(v) : 0;
+            if (!v || !len || strchr(v, ',') || models_len + len + 2 > sizeof models) bad = 1;
+            else {
+                models_len += (size_t)snprintf(models + models_len, sizeof models - models_len, "%s%s",
+                                               n_models++ ? "," : "", v);
+            }
+        }
         else if (a[0] == '-') return usage_error("serve", "unknown option '%s'", a);
         else if (!o.app) { o.app = a; takes = 0; }
         else return usage_error("serve", "unexpected argument '%s'", a);
         if (bad) return usage_error("serve", "bad value for %s", a);
         i += takes;
     }
-    if (!o.app) return usage_error("serve", "%s", "missing APP.lua");
+    if (n_models && o.app) return usage_error("serve", "%s", "give APP.lua or --model, not both");
+    if (n_models) return tz_serve_main((o.app = models, &o), home);
+    if (!o.app) return usage_error("serve", "%s", "missing APP.lua (or --model NAME[@ALIAS])");
     if (access(o.app, R_OK) != 0) {
         fprintf(stderr, "tycho serve: cannot read app file '%s'\n", o.app);
         return TZ_EXIT_ERROR;

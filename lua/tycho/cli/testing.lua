@@ -229,10 +229,13 @@ function M.stop_servers()
 end
 
 --- Starts `tycho serve app` on a free port and waits until it is ready.
+-- app: the app file, or a list of arguments ({"--model", "spam"}).
 -- Returns a server table: port, proc, and :stop() -> exit code.
 function M.serve(app, extra_args, opts)
   local port = M.free_port()
-  local args = { "serve", app, "--port", tostring(port) }
+  local args = { "serve" }
+  for _, a in ipairs(type(app) == "table" and app or { app }) do args[#args + 1] = a end
+  args[#args + 1], args[#args + 2] = "--port", tostring(port)
   for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
   local proc = M.spawn(args, opts)
   servers[proc] = true

@@ -104,8 +104,38 @@ function Hosted:refresh_one(slot, alias, model)
   end
 end
 
+-- Versions and aliases asked for by name (TF Serving's /versions/{v} and
+-- /labels/{l}, V2's /versions/{v}) are loaded on first use and kept, up to
+-- this many per hosted model.
+local MAX_PINNED = 16
+
+--- The loaded version for ref (a version or an alias of this model),
+-- loading it on first use; or nil, message, code.
+function Hosted:pinned(ref)
+  if type(ref) ~= "string" or #ref == 0 or #ref > 128 then return errors.fail("invalid", "bad version or label") end
+  local slot = "pin:" .. ref
+  if not self.live[slot] then
+    self.pins = self.pins or {}
+    if not self.pins[ref] then
+      local n = 0
+      for _ in pairs(self.pins) do n = n + 1 end
+      if n >= MAX_PINNED then
+        return errors.fail("busy", "model " .. self.name .. " already serves " .. MAX_PINNED .. " pinned versions")
+      end
+    end
+    self:refresh_one(slot, ref)
+    if not self.live[slot] then
+      return errors.fail("not_found", "model " .. self.name .. " has no loadable version or label '" .. ref .. "'"
+        .. (self.errors[slot] and (": " .. self.errors[slot]) or ""))
+    end
+    self.pins[ref] = true
+  end
+  return self.live[slot]
+end
+
 function Hosted:refresh()
   self:refresh_one("main", self.alias)
+  for ref in pairs(self.pins or {}) do self:refresh_one("pin:" .. ref, ref) end
   if self.canary then self:refresh_one("canary", self.canary.alias) end
   if self.shadow then self:refresh_one("shadow", self.shadow.alias) end
   if self.experiment then
@@ -227,16 +257,23 @@ local function any_listed(lists)
 end
 
 --- Predicts every instance. Returns the response table, or nil, message,
--- code (tycho.util.errors) for a request-level error. `log` receives each prediction.
-function Hosted:predict(instances, log, req)
+-- code (tycho.util.errors) for a request-level error. `log` receives each
+-- prediction. pin: a version or alias every instance goes to (no canary, no
+-- experiment), as TF Serving's /versions/{v} and /labels/{l} ask.
+function Hosted:predict(instances, log, req, pin)
   local main = self.live.main
+  if pin then
+    local pinned, perr, pcode = self:pinned(pin)
+    if not pinned then return nil, perr, pcode end
+    main = pinned
+  end
   if not main then
     return errors.fail("unavailable", "model " .. self.name .. " has no loadable version: " .. tostring(self.errors.main))
   end
   local preds, ids, missing_all, stale_all, versions, variants = {}, {}, {}, {}, {}, {}
   local now = timeutil.now()
   local e = self.experiment
-  local split = e ~= nil and self:experiment_ready()
+  local split = not pin and e ~= nil and self:experiment_ready()
   for i, inst in ipairs(instances) do
     if type(inst) ~= "table" then return errors.fail("invalid", "instance " .. i .. " is not an object") end
     if split then
@@ -246,7 +283,8 @@ function Hosted:predict(instances, log, req)
           experiments.MAX_UNIT_BYTES))
       end
     end
-    local version, variant, unit = self:route(inst, req, split)
+    local version, variant, unit = main, nil, nil
+    if not pin then version, variant, unit = self:route(inst, req, split) end
     local out, err, missing, row, ms, stale = predict_one(version, inst, now)
     if self.strict then
       local refusal = strict_refusal(i, missing, stale)
@@ -264,7 +302,7 @@ function Hosted:predict(instances, log, req)
     ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,
                            ms = ms, experiment = unit and e.name, variant = unit and variant, unit = unit,
                            id = false, at = false, role = "live" } or nil
-    if self.shadow and self.live.shadow then self:shadow_later(inst, log) end
+    if not pin and self.shadow and self.live.shadow then self:shadow_later(inst, log) end
   end
   -- Every row names the version that served it; the top-level
   -- model_version only when one version served them all.

@@ -20,6 +20,7 @@
 local internal = require "tycho.internal"
 local json = require "tycho.util.json"
 local doc = require "tycho.util.doc"
+local protocols = require "tycho.serve.protocols"
 local errors = require "tycho.util.errors"
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
@@ -239,7 +240,8 @@ function M.app(opts)
     app:post("/v1/models/{name}:predict", function(req)
       local body = req:json()
       if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
-        M.error(400, "bad_request", 'expected {"instances": [{...}, ...]}')
+        if type(body) == "table" and body.inputs ~= nil then return protocols.predict_columns(app, M, req, body) end
+        M.error(400, "bad_request", 'expected {"instances": [{...}, ...]} or {"inputs": {column: [...]}}')
       end
       M.check_count(app, #body.instances, "items", "instances")
       local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
@@ -255,6 +257,7 @@ function M.app(opts)
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.serve.watch").add(app, M)
     require("tycho.serve.registry_routes").add(app, M)
+    protocols.add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
     app:post("/push", function(req) return push(app, req) end)

@@ -24,7 +24,21 @@ local function read_token(path)
   return token
 end
 
+-- `tycho serve --model A --model B@staging` arrives as
+-- "tycho:models=A,B@staging": an app that hosts those registered models.
+local function models_app(list)
+  local app = http.app()
+  for ref in list:gmatch("[^,]+") do
+    local name, alias = ref:match("^([^@]+)@?(.*)$")
+    if not name then error("--model " .. ref .. ": expected NAME[@ALIAS]", 0) end
+    app:model(name, { alias = alias ~= "" and alias or "production" })
+  end
+  return app
+end
+
 local function load_app(path)
+  local list = path:match("^tycho:models=(.*)$")
+  if list then return models_app(list) end
   local chunk, err = loadfile(path)
   if not chunk then error(err, 0) end
   local app = chunk()
