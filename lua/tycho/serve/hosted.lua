@@ -62,7 +62,8 @@ end
 function M.host(name, opts)
   opts = opts or {}
   return setmetatable({ name = name, alias = opts.alias or "production", canary = opts.canary,
-                        shadow = opts.shadow, strict = opts.strict, live = {}, errors = {} }, Hosted)
+                        shadow = opts.shadow, strict = opts.strict, live = {}, errors = {},
+                        with_missing = 0, with_stale = 0 }, Hosted)
 end
 
 --- Splits this model's traffic by an experiment whose variants name
@@ -297,6 +298,8 @@ function Hosted:predict(instances, log, req, pin)
     preds[i], versions[i] = out, version.version
     variants[i] = variant or json.null
     missing_all[i], stale_all[i] = missing or json.empty_array, stale or json.empty_array
+    if missing then self.with_missing = self.with_missing + 1 end
+    if stale then self.with_stale = self.with_stale + 1 end
     -- id, at and role are filled in by log(): named here so that the table
     -- is made with room for them (adding them to a full one rehashes it).
     ids[i] = log and log { model = version.model or self.name, version = version.version, inputs = row, output = out,

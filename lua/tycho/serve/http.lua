@@ -554,6 +554,16 @@ function M.prometheus(app)
     line(string.format('tycho_model_info{model="%s",version="%s"} %d', label(name),
       label(d.ready and d.version or "none"), d.ready and 1 or 0))
   end
+  line("# HELP tycho_instances_missing_inputs_total Instances predicted with inputs neither the request nor the store had.")
+  line("# TYPE tycho_instances_missing_inputs_total counter")
+  for _, name in ipairs(sorted_keys(app.hosted)) do
+    line(string.format('tycho_instances_missing_inputs_total{model="%s"} %d', label(name), app.hosted[name].with_missing))
+  end
+  line("# HELP tycho_instances_stale_inputs_total Instances predicted with stored features past their view's ttl.")
+  line("# TYPE tycho_instances_stale_inputs_total counter")
+  for _, name in ipairs(sorted_keys(app.hosted)) do
+    line(string.format('tycho_instances_stale_inputs_total{model="%s"} %d', label(name), app.hosted[name].with_stale))
+  end
   require("tycho.serve.watch").prometheus(app, line, label)
   local statm = io.open("/proc/self/statm")
   local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0

@@ -77,6 +77,13 @@ describe("hosted models", function()
     -- as fs:online says (OUTSIDE_MAX_AGE), and said per instance.
     assert.equal(0, #doc.stale_features[1])
     assert.equal(57, #doc.stale_features[2])
+    -- Counted in /metrics (per worker: a scrape reaches either of the two).
+    for _ = 1, 6 do predict("plain", { { make = 0.1 }, { email_id = "email-00003" } }) end
+    assert.is_true(testing.run_until(function()
+      local _, _, metrics = testing.request(srv.port, "GET", "/metrics")
+      return metrics:match('tycho_instances_missing_inputs_total{model="plain"} [1-9]')
+        and metrics:match('tycho_instances_stale_inputs_total{model="plain"} [1-9]')
+    end, 5000))
     status, _, _, doc = predict("strict_plain", { { email_id = "email-00003" } })
     assert.equal(400, status)
     assert.matches("instance 1: stale (older than their view's ttl) ", doc.error.message, 1, true)
