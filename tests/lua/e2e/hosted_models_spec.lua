@@ -79,7 +79,7 @@ describe("hosted models", function()
     assert.equal(57, #doc.stale_features[2])
     -- Counted in /metrics (per worker: a scrape reaches either of the two).
     for _ = 1, 6 do predict("plain", { { make = 0.1 }, { email_id = "email-00003" } }) end
-    assert.is_true(testing.run_until(function()
+    assert.truthy(testing.run_until(function()
       local _, _, metrics = testing.request(srv.port, "GET", "/metrics")
       return metrics:match('tycho_instances_missing_inputs_total{model="plain"} [1-9]')
         and metrics:match('tycho_instances_stale_inputs_total{model="plain"} [1-9]')
