@@ -44,7 +44,7 @@ static const command commands[] = {
     { "monitor", NULL, "online metrics and drift of a served model", NULL },
     { "completion", NULL, "print a bash completion script", NULL },
     { "dag", "run FILE [--date D | --from D --to D] [--rerun] [--keep-going] [--verbose|--quiet]\n"
-             "      | status FILE|NAME [--limit N] | list",
+             "      | status FILE|NAME [--limit N] [--json] | list [--json]",
       "run and inspect scheduled DAGs",
       "run: one run for a logical date (default: the latest due slot), or a\n"
       "backfill over dates in order (stopping at a failed date unless\n"

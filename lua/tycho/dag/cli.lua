@@ -4,12 +4,15 @@ local dagmod = require "tycho.dag.define"
 local hist = require "tycho.dag.history"
 local dagrun = require "tycho.dag.run"
 
+local out = require "tycho.cli.output"
+local json = require "tycho.util.json"
+
 local M = {}
 
-local USAGE = [[
+local USAGE = [==[
 usage: tycho dag run FILE [--date D | --from D --to D] [--rerun] [--keep-going] [--verbose] [--quiet]
-       tycho dag status FILE|NAME [--limit N]
-       tycho dag list]]
+       tycho dag status FILE|NAME [--limit N] [--json]
+       tycho dag list [--json]]==]
 
 local function usage(msg)
   if msg then io.stderr:write("tycho dag: ", msg, "\n") end
@@ -93,7 +96,7 @@ local function print_run(run)
 end
 
 local function status_cmd(args)
-  local pos, opts = parse(args, { ["--limit"] = "limit" }, {})
+  local pos, opts = parse(args, { ["--limit"] = "limit" }, { ["--json"] = "json" })
   if not pos then return usage(opts) end
   if #pos ~= 1 then return usage("status needs a DAG FILE or name") end
   local limit = tonumber(opts.limit or 10)
@@ -111,10 +114,17 @@ local function status_cmd(args)
   local rec, _, lock = hist.state(st, name)
   if not rec then
     if file then
+      if opts.json then return out.json({ name = name, file = file, runs = json.empty_array }) end
       print("dag " .. name .. " (" .. file .. "): no runs in this home")
       return 0
     end
     return fail("no dag '" .. name .. "' has run in this home (tycho dag list shows those that have)")
+  end
+  if opts.json then
+    local runs = hist.history(name, { store = st, limit = limit })
+    local running = lock and hist.alive(lock.pid, lock.pstart) and lock or nil
+    return out.json({ name = name, schedule = rec.schedule, file = rec.file or file, running = running,
+                      runs = #runs > 0 and runs or json.empty_array })
   end
   print(string.format("dag %s, schedule %s (UTC), file %s", name, rec.schedule or "none", rec.file or file or "-"))
   if lock and hist.alive(lock.pid, lock.pstart) then
@@ -131,9 +141,12 @@ local function status_cmd(args)
 end
 
 local function list_cmd(args)
-  if #args > 0 then return usage("list takes no arguments") end
+  local pos, opts = parse(args, {}, { ["--json"] = "json" })
+  if not pos then return usage(opts) end
+  if #pos > 0 then return usage("list takes no arguments") end
   local dags, err = hist.list()
   if not dags then return fail(err) end
+  if opts.json then return out.json({ dags = #dags > 0 and dags or json.empty_array }) end
   if #dags == 0 then
     print("no dag has run in this home")
     return 0

@@ -121,8 +121,12 @@ local function land(fs, v, iter, issues, to, source_name, present)
     rejected[#rejected + 1] = { line = is.line, column = is.column, reason = is.message, source = source_name }
     report.rows_read = report.rows_read + 1
   end
+  local tty = require("luv").guess_handle(2) == "tty"
   for line, row in iter do
     report.rows_read = report.rows_read + 1
+    if tty and report.rows_read % 100000 == 0 then
+      io.stderr:write(string.format("\ringest %s: %d rows validated", v.name, report.rows_read))
+    end
     local entity, t, values = validate(fs, v, row)
     if not entity then
       local copy = row
@@ -143,6 +147,7 @@ local function land(fs, v, iter, issues, to, source_name, present)
       end
     end
   end
+  if tty and report.rows_read >= 100000 then io.stderr:write("\n") end
   local write_offline = to ~= "online"
   local write_online = to ~= "offline"
   fs.store:update(function(tx)

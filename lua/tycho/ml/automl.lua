@@ -75,6 +75,15 @@ local function infer_task(f, label)
 end
 
 local BUDGET_SPENT = "automl: budget spent"
+
+-- On a terminal (unless quiet): one line rewritten after every trial, with
+-- the family being tuned and the best score so far. Nothing when piped.
+local function progress(opts, board, metric)
+  if opts.quiet or uv.guess_handle(2) ~= "tty" then return end
+  local best
+  for _, t in ipairs(board) do if not best or tune.better(metric, t.score, best) then best = t.score end end
+  io.stderr:write(string.format("\rautoml: trial %d (%s), best %s %.6g   ", #board, board[#board].family, metric, best))
+end
 local metrics_lower = { rmse = true, mae = true, log_loss = true }
 
 local DEFAULT_METRIC = { binary = "auc", multiclass = "accuracy", regression = "rmse" }
@@ -132,6 +141,7 @@ function M.run(opts)
         t.family = name
         t.default = #board == 0 or board[#board].family ~= name  -- each family's first trial is its defaults
         board[#board + 1] = t
+        progress(opts, board, metric)
         if deadline and tonumber(uv.hrtime()) / 1e9 > deadline then error(BUDGET_SPENT, 0) end
       end,
     })
@@ -190,6 +200,7 @@ function M.run(opts)
       make = make_blend
     end
   end
+  if not opts.quiet and uv.guess_handle(2) == "tty" then io.stderr:write("\n") end
   local pipe = wrap and wrap(make()) or pipeline.new { steps = opts.steps, model = make(), name = opts.name }
   if not pipeline.is_pipeline(pipe) then error("automl: pipeline(model) must return a pipeline", 2) end
   local ok, err, code = pipe:fit(opts.data, { label = opts.label, quiet = true })

@@ -128,6 +128,7 @@ describe("the command line surface", function()
     assert.equal(2, (tycho("monitor", "diabetes", "--window", "1")))
     local exps = doc("experiments", "list", "--json")
     assert.same({}, exps.experiments)
+    assert.same({}, doc("dag", "list", "--json").dags)
   end)
 
   it("prints a bash completion script that bash accepts", function()
