@@ -61,6 +61,7 @@ static char **complete_word(const char *text, int start, int end)
         return NULL;
     }
     rl_completion_append_character = '\0';
+    rl_completion_suppress_quote = 1;  /* the user closes a string they opened */
     char **matches = rl_completion_matches(text, next_candidate);
     lua_pop(L, 1);
     return matches;
@@ -96,6 +97,7 @@ static int l_readline(lua_State *L)
     completing_state = L;
     completer_index = lua_isfunction(L, 2) ? 2 : 0;
     rl_attempted_completion_function = complete_word;
+    rl_completer_quote_characters = "\"'";  /* known, so a completion inside one is not closed (below) */
     /* Words run through dots and colons (tycho.models.gbt, df:describe). */
     rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,[+-*/%^~#";
     if (!isatty(STDIN_FILENO)) {

@@ -54,7 +54,30 @@ end
 -- Tab: the candidates for the word under the cursor. "tycho.mo" offers
 -- the fields of tycho starting with "mo"; "df:des" the methods of df. Only
 -- field lookups run (no calls), so completing never runs user code.
-local function complete(word)
+-- Inside a string: the names of the home's registered models and feature
+-- views (what reg:load("..."), models.load or fs:online take).
+local function home_names(word)
+  local out, seen = {}, {}
+  local function add(name)
+    if type(name) == "string" and name:sub(1, #word) == word and not seen[name] then
+      seen[name] = true
+      out[#out + 1] = name
+    end
+  end
+  local reg = require("tycho.registry").open()
+  for _, m in ipairs(reg and reg:list() or {}) do add(m.name) end
+  local fs = require("tycho.features").open()
+  for _, v in ipairs(fs and fs:list() or {}) do add(v.name) end
+  table.sort(out)
+  return out
+end
+
+local function complete(word, line)
+  local before = line and line:sub(1, #line - #word) or ""
+  if before:match("[\"']$") then
+    local ok, names = pcall(home_names, word)
+    return ok and names or {}
+  end
   local path, sep, partial = word:match("^(.-)([%.:])([%w_]*)$")
   local target
   if not path then

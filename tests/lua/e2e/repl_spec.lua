@@ -96,6 +96,15 @@ describe("tycho repl in a terminal", function()
     expect("p25")  -- df:describe() ran
   end)
 
+  it("completes model and view names inside a string", function()
+    type_line("fs = tycho.features.open(); fs:entity { name = 'u', join_key = 'uid' }; "
+      .. "fs:feature_view { name = 'clicks_daily', entity = 'u', schema = { n = 'int' } }")
+    tmux("send-keys -t repl -l " .. q("fs:view('clicks_d"))
+    key("Tab")
+    type_line("').name")
+    expect('"clicks_daily"')
+  end)
+
   it("shows documentation with help(x) and ?x, and every module with `tycho`", function()
     type_line("help(tycho.models.gbt)")
     expect("function M.gbt(opts)")
