@@ -244,6 +244,12 @@ function M.serve(app, extra_args, opts)
     return M.request(port, "GET", "/v2/health/ready", { timeout = 500 }) == 200
   end, 15000)
   if not ready or proc.code then
+    -- A server that never got ready is stopped here, not left behind.
+    if proc.code == nil then
+      proc:kill("sigterm")  -- the master stops its workers
+      if proc:wait(5000) == nil then proc:kill("sigkill") end
+    end
+    servers[proc] = nil
     error("tycho serve did not start: " .. proc.stderr() .. proc.stdout())
   end
   local srv = { port = port, proc = proc }
