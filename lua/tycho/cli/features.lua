@@ -6,7 +6,8 @@
 -- "features", "tags", "duplicates"}]}; show -> the view's description
 -- (fs:describe: name, version, entity, join_key, ttl, owner, tags, pii,
 -- rows, entities, freshness, features, stats); ingest and materialize ->
--- their reports.
+-- their reports; duplicates -> {"duplicates": [{"a", "b", "owners", "shared",
+-- "identical", "correlation"}]}.
 local json = require "tycho.util.json"
 local out = require "tycho.cli.output"
 
@@ -130,14 +131,32 @@ local function materialize(fs, flags, view)
   return 0
 end
 
-local COMMANDS = { list = list, show = show, apply = apply, ingest = ingest, materialize = materialize }
+local function duplicates(fs, flags)
+  local threshold = flags.threshold and tonumber(flags.threshold)
+  if flags.threshold and not (threshold and threshold > 0 and threshold <= 1) then
+    return usage("tycho features duplicates: --threshold is a correlation in (0, 1]")
+  end
+  local found = fs:duplicates({ threshold = threshold })
+  if flags.json then return out.json({ duplicates = #found > 0 and found or json.empty_array }) end
+  if #found == 0 then print("no duplicate features found") return 0 end
+  local rows = {}
+  for i, d in ipairs(found) do
+    rows[i] = { d.a, d.b, d.owners[1] .. " / " .. d.owners[2], d.shared, d.identical, d.correlation }
+  end
+  return out.table({ "FEATURE", "DUPLICATE OF", "OWNERS", "SHARED", "IDENTICAL", "CORRELATION" }, rows)
+end
+
+local COMMANDS = { list = list, show = show, apply = apply, ingest = ingest, materialize = materialize,
+                   duplicates = duplicates }
 
 --- `tycho features SUB ...`; the exit code.
 function M.main(sub, ...)
   local cmd = COMMANDS[sub or ""]
-  if not cmd then return usage("usage: tycho features list | show VIEW | apply FILE | ingest VIEW FILE | materialize VIEW") end
+  if not cmd then
+    return usage("usage: tycho features list | show VIEW | apply FILE | ingest VIEW FILE | materialize VIEW | duplicates")
+  end
   local flags, positional = out.parse({ ... }, { ["--owner"] = true, ["--tag"] = true, ["--search"] = true,
-    ["--to"] = true, ["--from"] = true }, { ["--json"] = true })
+    ["--to"] = true, ["--from"] = true, ["--threshold"] = true }, { ["--json"] = true })
   if not flags then return usage("tycho features " .. sub .. ": " .. positional) end
   local fs, err = require("tycho.features").open()
   if not fs then return fail(err) end

@@ -63,6 +63,9 @@ local TOPICS = {
       ingest = { usage = "tycho features ingest VIEW FILE [--to online|offline|online_and_offline] [--json]",
                  about = "Validates and lands a CSV or JSONL file; rejected rows go to the quarantine directory"
                    .. " (HOME/quarantine) with line and reason. Exit 1 when any row was rejected." },
+      duplicates = { usage = "tycho features duplicates [--threshold R] [--json]",
+                     about = "Features of different views (same entity) whose values agree: identical, or"
+                       .. " correlated at |r| >= R (0.99) on a sample of the entities both hold; both owners named." },
       materialize = { usage = "tycho features materialize VIEW [--from TIME] [--to TIME] [--json]",
                       about = "Copies the latest offline values (as of --to, default now) into the online store." },
     },

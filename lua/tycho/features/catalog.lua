@@ -3,6 +3,7 @@
 local json = require "tycho.util.json"
 local timeutil = require "tycho.util.timeutil"
 local errors = require "tycho.util.errors"
+local duplicates = require "tycho.features.duplicates"
 
 local M = {}
 local FS = {}
@@ -84,6 +85,7 @@ function FS:feature_view(def)
     local fn, cerr = self:_compile(src)
     if not fn then error("feature_view: transform '" .. name .. "': " .. cerr, 2) end
   end
+  local created_now = false
   local result, reason, code = self.store:update(function(tx)
     local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
     if not entity then
@@ -131,6 +133,7 @@ function FS:feature_view(def)
       local next_id = tonumber(tx:get("catalog", "meta/next_view_id") or "1")
       tx:put("catalog", "meta/next_view_id", tostring(next_id + 1))
       v.id, v.version, v.created = next_id, 1, os.time()
+      created_now = true
       v.versions = { { version = 1, features = stored_features(features, pii) } }
     end
     tx:put_json("catalog", "view/" .. def.name, v)
@@ -139,6 +142,12 @@ function FS:feature_view(def)
   end)
   if not result then return nil, reason, code end
   self.checks[def.name] = { features = checks, row = def.check }
+  -- A new view that redeclares another team's feature (same entity, name
+  -- and type) is told so: it may be a duplicate (fs:duplicates compares values).
+  if created_now then
+    result.warnings = duplicates.same_name_elsewhere(self, def, features)
+    for _, w in ipairs(result.warnings) do io.stderr:write("feature_view ", def.name, ": ", w, "\n") end
+  end
   return result
 end
 

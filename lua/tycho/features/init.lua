@@ -13,7 +13,8 @@
 -- row layout in LMDB, defined once), ingest.lua (batch and push), refs.lua
 -- (feature references, transforms), offline.lua (point-in-time joins,
 -- materialisation, export), online.lua (latest values, the serving reader),
--- stream.lua (followed JSONL files).
+-- stream.lua (followed JSONL files), duplicates.lua (features that hold the
+-- same values in different views).
 local store_mod = require "tycho.core.store"
 local internal = require "tycho.internal"
 local errors = require "tycho.util.errors"
@@ -37,7 +38,7 @@ function M.open(opts)
 end
 
 -- The store's methods, by concern, each in its own file beside this one.
-for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream" } do
+for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream", "duplicates" } do
   for name, fn in pairs(require("tycho.features." .. part).methods) do FS[name] = fn end
 end
 
