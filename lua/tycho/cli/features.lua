@@ -3,9 +3,9 @@
 -- materialize`).
 --
 -- JSON (--json): list -> {"views": [{"name", "entity", "owner", "version",
--- "features", "tags", "duplicates"}]}; show -> the view's description
--- (fs:describe: name, version, entity, join_key, ttl, owner, tags, pii,
--- rows, entities, freshness, features, stats); ingest and materialize ->
+-- "features", "tags", "duplicates"}]}; show -> {"name", "version", "entity",
+-- "join_key", "ttl", "owner", "tags", "description", "pii", "quality"
+-- (fs:quality's record)}; ingest and materialize ->
 -- their reports; duplicates -> {"duplicates": [{"a", "b", "owners", "shared",
 -- "identical", "correlation"}]}.
 local json = require "tycho.util.json"
@@ -32,23 +32,30 @@ end
 
 local function show(fs, flags, name)
   if not name then return usage("usage: tycho features show VIEW [--json]") end
-  local d, err = fs:describe(name)
-  if not d then return fail(err) end
+  local v, err = fs:view(name)
+  if not v then return fail(err) end
+  local q = assert(fs:quality(name))
+  local d = { name = v.name, version = v.version, entity = v.entity, join_key = v.join_key, ttl = v.ttl,
+              owner = v.owner, tags = v.tags, description = v.description, pii = v.pii, quality = q }
   if flags.json then return out.json(d) end
   print(string.format("view %s (version %d) of entity %s, join key %s", d.name, d.version, d.entity, d.join_key))
   if d.description then print(d.description) end
   print(string.format("owner %s; tags %s; ttl %ss; pii %s", d.owner or "-", table.concat(d.tags or {}, ","),
     d.ttl or 0, #d.pii > 0 and table.concat(d.pii, ",") or "none"))
-  print(string.format("%d rows, %d entities, freshest event %s", d.rows, d.entities, d.freshness or "never"))
+  print(string.format("%d rows, about %d entities; %d ingests, last %s; newest event %s (%s ago); %.2f%% missing",
+    q.rows, q.entities, q.ingests, out.cell(q.last_ingest), out.cell(q.last_event),
+    type(q.freshness_seconds) == "number" and string.format("%.0fs", q.freshness_seconds) or "-",
+    100 * q.missing_ratio))
+  if q.consumers ~= json.empty_array then print("read by: " .. table.concat(q.consumers, ", ")) end
+  for _, violation in ipairs(q.violations) do print("EXPECTATION NOT MET: " .. violation) end
   print("")
-  local stats, rows = {}, {}
-  for _, s in ipairs(d.stats) do stats[s.column] = s end
-  for _, f in ipairs(d.features) do
-    local s = stats[f.name] or {}
-    rows[#rows + 1] = { f.name, f.type, s.count or 0, s.nulls or 0, s.mean, s.min, s.max }
+  local rows = {}
+  for _, f in ipairs(q.features) do
+    rows[#rows + 1] = { f.name, f.type, f.values, f.nulls, string.format("%.1f%%", 100 * f.missing_ratio), f.mean,
+                        type(f.variance) == "number" and math.sqrt(f.variance) or nil, f.min, f.max, f.distinct }
   end
-  for tname in pairs(d.transforms or {}) do rows[#rows + 1] = { tname, "lua (on demand)" } end
-  return out.table({ "FEATURE", "TYPE", "COUNT", "NULLS", "MEAN", "MIN", "MAX" }, rows)
+  for tname in pairs(v.transforms or {}) do rows[#rows + 1] = { tname, "lua (on demand)" } end
+  return out.table({ "FEATURE", "TYPE", "VALUES", "NULLS", "MISSING", "MEAN", "STD", "MIN", "MAX", "DISTINCT" }, rows)
 end
 
 -- What a definition file declares: it returns { entities = {...}, views =

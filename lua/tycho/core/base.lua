@@ -1,8 +1,8 @@
 --- The face of core/util, shared by the modules that call the C core: the
 -- tz_err type, the TZ_E* codes by name, and one reused error buffer (hot
 -- calls allocate nothing; the loop is single-threaded, so one buffer serves
--- every call); the declarations of progress reporting, blobs, hashing and
--- sampling.
+-- every call); the declarations of progress reporting, blobs, hashing,
+-- distinct-count sketches and sampling.
 local ffi = require "ffi"
 
 ffi.cdef [[
@@ -27,6 +27,9 @@ uint64_t tz_hash_fnv1a64(uint64_t seed, const void *data, size_t len);
 double tz_hash_unit_interval(uint64_t state, const void *data, size_t len);
 int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *bounds, int n);
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
+
+void tz_hll_add(uint8_t *regs, int p, const void *data, size_t len);
+double tz_hll_estimate(const uint8_t *regs, int p);
 
 double tz_sample_uniform(uint64_t *state);
 int tz_sample_best_beta(uint64_t *state, int n, const double *a, const double *b);
@@ -94,6 +97,10 @@ function M.hash.sha256(s)
   C.tz_hash_sha256(s, #s, digest)
   return ffi.string(digest, 32)
 end
+
+--- HyperLogLog sketches (core/util/tz_hll) over a uint8_t[2^p] array of
+-- registers: add(regs, p, s, #s), estimate(regs, p).
+M.hll = { add = C.tz_hll_add, estimate = C.tz_hll_estimate }
 
 --- Random draws (core/util/tz_sample) over a uint64_t[1] state.
 M.sample = { uniform = C.tz_sample_uniform, best_beta = C.tz_sample_best_beta, best_normal = C.tz_sample_best_normal }

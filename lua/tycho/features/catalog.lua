@@ -64,14 +64,37 @@ local function set_of(list)
   return s
 end
 
+-- A view's expectations on its data quality, checked: { max_missing =
+-- ratio in [0, 1] (per feature), max_lag = duration (event freshness) }.
+local function expectations(expect)
+  if expect == nil then return nil end
+  if type(expect) ~= "table" then error("feature_view: expect must be a table", 3) end
+  local out = {}
+  for k, val in pairs(expect) do
+    if k == "max_missing" then
+      if type(val) ~= "number" or val < 0 or val > 1 then error("feature_view: expect.max_missing is a ratio in [0, 1]", 3) end
+      out.max_missing = val
+    elseif k == "max_lag" then
+      local ok, secs = pcall(timeutil.duration, val)
+      if not ok or not secs then error("feature_view: expect.max_lag is a duration like \"2h\"", 3) end
+      out.max_lag = secs
+    else
+      error("feature_view: unknown expectation '" .. tostring(k) .. "' (max_missing, max_lag)", 3)
+    end
+  end
+  return out
+end
+
 --- Declares a feature view. def: name, entity, schema ({feature = type or
 -- {type, min, max, values, nullable = false, check = fn(value, row)}}),
 -- timestamp (column, default "event_time"), ttl ("30d"), owner, tags,
 -- description, source, pii (list of features; stored as keyed hashes),
 -- pii_clear (store them in clear; exports still hash them), transforms
 -- ({name = "function(row) ... end"}: on-demand features, Lua source),
--- check (fn(row) -> ok, reason). Redefining with added features makes a new
--- version; removing a feature or changing its type is refused.
+-- check (fn(row) -> ok, reason), expect ({ max_missing = 0.05, max_lag =
+-- "2h" }: data-quality expectations, see fs:quality). Redefining with added
+-- features makes a new version; removing a feature or changing its type is
+-- refused.
 -- Returns the stored definition, or nil, the reason and a code (not_found:
 -- no such entity; conflict: an incompatible change).
 function FS:feature_view(def)
@@ -79,6 +102,7 @@ function FS:feature_view(def)
     error("feature_view: needs a name without ':'", 2)
   end
   local features, checks = normalise_schema(def.schema)
+  local expect = expectations(def.expect)
   local transforms = def.transforms or {}
   for name, src in pairs(transforms) do
     if type(src) ~= "string" then error("feature_view: transform '" .. name .. "' must be Lua source text", 2) end
@@ -98,6 +122,7 @@ function FS:feature_view(def)
       name = def.name, entity = def.entity, join_key = entity.join_key, timestamp = def.timestamp or "event_time",
       ttl = timeutil.duration(def.ttl) or 0, owner = def.owner, tags = def.tags or {}, description = def.description,
       source = def.source, pii = def.pii or {}, pii_clear = def.pii_clear or false, transforms = transforms,
+      expect = expect,
       features = features, updated = os.time(),
     }
     if old then

@@ -6,6 +6,7 @@ local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
+local quality = require "tycho.features.quality"
 local offline_key, online_put = layout.offline_key, layout.online_put
 local validation = require "tycho.features.validate"
 local validate = validation.validate
@@ -152,13 +153,17 @@ local function land(fs, v, iter, issues, to, source_name, present)
   local write_online = to ~= "offline"
   fs.store:update(function(tx)
     report.landed, report.unchanged, report.online_updates = 0, 0, 0
+    local written, replaced = {}, {}
     for _, g in ipairs(good) do
       local entity, t = g[1], g[2]
       local enc = complete(tx, v, entity, t, g[3], g[4])
       local changed = false
       if write_offline then
         local k = offline_key(v, entity, t)
-        if tx:get("offline", k) ~= enc then
+        local before = tx:get("offline", k)
+        if before ~= enc then
+          -- A correction of a stored row: its old values leave the statistics.
+          if before then replaced[#replaced + 1] = { entity, t, codec.decode(before, v.by_version) } end
           tx:put("offline", k, enc)
           changed = true
         end
@@ -167,8 +172,14 @@ local function land(fs, v, iter, issues, to, source_name, present)
         report.online_updates = report.online_updates + 1
         changed = true
       end
-      if changed then report.landed = report.landed + 1 else report.unchanged = report.unchanged + 1 end
+      if changed then
+        report.landed = report.landed + 1
+        written[#written + 1] = g
+      else
+        report.unchanged = report.unchanged + 1
+      end
     end
+    quality.record(tx, v, written, replaced)
     if fs._after_land then fs._after_land(tx) end
   end)
   for _, g in ipairs(good) do

@@ -14,7 +14,7 @@
 -- (feature references, transforms), offline.lua (point-in-time joins,
 -- materialisation, export), online.lua (latest values, the serving reader),
 -- stream.lua (followed JSONL files), duplicates.lua (features that hold the
--- same values in different views).
+-- same values in different views), quality.lua (data-quality metadata).
 local store_mod = require "tycho.core.store"
 local internal = require "tycho.internal"
 local errors = require "tycho.util.errors"
@@ -38,7 +38,7 @@ function M.open(opts)
 end
 
 -- The store's methods, by concern, each in its own file beside this one.
-for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream", "duplicates" } do
+for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream", "duplicates", "quality" } do
   for name, fn in pairs(require("tycho.features." .. part).methods) do FS[name] = fn end
 end
 

@@ -260,6 +260,14 @@ function M.app(opts)
     protocols.add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
+    app:get("/v1/features", function() return { views = features():list() } end)
+    app:get("/v1/features/{view}", function(req)
+      local fs = features()
+      local v, msg, code = fs:view(req.params.view)
+      if not v then M.fail(msg, code) end
+      return { name = v.name, version = v.version, entity = v.entity, join_key = v.join_key, ttl = v.ttl,
+               owner = v.owner, tags = v.tags, description = v.description, quality = assert(fs:quality(v.name)) }
+    end)
     app:post("/push", function(req) return push(app, req) end)
   end
   return app
@@ -521,6 +529,28 @@ local function sorted_keys(t)
 end
 
 --- The app's metrics in the Prometheus exposition format (this worker's).
+-- The feature views' freshness and missing ratios (features/quality.lua),
+-- when this worker has the feature store open.
+local function feature_gauges(line)
+  local ok, gauges = pcall(function() return features():quality_gauges() end)
+  if not ok then return end
+  line("# HELP tycho_feature_freshness_seconds Age of the newest event stored in a feature view.")
+  line("# TYPE tycho_feature_freshness_seconds gauge")
+  for _, g in ipairs(gauges) do
+    if g.freshness_seconds then
+      line(string.format('tycho_feature_freshness_seconds{view="%s"} %.3f', label(g.view), g.freshness_seconds))
+    end
+  end
+  line("# HELP tycho_feature_missing_ratio Share of a feature's stored values that are null.")
+  line("# TYPE tycho_feature_missing_ratio gauge")
+  for _, g in ipairs(gauges) do
+    for _, name in ipairs(sorted_keys(g.missing)) do
+      line(string.format('tycho_feature_missing_ratio{view="%s",feature="%s"} %.6f', label(g.view), label(name),
+        g.missing[name]))
+    end
+  end
+end
+
 function M.prometheus(app)
   local m, out = app.metrics, {}
   local function line(s) out[#out + 1] = s end
@@ -564,6 +594,7 @@ function M.prometheus(app)
   for _, name in ipairs(sorted_keys(app.hosted)) do
     line(string.format('tycho_instances_stale_inputs_total{model="%s"} %d', label(name), app.hosted[name].with_stale))
   end
+  feature_gauges(line)
   require("tycho.serve.watch").prometheus(app, line, label)
   local statm = io.open("/proc/self/statm")
   local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0
