@@ -528,7 +528,6 @@ local function sorted_keys(t)
   return out
 end
 
---- The app's metrics in the Prometheus exposition format (this worker's).
 -- The feature views' freshness and missing ratios (features/quality.lua),
 -- when this worker has the feature store open.
 local function feature_gauges(line)
@@ -551,6 +550,7 @@ local function feature_gauges(line)
   end
 end
 
+--- The app's metrics in the Prometheus exposition format (this worker's).
 function M.prometheus(app)
   local m, out = app.metrics, {}
   local function line(s) out[#out + 1] = s end

@@ -286,7 +286,7 @@ function M.add(app, http)
   app:get("/v1/models/{name}/versions/{version}", function(req) return tf_status(app, http, req) end)
   app:post("/v1/models/{name}:{verb}", function(req)
     http.error(404, "not_found", "unknown verb '" .. req.params.verb .. "' (predict, classify, regress)")
-  end, { read_only = true })
+  end)  -- a POST like any other: without the token, 401 comes first
   app:get("/v2", function() return { name = "tycho", version = internal.version, extensions = json.empty_array } end)
   app:get("/v2/models/{name}", function(req) return v2_metadata(app, http, req) end)
   app:get("/v2/models/{name}/versions/{version}", function(req) return v2_metadata(app, http, req) end)
