@@ -238,21 +238,7 @@ function M.app(opts)
       return h:describe()
     end)
     app:post("/v1/models/{name}:predict", function(req)
-      local body = req:json()
-      if type(body) ~= "table" or type(body.instances) ~= "table" or #body.instances == 0 then
-        if type(body) == "table" and body.inputs ~= nil then return protocols.predict_columns(app, M, req, body) end
-        M.error(400, "bad_request", 'expected {"instances": [{...}, ...]} or {"inputs": {column: [...]}}')
-      end
-      M.check_count(app, #body.instances, "items", "instances")
-      local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
-      local res, msg, code = h:predict(body.instances, app.log, req)
-      if not res then M.fail(msg, code) end
-      local counts = app.metrics.predictions
-      for _, version in ipairs(res.model_versions) do
-        local key = h.name .. "\0" .. version
-        counts[key] = (counts[key] or 0) + 1
-      end
-      return res
+      return protocols.predict(app, M, req)
     end)  -- not read-only: it writes the prediction log and experiment exposures
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.serve.watch").add(app, M)

@@ -1,7 +1,7 @@
 --- The serving protocols users already speak, over the hosted models, built
 -- into every app beside KServe V1's `:predict` (serve/http.lua):
 --
--- TF Serving REST: POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict
+-- TF Serving REST and KServe V1: POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict
 -- with "instances" (rows) or "inputs" (columns; answered as "outputs"),
 -- :classify and :regress with "examples", GET .../metadata (the signature
 -- from the pipeline's input schema) and GET /v1/models/{name}/versions/{v}
@@ -93,7 +93,9 @@ function M.predict_columns(app, http, req, body, pin)
   return res
 end
 
-local function tf_predict(app, http, req, pin)
+--- KServe V1 / TF Serving `:predict` (rows as "instances", or columns as
+-- "inputs"); pin: the version or label the path names, if any.
+function M.predict(app, http, req, pin)
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end
   if type(body.instances) == "table" and #body.instances > 0 then
@@ -275,7 +277,7 @@ end
 -- errors and limits). Called when the app is made, after V1's routes.
 function M.add(app, http)
   local function tf(pin_param)
-    return function(req) return tf_predict(app, http, req, pin_param and req.params[pin_param]) end
+    return function(req) return M.predict(app, http, req, pin_param and req.params[pin_param]) end
   end
   app:post("/v1/models/{name}/versions/{version}:predict", tf("version"))
   app:post("/v1/models/{name}/labels/{label}:predict", tf("label"))

@@ -28,19 +28,7 @@ describe("experiments and monitoring", function()
     return testing.serve("tests/lua/fixtures/experiment_app.lua", { "--workers", workers or "2" }, { env = env })
   end
   setup(function()
-    home = testing.tmpdir()
-    local code, _, err = testing.run({ "--home", home, "run", "examples/spam/train.lua", DATA }, { timeout = 120000 })
-    assert(code == 0, err)
-    local script = testing.write(home .. "/setup.lua", [[
-      local reg = assert(require("tycho").registry.open())
-      assert(reg:promote("spam", "1.0.1", "staging", { gates = { schema = false } }))
-      local p = assert(reg:load("spam", "1.0.0"))
-      for _, n in ipairs { "drift_a", "drift_b" } do
-        assert(reg:register(n, p))
-        assert(reg:promote(n, "1.0.0", "production"))
-      end]])
-    code, _, err = testing.run({ "--home", home, "run", script })
-    assert(code == 0, err)
+    home = dofile("tests/lua/fixtures/spam_home.lua")({ "drift_a", "drift_b" })
     emails = assert(frame.read_csv(DATA .. "/spam.csv"))
     labels = emails:col("label"):to_table()
     test_rows = {}

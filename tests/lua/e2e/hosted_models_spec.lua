@@ -6,21 +6,8 @@ local json = require "tycho.json"
 describe("hosted models", function()
   local home, srv
   setup(function()
-    home = testing.tmpdir()
-    local code, _, err = testing.run({ "--home", home, "run", "examples/spam/train.lua", "../shared/data" },
-      { timeout = 120000 })
-    assert(code == 0, err)
     -- staging = the weak 1.0.1; "plain" = a copy of spam under another name.
-    local script = testing.write(home .. "/setup.lua", [[
-      local reg = assert(require("tycho").registry.open())
-      assert(reg:promote("spam", "1.0.1", "staging", { gates = { schema = false } }))
-      local p = assert(reg:load("spam", "1.0.0"))
-      assert(reg:register("plain", p))
-      assert(reg:promote("plain", "1.0.0", "production"))
-      assert(reg:register("strict_plain", p))
-      assert(reg:promote("strict_plain", "1.0.0", "production"))]])
-    code, _, err = testing.run({ "--home", home, "run", script })
-    assert(code == 0, err)
+    home = dofile("tests/lua/fixtures/spam_home.lua")({ "plain", "strict_plain" })
     srv = testing.serve("tests/lua/fixtures/hosted_app.lua", { "--workers", "2" }, { env = { "TYCHO_HOME=" .. home } })
   end)
   teardown(function()

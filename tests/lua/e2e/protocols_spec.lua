@@ -9,20 +9,7 @@ local frame = require "tycho.frame"
 describe("serving protocols", function()
   local home, srv, inputs, first_row
   setup(function()
-    home = testing.tmpdir()
-    local code, _, err = testing.run({ "--home", home, "run", "examples/spam/train.lua", "../shared/data" },
-      { timeout = 120000 })
-    assert(code == 0, err)
-    local script = testing.write(home .. "/setup.lua", [[
-      local reg = assert(require("tycho").registry.open())
-      assert(reg:promote("spam", "1.0.1", "staging", { gates = { schema = false } }))
-      local p = assert(reg:load("spam", "1.0.0"))
-      for _, name in ipairs { "plain", "strict_plain" } do
-        assert(reg:register(name, p))
-        assert(reg:promote(name, "1.0.0", "production"))
-      end]])
-    code, _, err = testing.run({ "--home", home, "run", script })
-    assert(code == 0, err)
+    home = dofile("tests/lua/fixtures/spam_home.lua")({ "plain", "strict_plain" })
     srv = testing.serve("tests/lua/fixtures/hosted_app.lua", {}, { env = { "TYCHO_HOME=" .. home } })
     first_row = assert(frame.read_csv("../shared/data/spam.csv")):row(1)
   end)
