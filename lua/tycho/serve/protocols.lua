@@ -73,12 +73,13 @@ end
 --- TF Serving's columnar form: body.inputs (columns, or a list of rows),
 -- answered with "outputs" (one list per output). pin: a version or label.
 function M.predict_columns(app, http, req, body, pin)
-  local h = hosted(app, http, req.params.name)
   if type(body.inputs) ~= "table" or next(body.inputs) == nil then
     http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}')
   end
   local rows = instances_of_columns(http, body.inputs)
   if #rows == 0 then http.error(400, "bad_request", "inputs hold no rows") end
+  http.check_count(app, #rows, "items", "instances")
+  local h = hosted(app, http, req.params.name)
   local res = predict(app, http, req, h, rows, pin)
   -- Columnar in, columnar out: one list per output.
   local outputs = { prediction = {} }
@@ -99,6 +100,8 @@ function M.predict(app, http, req, pin)
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end
   if type(body.instances) == "table" and #body.instances > 0 then
+    -- Bounded before anything else is looked at (a huge body costs nothing more).
+    http.check_count(app, #body.instances, "items", "instances")
     return predict(app, http, req, hosted(app, http, req.params.name), body.instances, pin)
   end
   return M.predict_columns(app, http, req, body, pin)
