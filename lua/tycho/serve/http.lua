@@ -346,16 +346,25 @@ end
 --- Adds an alert rule, checked on a timer by the first worker:
 -- { name, model, window = "1h", every = "1m", when = function(m) -> bool,
 --   ["do"] = function(m) }. m is the monitor summary of the model's live
--- version (tycho.monitor.current). The action runs when the condition
--- becomes true, and again only after it was false in between.
+-- version (tycho.monitor.current). Or { name, view, every, when, do } on a
+-- feature view's data quality: m is fs:quality(view), and `when` defaults
+-- to "the view's expectations are not met" (#m.violations > 0). The action
+-- runs when the condition becomes true, and again only after it was false
+-- in between.
 function App:alert(rule)
-  if type(rule) ~= "table" or type(rule.when) ~= "function" or type(rule["do"]) ~= "function" then
-    error("alert: expected { model = NAME, when = function(m), do = function(m) }", 2)
+  if type(rule) ~= "table" or type(rule["do"]) ~= "function" then
+    error("alert: expected { model = NAME or view = NAME, when = function(m), do = function(m) }", 2)
   end
-  if type(rule.model) ~= "string" then error("alert: model must name a hosted model", 2) end
+  if rule.view ~= nil then
+    if type(rule.view) ~= "string" then error("alert: view must name a feature view", 2) end
+    rule.when = rule.when or function(q) return #q.violations > 0 end
+  elseif type(rule.model) ~= "string" then
+    error("alert: model must name a hosted model (or view a feature view)", 2)
+  end
+  if type(rule.when) ~= "function" then error("alert: when must be a function(m) -> bool", 2) end
   local timeutil = require "tycho.util.timeutil"
   self.alerts[#self.alerts + 1] = { name = rule.name or ("alert" .. (#self.alerts + 1)), model = rule.model,
-    window = rule.window or "1h", every = timeutil.duration(rule.every or "1m"), when = rule.when,
+    view = rule.view, window = rule.window or "1h", every = timeutil.duration(rule.every or "1m"), when = rule.when,
     action = rule["do"], firing = false, fired = 0, errors = 0 }
   return self
 end

@@ -172,11 +172,21 @@ function M.on_flush(app)
 end
 
 -- One evaluation of an alert rule.
-local function check_alert(app, rule)
+-- What an alert rule looks at: the live version's monitor summary, or a
+-- feature view's data quality.
+local function observed(app, rule)
+  if rule.view then
+    app.alert_fs = app.alert_fs or assert(require("tycho.features").open({ store = app.home }))
+    return assert(app.alert_fs:quality(rule.view))
+  end
   local h = app.hosted[rule.model]
   local version = h and h.live.main and h.live.main.version
+  return monitor.current(monitor.summary(rule.model, { window = rule.window }), version)
+end
+
+local function check_alert(app, rule)
   local ok, err = pcall(function()
-    local m = monitor.current(monitor.summary(rule.model, { window = rule.window }), version)
+    local m = observed(app, rule)
     rule.last = m
     local firing = rule.when(m) and true or false
     if firing and not rule.firing then
@@ -283,8 +293,9 @@ function M.prometheus(app, line, label)
   end
   gauge(line, "tycho_alert_firing", "1 while an alert rule's condition holds (first worker).")
   for _, rule in ipairs(app.alerts) do
-    line(string.format('tycho_alert_firing{alert="%s",model="%s"} %d', label(rule.name), label(rule.model),
-      rule.firing and 1 or 0))
+    local subject = rule.view and string.format('view="%s"', label(rule.view))
+      or string.format('model="%s"', label(rule.model))
+    line(string.format('tycho_alert_firing{alert="%s",%s} %d', label(rule.name), subject, rule.firing and 1 or 0))
   end
 end
 
