@@ -2,6 +2,7 @@
 -- field names, documented with each command), aligned text tables
 -- otherwise, numbers in their shortest exact form. Errors go to stderr.
 local json = require "tycho.util.json"
+local pretty = require "tycho.util.pretty"
 
 local M = {}
 
@@ -30,9 +31,7 @@ end
 function M.number(v)
   if type(v) ~= "number" then return "-" end
   if v ~= v then return "nan" end
-  local s = string.format("%.15g", v)
-  if tonumber(s) ~= v then s = string.format("%.17g", v) end
-  return s
+  return pretty.shortest(v)
 end
 
 --- A cell: numbers shortest, tables as compact JSON, nil and null as "-".

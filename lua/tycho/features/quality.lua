@@ -21,16 +21,26 @@ local BINS = 16             -- histogram bins over the range first seen
 
 local function key_of(view) return "quality/" .. view end
 
-local function hex_of(regs)
-  return (ffi.string(regs, REGISTERS):gsub(".", function(c) return string.format("%02x", c:byte()) end))
+-- HyperLogLog registers live as raw bytes under keys of their own beside
+-- the statistics record (the entity sketch under an empty feature name):
+-- copied in and out with one memcpy, never re-encoded as text on a push.
+local function sketch_key(view, feature) return "quality_hll/" .. view .. "\0" .. feature end
+
+local function registers(bytes)
+  local regs = ffi.new("uint8_t[?]", REGISTERS)
+  if bytes and #bytes == REGISTERS then ffi.copy(regs, bytes, REGISTERS) end
+  return regs
 end
 
-local function registers(hex)
-  local regs = ffi.new("uint8_t[?]", REGISTERS)
-  if hex then
-    for i = 0, REGISTERS - 1 do regs[i] = tonumber(hex:sub(2 * i + 1, 2 * i + 2), 16) or 0 end
-  end
-  return regs
+local function read_sketch(tx, view, feature) return registers(tx:get("catalog", sketch_key(view, feature))) end
+
+local function write_sketch(tx, view, feature, regs)
+  tx:put("catalog", sketch_key(view, feature), ffi.string(regs, REGISTERS))
+end
+
+local function estimate(tx, view, feature)
+  local bytes = tx:get("catalog", sketch_key(view, feature))
+  return bytes and math.floor(base.hll.estimate(registers(bytes), P) + 0.5) or 0
 end
 
 local function new_feature(f)
@@ -102,16 +112,16 @@ function M.record(tx, v, written, replaced)
   local now = timeutil.now()
   q.rows, q.ingests = q.rows + #written - #replaced, q.ingests + 1
   q.first_ingest, q.last_ingest = q.first_ingest or now, now
-  local entity_regs = registers(q.entities)
+  local entity_regs = read_sketch(tx, v.name, "")
   for _, w in ipairs(written) do
     base.hll.add(entity_regs, P, w[1], #w[1])
     if not q.last_event or w[2] > q.last_event then q.last_event = w[2] end
   end
-  q.entities = hex_of(entity_regs)
+  write_sketch(tx, v.name, "", entity_regs)
   for _, f in ipairs(v.current) do
     local st = q.features[f.name] or new_feature(f)
     q.features[f.name] = st
-    local regs = registers(st.hll)
+    local regs = read_sketch(tx, v.name, f.name)
     local numbers, n, sum = {}, 0, 0
     for _, w in ipairs(written) do
       local x = w[3][f.name]
@@ -138,7 +148,7 @@ function M.record(tx, v, written, replaced)
       merge_moments(st, n, mean, m2)
       add_to_histogram(st, numbers)
     end
-    st.hll = hex_of(regs)
+    write_sketch(tx, v.name, f.name, regs)
   end
   tx:put_json("catalog", key_of(v.name), q)
 end
@@ -180,11 +190,15 @@ end
 function FS:quality(view)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
-  local q = self.store:view(function(tx) return tx:get_json("catalog", key_of(v.name)) end)
-    or { rows = 0, ingests = 0, features = {} }
+  local q, distinct = self.store:view(function(tx)
+    local record = tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
+    local counts = { [""] = estimate(tx, v.name, "") }
+    for _, f in ipairs(v.current) do counts[f.name] = estimate(tx, v.name, f.name) end
+    return record, counts
+  end)
   local now = timeutil.now()
   local out = { view = v.name, rows = q.rows, ingests = q.ingests, features = {}, expect = v.expect or json.null,
-                entities = q.entities and math.floor(base.hll.estimate(registers(q.entities), P) + 0.5) or 0,
+                entities = distinct[""],
                 first_ingest = q.first_ingest and timeutil.format(q.first_ingest) or json.null,
                 last_ingest = q.last_ingest and timeutil.format(q.last_ingest) or json.null,
                 last_event = q.last_event and timeutil.format(q.last_event) or json.null,
@@ -201,7 +215,7 @@ function FS:quality(view)
                     missing_ratio = total > 0 and st.nulls / total or 0,
                     mean = st.min and st.mean or json.null, min = st.min or json.null, max = st.max or json.null,
                     variance = st.min and st.count > 1 and st.m2 / (st.count - 1) or json.null,
-                    distinct = st.hll and math.floor(base.hll.estimate(registers(st.hll), P) + 0.5) or 0,
+                    distinct = distinct[f.name],
                     histogram = json.null }
     if h then
       local edges = {}

@@ -16,14 +16,20 @@ end
 
 local NULL = require("tycho.util.json").null
 
+--- A number as the shortest text that reads back as it (33.6, not
+-- 33.600000000000001): any decimal of 15 digits survives a double, so
+-- "%.15g" is shortest whenever it reads back; the rest need 17.
+local function shortest(v)
+  local s = string.format("%.15g", v)
+  if tonumber(s) ~= v then s = string.format("%.17g", v) end
+  return s
+end
+M.shortest = shortest
+
 local function scalar(v)
   if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
   if v == NULL then return "null" end
-  if type(v) == "number" and v % 1 ~= 0 and v == v and v ~= math.huge and v ~= -math.huge then
-    local s = string.format("%.15g", v)  -- shortest text that reads back
-    if tonumber(s) ~= v then s = string.format("%.17g", v) end
-    return s
-  end
+  if type(v) == "number" and v % 1 ~= 0 and v == v and v ~= math.huge and v ~= -math.huge then return shortest(v) end
   return tostring(v)
 end
 
