@@ -1,0 +1,223 @@
+/* tz_rows_json.c — the predict body's fast shape (tz_rows_json.h). One pass,
+ * no allocation: keys are looked up in an open-addressing table built once
+ * per model version; numbers take Clinger's exact fast path (a mantissa up
+ * to 2^53 and a power of ten up to 22, where one multiplication or division
+ * rounds correctly, as strtod would) and strtod otherwise. */
+#include "util/tz_rows_json.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tz_rows_index {
+    int n;
+    unsigned mask;     /* slots - 1; slots is a power of two >= 2n */
+    int *slot;         /* column index + 1, 0 = empty */
+    const char **name; /* per column */
+    size_t *len;
+    unsigned char *seen; /* per column, scratch for one row */
+};
+
+static uint32_t hash_name(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static int lookup(const tz_rows_index *ix, const char *s, size_t n)
+{
+    for (unsigned i = hash_name(s, n) & ix->mask;; i = (i + 1) & ix->mask) {
+        int c = ix->slot[i] - 1;
+        if (c < 0) return -1;
+        if (ix->len[c] == n && memcmp(ix->name[c], s, n) == 0) return c;
+    }
+}
+
+void tz_rows_index_free(tz_rows_index *ix)
+{
+    if (!ix) return;
+    if (ix->name)
+        for (int i = 0; i < ix->n; i++) free((void *)ix->name[i]);
+    free(ix->slot);
+    free(ix->name);
+    free(ix->len);
+    free(ix->seen);
+    free(ix);
+}
+
+tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *lens)
+{
+    if (n < 1 || n > TZ_ROWS_MAX_COLUMNS) return NULL;
+    tz_rows_index *ix = calloc(1, sizeof *ix);
+    if (!ix) return NULL;
+    unsigned slots = 4;
+    while (slots < 2u * (unsigned)n) slots <<= 1;
+    ix->mask = slots - 1;
+    ix->slot = calloc(slots, sizeof *ix->slot);
+    ix->name = calloc((size_t)n, sizeof *ix->name);
+    ix->len = calloc((size_t)n, sizeof *ix->len);
+    ix->seen = calloc((size_t)n, 1);
+    if (!ix->slot || !ix->name || !ix->len || !ix->seen) goto fail;
+    for (int c = 0; c < n; c++) {
+        size_t len = lens[c];
+        if (len > TZ_ROWS_MAX_NAME) goto fail;
+        if (ix->n > 0 && lookup(ix, names[c], len) >= 0) goto fail;
+        char *copy = malloc(len + 1);
+        if (!copy) goto fail;
+        memcpy(copy, names[c], len);
+        copy[len] = '\0';
+        ix->name[c] = copy;
+        ix->len[c] = len;
+        ix->n = c + 1;
+        unsigned i = hash_name(copy, len) & ix->mask;
+        while (ix->slot[i]) i = (i + 1) & ix->mask;
+        ix->slot[i] = c + 1;
+    }
+    return ix;
+fail:
+    tz_rows_index_free(ix);
+    return NULL;
+}
+
+size_t tz_rows_min_bytes(int n) { return 5u * (size_t)(n > 0 ? n : 1) + 1; }
+
+/* ---- the scanner ---------------------------------------------------------------- */
+
+typedef struct {
+    const char *p, *end;
+} scan;
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t')) s->p++;
+}
+
+static int take(scan *s, char c)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A key without escapes or control characters: its bytes, or 0. */
+static int key(scan *s, const char **start, size_t *len)
+{
+    if (!take(s, '"')) return 0;
+    const char *b = s->p;
+    while (s->p < s->end && *s->p != '"') {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '\\' || c < 0x20) return 0;
+        s->p++;
+    }
+    if (s->p == s->end) return 0;
+    *start = b;
+    *len = (size_t)(s->p - b);
+    s->p++;
+    return 1;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number (RFC 8259 grammar) that is finite as a double, or 0. */
+static int number(scan *s, double *out)
+{
+    skip_ws(s);
+    const char *b = s->p, *e = s->end, *p = b;
+    int neg = 0;
+    if (p < e && *p == '-') neg = 1, p++;
+    if (p == e || *p < '0' || *p > '9') return 0;
+    uint64_t mant = 0;
+    int digits = 0, scale = 0; /* value = mant * 10^scale, while digits <= 19 */
+    if (*p == '0') p++;
+    else
+        while (p < e && *p >= '0' && *p <= '9') {
+            if (digits < 19) mant = mant * 10 + (uint64_t)(*p - '0'), digits += mant > 0;
+            else scale++;
+            p++;
+        }
+    if (p < e && *p == '.') {
+        p++;
+        if (p == e || *p < '0' || *p > '9') return 0;
+        while (p < e && *p >= '0' && *p <= '9') {
+            if (digits < 19) mant = mant * 10 + (uint64_t)(*p - '0'), digits += mant > 0, scale--;
+            p++;
+        }
+    }
+    int exp = 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0;
+        if (p < e && (*p == '+' || *p == '-')) eneg = *p == '-', p++;
+        if (p == e || *p < '0' || *p > '9') return 0;
+        while (p < e && *p >= '0' && *p <= '9') {
+            if (exp < 100000) exp = exp * 10 + (*p - '0');
+            p++;
+        }
+        if (eneg) exp = -exp;
+    }
+    s->p = p;
+    int e10 = scale + exp;
+    double v;
+    if (digits <= 19 && mant <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
+        v = (double)mant;
+        v = e10 < 0 ? v / POW10[-e10] : v * POW10[e10];
+    } else {
+        char buf[128];
+        size_t n = (size_t)(p - b);
+        if (n >= sizeof buf) return 0; /* the general path reads it */
+        memcpy(buf, b, n);
+        buf[n] = '\0';
+        v = strtod(buf, NULL);
+        if (!isfinite(v)) return 0;
+        neg = 0; /* strtod kept the sign */
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* One instance: every column once, each a number. */
+static int row(const tz_rows_index *ix, scan *s, double *out)
+{
+    if (!take(s, '{')) return 0;
+    memset(ix->seen, 0, (size_t)ix->n);
+    int count = 0;
+    if (!take(s, '}')) {
+        do {
+            const char *k;
+            size_t klen;
+            if (!key(s, &k, &klen) || !take(s, ':')) return 0;
+            int c = lookup(ix, k, klen);
+            if (c < 0 || ix->seen[c]) return 0;
+            ix->seen[c] = 1;
+            count++;
+            if (!number(s, &out[c])) return 0;
+        } while (take(s, ','));
+        if (!take(s, '}')) return 0;
+    }
+    return count == ix->n;
+}
+
+int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows)
+{
+    scan s = {body, body + len};
+    const char *k;
+    size_t klen;
+    if (!take(&s, '{') || !key(&s, &k, &klen) || klen != 9 || memcmp(k, "instances", 9) != 0 || !take(&s, ':') ||
+        !take(&s, '['))
+        return TZ_ROWS_OTHER;
+    int n = 0;
+    do {
+        if (n == cap_rows) return TZ_ROWS_TOO_MANY;
+        if (!row(ix, &s, out + (size_t)n * (size_t)ix->n)) return TZ_ROWS_OTHER;
+        n++;
+    } while (take(&s, ','));
+    if (!take(&s, ']') || !take(&s, '}')) return TZ_ROWS_OTHER;
+    skip_ws(&s);
+    return s.p == s.end ? n : TZ_ROWS_OTHER;
+}

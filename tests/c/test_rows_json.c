@@ -1,0 +1,100 @@
+/* tz_rows_json: the predict body's fast shape, and everything else refused
+ * to the general path. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/tz_rows_json.h"
+#include "tap.h"
+
+static tz_rows_index *index_of(int n, const char *const *names)
+{
+    size_t lens[8];
+    for (int i = 0; i < n; i++) lens[i] = strlen(names[i]);
+    return tz_rows_index_new(n, names, lens);
+}
+
+static int parse(const tz_rows_index *ix, const char *body, double *out, int cap)
+{
+    return tz_rows_parse(ix, body, strlen(body), out, cap);
+}
+
+int main(void)
+{
+    const char *names[] = {"a", "bb", "c"};
+    tz_rows_index *ix = index_of(3, names);
+    ok(ix != NULL, "an index of three names");
+    double out[12];
+
+    is_int(parse(ix, "{\"instances\":[{\"c\":3,\"a\":1.5,\"bb\":-2e3}]}", out, 4), 1, "one instance, keys in any order");
+    ok(out[0] == 1.5 && out[1] == -2000 && out[2] == 3, "values land in index order");
+    is_int(parse(ix, " {\n\"instances\" : [ {\"a\":0,\"bb\":0.25,\"c\":1E-2} , {\"a\":-0,\"bb\":7,\"c\":8} ] }\t", out, 4), 2,
+           "whitespace anywhere JSON allows it");
+    ok(out[2] == 0.01 && out[3] == 0 && signbit(out[3]) && out[5] == 8, "second row; -0 keeps its sign");
+
+    /* Every other shape goes to the general path. */
+    const char *other[] = {
+        "{\"instances\":[{\"a\":1,\"bb\":2}]}",                    /* a column missing */
+        "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3,\"d\":4}]}",    /* an unknown key */
+        "{\"instances\":[{\"a\":1,\"a\":1,\"bb\":2,\"c\":3}]}",    /* a repeated key */
+        "{\"instances\":[{\"a\":null,\"bb\":2,\"c\":3}]}",         /* null: a missing value */
+        "{\"instances\":[{\"a\":\"x\",\"bb\":2,\"c\":3}]}",        /* a string */
+        "{\"instances\":[{\"a\":true,\"bb\":2,\"c\":3}]}",         /* a boolean */
+        "{\"instances\":[{\"\\u0061\":1,\"bb\":2,\"c\":3}]}",      /* an escaped key */
+        "{\"instances\":[{\"a\":1e999,\"bb\":2,\"c\":3}]}",        /* past a double's range */
+        "{\"instances\":[{\"a\":NaN,\"bb\":2,\"c\":3}]}",          /* not JSON */
+        "{\"instances\":[{\"a\":01,\"bb\":2,\"c\":3}]}",           /* a leading zero */
+        "{\"instances\":[{\"a\":.5,\"bb\":2,\"c\":3}]}",           /* no integer part */
+        "{\"instances\":[{\"a\":1.,\"bb\":2,\"c\":3}]}",           /* no fraction digits */
+        "{\"instances\":[{\"a\":+1,\"bb\":2,\"c\":3}]}",           /* a plus sign */
+        "{\"instances\":[{\"a\":0x10,\"bb\":2,\"c\":3}]}",         /* hex */
+        "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3},]}",           /* a trailing comma */
+        "{\"instances\":[]}",                                      /* no instances */
+        "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3}],\"x\":1}",    /* another top-level key */
+        "{\"inputs\":{\"a\":[1]}}",                                /* the columnar form */
+        "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3}]} x",          /* trailing bytes */
+        "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3}",              /* cut short */
+        "",
+    };
+    int refused = 0;
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        int r = parse(ix, other[i], out, 4);
+        if (r != TZ_ROWS_OTHER) printf("# '%s' gave %d\n", other[i], r);
+        refused += r == TZ_ROWS_OTHER;
+    }
+    is_int(refused, (long long)(sizeof other / sizeof *other), "every other shape goes to the general path");
+
+    is_int(parse(ix, "{\"instances\":[{\"a\":1,\"bb\":2,\"c\":3},{\"a\":1,\"bb\":2,\"c\":3}]}", out, 1), TZ_ROWS_TOO_MANY,
+           "more rows than room");
+
+    /* Numbers read exactly as strtod reads them, fast path or not. */
+    uint64_t x = 88172645463325252ull;
+    int exact = 1;
+    char body[256];
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v;
+        char text[40];
+        switch (i % 4) {
+        case 0: memcpy(&v, &x, sizeof v); if (!isfinite(v)) continue; snprintf(text, sizeof text, "%.17g", v); break;
+        case 1: snprintf(text, sizeof text, "%.*g", (int)(x % 17) + 1, (double)(x >> 11) / 9007199254740992.0 * 1e3); break;
+        case 2: snprintf(text, sizeof text, "%llu", (unsigned long long)(x >> (x % 40))); break;
+        default: snprintf(text, sizeof text, "%.*e", (int)(x % 20), ((double)(x >> 11) - 4e15) * 1e-9); break;
+        }
+        snprintf(body, sizeof body, "{\"instances\":[{\"a\":%s,\"bb\":0,\"c\":0}]}", text);
+        double want = strtod(text, NULL);
+        if (parse(ix, body, out, 1) != 1 || memcmp(&out[0], &want, sizeof want) != 0) {
+            if (exact) printf("# '%s': got %.17g, want %.17g\n", text, out[0], want);
+            exact = 0;
+        }
+    }
+    ok(exact, "100000 numbers read exactly as strtod reads them");
+
+    const char *dup[] = {"a", "a"};
+    ok(index_of(2, dup) == NULL, "an index refuses repeated names");
+    tz_rows_index_free(ix);
+    is_int((long long)tz_rows_min_bytes(3), 16, "a 3-column row takes at least 16 bytes");
+    return tap_done();
+}
