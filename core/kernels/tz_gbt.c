@@ -10,13 +10,15 @@
 #include "util/tz_pool.h"
 
 #define GBT_KIND 1
-#define GBT_VERSION 1
+#define GBT_VERSION 2        /* newest read; 1 is written for models without flags */
+#define GBT_KNOWN_FLAGS TZ_GBT_SUM_F32
 #define BLOCK 4096           /* rows per task in the row-wise steps */
 #define BIN_SAMPLE (1u << 18) /* rows the bin edges are taken from */
 
 struct tz_gbt_model {
     int objective, n_features, n_classes;  /* n_classes: trees per round */
     int rounds;
+    uint32_t flags;                        /* TZ_GBT_SUM_F32 */
     double base_margin;
     tz_tree *trees;                        /* rounds × n_classes, round-major */
     double *importance;
@@ -453,11 +455,16 @@ static void predict_task(void *vctx, size_t task, int worker)
     int K = m->n_classes;
     size_t n = c->x->n_rows, lo = task * PRED_BLOCK, hi = lo + PRED_BLOCK < n ? lo + PRED_BLOCK : n;
     double *o = c->out;
-    for (size_t i = lo * K; i < hi * K; i++) o[i] = m->base_margin;
+    int f32 = (m->flags & TZ_GBT_SUM_F32) != 0;
+    for (size_t i = lo * K; i < hi * K; i++) o[i] = f32 ? (float)m->base_margin : m->base_margin;
     for (int r = 0; r < m->rounds; r++)
         for (int k = 0; k < K; k++) {
             const tz_tree *t = &m->trees[(size_t)r * K + k];
-            for (size_t i = lo; i < hi; i++) o[i * K + k] += t->values[tz_tree_leaf(t, c->x->cols, i)];
+            if (f32)  /* a float32 sum, as XGBoost's: the double sum of two floats rounds to their float sum */
+                for (size_t i = lo; i < hi; i++)
+                    o[i * K + k] = (float)(o[i * K + k] + (float)t->values[tz_tree_leaf(t, c->x->cols, i)]);
+            else
+                for (size_t i = lo; i < hi; i++) o[i * K + k] += t->values[tz_tree_leaf(t, c->x->cols, i)];
         }
     for (size_t i = lo; i < hi; i++) {
         double *mi = o + i * K;
@@ -492,9 +499,10 @@ int tz_gbt_save(const tz_gbt_model *m, unsigned char **buf, size_t *len, tz_err 
     tz_blob_put_u32(&w, (uint32_t)m->n_classes);
     tz_blob_put_u32(&w, (uint32_t)m->rounds);
     tz_blob_put_f64(&w, m->base_margin);
+    if (m->flags) tz_blob_put_u32(&w, m->flags);  /* version 2 */
     tz_blob_put_f64s(&w, m->importance, (size_t)m->n_features);
     for (size_t i = 0; i < (size_t)m->rounds * m->n_classes; i++) tz_tree_write(&w, &m->trees[i]);
-    return tz_blob_finish(&w, GBT_KIND, GBT_VERSION, buf, len, err);
+    return tz_blob_finish(&w, GBT_KIND, m->flags ? 2 : 1, buf, len, err);
 }
 
 #define MIN_TREE_BYTES (8 + 8)  /* the counts and one leaf value */
@@ -502,13 +510,16 @@ int tz_gbt_save(const tz_gbt_model *m, unsigned char **buf, size_t *len, tz_err 
 int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err)
 {
     tz_blob_reader r;
+    uint32_t version;
     int rc;
     if (!buf || !out) return tz_err_set(err, TZ_EINVAL, "tz_gbt_load needs bytes and an output");
-    if ((rc = tz_blob_open(buf, len, GBT_KIND, GBT_VERSION, &r, NULL, err))) return rc;
+    if ((rc = tz_blob_open(buf, len, GBT_KIND, GBT_VERSION, &r, &version, err))) return rc;
     uint32_t obj = tz_blob_get_u32(&r), nf = tz_blob_get_u32(&r), K = tz_blob_get_u32(&r),
              rounds = tz_blob_get_u32(&r);
     double base = tz_blob_get_f64(&r);
+    uint32_t flags = version >= 2 ? tz_blob_get_u32(&r) : 0;
     if (r.failed) return tz_err_set(err, TZ_ECORRUPT, "file ends inside the model header");
+    if (flags & ~(uint32_t)GBT_KNOWN_FLAGS) return tz_err_set(err, TZ_ECORRUPT, "unknown model flags %#x", flags);
     if (obj > TZ_GBT_SOFTMAX) return tz_err_set(err, TZ_ECORRUPT, "unknown objective %u", obj);
     if (obj == TZ_GBT_SOFTMAX ? (K < 2 || K > 4096) : K != 1)
         return tz_err_set(err, TZ_ECORRUPT, "%u outputs do not fit objective %u", K, obj);
@@ -523,6 +534,7 @@ int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err)
     m->objective = (int)obj;
     m->n_features = (int)nf;
     m->n_classes = (int)K;
+    m->flags = flags;
     m->base_margin = base;
     m->importance = malloc((size_t)nf * sizeof *m->importance);
     m->trees = calloc((size_t)rounds * K, sizeof *m->trees);

@@ -93,13 +93,22 @@ int tz_gbt_objective(const tz_gbt_model *m);
  * every split on each column. */
 void tz_gbt_importance(const tz_gbt_model *m, double *gain_per_feature);
 
-/* Serialises into a tz_blob (kind 1, version 1); *buf is malloc'd, the
- * caller frees it. TZ_ENOMEM. */
+/* Model flags, kept in the file (version 2; a model without flags is
+ * written as version 1, as before flags existed):
+ * TZ_GBT_SUM_F32 — predictions sum the base margin and the leaf values in
+ * float32, in tree order, as XGBoost does (models imported from XGBoost,
+ * whose base margin and leaf values are float32 numbers): the same margins
+ * as XGBoost's to the bit. The link function still runs in double.
+ * tz_gbt_fit never sets a flag; a model gets them from its file. */
+#define TZ_GBT_SUM_F32 1u
+
+/* Serialises into a tz_blob (kind 1; version 1, or 2 with the flags after
+ * the base margin); *buf is malloc'd, the caller frees it. TZ_ENOMEM. */
 int tz_gbt_save(const tz_gbt_model *m, unsigned char **buf, size_t *len, tz_err *err);
 
-/* Rebuilds a model from tz_gbt_save's bytes, checking every count and index
- * before use. TZ_ECORRUPT, TZ_EINVAL (wrong kind or newer version),
- * TZ_ENOMEM. */
+/* Rebuilds a model from tz_gbt_save's bytes (version 1 or 2), checking every
+ * count and index before use; unknown flags are TZ_ECORRUPT. TZ_ECORRUPT,
+ * TZ_EINVAL (wrong kind or newer version), TZ_ENOMEM. */
 int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err);
 
 void tz_gbt_free(tz_gbt_model *m);  /* NULL is fine */

@@ -14,7 +14,7 @@ local submodules = {
   models = "tycho.ml.models", metrics = "tycho.ml.metrics", tune = "tycho.ml.tune", features = "tycho.features",
   runs = "tycho.registry.runs", registry = "tycho.registry", automl = "tycho.ml.automl", dag = "tycho.dag",
   cron = "tycho.dag.cron", experiments = "tycho.experiments", monitor = "tycho.monitor",
-  stats = "tycho.experiments.stats",
+  stats = "tycho.experiments.stats", xgboost = "tycho.ml.xgboost",
 }
 
 --- The data home of this process (`--home`, `TYCHO_HOME` or ./tycho-data).

@@ -188,6 +188,68 @@ static void hammer(const kind_ops *k, const char *what, const unsigned char *buf
     free(copy);
 }
 
+/* A gbt file of version 2 (flags after the base margin), as the XGBoost
+ * importer writes one: squared error, one feature, two single-leaf trees
+ * worth 1e8 and 1, so a float32 sum (1e8) and a double one (100000001)
+ * differ. */
+static void put_v2(unsigned char **buf, size_t *len, uint32_t flags)
+{
+    tz_blob_writer w;
+    tz_err err;
+    tz_blob_writer_init(&w);
+    tz_blob_put_u32(&w, TZ_GBT_SQUARED);
+    tz_blob_put_u32(&w, 1);  /* features */
+    tz_blob_put_u32(&w, 1);  /* outputs */
+    tz_blob_put_u32(&w, 2);  /* rounds */
+    tz_blob_put_f64(&w, 0);
+    tz_blob_put_u32(&w, flags);
+    tz_blob_put_f64(&w, 0);  /* importance */
+    const double leaves[] = { 1e8, 1 };
+    for (int t = 0; t < 2; t++) {
+        tz_blob_put_u32(&w, 0);
+        tz_blob_put_u32(&w, 1);
+        tz_blob_put_f64(&w, leaves[t]);
+    }
+    tz_blob_finish(&w, 1, 2, buf, len, &err);
+}
+
+static void test_flags(void)
+{
+    unsigned char *buf, *again;
+    size_t len, len2;
+    tz_err err;
+    tz_gbt_model *m = NULL;
+    double x0 = 0.5, out = 0;
+    const double *cols[] = { &x0 };
+    tz_data x = { .n_rows = 1, .n_cols = 1, .cols = cols };
+
+    put_v2(&buf, &len, TZ_GBT_SUM_F32);
+    is_int(tz_gbt_load(buf, len, &m, &err), 0, "gbt version 2 with TZ_GBT_SUM_F32 loads");
+    tz_gbt_predict(m, &x, &out, &err);
+    ok(out == 1e8, "TZ_GBT_SUM_F32: leaves summed in float32 (%.1f)", out);
+    is_int(tz_gbt_save(m, &again, &len2, &err), 0, "it saves");
+    ok(len2 == len && !memcmp(buf, again, len), "to the same version-2 bytes");
+    free(again);
+    tz_gbt_free(m);
+    free(buf);
+
+    put_v2(&buf, &len, 0);
+    is_int(tz_gbt_load(buf, len, &m, &err), 0, "gbt version 2 without flags loads");
+    tz_gbt_predict(m, &x, &out, &err);
+    ok(out == 100000001.0, "without flags: leaves summed in double (%.1f)", out);
+    tz_gbt_save(m, &again, &len2, &err);
+    is_int(len2, len - 4, "and saves as version 1 (no flags field)");
+    free(again);
+    tz_gbt_free(m);
+    free(buf);
+
+    put_v2(&buf, &len, 2);
+    m = NULL;
+    is_int(tz_gbt_load(buf, len, &m, &err), TZ_ECORRUPT, "unknown flags: %s", err.msg);
+    ok(!m, "and no model");
+    free(buf);
+}
+
 int main(void)
 {
     test_dataset bc, dia;
@@ -195,6 +257,7 @@ int main(void)
         printf("1..0 # SKIP shared data sets not found\n");
         return 0;
     }
+    test_flags();
     for (size_t i = 0; i < bc.train.n_rows; i += 9) bc.train.cols[3][i] = NAN;  /* default directions */
     tz_data x = bc.test.data;
     x.n_rows = 20;

@@ -14,6 +14,9 @@ void tz_progress_done(tz_progress *p);
 typedef struct tz_blob_writer { unsigned char *p; size_t len, cap; int failed; } tz_blob_writer;
 typedef struct tz_blob_reader { const unsigned char *p; size_t len, pos; int failed; } tz_blob_reader;
 void tz_blob_writer_init(tz_blob_writer *w);
+void tz_blob_put_u8(tz_blob_writer *w, uint8_t v);
+void tz_blob_put_u32(tz_blob_writer *w, uint32_t v);
+void tz_blob_put_f64(tz_blob_writer *w, double v);
 void tz_blob_put_bytes(tz_blob_writer *w, const void *data, size_t n);
 void tz_blob_put_str(tz_blob_writer *w, const char *s, size_t n);
 int tz_blob_finish(tz_blob_writer *w, uint32_t kind, uint32_t version, unsigned char **out, size_t *out_len, tz_err *err);
@@ -34,6 +37,14 @@ double tz_hll_estimate(const uint8_t *regs, int p);
 double tz_sample_uniform(uint64_t *state);
 int tz_sample_best_beta(uint64_t *state, int n, const double *a, const double *b);
 int tz_sample_best_normal(uint64_t *state, int n, const double *mean, const double *sd);
+
+size_t tz_fmt_double(char *buf, double v);
+
+typedef struct tz_rows_index tz_rows_index;
+tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *lens);
+void tz_rows_index_free(tz_rows_index *ix);
+int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows);
+size_t tz_rows_min_bytes(int n);
 ]]
 
 local M = {
@@ -101,6 +112,35 @@ end
 --- HyperLogLog sketches (core/util/tz_hll) over a uint8_t[2^p] array of
 -- registers: add(regs, p, s, #s), estimate(regs, p).
 M.hll = { add = C.tz_hll_add, estimate = C.tz_hll_estimate }
+
+local number_buf = ffi.new("char[32]")  -- TZ_FMT_DOUBLE_MAX
+
+--- A finite number as the shortest JSON text that reads back as it
+-- (core/util/tz_fmt); NaN and infinities as null, as json.encode writes them.
+function M.json_number(v)
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  return ffi.string(number_buf, C.tz_fmt_double(number_buf, v))
+end
+
+--- Rows of numbers parsed straight from a predict body (core/util/tz_rows_json):
+-- index(names) -> an index of column names (nil when they repeat or are
+-- too many or too long); parse(index, body, out, cap_rows) -> rows, or
+-- OTHER (not the full numeric shape: parse it the general way) or TOO_MANY;
+-- min_bytes(n): the fewest bytes a row of n columns takes.
+M.rows_json = { OTHER = -1, TOO_MANY = -2, min_bytes = C.tz_rows_min_bytes }
+
+function M.rows_json.index(names)
+  local n = #names
+  local ptrs, lens = ffi.new("const char*[?]", n), ffi.new("size_t[?]", n)
+  for i, name in ipairs(names) do ptrs[i - 1], lens[i - 1] = name, #name end
+  local ix = C.tz_rows_index_new(n, ptrs, lens)
+  if ix == nil then return nil end
+  return ffi.gc(ix, C.tz_rows_index_free)
+end
+
+function M.rows_json.parse(ix, body, out, cap_rows)
+  return C.tz_rows_parse(ix, body, #body, out, cap_rows)
+end
 
 --- Random draws (core/util/tz_sample) over a uint64_t[1] state.
 M.sample = { uniform = C.tz_sample_uniform, best_beta = C.tz_sample_best_beta, best_normal = C.tz_sample_best_normal }

@@ -104,6 +104,8 @@ int tz_metrics_r2(const double *y_true, const double *y_pred, size_t n, double *
 int tz_metrics_inertia(const tz_data *x, const double *labels, const double *centers, size_t k, double *out, tz_err *err);
 int tz_metrics_silhouette(const tz_data *x, const double *labels, size_t sample_size, uint64_t seed,
                           double *out, tz_err *err);
+
+void tz_dense_apply(double *x, int n, const int *op, const int *at, const double *a, const double *b);
 ]]
 
 local C = ffi.C
@@ -193,6 +195,44 @@ M.gbt = family("gbt",
   function(h) return { rounds = C.tz_gbt_rounds(h) } end,
   { importance = C.tz_gbt_importance })
 
+local GBT_KIND = 1  -- as tz_gbt.c writes it: version 1, or 2 with flags
+M.gbt.SUM_F32 = 1  -- TZ_GBT_SUM_F32: predictions sum in float32, as XGBoost's
+
+local function u32(w, v) C.tz_blob_put_u32(w, v < 0 and v + 4294967296 or v) end
+
+--- The bytes tz_gbt_save would write for a model made elsewhere (an
+-- imported XGBoost model), or nil and why. m: objective (0 squared, 1
+-- logistic, 2 softmax), n_features, n_outputs (1, or K for softmax),
+-- base_margin, flags (0, or SUM_F32), importance (n_features numbers),
+-- trees (rounds x n_outputs, round-major), each { feature, left, right,
+-- default_left, threshold } (one entry per split, tz_tree's numbering: a
+-- child is a later split's 0-based index or ~leaf) and values (one per
+-- leaf). Nothing is checked here: load checks every count and index, as
+-- for any model file.
+function M.gbt.pack(m)
+  local w = ffi.new("tz_blob_writer")
+  C.tz_blob_writer_init(w)
+  for _, v in ipairs({ m.objective, m.n_features, m.n_outputs, #m.trees / m.n_outputs }) do u32(w, v) end
+  C.tz_blob_put_f64(w, m.base_margin)
+  local flags = m.flags or 0
+  if flags ~= 0 then u32(w, flags) end
+  for j = 1, m.n_features do C.tz_blob_put_f64(w, m.importance[j] or 0) end
+  for _, t in ipairs(m.trees) do
+    u32(w, #t.feature)
+    u32(w, #t.values)
+    for i = 1, #t.feature do
+      u32(w, t.feature[i])
+      u32(w, t.left[i])
+      u32(w, t.right[i])
+      C.tz_blob_put_u8(w, t.default_left[i])
+      C.tz_blob_put_f64(w, t.threshold[i])
+    end
+    for i = 1, #t.values do C.tz_blob_put_f64(w, t.values[i]) end
+  end
+  if C.tz_blob_finish(w, GBT_KIND, flags ~= 0 and 2 or 1, buf_out, len_out, err) ~= 0 then return nil, ffi.string(err.msg) end
+  return take_buffer()
+end
+
 M.forest = family("forest",
   { "task", "n_classes", "n_trees", "max_depth", "min_samples_leaf", "max_features", "bootstrap", "max_bins", "seed" },
   function(p, train, _, out) return C.tz_forest_fit(p, train, out, err) end,
@@ -223,5 +263,9 @@ M.metrics = {
   r2 = C.tz_metrics_r2, prf = C.tz_metrics_prf, confusion = C.tz_metrics_confusion,
   inertia = C.tz_metrics_inertia, silhouette = C.tz_metrics_silhouette,
 }
+
+--- Elementwise pipeline steps on one row of doubles (core/kernels/tz_dense):
+-- apply(x, n, op, at, a, b); the op codes by name.
+M.dense = { apply = C.tz_dense_apply, FILL = 1, AFFINE = 2, CLIP = 3, LOG1P = 4, MISSING = 5 }
 
 return M

@@ -257,9 +257,24 @@ end
 --- Raw outputs for one row given as a table of feature values (the serving
 -- hot path: no frame is built). Returns the reused output array and k.
 function Model:predict_values(row)
+  local x = self:input_row()
+  for j, name in ipairs(self.features) do
+    local v = row[name]
+    if v == nil then v = 0 / 0
+    elseif type(v) ~= "number" then
+      return errors.fail("invalid", "feature '" .. name .. "' is not a number: " .. tostring(v))
+    end
+    x[j - 1] = v
+  end
+  return self:predict_input_row()
+end
+
+--- The one-row input buffer (double[#features], in feature order) that
+-- predict_input_row reads: the serving fast path writes it directly.
+function Model:input_row()
   check_trained(self)
-  local p = #self.features
   if not self._row then
+    local p = #self.features
     self._row = ffi.new("double[?]", p)
     self._cols = ffi.new("const double*[?]", p)
     for j = 0, p - 1 do self._cols[j] = self._row + j end
@@ -268,14 +283,11 @@ function Model:predict_values(row)
     self._out = ffi.new("double[?]", self._k)
     self._p1 = ffi.new("double[1]")
   end
-  for j, name in ipairs(self.features) do
-    local v = row[name]
-    if v == nil then v = 0 / 0
-    elseif type(v) ~= "number" then
-      return errors.fail("invalid", "feature '" .. name .. "' is not a number: " .. tostring(v))
-    end
-    self._row[j - 1] = v
-  end
+  return self._row
+end
+
+--- Raw outputs for the row in input_row(), as predict_values gives them.
+function Model:predict_input_row()
   if self.fam.predict(self.handle, self._data, self._out, err) ~= 0 then
     return errors.fail("invalid", kernel_error(self))
   end
@@ -409,9 +421,17 @@ function M.from_bytes(bytes)
   if not parts or #parts ~= 2 then return errors.fail("invalid", "not a usable Tycho model: " .. (msg or "bad layout")) end
   local meta = json.decode(parts[1])
   if type(meta) == "table" and meta.family == "blend" then return blend.from_parts(meta, parts[2]) end
+  return M.from_parts(meta, parts[2])
+end
+
+--- A model from its metadata (family, task, features, label, classes, opts,
+-- info, rows) and its kernel's bytes, checked as a model file is: how a
+-- model made elsewhere (an imported XGBoost model) becomes one. The model,
+-- or nil, why and "invalid".
+function M.from_parts(meta, kernel)
   local fam = type(meta) == "table" and families[meta.family]
   if not fam or type(meta.features) ~= "table" then return errors.fail("invalid", "not a usable Tycho model: bad metadata") end
-  local handle, why = fam.load(parts[2], #parts[2])
+  local handle, why = fam.load(kernel, #kernel)
   if not handle then return errors.fail("invalid", "not a usable Tycho model: " .. why) end
   local m = new_model(meta.family, type(meta.opts) == "table" and meta.opts or {}, true)
   m.handle = handle

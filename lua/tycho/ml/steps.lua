@@ -280,6 +280,69 @@ kinds.kmeans = {
   end,
 }
 
+-- dense(step, pos, add): the step as operations on a row of doubles, for
+-- the serving fast path (ml/dense.lua). pos maps each model input column to
+-- its 0-based place; add(op, j, a, b) appends one operation, op one of
+-- "fill" (a NaN becomes a), "affine" ((v - a) / b), "clip" (to [a, b]),
+-- "log1p" and "missing" (the column becomes NaN: dropped, so absent, as nil
+-- is to every step). Each does what apply() does to that column, with the
+-- same arithmetic, so both paths give the same numbers. A kind without
+-- dense (onehot, kmeans, lua), or one that returns false, keeps a pipeline
+-- on the general path.
+kinds.fill_missing.dense = function(s, pos, add)
+  for c, fill in pairs(s.state.fill) do
+    if pos[c] then
+      if type(fill) ~= "number" then return false end
+      add("fill", pos[c], fill)
+    end
+  end
+  return true
+end
+
+kinds.standardize.dense = function(s, pos, add)
+  for c, mean in pairs(s.state.mean) do
+    if pos[c] then add("affine", pos[c], mean, s.state.scale[c]) end
+  end
+  return true
+end
+
+kinds.minmax.dense = function(s, pos, add)
+  for c, lo in pairs(s.state.lo) do
+    if pos[c] then add("affine", pos[c], lo, s.state.span[c]) end
+  end
+  return true
+end
+
+kinds.clip.dense = function(s, pos, add)
+  for _, c in ipairs(s.state.columns) do
+    if pos[c] then add("clip", pos[c], s.state.lo or -math.huge, s.state.hi or math.huge) end
+  end
+  return true
+end
+
+kinds.log1p.dense = function(s, pos, add)
+  for _, c in ipairs(s.state.columns) do
+    if pos[c] then add("log1p", pos[c]) end
+  end
+  return true
+end
+
+kinds.select.dense = function(s, pos, add)
+  local keep = {}
+  for _, c in ipairs(s.state.keep) do keep[c] = true end
+  for c, j in pairs(pos) do
+    if not keep[c] then add("missing", j) end
+  end
+  return true
+end
+
+kinds.drop.dense = function(s, pos, add)
+  for _, c in ipairs(s.state.drop) do
+    if pos[c] then add("missing", pos[c]) end
+  end
+  return true
+end
+
 -- What each step accepts: named options (util/options schemas), and what
 -- its positional values may be (a list of column names, or values in
 -- named order: fill_missing{"median"}, clip{0, 1}).

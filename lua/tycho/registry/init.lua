@@ -18,6 +18,7 @@ local metrics = require "tycho.ml.metrics"
 local frame = require "tycho.core.frame"
 local options = require "tycho.util.options"
 local errors = require "tycho.util.errors"
+local xgboost = require "tycho.ml.xgboost"
 
 local M = {}
 local Registry = {}
@@ -100,7 +101,8 @@ end
 
 --- Registers a fitted pipeline (or raw artifact bytes) as the next version
 -- of `name`. opts: metrics, params, data (a training-data fingerprint),
--- description, owner, bump = "patch" | "minor" | "major", version
+-- provenance (where a model made elsewhere came from: a table, kept as
+-- given), description, owner, bump = "patch" | "minor" | "major", version
 -- (explicit). Returns the version string or nil, message, code.
 function Registry:register(name, pipe, opts)
   opts = opts or {}
@@ -108,6 +110,7 @@ function Registry:register(name, pipe, opts)
     return errors.fail("invalid",
       "invalid model name '" .. tostring(name) .. "': letters, digits, _ - . (starting with a letter)")
   end
+  if opts.provenance ~= nil and type(opts.provenance) ~= "table" then error("register: opts.provenance must be a table", 2) end
   if opts.version and not parse_version(opts.version) then
     return errors.fail("invalid", "version must be MAJOR.MINOR.PATCH, got '" .. tostring(opts.version) .. "'")
   end
@@ -136,7 +139,7 @@ function Registry:register(name, pipe, opts)
       data = opts.data or (type(pipe) == "table" and pipe.fitted and pipe.fitted.data) or nil, code = code,
       inputs = type(pipe) == "table" and pipe.inputs or nil,
       input_types = type(pipe) == "table" and pipe.input_types or nil,
-      features = type(pipe) == "table" and pipe.features or nil,
+      features = type(pipe) == "table" and pipe.features or nil, provenance = opts.provenance,
     }
     tx:put_json("registry", "version/" .. name .. "/" .. version, meta)
     tx:put("registry", "artifact/" .. name .. "/" .. version, bytes)
@@ -145,6 +148,31 @@ function Registry:register(name, pipe, opts)
     tx:put_json("registry", "model/" .. name, model)
     return version
   end)
+end
+
+-- The formats reg:import reads, by name.
+local IMPORTERS = { xgboost = xgboost }
+
+--- Imports a model made elsewhere from a file and registers it as the
+-- next version of opts.name, with its provenance (source, the file's
+-- sha256, "imported from xgboost X.Y") and that note as its description
+-- unless opts.description gives one. opts: name (required), format
+-- ("xgboost", the default: an XGBoost JSON model, see tycho.ml.xgboost),
+-- the importer's options (features, label, classes), and register's
+-- (description, owner, bump, version). Returns the version and the
+-- pipeline, or nil, message, code (a refused file: "invalid").
+function Registry:import(path, opts)
+  if type(opts) ~= "table" or opts.name == nil then error("import: opts.name names the model", 2) end
+  local importer = IMPORTERS[opts.format or "xgboost"]
+  if not importer then
+    return errors.fail("invalid", "unknown import format '" .. tostring(opts.format) .. "' (known: xgboost)")
+  end
+  local p, info, code = importer.import(path, opts)
+  if not p then return nil, info, code end
+  local version, err, vcode = self:register(opts.name, p, { description = opts.description or info.note,
+    owner = opts.owner, bump = opts.bump, version = opts.version, params = info.params, provenance = info.provenance })
+  if not version then return nil, err, vcode end
+  return version, p
 end
 
 --- Registered models: { {name, latest, versions = n, aliases = {...}} }.

@@ -28,6 +28,7 @@ local observe  -- defined with the metrics below
 local M = {}
 
 local JSON_HEADERS = { ["Content-Type"] = "application/json" }
+M.JSON_HEADERS = JSON_HEADERS  -- answers a handler writes as JSON text itself
 local TEXT_HEADERS = { ["Content-Type"] = "text/plain; charset=utf-8" }
 local HTTP_ERROR = {}  -- metatable marking errors raised by M.error
 
@@ -66,6 +67,7 @@ end
 
 local function parse_query(qs)
   local q = {}
+  if qs == "" then return q end  -- no loop to leave at once (most requests)
   for pair in qs:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
     k = unescape(k:gsub("+", " "))
@@ -369,7 +371,7 @@ function App:alert(rule)
   return self
 end
 
-local function find_route(app, method, path)
+local function scan_routes(app, method, path)
   local allowed
   local routes = app.all_routes
   if not routes or #routes ~= #app.routes + #app.builtin_routes then
@@ -377,14 +379,15 @@ local function find_route(app, method, path)
     for _, r in ipairs(app.routes) do routes[#routes + 1] = r end
     for _, r in ipairs(app.builtin_routes) do routes[#routes + 1] = r end
     app.all_routes = routes
+    app.route_cache, app.route_cache_size = {}, 0
   end
   for _, r in ipairs(routes) do
     local caps = { path:match(r.pattern) }
     if caps[1] then
       if r.method == method or (method == "HEAD" and r.method == "GET") then
-        local params = {}
-        for i, name in ipairs(r.names) do params[name] = unescape(caps[i]) end
-        return r, params
+        local hit = { route = r, names = r.names, values = {} }
+        for i in ipairs(r.names) do hit.values[i] = unescape(caps[i]) end
+        return hit
       end
       allowed = allowed or {}
       allowed[#allowed + 1] = r.method
@@ -393,8 +396,36 @@ local function find_route(app, method, path)
   return nil, allowed
 end
 
+local ROUTE_CACHE_MAX = 1024
+
+-- The route for method and path, and its parameters; or nil and the
+-- methods the path allows. Hits are kept (up to ROUTE_CACHE_MAX paths, then
+-- forgotten at once), so a steady stream of requests to a few paths finds
+-- its route by one table lookup instead of a scan of every route's
+-- pattern: no loop on the request path for LuaJIT to leave (the scan's
+-- loop, left on its first iterations, stopped every trace through it).
+local function find_route(app, method, path)
+  local key = method .. " " .. path
+  local cache = app.route_cache
+  local hit = cache and #app.all_routes == #app.routes + #app.builtin_routes and cache[key]
+  if not hit then
+    local allowed
+    hit, allowed = scan_routes(app, method, path)
+    if not hit then return nil, allowed end
+    if app.route_cache_size >= ROUTE_CACHE_MAX then app.route_cache, app.route_cache_size = {}, 0 end
+    app.route_cache[key], app.route_cache_size = hit, app.route_cache_size + 1
+  end
+  -- A fresh params table per request (a handler may change its own).
+  local names, values, params = hit.names, hit.values, {}
+  if names[1] then params[names[1]] = values[1] end
+  if names[2] then params[names[2]] = values[2] end
+  for i = 3, #names do params[names[i]] = values[i] end
+  return hit.route, params
+end
+
 local function to_response(status, a, b)
   if type(status) == "table" then return 200, JSON_HEADERS, json.encode(status) end
+  if a == JSON_HEADERS and type(b) == "string" then return status, a, b end  -- written already (protocols.lua)
   if status == nil then return 204, {}, "" end
   if type(status) ~= "number" then error("handler returned a " .. type(status) .. ", not a status or table", 0) end
   if b ~= nil then
@@ -501,6 +532,20 @@ end
 
 local BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 
+-- The first bucket that holds seconds (nil past the last: +Inf only),
+-- found without a loop: every request passes here, and a loop on the
+-- request path is one more that a trace through it must leave. The counts
+-- are per bucket; prometheus() adds them up into Prometheus' cumulative ones.
+local B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12 = unpack(BUCKETS)
+local function bucket_of(s)
+  if s <= B6 then
+    if s <= B3 then return s <= B1 and 1 or s <= B2 and 2 or 3 end
+    return s <= B4 and 4 or s <= B5 and 5 or 6
+  end
+  if s <= B9 then return s <= B7 and 7 or s <= B8 and 8 or 9 end
+  return s <= B10 and 10 or s <= B11 and 11 or s <= B12 and 12 or nil
+end
+
 observe = function(m, route, status, seconds)
   local rkey = route .. "\0" .. status
   m.requests[rkey] = (m.requests[rkey] or 0) + 1
@@ -510,7 +555,8 @@ observe = function(m, route, status, seconds)
     for i = 1, #BUCKETS do h.counts[i] = 0 end
     m.latency[route] = h
   end
-  for i, b in ipairs(BUCKETS) do if seconds <= b then h.counts[i] = h.counts[i] + 1 end end
+  local i = bucket_of(seconds)
+  if i then h.counts[i] = h.counts[i] + 1 end
   h.sum, h.n = h.sum + seconds, h.n + 1
 end
 
@@ -559,8 +605,10 @@ function M.prometheus(app)
   line("# TYPE tycho_http_request_duration_seconds histogram")
   for _, route in ipairs(sorted_keys(m.latency)) do
     local h = m.latency[route]
+    local below = 0
     for i, b in ipairs(BUCKETS) do
-      line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="%g"} %d', label(route), b, h.counts[i]))
+      below = below + h.counts[i]
+      line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="%g"} %d', label(route), b, below))
     end
     line(string.format('tycho_http_request_duration_seconds_bucket{route="%s",le="+Inf"} %d', label(route), h.n))
     line(string.format('tycho_http_request_duration_seconds_sum{route="%s"} %.9f', label(route), h.sum))

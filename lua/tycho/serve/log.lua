@@ -38,9 +38,10 @@ end
 -- exposures, pending feedback); opts.has_work() asks whether an idle log
 -- should still flush for it.
 -- Returns log(entry) -> prediction id, where entry = { model, version,
--- inputs, output, ms, role ("live"/"shadow"), error, experiment, variant,
--- unit }; flush(); and commit(write, done), the group commit: write(tx)
--- joins the next flush, at most group_ms (5) away, and done(ok, result)
+-- inputs (a table, or a function that makes it, called only when kept),
+-- output, ms, role ("live"/"shadow"), error, experiment, variant, unit };
+-- flush(); and commit(write, done), the group commit: write(tx) joins the
+-- next flush, at most group_ms (5) away, and done(ok, result)
 -- runs once that flush has committed and is on disk (or failed: ok false).
 -- Writes that arrive together share one commit and its disk flushes. The group
 -- closes early once opts.group_max (32) wait or opts.all_waiting() (the
@@ -143,7 +144,8 @@ function M.prediction_log(opts)
     -- Time-ordered and unique across workers: µs, pid, counter.
     local id = string.format("%016x-%x-%x", now, pid, counter)
     entry.id, entry.at, entry.role = id, now, entry.role or "live"
-    if counter % sample_every ~= 1 % sample_every then entry.inputs = nil end
+    if counter % sample_every ~= 1 % sample_every then entry.inputs = nil
+    elseif type(entry.inputs) == "function" then entry.inputs = entry.inputs() end
     buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode(entry) }
     if #buffer >= flush_max then flush() end
     return id

@@ -15,6 +15,7 @@
 -- classifiers, "probability" tensors.
 local json = require "tycho.util.json"
 local internal = require "tycho.internal"
+local base = require "tycho.core.base"
 
 local M = {}
 
@@ -94,9 +95,49 @@ function M.predict_columns(app, http, req, body, pin)
   return res
 end
 
+-- A prediction as JSON: class labels as given (numbers, strings),
+-- numbers in their shortest exact form (not lua-cjson's 14 digits).
+local function value_json(v)
+  if type(v) == "number" then return base.json_number(v) end
+  return json.encode(v)
+end
+
+local function prediction_json(p)
+  return '{"prediction":' .. value_json(p.prediction)
+    .. (p.probability ~= nil and ',"probability":' .. base.json_number(p.probability) .. "}" or "}")
+end
+
+-- The answer of the fast path, as json.encode would write the general
+-- path's table (one version served every row: no experiment, no canary).
+local function answer_text(preds, ids, version)
+  local v = json.encode(version)
+  local tail = '],"model_version":' .. v .. ',"model_versions":[' .. string.rep(v, #preds, ",")
+    .. '],"prediction_ids":[' .. (#ids > 0 and '"' .. table.concat(ids, '","') .. '"' or "") .. "]}"
+  if #preds == 1 then  -- no loop for LuaJIT to leave on its first turn
+    return '{"predictions":[' .. prediction_json(preds[1]) .. tail
+  end
+  local parts = {}
+  for i = 1, #preds do parts[i] = prediction_json(preds[i]) end
+  return '{"predictions":[' .. table.concat(parts, ",") .. tail
+end
+
+-- Full numeric instances straight from the body (Hosted:predict_dense), or
+-- nil: the general path then answers the request.
+local function predict_dense(app, req, pin)
+  local h = app.hosted[req.params.name]
+  if not h then return nil end
+  local preds, ids, version = h:predict_dense(req.body, app.log, pin, app.limits.items)
+  if not preds then return nil end
+  local counts, key = app.metrics.predictions, h.name .. "\0" .. version.version
+  counts[key] = (counts[key] or 0) + #preds
+  return answer_text(preds, ids, version.version)
+end
+
 --- KServe V1 / TF Serving `:predict` (rows as "instances", or columns as
 -- "inputs"); pin: the version or label the path names, if any.
 function M.predict(app, http, req, pin)
+  local answer = predict_dense(app, req, pin)
+  if answer then return 200, http.JSON_HEADERS, answer end
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end
   if type(body.instances) == "table" and #body.instances > 0 then

@@ -119,12 +119,4 @@ function M.decode(text)
   return v
 end
 
--- Not compiled: a trace that reaches these ends there instead of being
--- stitched across the cjson call. Debian 12's LuaJIT 2.1.0-beta3 (2022)
--- miscompiles some such stitched traces in GC64 mode (the Lua stack base
--- truncated to 32 bits): a serving worker crashed on the predict route
--- while hosted versions reloaded (tests/lua/e2e/reload_under_traffic_spec.lua).
-jit.off(M.decode)
-jit.off(M.encode)
-
 return M

@@ -89,6 +89,43 @@ describe("serving protocols", function()
     assert.matches("unknown verb 'explain'", doc.error.message, 1, true)
   end)
 
+  it("answers full numeric instances on the fast path with the pipeline's exact numbers", function()
+    local pipe = assert(assert(require("tycho.registry").open({ home = home })):load("plain", "production"))
+    local rows, plain = assert(frame.read_csv("../shared/data/spam.csv")), {}
+    local instances, extras = {}, {}
+    for i = 1, 40 do
+      local r = rows:row(i * 97)
+      r.label = nil
+      instances[i], plain[i] = r, pipe:predict(r)
+      local e = {}
+      for k, v in pairs(r) do e[k] = v end
+      e.note = "an extra field sends the request down the general path"
+      extras[i] = e
+    end
+    local status, _, text, fast = post("/v1/models/plain:predict", { instances = instances })
+    assert.equal(200, status, text)
+    local general
+    status, _, text, general = post("/v1/models/plain:predict", { instances = extras })
+    assert.equal(200, status, text)
+    assert.equal(40, #fast.predictions)
+    assert.same(fast.model_versions, general.model_versions)
+    assert.equal(general.model_version, fast.model_version)
+    assert.equal(40, #fast.prediction_ids)
+    for i = 1, 40 do
+      -- Exactly the pipeline's double (shortest round-trip text); the general
+      -- path's lua-cjson writes 14 significant digits.
+      assert.equal(plain[i].probability, fast.predictions[i].probability)
+      assert.equal(plain[i].prediction, fast.predictions[i].prediction)
+      assert.equal(general.predictions[i].prediction, fast.predictions[i].prediction)
+      assert.near(general.predictions[i].probability, fast.predictions[i].probability, 1e-13)
+    end
+    -- A null, a string or a missing feature is the general path's, with its report.
+    instances[1].make = nil
+    status, _, text, general = post("/v1/models/plain:predict", { instances = { instances[1] } })
+    assert.equal(200, status, text)
+    assert.same({ { "make" } }, general.missing_features)
+  end)
+
   it("serves registered models with no app file: tycho serve --model", function()
     local one = testing.serve({ "--model", "plain", "--model", "spam@staging" }, {}, { env = { "TYCHO_HOME=" .. home } })
     local status, _, _, doc = testing.request(one.port, "POST", "/v1/models/spam:predict",

@@ -1,0 +1,110 @@
+--- The serving fast path of a fitted pipeline: instances parsed from the
+-- request body straight into rows of doubles (core/util/tz_rows_json), run
+-- through the pipeline's elementwise steps as a flat list of operations
+-- (steps.lua's dense(), run by core/kernels/tz_dense) in the model's own
+-- input row, and predicted by the
+-- kernel: no Lua table per instance or per value, and loops LuaJIT
+-- compiles. It gives exactly what pipe:predict(row) gives for a full
+-- numeric instance; anything else (a missing or non-numeric value, an
+-- entity key, an unknown field, a step or post-processing it cannot run)
+-- is left to the general path.
+local ffi = require "ffi"
+local base = require "tycho.core.base"
+local kernels = require "tycho.core.kernels"
+local models = require "tycho.ml.models"
+local step_kinds = require "tycho.ml.steps"
+
+local M = {}
+
+local rows_json, ops = base.rows_json, kernels.dense
+local CODES = { fill = ops.FILL, affine = ops.AFFINE, clip = ops.CLIP, log1p = ops.LOG1P, missing = ops.MISSING }
+
+local Plan = {}
+Plan.__index = Plan
+
+-- The plan for pipe, or false when pipe cannot take the fast path.
+local function build(pipe)
+  local post = pipe.post
+  if post ~= nil and (type(post) ~= "table" or post.lua ~= nil or post.top_k ~= nil) then return false end
+  local model = pipe.model
+  local features, is_input = model.features, {}
+  for _, c in ipairs(pipe.inputs) do is_input[c] = true end
+  -- Index order: the model's features (its input row), then the other inputs.
+  local names, pos = {}, {}
+  for j, c in ipairs(features) do
+    if not is_input[c] then return false end  -- made by a step: no dense form
+    names[j], pos[c] = c, j - 1
+  end
+  for _, c in ipairs(pipe.inputs) do
+    if pos[c] == nil then names[#names + 1] = c end
+  end
+  local plan = setmetatable({ model = model, p = #features, width = #names, names = names, cap = 0,
+                              nops = 0, current = 0 }, Plan)
+  local list = {}
+  local function add(op, j, a, b) list[#list + 1] = { CODES[op], j, a or 0, b or 0 } end
+  for _, s in ipairs(pipe.steps) do
+    local dense = step_kinds.kinds[s.kind].dense
+    if not dense or not dense(s, pos, add) then return false end
+  end
+  -- The operations as C arrays for tz_dense_apply (core/kernels/tz_dense).
+  local n = #list
+  plan.nops, plan.op, plan.at = n, ffi.new("int[?]", n + 1), ffi.new("int[?]", n + 1)
+  plan.a, plan.b = ffi.new("double[?]", n + 1), ffi.new("double[?]", n + 1)
+  for i, o in ipairs(list) do plan.op[i - 1], plan.at[i - 1], plan.a[i - 1], plan.b[i - 1] = o[1], o[2], o[3], o[4] end
+  plan.index = rows_json.index(names)
+  if not plan.index then return false end
+  plan.min_bytes = tonumber(rows_json.min_bytes(#names))
+  plan.threshold = type(post) == "table" and model.task == "binary" and post.threshold or nil
+  -- The logged inputs of the row predicted last, made only when the
+  -- prediction log keeps them (one closure per plan, none per request).
+  plan.inputs_row = function() return plan:row_table(plan.current) end
+  return plan
+end
+
+--- The fast-path plan of a fitted pipeline (made once and kept), or nil
+-- when the pipeline's steps or post-processing need the general path.
+function M.plan(pipe)
+  local plan = pipe._dense
+  if plan == nil then
+    plan = build(pipe)
+    pipe._dense = plan
+  end
+  return plan or nil
+end
+
+--- Parses a predict body into the plan's row buffer: the number of
+-- instances, or nil when the body is not the full numeric shape or holds
+-- more than limit instances (the general path answers it).
+function Plan:parse(body, limit)
+  local cap = math.min(limit + 1, math.floor(#body / self.min_bytes) + 1)
+  if cap > self.cap then
+    self.rows = ffi.new("double[?]", cap * self.width)
+    self.cap = cap
+  end
+  local n = rows_json.parse(self.index, body, self.rows, cap)
+  if n < 1 or n > limit then return nil end
+  return n
+end
+
+--- Prediction for parsed row r (0-based): { prediction, probability? } as
+-- pipe:predict(row) gives it, or nil, message.
+function Plan:predict(r)
+  local model = self.model
+  local x = model:input_row()
+  ffi.copy(x, self.rows + r * self.width, self.p * 8)
+  ops.apply(x, self.nops, self.op, self.at, self.a, self.b)
+  local raw, k = model:predict_input_row()
+  if not raw then return nil, k end
+  local out = models.format_one(model, raw, k)
+  if self.threshold then out.prediction = model.classes[out.probability >= self.threshold and 2 or 1] end
+  return out
+end
+
+--- Parsed row r (0-based) as a table of its inputs, as the request gave them.
+function Plan:row_table(r)
+  local row, base_at = {}, r * self.width
+  for j, name in ipairs(self.names) do row[name] = self.rows[base_at + j - 1] end
+  return row
+end
+
+return M
