@@ -30,6 +30,7 @@ local function classes()
     { "registry (reg:method)", "methods of tycho.registry.open()",
       getmetatable(assert(tycho.registry.open({ store = fs.store }))).__index },
     { "tycho.runs", "module", tycho.runs },
+    { "tycho.xgboost", "module", tycho.xgboost },
     { "tycho.experiments", "module", tycho.experiments },
     { "tycho.monitor", "module", tycho.monitor },
     { "tycho.dag", "module", tycho.dag },
