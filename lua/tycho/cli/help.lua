@@ -7,7 +7,7 @@ local M = {}
 -- Per command: usage, what it does, examples; per subcommand the same.
 local TOPICS = {
   models = {
-    usage = "tycho models list | show | promote | policy | rollback ... [--json]",
+    usage = "tycho models list | show | promote | policy | rollback | import | export ... [--json]",
     about = "The model registry: versions with their provenance, aliases, policies and the audit history.",
     examples = { "tycho models list --json", "tycho models show diabetes@production",
                  "tycho models promote diabetes 1.0.1 production" },
@@ -31,6 +31,18 @@ local TOPICS = {
                               "tycho models policy diabetes production" } },
       rollback = { usage = "tycho models rollback NAME ALIAS",
                    about = "Moves ALIAS back to the version it held before its latest promotion." },
+      import = { usage = "tycho models import FILE --name NAME [--format xgboost] [--features A,B,...] [--label NAME]"
+                   .. " [--description TEXT]",
+                 about = "Registers a model trained elsewhere (an XGBoost JSON model: Booster.save_model('m.json'))"
+                   .. " as the next version of NAME, with the file's sha256 in its provenance; it then serves,"
+                   .. " A/B-tests, monitors and exports like any other.",
+                 examples = { "tycho models import churn.json --name churn",
+                              "tycho models import m.json --name churn --features tenure,plan_price,calls" } },
+      export = { usage = "tycho models export NAME[@ALIAS] | NAME VERSION --format onnx -o FILE",
+                 about = "Writes the whole pipeline (steps and model) as an ONNX model, inputs named after the"
+                   .. " pipeline's input columns; a pipeline with a Lua step is refused, naming the step.",
+                 examples = { "tycho models export churn@production -o churn.onnx",
+                              "tycho models export churn 1.0.2 --format onnx -o churn.onnx" } },
     },
   },
   runs = {

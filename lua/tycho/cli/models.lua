@@ -1,4 +1,4 @@
---- `tycho models list | show | promote | policy | rollback`: the registry
+--- `tycho models list | show | promote | policy | rollback | import | export`: the registry
 -- from the command line. A model is named NAME, NAME@ALIAS or NAME VERSION
 -- wherever one is named.
 --
@@ -102,6 +102,7 @@ local function show(reg, flags, positional)
                       time_range = data.time_range, columns = data.columns and #data.columns or nil })
   end
   section("code", record.code)
+  section("provenance", record.provenance)
   if type(record.inputs) == "table" then
     local inputs = {}
     for _, c in ipairs(record.inputs) do inputs[c] = (record.input_types or {})[c] or "?" end
@@ -186,6 +187,44 @@ local movers = {
       or ("policy of " .. name .. " " .. alias .. " removed"))
     return 0
   end,
+  import = function(reg, file, ...)
+    local IMPORT_USAGE = "usage: tycho models import FILE --name NAME [--format xgboost] [--features A,B,...]"
+      .. " [--label NAME] [--description TEXT]"
+    if not file or file:sub(1, 2) == "--" then return usage(IMPORT_USAGE) end
+    local opts, code = options("tycho models import", { ... }, { ["--format"] = "format", ["--name"] = "name",
+      ["--features"] = "features", ["--label"] = "label", ["--description"] = "description" })
+    if not opts then return code end
+    if not opts.name then return usage(IMPORT_USAGE) end
+    if opts.features then
+      local names = {}
+      for f in opts.features:gmatch("[^,]+") do names[#names + 1] = f end
+      opts.features = names
+    end
+    local version, err = reg:import(file, opts)
+    if not version then return fail(err) end
+    local record = reg:get(opts.name, version) or {}
+    print(string.format("imported %s as %s %s (%s)", file, opts.name, version, record.description or "imported"))
+    return 0
+  end,
+  export = function(reg, a, b, ...)
+    local EXPORT_USAGE = "usage: tycho models export NAME[@ALIAS] | NAME VERSION --format onnx -o FILE"
+    if not a then return usage(EXPORT_USAGE) end
+    local rest = { ... }
+    if b and b:sub(1, 1) == "-" then table.insert(rest, 1, b) b = nil end
+    local opts, code = options("tycho models export", rest, { ["--format"] = "format", ["-o"] = "output",
+      ["--output"] = "output" })
+    if not opts then return code end
+    if not opts.output or (opts.format or "onnx") ~= "onnx" then return usage(EXPORT_USAGE) end
+    local name, ref = model_ref(a, b)
+    local meta, err = reg:get(name, ref)
+    if not meta then return fail(err) end
+    local pipe, perr = reg:load(name, meta.version)
+    if not pipe then return fail(perr) end
+    local ok, xerr = pipe:export_onnx(opts.output, { name = name, version = meta.version })
+    if not ok then return fail(xerr) end
+    print(string.format("exported %s %s to %s (ONNX)", name, meta.version, opts.output))
+    return 0
+  end,
   rollback = function(reg, name, alias)
     if not (name and alias) then return usage("usage: tycho models rollback NAME ALIAS") end
     local version, err = reg:rollback(name, alias)
@@ -209,7 +248,8 @@ function M.main(sub, ...)
   local cmd = movers[sub or ""]
   if not cmd then
     return usage("usage: tycho models list | show NAME[@ALIAS| VERSION] | promote NAME VERSION ALIAS"
-      .. " | policy NAME ALIAS | rollback NAME ALIAS   (tycho models --help)")
+      .. " | policy NAME ALIAS | rollback NAME ALIAS | import FILE --name NAME | export NAME -o FILE"
+      .. "   (tycho models --help)")
   end
   local reg, err = require("tycho.registry").open()
   if not reg then return fail(err) end

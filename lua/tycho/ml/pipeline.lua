@@ -25,6 +25,7 @@ local internal = require "tycho.internal"
 local base = require "tycho.core.base"
 local step_kinds = require "tycho.ml.steps"
 local feature_columns = require "tycho.ml.columns"
+local onnx = require "tycho.ml.onnx"
 
 local M = {}
 local kinds, step = step_kinds.kinds, step_kinds.step
@@ -397,6 +398,15 @@ function Pipeline:save(path)
   local bytes, err, code = self:to_bytes()
   if not bytes then return nil, err, code end
   return files.write_atomic(path, bytes)
+end
+
+--- Writes the fitted pipeline (its built-in steps and model) as an ONNX
+-- file that ONNX Runtime answers like predict: true, or nil, message, code
+-- (a sandboxed Lua step is refused by name). opts: name, version (for the
+-- metadata), after_lua (export only what follows the last Lua step). See
+-- tycho.ml.onnx.
+function Pipeline:export_onnx(path, opts)
+  return onnx.export(self, path, opts)
 end
 
 --- Loads an artifact file: pipeline or nil, message, code.
