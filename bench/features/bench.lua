@@ -125,6 +125,31 @@ elseif phase == "online" then
   end
   local secs = now() - t0
   print(string.format("online %d %.6f", n, secs))
+  -- 100 entities a call (Feast's batch shape): the same n entity-rows.
+  local batches = {}
+  for b = 1, math.floor(n / 100) do
+    local list = {}
+    for j = 1, 100 do list[j] = ks[(b - 1) * 100 + j][1] end
+    batches[b] = list
+  end
+  collectgarbage()
+  t0 = now()
+  for b = 1, #batches do
+    local r = fs:online(refs, { key = batches[b] })
+    if not r or #r.results[2].values ~= 100 then fail("online batch read failed") end
+  end
+  print(string.format("online_batch %d %.6f", #batches * 100, now() - t0))
+  -- The same two loops refilling the previous answer (opts.into).
+  collectgarbage()
+  t0 = now()
+  local last
+  for i = 1, n do last = fs:online(refs, { key = ks[i] }, { into = last }) end
+  print(string.format("online_into %d %.6f", n, now() - t0))
+  collectgarbage()
+  t0 = now()
+  last = nil
+  for b = 1, #batches do last = fs:online(refs, { key = batches[b] }, { into = last }) end
+  print(string.format("online_batch_into %d %.6f", #batches * 100, now() - t0))
   -- The prepared hot-path reader, where this tycho has one (fs:reader).
   if fs.reader then
     local reader, rerr = fs:reader(refs)

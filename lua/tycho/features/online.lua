@@ -7,24 +7,16 @@ local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
-local online_key, unpack_time, unpack_time_ptr = layout.online_key, layout.unpack_time, layout.unpack_time_ptr
+local unpack_time_ptr = layout.unpack_time_ptr
 local references = require "tycho.features.refs"
 local parse_refs, apply_transforms, export_value = references.parse_refs, references.apply_transforms, references.export_value
+
+local new_table = require "table.new"
 
 local M = {}
 local FS = {}
 
-local online_in
-
---- Latest values of refs ("view:feature" or "view:*") for entity_keys =
--- { join_key = { k1, k2, ... } }, in Feast's response shape, the keys first:
--- { metadata = { feature_names = {join_key, "view:f", ...} },
---   results = { { values = {...}, statuses = {...}, event_timestamps = {...} }, ... } }
--- Statuses: PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE (older than the view's
--- ttl at opts.now, µs, default now; the value is still given). nil, message, code on bad input.
-function FS:online(refs, entity_keys, opts)
-  return self.store:view(online_in, self, refs, entity_keys, opts)
-end
+local EPOCH_TEXT = "1970-01-01T00:00:00Z"
 
 -- Event times repeat across features and calls: format each once.
 local formatted, n_formatted = {}, 0
@@ -37,8 +29,108 @@ local function format_time(t)
   return s
 end
 
-function online_in(tx, self, refs, entity_keys, opts)
-  local views, order, code = parse_refs(self, refs, tx)
+-- The columns of one view's features in a response, filled entity by
+-- entity: each entity's row is decoded once, into a scratch table reused
+-- across entities and calls, and its wanted features copied out, so a call
+-- allocates its answer's tables and nothing per entity beside them. One
+-- scratch table per view and schema version: a decode sets every feature
+-- of its version, so nothing of an earlier row can linger in it.
+local function scratch_for(v, p)
+  local version = p[0] + p[1] * 256
+  local by_version = v.scratch
+  if not by_version then
+    by_version = {}
+    v.scratch = by_version
+  end
+  local row = by_version[version]
+  if not row then
+    row = {}
+    by_version[version] = row
+  end
+  return row
+end
+
+local function fill_view(fs, v, cols, ks, n, read, now)
+  local prefix = v.online_prefix
+  if not prefix then
+    prefix = keys.pack("u32", v.id)
+    v.online_prefix = prefix
+  end
+  local has_transforms = v.transforms and next(v.transforms) ~= nil
+  local ttl = (v.ttl or 0) * 1e6
+  for i = 1, n do
+    local key = ks[i]
+    local ptr = read(prefix .. keys.pack("s", tostring(key)))
+    if not ptr then
+      for c = 1, #cols do
+        local col = cols[c]
+        col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "NOT_FOUND", EPOCH_TEXT
+      end
+    else
+      -- Valid until the next read: decoded straight away.
+      local p8 = ffi.cast("const uint8_t*", ptr)
+      local t = unpack_time_ptr(p8)
+      local row = codec.decode_ptr(p8 + 8, v.by_version, scratch_for(v, p8 + 8))
+      if has_transforms then
+        row[v.join_key] = key
+        apply_transforms(fs, v, row)
+      end
+      local stamp, old = format_time(t), ttl > 0 and now - t > ttl
+      for c = 1, #cols do
+        local col = cols[c]
+        local feature = col.feature
+        local value = row[feature]
+        if value ~= nil and col.pii then value = export_value(fs, v, feature, value) end
+        col.event_timestamps[i] = stamp
+        if value == nil then
+          col.values[i], col.statuses[i] = json.null, "NULL_VALUE"
+        else
+          col.values[i], col.statuses[i] = value, old and "OUTSIDE_MAX_AGE" or "PRESENT"
+        end
+      end
+      if has_transforms then
+        for name in pairs(v.transforms) do row[name] = nil end
+        row[v.join_key] = nil
+      end
+    end
+  end
+end
+
+-- An answer's tables for n entities and the resolved refs `order`, with
+-- its columns grouped by view for filling, kept in the answer's metatable
+-- (out of what JSON encoders see) for reuse through opts.into.
+local function answer_of(order, n)
+  local results = new_table(#order + 1, 0)
+  results[1] = { values = new_table(n, 0), statuses = new_table(n, 0), event_timestamps = new_table(n, 0) }
+  local by_view = {}
+  for j, o in ipairs(order) do
+    local v = o.view
+    local col = { values = new_table(n, 0), statuses = new_table(n, 0), event_timestamps = new_table(n, 0) }
+    results[j + 1] = col
+    local list = by_view[v]
+    if not list then
+      list = {}
+      by_view[v] = list
+    end
+    list[#list + 1] = { values = col.values, statuses = col.statuses, event_timestamps = col.event_timestamps,
+                        feature = o.feature, pii = v.pii_set[o.feature] and v.pii_clear }
+  end
+  return setmetatable({ metadata = { feature_names = new_table(#order + 1, 0) }, results = results },
+                      { order = order, by_view = by_view })
+end
+
+--- Latest values of refs ("view:feature" or "view:*") for entity_keys =
+-- { join_key = { k1, k2, ... } }, in Feast's response shape, the keys first:
+-- { metadata = { feature_names = {join_key, "view:f", ...} },
+--   results = { { values = {...}, statuses = {...}, event_timestamps = {...} }, ... } }
+-- Statuses: PRESENT, NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE (older than the view's
+-- ttl at opts.now, µs, default now; the value is still given). nil, message, code on bad input.
+-- Reads go through the store's point reader: one snapshot, shared by the
+-- reads until the next commit, with no transaction of their own.
+-- opts.into: an earlier answer to overwrite when it has the same refs and
+-- entity count (a hot loop then allocates nothing per call); else ignored.
+function FS:online(refs, entity_keys, opts)
+  local views, order, code = parse_refs(self, refs)
   if not views then return nil, order, code end
   if type(entity_keys) ~= "table" then return errors.fail("invalid", "entities must be a table {join_key = {keys...}}") end
   local now = (opts and opts.now) or timeutil.now()
@@ -49,55 +141,18 @@ function online_in(tx, self, refs, entity_keys, opts)
       return errors.fail("invalid", "no keys for entity '" .. v.join_key .. "' (needed by view " .. v.name .. ")")
     end
   end
-  local names = { key_name }
-  local results = { { values = {}, statuses = {}, event_timestamps = {} } }
   local n = #key_values
-  for i = 1, n do
-    results[1].values[i] = key_values[i]
-    results[1].statuses[i] = "PRESENT"
-    results[1].event_timestamps[i] = "1970-01-01T00:00:00Z"
-  end
-  local found = {}
-  for vname, v in pairs(views) do
-    local ks = entity_keys[v.join_key]
-    found[vname] = {}
-    for i = 1, #ks do
-      local raw = tx:get("online", online_key(v, tostring(ks[i])))
-      if raw then
-        local t = unpack_time(raw)
-        local row = codec.decode(raw:sub(9), v.by_version)
-        if v.transforms and next(v.transforms) then
-          row[v.join_key] = ks[i]
-          apply_transforms(self, v, row)
-        end
-        found[vname][i] = { t = t, row = row }
-      end
-    end
-  end
-  for _, o in ipairs(order) do
-    local v = o.view
-    names[#names + 1] = o.ref
-    local col = { values = {}, statuses = {}, event_timestamps = {} }
-    local ttl = (v.ttl or 0) * 1e6
-    for i = 1, n do
-      local hit = found[v.name][i]
-      if not hit then
-        col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "NOT_FOUND", "1970-01-01T00:00:00Z"
-      else
-        local value = export_value(self, v, o.feature, hit.row[o.feature])
-        col.event_timestamps[i] = format_time(hit.t)
-        if value == nil then
-          col.values[i], col.statuses[i] = json.null, "NULL_VALUE"
-        elseif ttl > 0 and now - hit.t > ttl then
-          col.values[i], col.statuses[i] = value, "OUTSIDE_MAX_AGE"
-        else
-          col.values[i], col.statuses[i] = value, "PRESENT"
-        end
-      end
-    end
-    results[#results + 1] = col
-  end
-  return { metadata = { feature_names = names }, results = results }
+  local into = opts and opts.into
+  local shape = into and getmetatable(into)
+  local res = shape and shape.order == order and #into.results[1].values == n and into or answer_of(order, n)
+  local names, results = res.metadata.feature_names, res.results
+  names[1] = key_name
+  for j, o in ipairs(order) do names[j + 1] = o.ref end
+  local kvals, kstat, ktimes = results[1].values, results[1].statuses, results[1].event_timestamps
+  for i = 1, n do kvals[i], kstat[i], ktimes[i] = key_values[i], "PRESENT", EPOCH_TEXT end
+  local read = self.store:point_reader("online")
+  for v, cols in pairs(getmetatable(res).by_view) do fill_view(self, v, cols, entity_keys[v.join_key], n, read, now) end
+  return res
 end
 
 --- A prepared reader for the hot path (serving): resolves refs once, then

@@ -1,5 +1,6 @@
 --- tycho.features, feature references ("view:feature", "view:*") resolved against the catalog, and
 -- the values a read returns: on-demand transforms (sandboxed) and PII tokens.
+local ffi = require "ffi"
 local sandbox = require "tycho.util.sandbox"
 local errors = require "tycho.util.errors"
 local catalog = require "tycho.features.catalog"
@@ -25,14 +26,21 @@ end
 local parse_refs_uncached
 
 local function parse_refs(fs, refs, tx)
-  if not tx then return fs.store:view(function(t) return parse_refs(fs, refs, t) end) end
   if type(refs) == "string" then refs = { refs } end
   -- Serving asks for the same refs again and again: reuse the resolution
-  -- while the catalog epoch stands still.
+  -- while the catalog epoch stands still. Without a transaction the epoch
+  -- comes from the store's point reader (no transaction of its own per call).
   local key = table.concat(refs, "\1")
-  local epoch = tx:get("catalog", "meta/epoch") or "0"
+  local epoch
+  if tx then
+    epoch = tx:get("catalog", "meta/epoch") or "0"
+  else
+    local p, len = fs.store:point_reader("catalog")("meta/epoch")
+    epoch = p and ffi.string(p, len) or "0"
+  end
   local hit = fs.refs_cache[key]
   if hit and hit.epoch == epoch then return hit.views, hit.order end
+  if not tx then return fs.store:view(function(t) return parse_refs(fs, refs, t) end) end
   local views, order, code = parse_refs_uncached(fs, refs, tx)
   if views then
     if fs.refs_cached > 1000 then fs.refs_cache, fs.refs_cached = {}, 0 end

@@ -176,8 +176,11 @@ local function get_online_features(app, req)
     total = total + #list
   end
   M.check_count(app, total, "items", "entity keys")
-  local res, err, code = features():online(body.features, body.entities)
+  -- The worker's last answer is overwritten when the shape repeats: it is
+  -- encoded before the next request runs, and serving allocates less.
+  local res, err, code = features():online(body.features, body.entities, { into = app.online_answer })
   if not res then M.fail(err, code) end
+  app.online_answer = res
   if not body.full_feature_names then
     -- Feast answers bare feature names unless full names are asked for.
     for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
@@ -245,6 +248,7 @@ function M.app(opts)
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.serve.watch").add(app, M)
     require("tycho.serve.registry_routes").add(app, M)
+    require("tycho.serve.console_routes").add(app, M)
     protocols.add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
