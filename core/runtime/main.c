@@ -32,6 +32,12 @@ static const command commands[] = {
       "processes share the port. A non-loopback --host needs --token-file unless\n"
       "--insecure. SIGTERM drains in-flight requests and exits 0. Predictions\n"
       "are logged for monitoring and kept for --log-retention (default 7d)." },
+    { "ui", "[--port P] [--host H] [--token-file F] [--insecure] [--workers N]",
+      "browse this home in the web console",
+      "Serves the console at http://HOST:PORT/ui/ (features, runs, models, experiments)\n"
+      "and the built-in JSON routes, with no app file: `tycho serve` of an app that\n"
+      "has only the built-in routes. Reads need no token; promote and rollback need\n"
+      "the --token-file's token, typed into the page. Binds 127.0.0.1:8080 by default." },
     { "test", "[PATHS...] [BUSTED OPTIONS]", "run busted specs inside the runtime",
       "Runs the *_spec.lua files under PATHS (default: tests/lua) with busted,\n"
       "inside tycho, so specs exercise the real C core." },
@@ -161,7 +167,9 @@ static int parse_uint(const char *cmd, const char *opt, const char *val, unsigne
     return 0;
 }
 
-static int cmd_serve(const char *home, int argc, char **argv)
+/* `tycho serve` and `tycho ui`: cmd is the command's name, and fixed_app
+ * (for ui) the built-in app it serves instead of an app file. */
+static int serve_command(const char *cmd, const char *fixed_app, const char *home, int argc, char **argv)
 {
     tz_serve_opts o = { .host = "127.0.0.1", .port = 8080, .workers = 1 };
     /* --model NAME[@ALIAS] (repeatable) serves registered models with no
@@ -172,16 +180,16 @@ static int cmd_serve(const char *home, int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         unsigned n = 0;
         int takes = 1, bad = 0;
-        if (!strcmp(a, "--port")) { bad = parse_uint("serve", a, v, 65535, &n); o.port = (int)n; }
-        else if (!strcmp(a, "--workers")) { bad = parse_uint("serve", a, v, 256, &n); o.workers = (int)n; }
+        if (!strcmp(a, "--port")) { bad = parse_uint(cmd, a, v, 65535, &n); o.port = (int)n; }
+        else if (!strcmp(a, "--workers")) { bad = parse_uint(cmd, a, v, 256, &n); o.workers = (int)n; }
         else if (!strcmp(a, "--host")) { if (!(o.host = v)) bad = 1; }
         else if (!strcmp(a, "--token-file")) { if (!(o.token_file = v)) bad = 1; }
         else if (!strcmp(a, "--access-log")) { if (!(o.access_log = v)) bad = 1; }
         else if (!strcmp(a, "--log-retention")) { if (!(o.log_retention = v)) bad = 1; }
-        else if (!strcmp(a, "--max-body")) bad = parse_uint("serve", a, v, 1u << 30, &o.max_body_bytes);
-        else if (!strcmp(a, "--max-header")) bad = parse_uint("serve", a, v, 1u << 20, &o.max_header_bytes);
-        else if (!strcmp(a, "--idle-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.idle_timeout_ms);
-        else if (!strcmp(a, "--request-timeout")) bad = parse_uint("serve", a, v, 86400000, &o.request_timeout_ms);
+        else if (!strcmp(a, "--max-body")) bad = parse_uint(cmd, a, v, 1u << 30, &o.max_body_bytes);
+        else if (!strcmp(a, "--max-header")) bad = parse_uint(cmd, a, v, 1u << 20, &o.max_header_bytes);
+        else if (!strcmp(a, "--idle-timeout")) bad = parse_uint(cmd, a, v, 86400000, &o.idle_timeout_ms);
+        else if (!strcmp(a, "--request-timeout")) bad = parse_uint(cmd, a, v, 86400000, &o.request_timeout_ms);
         else if (!strcmp(a, "--insecure")) { o.insecure = 1; takes = 0; }
         else if (!strcmp(a, "--model")) {
             size_t len = v ? strlen(v) : 0;
@@ -191,12 +199,14 @@ static int cmd_serve(const char *home, int argc, char **argv)
                                                n_models++ ? "," : "", v);
             }
         }
-        else if (a[0] == '-') return usage_error("serve", "unknown option '%s'", a);
+        else if (a[0] == '-') return usage_error(cmd, "unknown option '%s'", a);
         else if (!o.app) { o.app = a; takes = 0; }
-        else return usage_error("serve", "unexpected argument '%s'", a);
-        if (bad) return usage_error("serve", "bad value for %s", a);
+        else return usage_error(cmd, "unexpected argument '%s'", a);
+        if (bad) return usage_error(cmd, "bad value for %s", a);
         i += takes;
     }
+    if (fixed_app && (o.app || n_models)) return usage_error(cmd, "%s", "takes no app file and no --model");
+    if (fixed_app) return tz_serve_main((o.app = fixed_app, &o), home);
     if (n_models && o.app) return usage_error("serve", "%s", "give APP.lua or --model, not both");
     if (n_models) return tz_serve_main((o.app = models, &o), home);
     if (!o.app) return usage_error("serve", "%s", "missing APP.lua (or --model NAME[@ALIAS])");
@@ -246,7 +256,8 @@ int main(int argc, char **argv)
         return help_of(home, cmd, rest + 1, argv + i);
     if (!strcmp(cmd, "help")) return help_of(home, rest ? args[0] : NULL, rest, args);
     if (!strcmp(cmd, "run")) return cmd_run(home, rest, args);
-    if (!strcmp(cmd, "serve")) return cmd_serve(home, rest, args);
+    if (!strcmp(cmd, "serve")) return serve_command("serve", NULL, home, rest, args);
+    if (!strcmp(cmd, "ui")) return serve_command("ui", "tycho:ui", home, rest, args);
     if (!strcmp(cmd, "repl")) {
         if (rest) return usage_error("repl", "unexpected argument '%s'", args[0]);
         return cmd_lua(home, "tycho.cli.repl", "run", 0, NULL);

@@ -168,6 +168,7 @@ int tz_serve_main(const tz_serve_opts *opts, const char *home)
     }
     printf("tycho: serving %s on http://%s:%d with %d worker%s (pid %d)\n", o.app,
            o.host, o.port, o.workers, o.workers > 1 ? "s" : "", (int)getpid());
+    if (!strcmp(o.app, "tycho:ui")) printf("tycho: the console is at http://%s:%d/ui/\n", o.host, o.port);
     fflush(stdout);
 
     int stopping = 0, quick_deaths = 0, alive = o.workers, failed = 0;

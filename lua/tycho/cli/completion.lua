@@ -7,7 +7,7 @@ local help = require "tycho.cli.help"
 
 local M = {}
 
-local C_COMMANDS = { "run", "repl", "serve", "test", "dag", "version", "help" }
+local C_COMMANDS = { "run", "repl", "serve", "ui", "test", "dag", "version", "help" }
 
 -- Flags named in a usage line ("--json", "--window"...).
 local function flags_of(usage, into, seen)

@@ -66,6 +66,13 @@ function M.add(app, http)
   end)
   app:put("/v1/registry/models/{name}/aliases/{alias}/policy", function(req) return put_policy(app, http, req) end)
   app:post("/v1/registry/models/{name}/aliases/{alias}", function(req) return promote(app, http, req) end)
+  app:post("/v1/registry/models/{name}/aliases/{alias}/rollback", function(req)
+    local body = req.body ~= "" and req:json() or {}
+    local reason = type(body) == "table" and type(body.reason) == "string" and body.reason or nil
+    local version, msg, code = open(app, http):rollback(req.params.name, req.params.alias, { reason = reason })
+    if not version then http.fail(msg, code) end
+    return { name = req.params.name, alias = req.params.alias, version = version }
+  end)
 end
 
 return M

@@ -37,6 +37,7 @@ local function models_app(list)
 end
 
 local function load_app(path)
+  if path == "tycho:ui" then return http.app() end  -- `tycho ui`: the built-in routes and the console
   local list = path:match("^tycho:models=(.*)$")
   if list then return models_app(list) end
   local chunk, err = loadfile(path)

@@ -1,0 +1,63 @@
+// The Tycho console: one page, routed by the URL's hash (#/runs,
+// #/models/spam, ...), reading the same JSON API as the CLI.
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { setToken } from "./api.js";
+import { html } from "./ui.js";
+import { FeatureList, FeatureView } from "./pages/features.js";
+import { RunList, RunView, RunCompare } from "./pages/runs.js";
+import { ModelList, ModelView } from "./pages/models.js";
+import { ExperimentList, ExperimentView } from "./pages/experiments.js";
+
+const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["experiments", "Experiments"]];
+
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, qs] = raw.split("?");
+  const parts = path.split("/").filter(Boolean).map((p) => {
+    try { return decodeURIComponent(p); } catch (e) { return p; }
+  });
+  return { parts, query: new URLSearchParams(qs || "") };
+}
+
+function Page({ route }) {
+  const [section, arg] = route.parts;
+  switch (section || "features") {
+    case "features": return arg ? html`<${FeatureView} name=${arg} />` : html`<${FeatureList} />`;
+    case "runs":
+      if (arg === "compare") {
+        const ids = (route.query.get("ids") || "").split(",").filter(Boolean);
+        return html`<${RunCompare} ids=${ids} />`;
+      }
+      return arg ? html`<${RunView} id=${arg} />` : html`<${RunList} />`;
+    case "models": return arg ? html`<${ModelView} name=${arg} />` : html`<${ModelList} />`;
+    case "experiments": return arg ? html`<${ExperimentView} name=${arg} />` : html`<${ExperimentList} />`;
+    default: return html`<p class="error">No page ${section}.</p>`;
+  }
+}
+
+function TokenField() {
+  const [value, setValue] = useState("");
+  return html`<label class="token">Token <input type="password" name="token" autocomplete="off" value=${value}
+    placeholder="for promote / rollback" onInput=${(e) => { setValue(e.target.value); setToken(e.target.value); }} /></label>`;
+}
+
+function App() {
+  const [route, setRoute] = useState(parseHash());
+  useEffect(() => {
+    const on = () => setRoute(parseHash());
+    window.addEventListener("hashchange", on);
+    return () => window.removeEventListener("hashchange", on);
+  }, []);
+  const current = route.parts[0] || "features";
+  return html`<header><h1><a href="#/features">Tycho</a></h1>
+      <nav>${SECTIONS.map(([k, label]) => html`<a href=${"#/" + k} aria-current=${k === current ? "page" : undefined}>${label}</a>`)}</nav>
+      <${TokenField} /></header>
+    <main key=${location.hash}><${Page} route=${route} /></main>`;
+}
+
+const root = document.getElementById("app");
+root.textContent = "";  // the "Loading the console…" placeholder
+render(html`<${App} />`, root);

@@ -1,0 +1,159 @@
+--- The web console, built into every app: the read routes its pages use
+-- beside those of registry_routes.lua and http.lua, and the pages
+-- themselves under /ui/.
+--
+--   GET /v1/runs?limit=50&offset=0&sort=metrics.auc&order=desc&model=spam&kind=fit
+--   GET /v1/runs?cursor=...            the next page by time (newest first)
+--   GET /v1/runs/{id}                  one run
+--   GET /v1/runs:compare?ids=A,B       runs side by side, with what differs
+--   GET /v1/features:duplicates?threshold=0.99
+--   GET /ui/                           the console (one page; #/runs, #/models/NAME, ...)
+--   GET /ui/assets/{file}              its bundle (console.js, console.css)
+--
+-- Reads need no token. The pages are a bundle built by `bash .ci/build`
+-- (console/, esbuild) into BUILD_DIR/console beside the tycho binary, or
+-- into $TYCHO_CONSOLE_DIR; without it /ui/ says the console was not built.
+-- Every /ui/ answer carries a Content-Security-Policy that allows only the
+-- bundle's own script and style: no inline script, nothing from elsewhere.
+local internal = require "tycho.internal"
+local runs = require "tycho.registry.runs"
+
+local M = {}
+
+M.CSP = table.concat({ "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+  "connect-src 'self'", "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'" }, "; ")
+
+local function ui_headers(content_type)
+  return { ["Content-Type"] = content_type, ["Content-Security-Policy"] = M.CSP,
+           ["X-Content-Type-Options"] = "nosniff", ["Referrer-Policy"] = "no-referrer",
+           ["X-Frame-Options"] = "DENY", ["Cache-Control"] = "no-cache" }
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  f:close()
+  return true
+end
+
+--- The directory holding the console's bundle (console.js, console.css):
+-- $TYCHO_CONSOLE_DIR, else `console` beside the tycho binary, else
+-- ../share/tycho/console from it (an installed tree); nil when none has it.
+function M.assets_dir()
+  local bin = (internal.exe or ""):match("^(.*)/[^/]*$") or "."
+  for _, dir in ipairs { os.getenv("TYCHO_CONSOLE_DIR") or false, bin .. "/console",
+                         bin .. "/../share/tycho/console" } do
+    if dir and exists(dir .. "/console.js") then return dir end
+  end
+  return nil
+end
+
+local function escape(s)
+  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
+                                         ["'"] = "&#39;" }))
+end
+
+local PAGE = [[<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Tycho console</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/ui/assets/console.css">
+<script type="module" src="/ui/assets/console.js"></script>
+</head><body><div id="app"><p class="loading">Loading the console…</p></div>
+<noscript>The Tycho console needs JavaScript; the same data is at /v1/runs, /v1/registry/models and /v1/features.</noscript>
+</body></html>
+]]
+
+local NOT_BUILT = [[<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tycho console: not built</title></head><body>
+<h1>The console was not built</h1>
+<p>This tycho (%s) found no console bundle. <code>bash .ci/build</code> builds it when
+<code>npm</code> is installed (into BUILD_DIR/console, beside the binary); or point
+<code>TYCHO_CONSOLE_DIR</code> at a directory holding console.js and console.css.</p>
+<p>The JSON API answers without it: <a href="/v1/runs">/v1/runs</a>,
+<a href="/v1/registry/models">/v1/registry/models</a>, <a href="/v1/features">/v1/features</a>.</p>
+</body></html>
+]]
+
+local TYPES = { js = "text/javascript; charset=utf-8", css = "text/css; charset=utf-8", map = "application/json",
+                svg = "image/svg+xml", png = "image/png", ico = "image/x-icon" }
+
+local function page()
+  if not M.assets_dir() then
+    return 200, ui_headers("text/html; charset=utf-8"), NOT_BUILT:format(escape(internal.exe or "?"))
+  end
+  return 200, ui_headers("text/html; charset=utf-8"), PAGE
+end
+
+local function asset(http, file)
+  local ext = file:match("^[%w][%w_%-]*%.?[%w_%-]*%.(%a+)$")
+  local dir = M.assets_dir()
+  if not ext or not TYPES[ext] or not dir then http.error(404, "not_found", "no console asset '" .. file .. "'") end
+  local f = io.open(dir .. "/" .. file, "rb")
+  if not f then http.error(404, "not_found", "no console asset '" .. file .. "'") end
+  local body = f:read("*a")
+  f:close()
+  return 200, ui_headers(TYPES[ext]), body
+end
+
+local function integer(http, q, name)
+  if q[name] == nil or q[name] == "" then return nil end
+  local n = tonumber(q[name])
+  if not n then http.error(400, "bad_request", name .. " must be an integer") end
+  return n
+end
+
+local function runs_page(http, req)
+  local q = req.query
+  local function text(name) return q[name] ~= "" and q[name] or nil end
+  local page_, err, code = runs.page { model = text("model"), kind = text("kind"), sort = text("sort"),
+    order = text("order"), cursor = text("cursor"), limit = integer(http, q, "limit"),
+    offset = integer(http, q, "offset") }
+  if not page_ then http.fail(err, code) end
+  return page_
+end
+
+local function compare(http, req)
+  local ids = {}
+  for id in (req.query.ids or ""):gmatch("[^,]+") do ids[#ids + 1] = id end
+  if #ids < 2 or #ids > 50 then http.error(400, "bad_request", "ids names 2 to 50 runs: ?ids=ID,ID") end
+  local doc, err, code = runs.compare(ids)
+  if not doc then http.fail(err, code) end
+  return doc
+end
+
+local feature_store
+local function duplicates(http, req)
+  if not feature_store then
+    local fs, err = require("tycho.features").open()
+    if not fs then http.error(503, "store_unavailable", err) end
+    feature_store = fs
+  end
+  local threshold = tonumber(req.query.threshold or "0.99")
+  if not threshold or threshold <= 0 or threshold > 1 then
+    http.error(400, "bad_request", "threshold is a number in (0, 1]")
+  end
+  local list = feature_store:duplicates { threshold = threshold }
+  return { threshold = threshold, duplicates = #list > 0 and list or require("tycho.util.json").empty_array }
+end
+
+local function redirect() return 302, { Location = "/ui/", ["Content-Type"] = "text/plain" }, "see /ui/\n" end
+
+--- Adds the console's routes to app (http: the router module, for its errors).
+function M.add(app, http)
+  app:get("/v1/runs", function(req) return runs_page(http, req) end)
+  app:get("/v1/runs:compare", function(req) return compare(http, req) end)
+  app:get("/v1/runs/{id}", function(req)
+    local r, err, code = runs.get(req.params.id)
+    if not r then http.fail(err, code) end
+    return r
+  end)
+  app:get("/v1/features:duplicates", function(req) return duplicates(http, req) end)
+  app:get("/", redirect)
+  app:get("/ui", redirect)
+  app:get("/ui/", page)
+  app:get("/ui/assets/{file}", function(req) return asset(http, req.params.file) end)
+end
+
+return M

@@ -1,0 +1,136 @@
+// Drives Debian's chromium through every console page of a running tycho
+// server (tests/lua/e2e/console_spec.lua starts it on a seeded home).
+//
+//   node tests/browser/console.mjs --base http://127.0.0.1:PORT --token SECRET --out build/console-screenshots \
+//        --model spam --version 1.0.1 --alias production [--chromium /usr/bin/chromium]
+//
+// Fails (exit 1) on any console error, page error, dialog (an escaped string
+// that ran), failed request or HTTP error answer, except the one 401 it
+// provokes by clicking Promote without the token. Prints one JSON line:
+// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} }.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
+  return acc;
+}, []));
+const base = args.base;
+const out = args.out || "build/console-screenshots";
+const model = args.model || "spam";
+const version = args.version || "1.0.1";
+const alias = args.alias || "production";
+const TIMEOUT = 15000;
+
+const guard = setTimeout(() => { console.error("console.mjs: gave up after 150 s"); process.exit(2); }, 150000);
+mkdirSync(out, { recursive: true });
+
+const problems = [];
+const pages = [];
+const actions = {};
+// The one 401 the test provokes on purpose: its answer, and chromium's
+// console line about it (which may arrive after the page shows the refusal).
+let answer401 = 0;
+let console401 = 0;
+
+const browser = await chromium.launch({
+  executablePath: args.chromium || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  timeout: 30000,
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("console", (msg) => {
+    if (msg.type() !== "error") return;
+    if (console401 > 0 && /status of 401/.test(msg.text())) { console401--; return; }
+    problems.push(`console error: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("dialog", async (d) => { problems.push(`dialog opened (unescaped script?): ${d.message()}`); await d.dismiss(); });
+  page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
+  page.on("response", (res) => {
+    if (res.status() < 400) return;
+    if (res.status() === 401 && answer401 > 0) { answer401--; return; }
+    problems.push(`HTTP ${res.status()} for ${res.url()}`);
+  });
+
+  // CSP on the page itself, and the bundle loaded from the server only.
+  const first = await page.goto(base + "/ui/", { waitUntil: "load" });
+  const csp = first.headers()["content-security-policy"] || "";
+  if (!/script-src 'self'/.test(csp) || /unsafe-inline/.test(csp)) problems.push(`bad CSP on /ui/: ${csp}`);
+
+  // Opens hash route, waits for ready (a selector) and no .error, saves a screenshot.
+  async function visit(name, hash, ready, act) {
+    const t0 = Date.now();
+    if (hash !== null) await page.goto(base + "/ui/#" + hash, { waitUntil: "load" });
+    if (act) await act();
+    await page.waitForSelector(ready, { state: "visible" });
+    await page.waitForFunction(() => !document.querySelector("main")?.textContent.includes("Loading…"));
+    const ms = Date.now() - t0;
+    const err = await page.$("main .error");
+    if (err) problems.push(`${name}: the page shows an error: ${await err.textContent()}`);
+    const screenshot = join(out, `${String(pages.length + 1).padStart(2, "0")}-${name}.png`);
+    await page.screenshot({ path: screenshot, fullPage: true });
+    pages.push({ name, ms, screenshot });
+  }
+
+  await visit("features", "/features", "main table tbody tr");
+  const view = await page.textContent("main table tbody tr td a");
+  await visit("feature-view", "/features/" + encodeURIComponent(view), "main figure.chart canvas");
+  await visit("runs", "/runs", "main table.runs tbody tr");
+  // Sort by a metric column (on the server) and check the order came back.
+  const sorted = page.waitForResponse((r) => r.url().includes("/v1/runs?") && r.url().includes("sort=metrics.auc"));
+  await page.click("main table.runs th button:text-is('auc')");
+  const sortedDoc = await (await sorted).json();
+  const aucs = sortedDoc.runs.map((r) => r.metrics && r.metrics.auc).filter((v) => typeof v === "number");
+  if (aucs.some((v, i) => i > 0 && v > aucs[i - 1])) problems.push(`runs sorted by auc are not descending: ${aucs}`);
+  actions.sorted_by_auc = aucs.length;
+  await visit("runs-sorted", null, "main table.runs th[aria-sort='descending']");
+  // Escaping: the seeded run named with markup shows as text.
+  const seeded = await page.$$eval("main table.runs td", (tds) => tds.some((td) => td.textContent.includes("<img")));
+  actions.markup_shown_as_text = seeded;
+  const runId = await page.textContent("main table.runs tbody tr td:nth-child(2) a");
+  await visit("run", "/runs/" + encodeURIComponent(runId), "main dl.kv");
+  await visit("runs-compare", "/runs", "main table caption:text-is('Metrics')", async () => {
+    await page.waitForSelector("main table.runs tbody tr input[type=checkbox]");
+    const boxes = await page.$$("main table.runs tbody tr input[type=checkbox]");
+    await boxes[0].check();
+    await boxes[1].check();
+    await page.click("main a.button:not(.disabled)");
+  });
+  await visit("models", "/models", "main table tbody tr");
+  await visit("model", "/models/" + encodeURIComponent(model), "main table.history tbody tr");
+
+  // Promote without the token: the server refuses (401), the page says so.
+  await page.selectOption("main select[name=version]", version);
+  await page.fill("main input[name=alias]", alias);
+  answer401 = 1;
+  console401 = 1;
+  await page.click("#promote");
+  await page.waitForSelector("main .actions .error");
+  actions.without_token = (await page.textContent("main .actions .error")).trim();
+  if (answer401 !== 0) problems.push("Promote without the token was not answered 401");
+  await page.screenshot({ path: join(out, `${String(pages.length + 1).padStart(2, "0")}-promote-refused.png`), fullPage: true });
+  pages.push({ name: "promote-refused", ms: 0, screenshot: join(out, `${String(pages.length + 1).padStart(2, "0")}-promote-refused.png`) });
+
+  // With the token: accepted, and the page shows the new alias.
+  await page.fill("header input[name=token]", args.token);
+  await page.click("#promote");
+  await page.waitForSelector("main .actions .ok");
+  actions.with_token = (await page.textContent("main .actions .ok")).trim();
+  await page.waitForFunction(([a, v]) => [...document.querySelectorAll("main table.aliases tbody tr")]
+    .some((tr) => tr.textContent.includes(a) && tr.textContent.includes(v)), [alias, version]);
+  await visit("model-promoted", null, "main .actions .ok");
+  await visit("experiments", "/experiments", "main h2");
+} catch (e) {
+  problems.push(`step failed: ${e.message.split("\n")[0]}`);
+} finally {
+  await browser.close();
+  clearTimeout(guard);
+}
+console.log(JSON.stringify({ ok: problems.length === 0, pages, problems, actions }));
+process.exit(problems.length === 0 ? 0 : 1);

@@ -1,0 +1,149 @@
+-- The web console (issue 24): its read routes on a seeded home, `tycho ui`,
+-- and every page driven in headless chromium (tests/browser/console.mjs:
+-- no console error or failed request, Promote refused without the token and
+-- accepted with it), then the registry checked for the promotion.
+local testing = require "tycho.testing"
+local json = require "tycho.json"
+
+local CHROMIUM = "/usr/bin/chromium"
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Why the browser part cannot run here, or nil.
+local function browser_missing()
+  if not exists(CHROMIUM) then return CHROMIUM .. " is missing (apt-get install chromium)" end
+  if os.execute("command -v node >/dev/null 2>&1") ~= 0 then return "node is missing" end
+  if not exists("tests/browser/node_modules/playwright-core/package.json") then
+    return "tests/browser has no node_modules (cd tests/browser && npm ci --ignore-scripts)"
+  end
+  if not require("tycho.serve.console_routes").assets_dir() then return "the console was not built (bash .ci/build)" end
+end
+
+describe("console", function()
+  local home, srv, token_file
+  setup(function()
+    home = dofile("tests/lua/fixtures/spam_home.lua")({})
+    -- A run whose names hold markup: the pages must show it as text.
+    local seed = testing.write(home .. "/seed.lua", [[
+      local runs = require "tycho.registry.runs"
+      assert(runs.record { kind = "fit", model = "<img src=x onerror=alert(1)>", params = { note = "<b>x</b>" },
+                           metrics = { auc = 0.5 }, seconds = 0.1 })]])
+    local code, _, err = testing.run({ "--home", home, "run", seed })
+    assert(code == 0, err)
+    token_file = testing.write(home .. "/token", "s3cret\n")
+    srv = testing.serve({ "--model", "spam" }, { "--token-file", token_file }, { env = { "TYCHO_HOME=" .. home } })
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    if home then testing.rmrf(home) end
+  end)
+
+  local function get(path) return testing.request(srv.port, "GET", path) end
+
+  it("pages runs from the store: by time with a cursor, sorted by a metric, filtered", function()
+    local status, _, _, doc = get("/v1/runs?limit=2")
+    assert.equal(200, status)
+    assert.equal(7, doc.total)
+    assert.equal(2, #doc.runs)
+    assert.equal(2, doc.next_offset)
+    assert.is_string(doc.cursor)
+    local _, _, _, after = get("/v1/runs?limit=2&cursor=" .. doc.cursor)
+    assert.equal(2, #after.runs)
+    assert.is_true(after.runs[1].id < doc.runs[2].id)
+    local _, _, _, by_offset = get("/v1/runs?limit=2&offset=2")
+    assert.same({ after.runs[1].id, after.runs[2].id }, { by_offset.runs[1].id, by_offset.runs[2].id })
+    local _, _, _, sorted = get("/v1/runs?sort=metrics.auc&limit=100")
+    local last = math.huge
+    for _, r in ipairs(sorted.runs) do
+      if r.metrics and r.metrics.auc then
+        assert.is_true(r.metrics.auc <= last)
+        last = r.metrics.auc
+      end
+    end
+    local _, _, _, asc = get("/v1/runs?sort=auc&order=asc&limit=1")
+    assert.equal(0.5, asc.runs[1].metrics.auc)
+    local _, _, _, fits = get("/v1/runs?kind=fit&model=spam")
+    assert.equal(2, fits.total)
+    for _, r in ipairs(fits.runs) do assert.same({ "fit", "spam" }, { r.kind, r.model }) end
+    assert.equal(400, (get("/v1/runs?limit=0")))
+    assert.equal(400, (get("/v1/runs?sort=auc&cursor=00")))
+  end)
+
+  it("shows one run and compares runs, naming what differs", function()
+    local _, _, _, page = get("/v1/runs?limit=3")
+    local status, _, _, one = get("/v1/runs/" .. page.runs[1].id)
+    assert.equal(200, status)
+    assert.equal(page.runs[1].id, one.id)
+    assert.equal(404, (get("/v1/runs/1-2-3")))
+    local _, _, _, cmp = get("/v1/runs:compare?ids=" .. page.runs[1].id .. "," .. page.runs[2].id)
+    assert.equal(2, #cmp.runs)
+    assert.is_table(cmp.differ)
+    assert.equal(400, (get("/v1/runs:compare?ids=" .. page.runs[1].id)))
+  end)
+
+  it("serves the console with a CSP and no inline script, and rollback needs the token", function()
+    local status, headers, body = get("/ui/")
+    assert.equal(200, status)
+    assert.matches("script-src 'self'", headers["content-security-policy"], 1, true)
+    assert.is_nil(headers["content-security-policy"]:find("unsafe", 1, true))
+    assert.is_nil(body:find("<script>", 1, true))
+    assert.equal(302, (get("/")))
+    assert.equal(404, (get("/ui/assets/..%2F..%2Fetc%2Fpasswd")))
+    assert.equal(401, (testing.request(srv.port, "POST", "/v1/registry/models/spam/aliases/production/rollback")))
+  end)
+
+  it("`tycho ui` serves the console and the read routes with no app file", function()
+    local port = testing.free_port()
+    local proc = testing.spawn({ "ui", "--port", tostring(port) }, { env = { "TYCHO_HOME=" .. home } })
+    local ok = testing.run_until(function()
+      return proc.code ~= nil or testing.request(port, "GET", "/v2/health/ready", { timeout = 500 }) == 200
+    end, 15000)
+    local status, _, _, models = testing.request(port, "GET", "/v1/registry/models")
+    local ui = testing.request(port, "GET", "/ui/")
+    proc:kill("sigterm")
+    assert.equal(0, proc:wait(10000))
+    assert.is_true(ok)
+    assert.equal(200, status)
+    assert.equal("spam", models.models[1].name)
+    assert.equal(200, ui)
+    assert.matches("the console is at http://127.0.0.1:" .. port .. "/ui/", proc.stdout(), 1, true)
+  end)
+
+  it("opens every page in chromium; Promote is refused without the token and accepted with it", function()
+    local missing = browser_missing()
+    if missing and os.getenv("TYCHO_BROWSER_TESTS") ~= "1" then
+      pending("browser test skipped: " .. missing)
+      return
+    end
+    assert.is_nil(missing)
+    local build = testing.exe:match("^(.*)/[^/]*$")
+    local cmd = string.format("timeout -k 5 170 node tests/browser/console.mjs --base http://127.0.0.1:%d --token s3cret"
+      .. " --out %s/console-screenshots --model spam --version 1.0.1 --alias production --chromium %s 2>&1",
+      srv.port, build, CHROMIUM)
+    local started = os.time()
+    local p = io.popen(cmd)
+    local output = p:read("*a")
+    p:close()
+    local last_line
+    for line in output:gmatch("[^\n]+") do last_line = line end
+    local report = last_line and json.decode(last_line)
+    assert(report, "console.mjs printed no report:\n" .. output)
+    assert.same({}, report.problems, output)
+    assert.is_true(report.ok)
+    assert.is_true(report.actions.markup_shown_as_text)
+    assert.matches("401", report.actions.without_token)
+    assert.matches("is now production", report.actions.with_token)
+    assert.is_true(#report.pages >= 10)
+    assert.is_true(os.time() - started < 170)
+    -- The home saw the promotion the page made.
+    local reg = assert(require("tycho.registry").open({ home = home }))
+    assert.equal("1.0.1", reg:get("spam", "production").version)
+    local history = reg:history("spam")
+    local last = history[#history]
+    assert.same({ "production", "1.0.0", "1.0.1", "promote" }, { last.alias, last.from, last.to, last.why })
+  end)
+end)
