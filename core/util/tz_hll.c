@@ -4,6 +4,7 @@
 #include "util/tz_hll.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "util/tz_hash.h"
 
@@ -24,6 +25,14 @@ void tz_hll_add(uint8_t *regs, int p, const void *data, size_t len)
     uint64_t rest = (h << p) | (1ull << (p - 1));  /* a stop bit bounds the rank */
     uint8_t rank = (uint8_t)(__builtin_clzll(rest) + 1);
     if (rank > regs[idx]) regs[idx] = rank;
+}
+
+void tz_hll_add_f64(uint8_t *regs, int p, double x)
+{
+    unsigned char bytes[8];
+    if (x == 0) x = 0; /* -0 and 0 are one value */
+    memcpy(bytes, &x, 8);
+    tz_hll_add(regs, p, bytes, 8);
 }
 
 double tz_hll_estimate(const uint8_t *regs, int p)

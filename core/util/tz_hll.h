@@ -14,6 +14,10 @@
 /* Counts the value data[0..len) into the registers. */
 void tz_hll_add(uint8_t *regs, int p, const void *data, size_t len);
 
+/* Counts a number by its IEEE-754 bytes (-0 as 0): the same number always
+ * counts once, with no text formatting on the way. */
+void tz_hll_add_f64(uint8_t *regs, int p, double x);
+
 /* The estimated number of distinct values counted (with the small-range
  * correction: exact-ish by linear counting while registers are empty). */
 double tz_hll_estimate(const uint8_t *regs, int p);

@@ -32,6 +32,7 @@ int tz_hash_bucket(uint64_t state, const void *data, size_t len, const double *b
 void tz_hash_sha256(const void *data, size_t len, uint8_t out[32]);
 
 void tz_hll_add(uint8_t *regs, int p, const void *data, size_t len);
+void tz_hll_add_f64(uint8_t *regs, int p, double x);
 double tz_hll_estimate(const uint8_t *regs, int p);
 
 double tz_sample_uniform(uint64_t *state);
@@ -110,8 +111,9 @@ function M.hash.sha256(s)
 end
 
 --- HyperLogLog sketches (core/util/tz_hll) over a uint8_t[2^p] array of
--- registers: add(regs, p, s, #s), estimate(regs, p).
-M.hll = { add = C.tz_hll_add, estimate = C.tz_hll_estimate }
+-- registers: add(regs, p, s, #s), add_f64(regs, p, x) (a number by its
+-- bytes), estimate(regs, p).
+M.hll = { add = C.tz_hll_add, add_f64 = C.tz_hll_add_f64, estimate = C.tz_hll_estimate }
 
 local number_buf = ffi.new("char[32]")  -- TZ_FMT_DOUBLE_MAX
 

@@ -62,6 +62,24 @@ typedef struct tz_asof_view {
 } tz_asof_view;
 int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view, const tz_column *entity,
                  const int64_t *t, size_t n, tz_column *const *out, tz_err *err);
+/* Feature rows landed from columns (core/store/tz_ingest.h). */
+typedef struct tz_ingest_feature {
+  const tz_column *col; int type; int required; int has_min, has_max; double min, max;
+  const double *allowed; size_t n_allowed; const uint8_t *allowed_code; size_t n_codes;
+  uint8_t *hll; int64_t nulls, numbers, others; double sum, m2, lo, hi;
+  int has_hist; double hist_lo, hist_hi; int64_t hist[16], under, over;
+} tz_ingest_feature;
+typedef struct tz_ingest_batch {
+  uint32_t view_id; uint16_t version; const tz_column *entity; const tz_column *time; size_t n;
+  int n_features; tz_ingest_feature *features; int write_offline, write_online;
+  unsigned dbi_offline, dbi_online; int hll_p; uint8_t *entity_hll;
+  uint8_t *status; int64_t *detail; int64_t *times;
+  size_t landed, unchanged, rejected, duplicates, online_updates, replaced;
+  int64_t min_time, max_time, last_event;
+  unsigned char *old_rows; size_t old_len; size_t *old_at;
+} tz_ingest_batch;
+int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err);
+int tz_ingest_parse_time(const char *s, size_t len, int64_t *out);
 ]]
 
 local C = ffi.C
@@ -430,6 +448,29 @@ function Txn:asof_join(db, view, entity, times, n, cols)
     return nil, ffi.string(base.err.msg)
   end
   return true
+end
+
+--- Lands a batch of feature rows from columns (core/store/tz_ingest) in
+-- this write transaction: batch is a tz_ingest_batch whose dbi fields this
+-- fills. Returns the stored rows the batch corrected, { { row (0-based),
+-- old bytes } }. A full map raises as every write does (update() grows and
+-- repeats).
+function Txn:ingest(batch)
+  if not self.write then error("store: ingest() in a read transaction", 2) end
+  batch.dbi_offline = batch.write_offline ~= 0 and dbi(self, "offline") or 0
+  batch.dbi_online = batch.write_online ~= 0 and dbi(self, "online") or 0
+  local rc = C.tz_ingest_run(self.handle, batch, err)
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  if rc ~= OK then raise(2) end
+  local olds = {}
+  for k = 0, tonumber(batch.replaced) - 1 do
+    local at, off, len = batch.old_at[3 * k], batch.old_at[3 * k + 1], batch.old_at[3 * k + 2]
+    olds[k + 1] = { tonumber(at), ffi.string(batch.old_rows + off, len) }
+  end
+  C.free(batch.old_rows)
+  C.free(batch.old_at)
+  batch.old_rows, batch.old_at = nil, nil
+  return olds
 end
 
 --- Runs fn() once this write transaction has committed; never when it is

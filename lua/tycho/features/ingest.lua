@@ -10,6 +10,7 @@ local quality = require "tycho.features.quality"
 local offline_key, online_put = layout.offline_key, layout.online_put
 local validation = require "tycho.features.validate"
 local validate = validation.validate
+local columns = require "tycho.features.ingest_columns"
 
 local M = {}
 local FS = {}
@@ -32,7 +33,7 @@ local function rows_of(source, v)
   -- Returns an iterator of (line, row), a list of reader issues and the
   -- source's present(row, column).
   if frame.is_frame(source) then
-    return source:rows(), {}, columns_of(source)
+    return source:rows(), {}, columns_of(source), source, function(i) return i end
   end
   if type(source) ~= "string" then error("ingest: source must be a path or a frame", 3) end
   local f = io.open(source, "rb")
@@ -42,7 +43,7 @@ local function rows_of(source, v)
   if source:match("%.jsonl$") or source:match("%.ndjson$") or head:match("^%s*{") then
     local fr, rep = frame.read_jsonl(source)
     if not fr then return nil, rep end
-    return fr:rows(), rep.issues, columns_of(fr)
+    return fr:rows(), rep.issues, columns_of(fr), fr, function(i) return i end
   end
   if head:find("\0", 1, true) then return nil, source .. " is not a CSV or JSONL file (binary content)" end
   -- Read key and time as text so their formats are ours to judge; feature
@@ -52,12 +53,13 @@ local function rows_of(source, v)
   local fr, rep = frame.read_csv(source, { schema = schema, line_column = "_tycho_line", unique_header = true })
   if not fr then return nil, rep end
   local lines = fr:col("_tycho_line")
-  local it = fr:drop("_tycho_line"):rows()
+  local data = fr:drop("_tycho_line")
+  local it = data:rows()
   return function()
     local i, row = it()
     if not i then return nil end
     return lines:get(i), row
-  end, rep.issues, columns_of(fr)
+  end, rep.issues, columns_of(fr), data, function(i) return lines:get(i) end
 end
 
 -- The quarantine file holds every rejected row up to this many; past it,
@@ -113,6 +115,8 @@ local function complete(tx, v, entity, t, values, omitted)
   end
   return codec.encode(v.version, v.current, values)
 end
+
+local finish
 
 local function land(fs, v, iter, issues, to, source_name, present)
   local report = { view = v.name, rows_read = 0, landed = 0, rejected = 0, duplicates = 0, unchanged = 0,
@@ -186,6 +190,11 @@ local function land(fs, v, iter, issues, to, source_name, present)
     report.min_time = math.min(report.min_time or g[2], g[2])
     report.max_time = math.max(report.max_time or g[2], g[2])
   end
+  return finish(fs, v, report, rejected)
+end
+
+-- The report's rejected rows, quarantine file and time range.
+function finish(fs, v, report, rejected)
   report.rejected = #rejected
   report.quarantine = write_quarantine(fs, v.name, rejected)
   report.issues = rejected
@@ -193,6 +202,20 @@ local function land(fs, v, iter, issues, to, source_name, present)
     report.time_range = { timeutil.format(report.min_time), timeutil.format(report.max_time) }
   end
   return report
+end
+
+-- A frame through the columnar path (features/ingest_columns.lua), after
+-- the reader's own rejections; or nil when it takes the row path.
+local function land_columns(fs, v, fr, lines, issues, to, source_name)
+  local report, rejected_rows = columns.land(fs, v, fr, lines, to, source_name)
+  if not report then return nil end
+  local rejected = {}
+  for _, is in ipairs(issues) do
+    rejected[#rejected + 1] = { line = is.line, column = is.column, reason = is.message, source = source_name }
+  end
+  for _, r in ipairs(rejected_rows) do rejected[#rejected + 1] = r end
+  report.rows_read = report.rows_read + #issues
+  return finish(fs, v, report, rejected)
 end
 
 --- Batch ingestion from a CSV or JSONL path or a frame: every row
@@ -204,10 +227,10 @@ end
 function FS:ingest(view, source, opts)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
-  local iter, issues, present = rows_of(source, v)
+  local iter, issues, present, fr, lines = rows_of(source, v)
   if not iter then return nil, issues end
-  return land(self, v, iter, issues, opts and opts.to or "online_and_offline",
-              type(source) == "string" and source or "frame", present)
+  local to, name = opts and opts.to or "online_and_offline", type(source) == "string" and source or "frame"
+  return land_columns(self, v, fr, lines, issues, to, name) or land(self, v, iter, issues, to, name, present)
 end
 
 --- Push rows (Feast's push): rows is a frame, a list of row tables or a
@@ -221,7 +244,8 @@ function FS:push(view, rows, to)
   end
   local list = rows
   if frame.is_frame(rows) then
-    return land(self, v, rows:rows(), {}, to or "online", "push", columns_of(rows))
+    return land_columns(self, v, rows, function(i) return i end, {}, to or "online", "push")
+      or land(self, v, rows:rows(), {}, to or "online", "push", columns_of(rows))
   end
   if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
   if #rows == 0 and next(rows) then

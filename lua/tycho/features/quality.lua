@@ -24,7 +24,10 @@ local function key_of(view) return "quality/" .. view end
 -- HyperLogLog registers live as raw bytes under keys of their own beside
 -- the statistics record (the entity sketch under an empty feature name):
 -- copied in and out with one memcpy, never re-encoded as text on a push.
-local function sketch_key(view, feature) return "quality_hll/" .. view .. "\0" .. feature end
+-- Numbers count by their bytes (tz_hll_add_f64), text and booleans by their
+-- text; sketches made before numbers were counted so (under "quality_hll/")
+-- are left alone rather than mixed, and counting starts again here.
+local function sketch_key(view, feature) return "quality_hll2/" .. view .. "\0" .. feature end
 
 local function registers(bytes)
   local regs = ffi.new("uint8_t[?]", REGISTERS)
@@ -128,8 +131,12 @@ function M.record(tx, v, written, replaced)
       if x == nil then
         st.nulls = st.nulls + 1
       else
-        local s = type(x) == "string" and x or tostring(x)
-        base.hll.add(regs, P, s, #s)
+        if type(x) == "number" then
+          base.hll.add_f64(regs, P, x)
+        else
+          local s = type(x) == "string" and x or tostring(x)
+          base.hll.add(regs, P, s, #s)
+        end
         if type(x) == "boolean" then x = x and 1 or 0 end
         if type(x) == "number" then
           n, sum = n + 1, sum + x
@@ -151,6 +158,74 @@ function M.record(tx, v, written, replaced)
     write_sketch(tx, v.name, f.name, regs)
   end
   tx:put_json("catalog", key_of(v.name), q)
+end
+
+--- The statistics a columnar batch (core/store/tz_ingest) folds into, for
+-- view v inside tx: { q = the record, entity = registers, features = {
+-- [name] = { st, regs } } }, with the histogram ranges and HLL registers the
+-- batch's C structs take (see fill_batch). P is the registers' precision.
+M.P = P
+function M.open_batch(tx, v)
+  local q = tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
+  local state = { q = q, entity = read_sketch(tx, v.name, ""), features = {} }
+  for _, f in ipairs(v.current) do
+    local st = q.features[f.name] or new_feature(f)
+    q.features[f.name] = st
+    state.features[f.name] = { st = st, regs = read_sketch(tx, v.name, f.name) }
+  end
+  return state
+end
+
+--- Folds the batch's statistics (tz_ingest_batch b, its features in
+-- v.current's order) into state and writes them in tx, as record() does for
+-- rows: `replaced` holds the old values ({ entity, time, values }) of the
+-- stored rows the batch corrected.
+function M.close_batch(tx, v, state, b, replaced)
+  local written = tonumber(b.landed)
+  if written == 0 then return end
+  local q = state.q
+  local now = timeutil.now()
+  q.rows, q.ingests = q.rows + written - #replaced, q.ingests + 1
+  q.first_ingest, q.last_ingest = q.first_ingest or now, now
+  local last = tonumber(b.last_event)
+  if not q.last_event or last > q.last_event then q.last_event = last end
+  write_sketch(tx, v.name, "", state.entity)
+  for j, f in ipairs(v.current) do
+    local c, fs = b.features[j - 1], state.features[f.name]
+    local st = fs.st
+    st.nulls = st.nulls + tonumber(c.nulls)
+    st.count = st.count + tonumber(c.others)
+    local n = tonumber(c.numbers)
+    if n > 0 then
+      st.min = st.min and math.min(st.min, c.lo) or c.lo
+      st.max = st.max and math.max(st.max, c.hi) or c.hi
+    end
+    for _, r in ipairs(replaced) do remove_value(st, r[3][f.name]) end
+    if n > 0 then
+      merge_moments(st, n, c.sum / n, c.m2)
+      local h = st.hist
+      if not h then
+        h = { lo = c.hist_lo, hi = c.hist_hi, counts = {}, under = 0, over = 0 }
+        for bin = 1, BINS do h.counts[bin] = 0 end
+        st.hist = h
+      end
+      for bin = 1, BINS do h.counts[bin] = h.counts[bin] + tonumber(c.hist[bin - 1]) end
+      h.under, h.over = h.under + tonumber(c.under), h.over + tonumber(c.over)
+    end
+    write_sketch(tx, v.name, f.name, fs.regs)
+  end
+  tx:put_json("catalog", key_of(v.name), q)
+end
+
+--- Gives the batch's feature structs their statistics inputs: registers
+-- and the histogram range already fixed for each feature.
+function M.fill_batch(state, v, features)
+  for j, f in ipairs(v.current) do
+    local c, fs = features[j - 1], state.features[f.name]
+    c.hll = fs.regs
+    local h = fs.st.hist
+    if h then c.has_hist, c.hist_lo, c.hist_hi = 1, h.lo, h.hi else c.has_hist = 0 end
+  end
 end
 
 -- Registered models whose latest version reads the view ("view:feature"

@@ -1,0 +1,481 @@
+/* tz_ingest.c — feature rows landed from columns (tz_ingest.h). */
+#include "store/tz_ingest.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/tz_hash.h"
+#include "util/tz_hll.h"
+
+/* ---- event times, as lua/tycho/util/timeutil.lua parses them ------------------ */
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int from_number(double v, int64_t *out)
+{
+    if (!isfinite(v)) return -1;
+    double a = fabs(v), us = a < 1e11 ? floor(v * 1e6 + 0.5) : a < 1e14 ? floor(v * 1e3 + 0.5) : floor(v + 0.5);
+    if (fabs(us) >= 9007199254740992.0) return -1; /* past a double's exact integers */
+    *out = (int64_t)us;
+    return 0;
+}
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y = m <= 2 ? y - 1 : y;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t mp = (m + 9) % 12;
+    int64_t doy = (153 * mp + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i])) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static const int DAYS_IN[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+int tz_ingest_parse_time(const char *s, size_t len, int64_t *out)
+{
+    while (len && is_space(*s)) s++, len--;
+    while (len && is_space(s[len - 1])) len--;
+    /* ^-?%d+%.?%d*$ : an epoch number */
+    size_t i = len && s[0] == '-';
+    size_t int_digits = 0;
+    while (i < len && is_digit(s[i])) i++, int_digits++;
+    if (int_digits) {
+        size_t j = i;
+        if (j < len && s[j] == '.') j++;
+        while (j < len && is_digit(s[j])) j++;
+        if (j == len) {
+            char buf[64];
+            if (len >= sizeof buf) return -1;
+            memcpy(buf, s, len);
+            buf[len] = '\0';
+            return from_number(strtod(buf, NULL), out);
+        }
+    }
+    /* ISO-8601: YYYY-MM-DD[(T|t| )HH:MM[:SS][(.|,)F...][Z|z|(+|-)HH[[:]MM]]] */
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    if (len < 10 || s[4] != '-' || s[7] != '-' || digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > DAYS_IN[mo - 1]) return -1;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return -1;
+    size_t p = 10;
+    double micros = 0;
+    int64_t offset = 0;
+    if (p < len) {
+        if (!(s[p] == 'T' || s[p] == 't' || s[p] == ' ') || len - p < 6 || s[p + 3] != ':' ||
+            digits(s + p + 1, 2, &h) || digits(s + p + 4, 2, &mi))
+            return -1;
+        p += 6;
+        if (p + 3 <= len && s[p] == ':' && is_digit(s[p + 1]) && is_digit(s[p + 2])) {
+            digits(s + p + 1, 2, &sec);
+            p += 3;
+        }
+        if (p + 1 < len && (s[p] == '.' || s[p] == ',') && is_digit(s[p + 1])) {
+            char buf[64] = "0.";
+            size_t q = p + 1, n = 2;
+            while (q < len && is_digit(s[q])) {
+                if (n < sizeof buf - 1) buf[n++] = s[q];
+                q++;
+            }
+            buf[n] = '\0';
+            micros = floor(strtod(buf, NULL) * 1e6 + 0.5);
+            p = q;
+        }
+        if (h > 23 || mi > 59 || sec > 60) return -1;
+        size_t zl = len - p;
+        const char *z = s + p;
+        if (zl == 1 && (z[0] == 'Z' || z[0] == 'z')) zl = 0;
+        if (zl) {
+            int oh, om = 0;
+            if (z[0] != '+' && z[0] != '-') return -1;
+            if (zl == 6 && z[3] == ':') {
+                if (digits(z + 1, 2, &oh) || digits(z + 4, 2, &om)) return -1;
+            } else if (zl == 5) {
+                if (digits(z + 1, 2, &oh) || digits(z + 3, 2, &om)) return -1;
+            } else if (zl == 3) {
+                if (digits(z + 1, 2, &oh)) return -1;
+            } else {
+                return -1;
+            }
+            offset = ((int64_t)oh * 60 + om) * 60 * (z[0] == '+' ? 1 : -1);
+        }
+    }
+    int64_t seconds = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + sec - offset;
+    *out = seconds * 1000000 + (int64_t)micros;
+    return 0;
+}
+
+/* ---- duplicates: an open-addressing set of (entity, time) ---------------------- */
+
+typedef struct seen_set {
+    size_t cap;  /* power of two */
+    int64_t *row; /* row index + 1, 0 = empty */
+} seen_set;
+
+/* The first good row with the same entity and time, or -1 after adding row. */
+static int64_t seen_add(seen_set *s, const tz_ingest_batch *b, const char *key, size_t klen, int64_t t, size_t row)
+{
+    uint64_t h = tz_hash_fnv1a64(TZ_HASH_FNV_SEED, key, klen) ^ ((uint64_t)t * 0x9E3779B97F4A7C15ull);
+    for (size_t i = (size_t)h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        int64_t r = s->row[i] - 1;
+        if (r < 0) {
+            s->row[i] = (int64_t)row + 1;
+            return -1;
+        }
+        if (b->times[r] != t) continue;
+        size_t olen;
+        const char *other = tz_dict_get(b->entity->dict, ((const int32_t *)b->entity->data)[r], &olen);
+        if (olen == klen && memcmp(other, key, klen) == 0) return r;
+    }
+}
+
+/* ---- rows ------------------------------------------------------------------------ */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t len, cap;
+} buf;
+
+static int reserve(buf *b, size_t more)
+{
+    if (b->len + more <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more) cap *= 2;
+    unsigned char *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p, b->cap = cap;
+    return 0;
+}
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A feature's value at row i: 0 null, 1 present (as *num or *str). */
+static int value_at(const tz_ingest_feature *f, size_t i, double *num, int64_t *ival, const char **str,
+                    size_t *slen)
+{
+    const tz_column *c = f->col;
+    if (!tz_column_is_valid(c, i)) return 0;
+    switch (c->type) {
+    case TZ_COL_F64: *num = ((const double *)c->data)[i]; *ival = (int64_t)*num; break;
+    case TZ_COL_I64: *ival = ((const int64_t *)c->data)[i]; *num = (double)*ival; break;
+    case TZ_COL_BOOL: *num = ((const uint8_t *)c->data)[i] ? 1 : 0; break;
+    default: *str = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], slen); break;
+    }
+    return 1;
+}
+
+static int allowed_number(const tz_ingest_feature *f, double x)
+{
+    size_t lo = 0, hi = f->n_allowed;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (f->allowed[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < f->n_allowed && f->allowed[lo] == x;
+}
+
+/* The feature's rules on row i: 1 passes. */
+static int valid_value(const tz_ingest_feature *f, size_t i)
+{
+    double x = 0;
+    int64_t iv = 0;
+    const char *s = NULL;
+    size_t sl = 0;
+    if (!value_at(f, i, &x, &iv, &s, &sl)) return !f->required;
+    if (f->type == TZ_COL_F64 && !isfinite(x)) return 0;
+    if (f->type == TZ_COL_I64) {
+        if (!isfinite(x) || x != floor(x) || fabs(x) > 9007199254740992.0) return 0;
+    }
+    if (f->type == TZ_COL_STR) {
+        if (f->allowed_code) {
+            int32_t code = ((const int32_t *)f->col->data)[i];
+            if (code < 0 || (size_t)code >= f->n_codes || !f->allowed_code[code]) return 0;
+        }
+        return 1;
+    }
+    if (f->has_min && x < f->min) return 0;
+    if (f->has_max && x > f->max) return 0;
+    if (f->allowed && !allowed_number(f, x)) return 0;
+    return 1;
+}
+
+/* Encodes row i (rowcodec.lua's layout) into out. */
+static int encode_row(const tz_ingest_batch *b, size_t i, buf *out)
+{
+    int n = b->n_features;
+    size_t bitmap = ((size_t)n + 7) / 8;
+    out->len = 0;
+    if (reserve(out, 2 + bitmap)) return -1;
+    put_le(out->p, b->version, 2);
+    memset(out->p + 2, 0, bitmap);
+    out->len = 2 + bitmap;
+    for (int j = 0; j < n; j++) {
+        const tz_ingest_feature *f = &b->features[j];
+        double x;
+        int64_t iv;
+        const char *s = NULL;
+        size_t sl = 0;
+        if (!value_at(f, i, &x, &iv, &s, &sl)) continue;
+        out->p[2 + j / 8] |= (unsigned char)(1u << (j % 8));
+        if (reserve(out, 8 + sl)) return -1;
+        unsigned char *p = out->p + out->len;
+        switch (f->type) {
+        case TZ_COL_F64: {
+            uint64_t u;
+            memcpy(&u, &x, 8);
+            put_le(p, u, 8);
+            out->len += 8;
+            break;
+        }
+        case TZ_COL_I64: put_le(p, (uint64_t)(f->col->type == TZ_COL_I64 ? iv : (int64_t)x), 8), out->len += 8; break;
+        case TZ_COL_BOOL: p[0] = x != 0, out->len += 1; break;
+        default:
+            put_le(p, (uint64_t)sl, 4);
+            memcpy(p + 4, s, sl);
+            out->len += 4 + sl;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* (view id u32 BE, entity as keys.lua's "s", time i64 BE sign-flipped). */
+static size_t offline_key(uint32_t view, const char *e, size_t el, int64_t t, unsigned char *k)
+{
+    size_t o = 0;
+    for (int i = 3; i >= 0; i--) k[o++] = (unsigned char)(view >> (8 * i));
+    for (size_t i = 0; i < el; i++) {
+        k[o++] = (unsigned char)e[i];
+        if (e[i] == 0) k[o++] = 0xff;
+    }
+    k[o++] = 0, k[o++] = 0;
+    uint64_t u = (uint64_t)t ^ 0x8000000000000000ull;
+    for (int i = 7; i >= 0; i--) k[o++] = (unsigned char)(u >> (8 * i));
+    return o;
+}
+
+/* ---- statistics (quality.lua's record) ------------------------------------------ */
+
+static void hll_value(const tz_ingest_feature *f, int p, double x, const char *s, size_t sl)
+{
+    if (f->type == TZ_COL_STR) {
+        tz_hll_add(f->hll, p, s, sl);
+    } else if (f->type == TZ_COL_BOOL) {
+        tz_hll_add(f->hll, p, x != 0 ? "true" : "false", x != 0 ? 4 : 5);
+    } else {
+        tz_hll_add_f64(f->hll, p, x);
+    }
+}
+
+static void feature_stats(tz_ingest_batch *b, tz_ingest_feature *f)
+{
+    f->nulls = f->numbers = f->others = 0;
+    f->sum = f->m2 = 0;
+    f->under = f->over = 0;
+    memset(f->hist, 0, sizeof f->hist);
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->status[i] > TZ_INGEST_REPLACED) continue;
+        double x = 0;
+        int64_t iv;
+        const char *s = NULL;
+        size_t sl = 0;
+        if (!value_at(f, i, &x, &iv, &s, &sl)) {
+            f->nulls++;
+            continue;
+        }
+        if (f->hll) hll_value(f, b->hll_p, x, s, sl);
+        if (f->type == TZ_COL_STR) {
+            f->others++;
+            continue;
+        }
+        f->numbers++;
+        f->sum += x;
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+    }
+    f->lo = lo, f->hi = hi;
+    if (!f->numbers) return;
+    if (!f->has_hist) {
+        f->hist_lo = lo, f->hist_hi = hi > lo ? hi : lo + 1;
+        f->has_hist = 1;
+    }
+    double mean = f->sum / (double)f->numbers, width = (f->hist_hi - f->hist_lo) / TZ_INGEST_BINS;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->status[i] > TZ_INGEST_REPLACED) continue;
+        double x = 0;
+        int64_t iv;
+        const char *s = NULL;
+        size_t sl = 0;
+        if (!value_at(f, i, &x, &iv, &s, &sl)) continue;
+        f->m2 += (x - mean) * (x - mean);
+        if (x < f->hist_lo) f->under++;
+        else if (x > f->hist_hi) f->over++;
+        else {
+            double bin = floor((x - f->hist_lo) / width);
+            f->hist[bin >= TZ_INGEST_BINS - 1 ? TZ_INGEST_BINS - 1 : (int)bin]++;
+        }
+    }
+}
+
+/* ---- the batch ------------------------------------------------------------------- */
+
+static int good_row(tz_ingest_batch *b, size_t i, const char **e, size_t *el)
+{
+    const tz_column *ec = b->entity, *tc = b->time;
+    if (!tz_column_is_valid(ec, i) || !tz_column_is_valid(tc, i)) return 0;
+    *e = tz_dict_get(ec->dict, ((const int32_t *)ec->data)[i], el);
+    if (!*e || *el == 0 || *el > TZ_INGEST_MAX_ENTITY) return 0;
+    int64_t t;
+    if (tc->type == TZ_COL_STR) {
+        size_t tl;
+        const char *ts = tz_dict_get(tc->dict, ((const int32_t *)tc->data)[i], &tl);
+        if (!ts || tz_ingest_parse_time(ts, tl, &t)) return 0;
+    } else if (tc->type == TZ_COL_I64) {
+        if (from_number((double)((const int64_t *)tc->data)[i], &t)) return 0;
+    } else if (tc->type == TZ_COL_F64) {
+        if (from_number(((const double *)tc->data)[i], &t)) return 0;
+    } else {
+        return 0;
+    }
+    b->times[i] = t;
+    for (int j = 0; j < b->n_features; j++)
+        if (!valid_value(&b->features[j], i)) return 0;
+    return 1;
+}
+
+static int keep_old(tz_ingest_batch *b, size_t i, const tz_store_val *old, size_t *cap_at, buf *olds)
+{
+    if (reserve(olds, old->size)) return -1;
+    memcpy(olds->p + olds->len, old->data, old->size);
+    if ((b->replaced + 1) * 3 > *cap_at) {
+        size_t cap = *cap_at ? *cap_at * 2 : 48;
+        size_t *p = realloc(b->old_at, cap * sizeof *p);
+        if (!p) return -1;
+        b->old_at = p, *cap_at = cap;
+    }
+    b->old_at[b->replaced * 3] = i;
+    b->old_at[b->replaced * 3 + 1] = olds->len;
+    b->old_at[b->replaced * 3 + 2] = old->size;
+    olds->len += old->size;
+    b->replaced++;
+    return 0;
+}
+
+/* Writes good row i; sets its status. */
+static int write_row(tz_store_txn *txn, tz_ingest_batch *b, size_t i, const char *e, size_t el, buf *row,
+                     buf *online, size_t *cap_at, buf *olds, tz_err *err)
+{
+    unsigned char key[4 + 2 * TZ_INGEST_MAX_ENTITY + 2 + 8];
+    int64_t t = b->times[i];
+    int rc, changed = 0, replaced = 0;
+    if (encode_row(b, i, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
+    if (b->write_offline) {
+        size_t kl = offline_key(b->view_id, e, el, t, key);
+        tz_store_val old;
+        rc = tz_store_get(txn, b->dbi_offline, key, kl, &old, err);
+        if (rc && rc != TZ_ENOTFOUND) return rc;
+        if (rc == TZ_ENOTFOUND || old.size != row->len || memcmp(old.data, row->p, row->len) != 0) {
+            if (rc == 0) {
+                if (keep_old(b, i, &old, cap_at, olds)) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+                replaced = 1;
+            }
+            if ((rc = tz_store_put(txn, b->dbi_offline, key, kl, row->p, row->len, 0, err))) return rc;
+            changed = 1;
+        }
+    }
+    if (b->write_online) {
+        size_t kl = offline_key(b->view_id, e, el, 0, key) - 8; /* the (view, entity) prefix */
+        online->len = 0;
+        if (reserve(online, 8 + row->len)) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+        memcpy(online->p, &t, 8); /* native order, as layout.lua's pack_time */
+        memcpy(online->p + 8, row->p, row->len);
+        online->len = 8 + row->len;
+        tz_store_val old;
+        rc = tz_store_get(txn, b->dbi_online, key, kl, &old, err);
+        if (rc && rc != TZ_ENOTFOUND) return rc;
+        int64_t old_t = 0;
+        if (rc == 0 && old.size >= 8) memcpy(&old_t, old.data, 8);
+        int skip = rc == 0 && (old_t > t || (old.size == online->len && memcmp(old.data, online->p, online->len) == 0));
+        if (!skip) {
+            if ((rc = tz_store_put(txn, b->dbi_online, key, kl, online->p, online->len, 0, err))) return rc;
+            b->online_updates++;
+            changed = 1;
+        }
+    }
+    if (changed) {
+        b->status[i] = replaced ? TZ_INGEST_REPLACED : TZ_INGEST_LANDED;
+        b->landed++;
+        if (t > b->last_event) b->last_event = t;
+        if (b->entity_hll) tz_hll_add(b->entity_hll, b->hll_p, e, el);
+    } else {
+        b->status[i] = TZ_INGEST_UNCHANGED;
+        b->unchanged++;
+    }
+    return 0;
+}
+
+int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
+{
+    b->landed = b->unchanged = b->rejected = b->duplicates = b->online_updates = b->replaced = 0;
+    b->min_time = INT64_MAX, b->max_time = INT64_MIN, b->last_event = INT64_MIN;
+    b->old_rows = NULL, b->old_len = 0, b->old_at = NULL;
+    seen_set seen = {16, NULL};
+    while (seen.cap < 2 * b->n) seen.cap <<= 1;
+    seen.row = calloc(seen.cap, sizeof *seen.row);
+    buf row = {0}, online = {0}, olds = {0};
+    size_t cap_at = 0;
+    int rc = 0;
+    if (!seen.row) return tz_err_set(err, TZ_ENOMEM, "out of memory for %zu rows", b->n);
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        const char *e;
+        size_t el;
+        b->detail[i] = -1;
+        if (!good_row(b, i, &e, &el)) {
+            b->status[i] = TZ_INGEST_REJECTED;
+            b->rejected++;
+            continue;
+        }
+        int64_t first = seen_add(&seen, b, e, el, b->times[i], i);
+        if (first >= 0) {
+            b->status[i] = TZ_INGEST_DUPLICATE;
+            b->detail[i] = first;
+            b->duplicates++;
+            b->rejected++;
+            continue;
+        }
+        if (b->times[i] < b->min_time) b->min_time = b->times[i];
+        if (b->times[i] > b->max_time) b->max_time = b->times[i];
+        rc = write_row(txn, b, i, e, el, &row, &online, &cap_at, &olds, err);
+    }
+    free(seen.row);
+    free(row.p);
+    free(online.p);
+    if (rc) {
+        free(olds.p);
+        free(b->old_at);
+        b->old_at = NULL;
+        return rc;
+    }
+    b->old_rows = olds.p, b->old_len = olds.len;
+    for (int j = 0; j < b->n_features; j++) feature_stats(b, &b->features[j]);
+    return 0;
+}
