@@ -71,9 +71,11 @@ static const command *find_command(const char *name)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tycho [--home DIR] COMMAND [ARGS]\n\ncommands:\n");
+    fprintf(out, "usage: tycho [--home DIR] [--cluster URL] COMMAND [ARGS]\n\ncommands:\n");
     for (const command *c = commands; c->name; c++) fprintf(out, "  %-12s %s\n", c->name, c->summary);
     fprintf(out, "\nglobal options:\n  --home DIR  data home (default: $TYCHO_HOME or ./tycho-data)\n"
+                 "  --cluster URL  online store on a Redis Cluster, redis://host:port[,host:port...]"
+                 " (default: $TYCHO_CLUSTER)\n"
                  "\n`tycho help COMMAND` tells more.\n");
 }
 
@@ -230,6 +232,11 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--home")) {
             if (++i >= argc) return usage_error(NULL, "%s", "--home needs a directory");
             home = argv[i];
+        } else if (!strcmp(argv[i], "--cluster")) {
+            /* Through the environment, so serve workers, DAG tasks and
+             * every child see the same cluster (features/online_redis.lua). */
+            if (++i >= argc) return usage_error(NULL, "%s", "--cluster needs a URL (redis://host:port[,host:port...])");
+            setenv("TYCHO_CLUSTER", argv[i], 1);
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             return help(NULL);
         } else if (!strcmp(argv[i], "--version")) {

@@ -18,6 +18,7 @@
 local store_mod = require "tycho.core.store"
 local internal = require "tycho.internal"
 local errors = require "tycho.util.errors"
+local layout = require "tycho.features.layout"
 
 local M = {}
 
@@ -25,15 +26,29 @@ local FS = {}
 FS.__index = FS
 
 --- Opens the feature store of a home (default: this process's home).
--- opts: home, store (an open tycho.store), quarantine_dir. nil, message,
--- "unavailable" when the home cannot be opened.
+-- opts: home, store (an open tycho.store), quarantine_dir, cluster (a Redis
+-- Cluster URL "redis://h:p[,h:p...]" for the online store; default
+-- $TYCHO_CLUSTER, which `tycho --cluster URL` sets; false: the home's LMDB).
+-- With a cluster, online writes (push, ingest, materialize) and reads
+-- (fs:online, fs:reader) go to it (features/online_redis.lua) instead of the
+-- home's online db, for every feature store of this process on that home.
+-- nil, message, "unavailable" when the home or the cluster cannot be opened.
 function M.open(opts)
   opts = opts or {}
   local st, e = store_mod.from(opts)
   if not st then return errors.fail("unavailable", e) end
   local home = opts.home or st.path or internal.home
+  local cluster = opts.cluster
+  if cluster == nil then cluster = os.getenv("TYCHO_CLUSTER") end
+  local backend
+  if cluster and cluster ~= "" then
+    local be, ce, code = require("tycho.features.online_redis").connect(cluster)
+    if not be then return nil, ce, code end
+    backend = be
+  end
+  layout.set_online_backend(st, backend)
   return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
-                        refs_cache = {}, refs_cached = 0,
+                        refs_cache = {}, refs_cached = 0, online_backend = backend,
                         quarantine_dir = opts.quarantine_dir or (home .. "/quarantine") }, FS)
 end
 

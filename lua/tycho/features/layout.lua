@@ -24,8 +24,15 @@ local function unpack_time_ptr(p)
   return tonumber(num.i)
 end
 
+-- The online store of a store (home) that has another backend than its
+-- LMDB online db (a Redis Cluster: features/online_redis.lua), set by
+-- tycho.features.open; weak, so a closed store takes its entry along.
+local backends = setmetatable({}, { __mode = "k" })
+
 -- Writes to the online store unless a newer event time is there already.
 local function online_put(tx, v, entity, t, encoded)
+  local backend = backends[tx.store]
+  if backend then return backend:put(v, entity, t, encoded) end
   local k = online_key(v, entity)
   local old = tx:get("online", k)
   local value = pack_time(t) .. encoded
@@ -43,13 +50,39 @@ local function row_at(tx, v, entity, t)
                                       reverse = true, limit = 1 }) do
     best_t, best = select(3, keys.unpack("u32 s i64", k)), row
   end
-  local on = tx:get("online", online_key(v, entity))
+  local backend = backends[tx.store]
+  local on
+  if backend then on = backend:get(v, entity) else on = tx:get("online", online_key(v, entity)) end
   if on then
     local on_t = unpack_time(on)
     if on_t <= t and (not best_t or on_t > best_t) then best = on:sub(9) end
   end
   return best
 end
+
+--- Writes rows = { {entity, t, encoded}, ... } of view v to the online
+-- store as online_put does each (one pipelined batch on a cluster).
+-- Returns how many were written.
+local function online_put_many(tx, v, rows)
+  local backend, written = backends[tx.store], 0
+  if backend then
+    local out, e = backend:put_many(v, rows)
+    if not out then error(e, 0) end
+    for i = 1, #rows do if out[i] then written = written + 1 end end
+    return written
+  end
+  for _, r in ipairs(rows) do
+    if online_put(tx, v, r[1], r[2], r[3]) then written = written + 1 end
+  end
+  return written
+end
+
+--- Makes backend (nil: the LMDB online db) the online store of store's
+-- writes through online_put and reads through row_at.
+function M.set_online_backend(store, backend) backends[store] = backend end
+
+--- The online backend of a store, or nil for its LMDB online db.
+function M.online_backend(store) return backends[store] end
 
 M.offline_key = offline_key
 M.row_at = row_at
@@ -58,5 +91,6 @@ M.pack_time = pack_time
 M.unpack_time = unpack_time
 M.unpack_time_ptr = unpack_time_ptr
 M.online_put = online_put
+M.online_put_many = online_put_many
 
 return M

@@ -7,7 +7,7 @@ local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
-local online_put = layout.online_put
+local online_put_many = layout.online_put_many
 local references = require "tycho.features.refs"
 local parse_refs, apply_transforms, export_value = references.parse_refs, references.apply_transforms, references.export_value
 
@@ -183,11 +183,14 @@ function FS:materialize(view, from, to)
       end
     end
   end)
+  local rows = {}
+  for entity, e in pairs(latest) do rows[#rows + 1] = { entity, e[1], e[2] } end
   local written = 0
+  -- In batches: on a cluster, each is one pipelined round trip per node.
   self.store:update(function(tx)
     written = 0
-    for entity, e in pairs(latest) do
-      if online_put(tx, v, entity, e[1], e[2]) then written = written + 1 end
+    for i = 1, #rows, 1000 do
+      written = written + online_put_many(tx, v, { unpack(rows, i, math.min(i + 999, #rows)) })
     end
   end)
   return written

@@ -1,0 +1,222 @@
+--- The face of core/io/tz_redis: a synchronous Redis Cluster client (slot
+-- map, MOVED / ASK, reconnection after failover, commands pipelined by node).
+--
+--   local redis = require "tycho.core.redis"
+--   local cl = assert(redis.open("redis://127.0.0.1:7000,127.0.0.1:7001"))
+--   local b = cl:batch()
+--   b:add(cl:slot("{u:1}"), "HSET", "{u:1}", "f", "v")
+--   b:add(cl:slot("{u:2}"), "HGET", "{u:2}", "f")
+--   assert(cl:exec(b))                 -- one round trip per node
+--   b:value(2)                         --> "v" or nil
+--
+-- A command's reply as b:value(i): a string, a number, nil, a list, or
+-- { err = "message" } for the server's error reply (or { err = ...,
+-- unavailable = true } when the cluster gave no reply within retry_ms).
+local ffi = require "ffi"
+local base = require "tycho.core.base"
+local errors = require "tycho.util.errors"
+
+ffi.cdef [[
+typedef struct tz_redis tz_redis;
+typedef struct tz_redis_batch tz_redis_batch;
+typedef struct tz_redis_opts { int timeout_ms; int retry_ms; size_t max_reply; int max_elements; } tz_redis_opts;
+typedef struct tz_redis_item { int type; int64_t integer; const char *str; size_t len; } tz_redis_item;
+typedef struct tz_redis_stats { int64_t moved, ask, reconnects, refreshes, retries; } tz_redis_stats;
+int tz_redis_key_slot(const char *key, size_t len);
+int tz_redis_open(const char *seeds, const tz_redis_opts *opts, tz_redis **out, tz_err *err);
+void tz_redis_close(tz_redis *r);
+int tz_redis_refresh(tz_redis *r, tz_err *err);
+int tz_redis_slot_node(const tz_redis *r, int slot, char *buf, size_t cap);
+int tz_redis_master_slots(const tz_redis *r, int *slots, int max);
+void tz_redis_get_stats(const tz_redis *r, tz_redis_stats *out);
+tz_redis_batch *tz_redis_batch_new(void);
+void tz_redis_batch_free(tz_redis_batch *b);
+void tz_redis_batch_clear(tz_redis_batch *b);
+int tz_redis_batch_count(const tz_redis_batch *b);
+int tz_redis_batch_add(tz_redis_batch *b, int slot, int argc, const char **argv, const size_t *lens, tz_err *err);
+int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err);
+int tz_redis_batch_reply(const tz_redis_batch *b, int i, const tz_redis_item **items, int *n);
+]]
+
+local C = ffi.C
+local err = base.err
+
+local M = {
+  NIL = 0, STRING = 1, INTEGER = 2, STATUS = 3, ERROR = 4, ARRAY = 5, UNAVAILABLE = 6,
+}
+
+-- tz codes -> tycho.util.errors codes.
+local CODES = { [base.EIO] = errors.unavailable, [base.EINVAL] = errors.invalid, [base.ETOOBIG] = errors.too_large,
+                [base.ENOMEM] = errors.unavailable, [base.ENOTFOUND] = errors.not_found }
+
+local function failure(rc)
+  return nil, ffi.string(err.msg), CODES[rc] or errors.unavailable
+end
+
+local Cluster = {}
+Cluster.__index = Cluster
+local Batch = {}
+Batch.__index = Batch
+
+local handle_out = ffi.new("tz_redis*[1]")
+local name_buf = ffi.new("char[300]")
+local MAX_ARGS = 1024
+local argv, lens = ffi.new("const char*[?]", MAX_ARGS), ffi.new("size_t[?]", MAX_ARGS)
+local anchor = {}  -- Batch:add's arguments as a list
+local items_out, n_out = ffi.new("const tz_redis_item*[1]"), ffi.new("int[1]")
+
+--- The hash slot of a key (CRC16 of the key or of its {hash tag}).
+function M.slot(key) return C.tz_redis_key_slot(key, #key) end
+
+--- Connects to the cluster of seeds ("redis://h:p[,h:p...]") and loads its
+-- slot map. opts: timeout_ms (connect and each read, 1000), retry_ms (what
+-- one exec may spend on redirects, reconnection and failover, 5000),
+-- max_reply (bytes, 64 MiB), max_elements (of one array, 2^20). Returns the
+-- client, or nil, message, code ("invalid" for a bad list, "unavailable"
+-- when no seed answers).
+function M.open(seeds, opts)
+  if type(seeds) ~= "string" then error("redis.open: seeds must be a string", 2) end
+  opts = opts or {}
+  local o = ffi.new("tz_redis_opts", { opts.timeout_ms or 0, opts.retry_ms or 0, opts.max_reply or 0,
+                                      opts.max_elements or 0 })
+  local rc = C.tz_redis_open(seeds, o, handle_out, err)
+  if rc ~= 0 then return failure(rc) end
+  return setmetatable({ handle = ffi.gc(handle_out[0], C.tz_redis_close), seeds = seeds }, Cluster)
+end
+
+--- The hash slot of a key (as redis.slot).
+function Cluster.slot(_, key) return C.tz_redis_key_slot(key, #key) end
+
+--- A new, empty batch of commands (reusable: b:clear()).
+function Cluster.batch(_)
+  local h = C.tz_redis_batch_new()
+  if h == nil then error("redis: out of memory", 2) end
+  return setmetatable({ handle = ffi.gc(h, C.tz_redis_batch_free) }, Batch)
+end
+
+--- Sends the batch's commands (grouped by node, one round trip each) and
+-- reads their replies. true, or nil, message, code when some command got no
+-- reply within retry_ms ("unavailable") or a reply was too large
+-- ("too_large"); replies that did arrive are readable either way.
+function Cluster:exec(b)
+  local rc = C.tz_redis_exec(self.handle, b.handle, err)
+  if rc ~= 0 then return failure(rc) end
+  return true
+end
+
+--- One command, sent and answered: its reply (see b:value), or nil,
+-- message, code when the cluster gave none. slot: the key's, or -1.
+function Cluster:call(slot, ...)
+  local b = self.scratch
+  if not b then
+    b = self:batch()
+    self.scratch = b
+  end
+  b:clear()
+  b:add(slot, ...)
+  local ok, e, code = self:exec(b)
+  if not ok then return nil, e, code end
+  return b:value(1)
+end
+
+--- Asks the cluster for its slot map again. true, or nil, message, code.
+function Cluster:refresh()
+  local rc = C.tz_redis_refresh(self.handle, err)
+  if rc ~= 0 then return failure(rc) end
+  return true
+end
+
+--- "host:port" of the master serving a slot in the client's map, or nil.
+function Cluster:node_of(slot)
+  if C.tz_redis_slot_node(self.handle, slot, name_buf, 300) ~= 0 then return nil end
+  return ffi.string(name_buf)
+end
+
+--- One slot of each master in the map (to reach every master).
+function Cluster:master_slots()
+  local buf = ffi.new("int[1024]")
+  local n = C.tz_redis_master_slots(self.handle, buf, 1024)
+  local out = {}
+  for i = 0, n - 1 do out[#out + 1] = buf[i] end
+  return out
+end
+
+--- Counters since open: moved, ask, reconnects, refreshes, retries.
+function Cluster:stats()
+  local s = ffi.new("tz_redis_stats")
+  C.tz_redis_get_stats(self.handle, s)
+  return { moved = tonumber(s.moved), ask = tonumber(s.ask), reconnects = tonumber(s.reconnects),
+           refreshes = tonumber(s.refreshes), retries = tonumber(s.retries) }
+end
+
+--- Closes the connections; the client is unusable afterwards.
+function Cluster:close()
+  if self.handle then
+    C.tz_redis_close(ffi.gc(self.handle, nil))
+    self.handle = nil
+  end
+end
+
+--- Appends a command for slot (cl:slot(key), or -1 for any node); the
+-- arguments are strings or numbers. Returns its index (1-based).
+function Batch:add(slot, ...)
+  local n = select("#", ...)
+  for i = 1, n do anchor[i] = select(i, ...) end
+  return self:add_list(slot, anchor, n)
+end
+
+--- Appends a command from a list of arguments (as add); numbers in args
+-- are replaced by their text, which argv points into until the call copies it.
+function Batch:add_list(slot, args, n)
+  n = n or #args
+  if n > MAX_ARGS then error("redis: more than " .. MAX_ARGS .. " arguments", 2) end
+  for i = 1, n do
+    local a = args[i]
+    if type(a) ~= "string" then a = tostring(a) end
+    args[i] = a
+    argv[i - 1], lens[i - 1] = a, #a
+  end
+  local rc = C.tz_redis_batch_add(self.handle, slot, n, argv, lens, err)
+  if rc < 0 then error("redis: " .. ffi.string(err.msg), 2) end
+  return rc + 1
+end
+
+--- Empties the batch, keeping its memory.
+function Batch:clear() C.tz_redis_batch_clear(self.handle) end
+
+--- Number of commands in the batch.
+function Batch:count() return C.tz_redis_batch_count(self.handle) end
+
+--- Command i's flattened reply items (a tz_redis_item pointer, valid until
+-- the batch is cleared or executed again) and their count; nil when it has
+-- no reply.
+function Batch:items(i)
+  if C.tz_redis_batch_reply(self.handle, i - 1, items_out, n_out) ~= 0 then return nil end
+  return items_out[0], n_out[0]
+end
+
+local function convert(it, k)
+  local item = it[k]
+  local t = item.type
+  if t == M.STRING or t == M.STATUS then return ffi.string(item.str, item.len), k + 1 end
+  if t == M.INTEGER then return tonumber(item.integer), k + 1 end
+  if t == M.ERROR then return { err = ffi.string(item.str, item.len) }, k + 1 end
+  if t == M.UNAVAILABLE then return { err = ffi.string(item.str, item.len), unavailable = true }, k + 1 end
+  if t == M.ARRAY then
+    local out, n = {}, tonumber(item.integer)
+    k = k + 1
+    for j = 1, n do out[j], k = convert(it, k) end
+    return out, k
+  end
+  return nil, k + 1
+end
+
+--- Command i's reply as a Lua value (see the module's comment); nil when
+-- it is nil or there is none.
+function Batch:value(i)
+  local it = self:items(i)
+  if not it then return nil end
+  return (convert(it, 0))
+end
+
+return M
