@@ -32,6 +32,25 @@ def ingest_csv(src, dst):
     df.to_csv(dst, index=False)
 
 
+def gen_wide(dst, n, seed=7):
+    """A CSV of n rows: id (n/10 entities), event_time, f0..f9 (4 decimals)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"id": ["e%d" % (i % max(1, n // 10)) for i in range(n)],
+                       "event_time": BASE + np.arange(n, dtype=np.int64)})
+    for j in range(10):
+        df["f%d" % j] = np.round(rng.random(n), 4)
+    df.to_csv(dst, index=False)
+
+
+def read_csv(path, repeats=1):
+    """pandas.read_csv of the file, timed (file to parsed frame)."""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        df = pd.read_csv(path)
+        secs = time.perf_counter() - t0
+        print(f"read_csv {len(df)} {secs:.6f}", flush=True)
+
+
 def gen(out, n_hist, n_spine, n_ent, seed):
     rng = np.random.default_rng(seed)
     span = 100_000_000  # ~3 years of seconds: (entity, t) collisions are rare
@@ -90,6 +109,10 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "ingest-csv":
         ingest_csv(*args)
+    elif cmd == "gen-wide":
+        gen_wide(args[0], int(args[1]))
+    elif cmd == "read-csv":
+        read_csv(args[0], int(args[1]) if len(args) > 1 else 1)
     elif cmd == "gen":
         gen(args[0], *map(int, args[1:]))
     elif cmd == "merge":

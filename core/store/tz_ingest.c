@@ -285,60 +285,81 @@ static void hll_value(const tz_ingest_feature *f, int p, double x, const char *s
     }
 }
 
+/* The two passes over one numeric column's written rows, with the value of
+ * row i given by VALUE (a double) for the column's type: counts, sum, min,
+ * max and HLL, then squared deviations from the batch's mean and the
+ * histogram (quality.lua's record, for the rows that changed the store). */
+#define NUMERIC_STATS(VALUE)                                                               \
+    do {                                                                                   \
+        for (size_t i = 0; i < b->n; i++) {                                                \
+            if (b->status[i] > TZ_INGEST_REPLACED) continue;                               \
+            if (!tz_column_is_valid(c, i)) {                                               \
+                f->nulls++;                                                                \
+                continue;                                                                  \
+            }                                                                              \
+            double x = (VALUE);                                                            \
+            if (f->hll) hll_value(f, b->hll_p, x, NULL, 0);                                \
+            f->numbers++;                                                                  \
+            f->sum += x;                                                                   \
+            if (x < lo) lo = x;                                                            \
+            if (x > hi) hi = x;                                                            \
+        }                                                                                  \
+        f->lo = lo, f->hi = hi;                                                            \
+        if (!f->numbers) break;                                                            \
+        if (!f->has_hist) {                                                                \
+            f->hist_lo = lo, f->hist_hi = hi > lo ? hi : lo + 1;                           \
+            f->has_hist = 1;                                                               \
+        }                                                                                  \
+        double mean = f->sum / (double)f->numbers, width = (f->hist_hi - f->hist_lo) / TZ_INGEST_BINS; \
+        for (size_t i = 0; i < b->n; i++) {                                                \
+            if (b->status[i] > TZ_INGEST_REPLACED || !tz_column_is_valid(c, i)) continue;  \
+            double x = (VALUE);                                                            \
+            f->m2 += (x - mean) * (x - mean);                                              \
+            if (x < f->hist_lo) f->under++;                                                \
+            else if (x > f->hist_hi) f->over++;                                            \
+            else {                                                                         \
+                double bin = floor((x - f->hist_lo) / width);                              \
+                f->hist[bin >= TZ_INGEST_BINS - 1 ? TZ_INGEST_BINS - 1 : (int)bin]++;      \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
 static void feature_stats(tz_ingest_batch *b, tz_ingest_feature *f)
 {
+    const tz_column *c = f->col;
     f->nulls = f->numbers = f->others = 0;
     f->sum = f->m2 = 0;
     f->under = f->over = 0;
     memset(f->hist, 0, sizeof f->hist);
     double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->status[i] > TZ_INGEST_REPLACED) continue;
-        double x = 0;
-        int64_t iv;
-        const char *s = NULL;
-        size_t sl = 0;
-        if (!value_at(f, i, &x, &iv, &s, &sl)) {
-            f->nulls++;
-            continue;
-        }
-        if (f->hll) hll_value(f, b->hll_p, x, s, sl);
-        if (f->type == TZ_COL_STR) {
-            f->others++;
-            continue;
-        }
-        f->numbers++;
-        f->sum += x;
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
-    }
     f->lo = lo, f->hi = hi;
-    if (!f->numbers) return;
-    if (!f->has_hist) {
-        f->hist_lo = lo, f->hist_hi = hi > lo ? hi : lo + 1;
-        f->has_hist = 1;
-    }
-    double mean = f->sum / (double)f->numbers, width = (f->hist_hi - f->hist_lo) / TZ_INGEST_BINS;
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->status[i] > TZ_INGEST_REPLACED) continue;
-        double x = 0;
-        int64_t iv;
-        const char *s = NULL;
-        size_t sl = 0;
-        if (!value_at(f, i, &x, &iv, &s, &sl)) continue;
-        f->m2 += (x - mean) * (x - mean);
-        if (x < f->hist_lo) f->under++;
-        else if (x > f->hist_hi) f->over++;
-        else {
-            double bin = floor((x - f->hist_lo) / width);
-            f->hist[bin >= TZ_INGEST_BINS - 1 ? TZ_INGEST_BINS - 1 : (int)bin]++;
+    if (c->type == TZ_COL_STR) {
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->status[i] > TZ_INGEST_REPLACED) continue;
+            if (!tz_column_is_valid(c, i)) {
+                f->nulls++;
+                continue;
+            }
+            size_t sl;
+            const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &sl);
+            if (f->hll) hll_value(f, b->hll_p, 0, s, sl);
+            f->others++;
         }
+        return;
+    }
+    const double *d = c->data;
+    const int64_t *iv = c->data;
+    const uint8_t *bv = c->data;
+    switch (c->type) {
+    case TZ_COL_F64: NUMERIC_STATS(d[i]); break;
+    case TZ_COL_I64: NUMERIC_STATS((double)iv[i]); break;
+    default: NUMERIC_STATS(bv[i] ? 1.0 : 0.0); break;
     }
 }
 
 /* ---- the batch ------------------------------------------------------------------- */
 
-static int good_row(tz_ingest_batch *b, size_t i, const char **e, size_t *el)
+static int good_row_at(tz_ingest_batch *b, size_t i, const char **e, size_t *el)
 {
     const tz_column *ec = b->entity, *tc = b->time;
     if (!tz_column_is_valid(ec, i) || !tz_column_is_valid(tc, i)) return 0;
@@ -380,55 +401,182 @@ static int keep_old(tz_ingest_batch *b, size_t i, const tz_store_val *old, size_
     return 0;
 }
 
-/* Writes good row i; sets its status. */
-static int write_row(tz_store_txn *txn, tz_ingest_batch *b, size_t i, const char *e, size_t el, buf *row,
-                     buf *online, size_t *cap_at, buf *olds, tz_err *err)
+/* The good rows grouped by entity: rows[start[g] .. start[g + 1]) are
+ * entity g's, in the batch's order, and groups go in the entities' byte
+ * order (that of their offline keys). Entities are the entity column's
+ * dictionary codes, ranked once by their text. */
+typedef struct groups {
+    size_t n_groups;
+    size_t *start;  /* n_groups + 1 */
+    size_t *rows;
+} groups;
+
+static const tz_dict *sort_dict; /* qsort has no context argument */
+
+static int cmp_code(const void *a, const void *b)
 {
-    unsigned char key[4 + 2 * TZ_INGEST_MAX_ENTITY + 2 + 8];
-    int64_t t = b->times[i];
-    int rc, changed = 0, replaced = 0;
-    if (encode_row(b, i, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
-    if (b->write_offline) {
-        size_t kl = offline_key(b->view_id, e, el, t, key);
+    size_t la, lb;
+    const char *x = tz_dict_get(sort_dict, *(const int32_t *)a, &la), *y = tz_dict_get(sort_dict, *(const int32_t *)b, &lb);
+    int c = memcmp(x, y, la < lb ? la : lb);
+    if (c) return c;
+    return la < lb ? -1 : la > lb;
+}
+
+static void groups_free(groups *g)
+{
+    free(g->start);
+    free(g->rows);
+}
+
+static int group_rows(const tz_ingest_batch *b, const size_t *good, size_t n_good, groups *out)
+{
+    const int32_t *code = b->entity->data;
+    size_t nd = tz_dict_size(b->entity->dict);
+    int32_t *by_text = malloc((nd ? nd : 1) * sizeof *by_text);
+    size_t *rank = malloc((nd ? nd : 1) * sizeof *rank);
+    size_t *next = malloc((nd ? nd : 1) * sizeof *next);
+    out->start = calloc(nd + 1, sizeof *out->start);
+    out->rows = malloc((n_good ? n_good : 1) * sizeof *out->rows);
+    out->n_groups = nd;
+    int ok = by_text && rank && next && out->start && out->rows;
+    if (ok) {
+        for (size_t c = 0; c < nd; c++) by_text[c] = (int32_t)c;
+        sort_dict = b->entity->dict;
+        qsort(by_text, nd, sizeof *by_text, cmp_code);
+        for (size_t r = 0; r < nd; r++) rank[by_text[r]] = r;
+        /* A stable counting sort by rank: each group keeps the batch's order. */
+        for (size_t k = 0; k < n_good; k++) out->start[rank[code[good[k]]] + 1]++;
+        for (size_t r = 0; r < nd; r++) out->start[r + 1] += out->start[r];
+        memcpy(next, out->start, nd * sizeof *next);
+        for (size_t k = 0; k < n_good; k++) out->rows[next[rank[code[good[k]]]]++] = good[k];
+    }
+    free(by_text), free(rank), free(next);
+    if (!ok) groups_free(out);
+    return ok ? 0 : -1;
+}
+
+static const int64_t *sort_times;
+
+static int cmp_time(const void *a, const void *b)
+{
+    int64_t x = sort_times[*(const size_t *)a], y = sort_times[*(const size_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+#define KEY_MAX (4 + 2 * TZ_INGEST_MAX_ENTITY + 2 + 8)
+
+/* Whether key comes after the database's last one (a new view's first
+ * batch, or one later in time for every entity): then every key of the
+ * batch, in order, is appended, with no search and whole pages. */
+static int after_last(tz_store_txn *txn, unsigned dbi, const unsigned char *first, size_t first_len, tz_err *err)
+{
+    tz_store_cursor *cur;
+    tz_store_val k, v;
+    if (tz_store_cursor_open(txn, dbi, &cur, err)) return -1;
+    int rc = tz_store_cursor_move(cur, TZ_STORE_LAST, NULL, 0, &k, &v, err);
+    int after = 0;
+    if (rc == TZ_ENOTFOUND) after = 1;
+    else if (rc == 0) {
+        int c = memcmp(first, k.data, first_len < k.size ? first_len : k.size);
+        after = c > 0 || (c == 0 && first_len > k.size);
+    }
+    tz_store_cursor_close(cur);
+    return rc && rc != TZ_ENOTFOUND ? -1 : after;
+}
+
+static const char *entity_of(const tz_ingest_batch *b, size_t i, size_t *el)
+{
+    return tz_dict_get(b->entity->dict, ((const int32_t *)b->entity->data)[i], el);
+}
+
+/* The offline rows, in key order (entity, then time): appended when the
+ * batch comes after what is stored, else each one compared and put (a
+ * correction keeps the old bytes for the statistics). changed[row] = 1. */
+static int write_offline(tz_store_txn *txn, tz_ingest_batch *b, const groups *g, uint8_t *changed, buf *row,
+                         size_t *cap_at, buf *olds, tz_err *err)
+{
+    unsigned char key[KEY_MAX];
+    size_t n = g->start[g->n_groups];
+    if (!n) return 0;
+    /* Each group by time (usually already so). */
+    sort_times = b->times;
+    for (size_t k = 0; k < g->n_groups; k++) {
+        size_t *rows = g->rows + g->start[k], m = g->start[k + 1] - g->start[k];
+        for (size_t j = 1; j < m; j++)
+            if (b->times[rows[j]] < b->times[rows[j - 1]]) {
+                qsort(rows, m, sizeof *rows, cmp_time);
+                break;
+            }
+    }
+    size_t el;
+    const char *e = entity_of(b, g->rows[0], &el);
+    size_t kl = offline_key(b->view_id, e, el, b->times[g->rows[0]], key);
+    int append = after_last(txn, b->dbi_offline, key, kl, err);
+    if (append < 0) return err->code ? err->code : TZ_EIO;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = g->rows[k];
+        int rc;
+        if (encode_row(b, i, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
+        e = entity_of(b, i, &el);
+        kl = offline_key(b->view_id, e, el, b->times[i], key);
+        if (append) {
+            if ((rc = tz_store_append(txn, b->dbi_offline, key, kl, row->p, row->len, err))) return rc;
+            changed[i] = 1;
+            continue;
+        }
         tz_store_val old;
         rc = tz_store_get(txn, b->dbi_offline, key, kl, &old, err);
         if (rc && rc != TZ_ENOTFOUND) return rc;
-        if (rc == TZ_ENOTFOUND || old.size != row->len || memcmp(old.data, row->p, row->len) != 0) {
-            if (rc == 0) {
-                if (keep_old(b, i, &old, cap_at, olds)) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-                replaced = 1;
-            }
-            if ((rc = tz_store_put(txn, b->dbi_offline, key, kl, row->p, row->len, 0, err))) return rc;
-            changed = 1;
-        }
+        if (rc == 0 && old.size == row->len && memcmp(old.data, row->p, row->len) == 0) continue;
+        if (rc == 0 && keep_old(b, i, &old, cap_at, olds)) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+        if ((rc = tz_store_put(txn, b->dbi_offline, key, kl, row->p, row->len, 0, err))) return rc;
+        changed[i] = 1;
     }
-    if (b->write_online) {
+    return 0;
+}
+
+/* The online row of each entity: its rows meet the stored one in the
+ * batch's order, each replacing the current one unless that is newer (or
+ * the same value), as the row path writes them one by one, so the counts
+ * agree; only the last winner is written, once. */
+static int write_online(tz_store_txn *txn, tz_ingest_batch *b, const groups *g, uint8_t *changed, buf *row,
+                        buf *online, tz_err *err)
+{
+    unsigned char key[KEY_MAX];
+    for (size_t k = 0; k < g->n_groups; k++) {
+        size_t first = g->start[k], last = g->start[k + 1];
+        if (first == last) continue;
+        size_t el;
+        const char *e = entity_of(b, g->rows[first], &el);
         size_t kl = offline_key(b->view_id, e, el, 0, key) - 8; /* the (view, entity) prefix */
+        tz_store_val old;
+        int rc = tz_store_get(txn, b->dbi_online, key, kl, &old, err);
+        if (rc && rc != TZ_ENOTFOUND) return rc;
+        int has_cur = rc == 0 && old.size >= 8;
+        int64_t cur_t = 0;
+        if (has_cur) memcpy(&cur_t, old.data, 8);
+        int64_t winner = -1; /* the batch's row holding the entity now; -1: the stored one */
+        for (size_t j = first; j < last; j++) {
+            size_t i = g->rows[j];
+            int64_t t = b->times[i];
+            if (has_cur && cur_t > t) continue;
+            if (has_cur && winner < 0 && cur_t == t) {
+                /* Same time as the stored row: the same value changes nothing. */
+                if (encode_row(b, i, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
+                if (old.size == 8 + row->len && memcmp((const char *)old.data + 8, row->p, row->len) == 0) continue;
+            }
+            has_cur = 1, cur_t = t, winner = (int64_t)i;
+            changed[i] = 1;
+            b->online_updates++;
+        }
+        if (winner < 0) continue;
+        if (encode_row(b, (size_t)winner, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
         online->len = 0;
         if (reserve(online, 8 + row->len)) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-        memcpy(online->p, &t, 8); /* native order, as layout.lua's pack_time */
+        memcpy(online->p, &cur_t, 8); /* native order, as layout.lua's pack_time */
         memcpy(online->p + 8, row->p, row->len);
         online->len = 8 + row->len;
-        tz_store_val old;
-        rc = tz_store_get(txn, b->dbi_online, key, kl, &old, err);
-        if (rc && rc != TZ_ENOTFOUND) return rc;
-        int64_t old_t = 0;
-        if (rc == 0 && old.size >= 8) memcpy(&old_t, old.data, 8);
-        int skip = rc == 0 && (old_t > t || (old.size == online->len && memcmp(old.data, online->p, online->len) == 0));
-        if (!skip) {
-            if ((rc = tz_store_put(txn, b->dbi_online, key, kl, online->p, online->len, 0, err))) return rc;
-            b->online_updates++;
-            changed = 1;
-        }
-    }
-    if (changed) {
-        b->status[i] = replaced ? TZ_INGEST_REPLACED : TZ_INGEST_LANDED;
-        b->landed++;
-        if (t > b->last_event) b->last_event = t;
-        if (b->entity_hll) tz_hll_add(b->entity_hll, b->hll_p, e, el);
-    } else {
-        b->status[i] = TZ_INGEST_UNCHANGED;
-        b->unchanged++;
+        if ((rc = tz_store_put(txn, b->dbi_online, key, kl, online->p, online->len, 0, err))) return rc;
     }
     return 0;
 }
@@ -441,15 +589,22 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
     seen_set seen = {16, NULL};
     while (seen.cap < 2 * b->n) seen.cap <<= 1;
     seen.row = calloc(seen.cap, sizeof *seen.row);
+    size_t *good = malloc((b->n ? b->n : 1) * sizeof *good);
+    groups g = {0, NULL, NULL};
+    uint8_t *changed = calloc(b->n ? b->n : 1, 1);
     buf row = {0}, online = {0}, olds = {0};
-    size_t cap_at = 0;
+    size_t cap_at = 0, n_good = 0;
     int rc = 0;
-    if (!seen.row) return tz_err_set(err, TZ_ENOMEM, "out of memory for %zu rows", b->n);
-    for (size_t i = 0; i < b->n && !rc; i++) {
+    if (!seen.row || !good || !changed) {
+        rc = tz_err_set(err, TZ_ENOMEM, "out of memory for %zu rows", b->n);
+        goto done;
+    }
+    /* Rules and duplicates, in the batch's order. */
+    for (size_t i = 0; i < b->n; i++) {
         const char *e;
         size_t el;
         b->detail[i] = -1;
-        if (!good_row(b, i, &e, &el)) {
+        if (!good_row_at(b, i, &e, &el)) {
             b->status[i] = TZ_INGEST_REJECTED;
             b->rejected++;
             continue;
@@ -464,9 +619,39 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
         }
         if (b->times[i] < b->min_time) b->min_time = b->times[i];
         if (b->times[i] > b->max_time) b->max_time = b->times[i];
-        rc = write_row(txn, b, i, e, el, &row, &online, &cap_at, &olds, err);
+        good[n_good++] = i;
     }
+    if (group_rows(b, good, n_good, &g)) {
+        rc = tz_err_set(err, TZ_ENOMEM, "out of memory grouping %zu rows", n_good);
+        goto done;
+    }
+    if (b->write_online) rc = write_online(txn, b, &g, changed, &row, &online, err);
+    if (!rc && b->write_offline) rc = write_offline(txn, b, &g, changed, &row, &cap_at, &olds, err);
+    if (rc) goto done;
+    /* Which rows changed the store; the statistics of those. */
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->status[i] == TZ_INGEST_REJECTED || b->status[i] == TZ_INGEST_DUPLICATE) continue;
+        if (!changed[i]) {
+            b->status[i] = TZ_INGEST_UNCHANGED;
+            b->unchanged++;
+            continue;
+        }
+        b->status[i] = TZ_INGEST_LANDED;
+        b->landed++;
+        if (b->times[i] > b->last_event) b->last_event = b->times[i];
+        if (b->entity_hll) {
+            size_t el;
+            const char *e = tz_dict_get(b->entity->dict, ((const int32_t *)b->entity->data)[i], &el);
+            tz_hll_add(b->entity_hll, b->hll_p, e, el);
+        }
+    }
+    for (size_t r = 0; r < b->replaced; r++) b->status[b->old_at[3 * r]] = TZ_INGEST_REPLACED;
+    for (int j = 0; j < b->n_features; j++) feature_stats(b, &b->features[j]);
+done:
+    groups_free(&g);
     free(seen.row);
+    free(good);
+    free(changed);
     free(row.p);
     free(online.p);
     if (rc) {
@@ -476,6 +661,5 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
         return rc;
     }
     b->old_rows = olds.p, b->old_len = olds.len;
-    for (int j = 0; j < b->n_features; j++) feature_stats(b, &b->features[j]);
     return 0;
 }

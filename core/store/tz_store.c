@@ -236,6 +236,14 @@ int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
     return rc ? store_fail(err, rc, "put") : 0;
 }
 
+int tz_store_append(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                    const void *val, size_t vlen, tz_err *err)
+{
+    MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+    int rc = mdb_put(TXN(txn), dbi, &k, &v, MDB_APPEND);
+    return rc ? store_fail(err, rc, "append") : 0;
+}
+
 /* One key of a put_new_many batch, built in full: its bytes in the batch's
  * buffer, its length, and its place in the caller's arrays. */
 typedef struct {

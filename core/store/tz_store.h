@@ -111,6 +111,11 @@ int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
  * not a failure), and the stored value stays. */
 int tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  const void *val, size_t vlen, int no_overwrite, tz_err *err);
+/* Puts key = val at the end of the database (MDB_APPEND: no B-tree search,
+ * pages filled whole): the key must sort after every key there (TZ_EBUSY
+ * otherwise, nothing stored). For runs of keys written in order. */
+int tz_store_append(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                    const void *val, size_t vlen, tz_err *err);
 /* For each i < n: puts prefix + keys[i] + suffix = vals[i] when that key is
  * absent, and sets added[i] to 1 (0 when it existed; its value stays). One
  * call for a batch of mostly new keys, an experiment's units at each flush.
