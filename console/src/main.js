@@ -10,8 +10,11 @@ import { FeatureList, FeatureView } from "./pages/features.js";
 import { RunList, RunView, RunCompare } from "./pages/runs.js";
 import { ModelList, ModelView } from "./pages/models.js";
 import { ExperimentList, ExperimentView } from "./pages/experiments.js";
+import { MonitorList, MonitorView } from "./pages/monitor.js";
+import { DagList, DagView, DagRun } from "./pages/dags.js";
 
-const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["experiments", "Experiments"]];
+const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["experiments", "Experiments"],
+  ["monitor", "Monitoring"], ["dags", "DAGs"]];
 
 function parseHash() {
   const raw = location.hash.replace(/^#\/?/, "");
@@ -34,6 +37,10 @@ function Page({ route }) {
       return arg ? html`<${RunView} id=${arg} />` : html`<${RunList} />`;
     case "models": return arg ? html`<${ModelView} name=${arg} />` : html`<${ModelList} />`;
     case "experiments": return arg ? html`<${ExperimentView} name=${arg} />` : html`<${ExperimentList} />`;
+    case "monitor": return arg ? html`<${MonitorView} name=${arg} />` : html`<${MonitorList} />`;
+    case "dags":
+      if (arg && route.parts[2]) return html`<${DagRun} name=${arg} run=${route.parts[2]} />`;
+      return arg ? html`<${DagView} name=${arg} />` : html`<${DagList} />`;
     default: return html`<p class="error">No page ${section}.</p>`;
   }
 }

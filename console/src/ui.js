@@ -74,8 +74,8 @@ export function KV({ data, title }) {
 }
 
 // A uPlot chart: xs and one or more series { label, values }. bars draws
-// bars (a histogram); otherwise lines with points.
-export function Chart({ title, xs, series, bars, xLabel, yLabel, height }) {
+// bars (a histogram); otherwise lines with points; time: xs are Unix seconds.
+export function Chart({ title, xs, series, bars, xLabel, yLabel, height, time }) {
   const ref = useRef(null);
   useEffect(() => {
     const el = ref.current;
@@ -84,10 +84,10 @@ export function Chart({ title, xs, series, bars, xLabel, yLabel, height }) {
     const opts = {
       width: Math.max(320, Math.min(el.clientWidth || 720, 960)),
       height: height || 240,
-      scales: { x: { time: false } },
+      scales: { x: { time: !!time } },
       legend: { show: series.length > 1 },
       // Integer x values (runs, versions, variants) get integer ticks only.
-      axes: [{ label: xLabel, incrs: xs.every(Number.isInteger) ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] : undefined },
+      axes: [{ label: xLabel, incrs: !time && xs.every(Number.isInteger) ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] : undefined },
              { label: yLabel }],
       series: [{ label: xLabel || "x" }, ...series.map((s, i) => ({
         label: s.label,
@@ -100,7 +100,7 @@ export function Chart({ title, xs, series, bars, xLabel, yLabel, height }) {
     };
     const plot = new uPlot(opts, [xs, ...series.map((s) => s.values)], el);
     return () => plot.destroy();
-  }, [JSON.stringify([xs, series, bars])]);
+  }, [JSON.stringify([xs, series, bars, time])]);
   return html`<figure class="chart"><figcaption>${title}</figcaption><div ref=${ref} class="chart-box"></div></figure>`;
 }
 

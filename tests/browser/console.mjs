@@ -69,7 +69,8 @@ try {
     if (hash !== null) await page.goto(base + "/ui/#" + hash, { waitUntil: "load" });
     if (act) await act();
     await page.waitForSelector(ready, { state: "visible" });
-    await page.waitForFunction(() => !document.querySelector("main")?.textContent.includes("Loading…"));
+    // (a locator, not waitForFunction: that one may evaluate a string, which the CSP refuses)
+    await page.locator("main .muted", { hasText: "Loading…" }).first().waitFor({ state: "detached" });
     const ms = Date.now() - t0;
     const err = await page.$("main .error");
     if (err) problems.push(`${name}: the page shows an error: ${await err.textContent()}`);
@@ -126,6 +127,44 @@ try {
     .some((tr) => tr.textContent.includes(a) && tr.textContent.includes(v)), [alias, version]);
   await visit("model-promoted", null, "main .actions .ok");
   await visit("experiments", "/experiments", "main h2");
+
+  // Monitoring: server-aggregated series and the drift table with histograms.
+  await visit("monitor", "/monitor", "main table tbody tr");
+  await visit("monitor-model", "/monitor/" + encodeURIComponent(model), "main table.drift tbody tr");
+  actions.monitor_charts = await page.$$eval("main figure.chart canvas", (c) => c.length);
+  const driftFirst = await page.textContent("main table.drift tbody tr:nth-child(2) td:first-child");
+  actions.most_drifted = driftFirst.trim();
+  await page.click("main table.drift tbody tr:nth-child(2) button");
+  await visit("monitor-histogram", null, "main table.histogram tbody tr");
+
+  // DAGs: the grid, Trigger refused without the token and accepted with it.
+  await visit("dags", "/dags", "main table tbody tr td a");
+  const dagName = (await page.textContent("main table tbody tr td a")).trim();
+  await visit("dag", "/dags/" + encodeURIComponent(dagName), "main table.grid tbody tr");
+  await page.fill("header input[name=token]", "");
+  answer401 = 1;
+  console401 = 1;
+  await page.click("#trigger");
+  await page.waitForSelector("main .actions .error");
+  actions.trigger_without_token = (await page.textContent("main .actions .error")).trim();
+  await page.fill("header input[name=token]", args.token);
+  await page.click("#trigger");
+  await page.waitForSelector("main .actions .ok");
+  actions.trigger_with_token = (await page.textContent("main .actions .ok")).trim();
+  const runsBefore = await page.$$eval("main table.grid th.run-head", (t) => t.length);
+  // The runner is a child process: refresh until its run shows, finished.
+  for (let i = 0; i < 40; i++) {
+    await page.click("main .pager button:text-is('Refresh')");
+    await page.waitForTimeout(500);
+    const heads = await page.$$eval("main table.grid th.run-head", (t) => t.map((x) => x.textContent));
+    if (heads.length > runsBefore && !/running|queued/.test(heads[0])) break;
+  }
+  actions.dag_runs = await page.$$eval("main table.grid th.run-head", (t) => t.length);
+  await visit("dag-triggered", null, "main table.grid tbody tr");
+  const runLink = await page.getAttribute("main table.grid th.run-head a", "href");
+  await visit("dag-run", runLink.replace(/^#/, ""), "main details.log summary");
+  actions.gantt_bars = await page.$$eval("main .gantt-bar", (b) => b.length);
+  actions.log_markup_as_text = await page.$$eval("main details.log pre", (p) => p.some((x) => x.textContent.includes("<b>spam</b>")));
 } catch (e) {
   problems.push(`step failed: ${e.message.split("\n")[0]}`);
 } finally {

@@ -22,6 +22,7 @@ local stats = require "tycho.experiments.stats"
 local timeutil = require "tycho.util.timeutil"
 
 local M = {}
+local new_series
 
 -- Training facts of a version, loaded once per process (artifacts are
 -- immutable): task, classes, reference.
@@ -72,9 +73,16 @@ end
 
 local function drift_of(ref, values, opts, tests)
   if not ref then return nil end
-  if #values < opts.min_samples then return { samples = #values, status = "insufficient" } end
-  local psi = stats.psi(ref.edges, ref.counts, values)
+  if #values < opts.min_samples then
+    local d = { samples = #values, status = "insufficient" }
+    if opts.histograms then
+      d.histogram = { edges = ref.edges, reference = ref.counts, live = select(2, stats.psi(ref.edges, ref.counts, values)) }
+    end
+    return d
+  end
+  local psi, live = stats.psi(ref.edges, ref.counts, values)
   local d = { samples = #values, psi = psi }
+  if opts.histograms then d.histogram = { edges = ref.edges, reference = ref.counts, live = live } end
   if ref.sample and #ref.sample > 0 then
     local ks = stats.ks_2samp(values, ref.sample)
     d.ks, d.ks_p_value = ks.statistic, ks.p_value
@@ -124,6 +132,13 @@ local function summarize(name, g, opts)
   return s
 end
 
+-- Per-bucket counters of one version and role (summary's opts.buckets).
+new_series = function(n)
+  local s = { volume = {}, errors = {}, ms = {} }
+  for b = 1, n do s.volume[b], s.errors[b], s.ms[b] = 0, 0, {} end
+  return s
+end
+
 -- Version order, newest first: "1.0.10" after "1.0.9".
 local function newer(a, b)
   local pa, pb = {}, {}
@@ -138,12 +153,17 @@ end
 --- The summary of model `name` over opts.window (a duration, default "1h")
 -- ending at opts.now (µs, default now). opts: psi, alpha, min_samples,
 -- max_records (200000: a bound on the work of one call; the newest are
--- kept, and `truncated` says so).
+-- kept, and `truncated` says so), buckets (a count: each version also gets
+-- `series`, its volume, errors and latencies per equal slice of the
+-- window), histograms (drift entries keep reference and live bin counts).
 function M.summary(name, opts)
   opts = opts or {}
   local window = timeutil.duration(opts.window or "1h")
   local now = opts.now or timeutil.now()
-  local o = { psi = opts.psi or 0.2, alpha = opts.alpha or 0.05, min_samples = opts.min_samples or 100 }
+  local o = { psi = opts.psi or 0.2, alpha = opts.alpha or 0.05, min_samples = opts.min_samples or 100,
+              histograms = opts.histograms }
+  local buckets = opts.buckets
+  local start, width = now - window * 1e6, buckets and window * 1e6 / buckets
   local max_records = opts.max_records or 200000
   local st = opts.store or assert(require("tycho.core.store").open())
   local groups, order, truncated = {}, {}, false
@@ -160,12 +180,20 @@ function M.summary(name, opts)
         if not g then
           g = { version = e.version, role = e.role or "live", volume = 0, errors = 0, latencies = {}, joined = {},
                 inputs = {}, outputs = {} }
+          if buckets then g.series = new_series(buckets) end
           groups[gk] = g
           order[#order + 1] = gk
         end
         g.volume = g.volume + 1
         if e.error then g.errors = g.errors + 1 end
         if e.ms then g.latencies[#g.latencies + 1] = e.ms end
+        if buckets and tonumber(e.at) then
+          local b = math.min(buckets, math.max(1, math.floor((e.at - start) / width) + 1))
+          local sr = g.series
+          sr.volume[b] = sr.volume[b] + 1
+          if e.error then sr.errors[b] = sr.errors[b] + 1 end
+          if e.ms then sr.ms[b][#sr.ms[b] + 1] = e.ms end
+        end
         if e.output ~= nil then g.outputs[#g.outputs + 1] = e.output end
         if type(e.inputs) == "table" then g.inputs[#g.inputs + 1] = e.inputs end
         local oc = e.output ~= nil and tx:get("outcomes", e.id)
@@ -174,7 +202,11 @@ function M.summary(name, opts)
     end
   end)
   local versions = {}
-  for _, gk in ipairs(order) do versions[#versions + 1] = summarize(name, groups[gk], o) end
+  for _, gk in ipairs(order) do
+    local v = summarize(name, groups[gk], o)
+    v.series = groups[gk].series
+    versions[#versions + 1] = v
+  end
   table.sort(versions, function(a, b)
     if a.version ~= b.version then return newer(a.version, b.version) end
     return a.role < b.role
@@ -259,6 +291,64 @@ function M.to_json(summary)
   end
   out.versions = #versions > 0 and versions or json.empty_array
   return out
+end
+
+local function drift_rows(features)
+  local rows = {}
+  for fname, d in pairs(features) do
+    local row = { feature = fname }
+    for k, v in pairs(d) do row[k] = v end
+    rows[#rows + 1] = row
+  end
+  -- Most drifted first: PSI, then KS; features still waiting for samples last.
+  table.sort(rows, function(a, b)
+    local pa, pb = a.psi or -1, b.psi or -1
+    if pa ~= pb then return pa > pb end
+    if (a.ks or -1) ~= (b.ks or -1) then return (a.ks or -1) > (b.ks or -1) end
+    return a.feature < b.feature
+  end)
+  return rows
+end
+
+local function percentile_of(list, q)
+  if #list == 0 then return json.null end
+  table.sort(list)
+  return list[math.max(1, math.ceil(q * #list))]
+end
+
+--- What the console's monitoring page draws for model `name`: per version
+-- and role, the summary's figures, its volume, errors and p50 / p99
+-- latency in opts.buckets (default 60, at most 500) equal slices of the
+-- window, and its drift table (features sorted by PSI, then KS) with each
+-- feature's and the output's reference and live bin counts. Aggregated on
+-- the server: never a raw series. opts: those of summary.
+function M.dashboard(name, opts)
+  opts = opts or {}
+  local buckets = math.max(1, math.min(500, math.floor(tonumber(opts.buckets) or 60)))
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.buckets, o.histograms = buckets, true
+  local s = M.summary(name, o)
+  local window = timeutil.duration(opts.window or "1h")
+  local from = timeutil.parse(s.from)
+  local versions = {}
+  for i, v in ipairs(s.versions) do
+    local sr = v.series
+    local t, p50, p99 = {}, {}, {}
+    for b = 1, buckets do
+      t[b] = (from + (b - 0.5) * window * 1e6 / buckets) / 1e6
+      p50[b], p99[b] = percentile_of(sr.ms[b], 0.5), percentile_of(sr.ms[b], 0.99)
+    end
+    versions[i] = { version = v.version, role = v.role, volume = v.volume, errors = v.errors, latency_ms = v.latency_ms,
+      outcomes = v.outcomes, metrics = next(v.metrics) and v.metrics or json.null, error = v.error,
+      series = { t = t, volume = sr.volume, errors = sr.errors, p50_ms = p50, p99_ms = p99 },
+      drift = { samples = v.drift.samples, psi_max = v.drift.psi_max,
+                drifted = #v.drift.drifted > 0 and v.drift.drifted or json.empty_array,
+                features = next(v.drift.features) and drift_rows(v.drift.features) or json.empty_array,
+                output = v.drift.output } }
+  end
+  return { model = s.model, window = s.window, from = s.from, to = s.to, truncated = s.truncated,
+           bucket_seconds = window / buckets, versions = #versions > 0 and versions or json.empty_array }
 end
 
 --- The figures of the live version an alert rule sees: the summary's

@@ -19,21 +19,169 @@ local function open()
   return store
 end
 
---- Records a run: { kind, model, params, metrics, seconds, data }. Returns
--- its id. Failures to record never break training: they return nil, err,
--- "unavailable".
-function M.record(run)
-  local st, err, code = open()
-  if not st then return nil, err, code end
+-- ---- the sort index (db runs_index) ----------------------------------------------
+-- Beside every run, small keys that keep the runs ordered by each field
+-- they can be sorted by, in three scopes (all runs, the runs of one model,
+-- the runs of one kind), so a sorted or filtered page reads only its rows:
+--   e · SCOPE · FIELD · TYPED VALUE · ID  ->  id \0 kind [\0 field...]
+--   c · SCOPE                             ->  runs in the scope
+--   meta                                  ->  format \0 runs indexed
+-- SCOPE is "*", "m:MODEL" or "k:KIND"; FIELD is "at", "seconds", "model",
+-- "kind", "metrics.NAME" or "params.NAME"; a typed value is \1 and an f64
+-- (numbers first) or \2 and a string (cut at MAX_TEXT bytes). The "at"
+-- entries also list the run's fields, so the runs that lack the sorted
+-- field (listed after those that have it) are found without decoding any.
+-- Runs recorded without the index (before it existed, or by an older
+-- tycho) are indexed by a one-time rebuild: the index notes how many runs
+-- it covers and is rebuilt when the runs database holds another count.
+local INDEX, INDEX_FORMAT = "runs_index", "1"
+local MAX_TEXT, MAX_NAME = 100, 100
+local META = keys.pack("s", "meta")
+
+local function scope_prefix(scope, field) return keys.pack("s s s", "e", scope, field) end
+local function count_key(scope) return keys.pack("s s", "c", scope) end
+
+local function at_of(id) return tonumber(tostring(id):match("^(%d+)%-%d+%-%d+$")) end
+local function run_key(id) return keys.pack("i64 s", at_of(id), id) end
+
+local function typed(v)
+  if type(v) == "number" then
+    if v ~= v then return nil end
+    return "\1" .. keys.pack("f64", v)
+  end
+  if type(v) == "boolean" then v = tostring(v) end
+  if type(v) ~= "string" then return nil end
+  return "\2" .. keys.pack("s", v:sub(1, MAX_TEXT))
+end
+
+local function clean(s) return (tostring(s):gsub("%z", "")) end
+
+-- The scopes a run is listed in.
+local function scopes_of(r)
+  local out = { "*" }
+  if type(r.model) == "string" and #r.model <= MAX_NAME then out[#out + 1] = "m:" .. r.model end
+  if type(r.kind) == "string" and #r.kind <= MAX_NAME then out[#out + 1] = "k:" .. r.kind end
+  return out
+end
+
+-- The run's sortable fields: { {field, typed value} } ("at" first).
+local function fields_of(r)
+  local out = { { "at", typed(at_of(r.id)) } }
+  local function add(field, v)
+    local t = typed(v)
+    if t and #field <= MAX_NAME then out[#out + 1] = { field, t } end
+  end
+  add("seconds", r.seconds)
+  add("model", r.model)
+  add("kind", r.kind)
+  for _, section in ipairs { "metrics", "params" } do
+    if type(r[section]) == "table" then
+      for k, v in pairs(r[section]) do
+        if type(k) == "string" then add(section .. "." .. k, v) end
+      end
+    end
+  end
+  return out
+end
+
+-- Writes run r's index entries in tx; counts[scope] += 1.
+local function index_run(tx, r, counts)
+  if not at_of(r.id) then return end
+  local fields = fields_of(r)
+  local names = {}
+  for i = 2, #fields do names[#names + 1] = clean(fields[i][1]) end
+  local suffix = keys.pack("s", r.id)
+  local kind = clean(r.kind or "")
+  local plain = r.id .. "\0" .. kind
+  local with_names = #names > 0 and plain .. "\0" .. table.concat(names, "\0") or plain
+  for _, scope in ipairs(scopes_of(r)) do
+    counts[scope] = (counts[scope] or 0) + 1
+    for i, f in ipairs(fields) do
+      tx:put(INDEX, scope_prefix(scope, f[1]) .. f[2] .. suffix, i == 1 and with_names or plain)
+    end
+  end
+end
+
+local function add_counts(tx, counts, rows)
+  for scope, n in pairs(counts) do
+    tx:put(INDEX, count_key(scope), tostring(tonumber(tx:get(INDEX, count_key(scope)) or "0") + n))
+  end
+  local meta = tx:get(INDEX, META)
+  local covered = meta and tonumber(meta:match("^[^%z]*%z(%d+)$")) or 0
+  tx:put(INDEX, META, INDEX_FORMAT .. "\0" .. (covered + rows))
+end
+
+-- Whether the index covers every run (inside tx).
+local function index_current(tx)
+  local meta = tx:get(INDEX, META)
+  if not meta then return tx:count("runs") == 0 end
+  local format, covered = meta:match("^([^%z]*)%z(%d+)$")
+  return format == INDEX_FORMAT and tonumber(covered) == tx:count("runs")
+end
+
+-- Rebuilds the index when it does not cover every run (one write, once).
+local function ensure_index(st)
+  if st:view(index_current) then return end
+  st:update(function(tx)
+    if index_current(tx) then return end
+    tx:clear(INDEX)
+    local counts, rows = {}, 0
+    for _, v in tx:scan("runs") do
+      rows = rows + 1
+      local r = json.decode(v)
+      if type(r) == "table" and type(r.id) == "string" then index_run(tx, r, counts) end
+    end
+    add_counts(tx, counts, rows)
+  end)
+end
+
+local function new_run(run)
   counter = counter + 1
   local now = timeutil.now()
   local id = string.format("%d-%d-%d", now, require("luv").os_getpid(), counter)
   run.id, run.at = id, timeutil.format(now)
+  return keys.pack("i64 s", now, id)
+end
+
+-- Writes runs (a list) in one transaction; their ids, or nil, err, code.
+local function record_list(list)
+  local st, err, code = open()
+  if not st then return nil, err, code end
+  local ids, stored = {}, {}
+  for i, run in ipairs(list) do
+    stored[i] = { new_run(run), json.encode(run) }
+    ids[i] = run.id
+  end
   local ok, perr = pcall(function()
-    st:put("runs", keys.pack("i64 s", now, id), json.encode(run))
+    st:update(function(tx)
+      local counts, indexed = {}, index_current(tx)
+      for i, run in ipairs(list) do
+        tx:put("runs", stored[i][1], stored[i][2])
+        if indexed then index_run(tx, run, counts) end
+      end
+      -- An index that was already behind is rebuilt by the next page.
+      if indexed then add_counts(tx, counts, #list) end
+    end)
   end)
   if not ok then return errors.fail("unavailable", tostring(perr)) end
-  return id
+  return ids
+end
+
+--- Records a run: { kind, model, params, metrics, seconds, data }. Returns
+-- its id. Failures to record never break training: they return nil, err,
+-- "unavailable".
+function M.record(run)
+  local ids, err, code = record_list({ run })
+  if not ids then return nil, err, code end
+  return ids[1]
+end
+
+--- Records many runs in one transaction (imports, and seeding a home for
+-- the scale spec): a list of runs as record takes them. Returns their ids,
+-- or nil, err, "unavailable".
+function M.record_many(list)
+  if type(list) ~= "table" then error("record_many: expected a list of runs", 2) end
+  return record_list(list)
 end
 
 -- The columns a list of runs prints with: who and when, then every metric
@@ -164,47 +312,116 @@ local function check_page_opts(opts)
   return limit, offset, cursor
 end
 
--- Newest first without sorting: only the page's rows are decoded when no
--- filter applies; the cursor is the last row's key.
-local function page_by_time(st, opts, limit, offset, cursor)
-  local filtered = opts.model or opts.kind
-  local out, total, last_key, more = {}, 0, nil, false
-  st:view(function(tx)
-    local skip = offset
-    if not filtered then total = tx:count("runs") end
-    for k, v in tx:scan("runs", { reverse = true, to = cursor }) do
-      local r
-      if filtered then
-        r = json.decode(v)
-        if not (r and (not opts.model or r.model == opts.model) and (not opts.kind or r.kind == opts.kind)) then
-          r = false
-        end
-      end
-      if r ~= false then
-        if filtered then total = total + 1 end
-        if skip > 0 then skip = skip - 1
-        elseif #out < limit then
-          out[#out + 1] = r or json.decode(v)
-          last_key = k
-        else
-          more = true
-          if not filtered then break end
-        end
+-- The index field a sort names: "metrics.auc", "params.rounds", "seconds",
+-- "model", "kind", "at" (also "id"), or a bare metric name.
+local function sort_field(sort)
+  if sort == nil or sort == "at" or sort == "id" then return "at" end
+  if sort:match("^metrics%..") or sort:match("^params%..") then return sort end
+  if sort == "seconds" or sort == "model" or sort == "kind" then return sort end
+  return "metrics." .. sort
+end
+
+-- Whether sort puts the largest first when no order is given: a score
+-- metric best first (higher), a loss best first (lower), anything else
+-- largest (newest) first.
+local function default_desc(sort)
+  if sort == nil then return true end
+  local section, name = sort:match("^(%a+)%.(.+)$")
+  local metric = section == "metrics" and name or (not section and sort ~= "seconds" and sort ~= "model"
+    and sort ~= "kind" and sort ~= "at" and sort ~= "id" and sort)
+  return not metric or require("tycho.ml.metrics").higher_is_better(metric)
+end
+
+-- id, kind and (for "at" entries) the set of fields, from an entry's value.
+local function entry(v)
+  local id, kind, rest = v:match("^([^%z]*)%z([^%z]*)(.*)$")
+  return id, kind, rest
+end
+
+local function lacks(rest, field)
+  return not (rest .. "\0"):find("\0" .. field .. "\0", 1, true)
+end
+
+-- A page from the index: the runs of the scope that have the sorted field,
+-- in its order, then those that lack it, newest first. Only the page's
+-- rows are decoded.
+local function indexed_page(st, opts, limit, offset, cursor)
+  local scope, kind = "*", nil
+  if opts.model then
+    scope, kind = "m:" .. opts.model, opts.kind
+  elseif opts.kind then
+    scope = "k:" .. opts.kind
+  end
+  local field = sort_field(opts.sort)
+  local desc = opts.order == "desc" or (opts.order == nil and default_desc(opts.sort))
+  if (opts.model and field == "model") or (opts.kind and not opts.model and field == "kind") then
+    field = "at"  -- one value in the whole scope
+  end
+  local prefix, at_prefix = scope_prefix(scope, field), scope_prefix(scope, "at")
+  if cursor and (cursor:sub(1, #prefix) ~= prefix or not desc) then
+    return errors.fail("invalid", "cursor is not one this server gave")
+  end
+  return st:view(function(tx)
+    local total = tonumber(tx:get(INDEX, count_key(scope)) or "0")
+    if kind then
+      total = 0
+      for _, v in tx:scan(INDEX, { prefix = at_prefix }) do
+        local _, k = entry(v)
+        if k == kind then total = total + 1 end
       end
     end
+    local ids, skip, more, last_key = {}, offset, false, nil
+    local function take(k, id)
+      if skip > 0 then skip = skip - 1 return true end
+      if #ids < limit then
+        ids[#ids + 1], last_key = id, k
+        return true
+      end
+      more = true
+      return false
+    end
+    for k, v in tx:scan(INDEX, { prefix = prefix, reverse = desc, to = cursor }) do
+      local id, k_ = entry(v)
+      if (not kind or k_ == kind) and not take(k, id) then break end
+    end
+    if not more and field ~= "at" then
+      for k, v in tx:scan(INDEX, { prefix = at_prefix, reverse = true }) do
+        local id, k_, rest = entry(v)
+        if (not kind or k_ == kind) and lacks(rest, field) and not take(k, id) then break end
+      end
+      last_key = nil
+    end
+    local list = {}
+    for i, id in ipairs(ids) do
+      local raw = tx:get("runs", run_key(id))
+      list[i] = raw and json.decode(raw) or { id = id }
+    end
+    local next_cursor = more and field == "at" and desc and last_key and hex(last_key) or nil
+    return list, total, next_cursor, more
   end)
-  if cursor and not filtered then total = nil end  -- rows after a cursor: not worth a second count
-  return out, total, more and last_key and hex(last_key) or nil, more
+end
+
+-- A page by decoding and sorting every matching run: for what the index
+-- leaves out (names longer than MAX_NAME bytes).
+local function full_page(opts, limit, offset)
+  local all = assert(M.list { model = opts.model, kind = opts.kind })
+  local desc = opts.order == "desc" or (opts.order == nil and default_desc(opts.sort))
+  sort_runs(all, opts.sort or "at", desc)
+  local list = {}
+  for i = offset + 1, math.min(offset + limit, #all) do list[#list + 1] = all[i] end
+  return list, #all, nil, offset + limit < #all
 end
 
 --- One page of runs for the console: opts { model, kind, sort ("metrics.auc",
--- "params.rounds", a bare metric name, "seconds", "at" (default: newest
--- first)), order ("asc" | "desc"; default best first for a metric, else
--- largest first), limit (1..1000, default 50), offset, cursor (from the
--- last page, when paging by time) }. Returns { runs, total (nil after a
--- cursor), offset, limit, next_offset, cursor (of the next page, by time
--- only), columns (metric then param columns of this page) }, or nil,
--- message, "invalid" | "unavailable".
+-- "params.rounds", a bare metric name, "seconds", "model", "kind", "at"
+-- (default: newest first)), order ("asc" | "desc"; default best first for
+-- a metric, else largest first), limit (1..1000, default 50), offset,
+-- cursor (from the last page, when paging by time, newest first) }. Runs
+-- that lack the sorted field come last, newest first; ties go by id in the
+-- order asked. Returns { runs, total, offset, limit, next_offset, cursor
+-- (of the next page, by time only), columns (metric then param columns of
+-- this page) }, or nil, message, "invalid" | "unavailable". The sort index
+-- (see above) makes a page cost its rows, whatever the number of runs.
 function M.page(opts)
   opts = opts or {}
   local limit, offset, cursor = check_page_opts(opts)
@@ -212,20 +429,15 @@ function M.page(opts)
   local st, err, code = open()
   if not st then return nil, err, code end
   local list, total, next_cursor, more
-  if (opts.sort == nil or opts.sort == "at") and opts.order ~= "asc" then
-    list, total, next_cursor, more = page_by_time(st, opts, limit, offset, cursor)
+  local long = #(opts.model or "") > MAX_NAME or #(opts.kind or "") > MAX_NAME or #sort_field(opts.sort) > MAX_NAME
+  if long then
+    if cursor then return errors.fail("invalid", "cursor is not one this server gave") end
+    list, total, next_cursor, more = full_page(opts, limit, offset)
   else
-    local all = assert(M.list { model = opts.model, kind = opts.kind })
-    local desc = opts.order == "desc"
-    if opts.order == nil then
-      local section, name = opts.sort:match("^(%a+)%.(.+)$")
-      local metric = section == "metrics" and name or (not section and opts.sort ~= "seconds" and opts.sort)
-      desc = not metric or require("tycho.ml.metrics").higher_is_better(metric)
-    end
-    sort_runs(all, opts.sort or "at", desc)
-    total, list = #all, {}
-    for i = offset + 1, math.min(offset + limit, #all) do list[#list + 1] = all[i] end
-    more = offset + limit < #all
+    local ok, ierr = pcall(ensure_index, st)
+    if not ok then return errors.fail("unavailable", tostring(ierr)) end
+    list, total, next_cursor, more = indexed_page(st, opts, limit, offset, cursor)
+    if not list then return nil, total, next_cursor end
   end
   local columns = columns_of(list)
   local shown = {}
@@ -239,7 +451,7 @@ end
 function M.get(id)
   local st, err, code = open()
   if not st then return nil, err, code end
-  local at = type(id) == "string" and tonumber(id:match("^(%d+)%-%d+%-%d+$"))
+  local at = type(id) == "string" and at_of(id)
   local raw = at and st:view(function(tx) return tx:get("runs", keys.pack("i64 s", at, id)) end)
   local r = raw and json.decode(raw)
   if not r then return errors.fail("not_found", "no run '" .. tostring(id) .. "'") end

@@ -7,6 +7,10 @@
 --   GET /v1/runs/{id}                  one run
 --   GET /v1/runs:compare?ids=A,B       runs side by side, with what differs
 --   GET /v1/features:duplicates?threshold=0.99
+--   GET /v1/monitor/{model}?window=1h&buckets=60
+--                                      per version: volume, errors, p50/p99 per
+--                                      slice of the window, drift table with
+--                                      reference and live histograms
 --   GET /ui/                           the console (one page; #/runs, #/models/NAME, ...)
 --   GET /ui/assets/{file}              its bundle (console.js, console.css)
 --
@@ -17,6 +21,7 @@
 -- bundle's own script and style: no inline script, nothing from elsewhere.
 local internal = require "tycho.internal"
 local runs = require "tycho.registry.runs"
+local timeutil = require "tycho.util.timeutil"
 
 local M = {}
 
@@ -138,6 +143,22 @@ local function duplicates(http, req)
   return { threshold = threshold, duplicates = #list > 0 and list or require("tycho.util.json").empty_array }
 end
 
+local function monitor_dashboard(app, http, req)
+  local q = req.query
+  local window = q.window ~= nil and q.window ~= "" and q.window or "1h"
+  local ok, secs = pcall(timeutil.duration, window)
+  if not ok or not secs or secs <= 0 or secs > 90 * 86400 then
+    http.error(400, "bad_request", "window is a duration up to 90d: 15m, 1h, 7d")
+  end
+  local buckets = integer(http, q, "buckets") or 60
+  if buckets < 1 or buckets > 500 or buckets % 1 ~= 0 then http.error(400, "bad_request", "buckets is 1 to 500") end
+  if app.flush_log then app.flush_log() end
+  local done, doc = pcall(require("tycho.monitor").dashboard, req.params.model, { window = window, buckets = buckets,
+    max_records = app.limits and app.limits.monitor_records or nil })
+  if not done then http.error(500, "internal", tostring(doc)) end
+  return doc
+end
+
 local function redirect() return 302, { Location = "/ui/", ["Content-Type"] = "text/plain" }, "see /ui/\n" end
 
 --- Adds the console's routes to app (http: the router module, for its errors).
@@ -150,6 +171,8 @@ function M.add(app, http)
     return r
   end)
   app:get("/v1/features:duplicates", function(req) return duplicates(http, req) end)
+  app:get("/v1/monitor/{model}", function(req) return monitor_dashboard(app, http, req) end)
+  require("tycho.serve.dag_routes").add(app, http)
   app:get("/", redirect)
   app:get("/ui", redirect)
   app:get("/ui/", page)

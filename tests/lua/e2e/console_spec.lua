@@ -34,6 +34,44 @@ describe("console", function()
                            metrics = { auc = 0.5 }, seconds = 0.1 })]])
     local code, _, err = testing.run({ "--home", home, "run", seed })
     assert(code == 0, err)
+    -- An hour of predictions of spam 1.0.0 (every input kept, one in 50 an
+    -- error, capitalTotal drifting in the second half), in the prediction
+    -- log's own layout, spread over the last 50 minutes.
+    local predictions = testing.write(home .. "/predictions.lua", [[
+      local tycho = require "tycho"
+      local keys, json = require "tycho.keys", require "tycho.json"
+      local pipe = assert(tycho.registry.open():load("spam", "1.0.0"))
+      local f = assert(tycho.frame.read_csv("../shared/data/spam.csv"))
+      local n = math.min(f:nrows(), 600)
+      local now = require("tycho.timeutil").now()
+      local st = assert(tycho.store.open())
+      st:update(function(tx)
+        for i = 1, n do
+          local row = f:row(i)
+          row.label = nil
+          if i > n / 2 then row.capitalTotal = (row.capitalTotal or 0) * 8 + 50 end
+          local out = pipe:predict(row)
+          local at = now - 3000e6 + math.floor(i * 3000e6 / n)
+          local id = string.format("%016x-1-%x", at, i)
+          tx:put("predictions", keys.pack("i64 s", at, id), json.encode { id = id, at = at, model = "spam",
+            version = "1.0.0", role = "live", inputs = row, output = out, ms = 0.2 + (i % 13) / 10 + (i > n / 2 and 1 or 0),
+            error = i % 50 == 0 and "rejected input" or nil })
+        end
+      end)]])
+    code, _, err = testing.run({ "--home", home, "run", predictions })
+    assert(code == 0, err)
+    -- A DAG with two runs (its train task logs markup: shown as text).
+    local dag = testing.write(home .. "/etl.lua", [[
+      local tycho = require "tycho"
+      return tycho.dag { name = "etl", schedule = "0 3 * * *", tasks = {
+        extract = { run = function(ctx) print("extracted 100 rows for " .. ctx.date) return { rows = 100 } end },
+        train = { after = "extract", run = function() print("training <b>spam</b>") end },
+        report = { after = { "extract", "train" }, run = function() print("report written") end },
+      } }]])
+    for _, date in ipairs { "2026-01-01", "2026-01-02" } do
+      code, _, err = testing.run({ "--home", home, "dag", "run", dag, "--date", date, "--quiet" }, { timeout = 30000 })
+      assert(code == 0, err)
+    end
     token_file = testing.write(home .. "/token", "s3cret\n")
     srv = testing.serve({ "--model", "spam" }, { "--token-file", token_file }, { env = { "TYCHO_HOME=" .. home } })
   end)
@@ -96,6 +134,52 @@ describe("console", function()
     assert.equal(401, (testing.request(srv.port, "POST", "/v1/registry/models/spam/aliases/production/rollback")))
   end)
 
+  it("aggregates monitoring on the server: series per slice, drift sorted by PSI with histograms", function()
+    local status, _, body, m = get("/v1/monitor/spam?window=1h&buckets=30")
+    assert(status == 200, body)
+    assert.equal(1, #m.versions)
+    local v = m.versions[1]
+    assert.same({ "1.0.0", "live", 600, 12 }, { v.version, v.role, v.volume, v.errors })
+    assert.equal(30, #v.series.volume)
+    assert.equal(30, #v.series.p99_ms)
+    local sum = 0
+    for _, n in ipairs(v.series.volume) do sum = sum + n end
+    assert.equal(600, sum)
+    local first = v.drift.features[1]
+    assert.equal("capitalTotal", first.feature)
+    assert.is_true(first.drifted)
+    for i = 2, #v.drift.features do
+      assert.is_true((v.drift.features[i].psi or -1) <= (v.drift.features[i - 1].psi or -1))
+    end
+    assert.equal(#first.histogram.reference, #first.histogram.live)
+    assert.is_table(v.drift.output.histogram)
+    assert.equal(400, (get("/v1/monitor/spam?window=soon")))
+    assert.equal(400, (get("/v1/monitor/spam?buckets=0")))
+    local _, _, _, none = get("/v1/monitor/nobody")
+    assert.same({}, none.versions)
+  end)
+
+  it("pages DAG runs as a grid, shows one run with its log tails, and triggering needs the token", function()
+    local _, _, _, dags = get("/v1/dags")
+    assert.equal("etl", dags.dags[1].name)
+    local _, _, _, dag = get("/v1/dags/etl")
+    assert.same({ "extract", "train", "report" }, dag.tasks)
+    assert.equal(3, #dag.edges)
+    local _, _, _, page = get("/v1/dags/etl/runs?limit=1")
+    assert.same({ 2, 1, "2026-01-02" }, { page.total, page.next_offset, page.runs[1].run_id })
+    assert.same({ "extract", "train", "report" }, page.tasks)
+    assert.equal("success", page.runs[1].tasks[2].state)
+    local _, _, _, older = get("/v1/dags/etl/runs?limit=1&offset=1")
+    assert.equal("2026-01-01", older.runs[1].run_id)
+    local status, _, _, run = get("/v1/dags/etl/runs/2026-01-01")
+    assert.equal(200, status)
+    assert.matches("extracted 100 rows for 2026-01-01", table.concat(run.tasks[1].log, "\n"), 1, true)
+    assert.equal(404, (get("/v1/dags/etl/runs/1999-01-01")))
+    assert.equal(404, (get("/v1/dags/nope/runs")))
+    assert.equal(400, (get("/v1/dags/etl/runs?limit=5000")))
+    assert.equal(401, (testing.request(srv.port, "POST", "/v1/dags/etl/runs", { body = "{}" })))
+  end)
+
   it("`tycho ui` serves the console and the read routes with no app file", function()
     local port = testing.free_port()
     local proc = testing.spawn({ "ui", "--port", tostring(port) }, { env = { "TYCHO_HOME=" .. home } })
@@ -137,7 +221,14 @@ describe("console", function()
     assert.is_true(report.actions.markup_shown_as_text)
     assert.matches("401", report.actions.without_token)
     assert.matches("is now production", report.actions.with_token)
-    assert.is_true(#report.pages >= 10)
+    assert.is_true(#report.pages >= 17)
+    assert.matches("401", report.actions.trigger_without_token)
+    assert.matches("Started a runner", report.actions.trigger_with_token)
+    assert.equal(3, report.actions.dag_runs)
+    assert.equal("capitalTotal", report.actions.most_drifted)
+    assert.is_true(report.actions.monitor_charts >= 3)
+    assert.equal(3, report.actions.gantt_bars)
+    assert.is_true(report.actions.log_markup_as_text)
     assert.is_true(os.time() - started < 170)
     -- The home saw the promotion the page made.
     local reg = assert(require("tycho.registry").open({ home = home }))
@@ -145,5 +236,9 @@ describe("console", function()
     local history = reg:history("spam")
     local last = history[#history]
     assert.same({ "production", "1.0.0", "1.0.1", "promote" }, { last.alias, last.from, last.to, last.why })
+    -- And the run the page triggered.
+    local runs = assert(require("tycho.dag").history("etl", { home = home, limit = 10 }))
+    assert.equal(3, #runs)
+    assert.equal("success", runs[1].status)
   end)
 end)
