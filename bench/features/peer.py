@@ -76,7 +76,10 @@ def gen(out, n_hist, n_spine, n_ent, seed):
 
 
 def merge(d, out, repeats=1):
-    hist = pd.read_csv(f"{d}/hist.csv", dtype={"entity": np.int64, "t": np.int64, "x": np.float64, "k": np.int64})
+    # round_trip: pandas' default float parser can be one ulp off ("0.391771"
+    # read as 0.3917709999999999); both sides must read the same numbers.
+    hist = pd.read_csv(f"{d}/hist.csv", dtype={"entity": np.int64, "t": np.int64, "x": np.float64, "k": np.int64},
+                       float_precision="round_trip")
     spine = pd.read_csv(f"{d}/spine.csv", dtype={"entity": np.int64, "t": np.int64})
     spine["row"] = np.arange(len(spine))
     for _ in range(repeats):
@@ -91,8 +94,8 @@ def merge(d, out, repeats=1):
 
 
 def compare(a, b):
-    xa = pd.read_csv(a, dtype={"x": np.float64}, skip_blank_lines=False)["x"].to_numpy()
-    xb = pd.read_csv(b, dtype={"x": np.float64}, skip_blank_lines=False)["x"].to_numpy()
+    xa = pd.read_csv(a, dtype={"x": np.float64}, skip_blank_lines=False, float_precision="round_trip")["x"].to_numpy()
+    xb = pd.read_csv(b, dtype={"x": np.float64}, skip_blank_lines=False, float_precision="round_trip")["x"].to_numpy()
     if len(xa) != len(xb):
         print(f"compare: DIFFERENT lengths {len(xa)} vs {len(xb)}")
         sys.exit(1)

@@ -22,6 +22,65 @@ static int cmp_spine(const void *a, const void *b)
     return x->row < y->row ? -1 : (x->row > y->row);
 }
 
+static int cmp_time_row(const void *a, const void *b)
+{
+    const spine_row *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return x->row < y->row ? -1 : (x->row > y->row);
+}
+
+static const tz_dict *rank_dict; /* qsort has no context argument */
+
+static int cmp_code_text(const void *a, const void *b)
+{
+    size_t la, lb;
+    const char *x = tz_dict_get(rank_dict, *(const int32_t *)a, &la), *y = tz_dict_get(rank_dict, *(const int32_t *)b, &lb);
+    int c = memcmp(x, y, la < lb ? la : lb);
+    if (c) return c;
+    return la < lb ? -1 : la > lb;
+}
+
+/* Sorts spine rows of a string entity column as cmp_spine would, without
+ * comparing strings per row: the dictionary's strings are ranked once, the
+ * rows counted into their entity's place by rank, and each entity's rows
+ * sorted by time. 0, or -1 out of memory. */
+static int sort_by_dictionary(spine_row *rows, size_t m, const tz_column *entity)
+{
+    const int32_t *code = entity->data;
+    size_t nd = tz_dict_size(entity->dict);
+    int32_t *by_text = malloc((nd ? nd : 1) * sizeof *by_text);
+    size_t *rank = malloc((nd ? nd : 1) * sizeof *rank), *start = calloc(nd + 1, sizeof *start);
+    spine_row *out = malloc((m ? m : 1) * sizeof *out);
+    int ok = by_text && rank && start && out;
+    if (ok) {
+        for (size_t c = 0; c < nd; c++) by_text[c] = (int32_t)c;
+        rank_dict = entity->dict;
+        qsort(by_text, nd, sizeof *by_text, cmp_code_text);
+        for (size_t r = 0; r < nd; r++) rank[by_text[r]] = r;
+        for (size_t k = 0; k < m; k++) start[rank[code[rows[k].row]] + 1]++;
+        for (size_t r = 0; r < nd; r++) start[r + 1] += start[r];
+        for (size_t k = 0; k < m; k++) out[start[rank[code[rows[k].row]]]++] = rows[k];
+        /* start[r] is now group r's end, the next group's start. */
+        for (size_t r = 0, a = 0; r < nd; a = start[r++]) {
+            size_t len = start[r] - a;
+            if (len < 2) continue;
+            if (len <= 16) { /* insertion sort: most entities have a few rows */
+                for (size_t i = a + 1; i < start[r]; i++) {
+                    spine_row x = out[i];
+                    size_t j = i;
+                    while (j > a && cmp_time_row(&out[j - 1], &x) > 0) out[j] = out[j - 1], j--;
+                    out[j] = x;
+                }
+            } else {
+                qsort(out + a, len, sizeof *out, cmp_time_row);
+            }
+        }
+        memcpy(rows, out, m * sizeof *rows);
+    }
+    free(by_text), free(rank), free(start), free(out);
+    return ok ? 0 : -1;
+}
+
 /* The prefix (view id, entity) of offline keys, as tycho.keys packs "u32 s". */
 static size_t encode_prefix(uint32_t view, const char *key, size_t len, char *buf)
 {
@@ -128,12 +187,16 @@ int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *v,
         r->row = i;
     }
     if (!rc) {
-        qsort(rows, m, sizeof *rows, cmp_spine);
-        rc = tz_store_cursor_open(txn, dbi, &cur, err);
+        if (entity->type != TZ_COL_STR) qsort(rows, m, sizeof *rows, cmp_spine);
+        else if (sort_by_dictionary(rows, m, entity)) rc = tz_err_set(err, TZ_ENOMEM, "out of memory");
     }
+    if (!rc) rc = tz_store_cursor_open(txn, dbi, &cur, err);
     for (size_t a = 0; !rc && a < m;) {
         size_t b = a;  /* rows[a..b) share one entity */
-        while (b < m && rows[b].key_len == rows[a].key_len && !memcmp(rows[b].key, rows[a].key, rows[a].key_len)) b++;
+        /* A string column's equal keys are one dictionary string: the same pointer. */
+        while (b < m && (rows[b].key == rows[a].key ||
+                         (rows[b].key_len == rows[a].key_len && !memcmp(rows[b].key, rows[a].key, rows[a].key_len))))
+            b++;
         if (prefix_cap < 2 * rows[a].key_len + 8) {
             prefix_cap = 2 * rows[a].key_len + 64;
             char *p = realloc(prefix, prefix_cap);

@@ -119,6 +119,31 @@ int tz_ingest_parse_time(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
+int tz_ingest_column_times(const tz_column *c, int64_t *out, size_t *bad)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        int failed = !tz_column_is_valid(c, i);
+        if (!failed) {
+            if (c->type == TZ_COL_STR) {
+                size_t len;
+                const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
+                failed = !s || tz_ingest_parse_time(s, len, &out[i]);
+            } else if (c->type == TZ_COL_I64) {
+                failed = from_number((double)((const int64_t *)c->data)[i], &out[i]);
+            } else if (c->type == TZ_COL_F64) {
+                failed = from_number(((const double *)c->data)[i], &out[i]);
+            } else {
+                failed = 1;
+            }
+        }
+        if (failed) {
+            *bad = i;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- duplicates: an open-addressing set of (entity, time) ---------------------- */
 
 typedef struct seen_set {

@@ -94,4 +94,9 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err);
  * an optional zone); 0 on success, -1 when it is not a time. */
 int tz_ingest_parse_time(const char *s, size_t len, int64_t *out);
 
+/* Epoch microseconds of every row of a time column (text as
+ * tz_ingest_parse_time reads it, or numbers by magnitude) into out[n]:
+ * 0, or -1 with *bad the first row that is null or no time. */
+int tz_ingest_column_times(const tz_column *c, int64_t *out, size_t *bad);
+
 #endif

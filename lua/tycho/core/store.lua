@@ -80,6 +80,7 @@ typedef struct tz_ingest_batch {
 } tz_ingest_batch;
 int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err);
 int tz_ingest_parse_time(const char *s, size_t len, int64_t *out);
+int tz_ingest_column_times(const tz_column *c, int64_t *out, size_t *bad);
 ]]
 
 local C = ffi.C
@@ -471,6 +472,16 @@ function Txn:ingest(batch)
   C.free(batch.old_at)
   batch.old_rows, batch.old_at = nil, nil
   return olds
+end
+
+local bad_row = ffi.new("size_t[1]")
+
+--- Epoch microseconds of every row of a frame column c (a tz_column*) of
+-- times, parsed in C as timeutil.parse reads them, into int64_t out[n]:
+-- true, or nil and the first row (1-based) that is null or no time.
+function M.column_times(c, out)
+  if C.tz_ingest_column_times(c, out, bad_row) == 0 then return true end
+  return nil, tonumber(bad_row[0]) + 1
 end
 
 --- Runs fn() once this write transaction has committed; never when it is

@@ -5,6 +5,7 @@ local keys = require "tycho.util.keys"
 local frame = require "tycho.core.frame"
 local codec = require "tycho.features.rowcodec"
 local timeutil = require "tycho.util.timeutil"
+local store_mod = require "tycho.core.store"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
 local online_put_many = layout.online_put_many
@@ -28,15 +29,13 @@ function FS:historical(spine, refs, opts)
   local tcol = opts.timestamp or "event_time"
   if not spine:has(tcol) then return nil, "the spine has no event-time column '" .. tcol .. "'" end
   local n = spine:nrows()
-  local times = {}
   local tc = spine:col(tcol)
-  for i = 1, n do
-    local t, terr = timeutil.parse(tc:get(i))
-    if not t then return nil, "spine row " .. i .. ": " .. terr end
-    times[i] = t
-  end
   local t64 = ffi.new("int64_t[?]", math.max(n, 1))
-  for i = 1, n do t64[i - 1] = times[i] end
+  local parsed, bad = store_mod.column_times(tc.c, t64)
+  if not parsed then
+    local _, terr = timeutil.parse(tc:get(bad))
+    return nil, "spine row " .. bad .. ": " .. tostring(terr or "out of range (beyond ±2^53 µs)")
+  end
   local names = {}
   for _, o in ipairs(order) do names[o.feature] = (names[o.feature] or 0) + 1 end
   local attached, derived = {}, {}
@@ -141,9 +140,10 @@ function FS:historical(spine, refs, opts)
   local versions = {}
   for vname, v in pairs(views) do versions[vname] = v.version end
   local tmin, tmax
-  for i = 1, n do
-    tmin = math.min(tmin or times[i], times[i])
-    tmax = math.max(tmax or times[i], times[i])
+  for i = 0, n - 1 do
+    local t = tonumber(t64[i])
+    tmin = math.min(tmin or t, t)
+    tmax = math.max(tmax or t, t)
   end
   out.provenance = { views = versions, refs = refs, rows = n,
                      time_range = tmin and { timeutil.format(tmin), timeutil.format(tmax) } or nil }
