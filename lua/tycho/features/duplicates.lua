@@ -101,18 +101,26 @@ end
 -- already declare under the same name and type: { "feature (type) is also
 -- in view V (owner O)" }. What fs:feature_view warns about.
 function M.same_name_elsewhere(fs, def, features)
-  local out = {}
-  for _, entry in ipairs(fs:list()) do
-    if entry.name ~= def.name and entry.entity == def.entity then
-      local v = fs:view(entry.name)
-      local types = {}
-      for _, f in ipairs(v and v.current or {}) do types[f.name] = f.type end
-      for _, f in ipairs(features) do
-        if types[f.name] == f.type then
-          out[#out + 1] = string.format("feature '%s' (%s) is also in view %s (owner %s)", f.name, f.type, entry.name,
-            entry.owner or "-")
+  local catalog = require "tycho.features.catalog"
+  local by_view, views = {}, {}
+  for _, f in ipairs(features) do
+    for _, hit in ipairs(catalog.views_with_feature(fs.store, def.entity, f.name, def.name)) do
+      if hit.type == f.type then
+        if not by_view[hit.view] then
+          by_view[hit.view] = {}
+          views[#views + 1] = hit.view
         end
+        table.insert(by_view[hit.view], f)
       end
+    end
+  end
+  table.sort(views)
+  local out = {}
+  for _, name in ipairs(views) do
+    local v = fs:view(name)
+    for _, f in ipairs(by_view[name]) do
+      out[#out + 1] = string.format("feature '%s' (%s) is also in view %s (owner %s)", f.name, f.type, name,
+        v and v.owner or "-")
     end
   end
   return out

@@ -32,10 +32,6 @@ if #batch > 0 then assert(runs.record_many(batch)) end
 local t_runs = os.clock()
 local fs = assert(tycho.features.open())
 for e = 0, 99 do fs:entity { name = "entity_" .. e, join_key = "id_" .. e } end
--- A new view's warning about same-named features elsewhere lists every
--- view of the home (quadratic over 1,000 creations: about 25 s here); the
--- seed names every feature apart, so the warning has nothing to say.
-require("tycho.features.duplicates").same_name_elsewhere = function() return {} end
 for v = 1, VIEWS do
   local schema = {}
   for f = 1, 10 do schema[string.format("v%%d_f%%d", v, f)] = f %% 3 == 0 and "string" or "float" end
