@@ -5,6 +5,7 @@
 -- another view already has under the same name and type.
 local codec = require "tycho.features.rowcodec"
 local keys = require "tycho.util.keys"
+local json = require "tycho.util.json"
 
 local M = {}
 local FS = {}
@@ -100,11 +101,48 @@ end
 --- The features of definition `def` that other views of the same entity
 -- already declare under the same name and type: { "feature (type) is also
 -- in view V (owner O)" }. What fs:feature_view warns about.
+-- Which views hold a feature of a given entity, name and type: one key per
+-- (entity, feature, view), kept with each view's record, so a new view's
+-- look for redeclared features reads a few keys instead of every view.
+local FEATURE_INDEX = "feature_index/"
+
+local function feature_index_key(entity, feature, view)
+  return FEATURE_INDEX .. entity .. "\0" .. feature .. "\0" .. (view or "")
+end
+
+--- Writes view record v's features into the feature index (in tx).
+function M.index_features(tx, v)
+  for _, f in ipairs(v.features or {}) do
+    tx:put("catalog", feature_index_key(v.entity, f.name, v.name), f.type)
+  end
+end
+
+--- The views other than `except` with a feature `name` of entity `entity`:
+-- { {view, type} } in view-name order. The index is built from the view
+-- records once, in a home made before it existed.
+function M.views_with_feature(store, entity, name, except)
+  local built = store:view(function(tx) return tx:get("catalog", "meta/feature_index") end)
+  if not built then
+    store:update(function(tx)
+      for _, raw in tx:scan("catalog", { prefix = "view/" }) do M.index_features(tx, json.decode(raw)) end
+      tx:put("catalog", "meta/feature_index", "1")
+    end)
+  end
+  local prefix = feature_index_key(entity, name)
+  return store:view(function(tx)
+    local out = {}
+    for k, ftype in tx:scan("catalog", { prefix = prefix }) do
+      local view = k:sub(#prefix + 1)
+      if view ~= except then out[#out + 1] = { view = view, type = ftype } end
+    end
+    return out
+  end)
+end
+
 function M.same_name_elsewhere(fs, def, features)
-  local catalog = require "tycho.features.catalog"
   local by_view, views = {}, {}
   for _, f in ipairs(features) do
-    for _, hit in ipairs(catalog.views_with_feature(fs.store, def.entity, f.name, def.name)) do
+    for _, hit in ipairs(M.views_with_feature(fs.store, def.entity, f.name, def.name)) do
       if hit.type == f.type then
         if not by_view[hit.view] then
           by_view[hit.view] = {}
