@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* qsort_r */
 #include "frame/tz_frame.h"
 
 #include <math.h>
@@ -50,6 +51,27 @@ const char *tz_dict_get(const tz_dict *d, int32_t code, size_t *len)
 }
 
 size_t tz_dict_size(const tz_dict *d) { return d->n; }
+
+static int cmp_dict_text(const void *a, const void *b, void *dict)
+{
+    size_t la, lb;
+    const char *x = tz_dict_get(dict, *(const int32_t *)a, &la), *y = tz_dict_get(dict, *(const int32_t *)b, &lb);
+    int c = memcmp(x, y, la < lb ? la : lb);
+    if (c) return c;
+    return la < lb ? -1 : la > lb;
+}
+
+int tz_dict_rank(const tz_dict *d, size_t *rank)
+{
+    size_t n = d->n;
+    int32_t *by_text = malloc((n ? n : 1) * sizeof *by_text);
+    if (!by_text) return -1;
+    for (size_t c = 0; c < n; c++) by_text[c] = (int32_t)c;
+    qsort_r(by_text, n, sizeof *by_text, cmp_dict_text, (void *)d);
+    for (size_t r = 0; r < n; r++) rank[by_text[r]] = r;
+    free(by_text);
+    return 0;
+}
 
 static int32_t *dict_slot(const tz_dict *d, const char *s, size_t len)
 {

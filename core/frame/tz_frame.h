@@ -78,6 +78,11 @@ const char *tz_dict_get(const tz_dict *d, int32_t code, size_t *len);
 /* Code of an existing string or -1. */
 int32_t tz_dict_find(const tz_dict *d, const char *s, size_t len);
 size_t tz_dict_size(const tz_dict *d);
+/* rank[code] = the code's place among the dictionary's strings in byte
+ * order (a shorter string before one it begins): so rows can be sorted by
+ * their strings with integer comparisons. rank holds tz_dict_size(d)
+ * entries. 0, or -1 out of memory. */
+int tz_dict_rank(const tz_dict *d, size_t *rank);
 
 /* ---- frames ----------------------------------------------------------- */
 

@@ -29,17 +29,6 @@ static int cmp_time_row(const void *a, const void *b)
     return x->row < y->row ? -1 : (x->row > y->row);
 }
 
-static const tz_dict *rank_dict; /* qsort has no context argument */
-
-static int cmp_code_text(const void *a, const void *b)
-{
-    size_t la, lb;
-    const char *x = tz_dict_get(rank_dict, *(const int32_t *)a, &la), *y = tz_dict_get(rank_dict, *(const int32_t *)b, &lb);
-    int c = memcmp(x, y, la < lb ? la : lb);
-    if (c) return c;
-    return la < lb ? -1 : la > lb;
-}
-
 /* Sorts spine rows of a string entity column as cmp_spine would, without
  * comparing strings per row: the dictionary's strings are ranked once, the
  * rows counted into their entity's place by rank, and each entity's rows
@@ -48,15 +37,10 @@ static int sort_by_dictionary(spine_row *rows, size_t m, const tz_column *entity
 {
     const int32_t *code = entity->data;
     size_t nd = tz_dict_size(entity->dict);
-    int32_t *by_text = malloc((nd ? nd : 1) * sizeof *by_text);
     size_t *rank = malloc((nd ? nd : 1) * sizeof *rank), *start = calloc(nd + 1, sizeof *start);
     spine_row *out = malloc((m ? m : 1) * sizeof *out);
-    int ok = by_text && rank && start && out;
+    int ok = rank && start && out && tz_dict_rank(entity->dict, rank) == 0;
     if (ok) {
-        for (size_t c = 0; c < nd; c++) by_text[c] = (int32_t)c;
-        rank_dict = entity->dict;
-        qsort(by_text, nd, sizeof *by_text, cmp_code_text);
-        for (size_t r = 0; r < nd; r++) rank[by_text[r]] = r;
         for (size_t k = 0; k < m; k++) start[rank[code[rows[k].row]] + 1]++;
         for (size_t r = 0; r < nd; r++) start[r + 1] += start[r];
         for (size_t k = 0; k < m; k++) out[start[rank[code[rows[k].row]]]++] = rows[k];
@@ -77,7 +61,7 @@ static int sort_by_dictionary(spine_row *rows, size_t m, const tz_column *entity
         }
         memcpy(rows, out, m * sizeof *rows);
     }
-    free(by_text), free(rank), free(start), free(out);
+    free(rank), free(start), free(out);
     return ok ? 0 : -1;
 }
 

@@ -436,17 +436,6 @@ typedef struct groups {
     size_t *rows;
 } groups;
 
-static const tz_dict *sort_dict; /* qsort has no context argument */
-
-static int cmp_code(const void *a, const void *b)
-{
-    size_t la, lb;
-    const char *x = tz_dict_get(sort_dict, *(const int32_t *)a, &la), *y = tz_dict_get(sort_dict, *(const int32_t *)b, &lb);
-    int c = memcmp(x, y, la < lb ? la : lb);
-    if (c) return c;
-    return la < lb ? -1 : la > lb;
-}
-
 static void groups_free(groups *g)
 {
     free(g->start);
@@ -457,25 +446,20 @@ static int group_rows(const tz_ingest_batch *b, const size_t *good, size_t n_goo
 {
     const int32_t *code = b->entity->data;
     size_t nd = tz_dict_size(b->entity->dict);
-    int32_t *by_text = malloc((nd ? nd : 1) * sizeof *by_text);
     size_t *rank = malloc((nd ? nd : 1) * sizeof *rank);
     size_t *next = malloc((nd ? nd : 1) * sizeof *next);
     out->start = calloc(nd + 1, sizeof *out->start);
     out->rows = malloc((n_good ? n_good : 1) * sizeof *out->rows);
     out->n_groups = nd;
-    int ok = by_text && rank && next && out->start && out->rows;
+    int ok = rank && next && out->start && out->rows && tz_dict_rank(b->entity->dict, rank) == 0;
     if (ok) {
-        for (size_t c = 0; c < nd; c++) by_text[c] = (int32_t)c;
-        sort_dict = b->entity->dict;
-        qsort(by_text, nd, sizeof *by_text, cmp_code);
-        for (size_t r = 0; r < nd; r++) rank[by_text[r]] = r;
         /* A stable counting sort by rank: each group keeps the batch's order. */
         for (size_t k = 0; k < n_good; k++) out->start[rank[code[good[k]]] + 1]++;
         for (size_t r = 0; r < nd; r++) out->start[r + 1] += out->start[r];
         memcpy(next, out->start, nd * sizeof *next);
         for (size_t k = 0; k < n_good; k++) out->rows[next[rank[code[good[k]]]]++] = good[k];
     }
-    free(by_text), free(rank), free(next);
+    free(rank), free(next);
     if (!ok) groups_free(out);
     return ok ? 0 : -1;
 }

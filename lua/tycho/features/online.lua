@@ -53,8 +53,7 @@ end
 
 -- Fills entity i's cells of a view's columns from its online value at
 -- ptr (event time then row, valid until the next read), or as NOT_FOUND
--- when ptr is nil: fill_view's body, for the Redis path (fill_view keeps
--- it inline, its speed measured as it is).
+-- when ptr is nil: for each entity LMDB's fill_view or the Redis path reads.
 local function fill_entity(fs, v, cols, i, key, ptr, now, ttl, has_transforms)
   if not ptr then
     for c = 1, #cols do
@@ -100,39 +99,7 @@ local function fill_view(fs, v, cols, ks, n, read, now)
   local ttl = (v.ttl or 0) * 1e6
   for i = 1, n do
     local key = ks[i]
-    local ptr = read(prefix .. keys.pack("s", tostring(key)))
-    if not ptr then
-      for c = 1, #cols do
-        local col = cols[c]
-        col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "NOT_FOUND", EPOCH_TEXT
-      end
-    else
-      -- Valid until the next read: decoded straight away.
-      local p8 = ffi.cast("const uint8_t*", ptr)
-      local t = unpack_time_ptr(p8)
-      local row = codec.decode_ptr(p8 + 8, v.by_version, scratch_for(v, p8 + 8))
-      if has_transforms then
-        row[v.join_key] = key
-        apply_transforms(fs, v, row)
-      end
-      local stamp, old = format_time(t), ttl > 0 and now - t > ttl
-      for c = 1, #cols do
-        local col = cols[c]
-        local feature = col.feature
-        local value = row[feature]
-        if value ~= nil and col.pii then value = export_value(fs, v, feature, value) end
-        col.event_timestamps[i] = stamp
-        if value == nil then
-          col.values[i], col.statuses[i] = json.null, "NULL_VALUE"
-        else
-          col.values[i], col.statuses[i] = value, old and "OUTSIDE_MAX_AGE" or "PRESENT"
-        end
-      end
-      if has_transforms then
-        for name in pairs(v.transforms) do row[name] = nil end
-        row[v.join_key] = nil
-      end
-    end
+    fill_entity(fs, v, cols, i, key, read(prefix .. keys.pack("s", tostring(key))), now, ttl, has_transforms)
   end
 end
 
