@@ -254,8 +254,8 @@ static int encode_row(const tz_ingest_batch *b, size_t i, buf *out)
     out->len = 2 + bitmap;
     for (int j = 0; j < n; j++) {
         const tz_ingest_feature *f = &b->features[j];
-        double x;
-        int64_t iv;
+        double x = 0;
+        int64_t iv = 0;
         const char *s = NULL;
         size_t sl = 0;
         if (!value_at(f, i, &x, &iv, &s, &sl)) continue;
