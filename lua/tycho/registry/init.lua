@@ -482,6 +482,106 @@ function Registry:promote(name, version, alias, opts)
   return true
 end
 
+-- ---- promotion requests (an alias whose policy wants an approval) ----------------
+
+local function request_key(name, id) return "request/" .. name .. "/" .. id end
+
+local MAX_TEXT = 512
+
+local function text_or_nil(v) return type(v) == "string" and v:match("%S") and v:sub(1, MAX_TEXT) or nil end
+
+--- Asks for alias to point at version, for a person to approve (an alias
+-- whose policy has approval = true: MLflow's manual stage). Every other gate
+-- is checked now, as promote checks it: a request that would fail one is
+-- refused with the reasons. opts: by (who asks), reason. The request waits
+-- until approve or reject decides it; the audit history records each step.
+-- Returns the request { id, name, version, alias, current, by, reason,
+-- status = "pending", at }, or nil, message, code (and the reasons).
+function Registry:request(name, version, alias, opts)
+  opts = opts or {}
+  if not valid_name(alias) then return errors.fail("invalid", "invalid alias '" .. tostring(alias) .. "'") end
+  local target, model, code = self.store:view(function(tx) return resolve(tx, name, version) end)
+  if not target then return nil, model, code end
+  local stored = self.store:view(function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
+  local current = model.aliases[alias]
+  local gates = gates_for(stored, {})
+  gates.approval = false  -- what the request is for
+  local reasons = check_gates(self, name, target, alias, gates, current)
+  if #reasons > 0 then
+    return nil, "request to promote " .. name .. " " .. target .. " to " .. alias .. " refused: "
+      .. table.concat(reasons, "; "), "forbidden", reasons
+  end
+  local req = { id = string.format("%016x", timeutil.now()), name = name, version = target, alias = alias,
+                current = current or json.null, by = text_or_nil(opts.by) or who(), reason = text_or_nil(opts.reason),
+                status = "pending", at = timeutil.format(timeutil.now()) }
+  return self.store:update(function(tx)
+    local m = tx:get_json("registry", "model/" .. name)
+    tx:put_json("registry", request_key(name, req.id), req)
+    record(tx, m, { kind = "request", alias = alias, version = target, request = req.id, who = req.by,
+                    why = req.reason or "request" })
+    return req
+  end)
+end
+
+--- The promotion requests of a model, newest first (pending and decided).
+function Registry:requests(name)
+  return self.store:view(function(tx)
+    if not tx:get("registry", "model/" .. name) then
+      return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
+    end
+    local out = {}
+    for _, v in tx:scan("registry", { prefix = "request/" .. name .. "/" }) do table.insert(out, 1, json.decode(v)) end
+    return out
+  end)
+end
+
+-- Closes a pending request (status approved or rejected) in tx.
+local function decide(tx, name, id, status, by, why)
+  local req = tx:get_json("registry", request_key(name, id))
+  req.status, req.decided_by, req.decided_at, req.decision = status, by, timeutil.format(timeutil.now()), why
+  tx:put_json("registry", request_key(name, id), req)
+  return req
+end
+
+local function pending(self, name, id)
+  local req = self.store:view(function(tx) return tx:get_json("registry", request_key(name, tostring(id))) end)
+  if not req then return errors.fail("not_found", "model " .. name .. " has no request '" .. tostring(id) .. "'") end
+  if req.status ~= "pending" then return errors.fail("conflict", "request " .. id .. " is already " .. req.status) end
+  return req
+end
+
+--- Approves a pending request: the version is promoted as promote does,
+-- with opts.by as the approver (required) and opts.reason in the audit
+-- history; the request closes as approved. Returns the request, or nil,
+-- message, code (and the reasons when a gate fails now).
+function Registry:approve(name, id, opts)
+  opts = opts or {}
+  local by = text_or_nil(opts.by)
+  if not by then return errors.fail("invalid", "an approval names its approver (by)") end
+  local req, err, code = pending(self, name, id)
+  if not req then return nil, err, code end
+  local ok, msg, pcode, reasons = self:promote(name, req.version, req.alias,
+    { approved_by = by, why = "approve", reason = text_or_nil(opts.reason) })
+  if not ok then return nil, msg, pcode, reasons end
+  return self.store:update(function(tx) return decide(tx, name, req.id, "approved", by, text_or_nil(opts.reason)) end)
+end
+
+--- Rejects a pending request, with who (opts.by, required) and why
+-- (opts.reason) in the audit history. Returns the request, or nil, message, code.
+function Registry:reject(name, id, opts)
+  opts = opts or {}
+  local by = text_or_nil(opts.by)
+  if not by then return errors.fail("invalid", "a rejection names who rejects (by)") end
+  local req, err, code = pending(self, name, id)
+  if not req then return nil, err, code end
+  return self.store:update(function(tx)
+    local m = tx:get_json("registry", "model/" .. name)
+    record(tx, m, { kind = "request", alias = req.alias, version = req.version, request = req.id, who = by,
+                    why = "rejected" .. (text_or_nil(opts.reason) and (": " .. text_or_nil(opts.reason)) or "") })
+    return decide(tx, name, req.id, "rejected", by, text_or_nil(opts.reason))
+  end)
+end
+
 --- Moves alias back to the version it held before its latest promotion
 -- that has not been rolled back (repeated rollbacks walk further back).
 -- Returns that version, or nil, why and a code (not_found: no such model

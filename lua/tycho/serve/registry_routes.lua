@@ -55,6 +55,42 @@ local function put_policy(app, http, req)
   return { name = req.params.name, alias = req.params.alias, policy = stored or json.null }
 end
 
+-- Promotion requests: the body's strings, bounded by the registry.
+local function request_opts(req, http)
+  local body = req.body ~= "" and req:json() or {}
+  if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"by": "...", "reason": "..."}') end
+  return body, { by = type(body.by) == "string" and body.by or nil,
+                 reason = type(body.reason) == "string" and body.reason or nil }
+end
+
+local function refused_or_failed(http, msg, code, reasons)
+  if reasons then return 403, { error = { code = "forbidden", message = msg, reasons = reasons } } end
+  http.fail(msg, code)
+end
+
+local function add_requests(app, http)
+  app:get("/v1/registry/models/{name}/requests", function(req)
+    local list, msg, code = open(app, http):requests(req.params.name)
+    if not list then http.fail(msg, code) end
+    return { name = req.params.name, requests = #list > 0 and list or json.empty_array }
+  end)
+  app:post("/v1/registry/models/{name}/aliases/{alias}/requests", function(req)
+    local body, opts = request_opts(req, http)
+    if type(body.version) ~= "string" then http.error(400, "bad_request", 'expected {"version": "1.2.0", "by", "reason"}') end
+    local r, msg, code, reasons = open(app, http):request(req.params.name, body.version, req.params.alias, opts)
+    if not r then return refused_or_failed(http, msg, code, reasons) end
+    return 201, r
+  end)
+  for _, verb in ipairs({ "approve", "reject" }) do
+    app:post("/v1/registry/models/{name}/requests/{id}/" .. verb, function(req)
+      local _, opts = request_opts(req, http)
+      local r, msg, code, reasons = open(app, http)[verb](open(app, http), req.params.name, req.params.id, opts)
+      if not r then return refused_or_failed(http, msg, code, reasons) end
+      return r
+    end)
+  end
+end
+
 --- Adds the routes to app (http: the router module, for its errors).
 function M.add(app, http)
   app:get("/v1/registry/models", function() return { models = open(app, http):list() } end)
@@ -73,6 +109,7 @@ function M.add(app, http)
     if not version then http.fail(msg, code) end
     return { name = req.params.name, alias = req.params.alias, version = version }
   end)
+  add_requests(app, http)
 end
 
 return M

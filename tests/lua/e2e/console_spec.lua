@@ -134,6 +134,26 @@ describe("console", function()
     assert.equal(401, (testing.request(srv.port, "POST", "/v1/registry/models/spam/aliases/production/rollback")))
   end)
 
+  it("takes promotion requests and their approval over HTTP, with the token", function()
+    local auth = { Authorization = "Bearer s3cret" }
+    local path = "/v1/registry/models/spam/aliases/review/requests"
+    assert.equal(401, (testing.request(srv.port, "POST", path, { body = { version = "1.0.0" } })))
+    local status, _, body, req = testing.request(srv.port, "POST", path,
+      { body = { version = "1.0.0", by = "ana", reason = "<b>try</b>" }, headers = auth })
+    assert.equal(201, status, body)
+    assert.equal("pending", req.status)
+    local approve = "/v1/registry/models/spam/requests/" .. req.id .. "/approve"
+    assert.equal(401, (testing.request(srv.port, "POST", approve, { body = { by = "lead" } })))
+    local doc
+    status, _, body, doc = testing.request(srv.port, "POST", approve, { body = { by = "lead", reason = "ok" }, headers = auth })
+    assert.equal(200, status, body)
+    assert.equal("approved", doc.status)
+    local _, _, _, list = get("/v1/registry/models/spam/requests")
+    assert.equal("approved", list.requests[1].status)
+    local _, _, _, model = get("/v1/registry/models/spam")
+    assert.equal("1.0.0", model.aliases.review)
+  end)
+
   it("aggregates monitoring on the server: series per slice, drift sorted by PSI with histograms", function()
     local status, _, body, m = get("/v1/monitor/spam?window=1h&buckets=30")
     assert(status == 200, body)
