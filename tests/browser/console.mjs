@@ -126,6 +126,22 @@ try {
   await page.waitForFunction(([a, v]) => [...document.querySelectorAll("main table.aliases tbody tr")]
     .some((tr) => tr.textContent.includes(a) && tr.textContent.includes(v)), [alias, version]);
   await visit("model-promoted", null, "main .actions .ok");
+
+  // A promotion request waits for an approval; Approve moves the alias.
+  await page.fill("main input[name=alias]", "review");
+  await page.fill("main input[name=approved_by]", "ana");
+  await page.click("#request");
+  await page.waitForSelector("main .requests article.request");
+  await page.fill("main input[name=decided_by]", "lead");
+  await page.fill("main input[name=decision_reason]", "checked the metrics");
+  const shot = join(out, `${String(pages.length + 1).padStart(2, "0")}-approval-request.png`);
+  await page.screenshot({ path: shot, fullPage: true });
+  pages.push({ name: "approval-request", ms: 0, screenshot: shot });
+  await page.click("main .requests button.approve");
+  await page.waitForSelector("main .requests .ok");
+  actions.approved = (await page.textContent("main .requests .ok")).trim();
+  await page.waitForFunction(() => [...document.querySelectorAll("main table.aliases tbody tr")]
+    .some((tr) => tr.textContent.includes("review")));
   await visit("experiments", "/experiments", "main h2");
 
   // Monitoring: server-aggregated series and the drift table with histograms.

@@ -1,6 +1,8 @@
 // Models: the registry's models; one model's versions (metrics, params,
 // provenance, inputs), aliases with their policies and history, and
-// Promote / Rollback, which send the token the user typed.
+// Promote / Rollback / Request approval, and the requests waiting for an
+// approval (candidate against the alias's holder, Approve / Reject), which
+// send the token the user typed.
 import { useState } from "preact/hooks";
 import { get, post, enc, hasToken } from "../api.js";
 import { html, fmt, useLoad, Loading, Table, Chart, KV, list } from "../ui.js";
@@ -52,7 +54,56 @@ function Actions({ model, reload }) {
         { version, approved_by: approvedBy || undefined }, (d) => `${d.name} ${d.version} is now ${d.alias}`)}>Promote</button>
       <button id="rollback" disabled=${busy || !alias} onClick=${() => act(base + "/rollback", {},
         (d) => `${d.name} ${d.alias} rolled back to ${d.version}`)}>Roll back ${alias}</button>
+      <button id="request" disabled=${busy || !alias} onClick=${() => act(base + "/requests",
+        { version, by: approvedBy || undefined }, (d) => `${d.name} ${d.version} waits for an approval to become ${d.alias}`)}>
+        Request approval</button>
     </form><${Result} result=${result} /></section>`;
+}
+
+// The requests of a model: pending ones with the candidate's metrics beside
+// the alias holder's, and Approve / Reject naming who and why.
+function Requests({ model, reload }) {
+  const state = useLoad(() => get("/v1/registry/models/" + enc(model.name) + "/requests"), [model]);
+  const [by, setBy] = useState("");
+  const [why, setWhy] = useState("");
+  const [result, setResult] = useState(null);
+  const decide = async (r, verb) => {
+    const res = await post("/v1/registry/models/" + enc(model.name) + "/requests/" + enc(r.id) + "/" + verb,
+      { by: by || undefined, reason: why || undefined });
+    setResult(res.ok ? { ok: true, message: `request ${r.id} ${res.data.status}` } : res);
+    if (res.ok) reload();
+  };
+  const metricsOf = (version) => (model.versions.find((v) => v.version === version) || {}).metrics || {};
+  return html`<section class="requests"><h3>Promotion requests</h3><${Loading} state=${state}>${(doc) => {
+    const all = list(doc.requests), open = all.filter((r) => r.status === "pending");
+    return html`
+      ${open.map((r) => {
+        const cand = metricsOf(r.version), held = r.current ? metricsOf(r.current) : {};
+        const names = [...new Set([...Object.keys(cand), ...Object.keys(held)])].filter((k) => k !== "rows").sort();
+        return html`<article class="request"><p><strong>${r.version}</strong> to <strong>${r.alias}</strong>${" "}
+          (now ${r.current || "unset"}), asked by ${r.by}${r.reason ? html` — ${r.reason}` : null} at ${r.at}</p>
+          <${Table} caption=${`Candidate ${r.version} against ${r.current || "nothing"}`} rows=${names.map((k) => ({ k }))}
+            columns=${[{ key: "k", label: "Metric", value: (x) => x.k },
+                       { key: "c", label: r.version, num: true, value: (x) => cand[x.k] },
+                       { key: "h", label: r.current || "–", num: true, value: (x) => held[x.k] }]} />
+          <button class="approve" onClick=${() => decide(r, "approve")}>Approve</button>
+          <button class="reject" onClick=${() => decide(r, "reject")}>Reject</button></article>`;
+      })}
+      ${open.length ? html`<form onSubmit=${(e) => e.preventDefault()}>
+        <label>Decided by <input name="decided_by" value=${by} onInput=${(e) => setBy(e.target.value)} /></label>
+        <label>Why <input name="decision_reason" value=${why} onInput=${(e) => setWhy(e.target.value)} /></label></form>`
+        : html`<p class="muted">No request waits.</p>`}
+      <${Result} result=${result} />
+      <${Table} caption="All requests" rows=${all} rowKey=${(r) => r.id} columns=${[
+        { key: "at", label: "At", value: (r) => (r.at || "").replace("T", " ").slice(0, 19) },
+        { key: "version", label: "Version", value: (r) => r.version },
+        { key: "alias", label: "Alias", value: (r) => r.alias },
+        { key: "by", label: "Asked by", value: (r) => r.by },
+        { key: "status", label: "Status", value: (r) => r.status },
+        { key: "decided_by", label: "Decided by", value: (r) => r.decided_by },
+        { key: "decision", label: "Why", value: (r) => r.decision },
+      ]} />`;
+  }}<//></section>`;
 }
 
 function VersionDetail({ v }) {
@@ -91,6 +142,7 @@ export function ModelView({ name }) {
         { key: "policy", label: "Policy", value: (a) => (a.policy ? JSON.stringify(a.policy) : "none") },
       ]} />
       <${Actions} model=${m} reload=${() => setTick(tick + 1)} />
+      <${Requests} model=${m} reload=${() => setTick(tick + 1)} />
       <${Table} caption="Versions (pick one for its details)" rows=${m.versions} rowKey=${(v) => v.version}
         className="versions" columns=${[
           { key: "version", label: "Version", render: (v) => html`<button class="link" aria-pressed=${v === current}
@@ -109,7 +161,7 @@ export function ModelView({ name }) {
         { key: "at", label: "At", value: (h) => (h.at || "").replace("T", " ").slice(0, 19) },
         { key: "alias", label: "Alias", value: (h) => h.alias },
         { key: "move", label: "Change", value: (h) => (h.kind === "policy" ? "policy " + (h.policy ? JSON.stringify(h.policy) : "removed")
-          : `${h.from ?? "–"} → ${h.to}`) },
+          : h.kind === "request" ? `request for ${h.version}` : `${h.from ?? "–"} → ${h.to}`) },
         { key: "who", label: "By", value: (h) => h.who },
         { key: "why", label: "Why", value: (h) => [h.why, h.reason, h.approved_by && "approved by " + h.approved_by]
           .filter(Boolean).join("; ") },

@@ -241,6 +241,7 @@ describe("console", function()
     assert.is_true(report.actions.markup_shown_as_text)
     assert.matches("401", report.actions.without_token)
     assert.matches("is now production", report.actions.with_token)
+    assert.matches("approved", report.actions.approved)
     assert.is_true(#report.pages >= 17)
     assert.matches("401", report.actions.trigger_without_token)
     assert.matches("Started a runner", report.actions.trigger_with_token)
@@ -254,8 +255,11 @@ describe("console", function()
     local reg = assert(require("tycho.registry").open({ home = home }))
     assert.equal("1.0.1", reg:get("spam", "production").version)
     local history = reg:history("spam")
-    local last = history[#history]
-    assert.same({ "production", "1.0.0", "1.0.1", "promote" }, { last.alias, last.from, last.to, last.why })
+    local promoted, last = nil, history[#history]
+    for _, h in ipairs(history) do if h.alias == "production" and h.why == "promote" then promoted = h end end
+    assert.same({ "1.0.0", "1.0.1" }, { promoted.from, promoted.to })
+    -- Then the request the page made, approved there: the last move, by "lead".
+    assert.same({ "review", "1.0.1", "approve", "lead" }, { last.alias, last.to, last.why, last.approved_by })
     -- And the run the page triggered.
     local runs = assert(require("tycho.dag").history("etl", { home = home, limit = 10 }))
     assert.equal(3, #runs)
