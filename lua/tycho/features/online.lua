@@ -54,12 +54,17 @@ end
 -- Fills entity i's cells of a view's columns from its online value at
 -- ptr (event time then row, valid until the next read), or as NOT_FOUND
 -- when ptr is nil: for each entity LMDB's fill_view or the Redis path reads.
+-- Entity i's cells of every column: no value, with status.
+local function mark_all(cols, i, status)
+  for c = 1, #cols do
+    local col = cols[c]
+    col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, status, EPOCH_TEXT
+  end
+end
+
 local function fill_entity(fs, v, cols, i, key, ptr, now, ttl, has_transforms)
   if not ptr then
-    for c = 1, #cols do
-      local col = cols[c]
-      col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "NOT_FOUND", EPOCH_TEXT
-    end
+    mark_all(cols, i, "NOT_FOUND")
     return
   end
   -- Valid until the next read: decoded straight away.
@@ -135,10 +140,7 @@ local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
         elseif item and item.type == redis.NIL then
           fill_entity(fs, v, cols, i, ks[i], nil, now, ttl, has_transforms)
         else
-          for c = 1, #cols do
-            local col = cols[c]
-            col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, "UNAVAILABLE", EPOCH_TEXT
-          end
+          mark_all(cols, i, "UNAVAILABLE")
         end
       end
     end

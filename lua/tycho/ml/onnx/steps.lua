@@ -95,21 +95,18 @@ function step_graph.fill_missing(env, st)
   return true
 end
 
-function step_graph.standardize(env, st)
+-- (x - shift[c]) / scale[c] for each column c of shift: standardize and minmax.
+local function affine(env, shift, scale)
   local g = env.g
-  each_number(env, sorted_keys(st.mean), function(x, c)
-    return g:op("Div", { g:op("Sub", { x, g:scalar(st.mean[c]) }), g:scalar(st.scale[c]) })
+  each_number(env, sorted_keys(shift), function(x, c)
+    return g:op("Div", { g:op("Sub", { x, g:scalar(shift[c]) }), g:scalar(scale[c]) })
   end)
   return true
 end
 
-function step_graph.minmax(env, st)
-  local g = env.g
-  each_number(env, sorted_keys(st.lo), function(x, c)
-    return g:op("Div", { g:op("Sub", { x, g:scalar(st.lo[c]) }), g:scalar(st.span[c]) })
-  end)
-  return true
-end
+function step_graph.standardize(env, st) return affine(env, st.mean, st.scale) end
+
+function step_graph.minmax(env, st) return affine(env, st.lo, st.span) end
 
 function step_graph.clip(env, st)
   local g = env.g
