@@ -508,8 +508,9 @@ function Registry:request(name, version, alias, opts)
   gates.approval = false  -- what the request is for
   local reasons = check_gates(self, name, target, alias, gates, current)
   if #reasons > 0 then
-    return nil, "request to promote " .. name .. " " .. target .. " to " .. alias .. " refused: "
-      .. table.concat(reasons, "; "), "forbidden", reasons
+    local why = "request to promote " .. name .. " " .. target .. " to " .. alias .. " refused: "
+      .. table.concat(reasons, "; ")
+    return nil, why, "forbidden", reasons
   end
   local req = { id = string.format("%016x", timeutil.now()), name = name, version = target, alias = alias,
                 current = current or json.null, by = text_or_nil(opts.by) or who(), reason = text_or_nil(opts.reason),
