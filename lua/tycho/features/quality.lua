@@ -105,21 +105,32 @@ local function remove_value(st, x)
   st.mean, st.count = mean, st.count - 1
 end
 
+local function read_record(tx, v)
+  return tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
+end
+
+-- One more ingest of `written` rows (`replaced` of them corrected stored
+-- ones), the newest event `last_event`: the record's counts and times.
+local function count_ingest(q, written, replaced, last_event)
+  local now = timeutil.now()
+  q.rows, q.ingests = q.rows + written - replaced, q.ingests + 1
+  q.first_ingest, q.last_ingest = q.first_ingest or now, now
+  if last_event and (not q.last_event or last_event > q.last_event) then q.last_event = last_event end
+end
+
 --- Folds rows just written (lists of { entity, time µs, values }) into
 -- view v's statistics, inside the writing transaction tx; `replaced` holds
 -- the old values of stored rows those writes corrected.
 function M.record(tx, v, written, replaced)
   if #written == 0 then return end
   replaced = replaced or {}
-  local q = tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
-  local now = timeutil.now()
-  q.rows, q.ingests = q.rows + #written - #replaced, q.ingests + 1
-  q.first_ingest, q.last_ingest = q.first_ingest or now, now
-  local entity_regs = read_sketch(tx, v.name, "")
+  local q = read_record(tx, v)
+  local entity_regs, last_event = read_sketch(tx, v.name, ""), nil
   for _, w in ipairs(written) do
     base.hll.add(entity_regs, P, w[1], #w[1])
-    if not q.last_event or w[2] > q.last_event then q.last_event = w[2] end
+    if not last_event or w[2] > last_event then last_event = w[2] end
   end
+  count_ingest(q, #written, #replaced, last_event)
   write_sketch(tx, v.name, "", entity_regs)
   for _, f in ipairs(v.current) do
     local st = q.features[f.name] or new_feature(f)
@@ -166,7 +177,7 @@ end
 -- batch's C structs take (see fill_batch). P is the registers' precision.
 M.P = P
 function M.open_batch(tx, v)
-  local q = tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
+  local q = read_record(tx, v)
   local state = { q = q, entity = read_sketch(tx, v.name, ""), features = {} }
   for _, f in ipairs(v.current) do
     local st = q.features[f.name] or new_feature(f)
@@ -184,11 +195,7 @@ function M.close_batch(tx, v, state, b, replaced)
   local written = tonumber(b.landed)
   if written == 0 then return end
   local q = state.q
-  local now = timeutil.now()
-  q.rows, q.ingests = q.rows + written - #replaced, q.ingests + 1
-  q.first_ingest, q.last_ingest = q.first_ingest or now, now
-  local last = tonumber(b.last_event)
-  if not q.last_event or last > q.last_event then q.last_event = last end
+  count_ingest(q, written, #replaced, tonumber(b.last_event))
   write_sketch(tx, v.name, "", state.entity)
   for j, f in ipairs(v.current) do
     local c, fs = b.features[j - 1], state.features[f.name]
@@ -266,7 +273,7 @@ function FS:quality(view)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
   local q, distinct = self.store:view(function(tx)
-    local record = tx:get_json("catalog", key_of(v.name)) or { rows = 0, ingests = 0, features = {} }
+    local record = read_record(tx, v)
     local counts = { [""] = estimate(tx, v.name, "") }
     for _, f in ipairs(v.current) do counts[f.name] = estimate(tx, v.name, f.name) end
     return record, counts
