@@ -4,6 +4,7 @@
 #include "kernels/tz_dense.h"
 
 #include <math.h>
+#include <stddef.h>
 
 void tz_dense_apply(double *x, int n, const int *op, const int *at, const double *a, const double *b)
 {
@@ -28,5 +29,16 @@ void tz_dense_apply(double *x, int n, const int *op, const int *at, const double
             break;
         }
         x[at[i]] = v;
+    }
+}
+
+void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,
+                      int n, const int *op, const int *at, const double *a, const double *b)
+{
+    for (int r = 0; r < n_rows; r++) {
+        const double *row = rows + (size_t)r * (size_t)width;
+        for (int j = 0; j < p; j++) scratch[j] = row[j];
+        tz_dense_apply(scratch, n, op, at, a, b);
+        for (int j = 0; j < p; j++) cols[(size_t)j * (size_t)n_rows + (size_t)r] = scratch[j];
     }
 }

@@ -21,4 +21,12 @@ enum {
  * Every at[i] must index x (the caller built them from x's columns). */
 void tz_dense_apply(double *x, int n, const int *op, const int *at, const double *a, const double *b);
 
+/* A batch for one kernel call: row r of the n_rows parsed rows (at rows +
+ * r * width) has its first p values copied to scratch (p doubles), the
+ * operations applied there, and the result scattered into columns (column
+ * j at cols + j * n_rows), the layout tz_data reads. The parsed rows stay
+ * as the request gave them (the prediction log keeps those). */
+void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,
+                      int n, const int *op, const int *at, const double *a, const double *b);
+
 #endif

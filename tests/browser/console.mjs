@@ -123,8 +123,9 @@ try {
   await page.click("#promote");
   await page.waitForSelector("main .actions .ok");
   actions.with_token = (await page.textContent("main .actions .ok")).trim();
-  await page.waitForFunction(([a, v]) => [...document.querySelectorAll("main table.aliases tbody tr")]
-    .some((tr) => tr.textContent.includes(a) && tr.textContent.includes(v)), [alias, version]);
+  // Locators, not waitForFunction: its polling may evaluate a string, which the CSP refuses.
+  await page.locator("main table.aliases tbody tr", { hasText: alias }).filter({ hasText: version })
+    .first().waitFor({ state: "visible" });
   await visit("model-promoted", null, "main .actions .ok");
 
   // A promotion request waits for an approval; Approve moves the alias.
@@ -140,8 +141,7 @@ try {
   await page.click("main .requests button.approve");
   await page.waitForSelector("main .requests .ok");
   actions.approved = (await page.textContent("main .requests .ok")).trim();
-  await page.waitForFunction(() => [...document.querySelectorAll("main table.aliases tbody tr")]
-    .some((tr) => tr.textContent.includes("review")));
+  await page.locator("main table.aliases tbody tr", { hasText: "review" }).first().waitFor({ state: "visible" });
   await visit("experiments", "/experiments", "main h2");
 
   // Monitoring: server-aggregated series and the drift table with histograms.

@@ -100,6 +100,27 @@ function Plan:predict(r)
   return out
 end
 
+--- Predictions for parsed rows 0 .. n-1 in one kernel call: a list of
+-- tables as Plan:predict gives each row, or nil, message.
+function Plan:predict_all(n)
+  local model, p = self.model, self.p
+  if n > (self.batch_cap or 0) then
+    self.cols = ffi.new("double[?]", math.max(n * p, 1))
+    self.scratch = self.scratch or ffi.new("double[?]", math.max(p, 1))
+    self.batch_cap = n
+  end
+  ops.columns(self.rows, n, self.width, p, self.scratch, self.cols, self.nops, self.op, self.at, self.a, self.b)
+  local raw, k = model:predict_columns(self.cols, n)
+  if not raw then return nil, k end
+  local preds, threshold, format_one = {}, self.threshold, models.format_one
+  for r = 0, n - 1 do
+    local out = format_one(model, raw + r * k, k)
+    if threshold then out.prediction = model.classes[out.probability >= threshold and 2 or 1] end
+    preds[r + 1] = out
+  end
+  return preds
+end
+
 --- Parsed row r (0-based) as a table of its inputs, as the request gave them.
 function Plan:row_table(r)
   local row, base_at = {}, r * self.width

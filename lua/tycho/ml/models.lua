@@ -298,6 +298,33 @@ function Model:predict_input_row()
   return self._out, self._k
 end
 
+--- Raw outputs for n rows given as columns in feature order (column j at
+-- cols + j * n), in one kernel call: as predict_raw gives them for a
+-- frame, in arrays this model keeps and reuses (valid until the next call).
+function Model:predict_columns(cols, n)
+  check_trained(self)
+  local p, k = #self.features, self.fam.n_outputs(self.handle)
+  if n > (self._batch_cap or 0) then
+    self._batch_cols = ffi.new("const double*[?]", math.max(p, 1))
+    self._batch_data = ffi.new("tz_data", { n_cols = p, cols = self._batch_cols })
+    self._batch_out = ffi.new("double[?]", n * k)
+    self._batch_p1 = ffi.new("double[?]", n)
+    self._batch_cap = n
+  end
+  for j = 0, p - 1 do self._batch_cols[j] = cols + j * n end
+  self._batch_data.n_rows = n
+  local out = self._batch_out
+  if self.fam.predict(self.handle, self._batch_data, out, err) ~= 0 then
+    return errors.fail("invalid", kernel_error(self))
+  end
+  if self.task == "binary" and k == 2 then
+    local p1 = self._batch_p1
+    for i = 0, n - 1 do p1[i] = out[2 * i + 1] end
+    return p1, 1
+  end
+  return out, k
+end
+
 -- One prediction table from raw outputs, as predict() gives per row.
 function M.format_one(model, raw, k)
   if model.task == "binary" then

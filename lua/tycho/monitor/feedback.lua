@@ -1,6 +1,7 @@
 --- Feedback: outcomes joined to logged predictions by id (monitoring's
 -- online metrics read them), crediting the experiment a prediction was made under.
 local json = require "tycho.util.json"
+local log_entry = require "tycho.monitor.entry"
 local errors = require "tycho.util.errors"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
@@ -89,7 +90,7 @@ local function record_outcome(tx, it, now, stamp, retain_us, grace_us, check)
     if check then
       -- A prediction not logged yet (another worker's batch) is checked
       -- against every model that could have made it, and again when joined.
-      local entry = raw and json.decode(raw) or {}
+      local entry = raw and log_entry.decode(raw) or {}
       local why = check(entry.model, entry.version, outcome)
       if why then
         r.code, r.reason = errors.invalid, why
@@ -139,18 +140,20 @@ function M.feedback_in(tx, items, opts)
     counts[r.status] = counts[r.status] + 1
     -- Only a prediction made under an experiment has anything to credit:
     -- an entry without the field (most, where no experiment runs) is not
-    -- decoded. (One whose inputs hold such a key is, harmlessly.)
-    if raw and raw:find('"experiment":', 1, true) then
+    -- decoded. (One whose inputs or strings hold the word is, harmlessly.)
+    if raw and raw:find("experiment", 1, true) then
       raws[#raws + 1] = raw
       outcomes[#raws] = items[i].outcome
     end
   end
-  -- The joined entries are decoded in a loop of their own: cjson ends a
+  -- The joined entries are decoded in a loop of their own: decoding ends a
   -- trace, and the loops above and below stay compiled without it.
   local entries = {}
-  for k = 1, #raws do entries[k] = json.decode(raws[k]) end
+  for k = 1, #raws do entries[k] = log_entry.decode(raws[k]) end
   local moves = new_moves()
-  for k = 1, #entries do apply_feedback(tx, entries[k], outcomes[k], experiments, moves) end
+  for k = 1, #raws do
+    if entries[k] then apply_feedback(tx, entries[k], outcomes[k], experiments, moves) end
+  end
   write_moves(tx, moves)
   counts.results = results
   return counts
@@ -176,7 +179,7 @@ function M.reconcile(tx, experiments, grace, check)
     local p = json.decode(kv[2])
     local key = log_key(id)
     local raw = key and tx:get("predictions", key)
-    local entry = raw and json.decode(raw)
+    local entry = raw and log_entry.decode(raw)
     local misfit = entry and check and check(entry.model, entry.version, p.outcome)
     if misfit then
       tx:delete("experiments", kv[1])

@@ -16,6 +16,7 @@
 -- drift needs min_samples (100) of them: below that, PSI's noise alone
 -- (about (bins - 1) / n) nears the 0.2 threshold.
 local json = require "tycho.util.json"
+local entries = require "tycho.monitor.entry"
 local keys = require "tycho.util.keys"
 local metrics = require "tycho.ml.metrics"
 local stats = require "tycho.experiments.stats"
@@ -150,6 +151,10 @@ local function newer(a, b)
   return tostring(a) > tostring(b)
 end
 
+--- One stored prediction log entry (a value of the `predictions` table) as
+-- a table, or nil: for scripts that read the log themselves.
+M.decode_entry = entries.decode
+
 --- The summary of model `name` over opts.window (a duration, default "1h")
 -- ending at opts.now (µs, default now). opts: psi, alpha, min_samples,
 -- max_records (200000: a bound on the work of one call; the newest are
@@ -173,8 +178,8 @@ function M.summary(name, opts)
                                            reverse = true }) do
       count = count + 1
       if count > max_records then truncated = true break end
-      local e = json.decode(raw)
-      if e.model == name then
+      local e = entries.decode(raw)
+      if e and e.model == name then
         local gk = tostring(e.version) .. "\0" .. (e.role or "live")
         local g = groups[gk]
         if not g then

@@ -2,7 +2,7 @@
 -- version, output and latency (inputs for a sample), buffered and written
 -- in batches off the request path, with the group commit that outcomes and
 -- events join (prediction_log), and the retention that bounds it (prune).
-local json = require "tycho.util.json"
+local entries = require "tycho.monitor.entry"
 local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
 local uv = require "luv"
@@ -146,7 +146,7 @@ function M.prediction_log(opts)
     entry.id, entry.at, entry.role = id, now, entry.role or "live"
     if counter % sample_every ~= 1 % sample_every then entry.inputs = nil
     elseif type(entry.inputs) == "function" then entry.inputs = entry.inputs() end
-    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), json.encode(entry) }
+    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), entries.encode(entry) }
     if #buffer >= flush_max then flush() end
     return id
   end

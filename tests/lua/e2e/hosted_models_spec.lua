@@ -228,7 +228,7 @@ describe("hosted models", function()
       local live, shadow = 0, 0
       st:view(function(tx)
         for _, v in tx:scan("predictions") do
-          local e = require("tycho.json").decode(v)
+          local e = require("tycho").monitor.decode_entry(v)
           if e.role == "shadow" then shadow = shadow + 1 else live = live + 1 end
         end
       end)

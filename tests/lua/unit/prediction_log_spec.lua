@@ -123,3 +123,23 @@ describe("prediction log group commit", function()
     assert.is_true(ms < 500, "waited for the window: " .. ms .. " ms")
   end)
 end)
+
+describe("prediction log entries", function()
+  local entry = require "tycho.monitor.entry"
+
+  it("read back as written, numbers exact, and still read when written as JSON", function()
+    local e = { model = "spam", version = "1.0.0", id = "0005f-1-2", at = 1765000000000123, role = "live",
+                ms = 0.1 + 0.2, output = { prediction = "spam", probability = 1 / 3 }, inputs = { x = 0 / 0 } }
+    local back = assert(entry.decode(entry.encode(e)))
+    assert.equal(1 / 3, back.output.probability)
+    assert.equal(0.1 + 0.2, back.ms)
+    assert.equal(1765000000000123, back.at)
+    assert.is_true(back.inputs.x ~= back.inputs.x)
+    local old = assert(entry.decode('{"model":"spam","version":"1.0.0","ms":0.5,"output":{"prediction":1}}'))
+    assert.equal("spam", old.model)
+    assert.equal(1, old.output.prediction)
+    assert.is_nil(entry.decode(""))
+    assert.is_nil(entry.decode("\1\2garbage"))
+    assert.is_nil(entry.decode("{not json"))
+  end)
+end)
