@@ -781,55 +781,108 @@ void tz_csv_report_free(tz_csv_report *r)
 
 /* ---- writer -------------------------------------------------------------- */
 
-static void write_string(FILE *fp, const char *s, size_t len, char delim)
+/* The writer's output, gathered in a buffer and handed to stdio in large
+ * pieces: a field at a time through fputc and fwrite (each takes the
+ * stream's lock) cost more than formatting the numbers. */
+typedef struct csv_out {
+    FILE *fp;
+    size_t n;
+    char buf[1 << 16];
+} csv_out;
+
+static void out_flush(csv_out *o)
+{
+    if (o->n) fwrite(o->buf, 1, o->n, o->fp);
+    o->n = 0;
+}
+
+/* Room for `need` more bytes (need <= the buffer's size). */
+static char *out_room(csv_out *o, size_t need)
+{
+    if (o->n + need > sizeof o->buf) out_flush(o);
+    return o->buf + o->n;
+}
+
+static void out_char(csv_out *o, char c)
+{
+    *out_room(o, 1) = c;
+    o->n++;
+}
+
+static void out_bytes(csv_out *o, const char *s, size_t len)
+{
+    if (len > sizeof o->buf / 2) {
+        out_flush(o);
+        fwrite(s, 1, len, o->fp);
+        return;
+    }
+    memcpy(out_room(o, len), s, len);
+    o->n += len;
+}
+
+static void write_string(csv_out *o, const char *s, size_t len, char delim)
 {
     int quote = 0;
     for (size_t i = 0; i < len && !quote; i++)
         quote = s[i] == delim || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote && len) { fwrite(s, 1, len, fp); return; }
-    if (!len) { fputs("\"\"", fp); return; }  /* empty string, not null */
-    fputc('"', fp);
+    if (!quote && len) { out_bytes(o, s, len); return; }
+    if (!len) { out_bytes(o, "\"\"", 2); return; }  /* empty string, not null */
+    out_char(o, '"');
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"') fputc('"', fp);
-        fputc(s[i], fp);
+        if (s[i] == '"') out_char(o, '"');
+        out_char(o, s[i]);
     }
-    fputc('"', fp);
+    out_char(o, '"');
+}
+
+static void write_cell(csv_out *o, const tz_column *c, size_t i, char delim)
+{
+    switch (c->type) {
+    case TZ_COL_F64:
+        o->n += tz_fmt_double(out_room(o, TZ_FMT_DOUBLE_MAX), ((const double *)c->data)[i]);
+        break;
+    case TZ_COL_I64:
+        o->n += (size_t)snprintf(out_room(o, 24), 24, "%lld", (long long)((const int64_t *)c->data)[i]);
+        break;
+    case TZ_COL_BOOL:
+        if (((const uint8_t *)c->data)[i]) out_bytes(o, "true", 4);
+        else out_bytes(o, "false", 5);
+        break;
+    default: {
+        size_t len;
+        const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
+        write_string(o, s ? s : "", s ? len : 0, delim);
+    }
+    }
 }
 
 int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err)
 {
     char delim = delimiter ? delimiter : ',';
-    FILE *fp = fopen(path, "w");
-    if (!fp) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
-    for (size_t j = 0; j < f->n_cols; j++) {
-        if (j) fputc(delim, fp);
-        write_string(fp, f->cols[j]->name, strlen(f->cols[j]->name), delim);
+    csv_out *o = malloc(sizeof *o);
+    if (!o) return tz_err_set(err, TZ_ENOMEM, "out of memory writing %s", path);
+    o->n = 0;
+    o->fp = fopen(path, "w");
+    if (!o->fp) {
+        free(o);
+        return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
     }
-    fputc('\n', fp);
+    for (size_t j = 0; j < f->n_cols; j++) {
+        if (j) out_char(o, delim);
+        write_string(o, f->cols[j]->name, strlen(f->cols[j]->name), delim);
+    }
+    out_char(o, '\n');
     for (size_t i = 0; i < f->n_rows; i++) {
         for (size_t j = 0; j < f->n_cols; j++) {
-            const tz_column *c = f->cols[j];
-            if (j) fputc(delim, fp);
-            if (!tz_column_is_valid(c, i)) continue;
-            switch (c->type) {
-            case TZ_COL_F64: {
-                char num[TZ_FMT_DOUBLE_MAX];
-                size_t len = tz_fmt_double(num, ((const double *)c->data)[i]);
-                fwrite(num, 1, len, fp);
-                break;
-            }
-            case TZ_COL_I64: fprintf(fp, "%lld", (long long)((const int64_t *)c->data)[i]); break;
-            case TZ_COL_BOOL: fputs(((const uint8_t *)c->data)[i] ? "true" : "false", fp); break;
-            default: {
-                size_t len;
-                const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
-                write_string(fp, s ? s : "", s ? len : 0, delim);
-            }
-            }
+            if (j) out_char(o, delim);
+            if (tz_column_is_valid(f->cols[j], i)) write_cell(o, f->cols[j], i, delim);
         }
-        fputc('\n', fp);
+        out_char(o, '\n');
     }
-    int bad = ferror(fp);
-    if (fclose(fp) != 0 || bad) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
+    out_flush(o);
+    int bad = ferror(o->fp);
+    int closed = fclose(o->fp);
+    free(o);
+    if (closed != 0 || bad) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
     return 0;
 }

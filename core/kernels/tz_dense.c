@@ -6,29 +6,32 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Operation op with a, b on one value. */
+static inline double apply_one(int op, double v, double a, double b)
+{
+    switch (op) {
+    case TZ_DENSE_FILL: return v != v ? a : v;
+    case TZ_DENSE_AFFINE: return (v - a) / b;
+    case TZ_DENSE_CLIP:
+        if (v < a) v = a;
+        if (v > b) v = b;
+        return v;
+    case TZ_DENSE_LOG1P: return v > -1 ? log(1 + v) : NAN;
+    default: return NAN;
+    }
+}
+
 void tz_dense_apply(double *x, int n, const int *op, const int *at, const double *a, const double *b)
 {
+    for (int i = 0; i < n; i++) x[at[i]] = apply_one(op[i], x[at[i]], a[i], b[i]);
+}
+
+void tz_dense_apply_columns(double *const *cols, size_t n_rows, int n, const int *op, const int *at,
+                            const double *a, const double *b)
+{
     for (int i = 0; i < n; i++) {
-        double v = x[at[i]];
-        switch (op[i]) {
-        case TZ_DENSE_FILL:
-            if (v != v) v = a[i];
-            break;
-        case TZ_DENSE_AFFINE:
-            v = (v - a[i]) / b[i];
-            break;
-        case TZ_DENSE_CLIP:
-            if (v < a[i]) v = a[i];
-            if (v > b[i]) v = b[i];
-            break;
-        case TZ_DENSE_LOG1P:
-            v = v > -1 ? log(1 + v) : NAN;
-            break;
-        default:
-            v = NAN;
-            break;
-        }
-        x[at[i]] = v;
+        double *col = cols[at[i]];
+        for (size_t r = 0; r < n_rows; r++) col[r] = apply_one(op[i], col[r], a[i], b[i]);
     }
 }
 

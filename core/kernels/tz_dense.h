@@ -9,6 +9,8 @@
 #ifndef TZ_DENSE_H
 #define TZ_DENSE_H
 
+#include <stddef.h>
+
 enum {
     TZ_DENSE_FILL = 1,    /* a NaN becomes a */
     TZ_DENSE_AFFINE = 2,  /* (v - a) / b */
@@ -28,5 +30,11 @@ void tz_dense_apply(double *x, int n, const int *op, const int *at, const double
  * as the request gave them (the prediction log keeps those). */
 void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,
                       int n, const int *op, const int *at, const double *a, const double *b);
+
+/* The operations over whole columns (column j at cols[j], n_rows each):
+ * each touches one column, so applying one after the other down the
+ * columns gives what tz_dense_apply gives row by row (batch scoring). */
+void tz_dense_apply_columns(double *const *cols, size_t n_rows, int n, const int *op, const int *at,
+                            const double *a, const double *b);
 
 #endif

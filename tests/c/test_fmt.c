@@ -1,6 +1,7 @@
 /* tz_fmt: shortest text that reads back exactly. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,13 @@ static const char *fmt(double v)
     static char buf[TZ_FMT_DOUBLE_MAX];
     tz_fmt_double(buf, v);
     return buf;
+}
+
+/* What tz_fmt_double wrote before short decimals skipped printf. */
+static void reference(char *buf, double v)
+{
+    snprintf(buf, TZ_FMT_DOUBLE_MAX, "%.15g", v);
+    for (int p = 16; p <= 17 && strtod(buf, NULL) != v; p++) snprintf(buf, TZ_FMT_DOUBLE_MAX, "%.*g", p, v);
 }
 
 int main(void)
@@ -39,5 +47,28 @@ int main(void)
     }
     ok(exact, "200000 random doubles read back exactly");
     ok(longest < TZ_FMT_DOUBLE_MAX, "the longest text fits the buffer (%zu bytes)", longest);
+    is_str(fmt(0.0064), "0.0064", "a short decimal below 0.01");
+    is_str(fmt(-3.756), "-3.756", "a short negative decimal");
+    is_str(fmt(0.0001), "0.0001", "the least fixed-form value");
+    is_str(fmt(99999.5), "99999.5", "a half");
+    is_str(fmt(-0.0), "-0", "negative zero");
+    /* Short decimals of every scale write exactly what printf's shortest
+     * form writes, and so do the doubles just beside them. */
+    int same = 1;
+    for (int i = 0; i < 300000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int k = (int)(x % 18), digits = 1 + (int)((x >> 8) % 16);
+        double m = (double)((x >> 16) % (uint64_t)pow(10, digits));
+        double v = m / pow(10, k) * ((x >> 60) & 1 ? -1 : 1);
+        if (i % 3 == 1) v = nextafter(v, INFINITY);
+        char want[TZ_FMT_DOUBLE_MAX];
+        reference(want, v);
+        if (strcmp(fmt(v), want) != 0) {
+            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
+            same = 0;
+            break;
+        }
+    }
+    ok(same, "300000 short decimals and their neighbours as printf's shortest form");
     return tap_done();
 }

@@ -25,6 +25,37 @@ end
 
 local function is_terminal() return require("luv").guess_handle(2) == "tty" end
 
+-- The row path of `tycho score`: each row assembled as serving does it
+-- (an entity key fetches its online features) and predicted alone. The
+-- scored frame, the skipped rows and the count scored; or nil, message.
+local function score_rows(version, input, fill)
+  local frame, serving = require "tycho.core.frame", require "tycho.serve.hosted"
+  local n, out_rows, skipped, tty = input:nrows(), {}, {}, is_terminal()
+  local now = require("tycho.util.timeutil").now()
+  for r = 1, n do
+    local inst = input:row(r)
+    local row, missing = serving.assemble(version, inst, now)
+    if missing and not fill then
+      skipped[#skipped + 1] = r
+    else
+      local pred, perr = version.pipe:predict(row)
+      if not pred then
+        local message = "row " .. r .. ": " .. tostring(perr)
+        return nil, message
+      end
+      for k, v in pairs(pred) do inst[k] = v end
+      out_rows[#out_rows + 1] = inst
+    end
+    if tty and (r % 500 == 0 or r == n) then io.stderr:write(string.format("\rscored %d/%d", r, n)) end
+  end
+  if tty then io.stderr:write("\n") end
+  if #out_rows == 0 then return input:head(0), skipped, 0 end
+  local order = input:names()
+  order[#order + 1] = "prediction"
+  if out_rows[1].probability ~= nil then order[#order + 1] = "probability" end
+  return frame.from_rows(out_rows, { order = order }), skipped, #out_rows
+end
+
 --- `tycho score NAME[@ALIAS|VERSION] --input FILE --output FILE [--to-view VIEW]`:
 -- scores a CSV or JSONL file with the registered pipeline (entity keys in a
 -- row fetch its online features, as in serving), writes the rows with their
@@ -51,25 +82,12 @@ function M.score(target, ...)
   if opts.input:match("%.jsonl$") or opts.input:match("%.ndjson$") then input, rep = frame.read_jsonl(opts.input)
   else input, rep = frame.read_csv(opts.input) end
   if not input then return fail(rep) end
-  local n = input:nrows()
   -- A key with no stored features would be scored as an "average" item by
   -- the fill steps: such rows are skipped and named unless --missing fill.
-  local out_rows, skipped, tty = {}, {}, is_terminal()
-  local now = require("tycho.util.timeutil").now()
-  for r = 1, n do
-    local inst = input:row(r)
-    local row, missing = serving.assemble(version, inst, now)
-    if missing and opts.missing ~= "fill" then
-      skipped[#skipped + 1] = r
-    else
-      local pred, perr = version.pipe:predict(row)
-      if not pred then return fail("row " .. r .. ": " .. tostring(perr)) end
-      for k, v in pairs(pred) do inst[k] = v end
-      out_rows[#out_rows + 1] = inst
-    end
-    if tty and (r % 500 == 0 or r == n) then io.stderr:write(string.format("\rscored %d/%d", r, n)) end
-  end
-  if tty then io.stderr:write("\n") end
+  local result, skipped = serving.score_frame(version, input, opts.missing == "fill")
+  local scored = result and result:nrows()
+  if not result then result, skipped, scored = score_rows(version, input, opts.missing == "fill") end
+  if not result then return fail(skipped) end
   if #skipped > 0 then
     local first = {}
     for i = 1, math.min(5, #skipped) do first[i] = tostring(skipped[i]) end
@@ -78,11 +96,7 @@ function M.score(target, ...)
       .. "--missing fill scores them with filled-in values\n", #skipped, table.concat(first, ", "),
       #skipped > 5 and ", ..." or ""))
   end
-  if #out_rows == 0 then return fail("no row could be scored", "tycho score") end
-  local order = input:names()
-  order[#order + 1] = "prediction"
-  if out_rows[1] and out_rows[1].probability ~= nil then order[#order + 1] = "probability" end
-  local result = frame.from_rows(out_rows, { order = order })
+  if scored == 0 then return fail("no row could be scored", "tycho score") end
   if opts.output then
     local ok, werr
     if to_stdout then
@@ -120,7 +134,7 @@ function M.score(target, ...)
     print(string.format("pushed %d predictions to %s (%d rejected)", report.landed, opts.view, report.rejected))
   end
   -- The summary goes to stderr when the rows themselves go to stdout.
-  local summary = string.format("scored %d rows with %s %s (%s)%s", #out_rows, name, version.version, ref,
+  local summary = string.format("scored %d rows with %s %s (%s)%s", scored, name, version.version, ref,
     opts.output and not to_stdout and (" into " .. opts.output) or "")
   if to_stdout then io.stderr:write(summary, "\n") else print(summary) end
   return 0

@@ -363,6 +363,34 @@ end
 -- owns until it attaches it.
 function M.new_column(name, typ, n) return new_column(name, type_code(typ), n) end
 
+--- A new column of n rows filled by value_at(i) for i = 0 .. n-1 (a number
+-- for "float", a string for "string"; nil or NaN for null), as a tz_column*
+-- whose reference the caller owns until it attaches it: for columns
+-- computed in bulk (batch scoring) without a Lua table of n values.
+function M.column_of(name, typ, n, value_at)
+  local code = type_code(typ)
+  if code ~= F64 and code ~= STR then error("column_of makes float or string columns, not " .. typ, 2) end
+  local c = new_column(name, code, n)
+  local codes = {}  -- string -> its dictionary code
+  local data = code == F64 and ffi.cast("double*", c.data) or ffi.cast("int32_t*", c.data)
+  for i = 0, n - 1 do
+    local v = value_at(i)
+    if v ~= nil and v == v then
+      if code == STR then
+        local k = codes[v]
+        if not k then
+          k = C.tz_dict_intern(c.dict, v, #v)
+          codes[v] = k
+        end
+        v = k
+      end
+      data[i] = v
+      C.tz_column_set_valid(c, i, 1)
+    end
+  end
+  return c
+end
+
 --- One more owner of column c (a tz_column*), or one less.
 M.retain_column, M.release_column = C.tz_column_ref, C.tz_column_unref
 

@@ -77,7 +77,10 @@ end)
 -- Connected backends by URL: one client per process and cluster.
 local connected = {}
 
-local function parse_url(url)
+--- A cluster URL's seeds and options { timeout_ms, retry_ms, ns }: what
+-- every backend on the cluster reads (the published models' too); or nil,
+-- message, "invalid".
+function M.parse_url(url)
   local seeds, query = url:match("^([^?]*)%??(.*)$")
   local opts = { ns = "tycho:" }
   for k, val in query:gmatch("([%w_]+)=([^&]*)") do
@@ -111,7 +114,7 @@ end
 -- "unavailable" when the cluster does not answer).
 function M.connect(url)
   if connected[url] then return connected[url] end
-  local seeds, opts, pcode = parse_url(url)
+  local seeds, opts, pcode = M.parse_url(url)
   if not seeds then return nil, opts, pcode end
   local cl, e, code = redis.open(seeds, opts)
   if not cl then return errors.fail(code, "cluster " .. seeds .. ": " .. e) end

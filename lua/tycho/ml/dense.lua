@@ -10,6 +10,7 @@
 -- is left to the general path.
 local ffi = require "ffi"
 local base = require "tycho.core.base"
+local frame = require "tycho.core.frame"
 local kernels = require "tycho.core.kernels"
 local models = require "tycho.ml.models"
 local step_kinds = require "tycho.ml.steps"
@@ -100,25 +101,96 @@ function Plan:predict(r)
   return out
 end
 
+-- The prediction table of row r of raw (k outputs a row), as
+-- pipe:predict(row) gives it.
+local function prediction_at(plan, raw, k, r)
+  local model = plan.model
+  local out = models.format_one(model, raw + r * k, k)
+  if plan.threshold then out.prediction = model.classes[out.probability >= plan.threshold and 2 or 1] end
+  return out
+end
+
 --- Predictions for parsed rows 0 .. n-1 in one kernel call: a list of
 -- tables as Plan:predict gives each row, or nil, message.
 function Plan:predict_all(n)
-  local model, p = self.model, self.p
+  local p = self.p
   if n > (self.batch_cap or 0) then
     self.cols = ffi.new("double[?]", math.max(n * p, 1))
+    self.col_ptrs = ffi.new("const double*[?]", math.max(p, 1))
     self.scratch = self.scratch or ffi.new("double[?]", math.max(p, 1))
     self.batch_cap = n
   end
+  for j = 0, p - 1 do self.col_ptrs[j] = self.cols + j * n end
   ops.columns(self.rows, n, self.width, p, self.scratch, self.cols, self.nops, self.op, self.at, self.a, self.b)
-  local raw, k = model:predict_columns(self.cols, n)
+  local raw, k = self.model:predict_columns(self.col_ptrs, n)
   if not raw then return nil, k end
-  local preds, threshold, format_one = {}, self.threshold, models.format_one
-  for r = 0, n - 1 do
-    local out = format_one(model, raw + r * k, k)
-    if threshold then out.prediction = model.classes[out.probability >= threshold and 2 or 1] end
-    preds[r + 1] = out
-  end
+  local preds = {}
+  for r = 0, n - 1 do preds[r + 1] = prediction_at(self, raw, k, r) end
   return preds
+end
+
+--- Batch scoring of frame f, columns at a time (tycho score): f with a
+-- `prediction` column (and `probability` for classifiers) holding what
+-- pipe:predict(row) gives each row, and the 1-based rows left out because
+-- an input is null (unless fill: then they are scored, nulls as missing
+-- values, as the row path's --missing fill does). nil when the pipeline or
+-- f needs the row path: no plan, or an input that is absent or not a
+-- number column.
+function M.score_frame(pipe, f, fill)
+  local plan = M.plan(pipe)
+  local n = f:nrows()
+  if not plan or n == 0 then return nil end
+  -- Each input as doubles: a float column's own array, or a copy held here
+  -- (an int column's; a column with nulls, NaN written where they are,
+  -- their rows skipped unless fill).
+  local inputs, owned, keep, skipped = {}, {}, ffi.new("bool[?]", n), {}
+  ffi.fill(keep, n, 1)
+  for j, name in ipairs(plan.names) do
+    local c = f:has(name) and f:col(name)
+    if not c or (c.type ~= "float" and c.type ~= "int") then return nil end
+    if c.type == "float" and c:nulls() == 0 then inputs[j] = c:f64()
+    else
+      local copy = ffi.new("double[?]", n)
+      ffi.copy(copy, c:f64(), n * 8)
+      if c:nulls() > 0 then
+        for r = 0, n - 1 do
+          if not c:present(r + 1) then copy[r], keep[r] = 0 / 0, fill end
+        end
+      end
+      inputs[j], owned[j] = copy, true
+    end
+  end
+  for r = 0, n - 1 do if not keep[r] then skipped[#skipped + 1] = r + 1 end end
+  -- The model's columns: the frame's own arrays, copied where a step
+  -- writes (the steps change values in place) unless already a copy.
+  local p, written = plan.p, {}
+  for i = 0, plan.nops - 1 do written[plan.at[i] + 1] = true end
+  local cols = ffi.new("double*[?]", math.max(p, 1))
+  for j = 1, p do
+    if written[j] and not owned[j] then
+      local copy = ffi.new("double[?]", n)
+      ffi.copy(copy, inputs[j], n * 8)
+      inputs[j] = copy
+    end
+    cols[j - 1] = ffi.cast("double*", inputs[j])
+  end
+  ops.apply_columns(cols, n, plan.nops, plan.op, plan.at, plan.a, plan.b)
+  local raw, k = plan.model:predict_columns(ffi.cast("const double**", cols), n)
+  if not raw then return nil end
+  local function field(name)
+    return function(r) return keep[r] and prediction_at(plan, raw, k, r)[name] or nil end
+  end
+  local label = type(prediction_at(plan, raw, k, 0).prediction)
+  if label ~= "string" and label ~= "number" then return nil end
+  local added = { frame.column_of("prediction", label == "string" and "string" or "float", n, field("prediction")) }
+  if plan.model.task == "binary" or plan.model.task == "multiclass" then
+    added[2] = frame.column_of("probability", "float", n, field("probability"))
+  end
+  local scored = f:attach(added)
+  if #skipped == 0 then return scored, skipped end
+  local rows = {}
+  for r = 0, n - 1 do if keep[r] then rows[#rows + 1] = r + 1 end end
+  return scored:take(rows), skipped
 end
 
 --- Parsed row r (0-based) as a table of its inputs, as the request gave them.

@@ -298,23 +298,23 @@ function Model:predict_input_row()
   return self._out, self._k
 end
 
---- Raw outputs for n rows given as columns in feature order (column j at
--- cols + j * n), in one kernel call: as predict_raw gives them for a
--- frame, in arrays this model keeps and reuses (valid until the next call).
+--- Raw outputs for n rows given as columns in feature order (cols: a
+-- `const double*[?]`, column j at cols[j]), in one kernel call: as
+-- predict_raw gives them for a frame, in arrays this model keeps and
+-- reuses (valid until the next call).
 function Model:predict_columns(cols, n)
   check_trained(self)
-  local p, k = #self.features, self.fam.n_outputs(self.handle)
+  local k = self.fam.n_outputs(self.handle)
   if n > (self._batch_cap or 0) then
-    self._batch_cols = ffi.new("const double*[?]", math.max(p, 1))
-    self._batch_data = ffi.new("tz_data", { n_cols = p, cols = self._batch_cols })
     self._batch_out = ffi.new("double[?]", n * k)
     self._batch_p1 = ffi.new("double[?]", n)
     self._batch_cap = n
   end
-  for j = 0, p - 1 do self._batch_cols[j] = cols + j * n end
-  self._batch_data.n_rows = n
+  local data = self._batch_data or ffi.new("tz_data")
+  self._batch_data = data
+  data.n_rows, data.n_cols, data.cols = n, #self.features, cols
   local out = self._batch_out
-  if self.fam.predict(self.handle, self._batch_data, out, err) ~= 0 then
+  if self.fam.predict(self.handle, data, out, err) ~= 0 then
     return errors.fail("invalid", kernel_error(self))
   end
   if self.task == "binary" and k == 2 then

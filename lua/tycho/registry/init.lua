@@ -19,18 +19,27 @@ local frame = require "tycho.core.frame"
 local options = require "tycho.util.options"
 local errors = require "tycho.util.errors"
 local xgboost = require "tycho.ml.xgboost"
+local publish = require "tycho.registry.publish"
 
 local M = {}
 local Registry = {}
 Registry.__index = Registry
 
---- Opens the registry of a home (default: this process's). Returns the
+--- The largest artifact the registry keeps (and a cluster carries): as
+-- large as the largest model file reg:import reads.
+M.MAX_ARTIFACT_BYTES = xgboost.MAX_FILE_BYTES
+
+--- Opens the registry of a home (default: this process's). opts: home,
+-- store, cluster (a Redis Cluster URL alias moves are published on, see
+-- registry/publish.lua; default $TYCHO_CLUSTER, false: none). Returns the
 -- registry or nil, message, "unavailable" (the store's own code, a
 -- tz_strerror name, is not one of tycho.util.errors).
 function M.open(opts)
   local st, err = require("tycho.core.store").from(opts)
   if not st then return errors.fail("unavailable", err) end
-  return setmetatable({ store = st }, Registry)
+  local cluster = opts and opts.cluster
+  if cluster == nil then cluster = os.getenv("TYCHO_CLUSTER") end
+  return setmetatable({ store = st, cluster = cluster ~= "" and cluster or nil }, Registry)
 end
 
 local function valid_name(name)
@@ -124,6 +133,9 @@ function Registry:register(name, pipe, opts)
     local code
     bytes, sum, code = pipe:to_bytes()
     if not bytes then return nil, sum, code end
+  end
+  if #bytes > M.MAX_ARTIFACT_BYTES then
+    return errors.fail("too_large", "the artifact is larger than " .. M.MAX_ARTIFACT_BYTES .. " bytes")
   end
   local code = code_fingerprint()
   return self.store:update(function(tx)
@@ -360,6 +372,16 @@ local function move_alias(tx, name, alias, to, why, extra)
   return from
 end
 
+-- An alias move published on the registry's cluster, if any (Registry:publish
+-- below). The local move stands when publishing fails (this home decided
+-- it; the next move publishes again): said on stderr.
+local function publish_or_warn(self, name, alias)
+  local ok, err = self:publish(name, alias)
+  if ok == nil then
+    io.stderr:write("tycho registry: ", name, "@", alias, " moved on this home but not published: ", err, "\n")
+  end
+end
+
 local function policy_key(name, alias) return "policy/" .. name .. "/" .. alias end
 
 local POLICY = {
@@ -479,6 +501,7 @@ function Registry:promote(name, version, alias, opts)
   if #reasons > 0 then extra.forced, extra.reason, extra.overrode = true, opts.reason, reasons end
   self.store:update(function(tx) move_alias(tx, name, alias, target, opts.why or (extra.forced and "force") or "promote",
     extra) end)
+  publish_or_warn(self, name, alias)
   return true
 end
 
@@ -604,7 +627,41 @@ function Registry:rollback(name, alias, opts)
     return errors.fail("conflict", "alias " .. alias .. " of " .. name .. " has no earlier version to roll back to")
   end
   self.store:update(function(tx) move_alias(tx, name, alias, target, "rollback", { reason = opts and opts.reason }) end)
+  publish_or_warn(self, name, alias)
   return target
+end
+
+-- ---- published on a cluster (registry/publish.lua) ---------------------------------
+
+--- Publishes where alias points now on the registry's cluster, for serving
+-- nodes on other homes: its artifact (once) and the move. Promote, approve
+-- and rollback do it themselves. Returns the move's sequence number (false
+-- without a cluster), or nil, message, code.
+function Registry:publish(name, alias)
+  if not self.cluster then return false end
+  local meta, err, code = self:get(name, alias)
+  if not meta then return nil, err, code end
+  local bytes = self.store:view(function(tx) return tx:get("registry", "artifact/" .. name .. "/" .. meta.version) end)
+  local conn, cerr, ccode = publish.connect(self.cluster)
+  if not conn then return nil, cerr, ccode end
+  return publish.announce(conn, meta, bytes, alias)
+end
+
+--- Points alias at version as another home decided (a move published on
+-- the cluster, see registry/publish.lua): no gates, the publisher's passed;
+-- not published again. The audit history records it as why = "cluster"
+-- with extra's fields. Returns true when the alias moved, false when it
+-- pointed there already; or nil, message, code.
+function Registry:follow(name, alias, version, extra)
+  return self.store:update(function(tx)
+    local model = tx:get_json("registry", "model/" .. name)
+    if not model or not tx:get("registry", "version/" .. name .. "/" .. version) then
+      return errors.fail("not_found", "model " .. name .. " has no version " .. version)
+    end
+    if model.aliases[alias] == version then return false end
+    move_alias(tx, name, alias, version, "cluster", extra)
+    return true
+  end)
 end
 
 return M

@@ -135,17 +135,24 @@ function Hosted:pinned(ref)
   return self.live[slot]
 end
 
-function Hosted:refresh()
-  self:refresh_one("main", self.alias)
-  for ref in pairs(self.pins or {}) do self:refresh_one("pin:" .. ref, ref) end
-  if self.canary then self:refresh_one("canary", self.canary.alias) end
-  if self.shadow then self:refresh_one("shadow", self.shadow.alias) end
-  if self.experiment then
-    for _, v in ipairs(self.experiment.variants) do
-      local model, alias = experiments.parse_model_ref(v.model)
-      self:refresh_one("variant:" .. v.name, alias, model)
-    end
+--- The aliases this host follows, as { slot, model, alias }: its own, its
+-- canary's and shadow's, its experiment variants' (what a cluster's
+-- published moves are read for, serve/follow.lua; pinned refs are not
+-- followed there, being asked for by hand).
+function Hosted:followed()
+  local out = { { slot = "main", model = self.name, alias = self.alias } }
+  if self.canary then out[#out + 1] = { slot = "canary", model = self.name, alias = self.canary.alias } end
+  if self.shadow then out[#out + 1] = { slot = "shadow", model = self.name, alias = self.shadow.alias } end
+  for _, v in ipairs(self.experiment and self.experiment.variants or {}) do
+    local model, alias = experiments.parse_model_ref(v.model)
+    out[#out + 1] = { slot = "variant:" .. v.name, model = model, alias = alias }
   end
+  return out
+end
+
+function Hosted:refresh()
+  for _, f in ipairs(self:followed()) do self:refresh_one(f.slot, f.alias, f.model) end
+  for ref in pairs(self.pins or {}) do self:refresh_one("pin:" .. ref, ref) end
 end
 
 -- An experiment splits traffic only while every variant's model is loaded;
@@ -200,6 +207,18 @@ function M.assemble(version, inst, now)
     end
   end
   return row, missing, stale
+end
+
+--- Batch scoring of frame f with a loaded version, columns at a time
+-- (ml/dense.lua's score_frame): the scored frame and the rows skipped for
+-- a null input, or nil when the rows must go one by one through assemble
+-- (an entity key in f fetches online features, or the pipeline needs the
+-- general path).
+function M.score_frame(version, f, fill)
+  for _, src in pairs(version.sources) do
+    if f:has(src.join_key) then return nil end
+  end
+  return dense.score_frame(version.pipe, f, fill)
 end
 
 local function predict_one(version, inst, now)

@@ -10,6 +10,7 @@ local timeutil = require "tycho.util.timeutil"
 local http = require "tycho.serve.http"
 local log = require "tycho.serve.log"
 local watch = require "tycho.serve.watch"
+local follow = require "tycho.serve.follow"
 local dag = require "tycho.dag"
 
 local M = {}
@@ -87,6 +88,9 @@ function M.worker(opts)
   end
   if opts.worker == 0 and #app.alerts > 0 then watch.start_alerts(app) end
   if next(app.hosted) then
+    -- With a cluster, the aliases moved on other homes too (serve/follow.lua).
+    local cluster = os.getenv("TYCHO_CLUSTER")
+    if cluster and cluster ~= "" then follow.start(app, cluster) end
     -- Hosted models follow their aliases: checked every second, a moved
     -- alias loads the new version; one that fails keeps the old serving.
     for _, h in pairs(app.hosted) do h:refresh() end
