@@ -2,6 +2,8 @@
 
     python3 peer_models.py fit DATA_DIR OUT_DIR   # fit on spam's train split, pickle
     python3 peer_models.py body DATA_DIR ROW      # {"instances":[{57 features of data row ROW}]}
+    python3 peer_models.py rows DATA_DIR N OUT    # spam's 57 features, its rows repeated to N rows
+    python3 peer_models.py score MODELS CSV OUT   # the GBT peer scoring CSV: seconds, as JSON
 
 The FastAPI and Flask apps (peer_fastapi.py, peer_flask.py) load the pickles
 from $PEER_MODELS and predict one instance list at a time.
@@ -86,10 +88,53 @@ class Predictor:
                 "model_version": "1.0.0"}
 
 
+def rows(data, n, out):
+    """spam.csv without its label, its rows repeated to n rows: the file
+    both sides score (tycho score, and score() below)."""
+    with open(os.path.join(data, "spam.csv"), newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        label = header.index("label")
+        lines = [",".join(v for j, v in enumerate(r) if j != label) for r in reader]
+    with open(out, "w") as f:
+        f.write(",".join(h for h in header if h != "label") + "\n")
+        for i in range(n):
+            f.write(lines[i % len(lines)] + "\n")
+
+
+def score(models, path, out):
+    """The scikit-learn side of tycho score: read the CSV with pandas,
+    predict_proba with the GBT peer, write rows + prediction + probability.
+    Prints each phase's seconds (predict_proba's the median of 3 calls)."""
+    import pandas as pd
+
+    with open(os.path.join(models, "spam.pkl"), "rb") as f:
+        m = pickle.load(f)
+    t = time.perf_counter()
+    df = pd.read_csv(path)
+    read_s = time.perf_counter() - t
+    x = df[m["names"]].to_numpy(dtype=float)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        p = m["model"].predict_proba(x)[:, 1]
+        times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    df["prediction"] = (p >= 0.5).astype(int)
+    df["probability"] = p
+    df.to_csv(out, index=False)
+    write_s = time.perf_counter() - t
+    print(json.dumps({"rows": len(df), "read_s": read_s, "predict_proba_s": sorted(times)[1], "write_s": write_s}))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "fit":
         fit(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == "body":
         print(body(sys.argv[2], int(sys.argv[3])))
+    elif len(sys.argv) == 5 and sys.argv[1] == "rows":
+        rows(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) == 5 and sys.argv[1] == "score":
+        score(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         raise SystemExit(__doc__)
