@@ -9,12 +9,13 @@ import { html } from "./ui.js";
 import { FeatureList, FeatureView } from "./pages/features.js";
 import { RunList, RunView, RunCompare } from "./pages/runs.js";
 import { ModelList, ModelView } from "./pages/models.js";
+import { ServingView } from "./pages/serving.js";
 import { ExperimentList, ExperimentView } from "./pages/experiments.js";
 import { MonitorList, MonitorView } from "./pages/monitor.js";
 import { DagList, DagView, DagRun } from "./pages/dags.js";
 
-const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["experiments", "Experiments"],
-  ["monitor", "Monitoring"], ["dags", "DAGs"]];
+const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["serving", "Serving"],
+  ["experiments", "Experiments"], ["monitor", "Monitoring"], ["dags", "DAGs"]];
 
 function parseHash() {
   const raw = location.hash.replace(/^#\/?/, "");
@@ -36,6 +37,7 @@ function Page({ route }) {
       }
       return arg ? html`<${RunView} id=${arg} />` : html`<${RunList} />`;
     case "models": return arg ? html`<${ModelView} name=${arg} />` : html`<${ModelList} />`;
+    case "serving": return html`<${ServingView} />`;
     case "experiments": return arg ? html`<${ExperimentView} name=${arg} />` : html`<${ExperimentList} />`;
     case "monitor": return arg ? html`<${MonitorView} name=${arg} />` : html`<${MonitorList} />`;
     case "dags":
@@ -48,7 +50,7 @@ function Page({ route }) {
 function TokenField() {
   const [value, setValue] = useState("");
   return html`<label class="token">Token <input type="password" name="token" autocomplete="off" value=${value}
-    placeholder="for promote / rollback" onInput=${(e) => { setValue(e.target.value); setToken(e.target.value); }} /></label>`;
+    placeholder="for promote, stop, trigger" onInput=${(e) => { setValue(e.target.value); setToken(e.target.value); }} /></label>`;
 }
 
 function App() {

@@ -73,8 +73,10 @@ export function KV({ data, title }) {
   </dl></section>`;
 }
 
-// A uPlot chart: xs and one or more series { label, values }. bars draws
-// bars (a histogram); otherwise lines with points; time: xs are Unix seconds.
+// A uPlot chart: xs and one or more series { label, values, color, dash }.
+// bars draws bars (a histogram); otherwise lines with points (dash: a
+// dashed line without, for an interval's bounds; color: a palette index,
+// so that bounds take their line's colour); time: xs are Unix seconds.
 export function Chart({ title, xs, series, bars, xLabel, yLabel, height, time }) {
   const ref = useRef(null);
   useEffect(() => {
@@ -91,17 +93,35 @@ export function Chart({ title, xs, series, bars, xLabel, yLabel, height, time })
              { label: yLabel }],
       series: [{ label: xLabel || "x" }, ...series.map((s, i) => ({
         label: s.label,
-        stroke: palette[i % palette.length],
+        stroke: palette[(s.color ?? i) % palette.length],
         fill: bars ? palette[i % palette.length] + "88" : undefined,
         width: bars ? 1 : 2,
+        dash: s.dash ? [6, 4] : undefined,
         paths: bars ? uPlot.paths.bars({ size: [0.9, 80] }) : undefined,
-        points: { show: !bars },
+        points: { show: !bars && !s.dash },
       }))],
     };
     const plot = new uPlot(opts, [xs, ...series.map((s) => s.values)], el);
     return () => plot.destroy();
   }, [JSON.stringify([xs, series, bars, time])]);
   return html`<figure class="chart"><figcaption>${title}</figcaption><div ref=${ref} class="chart-box"></div></figure>`;
+}
+
+// A time (Unix seconds) as HH:MM:SS UTC, and as YYYY-MM-DD.
+export const clock = (t) => new Date(t * 1000).toISOString().slice(11, 19);
+export const day = (t) => new Date(t * 1000).toISOString().slice(0, 10);
+
+// Series over time (t: Unix seconds, one value per series and slice, null
+// where a slice has none): a chart and, folded, its table of the slices
+// that hold anything. when formats a slice's time in the table.
+export function SeriesChart({ title, t, series, yLabel, when }) {
+  const at = when || clock;
+  const rows = t.map((x, i) => ({ i, t: x })).filter((r) => series.some((s) => s.values[r.i] !== null && s.values[r.i] !== 0));
+  return html`<${Chart} title=${title} xs=${t} series=${series} xLabel="time (UTC)" yLabel=${yLabel} time=${true} />
+    <details><summary>${title}: table (${rows.length} non-empty slices)</summary><${Table} caption=${title} rows=${rows}
+      columns=${[{ key: "t", label: "Slice (UTC)", value: (r) => at(r.t) },
+                 ...series.map((s) => ({ key: s.label, label: s.label, num: true, value: (r) => s.values[r.i] }))]} />
+    </details>`;
 }
 
 // A JSON list, or [] for anything else: the server's JSON encoder writes an

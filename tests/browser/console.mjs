@@ -6,10 +6,11 @@
 //
 // Fails (exit 1) on any console error, page error, dialog (an escaped string
 // that ran), failed request or HTTP error answer, except the one 401 it
-// provokes by clicking Promote without the token. Prints one JSON line:
-// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} }.
+// provokes by clicking Promote, Stop and Trigger without the token. Prints one JSON line:
+// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} },
+// also written to OUT/report.json (the page timings beside the screenshots).
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -142,7 +143,35 @@ try {
   await page.waitForSelector("main .requests .ok");
   actions.approved = (await page.textContent("main .requests .ok")).trim();
   await page.locator("main table.aliases tbody tr", { hasText: "review" }).first().waitFor({ state: "visible" });
-  await visit("experiments", "/experiments", "main h2");
+
+  // Serving: each worker's slots (main, canary, shadow) and traffic per version.
+  await visit("serving", "/serving", "main table.traffic tbody tr");
+  actions.serving_workers = await page.$$eval("main table.workers tbody tr", (r) => r.length);
+  actions.serving_slots = await page.$$eval("main table.split tbody tr td:first-child", (t) => t.map((x) => x.textContent.trim()));
+  actions.serving_charts = await page.$$eval("main figure.chart canvas", (c) => c.length);
+
+  // Experiments: lift over time, traffic per day; Stop refused without the
+  // token, Declare winner accepted with it; a bandit's allocation; the SRM banner.
+  await visit("experiments", "/experiments", "main table tbody tr");
+  await visit("experiment", "/experiments/checkout", "main section.timeline figure.chart canvas");
+  actions.experiment_charts = await page.$$eval("main section.timeline figure.chart canvas", (c) => c.length);
+  await page.fill("header input[name=token]", "");
+  answer401 = 1;
+  console401 = 1;
+  await page.click("#stop");
+  await page.waitForSelector("main .actions .error");
+  actions.stop_without_token = (await page.textContent("main .actions .error")).trim();
+  await page.fill("header input[name=token]", args.token);
+  await page.selectOption("main select[name=winner]", "treatment");
+  await page.click("#declare");
+  await page.waitForSelector("main .actions .ok");
+  actions.declared = (await page.textContent("main .actions .ok")).trim();
+  await page.locator("main h2 small.status", { hasText: "stopped" }).first().waitFor({ state: "visible" });
+  await visit("experiment-stopped", null, "main .banner");
+  await visit("experiment-bandit", "/experiments/banner", "main section.timeline figure.chart canvas");
+  actions.bandit_charts = await page.$$eval("main section.timeline figure.chart canvas", (c) => c.length);
+  await visit("experiment-srm", "/experiments/layout", "main .banner.srm");
+  actions.srm_banner = (await page.textContent("main .banner.srm")).trim();
 
   // Monitoring: server-aggregated series and the drift table with histograms.
   await visit("monitor", "/monitor", "main table tbody tr");
@@ -187,5 +216,7 @@ try {
   await browser.close();
   clearTimeout(guard);
 }
-console.log(JSON.stringify({ ok: problems.length === 0, pages, problems, actions }));
+const report = JSON.stringify({ ok: problems.length === 0, pages, problems, actions });
+writeFileSync(join(out, "report.json"), report + "\n");
+console.log(report);
 process.exit(problems.length === 0 ? 0 : 1);

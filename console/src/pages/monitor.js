@@ -4,7 +4,7 @@
 // aggregates (GET /v1/monitor/{model}): the page never receives raw rows.
 import { useState } from "preact/hooks";
 import { get, enc } from "../api.js";
-import { html, fmt, useLoad, Loading, Table, Chart, list } from "../ui.js";
+import { html, fmt, useLoad, Loading, Table, Chart, SeriesChart, list } from "../ui.js";
 
 const WINDOWS = ["15m", "1h", "6h", "24h", "7d"];
 
@@ -17,17 +17,6 @@ export function MonitorList() {
         { key: "aliases", label: "Aliases", value: (m) => Object.keys(m.aliases || {}).sort()
           .map((a) => `${a} → ${m.aliases[a]}`).join(", ") || "–" },
       ]} />`}<//>`;
-}
-
-const clock = (t) => new Date(t * 1000).toISOString().slice(11, 19);
-
-function SeriesChart({ title, t, series, yLabel }) {
-  const rows = t.map((x, i) => ({ i, t: x })).filter((r) => series.some((s) => s.values[r.i] !== null && s.values[r.i] !== 0));
-  return html`<${Chart} title=${title} xs=${t} series=${series} xLabel="time (UTC)" yLabel=${yLabel} time=${true} />
-    <details><summary>${title}: table (${rows.length} non-empty slices)</summary><${Table} caption=${title} rows=${rows}
-      columns=${[{ key: "t", label: "Slice (UTC)", value: (r) => clock(r.t) },
-                 ...series.map((s) => ({ key: s.label, label: s.label, num: true, value: (r) => s.values[r.i] }))]} />
-    </details>`;
 }
 
 function Histogram({ name, d }) {

@@ -10,6 +10,7 @@ local st = shared.st
 local reader = shared.reader
 local unit_record = shared.unit_record
 local counter_key = shared.counter_key
+local put_counters = shared.put_counters
 local MAX_UNIT_BYTES = shared.MAX_UNIT_BYTES
 local fault_key = shared.fault_key
 
@@ -240,10 +241,9 @@ function Experiment:flush_in(tx)
       delta[vname].exposures = delta[vname].exposures + 1
     end
     for vname, d in pairs(delta) do
-      local ck = counter_key(self.name, vname)
-      local c = tx:get_json("experiments", ck) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
+      local c = tx:get_json("experiments", counter_key(self.name, vname)) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
       c.units, c.exposures = c.units + d.units, c.exposures + d.exposures
-      tx:put_json("experiments", ck, c)
+      put_counters(tx, self.name, vname, c)
     end
   end
   if faults then

@@ -12,6 +12,7 @@ local st = shared.st
 local def_key = shared.def_key
 local status_key = shared.status_key
 local counter_key = shared.counter_key
+local put_counters = shared.put_counters
 local salt_state = shared.salt_state
 
 local M = {}
@@ -129,7 +130,7 @@ function Experiment:save(store)
     if not tx:get("experiments", status_key(self.name)) then tx:put("experiments", status_key(self.name), "running") end
     for _, v in ipairs(self.variants) do
       if not tx:get("experiments", counter_key(self.name, v.name)) then
-        tx:put_json("experiments", counter_key(self.name, v.name), { units = 0, exposures = 0, sum = 0, sumsq = 0 })
+        put_counters(tx, self.name, v.name, { units = 0, exposures = 0, sum = 0, sumsq = 0 })
       end
     end
     return rec

@@ -20,6 +20,9 @@
 --                         has an event, then {v, s, n} (JSON): variant,
 --                         metric sum, event count
 --   "c" name              fault counters: target errors, rejected events
+--   "h" name variant hour the variant's counters as they stood at the end of
+--                         that hour (Unix seconds, UTC): one record per hour
+--                         with traffic, read by the results over time
 --   "p" prediction id     feedback waiting for its prediction to be logged
 -- A unit's value is the sum of its events (binary metrics: 1 once any event
 -- is positive); units without events count as 0, as in GrowthBook.
@@ -29,11 +32,13 @@
 --
 -- The parts, beside this file: records.lua (the class, the layout, what
 -- outcomes move), define.lua, assign.lua, events.lua (and stopping),
--- results.lua; the feedback join lives with monitoring (monitor/feedback.lua).
+-- results.lua, timeline.lua (the results over time); the feedback join
+-- lives with monitoring (monitor/feedback.lua).
 local shared = require "tycho.experiments.records"
 local definition = require "tycho.experiments.define"
 local assignment = require "tycho.experiments.assign"
 require "tycho.experiments.events"  -- its methods join the Experiment class
+require "tycho.experiments.timeline"  -- Experiment:timeline, the results over time
 local results = require "tycho.experiments.results"
 local feedback = require "tycho.monitor.feedback"
 

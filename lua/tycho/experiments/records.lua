@@ -3,6 +3,7 @@
 -- how outcomes move a unit's value and its variant's counters.
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
+local timeutil = require "tycho.util.timeutil"
 local base = require "tycho.core.base"
 
 local M = {}
@@ -54,6 +55,21 @@ local function unit_key(name, unit) return keys.pack("s s s", "u", name, unit) e
 M.unit_key = unit_key
 local function fault_key(name) return keys.pack("s s", "c", name) end
 local function pending_key(id) return keys.pack("s s", "p", id) end
+--- The key of a variant's counters as they stood at the end of the hour
+-- that starts at `hour` (Unix seconds, UTC): the results' history
+-- (timeline.lua), one record per variant and hour with traffic.
+local function history_key(name, variant, hour) return keys.pack("s s s i64", "h", name, variant, hour) end
+M.HOUR = 3600
+
+-- Writes a variant's counters and, as this hour's snapshot, their history:
+-- one more put per variant and write, so that the results over time read a
+-- snapshot per point they draw, never the units.
+local function put_counters(tx, name, variant, c)
+  local body = json.encode(c)
+  tx:put("experiments", counter_key(name, variant), body)
+  local hour = math.floor(timeutil.now() / (M.HOUR * 1e6)) * M.HOUR
+  tx:put("experiments", history_key(name, variant, hour), body)
+end
 
 -- FNV-1a is incremental: the state after salt .. "\0" (salt_state, kept per
 -- experiment) continued over the unit equals the hash of the concatenation,
@@ -87,7 +103,7 @@ local function apply_event(tx, e, urec, value, moves)
   tx:put("experiments", unit_key(e.name, urec.unit), unit_json(e, urec))
   if after ~= before then
     local ck = counter_key(e.name, urec.v)
-    local m = moves.counters[ck] or { sum = 0, sumsq = 0 }
+    local m = moves.counters[ck] or { sum = 0, sumsq = 0, name = e.name, variant = urec.v }
     moves.counters[ck] = m
     m.sum, m.sumsq = m.sum + after - before, m.sumsq + after * after - before * before
   end
@@ -97,7 +113,7 @@ local function write_moves(tx, moves)
   for ck, m in pairs(moves.counters) do
     local c = tx:get_json("experiments", ck) or { units = 0, exposures = 0, sum = 0, sumsq = 0 }
     c.sum, c.sumsq = c.sum + m.sum, c.sumsq + m.sumsq
-    tx:put_json("experiments", ck, c)
+    put_counters(tx, m.name, m.variant, c)
   end
 end
 
@@ -113,6 +129,8 @@ M.counter_key = counter_key
 M.unit_key = unit_key
 M.fault_key = fault_key
 M.pending_key = pending_key
+M.history_key = history_key
+M.put_counters = put_counters
 M.salt_state = salt_state
 M.new_moves = new_moves
 M.unit_json = unit_json

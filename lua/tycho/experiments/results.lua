@@ -20,6 +20,8 @@ local function variance(c)
   return math.max(0, (c.sumsq - c.units * mean_of(c) ^ 2) / (c.units - 1))
 end
 
+M.variance = variance
+
 local function num_or_null(x) return (x == x and x ~= math.huge and x ~= -math.huge) and x or json.null end
 
 --- Results per variant, as GET /v1/experiments/{name} answers them.

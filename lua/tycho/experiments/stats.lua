@@ -8,6 +8,7 @@
 --   stats.welch(m1, v1, n1, m2, v2, n2)       -> {t, df, p_value}
 --   stats.srm(observed, weights)              -> {chi2, p_value}
 --   stats.mean_ci(mean, var, n, level)        -> lo, hi
+--   stats.lift_ci(m1, v1, n1, m2, v2, n2, level) -> lift, lo, hi
 --   stats.beat_beta(a1, b1, a2, b2)           -> prob, loss
 --   stats.beat_normal(m1, se1, m2, se2)       -> prob, loss
 --   stats.psi(edges, counts, values)          -> psi, live_counts
@@ -274,6 +275,21 @@ function M.mean_ci(mean, var, n, level)
   local z = -norm_ppf((1 - (level or 0.95)) / 2)
   local half = z * sqrt(var / n)
   return mean - half, mean + half
+end
+
+--- Relative lift of group 2's mean over group 1's, (m2 - m1) / |m1|, with its
+-- normal-approximation interval by the delta method (variances v are sample
+-- variances, n the sizes; level defaults to 0.95), as GrowthBook's
+-- frequentist engine gives it: lift, lo, hi. NaN for all three when m1 is 0
+-- or a group is empty: a lift of nothing has no meaning.
+function M.lift_ci(m1, v1, n1, m2, v2, n2, level)
+  if m1 == 0 or n1 < 1 or n2 < 1 then return 0 / 0, 0 / 0, 0 / 0 end
+  local lift = (m2 - m1) / abs(m1)
+  -- Var(m2 / m1) ~ Var(m2) / m1^2 + m2^2 Var(m1) / m1^4.
+  local m1sq = m1 * m1
+  local se = sqrt(v2 / n2 / m1sq + m2 * m2 * v1 / n1 / (m1sq * m1sq))
+  local half = -norm_ppf((1 - (level or 0.95)) / 2) * se
+  return lift, lift - half, lift + half
 end
 
 local function beta_sd(a, b) return sqrt(a * b / (a + b + 1)) / (a + b) end

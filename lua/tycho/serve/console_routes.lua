@@ -11,6 +11,13 @@
 --                                      per version: volume, errors, p50/p99 per
 --                                      slice of the window, drift table with
 --                                      reference and live histograms
+--   GET /v1/experiments/{name}/timeline?window=30d&buckets=60
+--                                      cumulative lift with its interval and
+--                                      each variant's share of new units per
+--                                      slice, units and exposures per day
+--   GET /v1/serving, /v1/serving/{model}?window=1h&buckets=60
+--                                      serving_routes.lua: what each worker
+--                                      hosts, traffic per version and role
 --   GET /ui/                           the console (one page; #/runs, #/models/NAME, ...)
 --   GET /ui/assets/{file}              its bundle (console.js, console.css)
 --
@@ -19,9 +26,10 @@
 -- into $TYCHO_CONSOLE_DIR; without it /ui/ says the console was not built.
 -- Every /ui/ answer carries a Content-Security-Policy that allows only the
 -- bundle's own script and style: no inline script, nothing from elsewhere.
+local experiments = require "tycho.experiments"
 local internal = require "tycho.internal"
+local query = require "tycho.serve.query"
 local runs = require "tycho.registry.runs"
-local timeutil = require "tycho.util.timeutil"
 
 local M = {}
 
@@ -144,19 +152,28 @@ local function duplicates(http, req)
 end
 
 local function monitor_dashboard(app, http, req)
-  local q = req.query
-  local window = q.window ~= nil and q.window ~= "" and q.window or "1h"
-  local ok, secs = pcall(timeutil.duration, window)
-  if not ok or not secs or secs <= 0 or secs > 90 * 86400 then
-    http.error(400, "bad_request", "window is a duration up to 90d: 15m, 1h, 7d")
-  end
-  local buckets = integer(http, q, "buckets") or 60
-  if buckets < 1 or buckets > 500 or buckets % 1 ~= 0 then http.error(400, "bad_request", "buckets is 1 to 500") end
+  local _, window = query.window(http, req.query, "window", "1h", 90)
+  local buckets = query.buckets(http, req.query)
   if app.flush_log then app.flush_log() end
   local done, doc = pcall(require("tycho.monitor").dashboard, req.params.model, { window = window, buckets = buckets,
     max_records = app.limits and app.limits.monitor_records or nil })
   if not done then http.error(500, "internal", tostring(doc)) end
   return doc
+end
+
+-- An experiment's results over time (Experiment:timeline): the app's
+-- declared one, or one stored in the home by another app.
+local function experiment_timeline(app, http, req)
+  local window = query.window(http, req.query, "window", "30d", 365)
+  local buckets = query.buckets(http, req.query)
+  local e = app.experiments[req.params.name]
+  if not e then
+    local err, code
+    e, err, code = experiments.load(req.params.name)
+    if not e then http.fail(err, code) end
+  end
+  if app.flush_log then app.flush_log() end
+  return e:timeline { window = window, buckets = buckets }
 end
 
 local function redirect() return 302, { Location = "/ui/", ["Content-Type"] = "text/plain" }, "see /ui/\n" end
@@ -172,7 +189,9 @@ function M.add(app, http)
   end)
   app:get("/v1/features:duplicates", function(req) return duplicates(http, req) end)
   app:get("/v1/monitor/{model}", function(req) return monitor_dashboard(app, http, req) end)
+  app:get("/v1/experiments/{name}/timeline", function(req) return experiment_timeline(app, http, req) end)
   require("tycho.serve.dag_routes").add(app, http)
+  require("tycho.serve.serving_routes").add(app, http)
   app:get("/", redirect)
   app:get("/ui", redirect)
   app:get("/ui/", page)

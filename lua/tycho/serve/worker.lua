@@ -9,6 +9,7 @@ local store_mod = require "tycho.core.store"
 local timeutil = require "tycho.util.timeutil"
 local http = require "tycho.serve.http"
 local log = require "tycho.serve.log"
+local serving_routes = require "tycho.serve.serving_routes"
 local watch = require "tycho.serve.watch"
 local follow = require "tycho.serve.follow"
 local dag = require "tycho.dag"
@@ -102,6 +103,7 @@ function M.worker(opts)
       end
     end)
     timer:unref()
+    serving_routes.start(app, opts)  -- what this worker hosts, for the console's serving page
   end
   if opts.worker == 0 and #app.schedules > 0 then
     app.scheduler = dag.scheduler(app.schedules, { store = home }):start()

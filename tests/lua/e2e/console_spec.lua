@@ -1,7 +1,8 @@
 -- The web console (issue 24): its read routes on a seeded home, `tycho ui`,
 -- and every page driven in headless chromium (tests/browser/console.mjs:
--- no console error or failed request, Promote refused without the token and
--- accepted with it), then the registry checked for the promotion.
+-- no console error or failed request; Promote, Stop and Trigger refused
+-- without the token and accepted with it), then the home checked for what
+-- the page did.
 local testing = require "tycho.testing"
 local json = require "tycho.json"
 
@@ -72,8 +73,14 @@ describe("console", function()
       code, _, err = testing.run({ "--home", home, "dag", "run", dag, "--date", date, "--quiet" }, { timeout = 30000 })
       assert(code == 0, err)
     end
+    -- Four days of three experiments' traffic (an A/B test, a bandit, one with a
+    -- sample-ratio mismatch).
+    code, _, err = testing.run({ "--home", home, "run", "tests/lua/fixtures/experiment_history.lua" })
+    assert(code == 0, err)
     token_file = testing.write(home .. "/token", "s3cret\n")
-    srv = testing.serve({ "--model", "spam" }, { "--token-file", token_file }, { env = { "TYCHO_HOME=" .. home } })
+    -- spam with a canary and a shadow, for the serving page.
+    srv = testing.serve("tests/lua/fixtures/console_app.lua", { "--token-file", token_file },
+      { env = { "TYCHO_HOME=" .. home } })
   end)
   teardown(function()
     if srv then srv:stop() end
@@ -242,7 +249,7 @@ describe("console", function()
     assert.matches("401", report.actions.without_token)
     assert.matches("is now production", report.actions.with_token)
     assert.matches("approved", report.actions.approved)
-    assert.is_true(#report.pages >= 17)
+    assert.is_true(#report.pages >= 23)
     assert.matches("401", report.actions.trigger_without_token)
     assert.matches("Started a runner", report.actions.trigger_with_token)
     assert.equal(3, report.actions.dag_runs)
@@ -250,6 +257,17 @@ describe("console", function()
     assert.is_true(report.actions.monitor_charts >= 3)
     assert.equal(3, report.actions.gantt_bars)
     assert.is_true(report.actions.log_markup_as_text)
+    -- Serving: the worker's slots and four charts of spam's traffic.
+    assert.is_true(report.actions.serving_workers >= 1)
+    assert.same({ "main", "canary", "shadow" }, report.actions.serving_slots)
+    assert.equal(4, report.actions.serving_charts)
+    -- Experiments: lift and traffic (and a bandit's allocation) over time,
+    -- Stop refused without the token, a winner declared with it, the SRM banner.
+    assert.equal(2, report.actions.experiment_charts)
+    assert.equal(3, report.actions.bandit_charts)
+    assert.matches("401", report.actions.stop_without_token)
+    assert.matches("every unit now gets treatment", report.actions.declared)
+    assert.matches("Sample%-ratio", report.actions.srm_banner)
     assert.is_true(os.time() - started < 170)
     -- The home saw the promotion the page made.
     local reg = assert(require("tycho.registry").open({ home = home }))
@@ -260,6 +278,9 @@ describe("console", function()
     assert.same({ "1.0.0", "1.0.1" }, { promoted.from, promoted.to })
     -- Then the request the page made, approved there: the last move, by "lead".
     assert.same({ "review", "1.0.1", "approve", "lead" }, { last.alias, last.to, last.why, last.approved_by })
+    -- The experiment the page stopped, with the winner it declared.
+    local checkout = assert(require("tycho.experiments").load("checkout", assert(require("tycho.store").open(home))))
+    assert.same({ "stopped", "treatment" }, { checkout.stored.status, checkout.stored.winner })
     -- And the run the page triggered.
     local runs = assert(require("tycho.dag").history("etl", { home = home, limit = 10 }))
     assert.equal(3, #runs)

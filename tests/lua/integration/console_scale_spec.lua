@@ -1,6 +1,7 @@
 -- The console at a real team's scale (issue 24): a home with 100,000 runs,
--- 1,000 feature views of 10 features and 300 registered models, and every
--- console API answer timed on `tycho ui` (each under 100 ms). Seeding goes
+-- 1,000 feature views of 10 features, 300 registered models and a year of
+-- an experiment's hourly counters, and every console API answer timed on
+-- `tycho ui` (each under 100 ms). Seeding goes
 -- through the stores' own APIs: runs.record_many (10 transactions), the
 -- catalog's feature_view, and the registry's register (one tiny fitted
 -- pipeline's artifact registered under 300 names: registering is what is
@@ -47,6 +48,24 @@ local bytes = assert(pipe:to_bytes())
 local reg = assert(tycho.registry.open())
 for m = 0, MODELS - 1 do assert(reg:register("model-" .. m, bytes, { metrics = { auc = 0.9 } })) end
 assert(reg:promote("model-0", "1.0.0", "production"))
+-- A year of an experiment's hourly counters, 3 variants: its timeline's
+-- widest window (records.history_key, the layout put_counters writes).
+local records = require "tycho.experiments.records"
+assert(tycho.experiments.define { name = "year", unit = "u",
+  variants = { { name = "a" }, { name = "b" }, { name = "c" } } }):save()
+local hour0 = math.floor(os.time() / 3600) * 3600 - 365 * 86400
+assert(tycho.store.open()):update(function(tx)
+  local rec = tx:get_json("experiments", records.def_key("year"))
+  rec.started_at = hour0 * 1e6
+  tx:put_json("experiments", records.def_key("year"), rec)
+  for h = 0, 365 * 24 do
+    for i, v in ipairs { "a", "b", "c" } do
+      local n = h * 10 + i
+      tx:put_json("experiments", records.history_key("year", v, hour0 + h * 3600),
+        { units = n, exposures = 2 * n, sum = math.floor(n * i / 10), sumsq = math.floor(n * i / 10) })
+    end
+  end
+end)
 print(string.format("seeded: runs %%.1f s, views %%.1f s, models %%.1f s", t_runs - t0, t_views - t_runs,
   os.clock() - t_views))
 ]]
@@ -105,6 +124,10 @@ describe("console at scale", function()
       { "/v1/features/view_0500", function(d) return d.name == "view_0500" end },
       { "/v1/registry/models", function(d) return #d.models == MODELS end },
       { "/v1/registry/models/model-0", function(d) return d.aliases.production == "1.0.0" end },
+      { "/v1/experiments/year/timeline?window=365d", function(d)
+        return #d.slices.t == 60 and #d.days.day >= 365 and d.slices.variants[3].units[60] == 365 * 240 + 3
+      end },
+      { "/v1/serving", function(d) return #d.workers == 0 end },
     }
     local lines, slow = {}, {}
     for _, c in ipairs(checks) do

@@ -263,3 +263,87 @@ describe("assignment", function()
     assert.near(0.2, r.variants[2].lift, 0.1)
   end)
 end)
+
+describe("results over time", function()
+  local dir, st
+  local timeutil = require "tycho.util.timeutil"
+  local real_now = timeutil.now
+  local DAY0 = 1767225600e6  -- 2026-01-01T00:00:00Z
+  setup(function()
+    dir = testing.tmpdir()
+    st = assert(store.open(dir))
+  end)
+  teardown(function()
+    timeutil.now = real_now
+    st:close()
+    testing.rmrf(dir)
+  end)
+
+  it("gives the delta method's interval of a relative lift", function()
+    local s = require "tycho.stats"
+    -- 52 / 116 against 28 / 84, by hand: var(m2 / m1) = v2 / (n2 m1^2) + m2^2 v1 / (n1 m1^4).
+    local m1, m2 = 52 / 116, 28 / 84
+    local v1, v2 = m1 * (1 - m1) * 116 / 115, m2 * (1 - m2) * 84 / 83
+    local lift, lo, hi = s.lift_ci(m1, v1, 116, m2, v2, 84)
+    assert.near(-0.25641025641025644, lift, 1e-12)
+    assert.near(-0.5282814277742838, lo, 1e-12)
+    assert.near(0.015460914953770832, hi, 1e-12)
+    local none = s.lift_ci(0, 0, 10, 0.5, 0.25, 10)
+    assert.is_true(none ~= none)
+  end)
+
+  it("reads the hourly counters: units per slice and day, shares, and the cumulative lift", function()
+    local clock = DAY0 + 1800e6  -- 00:30
+    timeutil.now = function() return clock end
+    local e = experiments.define(def { name = "timed" })
+    e:save(st)
+    -- 00:30 and 01:30 on day one, 12:30 on day two: 40, 20 and 40 new units.
+    local n = 0
+    local function traffic(count, at)
+      clock = at
+      for _ = 1, count do
+        n = n + 1
+        e:assign("t" .. n, nil, st)
+      end
+      experiments.flush({ e }, st)
+      local events = {}
+      for i = n - count + 1, n do
+        if e:assign("t" .. i, nil, st).name == "b" or i % 4 == 0 then events[#events + 1] = { unit = "t" .. i, value = 1 } end
+      end
+      assert(e:record_events(events, st))
+    end
+    traffic(40, DAY0 + 1800e6)
+    traffic(20, DAY0 + 5400e6)
+    traffic(40, DAY0 + 86400e6 + 45000e6)
+    timeutil.now = real_now
+    local now = DAY0 + 2 * 86400e6 - 1
+    local tl = e:timeline { store = st, now = now, buckets = 4 }
+    -- 48 hours in 4 slices of 12: day one's morning, its afternoon, day two's.
+    assert.same({ "2026-01-01T00:00:00Z", 12 * 3600 }, { tl.from, tl.slice_seconds })
+    assert.equal(4, #tl.slices.t)
+    local r = e:results(st)
+    local total = {}
+    for i, v in ipairs(tl.slices.variants) do
+      assert.equal(r.variants[i].units, v.units[4])
+      total[i] = v.new_units
+    end
+    assert.same({ 60, 0, 0, 40 }, { total[1][1] + total[2][1], total[1][2] + total[2][2], total[1][3] + total[2][3],
+                                   total[1][4] + total[2][4] })
+    assert.equal(require("tycho.json").null, tl.slices.variants[1].share[2])
+    assert.near(1, tl.slices.variants[1].share[1] + tl.slices.variants[2].share[1], 1e-12)
+    assert.near(r.variants[2].lift, tl.slices.variants[2].lift[4], 1e-12)
+    assert.is_true(tl.slices.variants[2].lift_lo[4] < r.variants[2].lift and r.variants[2].lift < tl.slices.variants[2].lift_hi[4])
+    assert.is_nil(tl.slices.variants[1].lift)
+    assert.same({ "2026-01-01", "2026-01-02" }, tl.days.day)
+    for i, v in ipairs(tl.days.variants) do
+      assert.equal(r.variants[i].units, v.units[1] + v.units[2])
+      assert.equal(total[i][1], v.units[1])
+    end
+    -- A window of 6 hours reads those hours only: day two's traffic.
+    local late = e:timeline { store = st, now = now, window = 6 * 3600, buckets = 500 }
+    assert.same({ "2026-01-02T18:00:00Z", 3600, 6 }, { late.from, late.slice_seconds, #late.slices.t })
+    assert.equal(0, late.slices.variants[1].new_units[1] + late.slices.variants[2].new_units[1])
+    assert.equal(r.variants[1].units, late.slices.variants[1].units[1])
+    assert.has_error(function() e:timeline { buckets = 0 } end, "timeline: buckets must be an integer from 1 to 500")
+  end)
+end)
