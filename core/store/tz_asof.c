@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/tz_pool.h"
+
 typedef struct spine_row {
     const char *key;     /* entity as bytes */
     size_t key_len;
@@ -215,4 +217,65 @@ int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *v,
     free(digits);
     free(rows);
     return rc;
+}
+
+/* ---- several views at once ------------------------------------------------ */
+
+typedef struct views_ctx {
+    tz_store *st;
+    unsigned dbi;
+    const tz_asof_view *views;
+    const tz_column *const *entities;
+    const int64_t *t;
+    size_t n;
+    tz_column *const *const *outs;
+    int *rc;
+    tz_err *errs;
+} views_ctx;
+
+/* One view's join in a read transaction of its own: a transaction belongs
+ * to one thread at a time (the store is opened MDB_NOTLS, so a thread may
+ * hold one beside the caller's). */
+static void view_task(void *vctx, size_t task, int worker)
+{
+    (void)worker;
+    views_ctx *c = vctx;
+    tz_store_txn *txn;
+    int rc = tz_store_txn_begin(c->st, 0, &txn, &c->errs[task]);
+    if (!rc) {
+        rc = tz_asof_join(txn, c->dbi, &c->views[task], c->entities[task], c->t, c->n, c->outs[task],
+                          &c->errs[task]);
+        tz_store_txn_abort(txn);
+    }
+    c->rc[task] = rc;
+}
+
+int tz_asof_join_views(tz_store *st, const char *db, size_t n_views, const tz_asof_view *views,
+                       const tz_column *const *entities, const int64_t *t, size_t n,
+                       tz_column *const *const *outs, tz_err *err)
+{
+    if (n_views == 0) return 0;
+    unsigned dbi;  /* tz_store_db's handle outlives its transaction: every view's sees it */
+    int found = tz_store_db(st, db, 0, &dbi, err);
+    if (found == TZ_ENOTFOUND) return 0;  /* no history at all: every row stays null */
+    if (found) return found;
+    int *rc = calloc(n_views, sizeof *rc);
+    tz_err *errs = calloc(n_views, sizeof *errs);
+    if (!rc || !errs) {
+        free(rc);
+        free(errs);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory for %zu views' joins", n_views);
+    }
+    views_ctx c = { st, dbi, views, entities, t, n, outs, rc, errs };
+    tz_pool_run(n_views, view_task, &c);
+    int first = 0;
+    for (size_t i = 0; i < n_views && !first; i++) {
+        if (rc[i]) {
+            first = rc[i];
+            if (err) *err = errs[i];
+        }
+    }
+    free(rc);
+    free(errs);
+    return first;
 }

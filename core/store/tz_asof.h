@@ -46,4 +46,15 @@ int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view,
                  const tz_column *entity, const int64_t *t, size_t n,
                  tz_column *const *out, tz_err *err);
 
+/* Several views' joins over the same spine times in database db, one pool
+ * task per view, each in a read transaction of its own begun on st (the
+ * views' joins are independent: each fills its own out columns), so they
+ * run on as many cores as the pool has. entities[i] and outs[i] are view
+ * i's. Call it outside any transaction of this thread. Returns 0 (also
+ * when db does not exist: nothing to fill), or the first failing view's
+ * code and message. */
+int tz_asof_join_views(tz_store *st, const char *db, size_t n_views, const tz_asof_view *views,
+                       const tz_column *const *entities, const int64_t *t, size_t n,
+                       tz_column *const *const *outs, tz_err *err);
+
 #endif

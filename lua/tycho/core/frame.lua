@@ -391,6 +391,12 @@ function M.column_of(name, typ, n, value_at)
   return c
 end
 
+--- Renames column c (a tz_column* no frame shares yet) in place.
+function M.rename_column(c, name)
+  if c.refs > 1 then error("rename_column: column '" .. ffi.string(c.name) .. "' is shared", 2) end
+  check(C.tz_column_rename(c, name, err))
+end
+
 --- One more owner of column c (a tz_column*), or one less.
 M.retain_column, M.release_column = C.tz_column_ref, C.tz_column_unref
 

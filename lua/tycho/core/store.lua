@@ -60,8 +60,9 @@ typedef struct tz_asof_layout { int n_features; const int *types; const int *wan
 typedef struct tz_asof_view {
   uint32_t view_id; int64_t ttl_us; size_t n_versions; const tz_asof_layout *layouts; size_t n_wanted;
 } tz_asof_view;
-int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view, const tz_column *entity,
-                 const int64_t *t, size_t n, tz_column *const *out, tz_err *err);
+int tz_asof_join_views(tz_store *st, const char *db, size_t n_views, const tz_asof_view *views,
+                       const tz_column *const *entities, const int64_t *t, size_t n,
+                       tz_column *const *const *outs, tz_err *err);
 /* Feature rows landed from columns (core/store/tz_ingest.h). */
 typedef struct tz_ingest_feature {
   const tz_column *col; int type; int required; int has_min, has_max; double min, max;
@@ -350,6 +351,18 @@ function Store:random_access() return C.tz_store_random_access(self.handle) ~= 0
 -- N is still current while it stays N (cheap: no transaction).
 function Store:version() return tonumber(C.tz_store_last_txnid(self.handle)) end
 
+--- The point-in-time join (core/store/tz_asof) of n_views views over
+-- database db, in parallel, each in a snapshot of its own: fills outs[i]
+-- (view i's n_wanted tz_column*, n rows) with the latest values of
+-- entities[i] at or before each time. Call it outside a transaction.
+-- true, or nil and the message.
+function Store:asof_join_views(db, n_views, views, entities, times, n, outs)
+  if C.tz_asof_join_views(self.handle, db, n_views, views, entities, times, n, outs, err) ~= OK then
+    return nil, ffi.string(err.msg)
+  end
+  return true
+end
+
 --- A point reader for hot paths: reader(key) -> pointer, length of the value
 -- of key in db or nil. The pointer is valid until the next call of this
 -- reader or the event loop's next turn, whichever comes first. One read
@@ -436,19 +449,6 @@ local function check_key(k, level)
   if type(k) ~= "string" or #k == 0 or #k > MAX_KEY then
     error("store: key must be a string of 1 to " .. MAX_KEY .. " bytes", level or 3)
   end
-end
-
---- The point-in-time join (tz_asof) over database db in this transaction:
--- fills cols (n_wanted tz_column*, n rows) with each entity's latest values
--- at or before its time. true (nothing to fill when db is absent), or nil
--- and the message.
-function Txn:asof_join(db, view, entity, times, n, cols)
-  local handle = dbi(self, db)
-  if not handle then return true end
-  if C.tz_asof_join(self.handle, handle, view, entity, times, n, cols, base.err) ~= 0 then
-    return nil, ffi.string(base.err.msg)
-  end
-  return true
 end
 
 --- Lands a batch of feature rows from columns (core/store/tz_ingest) in

@@ -15,6 +15,42 @@ local parse_refs, apply_transforms, export_value = references.parse_refs, refere
 local M = {}
 local FS = {}
 
+-- One view's point-in-time join made ready for core/store/tz_asof: the
+-- stored features to fetch (the wanted ones, or all when a transform needs
+-- the whole row), each version's layout of them, and empty output columns
+-- of n rows. The returned table keeps the C arrays it points to alive.
+local function prepare_join(v, ecol, n)
+  local wanted, needs_all = {}, false
+  for _, name in ipairs(v.wanted) do
+    if v.transforms and v.transforms[name] then needs_all = true end
+  end
+  local stored_type, seen = {}, {}
+  for _, f in ipairs(v.current) do stored_type[f.name] = f.type end
+  for _, f in ipairs(v.current) do
+    local want = needs_all
+    for _, name in ipairs(v.wanted) do if name == f.name then want = true end end
+    if want and not seen[f.name] then seen[f.name] = true wanted[#wanted + 1] = f.name end
+  end
+  local layouts, keep = ffi.new("tz_asof_layout[?]", #v.versions), {}
+  for vi = 1, #v.versions do
+    local feats = v.by_version[vi]
+    local types, idx = ffi.new("int[?]", #feats), ffi.new("int[?]", math.max(#wanted, 1))
+    for j, f in ipairs(feats) do types[j - 1] = frame.types[f.type] end
+    for k, name in ipairs(wanted) do
+      idx[k - 1] = -1
+      for j, f in ipairs(feats) do if f.name == name then idx[k - 1] = j - 1 end end
+    end
+    layouts[vi - 1].n_features, layouts[vi - 1].types, layouts[vi - 1].wanted = #feats, types, idx
+    keep[#keep + 1], keep[#keep + 1] = types, idx
+  end
+  local cols = ffi.new("tz_column*[?]", math.max(#wanted, 1))
+  for k, name in ipairs(wanted) do cols[k - 1] = frame.new_column(name, stored_type[name], n) end
+  local spec = ffi.new("tz_asof_view", { view_id = v.id, ttl_us = (v.ttl or 0) * 1e6, n_versions = #v.versions,
+                                         layouts = layouts, n_wanted = #wanted })
+  return { view = v, wanted = wanted, layouts = layouts, keep = keep, cols = cols, spec = spec, entity = ecol.c,
+           column = ecol }
+end
+
 --- Point-in-time join: for every row of `spine` (a frame with each view's
 -- entity join key and an event-time column, opts.timestamp or
 -- "event_time"), the latest values at or before that time and within the
@@ -38,7 +74,9 @@ function FS:historical(spine, refs, opts)
   end
   local names = {}
   for _, o in ipairs(order) do names[o.feature] = (names[o.feature] or 0) + 1 end
-  local attached, derived = {}, {}
+  -- Each view's join prepared, then all run at once (one core each), then
+  -- their columns attached.
+  local joins = {}
   for vname, v in pairs(views) do
     if not spine:has(v.join_key) then
       return nil, "the spine has no entity column '" .. v.join_key .. "' for view " .. vname
@@ -47,63 +85,33 @@ function FS:historical(spine, refs, opts)
     if ecol.code ~= 1 and ecol.code ~= 3 then
       return nil, "entity column '" .. v.join_key .. "' must hold strings or integers"
     end
-    -- Stored features to fetch: the wanted ones, or all when a transform
-    -- needs the whole row.
-    local wanted, needs_all = {}, false
-    for _, name in ipairs(v.wanted) do
-      if v.transforms and v.transforms[name] then needs_all = true end
+    joins[#joins + 1] = prepare_join(v, ecol, n)
+  end
+  local nv = #joins
+  local specs, entities = ffi.new("tz_asof_view[?]", math.max(nv, 1)), ffi.new("const tz_column*[?]", math.max(nv, 1))
+  local outs = ffi.new("tz_column *const *[?]", math.max(nv, 1))
+  for i, j in ipairs(joins) do specs[i - 1], entities[i - 1], outs[i - 1] = j.spec, j.entity, j.cols end
+  local ok, jerr = self.store:asof_join_views("offline", nv, specs, entities, t64, n, outs)
+  if not ok then
+    for _, j in ipairs(joins) do
+      for k = 1, #j.wanted do frame.release_column(j.cols[k - 1]) end
     end
-    local stored_type = {}
-    for _, f in ipairs(v.current) do stored_type[f.name] = f.type end
-    local seen = {}
-    for _, f in ipairs(v.current) do
-      local want = needs_all
-      for _, name in ipairs(v.wanted) do if name == f.name then want = true end end
-      if want and not seen[f.name] then seen[f.name] = true wanted[#wanted + 1] = f.name end
-    end
-    local layouts = ffi.new("tz_asof_layout[?]", #v.versions)
-    local keep = {}
-    for vi = 1, #v.versions do
-      local feats = v.by_version[vi]
-      local types, idx = ffi.new("int[?]", #feats), ffi.new("int[?]", math.max(#wanted, 1))
-      for j, f in ipairs(feats) do types[j - 1] = frame.types[f.type] end
-      for k, name in ipairs(wanted) do
-        idx[k - 1] = -1
-        for j, f in ipairs(feats) do if f.name == name then idx[k - 1] = j - 1 end end
-      end
-      layouts[vi - 1].n_features, layouts[vi - 1].types, layouts[vi - 1].wanted = #feats, types, idx
-      keep[#keep + 1], keep[#keep + 1] = types, idx
-    end
-    local cols = ffi.new("tz_column*[?]", math.max(#wanted, 1))
-    local by_name = {}
-    for k, name in ipairs(wanted) do
-      cols[k - 1] = frame.new_column(name, stored_type[name], n)
-      by_name[name] = cols[k - 1]
-    end
-    local spec = ffi.new("tz_asof_view", { view_id = v.id, ttl_us = (v.ttl or 0) * 1e6, n_versions = #v.versions,
-                                           layouts = layouts, n_wanted = #wanted })
-    local ok, jerr = self.store:view(function(tx) return tx:asof_join("offline", spec, ecol.c, t64, n, cols) end)
-    if not ok then
-      for k = 1, #wanted do frame.release_column(cols[k - 1]) end
-      return nil, jerr
-    end
+    return nil, jerr
+  end
+  local attached, derived = {}, {}
+  for _, j in ipairs(joins) do
+    local v = j.view
     -- Columns out: renamed on clashes; PII stored in clear is hashed here.
-    local fetched = frame.new({}, { n = n }):attach((function()
-      local list = {}
-      for k = 1, #wanted do list[k] = cols[k - 1] end
-      return list
-    end)())
+    local list = {}
+    for k = 1, #j.wanted do list[k] = j.cols[k - 1] end
+    local fetched = frame.new({}, { n = n }):attach(list)
     for _, o in ipairs(order) do
       if o.view == v then
         local colname = (names[o.feature] > 1 or spine:has(o.feature)) and (v.name .. "__" .. o.feature) or o.feature
-        if v.transforms and v.transforms[o.feature] then
-          derived[#derived + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
-        else
-          attached[#attached + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
-        end
+        local into = v.transforms and v.transforms[o.feature] and derived or attached
+        into[#into + 1] = { view = v, feature = o.feature, colname = colname, fetched = fetched }
       end
     end
-    local _ = keep and by_name
   end
   local out = spine
   for _, a in ipairs(attached) do
@@ -112,11 +120,12 @@ function FS:historical(spine, refs, opts)
       local values = {}
       for i = 1, n do values[i] = export_value(self, a.view, a.feature, col:get(i)) end
       out = out:with_column(a.colname, values, "string")
-    elseif a.colname == a.feature then
+    else
+      -- The fetched column itself, renamed in place on a clash (it is this
+      -- join's own, unshared): no copy of its values.
+      if a.colname ~= a.feature then frame.rename_column(col.c, a.colname) end
       out = out:attach({ col.c })
       frame.retain_column(col.c)  -- attach took the reference it was given
-    else
-      out = out:with_column(a.colname, col:to_table(), col.type)
     end
   end
   for _, d in ipairs(derived) do

@@ -282,6 +282,27 @@ describe("feature store", function()
     end)
   end)
 
+  it("joins several views at once, naming clashing features view__feature", function()
+    for _, name in ipairs({ "a", "b" }) do
+      assert(fs:feature_view { name = name, entity = "user", schema = { x = "float" } })
+    end
+    local users, times, xa, xb = {}, {}, {}, {}
+    for i = 1, 200 do users[i], times[i], xa[i], xb[i] = "u" .. i % 7, i * 10, i + 0.5, -i end
+    assert(fs:ingest("a", frame.new({ user_id = users, event_time = times, x = xa })))
+    assert(fs:ingest("b", frame.new({ user_id = users, event_time = times, x = xb })))
+    local spine = frame.new({ user_id = { "u1", "u3", "u9", "u0" }, event_time = { 15, 1000, 500, 2001 } })
+    local both = assert(fs:historical(spine, { "a:x", "b:x" }))
+    local alone_a = assert(fs:historical(spine, { "a:x" }))
+    local alone_b = assert(fs:historical(spine, { "b:x" }))
+    assert.is_false(both:has("x"))
+    for i = 1, 4 do
+      assert.equal(alone_a:col("x"):get(i), both:col("a__x"):get(i))
+      assert.equal(alone_b:col("x"):get(i), both:col("b__x"):get(i))
+    end
+    assert.equal(1.5, both:col("a__x"):get(1))
+    assert.is_nil(both:col("b__x"):get(3))
+  end)
+
   it("stores PII only as keyed hashes and never exports it in clear", function()
     assert(fs:feature_view { name = "p", entity = "user", pii = { "email" }, schema = { email = "string", n = "int" } })
     assert(fs:ingest("p", frame.new({ user_id = { "u1" }, event_time = { 5 }, email = { "ada@example.com" }, n = { 1 } })))
