@@ -130,6 +130,12 @@ describe("feature store", function()
       child:wait(5000)
       local n = fs:export("big"):nrows()
       assert.is_true(n == 0 or n == 60000, "half a batch landed: " .. n)
+      -- Run again, it completes: every row once, whatever the first run left.
+      local code, out = testing.run({ "--home", home, "run", "tests/lua/fixtures/big_ingest.lua", "60000" },
+        { timeout = 60000 })
+      assert.equal(0, code)
+      assert.matches("landed " .. (60000 - n), out, 1, true)
+      assert.equal(60000, fs:export("big"):nrows())
     end)
   end)
 
