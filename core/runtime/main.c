@@ -25,13 +25,15 @@ static const command commands[] = {
       "printed. The `tycho` module is preloaded. Type :help inside." },
     { "serve", "APP.lua | --model NAME[@ALIAS] ... [--port P] [--host H] [--workers N] [--token-file F] [--insecure]\n"
                "      [--max-body BYTES] [--max-header BYTES] [--idle-timeout MS] [--request-timeout MS]\n"
-               "      [--access-log FILE|-] [--log-retention 7d]",
+               "      [--access-log FILE|-] [--log-retention 7d] [--offline-store]",
       "serve an app over HTTP",
       "APP.lua returns tycho.app(); --model NAME[@ALIAS] (repeatable; default alias\n"
       "production) serves registered models with no app file. Binds 127.0.0.1:8080 by default; N worker\n"
       "processes share the port. A non-loopback --host needs --token-file unless\n"
       "--insecure. SIGTERM drains in-flight requests and exits 0. Predictions\n"
-      "are logged for monitoring and kept for --log-retention (default 7d)." },
+      "are logged for monitoring and kept for --log-retention (default 7d).\n"
+      "--offline-store (with --cluster): this node keeps the offline store, and its\n"
+      "first worker applies the cluster's push streams to the home." },
     { "ui", "[--port P] [--host H] [--token-file F] [--insecure] [--workers N]",
       "browse this home in the web console",
       "Serves the console at http://HOST:PORT/ui/ (features, runs, models, experiments)\n"
@@ -193,6 +195,7 @@ static int serve_command(const char *cmd, const char *fixed_app, const char *hom
         else if (!strcmp(a, "--idle-timeout")) bad = parse_uint(cmd, a, v, 86400000, &o.idle_timeout_ms);
         else if (!strcmp(a, "--request-timeout")) bad = parse_uint(cmd, a, v, 86400000, &o.request_timeout_ms);
         else if (!strcmp(a, "--insecure")) { o.insecure = 1; takes = 0; }
+        else if (!strcmp(a, "--offline-store")) { o.offline_store = 1; takes = 0; }
         else if (!strcmp(a, "--model")) {
             size_t len = v ? strlen(v) : 0;
             if (!v || !len || strchr(v, ',') || models_len + len + 2 > sizeof models) bad = 1;
@@ -207,6 +210,8 @@ static int serve_command(const char *cmd, const char *fixed_app, const char *hom
         if (bad) return usage_error(cmd, "bad value for %s", a);
         i += takes;
     }
+    if (o.offline_store && !(getenv("TYCHO_CLUSTER") && *getenv("TYCHO_CLUSTER")))
+        return usage_error(cmd, "%s", "--offline-store needs --cluster URL (or TYCHO_CLUSTER)");
     if (fixed_app && (o.app || n_models)) return usage_error(cmd, "%s", "takes no app file and no --model");
     if (fixed_app) return tz_serve_main((o.app = fixed_app, &o), home);
     if (n_models && o.app) return usage_error("serve", "%s", "give APP.lua or --model, not both");

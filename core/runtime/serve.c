@@ -66,6 +66,8 @@ static int worker_main(const tz_serve_opts *o, const char *home, int index)
         set_int(L, "max_header_bytes", o->max_header_bytes);
         set_int(L, "idle_timeout_ms", o->idle_timeout_ms);
         set_int(L, "request_timeout_ms", o->request_timeout_ms);
+        lua_pushboolean(L, o->offline_store);
+        lua_setfield(L, -2, "offline_store");
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "reuseport");
         if (tz_lua_pcall(L, 1, 1) == 0) code = lua_toboolean(L, -1) ? TZ_EXIT_OK : TZ_EXIT_ERROR;

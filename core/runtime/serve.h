@@ -16,6 +16,7 @@ typedef struct tz_serve_opts {
     const char *access_log;    /* file for JSON access lines, "-" for stderr, NULL for none */
     const char *log_retention; /* prediction log retention, a duration ("7d"); NULL: the default */
     int insecure;
+    int offline_store;         /* worker 0 applies the cluster's push streams to the home (--offline-store) */
     unsigned max_body_bytes, max_header_bytes, idle_timeout_ms, request_timeout_ms;
 } tz_serve_opts;
 

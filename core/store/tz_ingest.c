@@ -146,26 +146,42 @@ int tz_ingest_column_times(const tz_column *c, int64_t *out, size_t *bad)
 
 /* ---- duplicates: an open-addressing set of (entity, time) ---------------------- */
 
+/* Entities are compared by their dictionary codes: the column interns each
+ * text once, so equal codes are equal texts. */
 typedef struct seen_set {
     size_t cap;  /* power of two */
     int64_t *row; /* row index + 1, 0 = empty */
 } seen_set;
 
-/* The first good row with the same entity and time, or -1 after adding row. */
-static int64_t seen_add(seen_set *s, const tz_ingest_batch *b, const char *key, size_t klen, int64_t t, size_t row)
+static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
 {
-    uint64_t h = tz_hash_fnv1a64(TZ_HASH_FNV_SEED, key, klen) ^ ((uint64_t)t * 0x9E3779B97F4A7C15ull);
-    for (size_t i = (size_t)h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+    uint64_t h = (uint64_t)(uint32_t)code * 0x9E3779B97F4A7C15ull ^ (uint64_t)t * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ (h >> 29)) & (s->cap - 1);
+}
+
+/* The first good row with the same entity and time, or -1 after adding row. */
+static int64_t seen_add(seen_set *s, const tz_ingest_batch *b, size_t row)
+{
+    const int32_t *code = b->entity->data;
+    int64_t t = b->times[row];
+    for (size_t i = seen_slot(s, code[row], t);; i = (i + 1) & (s->cap - 1)) {
         int64_t r = s->row[i] - 1;
         if (r < 0) {
             s->row[i] = (int64_t)row + 1;
             return -1;
         }
-        if (b->times[r] != t) continue;
-        size_t olen;
-        const char *other = tz_dict_get(b->entity->dict, ((const int32_t *)b->entity->data)[r], &olen);
-        if (olen == klen && memcmp(other, key, klen) == 0) return r;
+        if (b->times[r] == t && code[r] == code[row]) return r;
     }
+}
+
+/* Rows ahead of the one being added: their slots are fetched from memory
+ * while the rows before them are checked (the set is larger than the
+ * caches, and each row's slot is a random place in it). */
+#define SEEN_AHEAD 16
+
+static void seen_prefetch(const seen_set *s, const tz_ingest_batch *b, size_t row)
+{
+    if (row < b->n) __builtin_prefetch(&s->row[seen_slot(s, ((const int32_t *)b->entity->data)[row], b->times[row])]);
 }
 
 /* ---- rows ------------------------------------------------------------------------ */
@@ -618,7 +634,8 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
             b->rejected++;
             continue;
         }
-        int64_t first = seen_add(&seen, b, e, el, b->times[i], i);
+        seen_prefetch(&seen, b, i + SEEN_AHEAD);
+        int64_t first = seen_add(&seen, b, i);
         if (first >= 0) {
             b->status[i] = TZ_INGEST_DUPLICATE;
             b->detail[i] = first;

@@ -1,12 +1,12 @@
---- `tycho features list | show | apply | ingest | materialize`: the feature
--- store from the command line (Feast users' `feast apply` and `feast
--- materialize`).
+--- `tycho features list | show | apply | ingest | materialize | drain`: the
+-- feature store from the command line (Feast users' `feast apply` and
+-- `feast materialize`).
 --
 -- JSON (--json): list -> {"views": [{"name", "entity", "owner", "version",
 -- "features", "tags", "duplicates"}]}; show -> {"name", "version", "entity",
 -- "join_key", "ttl", "owner", "tags", "description", "pii", "quality"
 -- (fs:quality's record)}; ingest and materialize ->
--- their reports; duplicates -> {"duplicates": [{"a", "b", "owners", "shared",
+-- their reports; drain -> fs:drain_stream's report; duplicates -> {"duplicates": [{"a", "b", "owners", "shared",
 -- "identical", "correlation"}]}.
 local json = require "tycho.util.json"
 local out = require "tycho.cli.output"
@@ -138,6 +138,23 @@ local function materialize(fs, flags, view)
   return 0
 end
 
+-- Applies a view's push stream to this home's offline store, once.
+local function drain(fs, flags, view)
+  if not view then return usage("usage: tycho features drain VIEW [--group G] [--json]") end
+  local rep, err = fs:drain_stream(view, { group = flags.group })
+  if not rep then return fail(err) end
+  if flags.json then
+    rep.issues = #rep.issues > 0 and rep.issues or json.empty_array
+    out.json(rep)
+  else
+    print(string.format("%s: %d entries (%d claimed from dead consumers), %d rows: %d landed, %d unchanged,"
+      .. " %d rejected%s",
+      view, rep.entries, rep.claimed, rep.rows_read, rep.landed, rep.unchanged, rep.rejected,
+      rep.quarantine and (" (quarantined in " .. rep.quarantine .. ")") or ""))
+  end
+  return rep.rejected > 0 and 1 or 0
+end
+
 local function duplicates(fs, flags)
   local threshold = flags.threshold and tonumber(flags.threshold)
   if flags.threshold and not (threshold and threshold > 0 and threshold <= 1) then
@@ -154,16 +171,17 @@ local function duplicates(fs, flags)
 end
 
 local COMMANDS = { list = list, show = show, apply = apply, ingest = ingest, materialize = materialize,
-                   duplicates = duplicates }
+                   duplicates = duplicates, drain = drain }
 
 --- `tycho features SUB ...`; the exit code.
 function M.main(sub, ...)
   local cmd = COMMANDS[sub or ""]
   if not cmd then
-    return usage("usage: tycho features list | show VIEW | apply FILE | ingest VIEW FILE | materialize VIEW | duplicates")
+    return usage("usage: tycho features list | show VIEW | apply FILE | ingest VIEW FILE | materialize VIEW"
+      .. " | duplicates | drain VIEW")
   end
   local flags, positional = out.parse({ ... }, { ["--owner"] = true, ["--tag"] = true, ["--search"] = true,
-    ["--to"] = true, ["--from"] = true, ["--threshold"] = true }, { ["--json"] = true })
+    ["--to"] = true, ["--from"] = true, ["--threshold"] = true, ["--group"] = true }, { ["--json"] = true })
   if not flags then return usage("tycho features " .. sub .. ": " .. positional) end
   local fs, err = require("tycho.features").open()
   if not fs then return fail(err) end

@@ -58,7 +58,7 @@ local TOPICS = {
     },
   },
   features = {
-    usage = "tycho features list | show | apply | ingest | materialize ... [--json]",
+    usage = "tycho features list | show | apply | ingest | materialize | drain ... [--json]",
     about = "The feature store: views as code, ingestion, materialisation and each view's statistics.",
     examples = { "tycho features apply features.lua", "tycho features ingest pima pima.csv",
                  "tycho features show pima --json" },
@@ -80,6 +80,10 @@ local TOPICS = {
                        .. " correlated at |r| >= R (0.99) on a sample of the entities both hold; both owners named." },
       materialize = { usage = "tycho features materialize VIEW [--from TIME] [--to TIME] [--json]",
                       about = "Copies the latest offline values (as of --to, default now) into the online store." },
+      drain = { usage = "tycho --cluster URL features drain VIEW [--group G] [--json]",
+                about = "Applies the view's push stream on the cluster to this home's offline store once: entries"
+                  .. " a dead consumer left, then new ones, each acknowledged once landed (as `serve"
+                  .. " --offline-store` does continuously). Exit 1 when any row was rejected." },
     },
   },
   experiments = {

@@ -85,11 +85,6 @@ local function write_quarantine(fs, view, rejected)
   return path
 end
 
--- Validates rows and writes the good ones in one transaction. `to` picks
--- the stores ("online", "offline" or both). Returns the report, whose
--- counts always add up: every row read is landed (it changed the store),
--- unchanged (the store held it already, or a newer online value for an
--- online-only write) or rejected (and in the quarantine, with its reason).
 -- The features a row leaves out (nil when it names them all).
 local function omitted_by(v, row, present)
   local out
@@ -118,7 +113,20 @@ end
 
 local finish
 
-local function land(fs, v, iter, issues, to, source_name, present)
+-- A rejected row's record, with a copy of the row (validation may have
+-- left it half-read).
+local function rejection(row, line, reason, source_name)
+  local copy = row
+  if type(row) == "table" then
+    copy = {}
+    for k, val in pairs(row) do copy[k] = val end
+  end
+  return { line = line, reason = reason, row = copy, source = source_name }
+end
+
+-- Validates rows. Returns the report so far, the rejected rows and the
+-- good ones, { entity, time, values, omitted features } each, in order.
+local function check(fs, v, iter, issues, source_name, present)
   local report = { view = v.name, rows_read = 0, landed = 0, rejected = 0, duplicates = 0, unchanged = 0,
                    online_updates = 0, min_time = nil, max_time = nil }
   local rejected, seen, good = {}, {}, {}
@@ -134,12 +142,7 @@ local function land(fs, v, iter, issues, to, source_name, present)
     end
     local entity, t, values = validate(fs, v, row)
     if not entity then
-      local copy = row
-      if type(row) == "table" then
-        copy = {}
-        for k, val in pairs(row) do copy[k] = val end
-      end
-      rejected[#rejected + 1] = { line = line, reason = t, row = copy, source = source_name }
+      rejected[#rejected + 1] = rejection(row, line, t, source_name)
     else
       local k = entity .. "\0" .. t
       if seen[k] then
@@ -153,6 +156,23 @@ local function land(fs, v, iter, issues, to, source_name, present)
     end
   end
   if tty and report.rows_read >= 100000 then io.stderr:write("\n") end
+  return report, rejected, good
+end
+
+-- The event times of good rows, into report's min_time and max_time.
+local function span(report, good)
+  for _, g in ipairs(good) do
+    report.min_time = math.min(report.min_time or g[2], g[2])
+    report.max_time = math.max(report.max_time or g[2], g[2])
+  end
+end
+
+-- Writes good rows (check's) in one transaction, in order, to the stores
+-- `to` names ("online", "offline" or both), counting in report: every row
+-- is landed (it changed a store) or unchanged (the store held it already,
+-- or a newer online value for an online-only write). A later row at the
+-- same entity and time replaces an earlier one, as separate writes would.
+local function write(fs, v, good, to, report)
   local write_offline = to ~= "online"
   local write_online = to ~= "offline"
   fs.store:update(function(tx)
@@ -186,10 +206,15 @@ local function land(fs, v, iter, issues, to, source_name, present)
     quality.record(tx, v, written, replaced)
     if fs._after_land then fs._after_land(tx) end
   end)
-  for _, g in ipairs(good) do
-    report.min_time = math.min(report.min_time or g[2], g[2])
-    report.max_time = math.max(report.max_time or g[2], g[2])
-  end
+  span(report, good)
+end
+
+-- Validates rows and writes the good ones in one transaction (write). The
+-- report's counts always add up: every row read is landed, unchanged or
+-- rejected (and in the quarantine, with its reason).
+local function land(fs, v, iter, issues, to, source_name, present)
+  local report, rejected, good = check(fs, v, iter, issues, source_name, present)
+  write(fs, v, good, to, report)
   return finish(fs, v, report, rejected)
 end
 
@@ -233,46 +258,88 @@ function FS:ingest(view, source, opts)
   return land_columns(self, v, fr, lines, issues, to, name) or land(self, v, iter, issues, to, name, present)
 end
 
+-- A push's rows as a list of row tables: rows is a list already, or
+-- Feast's column form { col = {v1, v2}, ... } (a short column, with
+-- trailing nils in Lua, reads as nulls). nil, message, code when neither.
+local function row_list(rows)
+  if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
+  if not (#rows == 0 and next(rows)) then return rows end
+  local list, n = {}, 0
+  for col, values in pairs(rows) do
+    if type(values) ~= "table" then return errors.fail("invalid", "df column '" .. tostring(col) .. "' must be a list") end
+    n = math.max(n, table.maxn(values))
+  end
+  for col, values in pairs(rows) do
+    for i = 1, n do
+      list[i] = list[i] or {}
+      list[i][col] = values[i] == nil and json.null or values[i]
+    end
+  end
+  return list
+end
+
+local function list_iter(list)
+  local i = 0
+  return function()
+    i = i + 1
+    if list[i] then return i, list[i] end
+  end
+end
+
+-- With a cluster (fs.stream), rows bound for the offline store go to the
+-- push stream (features/push_stream.lua), not to this home: the node that
+-- keeps the offline store applies them (fs:drain_stream). They are encoded
+-- before the online write, which completes a row's omitted features in
+-- place: the offline node completes them from its own history.
+local function push_streamed(fs, v, iter, to, present)
+  local report, rejected, good = check(fs, v, iter, {}, "push", present)
+  if #good > 0 then
+    local entry = fs.stream.encode(good)
+    if to == "online_and_offline" then write(fs, v, good, "online", report) end
+    local id, e, code = fs.stream:append(v.name, entry)
+    if not id then return nil, e, code end
+    report.stream_id = id
+  end
+  report.landed, report.unchanged, report.streamed = #good, 0, #good
+  span(report, good)
+  return finish(fs, v, report, rejected)
+end
+
 --- Push rows (Feast's push): rows is a frame, a list of row tables or a
--- Feast "df" ({column = {values...}}); to = "online" | "offline" |
--- "online_and_offline". Returns the report, or nil, message.
+-- Feast "df" ({column = {values...}}); to = "online" (default) | "offline"
+-- | "online_and_offline". Returns the report, or nil, message, code.
+-- With a cluster, rows bound for the offline store are appended to the
+-- view's push stream instead of this home's offline store, and the report
+-- counts them landed (with streamed and stream_id) once a replica holds
+-- the entry; when none confirms it within the cluster's wait_ms, nil,
+-- message, "unavailable": the online write stands, and sending the rows
+-- again is safe (applying an entry twice changes nothing).
 function FS:push(view, rows, to)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
   if to and to ~= "online" and to ~= "offline" and to ~= "online_and_offline" then
     return errors.fail("invalid", "to must be online, offline or online_and_offline")
   end
-  local list = rows
-  if frame.is_frame(rows) then
-    return land_columns(self, v, rows, function(i) return i end, {}, to or "online", "push")
-      or land(self, v, rows:rows(), {}, to or "online", "push", columns_of(rows))
+  to = to or "online"
+  local is_frame = frame.is_frame(rows)
+  if self.stream and to ~= "online" then
+    if is_frame then return push_streamed(self, v, rows:rows(), to, columns_of(rows)) end
+    local list, lerr, lcode = row_list(rows)
+    if not list then return nil, lerr, lcode end
+    return push_streamed(self, v, list_iter(list), to, key_present)
   end
-  if type(rows) ~= "table" then return errors.fail("invalid", "push needs rows") end
-  if #rows == 0 and next(rows) then
-    -- Column form: { col = {v1, v2}, ... }; a short column (trailing nils
-    -- in Lua) reads as nulls.
-    list = {}
-    local n = 0
-    for col, values in pairs(rows) do
-      if type(values) ~= "table" then return errors.fail("invalid", "df column '" .. tostring(col) .. "' must be a list") end
-      n = math.max(n, table.maxn(values))
-    end
-    for col, values in pairs(rows) do
-      for i = 1, n do
-        list[i] = list[i] or {}
-        list[i][col] = values[i] == nil and json.null or values[i]
-      end
-    end
+  if is_frame then
+    return land_columns(self, v, rows, function(i) return i end, {}, to, "push")
+      or land(self, v, rows:rows(), {}, to, "push", columns_of(rows))
   end
-  local i = 0
-  local function iter()
-    i = i + 1
-    if list[i] then return i, list[i] end
-  end
-  return land(self, v, iter, {}, to or "online", "push", key_present)
+  local list, lerr, lcode = row_list(rows)
+  if not list then return nil, lerr, lcode end
+  return land(self, v, list_iter(list), {}, to, "push", key_present)
 end
 
 M.land = land
+M.write = write
+M.finish = finish
 M.key_present = key_present
 M.methods = FS
 

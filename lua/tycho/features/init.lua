@@ -13,12 +13,14 @@
 -- row layout in LMDB, defined once), ingest.lua (batch and push), refs.lua
 -- (feature references, transforms), offline.lua (point-in-time joins,
 -- materialisation, export), online.lua (latest values, the serving reader),
--- stream.lua (followed JSONL files), duplicates.lua (features that hold the
--- same values in different views), quality.lua (data-quality metadata).
+-- stream.lua (followed JSONL files, the push stream applied), duplicates.lua (features that hold the
+-- same values in different views), quality.lua (data-quality metadata),
+-- search.lua (views found across teams, a page at a time).
 local store_mod = require "tycho.core.store"
 local internal = require "tycho.internal"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
+local push_stream = require "tycho.features.push_stream"
 
 local M = {}
 
@@ -31,7 +33,10 @@ FS.__index = FS
 -- $TYCHO_CLUSTER, which `tycho --cluster URL` sets; false: the home's LMDB).
 -- With a cluster, online writes (push, ingest, materialize) and reads
 -- (fs:online, fs:reader) go to it (features/online_redis.lua) instead of the
--- home's online db, for every feature store of this process on that home.
+-- home's online db, for every feature store of this process on that home;
+-- pushes bound for the offline store go to the cluster's push stream
+-- (features/push_stream.lua), which fs:drain_stream applies on the home
+-- that keeps the offline store.
 -- nil, message, "unavailable" when the home or the cluster cannot be opened.
 function M.open(opts)
   opts = opts or {}
@@ -49,11 +54,13 @@ function M.open(opts)
   layout.set_online_backend(st, backend)
   return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
                         refs_cache = {}, refs_cached = 0, online_backend = backend,
+                        stream = backend and push_stream.new(backend),
                         quarantine_dir = opts.quarantine_dir or (home .. "/quarantine") }, FS)
 end
 
 -- The store's methods, by concern, each in its own file beside this one.
-for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream", "duplicates", "quality" } do
+for _, part in ipairs { "catalog", "validate", "ingest", "refs", "offline", "online", "stream", "duplicates", "quality",
+                        "search" } do
   for name, fn in pairs(require("tycho.features." .. part).methods) do FS[name] = fn end
 end
 

@@ -19,7 +19,8 @@
 -- hash persistent.
 --
 -- URL options after "?": timeout_ms, retry_ms (the client's, see
--- tycho.core.redis), ns (the key prefix, for homes sharing a cluster).
+-- tycho.core.redis), ns (the key prefix, for homes sharing a cluster),
+-- wait_ms and claim_idle_ms (the push stream's, features/push_stream.lua).
 local redis = require "tycho.core.redis"
 local layout = require "tycho.features.layout"
 local errors = require "tycho.util.errors"
@@ -77,21 +78,30 @@ end)
 -- Connected backends by URL: one client per process and cluster.
 local connected = {}
 
---- A cluster URL's seeds and options { timeout_ms, retry_ms, ns }: what
--- every backend on the cluster reads (the published models' too); or nil,
--- message, "invalid".
+local NUMBERS = { timeout_ms = true, retry_ms = true, wait_ms = true, claim_idle_ms = true }
+
+--- A cluster URL's seeds and options { timeout_ms, retry_ms, ns, wait_ms,
+-- claim_idle_ms }: what every backend on the cluster reads (the published
+-- models' too); or nil, message, "invalid".
 function M.parse_url(url)
   local seeds, query = url:match("^([^?]*)%??(.*)$")
   local opts = { ns = "tycho:" }
   for k, val in query:gmatch("([%w_]+)=([^&]*)") do
-    if k == "timeout_ms" or k == "retry_ms" then
+    if NUMBERS[k] then
       opts[k] = tonumber(val)
       if not opts[k] then return errors.fail("invalid", "cluster URL: " .. k .. " must be a number") end
     elseif k == "ns" then
       opts.ns = val
     else
-      return errors.fail("invalid", "cluster URL: unknown option '" .. k .. "' (timeout_ms, retry_ms, ns)")
+      return errors.fail("invalid", "cluster URL: unknown option '" .. k
+        .. "' (timeout_ms, retry_ms, ns, wait_ms, claim_idle_ms)")
     end
+  end
+  -- WAIT blocks the connection: a reply later than the client's read
+  -- timeout would count as a lost node, and the retried WAIT, on a new
+  -- connection, would confirm nothing.
+  if opts.wait_ms and opts.wait_ms >= (opts.timeout_ms or 1000) then
+    return errors.fail("invalid", "cluster URL: wait_ms must be below timeout_ms (" .. (opts.timeout_ms or 1000) .. ")")
   end
   return seeds, opts
 end
@@ -120,8 +130,8 @@ function M.connect(url)
   if not cl then return errors.fail(code, "cluster " .. seeds .. ": " .. e) end
   local ok, le, lcode = load_library(cl)
   if not ok then return nil, le, lcode end
-  local b = setmetatable({ cl = cl, url = url, ns = opts.ns, wb = cl:batch(), rb = cl:batch(), gb = cl:batch(), args = {},
-                           fields = {} }, Backend)
+  local b = setmetatable({ cl = cl, url = url, ns = opts.ns, opts = opts, wb = cl:batch(), rb = cl:batch(),
+                           gb = cl:batch(), args = {}, fields = {} }, Backend)
   connected[url] = b
   return b
 end

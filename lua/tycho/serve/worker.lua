@@ -12,6 +12,7 @@ local log = require "tycho.serve.log"
 local serving_routes = require "tycho.serve.serving_routes"
 local watch = require "tycho.serve.watch"
 local follow = require "tycho.serve.follow"
+local consume = require "tycho.serve.consume"
 local dag = require "tycho.dag"
 
 local M = {}
@@ -105,6 +106,7 @@ function M.worker(opts)
     timer:unref()
     serving_routes.start(app, opts)  -- what this worker hosts, for the console's serving page
   end
+  if opts.worker == 0 and opts.offline_store then consume.start(app) end  -- the cluster's push streams, into home
   if opts.worker == 0 and #app.schedules > 0 then
     app.scheduler = dag.scheduler(app.schedules, { store = home }):start()
   end
