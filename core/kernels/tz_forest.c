@@ -49,6 +49,11 @@ int tz_forest_n_trees(const tz_forest_model *m) { return m->n_trees; }
 int tz_forest_task(const tz_forest_model *m) { return m->task; }
 double tz_forest_oob_score(const tz_forest_model *m) { return m->oob_score; }
 
+const tz_tree *tz_forest_tree(const tz_forest_model *m, int i)
+{
+    return i >= 0 && i < m->n_trees ? &m->trees[i] : NULL;
+}
+
 void tz_forest_importance(const tz_forest_model *m, double *gain)
 {
     memcpy(gain, m->importance, (size_t)m->n_features * sizeof *gain);

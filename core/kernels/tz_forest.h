@@ -70,6 +70,10 @@ int tz_forest_n_outputs(const tz_forest_model *m);   /* K, or 1 */
 int tz_forest_n_features(const tz_forest_model *m);
 int tz_forest_n_trees(const tz_forest_model *m);
 int tz_forest_task(const tz_forest_model *m);
+/* Tree i of tz_forest_n_trees(m) (leaves hold n_outputs values), or NULL
+ * when i is out of range. Owned by the model. */
+struct tz_tree;
+const struct tz_tree *tz_forest_tree(const tz_forest_model *m, int i);
 
 /* Out-of-bag accuracy (classification) or R² (regression) over the rows
  * that some tree left out; NaN without bootstrap or when no row was left

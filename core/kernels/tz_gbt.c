@@ -58,6 +58,12 @@ int tz_gbt_n_outputs(const tz_gbt_model *m) { return m->n_classes; }
 int tz_gbt_n_features(const tz_gbt_model *m) { return m->n_features; }
 int tz_gbt_rounds(const tz_gbt_model *m) { return m->rounds; }
 int tz_gbt_objective(const tz_gbt_model *m) { return m->objective; }
+double tz_gbt_base_margin(const tz_gbt_model *m) { return m->base_margin; }
+
+const tz_tree *tz_gbt_tree(const tz_gbt_model *m, int i)
+{
+    return i >= 0 && i < m->rounds * m->n_classes ? &m->trees[i] : NULL;
+}
 
 void tz_gbt_importance(const tz_gbt_model *m, double *gain)
 {

@@ -89,6 +89,14 @@ int tz_gbt_n_features(const tz_gbt_model *m);
 int tz_gbt_rounds(const tz_gbt_model *m);      /* rounds kept (trees per class) */
 int tz_gbt_objective(const tz_gbt_model *m);
 
+/* The model's parts, read where it is exported (ml/onnx): the base margin
+ * every output starts from, and tree i of tz_gbt_rounds(m) ×
+ * tz_gbt_n_outputs(m), round-major (output k of round r is r * K + k);
+ * NULL when i is out of range. Owned by the model. */
+double tz_gbt_base_margin(const tz_gbt_model *m);
+struct tz_tree;
+const struct tz_tree *tz_gbt_tree(const tz_gbt_model *m, int i);
+
 /* gain_per_feature: tz_gbt_n_features(m) doubles, set to the total gain of
  * every split on each column. */
 void tz_gbt_importance(const tz_gbt_model *m, double *gain_per_feature);

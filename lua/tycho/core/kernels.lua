@@ -11,6 +11,10 @@ local base = require "tycho.core.base"  -- tz_err, and core/util's declarations
 
 ffi.cdef [[
 typedef struct tz_data { size_t n_rows, n_cols; const double *const *cols; const double *y; const double *weight; } tz_data;
+typedef struct tz_tree_node { double threshold; int32_t feature; int32_t left, right; uint8_t default_left; } tz_tree_node;
+typedef struct tz_tree {
+  int32_t n_nodes; int32_t n_leaves; int32_t n_values; tz_tree_node *nodes; double *values; double *gain;
+} tz_tree;
 
 
 typedef struct tz_gbt_params {
@@ -27,6 +31,9 @@ int tz_gbt_predict(const tz_gbt_model *m, const tz_data *x, double *out, tz_err 
 int tz_gbt_n_outputs(const tz_gbt_model *m);
 int tz_gbt_n_features(const tz_gbt_model *m);
 int tz_gbt_rounds(const tz_gbt_model *m);
+int tz_gbt_objective(const tz_gbt_model *m);
+double tz_gbt_base_margin(const tz_gbt_model *m);
+const struct tz_tree *tz_gbt_tree(const tz_gbt_model *m, int i);
 void tz_gbt_importance(const tz_gbt_model *m, double *gain_per_feature);
 int tz_gbt_save(const tz_gbt_model *m, unsigned char **buf, size_t *len, tz_err *err);
 int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err);
@@ -43,6 +50,8 @@ int tz_forest_predict(const tz_forest_model *m, const tz_data *x, double *out, t
 int tz_forest_n_outputs(const tz_forest_model *m);
 int tz_forest_n_features(const tz_forest_model *m);
 double tz_forest_oob_score(const tz_forest_model *m);
+int tz_forest_n_trees(const tz_forest_model *m);
+const struct tz_tree *tz_forest_tree(const tz_forest_model *m, int i);
 void tz_forest_importance(const tz_forest_model *m, double *gain_per_feature);
 int tz_forest_save(const tz_forest_model *m, unsigned char **buf, size_t *len, tz_err *err);
 int tz_forest_load(const void *buf, size_t len, tz_forest_model **out, tz_err *err);
@@ -68,6 +77,7 @@ int tz_logistic_predict(const tz_logistic_model *m, const tz_data *x, double *ou
 size_t tz_logistic_n_features(const tz_logistic_model *m);
 size_t tz_logistic_n_outputs(const tz_logistic_model *m);
 const double *tz_logistic_coef(const tz_logistic_model *m);
+const double *tz_logistic_intercept(const tz_logistic_model *m);
 int tz_logistic_n_iter(const tz_logistic_model *m);
 int tz_logistic_converged(const tz_logistic_model *m);
 int tz_logistic_save(const tz_logistic_model *m, unsigned char **out, size_t *out_len, tz_err *err);
@@ -183,6 +193,33 @@ local function family(name, fields, fit, info, extra)
   return k
 end
 
+-- ---- a trained model's parts, for exporters (ml/onnx) ---------------------------
+
+local function list_of(ptr, n)
+  local out = {}
+  for i = 1, n do out[i] = ptr[i - 1] end
+  return out
+end
+
+-- A tree as plain tables: nodes { feature, left, right, default_left,
+-- threshold } (children numbered as tz_tree numbers them: a later split's
+-- 0-based index, or ~leaf), n_leaves, and values (n_leaves x n_values).
+local function tree_parts(t)
+  local nodes = {}
+  for i = 0, t.n_nodes - 1 do
+    local n = t.nodes[i]
+    nodes[i + 1] = { feature = n.feature, left = n.left, right = n.right, default_left = n.default_left,
+                     threshold = n.threshold }
+  end
+  return { nodes = nodes, n_leaves = t.n_leaves, values = list_of(t.values, t.n_leaves * t.n_values) }
+end
+
+local function trees_of(h, n, tree_at)
+  local out = {}
+  for i = 1, n do out[i] = tree_parts(tree_at(h, i - 1)) end
+  return out
+end
+
 local function progress_of(opts)
   return ffi.new("tz_progress", { label = opts.label, total = opts.total or 0, quiet = opts.quiet and 1 or 0 })
 end
@@ -197,7 +234,15 @@ M.gbt = family("gbt",
     return rc
   end,
   function(h) return { rounds = C.tz_gbt_rounds(h) } end,
-  { importance = C.tz_gbt_importance })
+  { importance = C.tz_gbt_importance,
+    --- The model as exporters read it: objective (0 squared, 1 logistic,
+    -- 2 softmax), n_outputs (trees per round), rounds, base_margin, and
+    -- trees (rounds x n_outputs, round-major).
+    parts = function(h)
+      local k, rounds = C.tz_gbt_n_outputs(h), C.tz_gbt_rounds(h)
+      return { objective = C.tz_gbt_objective(h), n_outputs = k, rounds = rounds,
+               base_margin = C.tz_gbt_base_margin(h), trees = trees_of(h, rounds * k, C.tz_gbt_tree) }
+    end })
 
 local GBT_KIND = 1  -- as tz_gbt.c writes it: version 1, or 2 with flags
 M.gbt.SUM_F32 = 1  -- TZ_GBT_SUM_F32: predictions sum in float32, as XGBoost's
@@ -241,23 +286,46 @@ M.forest = family("forest",
   { "task", "n_classes", "n_trees", "max_depth", "min_samples_leaf", "max_features", "bootstrap", "max_bins", "seed" },
   function(p, train, _, out) return C.tz_forest_fit(p, train, out, err) end,
   function(h) return { oob_score = C.tz_forest_oob_score(h) } end,
-  { importance = C.tz_forest_importance })
+  { importance = C.tz_forest_importance,
+    --- The model as exporters read it: n_outputs (values per leaf) and trees.
+    parts = function(h)
+      return { n_outputs = C.tz_forest_n_outputs(h), trees = trees_of(h, C.tz_forest_n_trees(h), C.tz_forest_tree) }
+    end })
 
 M.logistic = family("logistic", { "C", "max_iter", "tol", "fit_intercept", "n_classes" },
   function(p, train, _, out) return C.tz_logistic_fit(p, train, out, err) end,
-  function(h) return { iterations = C.tz_logistic_n_iter(h), converged = C.tz_logistic_converged(h) ~= 0 } end)
+  function(h) return { iterations = C.tz_logistic_n_iter(h), converged = C.tz_logistic_converged(h) ~= 0 } end,
+  { --- The model as exporters read it: n_outputs (1 for binary), coef on the
+    -- raw features (n_outputs x n_features, row-major) and intercepts.
+    parts = function(h)
+      local p, k = tonumber(C.tz_logistic_n_features(h)), tonumber(C.tz_logistic_n_outputs(h))
+      return { n_outputs = k, coef = list_of(C.tz_logistic_coef(h), k * p),
+               intercept = list_of(C.tz_logistic_intercept(h), k) }
+    end })
 
 M.linear = family("linear", { "alpha", "fit_intercept" },
   function(p, train, _, out) return C.tz_linear_fit(p, train, out, err) end,
   function(h) return { intercept = C.tz_linear_intercept(h) } end,
-  { n_outputs = function() return 1 end })
+  { n_outputs = function() return 1 end,
+    --- The model as exporters read it: coef (n_features) and intercept.
+    parts = function(h)
+      return { coef = list_of(C.tz_linear_coef(h), tonumber(C.tz_linear_n_features(h))),
+               intercept = C.tz_linear_intercept(h) }
+    end })
 
 M.kmeans = family("kmeans", { "k", "n_init", "max_iter", "tol", "seed" },
   function(p, train, _, out) return C.tz_kmeans_fit(p, train, out, err) end,
   function(h) return { inertia = C.tz_kmeans_inertia(h), iterations = C.tz_kmeans_n_iter(h) } end,
   { n_outputs = function() return 1 end,
     --- The centroids (k rows of n_features, row-major, owned by the model) and k.
-    centroids = function(h) return C.tz_kmeans_centroids(h), tonumber(C.tz_kmeans_k(h)) end })
+    centroids = function(h) return C.tz_kmeans_centroids(h), tonumber(C.tz_kmeans_k(h)) end,
+    --- The model as exporters read it: centers (k lists of n_features).
+    parts = function(h)
+      local k, p, c = tonumber(C.tz_kmeans_k(h)), tonumber(C.tz_kmeans_n_features(h)), C.tz_kmeans_centroids(h)
+      local centers = {}
+      for i = 1, k do centers[i] = list_of(c + (i - 1) * p, p) end
+      return { centers = centers }
+    end })
 
 --- The metric kernels: each takes arrays and a count, writes *out and
 -- returns 0, or fills core/base's err.

@@ -18,7 +18,7 @@ local OBJECTIVES = { "regression", "squared", "binary", "logistic", "multiclass"
 -- params(opts, task, n_classes): the kernel's parameters from checked options.
 local function family(kernel, tasks, schema, params)
   local f = { tasks = tasks, options = schema, params = params }
-  for _, name in ipairs({ "predict", "n_outputs", "n_features", "importance", "save", "load", "centroids" }) do
+  for _, name in ipairs({ "predict", "n_outputs", "n_features", "importance", "save", "load", "centroids", "parts" }) do
     f[name] = kernel[name]
   end
   --- A trained handle and what the fit determined, or nil and the message.

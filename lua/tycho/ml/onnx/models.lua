@@ -1,6 +1,6 @@
 --- A fitted Tycho model as ONNX nodes. The parameters come from the
--- kernel's own saved bytes (core/kernels/tz_*.c, *_save), read here field
--- by field, so the export sees exactly what predict uses.
+-- trained kernel itself (core/kernels.lua's parts(): the C accessors of
+-- core/kernels/tz_*.c), so the export sees exactly what predict uses.
 --
 --   gbt      TreeEnsembleRegressor (ai.onnx.ml 3, SUM, the base margin as
 --            base values) gives the margins; then 1 / (1 + exp(-m)) (binary)
@@ -22,94 +22,11 @@
 -- logistic of a margin of -10 keeps three digits), and ONNX Runtime labels
 -- a two-class ensemble by its own rules, not p >= threshold; so the
 -- probabilities and labels are computed in double from the raw scores.
-local ffi = require "ffi"
 local proto = require "tycho.ml.onnx.proto"
 local graph = require "tycho.ml.onnx.graph"
-local errors = require "tycho.util.errors"
 
 local M = {}
 local attr = proto.attr
-
--- ---- the kernels' bytes -------------------------------------------------------------
-
--- tz_blob: "TYCHOBLB" | u32 version | u32 kind | u64 payload length | payload | u32 crc.
-local KIND = { gbt = 1, forest = 2, linear = 3, logistic = 4, kmeans = 5 }
-
-local Reader = {}
-Reader.__index = Reader
-
-local scratch = ffi.new("union { uint8_t b[8]; uint32_t u32; uint64_t u64; double f64; }")
-
-local function bytes_at(r, n)
-  if r.pos + n > r.stop then error("onnx: the model's bytes end early", 0) end
-  ffi.copy(scratch.b, r.ptr + r.pos, n)
-  r.pos = r.pos + n
-end
-function Reader:u8() bytes_at(self, 1) return scratch.b[0] end
-function Reader:u32()
-  scratch.u64 = 0
-  bytes_at(self, 4)
-  return tonumber(scratch.u32)
-end
-function Reader:i32()
-  local v = self:u32()
-  return v >= 2 ^ 31 and v - 2 ^ 32 or v
-end
-function Reader:u64() bytes_at(self, 8) return tonumber(scratch.u64) end
-function Reader:f64() bytes_at(self, 8) return scratch.f64 end
-function Reader:f64s(n)
-  local out = {}
-  for i = 1, n do out[i] = self:f64() end
-  return out
-end
-
--- A reader over the payload of a kernel's blob, checked for its kind and
--- version (1: the format this file reads).
-local function open_kernel(m)
-  if not ffi.abi("le") then return errors.fail("unavailable", "onnx: export reads model bytes on little-endian hosts only") end
-  local bytes, why = m.fam.save(m.handle)
-  if not bytes then return errors.fail("unavailable", "onnx: cannot read the " .. m.family .. " model: " .. tostring(why)) end
-  local r = setmetatable({ s = bytes, ptr = ffi.cast("const uint8_t*", bytes), pos = 8, stop = #bytes }, Reader)
-  if bytes:sub(1, 8) ~= "TYCHOBLB" then return errors.fail("invalid", "onnx: the " .. m.family .. " model is not a blob") end
-  local version, kind = r:u32(), r:u32()
-  local len = r:u64()
-  local newest = m.family == "gbt" and 2 or 1  -- gbt 2: flags after the base margin
-  if kind ~= KIND[m.family] or version < 1 or version > newest then
-    return errors.fail("invalid", string.format("onnx: %s model bytes of kind %d version %d; this exporter reads kind %d "
-      .. "up to version %d", m.family, kind, version, KIND[m.family], newest))
-  end
-  r.stop, r.version = r.pos + len, version
-  return r
-end
-
--- One tree (tz_tree_write): splits, then leaf values (n_values each).
-local function read_tree(r, n_values)
-  local n_nodes, n_leaves = r:u32(), r:u32()
-  local nodes = {}
-  for i = 1, n_nodes do
-    nodes[i] = { feature = r:u32(), left = r:i32(), right = r:i32(), default_left = r:u8(), threshold = r:f64() }
-  end
-  return { nodes = nodes, n_leaves = n_leaves, values = r:f64s(n_leaves * n_values) }
-end
-
-local function read_gbt(r)
-  local g = { objective = r:u32(), n_features = r:u32(), n_classes = r:u32(), rounds = r:u32(), base = r:f64() }
-  -- Flags (version 2): float32 sums (imported XGBoost models); the export
-  -- sums in double, within a float's rounding of that.
-  if r.version >= 2 then g.flags = r:u32() end
-  r:f64s(g.n_features)  -- importance
-  g.trees = {}
-  for i = 1, g.rounds * g.n_classes do g.trees[i] = read_tree(r, 1) end
-  return g
-end
-
-local function read_forest(r)
-  local f = { task = r:u32(), n_features = r:u32(), n_outputs = r:u32(), n_trees = r:u32(), oob = r:f64() }
-  r:f64s(f.n_features)
-  f.trees = {}
-  for i = 1, f.n_trees do f.trees[i] = read_tree(r, f.n_outputs) end
-  return f
-end
 
 -- ---- tree ensembles ---------------------------------------------------------------
 
@@ -174,14 +91,14 @@ end
 -- Raw outputs: { scores, kind }: kind "probability" (scores: [N, 1], the
 -- second class's; both: [N, 2] when the model gives both), "probabilities"
 -- ([N, K]), "value" ([N, 1]) or "distances" ([N, k] squared, and k).
+-- (A float32-summing model, an imported XGBoost one, is exported summing
+-- in double: within a float's rounding of that.)
 function build.gbt(g, m, x)
-  local r, err, code = open_kernel(m)
-  if not r then return nil, err, code end
-  local gb = read_gbt(r)
-  local K = gb.n_classes
+  local gb = m.fam.parts(m.handle)
+  local K = gb.n_outputs
   local a = ensemble(gb.trees, function(t, tree, l) return { { (t - 1) % K, tree.values[l + 1] } } end)
   local base = {}
-  for k = 1, K do base[k] = gb.base end
+  for k = 1, K do base[k] = gb.base_margin end
   local scores = ensemble_node(g, x, a, K, "SUM", base)
   if gb.objective == 1 then return { scores = sigmoid(g, scores), kind = "probability" } end
   if gb.objective == 2 then return { scores = g:op("Softmax", { scores }, { attr.i("axis", 1) }), kind = "probabilities" } end
@@ -189,9 +106,7 @@ function build.gbt(g, m, x)
 end
 
 function build.forest(g, m, x)
-  local r, err, code = open_kernel(m)
-  if not r then return nil, err, code end
-  local f = read_forest(r)
+  local f = m.fam.parts(m.handle)
   local no = f.n_outputs
   local a = ensemble(f.trees, function(_, tree, l)
     local out = {}
@@ -223,39 +138,16 @@ local function affine(g, x, coef, icpt, p, kout)
 end
 
 function build.logistic(g, m, x)
-  local r, err, code = open_kernel(m)
-  if not r then return nil, err, code end
-  local p, K = r:u64(), r:u32()
-  local fit_intercept = r:u8()
-  r:u8() r:u32() r:f64()  -- converged, iterations, C
-  local mean, scale = r:f64s(p), r:f64s(p)
-  local kout = K == 2 and 1 or K
-  local w = r:f64s(kout * (p + 1))
-  -- Raw-feature coefficients from the standardised ones, as the kernel
-  -- derives them (tz_logistic.c, derive_raw).
-  local coef, icpt = {}, {}
-  for k = 1, kout do
-    local row = (k - 1) * (p + 1)
-    local b = fit_intercept ~= 0 and w[row + p + 1] or 0
-    for j = 1, p do
-      local c = w[row + j] / scale[j]
-      coef[(k - 1) * p + j] = c
-      b = b - c * mean[j]
-    end
-    icpt[k] = b
-  end
-  local s = affine(g, x, coef, icpt, p, kout)
+  local lg = m.fam.parts(m.handle)
+  local kout = lg.n_outputs
+  local s = affine(g, x, lg.coef, lg.intercept, #lg.coef / kout, kout)
   if kout == 1 then return { scores = sigmoid(g, s), kind = "probability" } end
   return { scores = g:op("Softmax", { s }, { attr.i("axis", 1) }), kind = "probabilities" }
 end
 
 function build.linear(g, m, x)
-  local r, err, code = open_kernel(m)
-  if not r then return nil, err, code end
-  local p = r:u64()
-  r:u8() r:u64() r:f64()  -- fit_intercept, rank, alpha
-  local icpt = r:f64()
-  return { scores = affine(g, x, r:f64s(p), { icpt }, p, 1), kind = "value" }
+  local ln = m.fam.parts(m.handle)
+  return { scores = affine(g, x, ln.coef, { ln.intercept }, #ln.coef, 1), kind = "value" }
 end
 
 --- Squared Euclidean distances [N, k] from columns (a list of [N, 1]
@@ -274,16 +166,8 @@ function M.square_distances(g, columns, centers)
 end
 
 function build.kmeans(g, m, _, columns)
-  local r, err, code = open_kernel(m)
-  if not r then return nil, err, code end
-  local p, k = r:u64(), r:u32()
-  r:u32() r:f64()  -- iterations, inertia
-  local flat, centers = r:f64s(k * p), {}
-  for c = 1, k do
-    centers[c] = {}
-    for j = 1, p do centers[c][j] = flat[(c - 1) * p + j] end
-  end
-  return { scores = M.square_distances(g, columns, centers), kind = "distances", k = k }
+  local centers = m.fam.parts(m.handle).centers
+  return { scores = M.square_distances(g, columns, centers), kind = "distances", k = #centers }
 end
 
 --- Whether models of a family can be exported.
