@@ -57,27 +57,45 @@ local function agreement(rows_a, fa, rows_b, fb)
   return shared, shared > 0 and same / shared or 0, r
 end
 
+-- The views to compare: every view, or with `only` (a view name) that view
+-- and the others of its entity; nil, message, code for an unknown one.
+local function views_to_compare(fs, only)
+  local target
+  if only then
+    local err, code
+    target, err, code = fs:view(only)
+    if not target then return nil, err, code end
+  end
+  local views = {}
+  for _, entry in ipairs(fs:list()) do
+    if not target or entry.entity == target.entity then
+      local v = fs:view(entry.name)
+      if v then views[#views + 1] = v end
+    end
+  end
+  return views
+end
+
 --- Features of different views that hold the same information. opts:
 -- threshold (|correlation| at least this, 0.99), sample (entities read per
--- view, 5000), min_shared (entities both views must hold, 20). Returns a
--- list, strongest first, of { a = "view:feature", b = "view:feature",
--- owners = { a's, b's }, shared = entities compared, identical = fraction
--- of equal values, correlation = Pearson's r or nil }.
+-- view, 5000), min_shared (entities both views must hold, 20), view (only
+-- pairs with a feature of this view: it is compared with the views of its
+-- entity alone). Returns a list, strongest first, of { a = "view:feature",
+-- b = "view:feature", owners = { a's, b's }, shared = entities compared,
+-- identical = fraction of equal values, correlation = Pearson's r or nil };
+-- or nil, message, "not_found" when opts.view names no view.
 function FS:duplicates(opts)
   opts = opts or {}
   local threshold, sample, min_shared = opts.threshold or 0.99, opts.sample or 5000, opts.min_shared or 20
-  local views = {}
-  for _, entry in ipairs(self:list()) do
-    local v = self:view(entry.name)
-    if v then views[#views + 1] = v end
-  end
+  local views, err, code = views_to_compare(self, opts.view)
+  if not views then return nil, err, code end
   local rows = {}
   for _, v in ipairs(views) do rows[v.name] = sample_rows(self, v, sample) end
   local found = {}
   for i = 1, #views do
     for j = i + 1, #views do
       local a, b = views[i], views[j]
-      if a.entity == b.entity then
+      if a.entity == b.entity and (not opts.view or a.name == opts.view or b.name == opts.view) then
         for _, fa in ipairs(a.current) do
           for _, fb in ipairs(b.current) do
             local shared, identical, r = agreement(rows[a.name], fa, rows[b.name], fb)
