@@ -1,6 +1,8 @@
 /* tz_rows_json.c — the predict body's fast shape (tz_rows_json.h). One pass,
  * no allocation: keys are looked up in an open-addressing table built once
- * per model version; numbers take Clinger's exact fast path (a mantissa up
+ * per model version, after a cheaper guess (clients send their keys in the
+ * same order every time: the column that followed this one in the last
+ * row, compared in place, is almost always the next); numbers take Clinger's exact fast path (a mantissa up
  * to 2^53 and a power of ten up to 22, where one multiplication or division
  * rounds correctly, as strtod would) and strtod otherwise. */
 #include "util/tz_rows_json.h"
@@ -17,6 +19,10 @@ struct tz_rows_index {
     const char **name; /* per column */
     size_t *len;
     unsigned char *seen; /* per column, scratch for one row */
+    int *next;         /* per column, then one for a row's start: the column that
+                          followed in the last row parsed, -1 none; only names
+                          that read the same raw and unescaped are guessed */
+    unsigned char *plain; /* per column: no '"', '\\' or control character */
 };
 
 static uint32_t hash_name(const char *s, size_t n)
@@ -44,6 +50,8 @@ void tz_rows_index_free(tz_rows_index *ix)
     free(ix->name);
     free(ix->len);
     free(ix->seen);
+    free(ix->next);
+    free(ix->plain);
     free(ix);
 }
 
@@ -59,7 +67,10 @@ tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *
     ix->name = calloc((size_t)n, sizeof *ix->name);
     ix->len = calloc((size_t)n, sizeof *ix->len);
     ix->seen = calloc((size_t)n, 1);
-    if (!ix->slot || !ix->name || !ix->len || !ix->seen) goto fail;
+    ix->next = malloc(((size_t)n + 1) * sizeof *ix->next);
+    ix->plain = calloc((size_t)n, 1);
+    if (!ix->slot || !ix->name || !ix->len || !ix->seen || !ix->next || !ix->plain) goto fail;
+    for (int c = 0; c <= n; c++) ix->next[c] = -1;
     for (int c = 0; c < n; c++) {
         size_t len = lens[c];
         if (len > TZ_ROWS_MAX_NAME) goto fail;
@@ -70,6 +81,9 @@ tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *
         copy[len] = '\0';
         ix->name[c] = copy;
         ix->len[c] = len;
+        ix->plain[c] = 1;
+        for (size_t i = 0; i < len; i++)
+            if (copy[i] == '"' || copy[i] == '\\' || (unsigned char)copy[i] < 0x20) ix->plain[c] = 0;
         ix->n = c + 1;
         unsigned i = hash_name(copy, len) & ix->mask;
         while (ix->slot[i]) i = (i + 1) & ix->mask;
@@ -105,9 +119,9 @@ static int take(scan *s, char c)
 }
 
 /* A key without escapes or control characters: its bytes, or 0. */
-static int key(scan *s, const char **start, size_t *len)
+/* The rest of a key whose opening quote was taken. */
+static int key_rest(scan *s, const char **start, size_t *len)
 {
-    if (!take(s, '"')) return 0;
     const char *b = s->p;
     while (s->p < s->end && *s->p != '"') {
         unsigned char c = (unsigned char)*s->p;
@@ -119,6 +133,25 @@ static int key(scan *s, const char **start, size_t *len)
     *len = (size_t)(s->p - b);
     s->p++;
     return 1;
+}
+
+static int key(scan *s, const char **start, size_t *len) { return take(s, '"') && key_rest(s, start, len); }
+
+/* The column of the key at s (its opening quote taken), guess tried first:
+ * the guessed name, then a closing quote, in place. -1: no such column. */
+static int column_key(const tz_rows_index *ix, scan *s, int guess)
+{
+    if (guess >= 0) {
+        size_t gl = ix->len[guess];
+        if ((size_t)(s->end - s->p) > gl && s->p[gl] == '"' && memcmp(s->p, ix->name[guess], gl) == 0) {
+            s->p += gl + 1;
+            return guess;
+        }
+    }
+    const char *k;
+    size_t klen;
+    if (!key_rest(s, &k, &klen)) return -1;
+    return lookup(ix, k, klen);
 }
 
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
@@ -186,17 +219,17 @@ static int row(const tz_rows_index *ix, scan *s, double *out)
 {
     if (!take(s, '{')) return 0;
     memset(ix->seen, 0, (size_t)ix->n);
-    int count = 0;
+    int count = 0, prev = ix->n; /* next[n]: the first column of a row */
     if (!take(s, '}')) {
         do {
-            const char *k;
-            size_t klen;
-            if (!key(s, &k, &klen) || !take(s, ':')) return 0;
-            int c = lookup(ix, k, klen);
-            if (c < 0 || ix->seen[c]) return 0;
+            if (!take(s, '"')) return 0;
+            int c = column_key(ix, s, ix->next[prev]);
+            if (c < 0 || ix->seen[c] || !take(s, ':')) return 0;
+            if (ix->next[prev] != c) ix->next[prev] = ix->plain[c] ? c : -1;
             ix->seen[c] = 1;
             count++;
             if (!number(s, &out[c])) return 0;
+            prev = c;
         } while (take(s, ','));
         if (!take(s, '}')) return 0;
     }
