@@ -11,6 +11,7 @@
  * and zero ("0", "-0"). */
 #include "util/tz_fmt.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,10 +65,58 @@ static size_t short_decimal(char *buf, double v)
     return 0;
 }
 
+/* 10^k, exact as a long double for k <= 27 (5^27 < 2^64). */
+static const long double LPOW10[21] = { 1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
+                                        1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L };
+static const uint64_t U10[18] = { 1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+                                  100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+                                  1000000000000ull, 10000000000000ull, 100000000000000ull,
+                                  1000000000000000ull, 10000000000000000ull, 100000000000000000ull };
+
+/* Whether the long double q lies so near the midpoint between `to` (q
+ * rounded to a double) and its neighbour that the rounding of the exact
+ * value it stands for cannot be trusted. */
+static int near_midpoint(long double q, double to)
+{
+    long double diff = q - (long double)to;
+    double side = diff < 0 ? to - nextafter(to, -INFINITY) : nextafter(to, INFINITY) - to;
+    return fabsl(fabsl(diff) - (long double)side / 2) < (long double)side / 1024;
+}
+
+/* v in "%.Pg"'s fixed form for the least P of 15, 16, 17 that reads back,
+ * from integer digits: the digits are a * 10^k rounded (one long double
+ * product: within 2^-64 of exact, so the rounding is exact unless the
+ * fraction is within 1/100 of a half), read back as their quotient by 10^k
+ * (exact unless within 1/1024 of an ulp of a double midpoint). What cannot
+ * be decided this way, or any other range, returns 0 for printf. */
+static size_t long_decimal(char *buf, double v)
+{
+    double a = fabs(v);
+    if (LDBL_MANT_DIG < 64 || !(a >= 1e-4 && a < 1e15)) return 0;
+    int e10 = (int)floor(log10(a));
+    for (int p = 15; p <= 17; p++) {
+        int k = p - 1 - e10;
+        if (k < 0 || k > 20) return 0;
+        long double scaled = (long double)a * LPOW10[k];
+        long double frac = scaled - floorl(scaled);
+        if (fabsl(frac - 0.5L) < 0.01L) return 0;
+        uint64_t d = (uint64_t)(frac < 0.5L ? floorl(scaled) : floorl(scaled) + 1);
+        if (d < U10[p - 1] || d >= U10[p]) return 0; /* e10 was off by one, or d rounded up to 10^p */
+        long double q = (long double)d / LPOW10[k];
+        double back = (double)q;
+        if (near_midpoint(q, back)) return 0;
+        if (back != a) continue;
+        while (d % 10 == 0 && k > 0) d /= 10, k--; /* "%g" drops trailing zeros */
+        return write_decimal(buf, v < 0, d, k);
+    }
+    return 0;
+}
+
 size_t tz_fmt_double(char *buf, double v)
 {
     if (!isfinite(v)) return print(buf, 1, v);
     size_t fast = short_decimal(buf, v);
+    if (!fast) fast = long_decimal(buf, v);
     if (fast) return fast;
     size_t n = print(buf, 15, v);
     for (int p = 16; p <= 17 && strtod(buf, NULL) != v; p++) n = print(buf, p, v);

@@ -70,5 +70,21 @@ int main(void)
         }
     }
     ok(same, "300000 short decimals and their neighbours as printf's shortest form");
+    /* Doubles of 16 and 17 digits across the fixed range, and each one's
+     * neighbours: the same text as printf's shortest form. */
+    same = 1;
+    for (int i = 0; i < 300000 && same; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v = pow(10, -4 + 19.0 * (double)(x >> 11) / 9007199254740992.0);
+        if (i % 3 == 1) v = nextafter(v, 0);
+        if (i % 5 == 2) v = -v;
+        char want[TZ_FMT_DOUBLE_MAX];
+        reference(want, v);
+        if (strcmp(fmt(v), want) != 0) {
+            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
+            same = 0;
+        }
+    }
+    ok(same, "300000 doubles of 16 and 17 digits from 1e-4 to 1e15 as printf's shortest form");
     return tap_done();
 }
