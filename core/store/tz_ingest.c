@@ -155,8 +155,15 @@ typedef struct seen_set {
 
 static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
 {
-    uint64_t h = (uint64_t)(uint32_t)code * 0x9E3779B97F4A7C15ull ^ (uint64_t)t * 0xC2B2AE3D27D4EB4Full;
-    return (size_t)(h ^ (h >> 29)) & (s->cap - 1);
+    /* MurmurHash3's finaliser over both: sequential times and codes must
+     * not fall into runs of neighbouring slots. */
+    uint64_t h = (uint64_t)(uint32_t)code * 0x9E3779B97F4A7C15ull + (uint64_t)t;
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 33;
+    return (size_t)h & (s->cap - 1);
 }
 
 /* The first good row with the same entity and time, or -1 after adding row. */
