@@ -111,6 +111,8 @@ function M.worker(opts)
     app.scheduler = dag.scheduler(app.schedules, { store = home }):start()
   end
   local ok, err = internal.http_serve(opts, app:handler(token))
+  -- Drained: the predictions still buffered go to the log before the exit.
+  if app.flush_log then app.flush_log() end
   if not ok then
     io.stderr:write("tycho serve: worker ", opts.worker, ": ", err, "\n")
     return false
