@@ -6,15 +6,19 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { setToken } from "./api.js";
 import { html } from "./ui.js";
-import { FeatureList, FeatureView } from "./pages/features.js";
+import { FeatureView } from "./pages/features.js";
+import { FeatureSearch } from "./pages/feature_search.js";
 import { RunList, RunView, RunCompare } from "./pages/runs.js";
+import { StudyList, StudyView } from "./pages/runs_more.js";
+import { TrainPage, TrainJob } from "./pages/train.js";
 import { ModelList, ModelView } from "./pages/models.js";
+import { ModelCompare } from "./pages/model_eval.js";
 import { ServingView } from "./pages/serving.js";
 import { ExperimentList, ExperimentView } from "./pages/experiments.js";
 import { MonitorList, MonitorView } from "./pages/monitor.js";
 import { DagList, DagView, DagRun } from "./pages/dags.js";
 
-const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["models", "Models"], ["serving", "Serving"],
+const SECTIONS = [["features", "Features"], ["runs", "Runs"], ["train", "Train"], ["models", "Models"], ["serving", "Serving"],
   ["experiments", "Experiments"], ["monitor", "Monitoring"], ["dags", "DAGs"]];
 
 function parseHash() {
@@ -29,14 +33,20 @@ function parseHash() {
 function Page({ route }) {
   const [section, arg] = route.parts;
   switch (section || "features") {
-    case "features": return arg ? html`<${FeatureView} name=${arg} />` : html`<${FeatureList} />`;
+    case "features": return arg ? html`<${FeatureView} name=${arg} />` : html`<${FeatureSearch} />`;
     case "runs":
       if (arg === "compare") {
         const ids = (route.query.get("ids") || "").split(",").filter(Boolean);
         return html`<${RunCompare} ids=${ids} />`;
       }
+      if (arg === "studies") return route.parts[2] ? html`<${StudyView} id=${route.parts[2]} />` : html`<${StudyList} />`;
       return arg ? html`<${RunView} id=${arg} />` : html`<${RunList} />`;
-    case "models": return arg ? html`<${ModelView} name=${arg} />` : html`<${ModelList} />`;
+    case "models":
+      if (arg && route.parts[2] === "compare") {
+        return html`<${ModelCompare} name=${arg} a=${route.query.get("a")} b=${route.query.get("b")} />`;
+      }
+      return arg ? html`<${ModelView} name=${arg} />` : html`<${ModelList} />`;
+    case "train": return arg ? html`<${TrainJob} id=${arg} />` : html`<${TrainPage} />`;
     case "serving": return html`<${ServingView} />`;
     case "experiments": return arg ? html`<${ExperimentView} name=${arg} />` : html`<${ExperimentList} />`;
     case "monitor": return arg ? html`<${MonitorView} name=${arg} />` : html`<${MonitorList} />`;
@@ -58,6 +68,7 @@ function App() {
   useEffect(() => {
     const on = () => setRoute(parseHash());
     window.addEventListener("hashchange", on);
+    on();  // a hash that changed before the listener was there
     return () => window.removeEventListener("hashchange", on);
   }, []);
   const current = route.parts[0] || "features";

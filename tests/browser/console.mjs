@@ -210,6 +210,36 @@ try {
   await visit("dag-run", runLink.replace(/^#/, ""), "main details.log summary");
   actions.gantt_bars = await page.$$eval("main .gantt-bar", (b) => b.length);
   actions.log_markup_as_text = await page.$$eval("main details.log pre", (p) => p.some((x) => x.textContent.includes("<b>spam</b>")));
+
+  // ---- Models: holdout evaluation, alias timeline, compare; Features: search, lineage ----
+  // (pages/model_eval.js, feature_search.js, feature_lineage.js)
+  await visit("model-evaluation", "/models/" + encodeURIComponent(model), "main section.evaluation figure.curves polyline");
+  actions.evaluation_curves = await page.$$eval("main section.evaluation figure.curves polyline", (p) => p.length);
+  actions.confusion_cells = await page.$$eval("main section.evaluation table.confusion tbody td", (t) => t.length);
+  actions.importance_rows = await page.$$eval("main section.evaluation table.importance tbody tr", (t) => t.length);
+  actions.timeline_bars = await page.$$eval("main section.timeline .alias-bar", (b) => b.length);
+  await visit("model-compare", null, "main figure.curves polyline", async () => {
+    await page.click("main a#compare");
+    await page.waitForSelector("main table.schema-diff, main p.schema-same");
+  });
+  actions.compare_curves = await page.$$eval("main figure.curves polyline", (p) => p.length);
+  actions.compare_metrics = await page.$$eval("main .compare .table-wrap:first-child tbody tr", (t) => t.length);
+  await visit("model-legacy", "/models/spam_legacy", "main section.evaluation p.note");
+  actions.legacy_note = (await page.textContent("main section.evaluation p.note")).trim();
+  await visit("features-search", "/features", "main table.views tbody tr", async () => {
+    await page.waitForSelector("main table.views tbody tr");
+    const searched = page.waitForResponse((r) => r.url().includes("/v1/features:search?q=trust"));
+    await page.fill("main input[name=q]", "trust");
+    await searched;
+  });
+  actions.search_rows = await page.$$eval("main table.views tbody tr", (t) => t.length);
+  const searchedView = (await page.textContent("main table.views tbody tr td a")).trim();
+  await visit("feature-lineage", "/features/" + encodeURIComponent(searchedView), "main section.lineage .node.endpoint");
+  actions.lineage_models = await page.$$eval("main section.lineage table.readers tbody tr", (t) => t.length);
+  actions.lineage_endpoints = await page.$$eval("main section.lineage table.endpoints tbody tr td code",
+    (t) => t.map((x) => x.textContent.trim()));
+  await page.locator("main section.duplicates p, main section.duplicates table").first().waitFor({ state: "visible" });
+  // ---- end of the models / features block ----
 } catch (e) {
   problems.push(`step failed: ${e.message.split("\n")[0]}`);
 } finally {

@@ -4,6 +4,7 @@
 import { useState } from "preact/hooks";
 import { get, post, enc, hasToken } from "../api.js";
 import { html, fmt, seconds, useLoad, Loading, Table, list } from "../ui.js";
+import { DagGraph, Backfill } from "./dag_graph.js";
 
 const utc = (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) : "–");
 
@@ -52,8 +53,10 @@ export function DagView({ name }) {
   return html`<p><a href="#/dags">← DAGs</a></p><h2>DAG ${name}</h2>
     <${Loading} state=${info}>${(d) => html`<dl class="kv"><dt>Schedule</dt><dd>${fmt(d.schedule)}</dd>
       <dt>File</dt><dd>${d.file}</dd><dt>Tasks</dt><dd>${list(d.tasks).join(", ") || "–"}</dd>
-      <dt>Edges</dt><dd>${list(d.edges).map((e) => `${e.from} → ${e.to}`).join(", ") || "–"}</dd></dl>`}<//>
+      <dt>Edges</dt><dd>${list(d.edges).map((e) => `${e.from} → ${e.to}`).join(", ") || "–"}</dd></dl>
+      <${DagGraph} name=${name} tasks=${list(d.tasks)} edges=${list(d.edges)} key=${tick} />`}<//>
     <${Trigger} name=${name} onDone=${() => setTimeout(() => setTick((t) => t + 1), 1500)} />
+    <${Backfill} name=${name} onDone=${() => setTimeout(() => setTick((t) => t + 1), 1500)} />
     <div class="pager"><button onClick=${() => setTick(tick + 1)}>Refresh</button></div>
     <${Loading} state=${state}>${(p) => {
       const runs = list(p.runs);

@@ -1,31 +1,10 @@
-// Features: every view (search, owner, tags, duplicates) and one view's
-// schema, freshness and per-feature statistics with histograms.
+// Features: one view's schema, freshness and per-feature statistics with
+// histograms, its lineage and its duplicates (the list of views, searched
+// across teams, is feature_search.js).
 import { useState } from "preact/hooks";
 import { get, enc } from "../api.js";
 import { html, fmt, seconds, useLoad, Loading, Table, Chart, list } from "../ui.js";
-
-export function FeatureList() {
-  const state = useLoad(() => get("/v1/features"), []);
-  const [search, setSearch] = useState("");
-  return html`<h2>Feature views</h2>
-    <label class="inline">Search <input type="search" value=${search} placeholder="name, tag, owner, description"
-      onInput=${(e) => setSearch(e.target.value)} /></label>
-    <${Loading} state=${state}>${(data) => {
-      const q = search.toLowerCase();
-      const views = list(data.views).filter((v) => !q || [v.name, v.owner, v.description, ...list(v.tags)]
-        .some((t) => t && String(t).toLowerCase().includes(q)));
-      return html`<${Table} caption=${`${views.length} of ${list(data.views).length} views`} rows=${views}
-        rowKey=${(v) => v.name} columns=${[
-          { key: "name", label: "View", render: (v) => html`<a href=${"#/features/" + enc(v.name)}>${v.name}</a>` },
-          { key: "entity", label: "Entity", value: (v) => v.entity },
-          { key: "owner", label: "Owner", value: (v) => v.owner },
-          { key: "tags", label: "Tags", render: (v) => list(v.tags).map((t) => html`<span class="tag">${t}</span>`) },
-          { key: "version", label: "Version", num: true, value: (v) => v.version },
-          { key: "features", label: "Features", num: true, value: (v) => list(v.features).length },
-          { key: "dups", label: "Same definition elsewhere", value: (v) => list(v.duplicates).join("; ") || "–" },
-        ]} />`;
-    }}<//>`;
-}
+import { Lineage, ValueDuplicates } from "./feature_lineage.js";
 
 function Histogram({ feature }) {
   const hist = feature.histogram;
@@ -43,27 +22,6 @@ function Histogram({ feature }) {
         { key: "count", label: "Count", num: true, value: (r) => r.count },
       ]} />
   </div>`;
-}
-
-function Duplicates({ view }) {
-  const [state, setState] = useState(null);
-  const find = async () => {
-    setState({ loading: true });
-    const r = await get("/v1/features:duplicates");
-    setState(r.ok ? { data: r.data } : { error: r.error });
-  };
-  if (!state) return html`<button onClick=${find}>Find features duplicated in other views (by their values)</button>`;
-  return html`<${Loading} state=${state}>${(data) => {
-    const mine = data.duplicates.filter((d) => d.a.startsWith(view + ":") || d.b.startsWith(view + ":"));
-    if (mine.length === 0) return html`<p>No feature of ${view} agrees with another view's (|r| ≥ ${data.threshold}).</p>`;
-    return html`<${Table} caption="Duplicated features" rows=${mine} columns=${[
-      { key: "a", label: "Feature", value: (d) => d.a }, { key: "b", label: "Duplicate", value: (d) => d.b },
-      { key: "owners", label: "Owners", value: (d) => list(d.owners).join(" / ") },
-      { key: "shared", label: "Shared entities", num: true, value: (d) => d.shared },
-      { key: "identical", label: "Identical", num: true, value: (d) => d.identical },
-      { key: "r", label: "r", num: true, value: (d) => d.correlation },
-    ]} />`;
-  }}<//>`;
 }
 
 export function FeatureView({ name }) {
@@ -89,6 +47,8 @@ export function FeatureView({ name }) {
       </dl>
       ${list(q.violations).length ? html`<div class="banner" role="alert">Expectations not met:
         <ul>${q.violations.map((x) => html`<li>${x}</li>`)}</ul></div>` : null}
+      <${Lineage} view=${v.name} />
+      <${ValueDuplicates} view=${v.name} />
       <${Table} caption="Schema and statistics (pick a feature for its histogram)" rows=${list(q.features)}
         rowKey=${(f) => f.name} columns=${[
           { key: "name", label: "Feature", render: (f) => html`<button class="link" aria-pressed=${f === feature}
@@ -103,7 +63,6 @@ export function FeatureView({ name }) {
           { key: "max", label: "Max", num: true, value: (f) => f.max },
           { key: "distinct", label: "Distinct ≈", num: true, value: (f) => f.distinct },
         ]} />
-      ${feature ? html`<${Histogram} feature=${feature} />` : null}
-      <h3>Duplicates</h3><${Duplicates} view=${v.name} />`;
+      ${feature ? html`<${Histogram} feature=${feature} />` : null}`;
   }}<//>`;
 }

@@ -6,6 +6,7 @@
 import { useState } from "preact/hooks";
 import { get, post, enc, hasToken } from "../api.js";
 import { html, fmt, useLoad, Loading, Table, Chart, KV, list } from "../ui.js";
+import { Evaluation, AliasTimeline } from "./model_eval.js";
 
 export function ModelList() {
   const state = useLoad(() => get("/v1/registry/models"), []);
@@ -86,6 +87,8 @@ function Requests({ model, reload }) {
             columns=${[{ key: "k", label: "Metric", value: (x) => x.k },
                        { key: "c", label: r.version, num: true, value: (x) => cand[x.k] },
                        { key: "h", label: r.current || "–", num: true, value: (x) => held[x.k] }]} />
+          ${r.current ? html`<p><a class="compare-link" href=${`#/models/${enc(model.name)}/compare?a=${enc(r.current)}&b=${enc(r.version)}`}>
+            ${r.version} against ${r.current} side by side: curves, schema, hyperparameters</a></p>` : null}
           <button class="approve" onClick=${() => decide(r, "approve")}>Approve</button>
           <button class="reject" onClick=${() => decide(r, "reject")}>Reject</button></article>`;
       })}
@@ -120,6 +123,7 @@ function VersionDetail({ v }) {
     ${inputs.length ? html`<details><summary>${inputs.length} inputs</summary><${Table} caption="Input schema"
       rows=${inputs} columns=${[{ key: "name", label: "Input", value: (i) => i.name },
                                 { key: "type", label: "Type", value: (i) => i.type }]} /></details>` : null}
+    <${Evaluation} name=${v.name} version=${v.version} />
   </article>`;
 }
 
@@ -156,7 +160,10 @@ export function ModelView({ name }) {
         xs=${m.versions.map((_, i) => i + 1)} series=${[{ label: chartMetric,
           values: m.versions.map((v) => (v.metrics || {})[chartMetric] ?? null) }]}
         xLabel="version (in order)" yLabel=${chartMetric} />` : null}
+      ${m.versions.length > 1 ? html`<p><a class="button" id="compare" href=${`#/models/${enc(m.name)}/compare?a=${
+        enc(m.versions[m.versions.length - 2].version)}&b=${enc(m.versions[m.versions.length - 1].version)}`}>Compare two versions</a></p>` : null}
       ${current ? html`<${VersionDetail} v=${current} />` : null}
+      <${AliasTimeline} history=${m.history} />
       <${Table} caption="Alias history" rows=${m.history} className="history" columns=${[
         { key: "at", label: "At", value: (h) => (h.at || "").replace("T", " ").slice(0, 19) },
         { key: "alias", label: "Alias", value: (h) => h.alias },

@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { get, enc } from "../api.js";
 import { html, fmt, useLoad, Loading, Table, Chart, KV } from "../ui.js";
+import { GroupBy, ParallelCoords, ParamScatter } from "./runs_more.js";
 
 const PAGE_SIZES = [25, 50, 100, 250];
 
@@ -47,12 +48,13 @@ export function RunList() {
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
       <label>Model <input name="model" value=${filters.model} onChange=${(e) => set({ model: e.target.value.trim() })} /></label>
       <label>Kind <select name="kind" value=${filters.kind} onChange=${(e) => set({ kind: e.target.value })}>
-        ${["", "fit", "trial", "evaluate"].map((k) => html`<option value=${k}>${k || "any"}</option>`)}</select></label>
+        ${["", "fit", "trial", "evaluate", "train"].map((k) => html`<option value=${k}>${k || "any"}</option>`)}</select></label>
       <label>Per page <select value=${filters.limit} onChange=${(e) => set({ limit: Number(e.target.value) })}>
         ${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}</select></label>
       <a class=${"button" + (selected.length < 2 ? " disabled" : "")} aria-disabled=${selected.length < 2}
         href=${selected.length >= 2 ? "#/runs/compare?ids=" + selected.map(enc).join(",") : undefined}>
         Compare ${selected.length} selected</a>
+      <a href="#/runs/studies">Tuning studies →</a>
     </form>
     <${Loading} state=${state}>${(data) => {
       const base = [
@@ -80,7 +82,9 @@ export function RunList() {
           <button disabled=${data.next_offset === undefined}
             onClick=${() => setFilters({ ...filters, offset: data.next_offset })}>Older →</button>
         </nav>
-        ${metric ? html`<${MetricByTrial} runs=${data.runs} metric=${metric} />` : null}`;
+        ${metric ? html`<${MetricByTrial} runs=${data.runs} metric=${metric} />` : null}
+        <${GroupBy} filters=${filters} columns=${data.columns} />
+        <${ParamScatter} runs=${data.runs} />`;
     }}<//>`;
 }
 
@@ -89,7 +93,9 @@ export function RunView({ id }) {
   return html`<p><a href="#/runs">← Runs</a></p><${Loading} state=${state}>${(r) => html`
     <h2>Run ${r.id}</h2>
     <dl class="kv"><dt>Kind</dt><dd>${r.kind}</dd><dt>Model</dt><dd>${fmt(r.model)}</dd>
-      <dt>At</dt><dd>${r.at}</dd><dt>Seconds</dt><dd>${fmt(r.seconds)}</dd></dl>
+      <dt>At</dt><dd>${r.at}</dd><dt>Seconds</dt><dd>${fmt(r.seconds)}</dd>
+      ${r.study ? html`<dt>Study</dt><dd><a href=${"#/runs/studies/" + enc(r.study)}>${r.study}</a></dd>` : null}
+      ${r.job ? html`<dt>Training job</dt><dd><a href=${"#/train/" + enc(r.job)}>${r.job}</a></dd>` : null}</dl>
     <${KV} title="Parameters" data=${r.params} />
     <${KV} title="Metrics" data=${r.metrics} />
     <${KV} title="Data" data=${r.data && { rows: r.data.rows, content_hash: r.data.content_hash, views: r.data.views,
@@ -116,6 +122,8 @@ export function RunCompare({ ids }) {
         <${Table} caption="Metrics" rows=${metrics} columns=${[nameCol, ...runCols]} />
         ${metrics.filter((m) => m.values.every((v) => typeof v === "number") && m.name !== "rows").slice(0, 1).map((m) =>
           html`<${Chart} title=${`${m.name} by run`} xs=${d.runs.map((_, i) => i + 1)} bars=${true}
-            series=${[{ label: m.name, values: m.values }]} xLabel="run (column order)" yLabel=${m.name} />`)}`;
+            series=${[{ label: m.name, values: m.values }]} xLabel="run (column order)" yLabel=${m.name} />`)}
+        <${ParallelCoords} d=${d} differ=${differ} />
+        <${ParamScatter} runs=${d.runs} />`;
     }}<//>`;
 }

@@ -93,9 +93,12 @@ local DEFAULT_METRIC = { binary = "auc", multiclass = "accuracy", regression = "
 -- seed, steps (pipeline steps to put before every model), pipeline (instead
 -- of steps: a function(model) -> pipeline, so the steps are fitted inside
 -- every fold with each candidate model, as the final pipeline will be),
--- blend (true: try averaging the two best families). Returns
--- { pipeline, best = {family, params, score}, leaderboard = {...}, metric },
--- or nil, message, code.
+-- blend (true: try averaging the two best families), name (the runs'
+-- model), study (the id its trials carry in the runs; default a new one),
+-- on_trial (function(trial, n, metric) after each trial: { family, params,
+-- score }).
+-- Returns { pipeline, best = {family, params, score}, leaderboard = {...},
+-- metric, study }, or nil, message, code.
 function M.run(opts)
   if type(opts) ~= "table" or not opts.data or not opts.label then
     error("automl: needs data (frame) and label", 2)
@@ -122,6 +125,8 @@ function M.run(opts)
   end
   local search_features = search == opts.data and opts.features or nil
   local board = {}
+  -- Every family's trials (and the blend's) are one study in the runs.
+  local study = opts.study or tune.study_id(opts.name or "automl")
   local n_features = search_features and #search_features or search:ncols() - 1
   for _, name in ipairs(families) do
     local fam = FAMILIES[name]
@@ -132,7 +137,7 @@ function M.run(opts)
       refit = false, quiet = true,  -- the winner is fitted once, below
       model = function(p) return candidate(fam.make(p, task)) end,
       space = fam.space, data = search, label = opts.label, metric = metric, cv = opts.cv or 3,
-      trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name,
+      trials = budget_here, init = math.min(3, budget_here), seed = opts.seed or 42, name = opts.name, study = study,
       -- Each family's defaults are tried first: AutoML never does worse
       -- (in cross-validation) than the untuned models.
       initial = { type(fam.defaults) == "function" and fam.defaults(n_features) or fam.defaults },
@@ -142,6 +147,7 @@ function M.run(opts)
         t.default = #board == 0 or board[#board].family ~= name  -- each family's first trial is its defaults
         board[#board + 1] = t
         progress(opts, board, metric)
+        if opts.on_trial then opts.on_trial(t, #board, metric) end
         if deadline and tonumber(uv.hrtime()) / 1e9 > deadline then error(BUDGET_SPENT, 0) end
       end,
     })
@@ -189,7 +195,8 @@ function M.run(opts)
     local ok, res = pcall(tune.grid, { model = function() return candidate(make_blend()) end, space = {}, data = search,
                                        label = opts.label, refit = false, quiet = true,
                                        metric = metric, cv = opts.cv or 3, seed = opts.seed or 42,
-                                       features = search_features })
+                                       features = search_features, name = opts.name, study = study,
+                                       on_trial = function(t) t.family = "blend" end })
     -- The blend is kept unless clearly worse: averaging two families lowers
     -- variance, which cross-validation on smaller folds undervalues.
     if ok and not clearly_better(best.score, res.best.score) then
@@ -207,7 +214,7 @@ function M.run(opts)
   if not ok then return nil, err, code end
   table.sort(board, function(a, b) return tune.better(metric, a.score, b.score) end)
   for rank, t in ipairs(board) do t.rank = rank end
-  return { pipeline = pipe, best = best, leaderboard = board, metric = metric, task = task }
+  return { pipeline = pipe, best = best, leaderboard = board, metric = metric, task = task, study = study }
 end
 
 return setmetatable(M, { __call = function(_, opts) return M.run(opts) end })

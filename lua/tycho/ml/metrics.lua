@@ -98,8 +98,10 @@ local LOWER_IS_BETTER = { rmse = true, mae = true, log_loss = true, inertia = tr
 -- included. Tuning, run sorting and registry gates rank by it.
 function M.higher_is_better(name) return not LOWER_IS_BETTER[name] end
 
--- Class codes of frame f's label column, by the model's classes.
-local function label_codes(model, f)
+--- Class codes (0..K-1, a double array) of frame f's label column by the
+-- model's classes, and the row count; raises on a label the model does not
+-- know.
+function M.label_codes(model, f)
   local col = f:col(model.label)
   local n, y = f:nrows(), ffi.new("double[?]", math.max(f:nrows(), 1))
   local index = {}
@@ -135,7 +137,7 @@ function M.evaluate(model, f)
     end
     return res
   end
-  local y = label_codes(model, f)
+  local y = M.label_codes(model, f)
   local pred = ffi.new("double[?]", math.max(n, 1))
   if model.task == "binary" then
     for i = 0, n - 1 do pred[i] = raw[i] >= 0.5 and 1 or 0 end

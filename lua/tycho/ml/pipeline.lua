@@ -17,6 +17,7 @@
 local frame = require "tycho.core.frame"
 local models = require "tycho.ml.models"
 local metrics = require "tycho.ml.metrics"
+local evaluation = require "tycho.ml.evaluation"
 local json = require "tycho.util.json"
 local files = require "tycho.util.files"
 local errors = require "tycho.util.errors"
@@ -315,11 +316,17 @@ function Pipeline:set_output_reference(f)
 end
 
 --- Metrics for the task on a labelled frame (via the model's evaluate).
+-- The pipeline keeps the compact evaluation of its last holdout
+-- (pipe.evaluation: curves, confusion matrix or residuals, importance; see
+-- tycho.ml.evaluation), which reg:register stores with the version.
 function Pipeline:evaluate(f)
   local x = self:_transform_frame(f, true)
   local res = metrics.evaluate(self.model, x)
+  local data = f:fingerprint()
+  self.evaluation = evaluation.of(self.model, x)
+  if self.evaluation then self.evaluation.holdout = { rows = data.rows, content_hash = data.content_hash } end
   require("tycho.registry.runs").record { kind = "evaluate", model = self.name or self.model.family, metrics = res,
-                                 data = f:fingerprint() }
+                                 data = data }
   return res
 end
 

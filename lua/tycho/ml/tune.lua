@@ -10,6 +10,7 @@
 --   }
 --   result.best.params, result.best.score, result.trials
 --   result.fitted   -- the best candidate fitted on all of data (refit = false skips it)
+--   result.study    -- the id its trials carry in the runs (opts.study, or a new one)
 --
 -- model(params) may return a model or a pipeline: with a pipeline, its
 -- steps are fitted inside every fold with the model, so their parameters
@@ -26,6 +27,7 @@ local models = require "tycho.ml.models"
 local pipeline = require "tycho.ml.pipeline"
 local columns = require "tycho.ml.columns"
 local json = require "tycho.util.json"
+local timeutil = require "tycho.util.timeutil"
 local uv = require "luv"
 
 local function wall() return tonumber(uv.hrtime()) / 1e9 end
@@ -162,7 +164,8 @@ local function finish(opts, trials)
     return a.trial < b.trial
   end)
   for rank, t in ipairs(ranked) do t.rank = rank end
-  local result = { best = ranked[1], trials = ranked, history = trials, metric = metric, left_out = trials.left_out }
+  local result = { best = ranked[1], trials = ranked, history = trials, metric = metric, left_out = trials.left_out,
+                   study = trials.study }
   if opts.refit ~= false then result.fitted = fit_candidate(opts, ranked[1].params, opts.data) end
   return result
 end
@@ -187,6 +190,17 @@ local function show_progress(opts, trials)
     opts.trials and ("/" .. opts.trials) or "", metric, best))
 end
 
+local study_count = 0
+
+--- A new study id: UTC start time first, so that ids sort as the studies
+-- started, then the process and name (cut to 40 bytes).
+function M.study_id(name)
+  study_count = study_count + 1
+  local us = timeutil.now()
+  return string.format("%s%06d-%d-%d-%s", os.date("!%Y%m%dT%H%M%S.", math.floor(us / 1e6)), us % 1e6,
+    uv.os_getpid(), study_count, tostring(name):sub(1, 40))
+end
+
 local function run_trial(opts, trials, params)
   local score, seconds, candidate = evaluate(opts, params)
   if not trials.left_out then
@@ -196,10 +210,14 @@ local function run_trial(opts, trials, params)
     if note then io.stderr:write(note, "\n") end
   end
   trials[#trials + 1] = { trial = #trials + 1, params = params, score = score, seconds = seconds }
+  trials.study = trials.study or opts.study or M.study_id(opts.name or "tune")
   show_progress(opts, trials)
-  if opts.on_trial then opts.on_trial(trials[#trials]) end
+  local t = trials[#trials]
+  if opts.on_trial then opts.on_trial(t) end
+  -- The study groups the search's trials in the runs index (the console's
+  -- best score by trial); family is what automl's on_trial names.
   require("tycho.registry.runs").record { kind = "trial", model = opts.name or "tune", params = params,
-                                 metrics = { [opts.metric or "accuracy"] = score }, seconds = seconds }
+    metrics = { [opts.metric or "accuracy"] = score }, seconds = seconds, study = trials.study, family = t.family }
   return score
 end
 

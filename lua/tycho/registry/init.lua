@@ -15,6 +15,7 @@ local pipeline = require "tycho.ml.pipeline"
 local timeutil = require "tycho.util.timeutil"
 local internal = require "tycho.internal"
 local metrics = require "tycho.ml.metrics"
+local evaluation = require "tycho.ml.evaluation"
 local frame = require "tycho.core.frame"
 local options = require "tycho.util.options"
 local errors = require "tycho.util.errors"
@@ -108,11 +109,50 @@ local function next_version(model, opts)
   return string.format("%d.%d.%d", v[1], v[2], v[3] + 1)
 end
 
+-- A holdout given as a frame, or as a CSV / JSONL path (read here).
+local function read_holdout(holdout)
+  if type(holdout) ~= "string" then return holdout end
+  local f, err = (holdout:match("%.jsonl$") and frame.read_jsonl or frame.read_csv)(holdout)
+  if not f then return errors.fail("invalid", "holdout " .. holdout .. ": " .. tostring(err)) end
+  return f
+end
+
+-- What a new version is stored with: { metrics = opts.metrics (else the
+-- holdout's), evaluation = opts.evaluation (false: none; checked), else
+-- that of opts.holdout, else the pipeline's last one (what
+-- pipe:evaluate(holdout) kept) }, or nil, message, code. p: the pipeline
+-- (loaded, for bytes).
+local function evaluated(p, opts)
+  local m, ev = opts.metrics, opts.evaluation
+  if opts.holdout ~= nil then
+    local f, err, code = read_holdout(opts.holdout)
+    if not f then return nil, err, code end
+    local ok, res = pcall(p.evaluate, p, f)
+    if not ok then return errors.fail("invalid", "holdout: " .. tostring(res)) end
+    m = m or res
+  end
+  if ev == nil then ev = p.evaluation end
+  if ev then
+    local ok, err, code = evaluation.check(ev)
+    if not ok then return nil, err, code end
+  end
+  return { metrics = m, evaluation = ev or nil }
+end
+
+-- The stored evaluation's key, and what the version's metadata says of it.
+local function evaluation_key(name, version) return "evaluation/" .. name .. "/" .. version end
+local function evaluation_summary(ev) return ev and { task = ev.task, rows = ev.rows } or nil end
+
 --- Registers a fitted pipeline (or raw artifact bytes) as the next version
 -- of `name`. opts: metrics, params, data (a training-data fingerprint),
 -- provenance (where a model made elsewhere came from: a table, kept as
 -- given), description, owner, bump = "patch" | "minor" | "major", version
--- (explicit). Returns the version string or nil, message, code.
+-- (explicit), holdout (a labelled frame or a CSV / JSONL path: evaluated
+-- here, its metrics stored unless opts.metrics gives them), evaluation (a
+-- tycho.ml.evaluation record; false stores none). Without either, the
+-- evaluation of the pipeline's last pipe:evaluate(holdout) is stored with
+-- the version (reg:evaluation reads it). Returns the version string or
+-- nil, message, code.
 function Registry:register(name, pipe, opts)
   opts = opts or {}
   if not valid_name(name) then
@@ -123,11 +163,11 @@ function Registry:register(name, pipe, opts)
   if opts.version and not parse_version(opts.version) then
     return errors.fail("invalid", "version must be MAJOR.MINOR.PATCH, got '" .. tostring(opts.version) .. "'")
   end
-  local bytes, sum
+  local bytes, sum, loaded
   if type(pipe) == "string" then
     local p, err, code = pipeline.from_bytes(pipe)
     if not p then return nil, err, code end
-    bytes, sum = pipe, p.sha256
+    bytes, sum, loaded = pipe, p.sha256, p
   else
     if not pipeline.is_pipeline(pipe) then error("register: expected a pipeline", 2) end
     local code
@@ -137,6 +177,9 @@ function Registry:register(name, pipe, opts)
   if #bytes > M.MAX_ARTIFACT_BYTES then
     return errors.fail("too_large", "the artifact is larger than " .. M.MAX_ARTIFACT_BYTES .. " bytes")
   end
+  local measured, eerr, ecode = evaluated(loaded or pipe, opts)
+  if not measured then return nil, eerr, ecode end
+  local ev = measured.evaluation
   local code = code_fingerprint()
   return self.store:update(function(tx)
     local model = tx:get_json("registry", "model/" .. name) or { name = name, versions = {}, aliases = {}, history_seq = 0 }
@@ -146,14 +189,17 @@ function Registry:register(name, pipe, opts)
     end
     local meta = {
       name = name, version = version, sha256 = sum, size = #bytes, created = timeutil.format(timeutil.now()),
-      owner = opts.owner or who(), description = opts.description, metrics = opts.metrics,
+      owner = opts.owner or who(), description = opts.description, metrics = measured.metrics,
       params = opts.params or (type(pipe) == "table" and params_of(pipe)) or nil,
       data = opts.data or (type(pipe) == "table" and pipe.fitted and pipe.fitted.data) or nil, code = code,
-      inputs = type(pipe) == "table" and pipe.inputs or nil,
-      input_types = type(pipe) == "table" and pipe.input_types or nil,
-      features = type(pipe) == "table" and pipe.features or nil, provenance = opts.provenance,
+      -- (from the artifact's header when bytes are registered: the schema
+      -- diff and a view's lineage read them)
+      inputs = (loaded or pipe).inputs, input_types = (loaded or pipe).input_types,
+      features = (loaded or pipe).features, provenance = opts.provenance,
+      evaluation = evaluation_summary(ev),
     }
     tx:put_json("registry", "version/" .. name .. "/" .. version, meta)
+    if ev then tx:put_json("registry", evaluation_key(name, version), ev) end
     tx:put("registry", "artifact/" .. name .. "/" .. version, bytes)
     model.versions[#model.versions + 1] = version
     if not model.latest or version_less(model.latest, version) then model.latest = version end
@@ -252,6 +298,63 @@ function Registry:versions(name)
   end)
 end
 
+-- How a version's metadata reads feature view `view`: the feature refs
+-- naming it, and "training data" when its training set came from it.
+local function reads_view(meta, view)
+  local how = {}
+  for _, ref in ipairs(type(meta.features) == "table" and meta.features or {}) do
+    if type(ref) == "string" and ref:match("^([^:]+):") == view then how[#how + 1] = ref end
+  end
+  local views = type(meta.data) == "table" and type(meta.data.views) == "table" and meta.data.views or {}
+  if views[view] ~= nil then how[#how + 1] = "training data" end
+  return #how > 0 and how or nil
+end
+
+-- The versions of one model worth naming as readers: its latest, those
+-- its aliases point at, and those in also.
+local function named_versions(model, also)
+  local set, aliases = {}, {}
+  if model.latest then set[model.latest] = true end
+  for alias, v in pairs(model.aliases or {}) do
+    set[v] = true
+    aliases[v] = aliases[v] or {}
+    table.insert(aliases[v], alias)
+  end
+  for v in pairs(also or {}) do set[v] = true end
+  return set, aliases
+end
+
+--- The registered versions that read feature view `view` (their
+-- pipeline's feature references name it, or their training data came from
+-- it): of each model, its latest version, those its aliases point at, and
+-- those in also ({ model = { version = true } }, e.g. the versions being
+-- served). Returns { { name, version, latest, aliases, reads } } by model
+-- then version; reads lists the refs (or "training data") that tie it.
+function Registry:readers(view, also)
+  return self.store:view(function(tx)
+    local out = {}
+    for _, raw in tx:scan("registry", { prefix = "model/" }) do
+      local model = json.decode(raw)
+      local set, aliases = named_versions(model, (also or {})[model.name])
+      for version in pairs(set) do
+        local meta = tx:get_json("registry", "version/" .. model.name .. "/" .. version)
+        local how = meta and reads_view(meta, view)
+        if how then
+          local names = aliases[version] or {}
+          table.sort(names)
+          out[#out + 1] = { name = model.name, version = version, latest = version == model.latest,
+                            aliases = #names > 0 and names or json.empty_array, reads = how }
+        end
+      end
+    end
+    table.sort(out, function(a, b)
+      if a.name ~= b.name then return a.name < b.name end
+      return version_less(a.version, b.version)
+    end)
+    return out
+  end)
+end
+
 --- Every alias move of a model, oldest first: {alias, from, to, who, at, why}.
 function Registry:history(name)
   return self.store:view(function(tx)
@@ -264,14 +367,47 @@ function Registry:history(name)
   end)
 end
 
---- Metrics and params of two versions side by side:
--- { metrics = { name = {a, b} }, params = { name = {a, b} } }.
+--- The holdout evaluation stored with a version or alias (see
+-- tycho.ml.evaluation: curves, confusion matrix or residuals, importance),
+-- false when it has none (registered without a holdout, or before
+-- evaluations were kept); or nil, message, code.
+function Registry:evaluation(name, ref)
+  return self.store:view(function(tx)
+    local version, err, code = resolve(tx, name, ref)
+    if not version then return nil, err, code end
+    return tx:get_json("registry", evaluation_key(name, version)) or false
+  end)
+end
+
+-- How b's input schema differs from a's: { added = {{name, type}},
+-- removed = {{name, type}}, changed = {{name, from, to}} }.
+local function schema_diff(a, b)
+  local ta, tb = a.input_types or {}, b.input_types or {}
+  local out, in_a = { added = {}, removed = {}, changed = {} }, {}
+  for _, c in ipairs(a.inputs or {}) do in_a[c] = true end
+  for _, c in ipairs(b.inputs or {}) do
+    if not in_a[c] then out.added[#out.added + 1] = { name = c, type = tb[c] or json.null }
+    elseif ta[c] ~= tb[c] then out.changed[#out.changed + 1] = { name = c, from = ta[c] or json.null, to = tb[c] or json.null } end
+    in_a[c] = nil
+  end
+  for _, c in ipairs(a.inputs or {}) do
+    if in_a[c] then out.removed[#out.removed + 1] = { name = c, type = ta[c] or json.null } end
+  end
+  for k, list in pairs(out) do if #list == 0 then out[k] = json.empty_array end end
+  return out
+end
+
+--- Two versions side by side: { versions = {a, b}, metrics = { name =
+-- {a, b} }, params = { name = {a, b} }, schema = how b's inputs differ from
+-- a's ({ added, removed, changed }), evaluations = { a's, b's } (each a
+-- reg:evaluation record or false) }; or nil, message, code.
 function Registry:compare(name, v1, v2)
   local a, e1, c1 = self:get(name, v1)
   if not a then return nil, e1, c1 end
   local b, e2, c2 = self:get(name, v2)
   if not b then return nil, e2, c2 end
-  local out = { versions = { a.version, b.version }, metrics = {}, params = {} }
+  local out = { versions = { a.version, b.version }, metrics = {}, params = {}, schema = schema_diff(a, b),
+                evaluations = { self:evaluation(name, a.version), self:evaluation(name, b.version) } }
   for _, section in ipairs { "metrics", "params" } do
     for k, v in pairs(type(a[section]) == "table" and a[section] or {}) do out[section][k] = { v, json.null } end
     for k, v in pairs(type(b[section]) == "table" and b[section] or {}) do
@@ -292,12 +428,8 @@ local function compared(self, name, version, current, g)
     local b = (self:get(name, current).metrics or {})[metric]
     return a, b, metric
   end
-  local holdout = g.holdout
-  if type(holdout) == "string" then
-    local f, err = (holdout:match("%.jsonl$") and frame.read_jsonl or frame.read_csv)(holdout)
-    if not f then return nil, "holdout " .. holdout .. ": " .. tostring(err), metric end
-    holdout = f
-  end
+  local holdout, err = read_holdout(g.holdout)
+  if not holdout then return nil, err, metric end
   local new, old = self:load(name, version), self:load(name, current)
   return new:evaluate(holdout)[metric], old:evaluate(holdout)[metric], metric
 end

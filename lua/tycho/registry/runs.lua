@@ -6,6 +6,7 @@ local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
 local pretty = require "tycho.util.pretty"
 local errors = require "tycho.util.errors"
+local aggregates = require "tycho.registry.run_aggregates"
 
 local M = {}
 local store, counter = nil, 0
@@ -26,15 +27,16 @@ end
 --   e · SCOPE · FIELD · TYPED VALUE · ID  ->  id \0 kind [\0 field...]
 --   c · SCOPE                             ->  runs in the scope
 --   meta                                  ->  format \0 runs indexed
--- SCOPE is "*", "m:MODEL" or "k:KIND"; FIELD is "at", "seconds", "model",
+-- SCOPE is "*", "m:MODEL", "k:KIND" or "s:STUDY"; FIELD is "at", "seconds", "model",
 -- "kind", "metrics.NAME" or "params.NAME"; a typed value is \1 and an f64
 -- (numbers first) or \2 and a string (cut at MAX_TEXT bytes). The "at"
 -- entries also list the run's fields, so the runs that lack the sorted
 -- field (listed after those that have it) are found without decoding any.
+-- Beside them, group-by aggregates of the large scopes (run_aggregates.lua).
 -- Runs recorded without the index (before it existed, or by an older
 -- tycho) are indexed by a one-time rebuild: the index notes how many runs
 -- it covers and is rebuilt when the runs database holds another count.
-local INDEX, INDEX_FORMAT = "runs_index", "1"
+local INDEX, INDEX_FORMAT = "runs_index", "2"
 local MAX_TEXT, MAX_NAME = 100, 100
 local META = keys.pack("s", "meta")
 
@@ -56,11 +58,12 @@ end
 
 local function clean(s) return (tostring(s):gsub("%z", "")) end
 
--- The scopes a run is listed in.
+-- The scopes a run is listed in (a tuning study's trials also in theirs).
 local function scopes_of(r)
   local out = { "*" }
   if type(r.model) == "string" and #r.model <= MAX_NAME then out[#out + 1] = "m:" .. r.model end
   if type(r.kind) == "string" and #r.kind <= MAX_NAME then out[#out + 1] = "k:" .. r.kind end
+  if type(r.study) == "string" and #r.study <= MAX_NAME then out[#out + 1] = "s:" .. r.study end
   return out
 end
 
@@ -84,8 +87,9 @@ local function fields_of(r)
   return out
 end
 
--- Writes run r's index entries in tx; counts[scope] += 1.
-local function index_run(tx, r, counts)
+-- Writes run r's index entries in tx; counts[scope] += 1, and its
+-- aggregates into aggs (add_counts writes them).
+local function index_run(tx, r, counts, aggs)
   if not at_of(r.id) then return end
   local fields = fields_of(r)
   local names = {}
@@ -94,7 +98,9 @@ local function index_run(tx, r, counts)
   local kind = clean(r.kind or "")
   local plain = r.id .. "\0" .. kind
   local with_names = #names > 0 and plain .. "\0" .. table.concat(names, "\0") or plain
-  for _, scope in ipairs(scopes_of(r)) do
+  local scopes = scopes_of(r)
+  aggregates.add(aggs, scopes, r, typed)
+  for _, scope in ipairs(scopes) do
     counts[scope] = (counts[scope] or 0) + 1
     for i, f in ipairs(fields) do
       tx:put(INDEX, scope_prefix(scope, f[1]) .. f[2] .. suffix, i == 1 and with_names or plain)
@@ -102,7 +108,8 @@ local function index_run(tx, r, counts)
   end
 end
 
-local function add_counts(tx, counts, rows)
+local function add_counts(tx, counts, rows, aggs)
+  aggregates.flush(tx, INDEX, aggs)
   for scope, n in pairs(counts) do
     tx:put(INDEX, count_key(scope), tostring(tonumber(tx:get(INDEX, count_key(scope)) or "0") + n))
   end
@@ -125,13 +132,13 @@ local function ensure_index(st)
   st:update(function(tx)
     if index_current(tx) then return end
     tx:clear(INDEX)
-    local counts, rows = {}, 0
+    local counts, aggs, rows = {}, {}, 0
     for _, v in tx:scan("runs") do
       rows = rows + 1
       local r = json.decode(v)
-      if type(r) == "table" and type(r.id) == "string" then index_run(tx, r, counts) end
+      if type(r) == "table" and type(r.id) == "string" then index_run(tx, r, counts, aggs) end
     end
-    add_counts(tx, counts, rows)
+    add_counts(tx, counts, rows, aggs)
   end)
 end
 
@@ -154,13 +161,13 @@ local function record_list(list)
   end
   local ok, perr = pcall(function()
     st:update(function(tx)
-      local counts, indexed = {}, index_current(tx)
+      local counts, aggs, indexed = {}, {}, index_current(tx)
       for i, run in ipairs(list) do
         tx:put("runs", stored[i][1], stored[i][2])
-        if indexed then index_run(tx, run, counts) end
+        if indexed then index_run(tx, run, counts, aggs) end
       end
       -- An index that was already behind is rebuilt by the next page.
-      if indexed then add_counts(tx, counts, #list) end
+      if indexed then add_counts(tx, counts, #list, aggs) end
     end)
   end)
   if not ok then return errors.fail("unavailable", tostring(perr)) end
@@ -205,7 +212,7 @@ local function columns_of(list)
   return columns
 end
 
---- Runs, newest first, filtered by model and kind; sort by a metric name
+--- Runs, newest first, filtered by model, kind and study; sort by a metric name
 -- (best first: higher for scores, lower for losses) or "seconds".
 function M.list(opts)
   opts = opts or {}
@@ -215,7 +222,8 @@ function M.list(opts)
   st:view(function(tx)
     for _, v in tx:scan("runs", { reverse = true }) do
       local r = json.decode(v)
-      if r and (not opts.model or r.model == opts.model) and (not opts.kind or r.kind == opts.kind) then
+      if r and (not opts.model or r.model == opts.model) and (not opts.kind or r.kind == opts.kind)
+          and (not opts.study or r.study == opts.study) then
         out[#out + 1] = r
       end
     end
@@ -303,6 +311,9 @@ local function check_page_opts(opts)
   if opts.order ~= nil and opts.order ~= "asc" and opts.order ~= "desc" then
     return errors.fail("invalid", "order is asc or desc")
   end
+  if opts.study ~= nil and (type(opts.study) ~= "string" or #opts.study > MAX_NAME or opts.model) then
+    return errors.fail("invalid", "study is a name of at most " .. MAX_NAME .. " bytes, given without model")
+  end
   local cursor
   if opts.cursor ~= nil then
     cursor = type(opts.cursor) == "string" and unhex(opts.cursor)
@@ -342,16 +353,19 @@ local function lacks(rest, field)
   return not (rest .. "\0"):find("\0" .. field .. "\0", 1, true)
 end
 
+-- The index scope a filter reads, and the kind still to check in it.
+local function scope_of(opts)
+  if opts.study then return "s:" .. opts.study, opts.kind end
+  if opts.model then return "m:" .. opts.model, opts.kind end
+  if opts.kind then return "k:" .. opts.kind end
+  return "*"
+end
+
 -- A page from the index: the runs of the scope that have the sorted field,
 -- in its order, then those that lack it, newest first. Only the page's
 -- rows are decoded.
 local function indexed_page(st, opts, limit, offset, cursor)
-  local scope, kind = "*", nil
-  if opts.model then
-    scope, kind = "m:" .. opts.model, opts.kind
-  elseif opts.kind then
-    scope = "k:" .. opts.kind
-  end
+  local scope, kind = scope_of(opts)
   local field = sort_field(opts.sort)
   local desc = opts.order == "desc" or (opts.order == nil and default_desc(opts.sort))
   if (opts.model and field == "model") or (opts.kind and not opts.model and field == "kind") then
@@ -404,7 +418,7 @@ end
 -- A page by decoding and sorting every matching run: for what the index
 -- leaves out (names longer than MAX_NAME bytes).
 local function full_page(opts, limit, offset)
-  local all = assert(M.list { model = opts.model, kind = opts.kind })
+  local all = assert(M.list { model = opts.model, kind = opts.kind, study = opts.study })
   local desc = opts.order == "desc" or (opts.order == nil and default_desc(opts.sort))
   sort_runs(all, opts.sort or "at", desc)
   local list = {}
@@ -412,7 +426,8 @@ local function full_page(opts, limit, offset)
   return list, #all, nil, offset + limit < #all
 end
 
---- One page of runs for the console: opts { model, kind, sort ("metrics.auc",
+--- One page of runs for the console: opts { model, kind, study (a tuning
+-- search's trials: tune's result.study), sort ("metrics.auc",
 -- "params.rounds", a bare metric name, "seconds", "model", "kind", "at"
 -- (default: newest first)), order ("asc" | "desc"; default best first for
 -- a metric, else largest first), limit (1..1000, default 50), offset,
@@ -490,5 +505,18 @@ function M.compare(ids)
   if #doc.differ == 0 then doc.differ = json.empty_array end
   return doc
 end
+
+-- The home's store with the sort index current.
+local function indexed_store()
+  local st, err, code = open()
+  if not st then return nil, err, code end
+  local ok, ierr = pcall(ensure_index, st)
+  if not ok then return errors.fail("unavailable", tostring(ierr)) end
+  return st
+end
+
+-- The sort index, for registry/run_stats.lua, which aggregates over it.
+M.index = { db = INDEX, prefix = scope_prefix, count_key = count_key, scope_of = scope_of, entry = entry,
+            run_key = run_key, max_name = MAX_NAME, store = indexed_store }
 
 return M

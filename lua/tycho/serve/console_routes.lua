@@ -2,11 +2,18 @@
 -- beside those of registry_routes.lua and http.lua, and the pages
 -- themselves under /ui/.
 --
---   GET /v1/runs?limit=50&offset=0&sort=metrics.auc&order=desc&model=spam&kind=fit
+--   GET /v1/runs?limit=50&offset=0&sort=metrics.auc&order=desc&model=spam&kind=fit&study=S
 --   GET /v1/runs?cursor=...            the next page by time (newest first)
 --   GET /v1/runs/{id}                  one run
 --   GET /v1/runs:compare?ids=A,B       runs side by side, with what differs
---   GET /v1/features:duplicates?threshold=0.99
+--   GET /v1/runs:groups, /v1/studies    runs_routes.lua: group-by with mean ± std,
+--                                      tuning studies' best score by trial
+--   GET|POST /v1/train                 train_routes.lua: trainings started from
+--                                      the console as child processes
+--   GET /v1/features:duplicates?threshold=0.99&view=V
+--   GET /v1/features:search?q=&owner=&tag=&limit=50&offset=0, and
+--   GET /v1/features/{view}/lineage   feature_routes.lua: views across teams,
+--                                      who reads a view and serves them
 --   GET /v1/monitor/{model}?window=1h&buckets=60
 --                                      per version: volume, errors, p50/p99 per
 --                                      slice of the window, drift table with
@@ -120,7 +127,8 @@ end
 local function runs_page(http, req)
   local q = req.query
   local function text(name) return q[name] ~= "" and q[name] or nil end
-  local page_, err, code = runs.page { model = text("model"), kind = text("kind"), sort = text("sort"),
+  local page_, err, code = runs.page { model = text("model"), kind = text("kind"), study = text("study"),
+    sort = text("sort"),
     order = text("order"), cursor = text("cursor"), limit = integer(http, q, "limit"),
     offset = integer(http, q, "offset") }
   if not page_ then http.fail(err, code) end
@@ -147,8 +155,10 @@ local function duplicates(http, req)
   if not threshold or threshold <= 0 or threshold > 1 then
     http.error(400, "bad_request", "threshold is a number in (0, 1]")
   end
-  local list = feature_store:duplicates { threshold = threshold }
-  return { threshold = threshold, duplicates = #list > 0 and list or require("tycho.util.json").empty_array }
+  local view = req.query.view ~= "" and req.query.view or nil
+  local list, err, code = feature_store:duplicates { threshold = threshold, view = view }
+  if not list then http.fail(err, code) end
+  return { threshold = threshold, view = view, duplicates = #list > 0 and list or require("tycho.util.json").empty_array }
 end
 
 local function monitor_dashboard(app, http, req)
@@ -191,6 +201,9 @@ function M.add(app, http)
   app:get("/v1/monitor/{model}", function(req) return monitor_dashboard(app, http, req) end)
   app:get("/v1/experiments/{name}/timeline", function(req) return experiment_timeline(app, http, req) end)
   require("tycho.serve.dag_routes").add(app, http)
+  require("tycho.serve.runs_routes").add(app, http)
+  require("tycho.serve.train_routes").add(app, http)
+  require("tycho.serve.feature_routes").add(app, http)
   require("tycho.serve.serving_routes").add(app, http)
   app:get("/", redirect)
   app:get("/ui", redirect)

@@ -9,6 +9,11 @@
 --   GET  /v1/dags/{name}/runs/{run}        one run with every task's attempts and log tail
 --   POST /v1/dags/{name}/runs              trigger a run: {"date": "YYYY-MM-DD"} (optional);
 --                                          needs the token; 202 with the runner's pid
+--   POST /v1/dags/{name}/backfill          {"from", "to": "YYYY-MM-DD", "rerun", "keep_going"}:
+--                                          a run for every slot of the schedule in the
+--                                          range, in order, by one runner (needs the token;
+--                                          at most limits.backfill_runs, else 413); 202 with
+--                                          the pid and the dates queued
 --
 -- Reads go through tycho.dag.history's store layout (dag_runs); the
 -- trigger starts `tycho dag run FILE --rerun` as a detached child, which
@@ -17,6 +22,7 @@ local uv = require "luv"
 local json = require "tycho.util.json"
 local hist = require "tycho.dag.history"
 local internal = require "tycho.internal"
+local define = require "tycho.dag.define"
 
 local M = {}
 local DB, K = hist.DB, hist.keys
@@ -68,7 +74,7 @@ end
 -- Tasks and their edges from the DAG's file (nil when it no longer loads).
 local function graph_of(file)
   if type(file) ~= "string" then return nil end
-  local ok, dag = pcall(require("tycho.dag.define").load, file)
+  local ok, dag = pcall(define.load, file)
   if not ok or type(dag) ~= "table" then return nil end
   local edges = {}
   for _, t in ipairs(dag.order) do
@@ -141,14 +147,11 @@ local function one_run(app, http, req)
   end)
 end
 
-local function trigger(app, http, req)
-  local name = req.params.name
-  local body = req.body ~= "" and req:json() or {}
-  if type(body) ~= "table" then http.error(400, "bad_request", 'expected {} or {"date": "YYYY-MM-DD"}') end
-  if body.date ~= nil and (type(body.date) ~= "string" or not body.date:match("^%d%d%d%d%-%d%d%-%d%d$")) then
-    http.error(400, "bad_request", "date is YYYY-MM-DD")
-  end
-  local st = store(app, http)
+local DATE = "^%d%d%d%d%-%d%d%-%d%d$"
+
+-- The DAG's record when a runner may start now: 404 unknown, 409 while
+-- one runs or when its file is gone.
+local function runnable(http, st, name)
   local rec, _, lock = hist.state(st, name)
   if not rec then http.error(404, "not_found", "no DAG named '" .. tostring(name) .. "' has runs in this home") end
   if lock and hist.alive(lock.pid, lock.pstart) then
@@ -157,17 +160,84 @@ local function trigger(app, http, req)
   local f = type(rec.file) == "string" and io.open(rec.file)
   if not f then http.error(409, "conflict", "the file of DAG " .. name .. " is gone: " .. tostring(rec.file)) end
   f:close()
-  local args = { "--home", st.path or internal.home, "dag", "run", rec.file, "--rerun", "--quiet" }
-  if body.date then
-    args[#args + 1], args[#args + 2] = "--date", body.date
-  end
+  return rec
+end
+
+-- Starts `tycho dag run FILE ...` detached: it takes the DAG's lock like
+-- any other runner. Its pid.
+local function start_runner(http, st, file, args)
+  local argv = { "--home", st.path or internal.home, "dag", "run", file, "--quiet" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
   local handle, pid
-  handle, pid = uv.spawn(internal.exe, { args = args, detached = true }, function()
+  handle, pid = uv.spawn(internal.exe, { args = argv, detached = true }, function()
     if handle and not handle:is_closing() then handle:close() end
   end)
   if not handle then http.error(500, "internal", "cannot start the runner: " .. tostring(pid)) end
   handle:unref()
+  return pid
+end
+
+local function trigger(app, http, req)
+  local name = req.params.name
+  local body = req.body ~= "" and req:json() or {}
+  if type(body) ~= "table" then http.error(400, "bad_request", 'expected {} or {"date": "YYYY-MM-DD"}') end
+  if body.date ~= nil and (type(body.date) ~= "string" or not body.date:match(DATE)) then
+    http.error(400, "bad_request", "date is YYYY-MM-DD")
+  end
+  local st = store(app, http)
+  local rec = runnable(http, st, name)
+  local pid = start_runner(http, st, rec.file, body.date and { "--rerun", "--date", body.date } or { "--rerun" })
   return 202, { name = name, started = true, pid = pid, date = body.date }
+end
+
+local BACKFILL_FIELDS = { from = true, to = true, rerun = true, keep_going = true }
+
+local function backfill_body(http, req)
+  local body = req:json()
+  if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}') end
+  for k in pairs(body) do
+    if not BACKFILL_FIELDS[k] then http.error(400, "bad_request", "a backfill has no field '" .. tostring(k) .. "'") end
+  end
+  for _, k in ipairs { "from", "to" } do
+    if type(body[k]) ~= "string" or not body[k]:match(DATE) then http.error(400, "bad_request", k .. " is YYYY-MM-DD") end
+  end
+  for _, k in ipairs { "rerun", "keep_going" } do
+    if body[k] ~= nil and type(body[k]) ~= "boolean" then http.error(400, "bad_request", k .. " is true or false") end
+  end
+  return body
+end
+
+-- The dates a backfill queues, in order; each says whether its latest run
+-- succeeded (the runner skips those unless rerun).
+local function queued_dates(st, name, slots)
+  local out = {}
+  for i, slot in ipairs(slots) do
+    local _, latest = hist.state(st, name, slot.date)
+    out[i] = { date = slot.date, succeeded = latest and latest.status == "success" or false }
+  end
+  return out
+end
+
+-- Queues the DAG's runs for every slot of its schedule from..to (at most
+-- limits.backfill_runs), run in order by one runner, as `tycho dag run
+-- FILE --from --to` does.
+local function backfill(app, http, req)
+  local name = req.params.name
+  local body = backfill_body(http, req)
+  local st = store(app, http)
+  local rec = runnable(http, st, name)
+  local ok, dag, lerr = pcall(define.load, rec.file)
+  if not ok or type(dag) ~= "table" then
+    http.error(409, "conflict", "the file of DAG " .. name .. " no longer loads: " .. tostring(ok and lerr or dag))
+  end
+  local slots, err, code = hist.slots(dag, { from = body.from, to = body.to, max = app.limits.backfill_runs })
+  if not slots then http.fail(err, code) end
+  local args = { "--from", body.from, "--to", body.to }
+  if body.rerun then args[#args + 1] = "--rerun" end
+  if body.keep_going then args[#args + 1] = "--keep-going" end
+  local dates = queued_dates(st, name, slots)
+  local pid = start_runner(http, st, rec.file, args)
+  return 202, { name = name, started = true, pid = pid, from = body.from, to = body.to, runs = #dates, dates = dates }
 end
 
 --- Adds the routes to app (http: the router module, for its errors).
@@ -187,6 +257,7 @@ function M.add(app, http)
   app:get("/v1/dags/{name}/runs", function(req) return runs_page(app, http, req) end)
   app:get("/v1/dags/{name}/runs/{run}", function(req) return one_run(app, http, req) end)
   app:post("/v1/dags/{name}/runs", function(req) return trigger(app, http, req) end)
+  app:post("/v1/dags/{name}/backfill", function(req) return backfill(app, http, req) end)
 end
 
 return M

@@ -1,7 +1,10 @@
 --- The registry over HTTP, built into every app: what the CLI's `tycho
 -- models` shows and does, for the console and for scripts. Promotions go
 -- through Registry:promote, so an alias's stored policy holds here as on
--- every other path; a refusal is 403 with every reason.
+-- every other path; a refusal is 403 with every reason. The model page's
+-- plots read GET /v1/registry/models/{name}/versions/{version}/evaluation
+-- (the holdout evaluation stored at registration) and
+-- GET /v1/registry/models/{name}/compare?a=V&b=V (two versions side by side).
 local json = require "tycho.util.json"
 local registry = require "tycho.registry"
 
@@ -15,6 +18,36 @@ local function open(app, http)
   if not reg then http.error(503, "store_unavailable", err) end
   app.registry = reg
   return reg
+end
+
+--- The registry of the app's home, opened once per worker (503 when the
+-- home cannot be opened).
+M.registry = open
+
+-- A version's stored holdout evaluation, or null and why there is none.
+local function evaluation(app, http, req)
+  local name, version = req.params.name, req.params.version
+  local ev, msg, code = open(app, http):evaluation(name, version)
+  if ev == nil then http.fail(msg, code) end
+  if not ev then
+    return { name = name, version = version, evaluation = json.null,
+             note = "no holdout evaluation was stored with this version (registered without a holdout, "
+               .. "or before versions kept one)" }
+  end
+  return { name = name, version = version, evaluation = ev }
+end
+
+-- Two versions side by side (Registry:compare): ?a=VERSION&b=VERSION.
+local function compare(app, http, req)
+  local a, b = req.query.a, req.query.b
+  if not a or a == "" or not b or b == "" then
+    http.error(400, "bad_request", "name two versions or aliases: ?a=1.0.0&b=1.1.0")
+  end
+  local doc, msg, code = open(app, http):compare(req.params.name, a, b)
+  if not doc then http.fail(msg, code) end
+  doc.name = req.params.name
+  for i = 1, 2 do doc.evaluations[i] = doc.evaluations[i] or json.null end
+  return doc
 end
 
 local function model_of(http, reg, name)
@@ -110,6 +143,8 @@ function M.add(app, http)
     return { name = req.params.name, alias = req.params.alias, version = version }
   end)
   add_requests(app, http)
+  app:get("/v1/registry/models/{name}/versions/{version}/evaluation", function(req) return evaluation(app, http, req) end)
+  app:get("/v1/registry/models/{name}/compare", function(req) return compare(app, http, req) end)
 end
 
 return M

@@ -109,26 +109,37 @@ local function by_liveness(a, b)
   return (a.worker or 0) < (b.worker or 0)
 end
 
--- Every worker's last state, alive first, and the models any of them (or
--- this app) hosts.
-local function serving(app, http)
+--- Every worker's last state in the home's store st, alive first: { port,
+-- worker, pid, started_at, seen_at, seen_seconds_ago, alive, models = { {
+-- name, ready, experiment, slots } } } (also what the features page's
+-- lineage reads: which versions are served where).
+function M.workers(st)
   local now = timeutil.now()
-  local workers, names = {}, {}
-  for name in pairs(app.hosted) do names[name] = true end
-  store(app, http):view(function(tx)
+  local workers = {}
+  st:view(function(tx)
     for _, raw in tx:scan(DB, { limit = MAX_WORKERS }) do
       local ok, w = pcall(json.decode, raw)
       if ok and type(w) == "table" and tonumber(w.seen_at) then
         local age = (now - w.seen_at) / 1e6
         w.seen_at, w.seen_seconds_ago, w.alive = timeutil.format(w.seen_at), math.max(0, age), age < STALE_SECONDS
         w.models = type(w.models) == "table" and w.models or {}
-        for _, m in ipairs(w.models) do names[m.name] = true end
         if #w.models == 0 then w.models = json.empty_array end
         workers[#workers + 1] = w
       end
     end
   end)
   table.sort(workers, by_liveness)
+  return workers
+end
+
+-- Every worker's last state, alive first, and the models any of them (or
+-- this app) hosts.
+local function serving(app, http)
+  local workers, names = M.workers(store(app, http)), {}
+  for name in pairs(app.hosted) do names[name] = true end
+  for _, w in ipairs(workers) do
+    for _, m in ipairs(w.models) do names[m.name] = true end
+  end
   local models = {}
   for name in pairs(names) do models[#models + 1] = name end
   table.sort(models)

@@ -32,7 +32,10 @@ describe("console", function()
     local seed = testing.write(home .. "/seed.lua", [[
       local runs = require "tycho.registry.runs"
       assert(runs.record { kind = "fit", model = "<img src=x onerror=alert(1)>", params = { note = "<b>x</b>" },
-                           metrics = { auc = 0.5 }, seconds = 0.1 })]])
+                           metrics = { auc = 0.5 }, seconds = 0.1 })
+      -- A version registered without a holdout evaluation (as before they were kept).
+      local reg = assert(require("tycho.registry").open())
+      assert(reg:register("spam_legacy", assert(reg:load("spam", "1.0.0"))))]])
     local code, _, err = testing.run({ "--home", home, "run", seed })
     assert(code == 0, err)
     -- An hour of predictions of spam 1.0.0 (every input kept, one in 50 an
@@ -268,6 +271,21 @@ describe("console", function()
     assert.matches("401", report.actions.stop_without_token)
     assert.matches("every unit now gets treatment", report.actions.declared)
     assert.matches("Sample%-ratio", report.actions.srm_banner)
+    -- Models and features (model_eval.js, feature_search.js, feature_lineage.js):
+    -- ROC and PR curves, the matrix, importance, the alias timeline; two
+    -- versions' curves overlaid; the note of a version without an evaluation;
+    -- the search by owner and the view's lineage to the endpoint serving it.
+    assert.same({ 2, 4 }, { report.actions.evaluation_curves, report.actions.confusion_cells })
+    assert.is_true(report.actions.importance_rows >= 10)
+    assert.is_true(report.actions.timeline_bars >= 3)
+    assert.equal(4, report.actions.compare_curves)
+    assert.is_true(report.actions.compare_metrics >= 6)
+    assert.matches("no holdout evaluation", report.actions.legacy_note)
+    assert.equal(1, report.actions.search_rows)
+    assert.is_true(report.actions.lineage_models >= 2)
+    -- spam's main, canary and shadow slots all serve versions that read the view.
+    assert.same({ "/v1/models/spam:predict", "/v1/models/spam:predict", "/v1/models/spam:predict" },
+      report.actions.lineage_endpoints)
     assert.is_true(os.time() - started < 170)
     -- The home saw the promotion the page made.
     local reg = assert(require("tycho.registry").open({ home = home }))

@@ -120,6 +120,14 @@ describe("console at scale", function()
       end },
       { "/v1/runs?model=model-7&sort=metrics.auc&limit=50", function(d) return d.runs[1].model == "model-7" end },
       { "/v1/runs?kind=trial&sort=seconds&order=asc", function(d) return d.runs[1].seconds == 0 end },
+      -- Group-by: stored aggregates for all runs and a kind, index entries for a model.
+      { "/v1/runs:groups?by=params.depth", function(d) return d.runs == RUNS and #d.groups == 8 and d.without == 1 end },
+      { "/v1/runs:groups?by=params.rounds&kind=trial", function(d)  -- i % 3 == 1: 30 of the 90 rounds
+        return #d.groups == 30 and d.runs == math.floor((RUNS + 2) / 3)
+      end },
+      { "/v1/runs:groups?by=params.rounds", function(d) return #d.groups == 10 and d.groups[1].lo == 10 end },
+      { "/v1/runs:groups?by=params.depth&model=model-7", function(d) return d.groups[1].metrics.auc.n > 0 end },
+      { "/v1/studies", function(d) return d.total == 0 end },
       { "/v1/features", function(d) return #d.views == VIEWS end },
       { "/v1/features/view_0500", function(d) return d.name == "view_0500" end },
       { "/v1/registry/models", function(d) return #d.models == MODELS end },
@@ -128,6 +136,12 @@ describe("console at scale", function()
         return #d.slices.t == 60 and #d.days.day >= 365 and d.slices.variants[3].units[60] == 365 * 240 + 3
       end },
       { "/v1/serving", function(d) return #d.workers == 0 end },
+      -- Features searched across teams, a view's lineage, a model's evaluation and compare.
+      { "/v1/features:search?q=team-7&limit=50", function(d) return d.total == VIEWS / 20 and #d.views == 50 end },
+      { "/v1/features:search?q=v999_f3", function(d) return d.total == 1 and d.views[1].name == "view_0999" end },
+      { "/v1/features/view_0500/lineage", function(d) return d.view == "view_0500" and #d.models == 0 end },
+      { "/v1/registry/models/model-0/versions/1.0.0/evaluation", function(d) return d.note ~= nil end },
+      { "/v1/registry/models/model-0/compare?a=1.0.0&b=production", function(d) return d.metrics.auc[1] == 0.9 end },
     }
     local lines, slow = {}, {}
     for _, c in ipairs(checks) do

@@ -46,8 +46,7 @@ describe("the error convention", function()
     ["cli/repl.lua"] = 1,           -- "incomplete": the REPL's own signal to read another line
     ["dag/history.lua"] = 2,        -- prepare's "done" / "failed before": the third value is the run record
     ["core/base.lua"] = 1,          -- blob.unpack's reason, wrapped by models and pipelines with "invalid"
-    ["registry/init.lua"] = 2,      -- compared's third value is the metric; promote's refusal
-                                    -- puts "forbidden" and its reasons on the next line
+    ["registry/init.lua"] = 1,      -- promote's refusal puts "forbidden" and its reasons on the next line
     ["ml/pipeline.lua"] = 1,        -- "artifact refused: " before the model's message, its code passed on
     ["ml/blend.lua"] = 1,           -- "blend member i: " before the member's message, its code passed on
     -- Not converted yet (being reworked elsewhere): lower these as they go.
