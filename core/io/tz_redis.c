@@ -15,13 +15,17 @@
 #define DEFAULT_MAX_REPLY ((size_t)64 << 20)
 #define DEFAULT_MAX_ELEMENTS (1 << 20)
 #define MAX_NODES 1024
+/* While a node fails, the map is asked for at most this often (a read that
+ * finds its node down asks once, not every read of a busy server). */
+#define REFRESH_MIN_MS 100
 
 typedef struct node {
     char host[256];
     int port;
     redisContext *c;
     int queued;      /* commands written to c in this round, to read back */
-    int down;        /* could not connect in this round: not tried again in it */
+    double down_until;  /* a connect failed: not tried again before this (now_ms),
+                         * so a dead node costs one connect per timeout_ms, not one per command */
 } node;
 
 struct tz_redis {
@@ -29,6 +33,7 @@ struct tz_redis {
     node *nodes;
     int n_nodes, n_seeds;   /* nodes[0 .. n_seeds) are the seeds */
     int16_t slots[TZ_REDIS_SLOTS];
+    double refreshed_at;    /* now_ms of the last map refresh */
     tz_redis_stats stats;
 };
 
@@ -242,20 +247,19 @@ static void drop(tz_redis *r, int i)
     r->nodes[i].queued = 0;
 }
 
+static int known_down(const node *n) { return n->down_until > now_ms(); }
+
 static redisContext *connection(tz_redis *r, int i)
 {
     node *n = &r->nodes[i];
     if (n->c) return n->c;
-    if (n->down) return NULL;
+    if (known_down(n)) return NULL;
     struct timeval tv = { r->o.timeout_ms / 1000, (r->o.timeout_ms % 1000) * 1000 };
     redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
-    if (!c) {
-        n->down = 1;
-        return NULL;
-    }
-    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-        redisFree(c);
-        n->down = 1;
+    if (c && !c->err && redisSetTimeout(c, tv) != REDIS_OK) c->err = REDIS_ERR_IO;
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        n->down_until = now_ms() + r->o.timeout_ms;
         return NULL;
     }
     bound_reader(c->reader, &r->o.max_elements);
@@ -349,6 +353,7 @@ static int refresh_from(tz_redis *r, int i, tz_err *err)
 static int refresh_map(tz_redis *r, tz_err *err)
 {
     r->stats.refreshes++;
+    r->refreshed_at = now_ms();
     /* Nodes already connected first (cheapest), then every node known,
      * seeds included. */
     for (int pass = 0; pass < 2; pass++)
@@ -361,7 +366,7 @@ static int refresh_map(tz_redis *r, tz_err *err)
 
 int tz_redis_refresh(tz_redis *r, tz_err *err)
 {
-    for (int i = 0; i < r->n_nodes; i++) r->nodes[i].down = 0;
+    for (int i = 0; i < r->n_nodes; i++) r->nodes[i].down_until = 0;
     return refresh_map(r, err);
 }
 
@@ -570,6 +575,30 @@ static const char **argv_of(tz_redis_batch *b, const cmd *c)
     return b->argv;
 }
 
+static int target_of(tz_redis *r, const cmd *c)
+{
+    return c->ask >= 0 ? c->ask : c->slot < 0 ? any_node(r) : r->slots[c->slot];
+}
+
+/* Whether a round that left commands pending is worth repeating at once,
+ * without waiting: a redirect or a refreshed map sends some command to
+ * another node, or (first round only) a connection dropped on a node not
+ * known to be down, which a reconnect may mend (an idle connection closed
+ * by the server). A node that refuses connections is waited for, within
+ * the budget, only. */
+static int retry_now(tz_redis *r, const tz_redis_batch *b, int round)
+{
+    if (round >= 3) return 0;
+    for (int i = 0; i < b->n; i++) {
+        const cmd *c = &b->cmds[i];
+        if (c->state != PENDING) continue;
+        int t = target_of(r, c);
+        if (t != c->target) return 1;
+        if (round == 0 && t >= 0 && !known_down(&r->nodes[t])) return 1;
+    }
+    return 0;
+}
+
 /* Writes every pending command to its node's buffer; commands whose node
  * cannot be reached stay pending. Returns how many were queued. */
 static int queue_round(tz_redis *r, tz_redis_batch *b, int *failed)
@@ -579,7 +608,8 @@ static int queue_round(tz_redis *r, tz_redis_batch *b, int *failed)
         cmd *c = &b->cmds[i];
         c->sent = 0;
         if (c->state != PENDING) continue;
-        int t = c->ask >= 0 ? c->ask : c->slot < 0 ? any_node(r) : r->slots[c->slot];
+        int t = target_of(r, c);
+        c->target = t;
         if (t < 0) {
             *failed = 1;
             continue;
@@ -593,7 +623,7 @@ static int queue_round(tz_redis *r, tz_redis_batch *b, int *failed)
         if (!argv) return TZ_ENOMEM;
         if (c->ask >= 0 && redisAppendCommand(ctx, "ASKING") != REDIS_OK) return TZ_ENOMEM;
         if (redisAppendCommandArgv(ctx, c->argc, argv, b->lens + c->arg0) != REDIS_OK) return TZ_ENOMEM;
-        c->target = t, c->sent = 1 + (c->ask >= 0);
+        c->sent = 1 + (c->ask >= 0);
         r->nodes[t].queued++;
         queued++;
     }
@@ -620,6 +650,11 @@ static int read_one(tz_redis *r, tz_redis_batch *b, int i, int *failed, int *ref
                 c->state = FAILED;
                 set_unavailable(b, i, "reply larger than the client's max_reply");
             }
+            /* No answer within timeout_ms (a hung node, a partition): known
+             * down, as when it refuses, so the next commands do not wait
+             * the same again. A closed connection is reconnected at once. */
+            if (rc == -1 && n->c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+                n->down_until = now_ms() + r->o.timeout_ms;
             drop(r, c->target);
             *failed = 1;
             return 0;
@@ -647,23 +682,31 @@ static int read_one(tz_redis *r, tz_redis_batch *b, int i, int *failed, int *ref
         if (!strncmp(rep->str, "TRYAGAIN", 8) || !strncmp(rep->str, "CLUSTERDOWN", 11) || !strncmp(rep->str, "LOADING", 7)
             || !strncmp(rep->str, "MASTERDOWN", 10)) {
             freeReplyObject(rep);
-            *failed = 1;
-            *refresh = 1;
+            *failed = 1;   /* the map is asked again, at most every REFRESH_MIN_MS */
             return 0;
         }
     }
     return set_reply(b, i, rep);
 }
 
-int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err)
+/* Refreshes the map after a failed round: always after a redirect, at
+ * most every REFRESH_MIN_MS while nodes only fail. */
+static void refresh_after(tz_redis *r, int refresh)
 {
-    double deadline = now_ms() + r->o.retry_ms, backoff = 25;
+    if (!refresh && now_ms() - r->refreshed_at < REFRESH_MIN_MS) return;
+    tz_err ignored;
+    refresh_map(r, &ignored);
+}
+
+int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err)
+{
+    double deadline = now_ms() + (budget_ms > 0 ? budget_ms : 0), backoff = 25;
     int too_big = 0;
     for (int i = 0; i < b->n; i++)
         if (b->cmds[i].state == FAILED) b->cmds[i].state = PENDING;
     for (int round = 0;; round++) {
         int failed = 0, refresh = 0;
-        for (int k = 0; k < r->n_nodes; k++) r->nodes[k].queued = 0, r->nodes[k].down = 0;
+        for (int k = 0; k < r->n_nodes; k++) r->nodes[k].queued = 0;
         int queued = queue_round(r, b, &failed);
         if (queued < 0) return tz_err_set(err, queued, "out of memory");
         /* Every node's commands go out before any reply is awaited, so the
@@ -678,25 +721,28 @@ int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err)
         int pending = 0;
         for (int i = 0; i < b->n; i++) pending += b->cmds[i].state == PENDING;
         if (!pending) break;
-        if (failed || refresh) {
-            tz_err ignored;
-            refresh_map(r, &ignored);
-        }
+        if (failed || refresh) refresh_after(r, refresh);
+        int again = retry_now(r, b, round);
         double left = deadline - now_ms();
-        if (left <= 0) {
+        if (left <= 0 && !again) {
             for (int i = 0; i < b->n; i++)
                 if (b->cmds[i].state == PENDING) {
                     set_unavailable(b, i, "no reply from the cluster within the retry budget");
                 }
             return tz_err_set(err, TZ_EIO, "redis cluster: %d of %d commands got no reply within %d ms",
-                              pending, b->n, r->o.retry_ms);
+                              pending, b->n, budget_ms);
         }
         r->stats.retries++;
-        if (failed || round >= 3) {
+        if (!again) {
             sleep_ms(backoff < left ? backoff : left);
             if (backoff < 400) backoff *= 2;
         }
     }
     if (too_big) return tz_err_set(err, TZ_ETOOBIG, "a reply passed the client's max_reply (%zu bytes)", r->o.max_reply);
     return 0;
+}
+
+int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err)
+{
+    return tz_redis_exec_within(r, b, r->o.retry_ms, err);
 }

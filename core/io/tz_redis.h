@@ -20,8 +20,12 @@
  * and its commands go again after a short backoff, until opts.retry_ms has
  * passed: so a failover (a replica promoted in a few seconds) is ridden out
  * within that budget, and past it the commands still pending are marked
- * TZ_REDIS_UNAVAILABLE, never waited on. Commands may thus be sent twice:
- * give the client idempotent commands only.
+ * TZ_REDIS_UNAVAILABLE, never waited on. tz_redis_exec_within sets another
+ * budget for one exec: 0 for a read on a serving path, which answers
+ * "unavailable" at once rather than hold its worker through a failover.
+ * A node that refused a connection is not tried again for timeout_ms, and
+ * while nodes fail the map is asked for at most every 100 ms. Commands may
+ * thus be sent twice: give the client idempotent commands only.
  *
  * Not thread-safe: one tz_redis per thread (the runtime has one loop). The
  * async variant on the serving workers' libuv loop is not written yet.
@@ -128,6 +132,13 @@ int tz_redis_batch_add(tz_redis_batch *b, int slot, int argc, const char **argv,
  * command's item is UNAVAILABLE too). Earlier replies are kept: exec again
  * retries only what is missing. */
 int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err);
+
+/* tz_redis_exec with budget_ms in place of opts.retry_ms. With 0, a command
+ * whose node cannot be reached now (refused, reset, known down, the cluster
+ * failing over) is TZ_REDIS_UNAVAILABLE at once; redirects, a refreshed
+ * map that names another node, and one reconnect after a dropped connection
+ * are still followed at once, without waiting. Same returns. */
+int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err);
 
 /* The flattened reply of command i: *items (owned by the batch, valid until
  * it is cleared, freed or executed again) and their count. TZ_EINVAL when i

@@ -1,8 +1,14 @@
 /* tz_redis without a server: key slots (hash tags), redirect parsing, slot
  * maps from CLUSTER SLOTS replies, reply flattening and its bounds, and a
  * cluster that cannot be reached answering within its budget. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "io/tz_redis.h"
 #include "tap.h"
@@ -144,6 +150,76 @@ static void test_unreachable(void)
     tz_redis_close(r);
 }
 
+static double ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_no_wait(void)
+{
+    /* A read with budget 0 (a serving path's) waits for nothing: its node
+     * refuses, so its command is UNAVAILABLE at once, however long the
+     * client's own retry budget; again while the node is known down. */
+    tz_redis *r;
+    tz_err err;
+    tz_redis_opts o = { .timeout_ms = 200, .retry_ms = 5000 };
+    tz_redis_create("127.0.0.1:1", &o, &r, &err);
+    tz_redis_load_slots(r, SLOTS, sizeof SLOTS - 1, &err);
+    tz_redis_batch *b = tz_redis_batch_new();
+    const char *argv[] = { "GET", "k" };
+    tz_redis_batch_add(b, slot("k"), 2, argv, NULL, &err);
+    for (int k = 0; k < 2; k++) {
+        double t0 = ms_now();
+        is_int(tz_redis_exec_within(r, b, 0, &err), TZ_EIO, "exec within 0 ms: %s", err.msg);
+        double took = ms_now() - t0;
+        ok(took < 100, "answered in %.1f ms, not after the 5 s budget", took);
+        const tz_redis_item *it;
+        int n;
+        tz_redis_batch_reply(b, 0, &it, &n);
+        is_int(it[0].type, TZ_REDIS_UNAVAILABLE, "UNAVAILABLE (%s)", k ? "node known down" : "refused");
+    }
+    tz_redis_batch_free(b);
+    tz_redis_close(r);
+}
+
+static void test_hung_node(void)
+{
+    /* A node that takes connections and never answers (a hung process, a
+     * partition past the handshake): a listening socket nobody accepts on.
+     * The first read waits timeout_ms, then the node is known down and the
+     * next read does not wait again. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof a;
+    ok(fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) && !listen(fd, 16)
+       && !getsockname(fd, (struct sockaddr *)&a, &alen), "a listener that never accepts");
+    int port = ntohs(a.sin_port);
+    char seed[64], slots[160];
+    snprintf(seed, sizeof seed, "127.0.0.1:%d", port);
+    int n = snprintf(slots, sizeof slots, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", port);
+    tz_redis *r;
+    tz_err err;
+    tz_redis_opts o = { .timeout_ms = 100, .retry_ms = 5000 };
+    tz_redis_create(seed, &o, &r, &err);
+    is_int(tz_redis_load_slots(r, slots, (size_t)n, &err), 0, "its slot map");
+    tz_redis_batch *b = tz_redis_batch_new();
+    const char *argv[] = { "GET", "k" };
+    tz_redis_batch_add(b, slot("k"), 2, argv, NULL, &err);
+    double t0 = ms_now();
+    is_int(tz_redis_exec_within(r, b, 0, &err), TZ_EIO, "no answer: %s", err.msg);
+    double took = ms_now() - t0;
+    ok(took >= 90 && took < 400, "the first read waited timeout_ms once (%.0f ms)", took);
+    t0 = ms_now();
+    is_int(tz_redis_exec_within(r, b, 0, &err), TZ_EIO, "again");
+    took = ms_now() - t0;
+    ok(took < 50, "the next did not wait: the node is known down (%.1f ms)", took);
+    tz_redis_batch_free(b);
+    tz_redis_close(r);
+    close(fd);
+}
+
 int main(void)
 {
     test_slots();
@@ -151,5 +227,7 @@ int main(void)
     test_slot_map();
     test_replies();
     test_unreachable();
+    test_no_wait();
+    test_hung_node();
     return tap_done();
 }

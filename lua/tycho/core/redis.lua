@@ -35,6 +35,7 @@ void tz_redis_batch_clear(tz_redis_batch *b);
 int tz_redis_batch_count(const tz_redis_batch *b);
 int tz_redis_batch_add(tz_redis_batch *b, int slot, int argc, const char **argv, const size_t *lens, tz_err *err);
 int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err);
+int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err);
 int tz_redis_batch_reply(const tz_redis_batch *b, int i, const tz_redis_item **items, int *n);
 ]]
 
@@ -98,8 +99,13 @@ end
 -- reads their replies. true, or nil, message, code when some command got no
 -- reply within retry_ms ("unavailable") or a reply was too large
 -- ("too_large"); replies that did arrive are readable either way.
-function Cluster:exec(b)
-  local rc = C.tz_redis_exec(self.handle, b.handle, err)
+-- budget_ms replaces retry_ms for this call: 0 waits for no node (a
+-- serving path's read: what cannot be answered now is UNAVAILABLE at once,
+-- redirects still followed).
+function Cluster:exec(b, budget_ms)
+  local rc
+  if budget_ms then rc = C.tz_redis_exec_within(self.handle, b.handle, budget_ms, err)
+  else rc = C.tz_redis_exec(self.handle, b.handle, err) end
   if rc ~= 0 then return failure(rc) end
   return true
 end

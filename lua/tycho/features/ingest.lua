@@ -305,16 +305,7 @@ local function push_streamed(fs, v, iter, to, present)
   return finish(fs, v, report, rejected)
 end
 
---- Push rows (Feast's push): rows is a frame, a list of row tables or a
--- Feast "df" ({column = {values...}}); to = "online" (default) | "offline"
--- | "online_and_offline". Returns the report, or nil, message, code.
--- With a cluster, rows bound for the offline store are appended to the
--- view's push stream instead of this home's offline store, and the report
--- counts them landed (with streamed and stream_id) once a replica holds
--- the entry; when none confirms it within the cluster's wait_ms, nil,
--- message, "unavailable": the online write stands, and sending the rows
--- again is safe (applying an entry twice changes nothing).
-function FS:push(view, rows, to)
+local function push(self, view, rows, to)
   local v, verr, vcode = self:view(view)
   if not v then return nil, verr, vcode end
   if to and to ~= "online" and to ~= "offline" and to ~= "online_and_offline" then
@@ -335,6 +326,23 @@ function FS:push(view, rows, to)
   local list, lerr, lcode = row_list(rows)
   if not list then return nil, lerr, lcode end
   return land(self, v, list_iter(list), {}, to, "push", key_present)
+end
+
+--- Push rows (Feast's push): rows is a frame, a list of row tables or a
+-- Feast "df" ({column = {values...}}); to = "online" (default) | "offline"
+-- | "online_and_offline". Returns the report, or nil, message, code.
+-- With a cluster, rows bound for the offline store are appended to the
+-- view's push stream instead of this home's offline store, and the report
+-- counts them landed (with streamed and stream_id) once a replica holds
+-- the entry; when none confirms it within the cluster's wait_ms, nil,
+-- message, "unavailable": the online write stands, and sending the rows
+-- again is safe (applying an entry twice changes nothing). An online write
+-- the cluster cannot acknowledge is nil, message, "unavailable" too (the
+-- transaction rolled back).
+function FS:push(view, rows, to)
+  local ok, report, e, code = pcall(push, self, view, rows, to)
+  if ok then return report, e, code end
+  return errors.caught(report)
 end
 
 M.land = land

@@ -4,6 +4,7 @@
 -- core/store/tz_asof.c reads the same layout in C.
 local ffi = require "ffi"
 local keys = require "tycho.util.keys"
+local errors = require "tycho.util.errors"
 
 local M = {}
 
@@ -66,8 +67,8 @@ end
 local function online_put_many(tx, v, rows)
   local backend, written = backends[tx.store], 0
   if backend then
-    local out, e = backend:put_many(v, rows)
-    if not out then error(e, 0) end
+    local out, e, code = backend:put_many(v, rows)
+    if not out then errors.raise(code or errors.unavailable, e) end
     for i = 1, #rows do if out[i] then written = written + 1 end end
     return written
   end

@@ -220,7 +220,8 @@ end
 -- definitions are noticed through the catalog epoch once a second.
 -- Statuses and TTL are fs:online's business; on-demand features are computed.
 -- On a Redis Cluster each get is one round trip, and an entity whose node
--- does not answer in time reads as nil (its features missing).
+-- does not answer in time reads as nil, "unavailable" (errors.unavailable:
+-- its features missing for now, as against an entity that has none).
 function FS:reader(refs)
   local views, order, code = parse_refs(self, refs)
   if not views then return nil, order, code end
@@ -244,9 +245,9 @@ function FS:reader(refs)
       if fresh then reader.get = fresh.get end
     end
     entity = tostring(entity)
-    local ptr
-    if backend then ptr = backend:get_ptr(v, entity) else ptr = point(prefix .. keys.pack("s", entity)) end
-    if not ptr then return nil end
+    local ptr, why
+    if backend then ptr, why = backend:get_ptr(v, entity) else ptr = point(prefix .. keys.pack("s", entity)) end
+    if not ptr then return nil, why end
     -- The value is valid until the next read: decode it straight away.
     local p8 = ffi.cast("const uint8_t*", ptr)
     local t = unpack_time_ptr(p8)

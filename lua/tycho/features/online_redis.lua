@@ -19,8 +19,12 @@
 -- hash persistent.
 --
 -- URL options after "?": timeout_ms, retry_ms (the client's, see
--- tycho.core.redis), ns (the key prefix, for homes sharing a cluster),
--- wait_ms and claim_idle_ms (the push stream's, features/push_stream.lua).
+-- tycho.core.redis; retry_ms is what a write may wait out a failover),
+-- read_ms (what a read may: 0 by default, so a read of a master that is
+-- down or failing over answers UNAVAILABLE at once instead of holding a
+-- serving worker for seconds), ns (the key prefix, for homes sharing a
+-- cluster), wait_ms and claim_idle_ms (the push stream's,
+-- features/push_stream.lua).
 local redis = require "tycho.core.redis"
 local layout = require "tycho.features.layout"
 local errors = require "tycho.util.errors"
@@ -78,10 +82,10 @@ end)
 -- Connected backends by URL: one client per process and cluster.
 local connected = {}
 
-local NUMBERS = { timeout_ms = true, retry_ms = true, wait_ms = true, claim_idle_ms = true }
+local NUMBERS = { timeout_ms = true, retry_ms = true, read_ms = true, wait_ms = true, claim_idle_ms = true }
 
---- A cluster URL's seeds and options { timeout_ms, retry_ms, ns, wait_ms,
--- claim_idle_ms }: what every backend on the cluster reads (the published
+--- A cluster URL's seeds and options { timeout_ms, retry_ms, read_ms, ns,
+-- wait_ms, claim_idle_ms }: what every backend on the cluster reads (the published
 -- models' too); or nil, message, "invalid".
 function M.parse_url(url)
   local seeds, query = url:match("^([^?]*)%??(.*)$")
@@ -94,7 +98,7 @@ function M.parse_url(url)
       opts.ns = val
     else
       return errors.fail("invalid", "cluster URL: unknown option '" .. k
-        .. "' (timeout_ms, retry_ms, ns, wait_ms, claim_idle_ms)")
+        .. "' (timeout_ms, retry_ms, read_ms, ns, wait_ms, claim_idle_ms)")
     end
   end
   -- WAIT blocks the connection: a reply later than the client's read
@@ -130,8 +134,8 @@ function M.connect(url)
   if not cl then return errors.fail(code, "cluster " .. seeds .. ": " .. e) end
   local ok, le, lcode = load_library(cl)
   if not ok then return nil, le, lcode end
-  local b = setmetatable({ cl = cl, url = url, ns = opts.ns, opts = opts, wb = cl:batch(), rb = cl:batch(),
-                           gb = cl:batch(), args = {}, fields = {} }, Backend)
+  local b = setmetatable({ cl = cl, url = url, ns = opts.ns, opts = opts, read_ms = opts.read_ms or 0,
+                           wb = cl:batch(), rb = cl:batch(), gb = cl:batch(), args = {}, fields = {} }, Backend)
   connected[url] = b
   return b
 end
@@ -228,38 +232,41 @@ function Backend:put_many(v, rows)
 end
 
 --- One row's newer-wins write (as put_many): true when it was written,
--- false when the stored value was as new; raises when the cluster cannot
--- acknowledge it (so the caller's transaction rolls back).
+-- false when the stored value was as new; raises (errors.raise) when the
+-- cluster cannot acknowledge it, so the caller's transaction rolls back.
 function Backend:put(v, entity, t, encoded)
   local one = self.one or {}
   self.one = one
   one[1] = one[1] or {}
   one[1][1], one[1][2], one[1][3] = entity, t, encoded
-  local out, e = self:put_many(v, one)
-  if not out then error(e, 0) end
+  local out, e, code = self:put_many(v, one)
+  if not out then errors.raise(code or errors.unavailable, e) end
   return out[1]
 end
 
---- The stored online value (time .. row) of an entity, or nil; raises when
--- the cluster does not answer.
+--- The stored online value (time .. row) of an entity, or nil; raises
+-- (errors.raise, "unavailable") when the cluster does not answer: a write
+-- transaction reads it, which must roll back then.
 function Backend:get(v, entity)
   local key = self:key(v, tostring(entity))
   local r, e = self.cl:call(self.cl:slot(key), "HGET", key, field_of(self, v))
-  if r == nil and e then error("online store (redis): " .. e, 0) end
-  if type(r) == "table" then error("online store (redis): " .. tostring(r.err), 0) end
+  if r == nil and e then errors.raise(errors.unavailable, "online store (redis): " .. e) end
+  if type(r) == "table" then errors.raise(errors.unavailable, "online store (redis): " .. tostring(r.err)) end
   return r
 end
 
 --- Entity's online value of view v as a pointer to its bytes (valid until
--- the next read), or nil when it has none or its node did not answer in time.
+-- the next read), or nil when it has none; nil, "unavailable" when its node
+-- did not answer within read_ms.
 function Backend:get_ptr(v, entity)
   local cl, b = self.cl, self.gb
   local key = self:key(v, entity)
   b:clear()
   b:add(cl:slot(key), "HGET", key, field_of(self, v))
-  cl:exec(b)
+  cl:exec(b, self.read_ms)
   local it = b:items(1)
   if it and it[0].type == redis.STRING and it[0].len >= 10 then return it[0].str end
+  if not it or it[0].type == redis.UNAVAILABLE then return nil, errors.unavailable end
   return nil
 end
 
@@ -268,7 +275,8 @@ end
 -- Returns the batch, whose command i holds entity i's reply: items(i)
 -- gives an ARRAY item then one STRING or NIL item per view, in order.
 -- Pointers stay valid until the next read. Commands the cluster did not
--- answer are UNAVAILABLE items; the second result is then the message.
+-- answer within read_ms are UNAVAILABLE items; the second result is then
+-- the message.
 function Backend:read_rows(views, ks, n)
   local cl, b, args = self.cl, self.rb, self.args
   b:clear()
@@ -281,7 +289,7 @@ function Backend:read_rows(views, ks, n)
     args[2] = key
     b:add_list(cl:slot(key), args, nv + 2)
   end
-  local ok, e = cl:exec(b)
+  local ok, e = cl:exec(b, self.read_ms)
   return b, not ok and e or nil
 end
 

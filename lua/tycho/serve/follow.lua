@@ -24,7 +24,7 @@ local errors = require "tycho.util.errors"
 
 local M = {}
 
-local POLL_MS, MAX_BACKOFF_MS = 200, 5000
+local POLL_MS, MAX_BACKOFF_MS = 200, 1000
 local CLIENT = { timeout_ms = 100, retry_ms = 100, max_reply = registry.MAX_ARTIFACT_BYTES + 4096 }
 
 local Follower = {}

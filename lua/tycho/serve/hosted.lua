@@ -59,7 +59,8 @@ end
 --- Hosts `name` following `opts.alias` (default "production"), with
 -- optional canary = {alias, percent} and shadow = {alias}. strict = true
 -- refuses (400) an instance with a missing input or a stale feature
--- instead of predicting from what is there.
+-- instead of predicting from what is there, and (503) one whose stored
+-- features could not be read now (their Redis node down or failing over).
 function M.host(name, opts)
   opts = opts or {}
   return setmetatable({ name = name, alias = opts.alias or "production", canary = opts.canary,
@@ -175,17 +176,31 @@ local function bucket(unit)
   return h % 100
 end
 
+-- The features of src the request left to the store, when the store
+-- could not be read (nil for none): added to list.
+local function unreadable(src, row, list)
+  for _, name in ipairs(src.names) do
+    if row[name] == nil then
+      list = list or {}
+      list[#list + 1] = name
+    end
+  end
+  return list
+end
+
 -- Fills an instance's row: online features for each entity key present,
 -- request fields as given (a request value wins). Returns the row, the
--- pipeline inputs it lacks (from the request and the store alike) and the
--- stored features older than their view's ttl (nil for none).
+-- pipeline inputs it lacks (from the request and the store alike), the
+-- stored features older than their view's ttl, and those the store could
+-- not be read for now (a cluster node down; nil for none).
 function M.assemble(version, inst, now)
-  local row, missing, stale = {}, nil, nil
+  local row, missing, stale, unavailable = {}, nil, nil, nil
   for k, v in pairs(inst) do if v ~= json.null then row[k] = v end end
   for _, src in pairs(version.sources) do
     local key = inst[src.join_key]
     if key ~= nil and src.reader then
       local values, t = src.reader:get(key)
+      if values == nil and t == errors.unavailable then unavailable = unreadable(src, row, unavailable) end
       local old = values ~= nil and src.ttl_us > 0 and now - t > src.ttl_us
       for i, name in ipairs(src.names) do
         local v = values and values[i]
@@ -206,7 +221,7 @@ function M.assemble(version, inst, now)
       missing[#missing + 1] = inputs[i]
     end
   end
-  return row, missing, stale
+  return row, missing, stale, unavailable
 end
 
 --- Batch scoring of frame f with a loaded version, columns at a time
@@ -222,10 +237,10 @@ function M.score_frame(version, f, fill)
 end
 
 local function predict_one(version, inst, now)
-  local row, missing, stale = M.assemble(version, inst, now)
+  local row, missing, stale, unavailable = M.assemble(version, inst, now)
   local started = uv.hrtime()
   local out, err = version.pipe:predict(row)
-  return out, err, missing, row, tonumber(uv.hrtime() - started) / 1e6, stale
+  return out, err, missing, row, tonumber(uv.hrtime() - started) / 1e6, stale, unavailable
 end
 
 -- Why a strict host refuses instance i, or nil.
@@ -292,6 +307,7 @@ function Hosted:predict(instances, log, req, pin)
     return errors.fail("unavailable", "model " .. self.name .. " has no loadable version: " .. tostring(self.errors.main))
   end
   local preds, ids, missing_all, stale_all, versions, variants = {}, {}, {}, {}, {}, {}
+  local unavailable_all = {}
   local now = timeutil.now()
   local e = self.experiment
   local split = not pin and e ~= nil and self:experiment_ready()
@@ -306,8 +322,13 @@ function Hosted:predict(instances, log, req, pin)
     end
     local version, variant, unit = main, nil, nil
     if not pin then version, variant, unit = self:route(inst, req, split) end
-    local out, err, missing, row, ms, stale = predict_one(version, inst, now)
+    local out, err, missing, row, ms, stale, unavailable = predict_one(version, inst, now)
     if self.strict then
+      -- Unreadable now, not absent: 503, to be asked again (Retry-After).
+      if unavailable then
+        return errors.fail("unavailable", "instance " .. i .. ": stored features not readable now (their cluster node"
+          .. " did not answer): " .. table.concat(unavailable, ", "))
+      end
       local refusal = strict_refusal(i, missing, stale)
       if refusal then return errors.fail("invalid", refusal) end
     end
@@ -318,6 +339,7 @@ function Hosted:predict(instances, log, req, pin)
     preds[i], versions[i] = out, version.version
     variants[i] = variant or json.null
     missing_all[i], stale_all[i] = missing or json.empty_array, stale or json.empty_array
+    unavailable_all[i] = unavailable or json.empty_array
     if missing then self.with_missing = self.with_missing + 1 end
     if stale then self.with_stale = self.with_stale + 1 end
     -- id, at and role are filled in by log(): named here so that the table
@@ -336,6 +358,7 @@ function Hosted:predict(instances, log, req, pin)
   res.model_version = one
   if any_listed(missing_all) then res.missing_features = missing_all end
   if any_listed(stale_all) then res.stale_features = stale_all end
+  if any_listed(unavailable_all) then res.unavailable_features = unavailable_all end
   return res
 end
 

@@ -21,6 +21,8 @@ local internal = require "tycho.internal"
 local json = require "tycho.util.json"
 local doc = require "tycho.util.doc"
 local protocols = require "tycho.serve.protocols"
+local online_json = require "tycho.features.online_json"
+local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
@@ -52,8 +54,13 @@ local function without_positions(message)
   return (message:gsub("[^%s\"']*%.lua:%d+: ", ""))
 end
 
+-- A 503 says "not now": the client may ask again (a cluster node failing
+-- over is back within seconds), and Retry-After says when.
+local RETRY_HEADERS = { ["Content-Type"] = "application/json", ["Retry-After"] = "1" }
+
 local function error_response(status, code, message)
-  return status, JSON_HEADERS, json.encode({ error = { code = code, message = without_positions(message) } })
+  return status, status == 503 and RETRY_HEADERS or JSON_HEADERS,
+    json.encode({ error = { code = code, message = without_positions(message) } })
 end
 
 local function hex_char(h) return string.char(tonumber(h, 16)) end
@@ -135,9 +142,11 @@ end
 -- for 47 s): `items` bounds instances per predict, entity keys per online
 -- read, rows per push and entries per feedback or events request;
 -- `features` the references per online read; `monitor_records` the
--- prediction-log records one monitor request reads. tycho.app{ limits = {...} }
--- changes them.
-M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 50000 }
+-- prediction-log records one monitor request reads; `trainings` the
+-- console's trainings running at once (each a process, 503 past it);
+-- `backfill_runs` the dates one backfill request may queue.
+-- tycho.app{ limits = {...} } changes them.
+M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 50000, trainings = 2, backfill_runs = 100 }
 
 --- Answers 413 when a request asks for more than limit `what` allows.
 function M.check_count(app, n, what, noun)
@@ -185,7 +194,7 @@ local function get_online_features(app, req)
     -- Feast answers bare feature names unless full names are asked for.
     for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
   end
-  return res
+  return 200, JSON_HEADERS, online_json.encode(res)
 end
 
 -- Feast feature server: POST /push.
@@ -230,7 +239,9 @@ function M.app(opts)
       for name, h in pairs(app.hosted) do
         if not h:ready() then return 503, { ready = false, model = name, error = h.errors.main } end
       end
-      return { ready = true }
+      local cluster = cluster_health.status()
+      if cluster and not cluster.reachable then return 503, { ready = false, cluster = cluster } end
+      return { ready = true, cluster = cluster }
     end)
     app:get("/v1/models", function()
       local list = {}

@@ -21,4 +21,22 @@ function M.fail(code, message)
   return nil, message, code
 end
 
+-- An expected failure raised where it cannot be returned: inside a store
+-- transaction, whose rollback needs the raise. It prints as its message.
+local RAISED = { __tostring = function(e) return e.message end }
+
+--- Raises code and message (as fail would return them) through the caller's
+-- callers, for M.caught to return again.
+function M.raise(code, message)
+  if not M.STATUS[code] then error("errors.raise: unknown code '" .. tostring(code) .. "'", 2) end
+  error(setmetatable({ code = code, message = message }, RAISED), 0)
+end
+
+--- For a pcall's error e: nil, message, code when M.raise raised it; any
+-- other error is raised again.
+function M.caught(e)
+  if getmetatable(e) == RAISED then return nil, e.message, e.code end
+  error(e, 0)
+end
+
 return M
