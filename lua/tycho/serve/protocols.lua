@@ -92,7 +92,7 @@ function M.predict_columns(app, http, req, body, pin)
     end
   end
   res.outputs, res.predictions = outputs, nil
-  return res
+  return 200, http.JSON_HEADERS, json.encode_exact(res)
 end
 
 -- A prediction as JSON: class labels as given (numbers, strings),
@@ -143,7 +143,8 @@ function M.predict(app, http, req, pin)
   if type(body.instances) == "table" and #body.instances > 0 then
     -- Bounded before anything else is looked at (a huge body costs nothing more).
     http.check_count(app, #body.instances, "items", "instances")
-    return predict(app, http, req, hosted(app, http, req.params.name), body.instances, pin)
+    local res = predict(app, http, req, hosted(app, http, req.params.name), body.instances, pin)
+    return 200, http.JSON_HEADERS, json.encode_exact(res)
   end
   return M.predict_columns(app, http, req, body, pin)
 end
@@ -166,7 +167,8 @@ local function tf_classify_or_regress(app, http, req, kind)
   for i, p in ipairs(res.predictions) do
     results[i] = classifier and { { tostring(p.prediction), p.probability } } or p.prediction
   end
-  return { results = results, model_versions = res.model_versions, prediction_ids = res.prediction_ids }
+  return 200, http.JSON_HEADERS,
+    json.encode_exact({ results = results, model_versions = res.model_versions, prediction_ids = res.prediction_ids })
 end
 
 local function tf_metadata(app, http, req)
@@ -305,9 +307,10 @@ local function v2_infer(app, http, req)
   if not all_numbers then for i, p in ipairs(pred) do pred[i] = tostring(p) end end
   local outputs = { { name = "prediction", datatype = all_numbers and "FP64" or "BYTES", shape = { #pred }, data = pred } }
   if prob then outputs[2] = { name = "probability", datatype = "FP64", shape = { #prob }, data = prob } end
-  return { model_name = h.name, model_version = res.model_version, id = type(body.id) == "string" and body.id or nil,
-           outputs = outputs, parameters = { prediction_ids = res.prediction_ids, model_versions = res.model_versions,
-                                             missing_features = res.missing_features } }
+  return 200, http.JSON_HEADERS, json.encode_exact({
+    model_name = h.name, model_version = res.model_version, id = type(body.id) == "string" and body.id or nil,
+    outputs = outputs, parameters = { prediction_ids = res.prediction_ids, model_versions = res.model_versions,
+                                      missing_features = res.missing_features } })
 end
 
 local function v2_ready(app, http, req)

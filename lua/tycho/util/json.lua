@@ -99,6 +99,67 @@ function M.encode(value)
   return out
 end
 
+-- ---- numbers in their shortest exact form ----------------------------------
+
+local exact_out = require("string.buffer").new(1024)
+local json_number  -- core/base's (tz_fmt), loaded at the first use
+
+-- Whether t is written as an array, as lua-cjson decides it (its sparse
+-- array rule: positive integer keys only, and the largest at most 10 or at
+-- most twice their count, holes as null); and the largest key.
+local function as_array(t)
+  local n, max = 0, 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then return false end
+    n = n + 1
+    if k > max then max = k end
+  end
+  return n > 0 and (max <= 10 or max <= 2 * n), max
+end
+
+local function exact(v, depth)
+  local t = type(v)
+  if t == "number" then
+    exact_out:put(json_number(v))
+  elseif t ~= "table" then
+    exact_out:put(cjson.encode(v) or error("json.encode_exact: cannot encode a " .. t, 0))
+  elseif v == EMPTY then
+    exact_out:put("[]")
+  else
+    if depth > MAX_DEPTH then error("json.encode_exact: nested deeper than " .. MAX_DEPTH .. " (a cycle?)", 0) end
+    local arr, max = as_array(v)
+    if arr then
+      exact_out:put("[")
+      for i = 1, max do
+        if i > 1 then exact_out:put(",") end
+        local x = v[i]
+        if x == nil then exact_out:put("null") else exact(x, depth + 1) end
+      end
+      exact_out:put("]")
+      return
+    end
+    exact_out:put("{")
+    local first = true
+    for k, x in pairs(v) do
+      if not first then exact_out:put(",") end
+      first = false
+      exact_out:put(cjson.encode(tostring(k)), ":")
+      exact(x, depth + 1)
+    end
+    exact_out:put("}")
+  end
+end
+
+--- Like encode, with every number in its shortest exact form (the double
+-- reads back bit for bit; lua-cjson writes 14 digits): for answers whose
+-- numbers a client compares, such as predictions.
+function M.encode_exact(value)
+  json_number = json_number or require("tycho.core.base").json_number
+  exact_out:reset()
+  exact(value, 0)
+  return exact_out:tostring()
+end
+
 --- Like encode, with object keys sorted: the same value always gives the
 -- same bytes (artifacts and hashes rely on it).
 function M.encode_canonical(value)
