@@ -1,8 +1,9 @@
 /*
  * tz_lua — the Lua C API side of Tycho: what Lua reaches through the C API
  * rather than the FFI, because it calls back into Lua (the HTTP server with
- * its Lua handler, the REPL's terminal, the sandbox runner), and the one
- * protected call every C entry into Lua goes through.
+ * its Lua handler, the REPL's terminal, the sandbox runner) or hands Lua
+ * data of the binary (the embedded console), and the one protected call
+ * every C entry into Lua goes through.
  *
  * core/runtime makes the state and registers these into the
  * "tycho.internal" table; nothing here includes runtime/, and the plain C
@@ -29,6 +30,7 @@ int tz_lua_xpcall(lua_State *L);
 void tz_lua_http_register(lua_State *L);     /* lua_http.c */
 void tz_lua_repl_register(lua_State *L);     /* lua_repl.c */
 void tz_lua_sandbox_register(lua_State *L);  /* lua_sandbox.c */
+void tz_lua_console_register(lua_State *L);  /* lua_console.c */
 
 /* The sandbox's memory account wraps the state's allocator: installed right
  * after the state is made, removed right before it is closed. */

@@ -78,6 +78,7 @@ static void register_internal(lua_State *L, const char *home, const char *luadir
     tz_lua_http_register(L);
     tz_lua_repl_register(L);
     tz_lua_sandbox_register(L);
+    tz_lua_console_register(L);
     lua_setfield(L, -2, "tycho.internal");
     lua_pop(L, 2);
 }

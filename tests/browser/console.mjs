@@ -6,79 +6,15 @@
 //
 // Fails (exit 1) on any console error, page error, dialog (an escaped string
 // that ran), failed request or HTTP error answer, except the one 401 it
-// provokes by clicking Promote, Stop and Trigger without the token. Prints one JSON line:
-// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} },
-// also written to OUT/report.json (the page timings beside the screenshots).
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+// provokes by clicking Promote, Stop and Trigger without the token. Prints one
+// JSON line (tests/browser/harness.mjs):
+// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} }.
+import { drive } from "./harness.mjs";
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
-  if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-  return acc;
-}, []));
-const base = args.base;
-const out = args.out || "build/console-screenshots";
-const model = args.model || "spam";
-const version = args.version || "1.0.1";
-const alias = args.alias || "production";
-const TIMEOUT = 15000;
-
-const guard = setTimeout(() => { console.error("console.mjs: gave up after 150 s"); process.exit(2); }, 150000);
-mkdirSync(out, { recursive: true });
-
-const problems = [];
-const pages = [];
-const actions = {};
-// The one 401 the test provokes on purpose: its answer, and chromium's
-// console line about it (which may arrive after the page shows the refusal).
-let answer401 = 0;
-let console401 = 0;
-
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  timeout: 30000,
-});
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("console", (msg) => {
-    if (msg.type() !== "error") return;
-    if (console401 > 0 && /status of 401/.test(msg.text())) { console401--; return; }
-    problems.push(`console error: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-  page.on("dialog", async (d) => { problems.push(`dialog opened (unescaped script?): ${d.message()}`); await d.dismiss(); });
-  page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
-  page.on("response", (res) => {
-    if (res.status() < 400) return;
-    if (res.status() === 401 && answer401 > 0) { answer401--; return; }
-    problems.push(`HTTP ${res.status()} for ${res.url()}`);
-  });
-
-  // CSP on the page itself, and the bundle loaded from the server only.
-  const first = await page.goto(base + "/ui/", { waitUntil: "load" });
-  const csp = first.headers()["content-security-policy"] || "";
-  if (!/script-src 'self'/.test(csp) || /unsafe-inline/.test(csp)) problems.push(`bad CSP on /ui/: ${csp}`);
-
-  // Opens hash route, waits for ready (a selector) and no .error, saves a screenshot.
-  async function visit(name, hash, ready, act) {
-    const t0 = Date.now();
-    if (hash !== null) await page.goto(base + "/ui/#" + hash, { waitUntil: "load" });
-    if (act) await act();
-    await page.waitForSelector(ready, { state: "visible" });
-    // (a locator, not waitForFunction: that one may evaluate a string, which the CSP refuses)
-    await page.locator("main .muted", { hasText: "Loading…" }).first().waitFor({ state: "detached" });
-    const ms = Date.now() - t0;
-    const err = await page.$("main .error");
-    if (err) problems.push(`${name}: the page shows an error: ${await err.textContent()}`);
-    const screenshot = join(out, `${String(pages.length + 1).padStart(2, "0")}-${name}.png`);
-    await page.screenshot({ path: screenshot, fullPage: true });
-    pages.push({ name, ms, screenshot });
-  }
+await drive("console.mjs", "build/console-screenshots", async ({ args, page, problems, actions, visit, shoot, refused }) => {
+  const model = args.model || "spam";
+  const version = args.version || "1.0.1";
+  const alias = args.alias || "production";
 
   await visit("features", "/features", "main table tbody tr");
   const view = await page.textContent("main table tbody tr td a");
@@ -110,14 +46,8 @@ try {
   // Promote without the token: the server refuses (401), the page says so.
   await page.selectOption("main select[name=version]", version);
   await page.fill("main input[name=alias]", alias);
-  answer401 = 1;
-  console401 = 1;
-  await page.click("#promote");
-  await page.waitForSelector("main .actions .error");
-  actions.without_token = (await page.textContent("main .actions .error")).trim();
-  if (answer401 !== 0) problems.push("Promote without the token was not answered 401");
-  await page.screenshot({ path: join(out, `${String(pages.length + 1).padStart(2, "0")}-promote-refused.png`), fullPage: true });
-  pages.push({ name: "promote-refused", ms: 0, screenshot: join(out, `${String(pages.length + 1).padStart(2, "0")}-promote-refused.png`) });
+  actions.without_token = await refused("#promote", "main .actions .error");
+  await shoot("promote-refused");
 
   // With the token: accepted, and the page shows the new alias.
   await page.fill("header input[name=token]", args.token);
@@ -136,9 +66,7 @@ try {
   await page.waitForSelector("main .requests article.request");
   await page.fill("main input[name=decided_by]", "lead");
   await page.fill("main input[name=decision_reason]", "checked the metrics");
-  const shot = join(out, `${String(pages.length + 1).padStart(2, "0")}-approval-request.png`);
-  await page.screenshot({ path: shot, fullPage: true });
-  pages.push({ name: "approval-request", ms: 0, screenshot: shot });
+  await shoot("approval-request");
   await page.click("main .requests button.approve");
   await page.waitForSelector("main .requests .ok");
   actions.approved = (await page.textContent("main .requests .ok")).trim();
@@ -155,12 +83,7 @@ try {
   await visit("experiments", "/experiments", "main table tbody tr");
   await visit("experiment", "/experiments/checkout", "main section.timeline figure.chart canvas");
   actions.experiment_charts = await page.$$eval("main section.timeline figure.chart canvas", (c) => c.length);
-  await page.fill("header input[name=token]", "");
-  answer401 = 1;
-  console401 = 1;
-  await page.click("#stop");
-  await page.waitForSelector("main .actions .error");
-  actions.stop_without_token = (await page.textContent("main .actions .error")).trim();
+  actions.stop_without_token = await refused("#stop", "main .actions .error");
   await page.fill("header input[name=token]", args.token);
   await page.selectOption("main select[name=winner]", "treatment");
   await page.click("#declare");
@@ -186,12 +109,7 @@ try {
   await visit("dags", "/dags", "main table tbody tr td a");
   const dagName = (await page.textContent("main table tbody tr td a")).trim();
   await visit("dag", "/dags/" + encodeURIComponent(dagName), "main table.grid tbody tr");
-  await page.fill("header input[name=token]", "");
-  answer401 = 1;
-  console401 = 1;
-  await page.click("#trigger");
-  await page.waitForSelector("main .actions .error");
-  actions.trigger_without_token = (await page.textContent("main .actions .error")).trim();
+  actions.trigger_without_token = await refused("#trigger", "main .actions .error");
   await page.fill("header input[name=token]", args.token);
   await page.click("#trigger");
   await page.waitForSelector("main .actions .ok");
@@ -240,13 +158,4 @@ try {
     (t) => t.map((x) => x.textContent.trim()));
   await page.locator("main section.duplicates p, main section.duplicates table").first().waitFor({ state: "visible" });
   // ---- end of the models / features block ----
-} catch (e) {
-  problems.push(`step failed: ${e.message.split("\n")[0]}`);
-} finally {
-  await browser.close();
-  clearTimeout(guard);
-}
-const report = JSON.stringify({ ok: problems.length === 0, pages, problems, actions });
-writeFileSync(join(out, "report.json"), report + "\n");
-console.log(report);
-process.exit(problems.length === 0 ? 0 : 1);
+});

@@ -8,92 +8,11 @@
 //
 // Fails (exit 1) on any console error, page error, dialog, failed request or
 // HTTP error answer, except the 401s it provokes by clicking Train and
-// Backfill without the token. Prints one JSON line:
-// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} },
-// also written to OUT/report.json (the page timings beside the screenshots).
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+// Backfill without the token. Prints one JSON line (tests/browser/harness.mjs):
+// { ok, pages: [{ name, ms, screenshot }], problems: [...], actions: {...} }.
+import { drive } from "./harness.mjs";
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
-  if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-  return acc;
-}, []));
-const base = args.base;
-const out = args.out || "build/console-more-screenshots";
-const TIMEOUT = 15000;
-
-const guard = setTimeout(() => { console.error("console_more.mjs: gave up after 150 s"); process.exit(2); }, 150000);
-mkdirSync(out, { recursive: true });
-
-const problems = [];
-const pages = [];
-const actions = {};
-// The 401s the test provokes on purpose: answers, and chromium's console
-// lines about them (which may arrive after the page shows the refusal).
-let answer401 = 0;
-let console401 = 0;
-
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  timeout: 30000,
-});
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("console", (msg) => {
-    if (msg.type() !== "error") return;
-    if (console401 > 0 && /status of 401/.test(msg.text())) { console401--; return; }
-    problems.push(`console error: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-  page.on("dialog", async (d) => { problems.push(`dialog opened (unescaped script?): ${d.message()}`); await d.dismiss(); });
-  page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
-  page.on("response", (res) => {
-    if (res.status() < 400) return;
-    if (res.status() === 401 && answer401 > 0) { answer401--; return; }
-    problems.push(`HTTP ${res.status()} for ${res.url()}`);
-  });
-
-  const first = await page.goto(base + "/ui/", { waitUntil: "load" });
-  const csp = first.headers()["content-security-policy"] || "";
-  if (!/script-src 'self'/.test(csp) || /unsafe-inline/.test(csp)) problems.push(`bad CSP on /ui/: ${csp}`);
-
-  async function shoot(name, ms) {
-    const screenshot = join(out, `${String(pages.length + 1).padStart(2, "0")}-${name}.png`);
-    await page.screenshot({ path: screenshot, fullPage: true });
-    pages.push({ name, ms, screenshot });
-  }
-
-  // Opens a hash route (or stays), runs act, waits for ready (a selector)
-  // and no "Loading…", fails on a shown error, saves a screenshot.
-  async function visit(name, hash, ready, act) {
-    const t0 = Date.now();
-    if (hash !== null) await page.goto(base + "/ui/#" + hash, { waitUntil: "load" });
-    if (act) await act();
-    await page.waitForSelector(ready, { state: "visible" });
-    // (a locator, not waitForFunction: that one may evaluate a string, which the CSP refuses)
-    await page.locator("main .muted", { hasText: "Loading…" }).first().waitFor({ state: "detached" });
-    const ms = Date.now() - t0;
-    const err = await page.$("main .error");
-    if (err) problems.push(`${name}: the page shows an error: ${await err.textContent()}`);
-    await shoot(name, ms);
-  }
-
-  // Clicks button sel without the token: the server answers 401 and the
-  // page shows it in errorSel. Returns the text shown.
-  async function refused(sel, errorSel) {
-    await page.fill("header input[name=token]", "");
-    answer401 += 1;
-    console401 += 1;
-    await page.click(sel);
-    await page.waitForSelector(errorSel);
-    return (await page.textContent(errorSel)).trim();
-  }
-
+await drive("console_more.mjs", "build/console-more-screenshots", async ({ args, page, actions, visit, shoot, refused }) => {
   // ---- Runs: group-by on the server, compare, studies ----
   await visit("runs-group-by", "/runs", "main table.groups tbody tr", async () => {
     await page.waitForSelector("main table.runs tbody tr");
@@ -133,7 +52,7 @@ try {
   await page.fill("main input[name=param-rounds]", "30");
   await page.fill("main input[name=param-depth]", "3");
   actions.train_without_token = await refused("#train", "main form.train .error");
-  await shoot("train-refused", 0);
+  await shoot("train-refused");
   await page.fill("header input[name=token]", args.token);
   const t0 = Date.now();
   await page.click("#train");
@@ -142,7 +61,7 @@ try {
   actions.train_seconds = (Date.now() - t0) / 1000;
   actions.trained = (await page.textContent("main p.ok")).trim();
   actions.train_log_lines = await page.$$eval("main details.log pre", (p) => p[0].textContent.split("\n").length);
-  await shoot("train-job", 0);
+  await shoot("train-job");
   const runHref = await page.getAttribute("main p.ok a", "href");
   await visit("train-run", runHref.replace(/^#/, ""), "main dl.kv");
   actions.train_run_kind = (await page.textContent("main dl.kv dd")).trim();
@@ -162,7 +81,7 @@ try {
   await page.locator("main p.ok", { hasText: "Trained" }).waitFor({ state: "visible", timeout: 90000 });
   actions.automl = (await page.textContent("main p.ok")).trim();
   actions.automl_trials = (await page.textContent("main section.progress dl.kv")).trim();
-  await shoot("train-automl-job", 0);
+  await shoot("train-automl-job");
   await visit("train-jobs", "/train", "main table.jobs tbody tr");
   actions.jobs = await page.$$eval("main table.jobs tbody tr", (r) => r.length);
 
@@ -187,17 +106,4 @@ try {
   }
   actions.dag_runs = await page.$$eval("main table.grid th.run-head", (t) => t.length);
   await visit("dag-backfilled", null, "main table.grid tbody tr");
-} catch (e) {
-  problems.push(`driver: ${e.message}`);
-  // What the page showed when the driver gave up.
-  const pg = browser.contexts()[0]?.pages()[0];
-  if (pg) await pg.screenshot({ path: join(out, "failure.png"), fullPage: true }).catch(() => {});
-} finally {
-  await browser.close();
-  clearTimeout(guard);
-}
-if (answer401 !== 0) problems.push(`${answer401} refusal(s) expected without the token were not answered 401`);
-const report = { ok: problems.length === 0, pages, problems, actions };
-writeFileSync(join(out, "report.json"), JSON.stringify(report, null, 2));
-console.log(JSON.stringify(report));
-process.exit(report.ok ? 0 : 1);
+});

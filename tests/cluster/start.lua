@@ -8,7 +8,6 @@ local uv = require "luv"
 local internal = require "tycho.internal"
 local testing = require "tycho.testing"
 local cluster = require "tycho.testing_redis"
-local tycho = require "tycho"
 local nodes = dofile("tests/lua/fixtures/cluster_nodes.lua")
 
 local dir = arg[1] or error("usage: tycho run tests/cluster/start.lua DIR [NODES]", 0)
@@ -48,14 +47,8 @@ pids:write("redis_dir ", c.dir, "\n")
 -- The model, trained and promoted on a fourth home: published on the cluster.
 local train_home = dir .. "/home-train"
 assert(uv.fs_mkdir(train_home, 448))
-nodes.seed_home(train_home)
-local reg = assert(tycho.registry.open { home = train_home, cluster = c.url })
-local version = nodes.publish(reg, 0)
 -- Features for a hundred users, u1 .. u100, to predict with.
-local fs = assert(tycho.features.open { home = train_home, cluster = c.url })
-local ids, clicks, times = {}, {}, {}
-for i = 1, 100 do ids[i], clicks[i], times[i] = "u" .. i, i % 10, os.time() end
-assert(fs:push(nodes.VIEW, { [nodes.JOIN_KEY] = ids, event_time = times, clicks = clicks }))
+local version = nodes.train_home(train_home, c.url, 100)
 
 local app = testing.write(dir .. "/app.lua", nodes.APP)
 local node_ports = {}

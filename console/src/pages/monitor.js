@@ -91,7 +91,7 @@ export function MonitorView({ name }) {
       <label>Window <select name="window" value=${win} onChange=${(e) => setWin(e.target.value)}>
         ${WINDOWS.map((w) => html`<option value=${w}>${w}</option>`)}</select></label></form>
     <${Loading} state=${state}>${(m) => html`<p class="muted">${m.from} .. ${m.to}, slices of ${fmt(m.bucket_seconds)} s
-        ${m.truncated ? " (newest records only)" : ""}</p>
+        ${m.truncated ? ` (drift and online metrics from ${m.sampled_from} on)` : ""}</p>
       ${list(m.versions).length === 0 ? html`<p>No predictions in the window.</p>`
         : list(m.versions).map((v) => html`<${VersionPanel} key=${v.version + v.role} v=${v} />`)}`}<//>`;
 }

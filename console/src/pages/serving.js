@@ -54,8 +54,7 @@ function Traffic({ name, win, slots }) {
     if (versions.length === 0) return html`<p class="muted">No predictions of ${name} in the last ${win}.</p>`;
     const t = list(d.t);
     const per = (key) => versions.map((v) => ({ label: label(v, slots), values: list(v.series[key]) }));
-    return html`<p class="muted">${d.from} .. ${d.to}, slices of ${fmt(d.bucket_seconds)} s
-        ${d.truncated ? " (newest records only)" : ""}</p>
+    return html`<p class="muted">${d.from} .. ${d.to}, slices of ${fmt(d.bucket_seconds)} s</p>
       <${Table} caption="Versions over the window" className="traffic" rows=${versions} rowKey=${(v) => v.version + v.role}
         columns=${[
           { key: "v", label: "Version", value: (v) => label(v, slots) },

@@ -38,6 +38,8 @@ void tz_store_txn_abort(tz_store_txn *txn);
 void tz_store_txn_reset(tz_store_txn *txn);
 int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
 int  tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_store_val *val, tz_err *err);
+int tz_store_append(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
+                    const void *val, size_t vlen, tz_err *err);
 int  tz_store_put(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                   const void *val, size_t vlen, int no_overwrite, tz_err *err);
 int  tz_store_put_new_many(tz_store_txn *txn, unsigned dbi, const void *prefix, size_t prefix_len,
@@ -533,6 +535,20 @@ end
 
 --- Stores v under k (write transactions only).
 function Txn:put(db, k, v) put(self, db, k, v, 0, "put") end
+
+--- Stores v under k, k expected after every key of db (a log's time-ordered
+-- keys): then appended (LMDB's MDB_APPEND: no B-tree search, pages filled
+-- whole); else put as Txn:put would.
+function Txn:append(db, k, v)
+  if not self.write then error("store: append() in a read transaction", 2) end
+  check_key(k, 3)
+  if type(v) ~= "string" then error("store: value must be a string", 2) end
+  local rc = C.tz_store_append(self.handle, dbi(self, db), k, #k, v, #v, err)
+  if rc == EKEYEXIST then return put(self, db, k, v, 0, "append") end
+  if rc == EMAPFULL then error(MAP_FULL, 0) end
+  if rc ~= OK then raise(2) end
+  return true
+end
 
 --- Stores v under k unless k is present (MDB_NOOVERWRITE: a check and a
 -- put in one B-tree descent). Returns true when stored, false when present.

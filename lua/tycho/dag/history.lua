@@ -339,6 +339,10 @@ local function prepare(st, dag, slot, opts)
   end)
 end
 
+--- Stores task record rec of run run_id of DAG `name` (inside tx): its
+-- state, attempts, timings and log tail as the runner keeps them.
+function M.put_task(tx, name, run_id, rec) tx:put_json(DB, K.task(name, run_id, rec.task), rec) end
+
 local function finish_run(st, dag, run)
   st:update(function(tx)
     tx:put_json(DB, K.run(dag.name, run.run_id), run)

@@ -62,7 +62,7 @@ end
 local function save(ex, name)
   local rec = ex.tasks[name]
   ex.dirty[name] = nil
-  ex.st:update(function(tx) tx:put_json(DB, K.task(ex.dag.name, ex.run.run_id, name), rec) end)
+  ex.st:update(function(tx) hist.put_task(tx, ex.dag.name, ex.run.run_id, rec) end)
 end
 
 local pump

@@ -6,8 +6,8 @@
 --
 --   fs:search { q = "spam stats", owner = "trust", limit = 50, offset = 0 }
 local duplicates = require "tycho.features.duplicates"
-local errors = require "tycho.util.errors"
 local json = require "tycho.util.json"
+local options = require "tycho.util.options"
 
 local M = {}
 local FS = {}
@@ -80,11 +80,8 @@ end
 -- or nil, message, "invalid".
 function FS:search(opts)
   opts = opts or {}
-  local limit, offset = opts.limit or 50, opts.offset or 0
-  if limit ~= math.floor(limit) or limit < 1 or limit > M.MAX_LIMIT then
-    return errors.fail("invalid", "limit must be an integer from 1 to " .. M.MAX_LIMIT)
-  end
-  if offset ~= math.floor(offset) or offset < 0 then return errors.fail("invalid", "offset must be an integer >= 0") end
+  local limit, offset, code = options.page(opts, 50, M.MAX_LIMIT)
+  if not limit then return nil, offset, code end
   local words, found, first = words_of(opts.q), {}, {}
   for _, v in ipairs(self:list { owner = opts.owner, tag = opts.tag }) do
     local ok, in_name = matches(v, words)

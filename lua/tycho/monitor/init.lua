@@ -19,11 +19,11 @@ local json = require "tycho.util.json"
 local entries = require "tycho.monitor.entry"
 local keys = require "tycho.util.keys"
 local metrics = require "tycho.ml.metrics"
+local rollup = require "tycho.monitor.rollup"
 local stats = require "tycho.experiments.stats"
 local timeutil = require "tycho.util.timeutil"
 
 local M = {}
-local new_series
 
 -- Training facts of a version, loaded once per process (artifacts are
 -- immutable): task, classes, reference.
@@ -38,11 +38,6 @@ local function facts(name, version)
     facts_cache[key] = f
   end
   return f or nil
-end
-
-local function percentile(sorted, q)
-  if #sorted == 0 then return json.null end
-  return sorted[math.max(1, math.ceil(q * #sorted))]
 end
 
 local function online_metrics(f, rows)
@@ -100,10 +95,8 @@ end
 
 local function summarize(name, g, opts)
   local f = facts(name, g.version)
-  table.sort(g.latencies)
-  local s = { version = g.version, role = g.role, volume = g.volume, errors = g.errors,
-              latency_ms = { p50 = percentile(g.latencies, 0.5), p99 = percentile(g.latencies, 0.99) },
-              outcomes = #g.joined, metrics = online_metrics(f, g.joined) }
+  local s = { version = g.version, role = g.role, volume = g.volume, errors = g.errors, latency_ms = g.latency_ms,
+              outcomes = #g.joined, metrics = online_metrics(f, g.joined), series = g.series }
   local ref = f and f.reference or {}
   local drift = { features = {}, psi_max = 0, drifted = {}, samples = #g.inputs }
   local names = {}
@@ -133,13 +126,6 @@ local function summarize(name, g, opts)
   return s
 end
 
--- Per-bucket counters of one version and role (summary's opts.buckets).
-new_series = function(n)
-  local s = { volume = {}, errors = {}, ms = {} }
-  for b = 1, n do s.volume[b], s.errors[b], s.ms[b] = 0, 0, {} end
-  return s
-end
-
 -- Version order, newest first: "1.0.10" after "1.0.9".
 local function newer(a, b)
   local pa, pb = {}, {}
@@ -155,69 +141,93 @@ end
 -- a table, or nil: for scripts that read the log themselves.
 M.decode_entry = entries.decode
 
+-- The group of version and role in groups (made on first use, with the
+-- fields that neither the rollups nor the entries may fill).
+local function group(groups, order, version, role)
+  local id = tostring(version) .. "\0" .. role
+  local g = groups[id]
+  if not g then
+    g = { version = tostring(version), role = role, volume = 0, errors = 0,
+          latency_ms = { p50 = json.null, p99 = json.null }, joined = {}, inputs = {}, outputs = {} }
+    groups[id], order[#order + 1] = g, id
+  end
+  return g
+end
+
+-- Outputs, sampled inputs and joined outcomes of model `name` from the
+-- log's own entries between from_us and now, newest first and at most
+-- max_records of them (of any model: the bound is on the work); returns
+-- whether the bound cut the window short, and then the time (µs) of the
+-- oldest entry read.
+local function read_entries(tx, name, from_us, now, max_records, groups, order)
+  if max_records <= 0 then return false end
+  local count, last = 0, nil
+  for k, raw in tx:scan("predictions", { from = keys.pack("i64", from_us), to = keys.pack("i64", now + 1),
+                                         reverse = true }) do
+    count = count + 1
+    if count > max_records then return true, (keys.unpack("i64", last)) end
+    last = k
+    local e = entries.decode(raw)
+    if e and e.model == name then
+      local g = group(groups, order, e.version, e.role or "live")
+      if e.output ~= nil then g.outputs[#g.outputs + 1] = e.output end
+      if type(e.inputs) == "table" then g.inputs[#g.inputs + 1] = e.inputs end
+      local oc = e.output ~= nil and tx:get("outcomes", e.id)
+      if oc then g.joined[#g.joined + 1] = { output = e.output, outcome = json.decode(oc).outcome } end
+    end
+  end
+  return false
+end
+
 --- The summary of model `name` over opts.window (a duration, default "1h")
--- ending at opts.now (µs, default now). opts: psi, alpha, min_samples,
--- max_records (200000: a bound on the work of one call; the newest are
--- kept, and `truncated` says so), buckets (a count: each version also gets
--- `series`, its volume, errors and latencies per equal slice of the
--- window), histograms (drift entries keep reference and live bin counts).
+-- ending at opts.now (µs, default now). Volume, errors and p50 / p99
+-- latency (from log-spaced bins, within 2.2 %) come from the log's rollups
+-- (monitor/rollup.lua): the window is read in whole seconds, minutes or
+-- hours (periods of at most a 60th of it), the last one holding now,
+-- `from` the start of the first. Drift, outputs and online metrics come
+-- from the entries themselves: the newest opts.max_records (200000; 0
+-- reads none) of the window, a bound on the work of one call; `truncated`
+-- says the bound cut the window short, `sampled_from` where. opts: psi,
+-- alpha, min_samples, buckets (a count: each version also gets `series`,
+-- its volume, errors and p50 / p99 latency per slice; the summary's
+-- `bucket_seconds` and `t`, each slice's middle in epoch seconds, say
+-- which slices: at most `buckets`, each a whole number of periods),
+-- histograms (drift entries keep reference and live bin counts).
 function M.summary(name, opts)
   opts = opts or {}
   local window = timeutil.duration(opts.window or "1h")
   local now = opts.now or timeutil.now()
   local o = { psi = opts.psi or 0.2, alpha = opts.alpha or 0.05, min_samples = opts.min_samples or 100,
               histograms = opts.histograms }
-  local buckets = opts.buckets
-  local start, width = now - window * 1e6, buckets and window * 1e6 / buckets
-  local max_records = opts.max_records or 200000
+  local span = rollup.span(window, now, opts.buckets)
   local st = opts.store or assert(require("tycho.core.store").open())
-  local groups, order, truncated = {}, {}, false
-  st:view(function(tx)
-    local count = 0
-    for _, raw in tx:scan("predictions", { from = keys.pack("i64", now - window * 1e6), to = keys.pack("i64", now + 1),
-                                           reverse = true }) do
-      count = count + 1
-      if count > max_records then truncated = true break end
-      local e = entries.decode(raw)
-      if e and e.model == name then
-        local gk = tostring(e.version) .. "\0" .. (e.role or "live")
-        local g = groups[gk]
-        if not g then
-          g = { version = e.version, role = e.role or "live", volume = 0, errors = 0, latencies = {}, joined = {},
-                inputs = {}, outputs = {} }
-          if buckets then g.series = new_series(buckets) end
-          groups[gk] = g
-          order[#order + 1] = gk
-        end
-        g.volume = g.volume + 1
-        if e.error then g.errors = g.errors + 1 end
-        if e.ms then g.latencies[#g.latencies + 1] = e.ms end
-        if buckets and tonumber(e.at) then
-          local b = math.min(buckets, math.max(1, math.floor((e.at - start) / width) + 1))
-          local sr = g.series
-          sr.volume[b] = sr.volume[b] + 1
-          if e.error then sr.errors[b] = sr.errors[b] + 1 end
-          if e.ms then sr.ms[b][#sr.ms[b] + 1] = e.ms end
-        end
-        if e.output ~= nil then g.outputs[#g.outputs + 1] = e.output end
-        if type(e.inputs) == "table" then g.inputs[#g.inputs + 1] = e.inputs end
-        local oc = e.output ~= nil and tx:get("outcomes", e.id)
-        if oc then g.joined[#g.joined + 1] = { output = e.output, outcome = json.decode(oc).outcome } end
-      end
+  local groups, order = {}, {}
+  local truncated, sampled_from = st:view(function(tx)
+    for _, t in ipairs(rollup.traffic(tx, name, span, opts.buckets ~= nil)) do
+      local g = group(groups, order, t.version, t.role)
+      g.volume, g.errors, g.latency_ms, g.series = t.volume, t.errors, t.latency_ms, t.series
     end
+    return read_entries(tx, name, span.from * 1e6, now, opts.max_records or 200000, groups, order)
   end)
   local versions = {}
-  for _, gk in ipairs(order) do
-    local v = summarize(name, groups[gk], o)
-    v.series = groups[gk].series
-    versions[#versions + 1] = v
+  for _, id in ipairs(order) do
+    local g = groups[id]
+    -- Entries the rollups do not count (logged before rollups were kept).
+    if opts.buckets and not g.series then g.series = rollup.no_series(span.buckets) end
+    versions[#versions + 1] = summarize(name, g, o)
   end
   table.sort(versions, function(a, b)
     if a.version ~= b.version then return newer(a.version, b.version) end
     return a.role < b.role
   end)
-  return { model = name, window = opts.window or "1h", from = timeutil.format(now - window * 1e6),
-           to = timeutil.format(now), truncated = truncated, versions = versions }
+  local s = { model = name, window = opts.window or "1h", from = timeutil.format(span.from * 1e6),
+              to = timeutil.format(now), truncated = truncated, versions = versions,
+              sampled_from = sampled_from and timeutil.format(sampled_from) or nil }
+  if opts.buckets then
+    s.bucket_seconds, s.t = span.width, {}
+    for b = 1, span.buckets do s.t[b] = span.from + (b - 0.5) * span.width end
+  end
+  return s
 end
 
 local fmt = require("tycho.util.pretty").number
@@ -225,7 +235,7 @@ local fmt = require("tycho.util.pretty").number
 --- The summary as a readable table (the CLI and the REPL print this).
 function M.format(s)
   local lines = { string.format("model %s, window %s (%s .. %s)%s", s.model, s.window, s.from, s.to,
-    s.truncated and ", newest records only" or "") }
+    s.truncated and ", drift and metrics from " .. s.sampled_from .. " on" or "") }
   if #s.versions == 0 then
     lines[#lines + 1] = "no predictions in the window"
     return table.concat(lines, "\n")
@@ -315,45 +325,34 @@ local function drift_rows(features)
   return rows
 end
 
-local function percentile_of(list, q)
-  if #list == 0 then return json.null end
-  table.sort(list)
-  return list[math.max(1, math.ceil(q * #list))]
-end
-
 --- What the console's monitoring page draws for model `name`: per version
 -- and role, the summary's figures, its volume, errors and p50 / p99
--- latency in opts.buckets (default 60, at most 500) equal slices of the
--- window, and its drift table (features sorted by PSI, then KS) with each
--- feature's and the output's reference and live bin counts. Aggregated on
--- the server: never a raw series. opts: those of summary.
+-- latency per slice of the window (opts.buckets, default 60, at most 500:
+-- see summary for how many and how wide), and its drift table (features
+-- sorted by PSI, then KS) with each feature's and the output's reference
+-- and live bin counts. Aggregated on the server: never a raw series.
+-- opts: those of summary.
 function M.dashboard(name, opts)
   opts = opts or {}
-  local buckets = math.max(1, math.min(500, math.floor(tonumber(opts.buckets) or 60)))
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
-  o.buckets, o.histograms = buckets, true
+  o.buckets = math.max(1, math.min(500, math.floor(tonumber(opts.buckets) or 60)))
+  o.histograms = true
   local s = M.summary(name, o)
-  local window = timeutil.duration(opts.window or "1h")
-  local from = timeutil.parse(s.from)
   local versions = {}
   for i, v in ipairs(s.versions) do
     local sr = v.series
-    local t, p50, p99 = {}, {}, {}
-    for b = 1, buckets do
-      t[b] = (from + (b - 0.5) * window * 1e6 / buckets) / 1e6
-      p50[b], p99[b] = percentile_of(sr.ms[b], 0.5), percentile_of(sr.ms[b], 0.99)
-    end
     versions[i] = { version = v.version, role = v.role, volume = v.volume, errors = v.errors, latency_ms = v.latency_ms,
       outcomes = v.outcomes, metrics = next(v.metrics) and v.metrics or json.null, error = v.error,
-      series = { t = t, volume = sr.volume, errors = sr.errors, p50_ms = p50, p99_ms = p99 },
+      series = { t = s.t, volume = sr.volume, errors = sr.errors, p50_ms = sr.p50_ms, p99_ms = sr.p99_ms },
       drift = { samples = v.drift.samples, psi_max = v.drift.psi_max,
                 drifted = #v.drift.drifted > 0 and v.drift.drifted or json.empty_array,
                 features = next(v.drift.features) and drift_rows(v.drift.features) or json.empty_array,
                 output = v.drift.output } }
   end
   return { model = s.model, window = s.window, from = s.from, to = s.to, truncated = s.truncated,
-           bucket_seconds = window / buckets, versions = #versions > 0 and versions or json.empty_array }
+           sampled_from = s.sampled_from, bucket_seconds = s.bucket_seconds,
+           versions = #versions > 0 and versions or json.empty_array }
 end
 
 --- The figures of the live version an alert rule sees: the summary's

@@ -72,8 +72,10 @@ local function format(s)
   return ffi.string(scratch, 40)
 end
 
---- The typed value and the packed metric name (M.RUNS for the run count)
--- of an aggregate key, given where its value starts.
+--- The typed value starting at pos of a key ("\1" and an f64, or "\2" and
+-- an order-preserving string ended by two NULs) and what follows it: of an
+-- aggregate key, the packed metric name (M.RUNS for the run count); of an
+-- index entry's key (run_stats), the run's packed id.
 function M.split(k, pos)
   local last = k:byte(pos) == 1 and pos + 8 or (k:find("\0\0", pos + 1, true) or #k) + 1
   return k:sub(pos, last), k:sub(last + 1)

@@ -13,6 +13,7 @@
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local errors = require "tycho.util.errors"
+local options = require "tycho.util.options"
 local runs = require "tycho.registry.runs"
 local agg = require "tycho.registry.run_aggregates"
 local metrics = require "tycho.ml.metrics"
@@ -26,14 +27,6 @@ local MAX_GROUPS, BINS, MAX_METRICS, MAX_TRIALS, MAX_STUDIES = 50, 10, 8, 2000, 
 local SAMPLE = 200
 
 local function empty(t) return #t > 0 and t or json.empty_array end
-
--- Where the typed value starting at pos of an index key ends: "\1" and an
--- f64, or "\2" and an order-preserving string (ended by two NULs).
-local function typed_end(k, pos)
-  if k:byte(pos) == 1 then return pos + 8 end
-  local z = k:find("\0\0", pos + 1, true)
-  return z and z + 1 or #k
-end
 
 local function decode(typed)
   if typed:byte(1) == 1 then return (keys.unpack("f64", typed:sub(2))) end
@@ -75,7 +68,7 @@ local function from_entries(tx, scope, kind, field, names)
   for k, v in tx:scan(I.db, { prefix = prefix }) do
     local id, k_ = I.entry(v)
     if not kind or k_ == kind then
-      local e = value_of(values, agg.round_typed(k:sub(#prefix + 1, typed_end(k, #prefix + 1))))
+      local e = value_of(values, agg.round_typed((agg.split(k, #prefix + 1))))
       e.count, of[id] = e.count + 1, e
     end
   end
@@ -284,16 +277,10 @@ end
 -- studies = { { study, trials, model, metric, best, at } } }, or nil,
 -- message, code.
 function M.studies(opts)
-  opts = opts or {}
-  local limit, offset = opts.limit or 50, opts.offset or 0
-  if type(limit) ~= "number" or limit < 1 or limit > MAX_STUDIES or limit % 1 ~= 0 then
-    return errors.fail("invalid", "limit must be an integer from 1 to " .. MAX_STUDIES)
-  end
-  if type(offset) ~= "number" or offset < 0 or offset % 1 ~= 0 then
-    return errors.fail("invalid", "offset must be a non-negative integer")
-  end
-  local st, err, code = I.store()
-  if not st then return nil, err, code end
+  local limit, offset, code = options.page(opts or {}, 50, MAX_STUDIES)
+  if not limit then return nil, offset, code end
+  local st, err, scode = I.store()
+  if not st then return nil, err, scode end
   return st:view(function(tx)
     local list, total = {}, 0
     for k, v in tx:scan(I.db, { prefix = STUDY_COUNTS, reverse = true }) do

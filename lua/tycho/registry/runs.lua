@@ -6,6 +6,7 @@ local keys = require "tycho.util.keys"
 local timeutil = require "tycho.util.timeutil"
 local pretty = require "tycho.util.pretty"
 local errors = require "tycho.util.errors"
+local options = require "tycho.util.options"
 local aggregates = require "tycho.registry.run_aggregates"
 
 local M = {}
@@ -301,13 +302,8 @@ local function sort_runs(list, sort, desc)
 end
 
 local function check_page_opts(opts)
-  local limit, offset = opts.limit or 50, opts.offset or 0
-  if type(limit) ~= "number" or limit < 1 or limit > MAX_PAGE or limit % 1 ~= 0 then
-    return errors.fail("invalid", "limit must be an integer from 1 to " .. MAX_PAGE)
-  end
-  if type(offset) ~= "number" or offset < 0 or offset % 1 ~= 0 then
-    return errors.fail("invalid", "offset must be a non-negative integer")
-  end
+  local limit, offset, code = options.page(opts, 50, MAX_PAGE)
+  if not limit then return nil, offset, code end
   if opts.order ~= nil and opts.order ~= "asc" and opts.order ~= "desc" then
     return errors.fail("invalid", "order is asc or desc")
   end

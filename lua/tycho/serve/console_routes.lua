@@ -28,9 +28,10 @@
 --   GET /ui/                           the console (one page; #/runs, #/models/NAME, ...)
 --   GET /ui/assets/{file}              its bundle (console.js, console.css)
 --
--- Reads need no token. The pages are a bundle built by `bash .ci/build`
--- (console/, esbuild) into BUILD_DIR/console beside the tycho binary, or
--- into $TYCHO_CONSOLE_DIR; without it /ui/ says the console was not built.
+-- Reads need no token. The pages are a bundle (console/, esbuild) that the
+-- build embeds in the tycho binary (console/embed.cmake) and the worker
+-- serves from memory; a tycho built without node holds none, and /ui/ says
+-- the console was not built.
 -- Every /ui/ answer carries a Content-Security-Policy that allows only the
 -- bundle's own script and style: no inline script, nothing from elsewhere.
 local experiments = require "tycho.experiments"
@@ -49,24 +50,20 @@ local function ui_headers(content_type)
            ["X-Frame-Options"] = "DENY", ["Cache-Control"] = "no-cache" }
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  f:close()
-  return true
+-- The embedded files, copied out of the binary once per worker (only
+-- those it holds: names asked for in vain are not kept).
+local embedded = {}
+
+--- The console's file `name` (console.js, console.css) as embedded in the
+-- binary, or nil.
+function M.asset(name)
+  local body = embedded[name] or internal.console_asset(name)
+  embedded[name] = body
+  return body
 end
 
---- The directory holding the console's bundle (console.js, console.css):
--- $TYCHO_CONSOLE_DIR, else `console` beside the tycho binary, else
--- ../share/tycho/console from it (an installed tree); nil when none has it.
-function M.assets_dir()
-  local bin = (internal.exe or ""):match("^(.*)/[^/]*$") or "."
-  for _, dir in ipairs { os.getenv("TYCHO_CONSOLE_DIR") or false, bin .. "/console",
-                         bin .. "/../share/tycho/console" } do
-    if dir and exists(dir .. "/console.js") then return dir end
-  end
-  return nil
-end
+--- True when this tycho holds the console (it was built with node).
+function M.built() return M.asset("console.js") ~= nil end
 
 local function escape(s)
   return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
@@ -88,32 +85,28 @@ local PAGE = [[<!doctype html>
 local NOT_BUILT = [[<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Tycho console: not built</title></head><body>
 <h1>The console was not built</h1>
-<p>This tycho (%s) found no console bundle. <code>bash .ci/build</code> builds it when
-<code>npm</code> is installed (into BUILD_DIR/console, beside the binary); or point
-<code>TYCHO_CONSOLE_DIR</code> at a directory holding console.js and console.css.</p>
+<p>This tycho (%s) holds no console: it was built without <code>node</code> and
+<code>npm</code>, or its bundle failed to build (the build printed why). Install them and
+build again (<code>bash .ci/build</code>, or <code>cmake --build BUILD_DIR</code> after
+<code>cmake</code> found them): the console is then embedded in the binary.</p>
 <p>The JSON API answers without it: <a href="/v1/runs">/v1/runs</a>,
 <a href="/v1/registry/models">/v1/registry/models</a>, <a href="/v1/features">/v1/features</a>.</p>
 </body></html>
 ]]
 
-local TYPES = { js = "text/javascript; charset=utf-8", css = "text/css; charset=utf-8", map = "application/json",
-                svg = "image/svg+xml", png = "image/png", ico = "image/x-icon" }
+local TYPES = { js = "text/javascript; charset=utf-8", css = "text/css; charset=utf-8" }
 
 local function page()
-  if not M.assets_dir() then
+  if not M.built() then
     return 200, ui_headers("text/html; charset=utf-8"), NOT_BUILT:format(escape(internal.exe or "?"))
   end
   return 200, ui_headers("text/html; charset=utf-8"), PAGE
 end
 
 local function asset(http, file)
-  local ext = file:match("^[%w][%w_%-]*%.?[%w_%-]*%.(%a+)$")
-  local dir = M.assets_dir()
-  if not ext or not TYPES[ext] or not dir then http.error(404, "not_found", "no console asset '" .. file .. "'") end
-  local f = io.open(dir .. "/" .. file, "rb")
-  if not f then http.error(404, "not_found", "no console asset '" .. file .. "'") end
-  local body = f:read("*a")
-  f:close()
+  local ext = file:match("%.(%a+)$")
+  local body = ext and TYPES[ext] and M.asset(file)
+  if not body then http.error(404, "not_found", "no console asset '" .. file .. "'") end
   return 200, ui_headers(TYPES[ext]), body
 end
 

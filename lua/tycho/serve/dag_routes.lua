@@ -23,6 +23,7 @@ local json = require "tycho.util.json"
 local hist = require "tycho.dag.history"
 local internal = require "tycho.internal"
 local define = require "tycho.dag.define"
+local query = require "tycho.serve.query"
 
 local M = {}
 local DB, K = hist.DB, hist.keys
@@ -83,20 +84,12 @@ local function graph_of(file)
   return { order = dag.order, edges = list_or_empty(edges) }
 end
 
-local function integer(http, q, name, default, max)
-  if q[name] == nil or q[name] == "" then return default end
-  local n = tonumber(q[name])
-  if not n or n % 1 ~= 0 or n < 0 or (max and n > max) then
-    http.error(400, "bad_request", name .. " must be an integer from 0" .. (max and " to " .. max or ""))
-  end
-  return n
-end
-
 local function runs_page(app, http, req)
   local name = req.params.name
-  local limit = integer(http, req.query, "limit", 25, MAX_PAGE)
-  local offset = integer(http, req.query, "offset", 0)
-  if limit < 1 then http.error(400, "bad_request", "limit must be an integer from 1 to " .. MAX_PAGE) end
+  local limit = query.integer(http, req.query, "limit", 25)
+  local offset = query.integer(http, req.query, "offset", 0)
+  if limit < 1 or limit > MAX_PAGE then http.error(400, "bad_request", "limit must be an integer from 1 to " .. MAX_PAGE) end
+  if offset < 0 then http.error(400, "bad_request", "offset must be a non-negative integer") end
   return store(app, http):view(function(tx)
     local rec = dag_record(http, tx, name)
     local runs, total = {}, 0

@@ -13,33 +13,18 @@
 -- views they read (feature refs, training data), and every serving worker
 -- writes what it hosts to the home (serving_routes.lua), so a moved alias
 -- or a stopped server shows at once.
-local features = require "tycho.features"
 local json = require "tycho.util.json"
 local serving_routes = require "tycho.serve.serving_routes"
 local registry_routes = require "tycho.serve.registry_routes"
+local query = require "tycho.serve.query"
 
 local M = {}
-
-local function feature_store(app, http)
-  if app.feature_store then return app.feature_store end
-  local fs, err = features.open({ store = app.home })
-  if not fs then http.error(503, "store_unavailable", err) end
-  app.feature_store = fs
-  return fs
-end
-
-local function integer(http, q, name, default)
-  if q[name] == nil or q[name] == "" then return default end
-  local n = tonumber(q[name])
-  if not n or n ~= math.floor(n) then http.error(400, "bad_request", name .. " must be an integer") end
-  return n
-end
 
 local function search(app, http, req)
   local q = req.query
   local function text(name) return q[name] ~= "" and q[name] or nil end
-  local doc, err, code = feature_store(app, http):search { q = text("q"), owner = text("owner"), tag = text("tag"),
-    limit = integer(http, q, "limit", 50), offset = integer(http, q, "offset", 0) }
+  local doc, err, code = http.feature_store(app):search { q = text("q"), owner = text("owner"), tag = text("tag"),
+    limit = query.integer(http, q, "limit", 50), offset = query.integer(http, q, "offset", 0) }
   if not doc then http.fail(err, code) end
   return doc
 end
@@ -95,7 +80,7 @@ local function endpoints(all, readers)
 end
 
 local function lineage(app, http, req)
-  local fs = feature_store(app, http)
+  local fs = http.feature_store(app)
   local v, err, code = fs:view(req.params.view)
   if not v then http.fail(err, code) end
   local all = slots(serving_routes.workers(fs.store))

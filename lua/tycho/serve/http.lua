@@ -126,15 +126,15 @@ end
 local App = {}
 App.__index = App
 
--- The feature store of this worker, opened on first use (after fork).
-local feature_store
-local function features()
-  if not feature_store then
-    local fs, err = require("tycho.features").open()
-    if not fs then M.error(503, "store_unavailable", err) end
-    feature_store = fs
-  end
-  return feature_store
+--- The feature store of the app's home (the worker's handle, app.home),
+-- opened on first use (after fork) and kept with the app; 503 when the
+-- home cannot be opened.
+function M.feature_store(app)
+  if app.feature_store then return app.feature_store end
+  local fs, err = require("tycho.features").open({ store = app.home })
+  if not fs then M.error(503, "store_unavailable", err) end
+  app.feature_store = fs
+  return fs
 end
 
 --- Bounds on one request's work, so that it stays small next to the
@@ -142,11 +142,13 @@ end
 -- for 47 s): `items` bounds instances per predict, entity keys per online
 -- read, rows per push and entries per feedback or events request;
 -- `features` the references per online read; `monitor_records` the
--- prediction-log records one monitor request reads; `trainings` the
+-- prediction-log entries (newest first) one monitor request reads for
+-- drift and online metrics (its volume and latency come from the log's
+-- rollups, whatever the window holds); `trainings` the
 -- console's trainings running at once (each a process, 503 past it);
 -- `backfill_runs` the dates one backfill request may queue.
 -- tycho.app{ limits = {...} } changes them.
-M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 50000, trainings = 2, backfill_runs = 100 }
+M.DEFAULT_LIMITS = { items = 10000, features = 1000, monitor_records = 10000, trainings = 2, backfill_runs = 100 }
 
 --- Answers 413 when a request asks for more than limit `what` allows.
 function M.check_count(app, n, what, noun)
@@ -187,7 +189,7 @@ local function get_online_features(app, req)
   M.check_count(app, total, "items", "entity keys")
   -- The worker's last answer is overwritten when the shape repeats: it is
   -- encoded before the next request runs, and serving allocates less.
-  local res, err, code = features():online(body.features, body.entities, { into = app.online_answer })
+  local res, err, code = M.feature_store(app):online(body.features, body.entities, { into = app.online_answer })
   if not res then M.fail(err, code) end
   app.online_answer = res
   if not body.full_feature_names then
@@ -207,7 +209,7 @@ local function push(app, req)
   for _, column in pairs(body.df) do
     if type(column) == "table" then M.check_count(app, #column, "items", "rows") end
   end
-  local report, err, code = features():push(view, body.df, body.to)
+  local report, err, code = M.feature_store(app):push(view, body.df, body.to)
   if not report then M.fail(err, code) end
   local issues = {}
   for i, is in ipairs(report.issues) do issues[i] = { row = is.line, reason = is.reason } end
@@ -263,9 +265,9 @@ function M.app(opts)
     protocols.add(app, M)
     app.adding_builtins = nil
     app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
-    app:get("/v1/features", function() return { views = features():list() } end)
+    app:get("/v1/features", function() return { views = M.feature_store(app):list() } end)
     app:get("/v1/features/{view}", function(req)
-      local fs = features()
+      local fs = M.feature_store(app)
       local v, msg, code = fs:view(req.params.view)
       if not v then M.fail(msg, code) end
       return { name = v.name, version = v.version, entity = v.entity, join_key = v.join_key, ttl = v.ttl,
@@ -586,8 +588,8 @@ end
 
 -- The feature views' freshness and missing ratios (features/quality.lua),
 -- when this worker has the feature store open.
-local function feature_gauges(line)
-  local ok, gauges = pcall(function() return features():quality_gauges() end)
+local function feature_gauges(app, line)
+  local ok, gauges = pcall(function() return M.feature_store(app):quality_gauges() end)
   if not ok then return end
   line("# HELP tycho_feature_freshness_seconds Age of the newest event stored in a feature view.")
   line("# TYPE tycho_feature_freshness_seconds gauge")
@@ -652,7 +654,7 @@ function M.prometheus(app)
   for _, name in ipairs(sorted_keys(app.hosted)) do
     line(string.format('tycho_instances_stale_inputs_total{model="%s"} %d', label(name), app.hosted[name].with_stale))
   end
-  feature_gauges(line)
+  feature_gauges(app, line)
   require("tycho.serve.watch").prometheus(app, line, label)
   local statm = io.open("/proc/self/statm")
   local rss = statm and tonumber((statm:read("*l") or ""):match("^%d+%s+(%d+)")) or 0

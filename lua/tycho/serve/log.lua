@@ -1,9 +1,13 @@
 --- The prediction log of a serving worker: every prediction's id, model,
 -- version, output and latency (inputs for a sample), buffered and written
--- in batches off the request path, with the group commit that outcomes and
--- events join (prediction_log), and the retention that bounds it (prune).
+-- in batches off the request path together with their rollups per second,
+-- minute and hour (monitor/rollup.lua), with the group commit that
+-- outcomes and events join (prediction_log), and the retention that bounds
+-- it (prune). batch() is the layout on its own, for whatever writes
+-- entries in bulk (tests/lua/fixtures/prediction_history.lua).
 local entries = require "tycho.monitor.entry"
 local keys = require "tycho.util.keys"
+local rollup = require "tycho.monitor.rollup"
 local timeutil = require "tycho.util.timeutil"
 local uv = require "luv"
 local store_mod = require "tycho.core.store"
@@ -27,6 +31,44 @@ function M.prune(tx, before, limit)
   return #old
 end
 
+--- A prediction's id: time-ordered and unique across workers (µs, pid,
+-- the worker's counter).
+function M.entry_id(now, pid, counter) return string.format("%016x-%x-%x", now, pid, counter) end
+
+local Batch = {}
+Batch.__index = Batch
+
+--- A batch of entries written together: add(entry, now, id) stamps
+-- entry (id, at = now in µs, role "live" unless set) and encodes it;
+-- write(tx) stores the entries, adds them to the rollups and returns what
+-- it added (for rollup.prune); append(other) puts other's entries after
+-- these; batch.n counts them.
+function M.batch() return setmetatable({ n = 0, keys = {}, values = {}, entries = {} }, Batch) end
+
+function Batch:add(entry, now, id)
+  entry.id, entry.at, entry.role = id, now, entry.role or "live"
+  local n = self.n + 1
+  self.n, self.keys[n], self.values[n], self.entries[n] = n, keys.pack("i64 s", now, id), entries.encode(entry), entry
+  return id
+end
+
+function Batch:write(tx)
+  local acc = rollup.new()
+  for i = 1, self.n do
+    tx:append("predictions", self.keys[i], self.values[i])
+    rollup.add(acc, self.entries[i])
+  end
+  rollup.write(tx, acc)
+  return acc
+end
+
+function Batch:append(other)
+  for i = 1, other.n do
+    local n = self.n + 1
+    self.n, self.keys[n], self.values[n], self.entries[n] = n, other.keys[i], other.values[i], other.entries[i]
+  end
+end
+
 --- A logger that buffers predictions and writes them in one transaction
 -- every interval_ms (200) or 500 entries. Every prediction's id, model,
 -- version, output and latency are kept; its inputs only for one in
@@ -48,7 +90,7 @@ end
 -- HTTP server: every client waits for an answer) is true.
 function M.prediction_log(opts)
   opts = opts or {}
-  local buffer, counter = {}, 0
+  local buffer, counter = M.batch(), 0
   local waiting = {}  -- flat pairs: write, done
   local retain_us = timeutil.duration(opts.retain or "7d") * 1e6
   local sample_every = opts.sample_every or 20
@@ -92,15 +134,17 @@ function M.prediction_log(opts)
   -- so a log commit undone by an OS crash loses nothing that was promised.
   local function flush()
     local joined = waiting
-    if #buffer == 0 and #joined == 0 and not (opts.has_work and opts.has_work()) then return true end
+    if buffer.n == 0 and #joined == 0 and not (opts.has_work and opts.has_work()) then return true end
     local batch = buffer
-    buffer, waiting = {}, {}
+    buffer, waiting = M.batch(), {}
     group_timer:stop()
     local outcomes
     st = st or assert(store_mod.open())
     local ok, res = pcall(st.update_lazy, st, function(tx)
-      for _, e in ipairs(batch) do tx:put("predictions", e[1], e[2]) end
-      M.prune(tx, timeutil.now() - retain_us, 1000)
+      local counted = batch:write(tx)
+      local before = timeutil.now() - retain_us
+      M.prune(tx, before, 1000)
+      rollup.prune(tx, counted, math.floor(before / 1e6), 1000)
       if opts.on_flush then opts.on_flush(tx) end
       if #joined > 0 then outcomes = run_waiting(tx, joined) end
     end)
@@ -108,9 +152,8 @@ function M.prediction_log(opts)
       io.stderr:write("tycho serve: prediction log: ", tostring(res), "\n")
       -- Kept for the next flush (bounded: a store that keeps failing must
       -- not take the worker's memory with it).
-      if #buffer + #batch <= 100000 then
-        local n = #batch
-        for i, e in ipairs(buffer) do batch[n + i] = e end
+      if buffer.n + batch.n <= 100000 then
+        batch:append(buffer)
         buffer = batch
       end
     end
@@ -141,13 +184,10 @@ function M.prediction_log(opts)
   local function log(entry)
     counter = counter + 1
     local now = timeutil.now()
-    -- Time-ordered and unique across workers: µs, pid, counter.
-    local id = string.format("%016x-%x-%x", now, pid, counter)
-    entry.id, entry.at, entry.role = id, now, entry.role or "live"
     if counter % sample_every ~= 1 % sample_every then entry.inputs = nil
     elseif type(entry.inputs) == "function" then entry.inputs = entry.inputs() end
-    buffer[#buffer + 1] = { keys.pack("i64 s", now, id), entries.encode(entry) }
-    if #buffer >= flush_max then flush() end
+    local id = buffer:add(entry, now, M.entry_id(now, pid, counter))
+    if buffer.n >= flush_max then flush() end
     return id
   end
   return log, flush, commit

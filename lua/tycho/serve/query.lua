@@ -1,6 +1,7 @@
 --- Query parameters the console's read routes share: a time window and the
 -- number of slices it is cut into, each bounded so that one answer's work
--- is bounded. A bad value is answered 400 with what is allowed.
+-- is bounded, and integers (a page's limit and offset). A bad value is
+-- answered 400 with what is allowed.
 local timeutil = require "tycho.util.timeutil"
 
 local M = {}
@@ -14,6 +15,15 @@ function M.window(http, q, name, default, max_days)
     http.error(400, "bad_request", string.format("%s is a duration up to %dd: 15m, 1h, 7d", name, max_days))
   end
   return secs, text
+end
+
+--- ?name=N as an integer (default `default` when absent or empty); 400
+-- when it is not one. Its range is the reader's to check.
+function M.integer(http, q, name, default)
+  if q[name] == nil or q[name] == "" then return default end
+  local n = tonumber(q[name])
+  if not n or n % 1 ~= 0 then http.error(400, "bad_request", name .. " must be an integer") end
+  return n
 end
 
 --- ?buckets=N (default 60): the slices a window is cut into, 1 to 500.

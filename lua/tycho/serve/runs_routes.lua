@@ -11,18 +11,11 @@
 -- home, bounded: at most 50 groups (10 bins for many numbers), 8 metrics,
 -- 2,000 trials.
 local run_stats = require "tycho.registry.run_stats"
+local query = require "tycho.serve.query"
 
 local M = {}
 
 local function text(q, name) return q[name] ~= nil and q[name] ~= "" and q[name] or nil end
-
-local function integer(http, q, name)
-  local v = text(q, name)
-  if v == nil then return nil end
-  local n = tonumber(v)
-  if not n or n % 1 ~= 0 then http.error(400, "bad_request", name .. " must be an integer") end
-  return n
-end
 
 local function groups(http, req)
   local q = req.query
@@ -41,8 +34,8 @@ end
 function M.add(app, http)
   app:get("/v1/runs:groups", function(req) return groups(http, req) end)
   app:get("/v1/studies", function(req)
-    local doc, err, code = run_stats.studies { limit = integer(http, req.query, "limit"),
-                                               offset = integer(http, req.query, "offset") }
+    local doc, err, code = run_stats.studies { limit = query.integer(http, req.query, "limit"),
+                                               offset = query.integer(http, req.query, "offset") }
     if not doc then http.fail(err, code) end
     return doc
   end)

@@ -147,40 +147,28 @@ local function serving(app, http)
            stale_seconds = STALE_SECONDS }
 end
 
-local function percentile(list, q)
-  if #list == 0 then return json.null end
-  table.sort(list)
-  return list[math.max(1, math.ceil(q * #list))]
-end
-
--- One version's figures over the window and per slice of `width` seconds.
+-- One version's figures over `seconds` and per slice of `width` seconds.
 local function version_traffic(v, seconds, width)
   local sr = v.series
-  local req_s, p50, p99 = {}, {}, {}
-  for b, n in ipairs(sr.volume) do
-    req_s[b] = n / width
-    p50[b], p99[b] = percentile(sr.ms[b], 0.5), percentile(sr.ms[b], 0.99)
-  end
+  local req_s = {}
+  for b, n in ipairs(sr.volume) do req_s[b] = n / width end
   return { version = v.version, role = v.role, volume = v.volume, errors = v.errors, req_s = v.volume / seconds,
-           latency_ms = v.latency_ms, series = { req_s = req_s, errors = sr.errors, p50_ms = p50, p99_ms = p99 } }
+           latency_ms = v.latency_ms, series = { req_s = req_s, errors = sr.errors, p50_ms = sr.p50_ms, p99_ms = sr.p99_ms } }
 end
 
--- A model's traffic per version and role, from monitor.summary's slices
--- (drift is left out: min_samples past any count skips its tests).
+-- A model's traffic per version and role, from the prediction log's
+-- rollups through monitor.summary (no entry read: drift is not shown here).
 local function traffic(app, http, req)
-  local seconds, window = query.window(http, req.query, "window", "1h", 90)
+  local _, window = query.window(http, req.query, "window", "1h", 90)
   local buckets = query.buckets(http, req.query)
   if app.flush_log then app.flush_log() end
-  local ok, s = pcall(monitor.summary, req.params.model, { window = window, buckets = buckets, min_samples = math.huge,
-    max_records = app.limits.monitor_records, store = store(app, http) })
+  local ok, s = pcall(monitor.summary, req.params.model, { window = window, buckets = buckets, max_records = 0,
+    store = store(app, http) })
   if not ok then http.error(500, "internal", tostring(s)) end
-  local width = seconds / buckets
-  local from = timeutil.parse(s.from) / 1e6
-  local t, versions = {}, {}
-  for b = 1, buckets do t[b] = from + (b - 0.5) * width end
-  for i, v in ipairs(s.versions) do versions[i] = version_traffic(v, seconds, width) end
-  return { model = s.model, window = s.window, from = s.from, to = s.to, truncated = s.truncated,
-           bucket_seconds = width, t = t, versions = #versions > 0 and versions or json.empty_array }
+  local versions, seconds = {}, s.bucket_seconds * #s.t  -- the whole periods read
+  for i, v in ipairs(s.versions) do versions[i] = version_traffic(v, seconds, s.bucket_seconds) end
+  return { model = s.model, window = s.window, from = s.from, to = s.to, bucket_seconds = s.bucket_seconds, t = s.t,
+           versions = #versions > 0 and versions or json.empty_array }
 end
 
 --- Adds the serving page's routes to app (http: the router module).

@@ -19,35 +19,19 @@
 local json = require "tycho.util.json"
 local spec_mod = require "tycho.ml.train.spec"
 local jobs = require "tycho.ml.train.jobs"
+local query = require "tycho.serve.query"
 
 local M = {}
-
-local feature_store
-local function features(http)
-  if not feature_store then
-    local fs, err = require("tycho.features").open()
-    if not fs then http.error(503, "store_unavailable", err) end
-    feature_store = fs
-  end
-  return feature_store
-end
 
 local function start(app, http, req)
   local body = req:json()
   local spec, err, code = spec_mod.check(body)
   if not spec then http.fail(err, code) end
-  local plan, perr, pcode = spec_mod.resolve(features(http), spec)
+  local plan, perr, pcode = spec_mod.resolve(http.feature_store(app), spec)
   if not plan then http.fail(perr, pcode) end
   local job, jerr, jcode = jobs.start(spec, { max = app.limits.trainings, store = app.home })
   if not job then http.fail(jerr, jcode) end
   return 202, job
-end
-
-local function limit_of(http, q)
-  if q.limit == nil or q.limit == "" then return nil end
-  local n = tonumber(q.limit)
-  if not n then http.error(400, "bad_request", "limit must be an integer") end
-  return n
 end
 
 --- Adds the routes to app (http: the router module, for its errors).
@@ -55,7 +39,7 @@ function M.add(app, http)
   app:get("/v1/train:options", function() return spec_mod.options() end)
   app:post("/v1/train", function(req) return start(app, http, req) end)
   app:get("/v1/train", function(req)
-    local list, err, code = jobs.list { limit = limit_of(http, req.query), store = app.home }
+    local list, err, code = jobs.list { limit = query.integer(http, req.query, "limit"), store = app.home }
     if not list then http.fail(err, code) end
     return { jobs = #list > 0 and list or json.empty_array }
   end)

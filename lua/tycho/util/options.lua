@@ -1,11 +1,14 @@
 --- Checked option tables for constructors (models, steps): every name must
 -- be known (an unknown one is refused with the closest valid name and the
 -- list of valid ones) and every value must have its declared type and
--- range, so a typo never trains a default model without a word.
+-- range, so a typo never trains a default model without a word. Also the
+-- limit and offset of a paged read (M.page).
 --
 -- A schema maps a canonical name to { type = "int"|"number"|"bool"|
 -- "string"|"table"|"function"|"any", min =, max =, above = (exclusive
 -- minimum), one_of = {...}, aliases = {...} }.
+local errors = require "tycho.util.errors"
+
 local M = {}
 
 local function distance(a, b)
@@ -115,6 +118,20 @@ function M.check(where, schema, opts, level)
     out[name], given_as[name] = v, key
   end
   return out
+end
+
+--- A paged read's opts.limit (an integer from 1 to max, default `default`)
+-- and opts.offset (a non-negative integer, default 0): limit, offset, or
+-- nil, message, "invalid".
+function M.page(opts, default, max)
+  local limit, offset = opts.limit or default, opts.offset or 0
+  if type(limit) ~= "number" or limit < 1 or limit > max or limit % 1 ~= 0 then
+    return errors.fail("invalid", "limit must be an integer from 1 to " .. max)
+  end
+  if type(offset) ~= "number" or offset < 0 or offset % 1 ~= 0 then
+    return errors.fail("invalid", "offset must be a non-negative integer")
+  end
+  return limit, offset
 end
 
 return M

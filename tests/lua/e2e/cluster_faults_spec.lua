@@ -32,35 +32,7 @@ local GRACE_S = 1.0         -- after the cluster is whole again, for the nodes t
 local NODE_OPTIONS = "?retry_ms=100"
 
 local function elapsed_s(start) return tonumber(uv.hrtime() - start) / 1e9 end
-
--- One request on a fresh connection through its own loop callbacks,
--- answered through cb(status, headers, body, err).
-local function send(port, bytes, cb)
-  local tcp, got, done = uv.new_tcp(), {}, false
-  local timer = uv.new_timer()
-  local function finish(err)
-    if done then return end
-    done = true
-    timer:close()
-    if not tcp:is_closing() then tcp:close() end
-    local status, headers, body = testing.parse_response(table.concat(got))
-    cb(status, headers or {}, body, err)
-  end
-  timer:start(TIMEOUT_MS, 0, function() finish("timeout") end)
-  tcp:connect("127.0.0.1", port, function(err)
-    if err then return finish(err) end
-    tcp:write(bytes)
-    tcp:read_start(function(rerr, data)
-      if data then got[#got + 1] = data else finish(rerr) end
-    end)
-  end)
-end
-
-local function post_bytes(path, body)
-  body = json.encode(body)
-  return string.format("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    .. "Content-Length: %d\r\n\r\n%s", path, #body, body)
-end
+local post_bytes = fixture.post_bytes
 
 -- The lanes' requests, in turn: n counts a lane's requests.
 local KINDS = { "predict", "read", "push", "strict" }
@@ -96,86 +68,22 @@ local function read_answer(r, headers, body)
 end
 
 describe_faults("a cluster of tycho nodes under faults", function()
-  local c, train_home, app_path, nginx_proc, nginx_port, nginx_dir
-  local homes, nodes, ports, by_addr = {}, {}, {}, {}
-
-  local function stderrs()
-    local out = {}
-    for i, node in ipairs(nodes) do out[#out + 1] = "node " .. i .. ": " .. node.stderr() end
-    local f = nginx_dir and io.open(nginx_dir .. "/error.log")
-    if f then
-      out[#out + 1] = "nginx: " .. f:read("*a")
-      f:close()
-    end
-    return table.concat(out, "\n")
-  end
-
-  local function start_nginx()
-    nginx_dir = testing.tmpdir()
-    nginx_port = testing.free_port()
-    fixture.nginx_conf(nginx_dir, nginx_port, ports)
-    local proc = { err = {} }
-    local handle, pid = uv.spawn(assert(NGINX, "nginx is not installed (apt-get install nginx-light)"),
-      { args = fixture.nginx_args(nginx_dir) }, function(code, signal) proc.code, proc.signal = code, signal end)
-    assert(handle, pid)
-    proc.handle, proc.pid = handle, pid
-    nginx_proc = proc
-    assert(testing.run_until(function()
-      return proc.code ~= nil or testing.request(nginx_port, "GET", "/v2/health/ready", { timeout = 500 }) == 200
-    end, 10000), "nginx did not answer: " .. stderrs())
-    assert(proc.code == nil, "nginx exited: " .. stderrs())
-  end
-
-  local function start_node(i)
-    homes[i] = testing.tmpdir()
-    fixture.seed_home(homes[i])
-    ports[i] = testing.free_port()
-    by_addr["127.0.0.1:" .. ports[i]] = i
-    nodes[i] = testing.spawn({ "--home", homes[i], "--cluster", c.url .. NODE_OPTIONS, "serve", app_path,
-                               "--port", tostring(ports[i]), "--workers", "1" })
-  end
+  local c, train_home, nodes
 
   setup(function()
     math.randomseed(os.time() + math.floor(os.clock() * 1e6))
     c = assert(cluster.start { masters = 3, replicas = 1, node_timeout = 2000 })
-    train_home = testing.tmpdir()
-    fixture.seed_home(train_home)
-    local reg = assert(tycho.registry.open { home = train_home, cluster = c.url })
-    fixture.publish(reg, 0)
-    reg.store:close()
     -- Every user has clicks: outside the failover window no read misses one.
-    local fs = assert(tycho.features.open { home = train_home, cluster = c.url })
-    local ids, clicks, times = {}, {}, {}
-    for i = 1, USERS do ids[i], clicks[i], times[i] = "u" .. i, i % 10, os.time() end
-    assert(fs:push("user_stats", { user_id = ids, event_time = times, clicks = clicks }))
-    fs.store:close()
-    app_path = testing.write(train_home .. "/app.lua", fixture.APP)
-    for i = 1, N do start_node(i) end
-    for i = 1, N do
-      assert(testing.run_until(function()
-        return nodes[i].code ~= nil or testing.request(ports[i], "GET", "/v2/health/ready", { timeout = 500 }) == 200
-      end, 30000), "node " .. i .. " did not get ready: " .. nodes[i].stderr())
-    end
-    start_nginx()
+    train_home = testing.tmpdir()
+    fixture.train_home(train_home, c.url, USERS)
+    local app_path = testing.write(train_home .. "/app.lua", fixture.APP)
+    nodes = fixture.start_nodes(N, c.url .. NODE_OPTIONS, { app_path })
   end)
 
   teardown(function()
-    if nginx_proc and nginx_proc.code == nil then
-      uv.process_kill(nginx_proc.handle, "sigquit")  -- nginx's graceful stop
-      if not testing.run_until(function() return nginx_proc.code ~= nil end, 10000) then
-        uv.process_kill(nginx_proc.handle, "sigkill")
-        testing.run_until(function() return nginx_proc.code ~= nil end, 5000)
-      end
-    end
-    for _, node in ipairs(nodes) do
-      if node.code == nil then
-        node:kill("sigterm")
-        node:wait(15000)
-      end
-    end
+    if nodes then nodes:stop() end
     if c then c:stop() end
-    for _, h in pairs { train_home, nginx_dir } do testing.rmrf(h) end
-    for _, h in ipairs(homes) do testing.rmrf(h) end
+    if train_home then testing.rmrf(train_home) end
   end)
 
   -- Client lanes through nginx, each sending its next request when the
@@ -191,7 +99,7 @@ describe_faults("a cluster of tycho nodes under faults", function()
       local kind = KINDS[n % #KINDS + 1]
       local bytes, key = request_of(kind, id, n)
       local r = { kind = kind, key = key, t0 = elapsed_s(l.start) }
-      send(nginx_port, bytes, function(status, headers, body, err)
+      fixture.send(nodes.nginx_port, bytes, TIMEOUT_MS, function(status, headers, body, err)
         r.t1, r.status, r.err, r.upstream = elapsed_s(l.start), status, err, headers["x-upstream"] or ""
         read_answer(r, headers, body)
         l.records[#l.records + 1] = r
@@ -209,14 +117,6 @@ describe_faults("a cluster of tycho nodes under faults", function()
       assert(testing.run_until(function() return l.active == 0 end, TIMEOUT_MS + 2000), l.active .. " lanes hang")
     end
     return l
-  end
-
-  -- kill -9 of a node's worker and master, as a machine that dies takes both.
-  local function kill_node(i)
-    local pids = testing.children(nodes[i].pid)
-    pids[#pids + 1] = nodes[i].pid
-    local rc = os.execute("kill -9 " .. table.concat(pids, " "))
-    assert.truthy(rc == 0 or rc == true, "kill -9 " .. table.concat(pids, " "))
   end
 
   -- Promotes tiny(1) as both models on the fourth home, in a child (a
@@ -243,7 +143,7 @@ end
   end
 
   -- The node a record was answered by (the last address nginx tried).
-  local function node_of(r) return by_addr[r.upstream:match("([%d.]+:%d+)$") or ""] end
+  local function node_of(r) return nodes.by_addr[r.upstream:match("([%d.]+:%d+)$") or ""] end
 
   -- Seconds from each model's promotion to the first answer of its new
   -- version from each living node.
@@ -339,7 +239,7 @@ end
     local l = load()
     l.run_for(1.0)
     local node_killed_at = l.now()
-    kill_node(2)
+    nodes:kill(2)
     l.run_for(0.5)
     local child = promote()
     local promoted = {}
@@ -360,11 +260,11 @@ end
     assert(testing.run_until(function()
       if healthy_at or l.now() - asked_at < 0.25 then return healthy_at end
       asked_at = l.now()
-      readies[#readies + 1] = ready_of(ports[1])
+      readies[#readies + 1] = ready_of(nodes.ports[1])
       local owner = c:master_of_slot(victim_slot)
       if owner and owner ~= victim and c:healthy() then healthy_at = l.now() end
       return healthy_at
-    end, 30000), "the cluster did not recover: " .. stderrs())
+    end, 30000), "the cluster did not recover: " .. nodes:stderrs())
     l.run_for(2.0)
     l.stop()
 
@@ -401,7 +301,7 @@ end
     c:stop()
     local status, doc
     assert.truthy(testing.run_until(function()
-      local s, _, _, d = testing.request(ports[1], "GET", "/v2/health/ready", { timeout = 1000 })
+      local s, _, _, d = testing.request(nodes.ports[1], "GET", "/v2/health/ready", { timeout = 1000 })
       status, doc = s, d
       return status == 503
     end, 5000), "ready answered " .. tostring(status))
@@ -409,7 +309,7 @@ end
     assert.truthy(#doc.cluster.error > 0)
     local function timed(path, body)
       local t0 = uv.hrtime()
-      local s, headers, _, d = testing.request(ports[1], "POST", path, { body = body, timeout = TIMEOUT_MS })
+      local s, headers, _, d = testing.request(nodes.ports[1], "POST", path, { body = body, timeout = TIMEOUT_MS })
       return s, headers or {}, d, tonumber(uv.hrtime() - t0) / 1e6
     end
     local s, _, d, ms = timed("/get-online-features", { features = { "user_stats:clicks" },

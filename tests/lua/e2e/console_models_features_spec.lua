@@ -5,6 +5,7 @@
 -- and duplicates of one view by value.
 local testing = require "tycho.testing"
 local json = require "tycho.json"
+local console = dofile("tests/lua/fixtures/console.lua")
 
 -- Users of three teams: user_stats (growth) read by the churn pipeline,
 -- user_activity (risk) repeating its clicks, orders (sales) read by none.
@@ -69,12 +70,9 @@ describe("console: model evaluations and feature lineage", function()
     local code, _, err = testing.run({ "--home", home, "run", testing.write(home .. "/seed.lua", SEED) },
       { timeout = 120000 })
     assert(code == 0, err)
-    srv = testing.serve(testing.write(home .. "/app.lua", APP), {}, { env = { "TYCHO_HOME=" .. home } })
+    srv = console.serve(testing.write(home .. "/app.lua", APP), home)
   end)
-  teardown(function()
-    if srv then srv:stop() end
-    if home then testing.rmrf(home) end
-  end)
+  teardown(function() console.stop(srv, home) end)
 
   local function get(path) return testing.request(srv.port, "GET", path) end
 

@@ -7,37 +7,16 @@
 local testing = require "tycho.testing"
 local json = require "tycho.json"
 
-local CHROMIUM = "/usr/bin/chromium"
-local AUTH = { Authorization = "Bearer s3cret" }
-
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-
--- Why the browser part cannot run here, or nil.
-local function browser_missing()
-  if not exists(CHROMIUM) then return CHROMIUM .. " is missing (apt-get install chromium)" end
-  if os.execute("command -v node >/dev/null 2>&1") ~= 0 then return "node is missing" end
-  if not exists("tests/browser/node_modules/playwright-core/package.json") then
-    return "tests/browser has no node_modules (cd tests/browser && npm ci --ignore-scripts)"
-  end
-  if not require("tycho.serve.console_routes").assets_dir() then return "the console was not built (bash .ci/build)" end
-end
+local console = dofile("tests/lua/fixtures/console.lua")
+local AUTH = console.AUTH
 
 describe("console: runs, train, DAGs", function()
   local home, srv
   setup(function()
     home = dofile("tests/lua/fixtures/console_more_home.lua")()
-    local token_file = testing.write(home .. "/token", "s3cret\n")
-    srv = testing.serve("tests/lua/fixtures/console_more_app.lua", { "--token-file", token_file },
-      { env = { "TYCHO_HOME=" .. home } })
+    srv = console.serve("tests/lua/fixtures/console_more_app.lua", home)
   end)
-  teardown(function()
-    if srv then srv:stop() end
-    if home then testing.rmrf(home) end
-  end)
+  teardown(function() console.stop(srv, home) end)
 
   local function get(path) return testing.request(srv.port, "GET", path) end
   local function post(path, body, headers)
@@ -175,25 +154,11 @@ describe("console: runs, train, DAGs", function()
   end)
 
   it("opens the Runs, Train and DAG pages in chromium; Train and Backfill need the token", function()
-    local missing = browser_missing()
-    if missing and os.getenv("TYCHO_BROWSER_TESTS") ~= "1" then
-      pending("browser test skipped: " .. missing)
+    local report, skipped = console.drive("console_more.mjs", srv)
+    if not report then
+      pending(skipped)
       return
     end
-    assert.is_nil(missing)
-    local build = testing.exe:match("^(.*)/[^/]*$")
-    local cmd = string.format("timeout -k 5 170 node tests/browser/console_more.mjs --base http://127.0.0.1:%d"
-      .. " --token s3cret --out %s/console-more-screenshots --chromium %s 2>&1", srv.port, build, CHROMIUM)
-    local started = os.time()
-    local p = io.popen(cmd)
-    local output = p:read("*a")
-    p:close()
-    local last_line
-    for line in output:gmatch("[^\n]+") do last_line = line end
-    local report = last_line and json.decode(last_line)
-    assert(report, "console_more.mjs printed no report:\n" .. output)
-    assert.same({}, report.problems, output)
-    assert.is_true(report.ok)
     local a = report.actions
     -- Runs: groups by depth with their whiskers, three runs compared, the study.
     assert.equal(3, #a.groups)
@@ -213,7 +178,6 @@ describe("console: runs, train, DAGs", function()
     assert.matches("401", a.backfill_without_token)
     assert.matches("Queued 3 runs of etl", a.backfill, 1, true)
     assert.equal(7, a.dag_runs)
-    assert.is_true(os.time() - started < 170)
     -- The home saw what the pages did.
     local reg = assert(require("tycho.registry").open({ home = home }))
     assert.equal("1.0.0", reg:get("churn_console", "1.0.0").version)

@@ -4,22 +4,18 @@
 -- results over time from its hourly counters, the bounds of each answer,
 -- and Stop / Declare winner refused without the token.
 local testing = require "tycho.testing"
+local console = dofile("tests/lua/fixtures/console.lua")
 
 describe("the console's serving and experiment routes", function()
   local home, srv
-  local auth = { Authorization = "Bearer s3cret" }
+  local auth = console.AUTH
   setup(function()
     home = dofile("tests/lua/fixtures/spam_home.lua")({ "spam_b" })
     local code, _, err = testing.run({ "--home", home, "run", "tests/lua/fixtures/experiment_history.lua" })
     assert(code == 0, err)
-    local token_file = testing.write(home .. "/token", "s3cret\n")
-    srv = testing.serve("tests/lua/fixtures/console_app.lua", { "--workers", "2", "--token-file", token_file },
-      { env = { "TYCHO_HOME=" .. home, "CONSOLE_SPLIT=1" } })
+    srv = console.serve("tests/lua/fixtures/console_app.lua", home, { "--workers", "2" }, { "CONSOLE_SPLIT=1" })
   end)
-  teardown(function()
-    if srv then srv:stop() end
-    if home then testing.rmrf(home) end
-  end)
+  teardown(function() console.stop(srv, home) end)
 
   local function get(path) return testing.request(srv.port, "GET", path) end
 

@@ -11,15 +11,9 @@ local tycho = require "tycho"
 local testing = require "tycho.testing"
 local cluster = require "tycho.testing_redis"
 local uv = require "luv"
+local fixture = dofile("tests/lua/fixtures/cluster_nodes.lua")
 
-local function find_nginx()
-  local p = io.popen("command -v nginx || { test -x /usr/sbin/nginx && echo /usr/sbin/nginx; }")
-  local path = p:read("*l")
-  p:close()
-  return path ~= "" and path or nil
-end
-
-local NGINX = find_nginx()
+local NGINX = fixture.find_nginx()
 -- As the other service specs: pending without nginx or redis-server,
 -- failing instead under TYCHO_SERVICE_TESTS=1 (.ci/test).
 local describe_nodes = ((NGINX and cluster.available()) or os.getenv("TYCHO_SERVICE_TESTS") == "1")
@@ -30,56 +24,8 @@ local PREDICT = "/v1/models/tiny:predict"
 
 local function elapsed_s(start) return tonumber(uv.hrtime() - start) / 1e9 end
 
--- A client lane on its own loop callbacks: one request on a fresh
--- connection, answered through cb(status, headers, body, err, ms).
-local function send(port, bytes, timeout_ms, cb)
-  local tcp, got, start, done = uv.new_tcp(), {}, uv.hrtime(), false
-  local timer = uv.new_timer()
-  local function finish(err)
-    if done then return end
-    done = true
-    timer:close()
-    if not tcp:is_closing() then tcp:close() end
-    local status, headers, body = testing.parse_response(table.concat(got))
-    cb(status, headers or {}, body, err, tonumber(uv.hrtime() - start) / 1e6)
-  end
-  timer:start(timeout_ms, 0, function() finish("timeout") end)
-  tcp:connect("127.0.0.1", port, function(err)
-    if err then return finish(err) end
-    tcp:write(bytes)
-    tcp:read_start(function(rerr, data)
-      if data then got[#got + 1] = data else finish(rerr) end
-    end)
-  end)
-end
-
-local function post_bytes(path, body)
-  body = require("tycho.util.json").encode(body)
-  return string.format("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    .. "Content-Length: %d\r\n\r\n%s", path, #body, body)
-end
-
 describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
-  local c, home_a, reg, nginx_proc, nginx_port, nginx_dir
-  local homes, nodes, ports, by_addr = {}, {}, {}, {}
-
-  local function tiny(shift)
-    local x = {}
-    for i = 1, 8 do x[i] = i + shift / 4 end
-    local f = tycho.frame.new({ x = x, y = { 0, 0, 0, 1, 0, 1, 1, 1 } })
-    return assert(tycho.pipeline { model = tycho.models.logistic {} }:fit(f, { label = "y", quiet = true }))
-  end
-
-  local function stderrs()
-    local out = {}
-    for i, node in ipairs(nodes) do out[#out + 1] = "node " .. i .. ": " .. node.stderr() end
-    local f = nginx_dir and io.open(nginx_dir .. "/error.log")
-    if f then
-      out[#out + 1] = "nginx: " .. f:read("*a")
-      f:close()
-    end
-    return table.concat(out, "\n")
-  end
+  local c, home_a, reg, nodes, ports, by_addr, nginx_port
 
   -- One prediction through nginx: status, the node that answered (index),
   -- the decoded answer, and X-Upstream as nginx wrote it.
@@ -98,85 +44,22 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
     return n
   end
 
-  local function start_nginx()
-    assert(NGINX, "nginx is not installed (apt-get install nginx-light)")
-    nginx_dir = testing.tmpdir()
-    assert(uv.fs_mkdir(nginx_dir .. "/tmp", 448))
-    local servers = {}
-    for _, p in ipairs(ports) do
-      servers[#servers + 1] = string.format("server 127.0.0.1:%d max_fails=1 fail_timeout=10s;", p)
-    end
-    local f = assert(io.open("tests/cluster/nginx.conf.in"))
-    local conf = f:read("*a")
-    f:close()
-    nginx_port = testing.free_port()
-    local fill = { PREFIX = nginx_dir, PORT = tostring(nginx_port), WORKERS = "1", SERVERS = table.concat(servers, " ") }
-    conf = conf:gsub("@(%u+)@", function(k) return assert(fill[k], k) end)
-    testing.write(nginx_dir .. "/nginx.conf", conf)
-    local err = uv.new_pipe(false)
-    local proc = { err = {} }
-    local handle, pid = uv.spawn(NGINX, { args = { "-p", nginx_dir, "-c", nginx_dir .. "/nginx.conf",
-                                                   "-e", nginx_dir .. "/error.log" },
-                                          stdio = { nil, nil, err } },
-      function(code, signal) proc.code, proc.signal = code, signal end)
-    assert(handle, pid)
-    proc.handle, proc.pid = handle, pid
-    err:read_start(function(_, data) if data then proc.err[#proc.err + 1] = data else err:close() end end)
-    nginx_proc = proc
-    assert(testing.run_until(function()
-      return proc.code ~= nil or testing.request(nginx_port, "GET", "/v2/health/ready", { timeout = 500 }) == 200
-    end, 10000), "nginx did not answer: " .. table.concat(proc.err) .. stderrs())
-    assert(proc.code == nil, "nginx exited: " .. table.concat(proc.err))
-  end
-
   setup(function()
     math.randomseed(os.time() + math.floor(os.clock() * 1e6))
     c = assert(cluster.start { masters = 3, replicas = 1 })
     home_a = testing.tmpdir()
     reg = assert(tycho.registry.open { home = home_a, cluster = c.url })
-    assert(reg:promote("tiny", assert(reg:register("tiny", tiny(0))), "production"))
-    for i = 1, N do
-      -- The feature catalog stays in each home (issue 25, item 4): each
-      -- node's home defines the same entity and view, in the same order,
-      -- so the view has the same id (the field name in Redis) everywhere.
-      homes[i] = testing.tmpdir()
-      local fs = assert(tycho.features.open { home = homes[i], cluster = false })
-      assert(fs:entity { name = "user", join_key = "user_id" })
-      assert(fs:feature_view { name = "user_stats", entity = "user", ttl = "1h", schema = { clicks = "int" } })
-      assert.equal(1, fs:view("user_stats").id)
-      fs.store:close()
-      ports[i] = testing.free_port()
-      by_addr["127.0.0.1:" .. ports[i]] = i
-      nodes[i] = testing.spawn({ "--home", homes[i], "--cluster", c.url, "serve", "--model", "tiny@production",
-                                 "--port", tostring(ports[i]), "--workers", "1" })
-    end
-    for i = 1, N do
-      assert(testing.run_until(function()
-        return nodes[i].code ~= nil or testing.request(ports[i], "GET", "/v2/health/ready", { timeout = 500 }) == 200
-      end, 30000), "node " .. i .. " did not get ready: " .. nodes[i].stderr())
-      assert(nodes[i].code == nil, "node " .. i .. " exited: " .. nodes[i].stderr())
-    end
-    start_nginx()
+    assert(reg:promote("tiny", assert(reg:register("tiny", fixture.plain(0))), "production"))
+    -- Each node's home defines the same catalog (fixture.seed_home).
+    nodes = fixture.start_nodes(N, c.url, { "--model", "tiny@production" })
+    ports, by_addr, nginx_port = nodes.ports, nodes.by_addr, nodes.nginx_port
   end)
 
   teardown(function()
-    if nginx_proc and nginx_proc.code == nil then
-      uv.process_kill(nginx_proc.handle, "sigquit")  -- nginx's graceful stop
-      if not testing.run_until(function() return nginx_proc.code ~= nil end, 10000) then
-        uv.process_kill(nginx_proc.handle, "sigkill")
-        testing.run_until(function() return nginx_proc.code ~= nil end, 5000)
-      end
-    end
-    for _, node in ipairs(nodes) do
-      if node.code == nil then
-        node:kill("sigterm")
-        node:wait(15000)
-      end
-    end
+    if nodes then nodes:stop() end
     if c then c:stop() end
     if reg then reg.store:close() end
-    for _, h in pairs { home_a, nginx_dir } do testing.rmrf(h) end
-    for _, h in ipairs(homes) do testing.rmrf(h) end
+    if home_a then testing.rmrf(home_a) end
   end)
 
   it("spreads requests over every node, which all predict the same", function()
@@ -185,7 +68,7 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
     local answered, first = {}, nil
     for _ = 1, 30 do
       local status, node, doc, upstream = predict(3)
-      assert.equal(200, status, upstream .. " " .. stderrs())
+      assert.equal(200, status, upstream .. " " .. nodes:stderrs())
       assert.truthy(node, "X-Upstream names no node: '" .. upstream .. "'")
       answered[node] = (answered[node] or 0) + 1
       assert.equal("1.0.0", doc.model_version)
@@ -237,7 +120,7 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
   end)
 
   it("serves on every node, within a second, a version promoted on a fourth home", function()
-    local v2 = assert(reg:register("tiny", tiny(1)))
+    local v2 = assert(reg:register("tiny", fixture.plain(1)))
     local start = uv.hrtime()
     assert(reg:promote("tiny", v2, "production"))
     local took = {}
@@ -245,7 +128,7 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
       local status, node, doc = predict(3)
       if status == 200 and node and doc.model_version == "1.0.1" and not took[node] then took[node] = elapsed_s(start) end
       return took[1] and took[2] and took[3]
-    end, 5000), "nodes serving 1.0.1 after 5 s: " .. require("tycho.util.json").encode(took) .. "\n" .. stderrs())
+    end, 5000), "nodes serving 1.0.1 after 5 s: " .. require("tycho.util.json").encode(took) .. "\n" .. nodes:stderrs())
     local slowest = math.max(took[1], took[2], took[3])
     print(string.format("\n  promote on a fourth home -> first 1.0.1 answer through nginx from nodes 1, 2, 3: "
       .. "%.3f, %.3f, %.3f s", took[1], took[2], took[3]))
@@ -259,14 +142,14 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
 
   it("loses no request when a node is killed -9 under load, and stops sending to it", function()
     local LANES, KILL_AT, RUN_FOR, TIMEOUT_MS = 4, 1.0, 4.0, 8000
-    local bytes = post_bytes(PREDICT, { instances = { { x = 3 } } })
+    local bytes = fixture.post_bytes(PREDICT, { instances = { { x = 3 } } })
     local records, active, stopping, start = {}, 0, false, uv.hrtime()
     local function lane()
       if stopping then
         active = active - 1
         return
       end
-      send(nginx_port, bytes, TIMEOUT_MS, function(status, headers, _, err, ms)
+      fixture.send(nginx_port, bytes, TIMEOUT_MS, function(status, headers, _, err, ms)
         records[#records + 1] = { t = elapsed_s(start), status = status, upstream = headers["x-upstream"] or "",
                                   err = err, ms = ms }
         lane()
@@ -279,19 +162,14 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
     -- The load runs for fixed windows (before and after the kill): the
     -- loop turns, answering the lanes, all along.
     testing.run_until(function() return false end, KILL_AT * 1000)
-    -- The node's worker and its master, as a machine that dies takes both
-    -- (killed first, so the master cannot start another).
     local victim = 2
     local dead = "127.0.0.1:" .. ports[victim]
-    local pids = testing.children(nodes[victim].pid)
-    pids[#pids + 1] = nodes[victim].pid
     local killed_at = elapsed_s(start)
-    local rc = os.execute("kill -9 " .. table.concat(pids, " "))
-    assert.truthy(rc == 0 or rc == true, "kill -9 " .. table.concat(pids, " "))
+    nodes:kill(victim)
     testing.run_until(function() return false end, (RUN_FOR - KILL_AT) * 1000)
     stopping = true
     assert.truthy(testing.run_until(function() return active == 0 end, TIMEOUT_MS + 2000), active .. " lanes hang")
-    assert.truthy(nodes[victim].code ~= nil or testing.run_until(function() return nodes[victim].code ~= nil end, 5000))
+    assert.truthy(nodes.procs[victim].code ~= nil or testing.run_until(function() return nodes.procs[victim].code ~= nil end, 5000))
     assert.is_nil(testing.request(ports[victim], "GET", "/v2/health/live", { timeout = 500 }), "node 2 still answers")
 
     local failed, slowest, before, after, touched, last_touch = {}, 0, 0, {}, 0, 0
@@ -326,7 +204,7 @@ describe_nodes("three tycho nodes behind nginx on one Redis Cluster", function()
     assert.truthy(touched <= LANES + 2, touched .. " requests tried the dead node")
     assert.truthy(last_touch - killed_at < 0.5, "the dead node was still tried at " .. last_touch .. " s")
     -- The dead node's failure is in nginx's log, as an upstream error.
-    local f = assert(io.open(nginx_dir .. "/error.log"))
+    local f = assert(io.open(nodes.nginx_dir .. "/error.log"))
     local log = f:read("*a")
     f:close()
     assert.truthy(touched == 0 or log:find(dead, 1, true), log)

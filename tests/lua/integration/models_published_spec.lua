@@ -8,6 +8,7 @@ local testing = require "tycho.testing"
 local cluster = require "tycho.testing_redis"
 local publish = require "tycho.registry.publish"
 local uv = require "luv"
+local fixture = dofile("tests/lua/fixtures/cluster_nodes.lua")
 
 -- As online_redis_spec: pending without redis-server, failing instead under
 -- TYCHO_SERVICE_TESTS=1 (.ci/test).
@@ -17,16 +18,8 @@ describe_cluster("models published as data on a Redis Cluster", function()
   local c, home_a, home_b, reg, node, port, watcher
   local seen = {}  -- what a subscriber to the channel received
 
-  -- A tiny classifier of x; each version learns from other rows, so each
-  -- has its own artifact and sha256.
-  local function tiny(shift)
-    local x = {}
-    for i = 1, 8 do x[i] = i + shift / 4 end
-    local f = tycho.frame.new({ x = x, y = { 0, 0, 0, 1, 0, 1, 1, 1 } })
-    return assert(tycho.pipeline { model = tycho.models.logistic {} }:fit(f, { label = "y", quiet = true }))
-  end
-
-  local function register(shift) return assert(reg:register("tiny", tiny(shift))) end
+  -- Each version learns from other rows, so each has its own artifact and sha256.
+  local function register(shift) return assert(reg:register("tiny", fixture.plain(shift))) end
 
   -- The versions B answered with, over n requests (workers share the port).
   local function answers(n)
@@ -69,13 +62,8 @@ describe_cluster("models published as data on a Redis Cluster", function()
     -- 1.0.0 is in production before B starts: B reads it on connecting.
     local v1 = register(0)
     assert(reg:promote("tiny", v1, "production"))
-    port = testing.free_port()
-    node = testing.spawn({ "--home", home_b, "--cluster", c.url, "serve", "--model", "tiny@production",
-                           "--port", tostring(port), "--workers", "2" })
-    assert(testing.run_until(function()
-      return node.code ~= nil or testing.request(port, "GET", "/v2/health/ready", { timeout = 500 }) == 200
-    end, 15000), "B did not get ready: " .. node.stderr())
-    assert(node.code == nil, "B exited: " .. node.stderr())
+    node, port = fixture.spawn_node(home_b, c.url, { "--model", "tiny@production" }, 2)
+    fixture.wait_ready(node, port, "B", 15000)
   end)
 
   teardown(function()

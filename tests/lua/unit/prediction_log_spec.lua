@@ -143,3 +143,91 @@ describe("prediction log entries", function()
     assert.is_nil(entry.decode("{not json"))
   end)
 end)
+
+describe("prediction log rollups", function()
+  local rollup = require "tycho.monitor.rollup"
+  local timeutil = require "tycho.timeutil"
+
+  -- n entries of model m, one a second ending at now_s, written through the log's batch.
+  local function log_seconds(st, n, now_s, fields)
+    st:update(function(tx)
+      local batch = serving.batch()
+      for i = 1, n do
+        local at = (now_s - n + i) * 1e6
+        local e = { model = "m", version = "1.0.0", ms = i, error = i % 10 == 0 and "bad" or nil }
+        for k, v in pairs(fields or {}) do e[k] = v end
+        batch:add(e, at, serving.entry_id(at, 1, i))
+      end
+      batch:write(tx)
+    end)
+  end
+
+  it("count every entry per second, minute and hour, with percentiles within 2.2 %", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir))
+    local now = timeutil.now()
+    log_seconds(st, 1000, math.floor(now / 1e6))
+    log_seconds(st, 100, math.floor(now / 1e6), { role = "shadow" })
+    for _, window in ipairs { 1800, 7200, 3 * 86400 } do
+      local span = rollup.span(window, now, 60)
+      local groups = st:view(function(tx) return rollup.traffic(tx, "m", span, true) end)
+      local live = groups[1].role == "live" and groups[1] or groups[2]
+      local want = math.min(1000, window)
+      assert.same({ want, want / 10 }, { live.volume, live.errors }, "window " .. window)
+      local sum = 0
+      for _, n in ipairs(live.series.volume) do sum = sum + n end
+      assert.equal(want, sum)
+      -- ms = 1..1000: the p50 of the last `want` is 1000 - want / 2, the p99 1000 - want / 100.
+      assert.near(1000 - want / 2, live.latency_ms.p50, (1000 - want / 2) * 0.022)
+      assert.near(1000 - want / 100, live.latency_ms.p99, (1000 - want / 100) * 0.022)
+    end
+    st:close()
+    testing.rmrf(dir)
+  end)
+
+  it("reads a window in periods of at most a 60th of it, in at most `buckets` equal slices", function()
+    local now = 1765000000.5e6
+    local function shape(window, buckets)
+      local s = rollup.span(window, now, buckets)
+      return { s.level, s.width, s.buckets }
+    end
+    assert.same({ 1, 15, 60 }, shape(900, 60))
+    assert.same({ 60, 60, 60 }, shape(3600, 60))
+    assert.same({ 60, 1440, 60 }, shape(86400, 60))
+    assert.same({ 3600, 10800, 56 }, shape(7 * 86400, 60))
+    assert.same({ 60, 60, 180 }, shape(3 * 3600, 500))  -- not 10,800 seconds
+    local s = rollup.span(3600, now, 60)
+    assert.is_true(s.from <= now / 1e6 - 3600 + 60 and s.from + 3600 > now / 1e6)
+  end)
+
+  it("merges what later flushes add, and prunes seconds past 2 h and the rest past the log's retention", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir))
+    local now_s = math.floor(timeutil.now() / 1e6)
+    log_seconds(st, 10, now_s - 3 * 3600)  -- too old for seconds: never written
+    log_seconds(st, 10, now_s)
+    log_seconds(st, 10, now_s)
+    -- The start times of model m's records of a level.
+    local function starts(level)
+      return st:view(function(tx)
+        local out = {}
+        for k in tx:scan(rollup.DB, { prefix = keys.pack("s u32", "m", level) }) do
+          out[#out + 1] = select(3, keys.unpack("s u32 i64 s s", k))
+        end
+        return out
+      end)
+    end
+    assert.equal(10, #starts(1))
+    local span = rollup.span(600, now_s * 1e6)
+    assert.equal(20, st:view(function(tx) return rollup.traffic(tx, "m", span)[1].volume end))
+    local cut = now_s - 3600
+    assert.is_true(starts(60)[1] < cut and starts(3600)[1] < cut)
+    assert.is_true(st:update(function(tx) return rollup.prune(tx, { m = true }, cut) end) >= 2)
+    for _, level in ipairs { 1, 60, 3600 } do
+      local left = starts(level)
+      assert.is_true(#left > 0 and left[1] >= math.floor(cut / level) * level, "level " .. level)
+    end
+    st:close()
+    testing.rmrf(dir)
+  end)
+end)

@@ -24,6 +24,18 @@ describe("tycho.store", function()
     assert.equal(2, st:view(function(tx) return tx:count("people") end))
   end)
 
+  it("appends keys that come last and puts the others where they belong", function()
+    st:update(function(tx)
+      for _, k in ipairs({ "b", "c", "e" }) do tx:append("log", k, k:upper()) end
+      tx:append("log", "a", "A")  -- not after the last: put in place
+      tx:append("log", "c", "C2") -- present: replaced, as put does
+      tx:append("log", "f", "F")
+    end)
+    local seen = {}
+    st:view(function(tx) for k, v in tx:scan("log") do seen[#seen + 1] = k .. "=" .. v end end)
+    assert.same({ "a=A", "b=B", "c=C2", "e=E", "f=F" }, seen)
+  end)
+
   it("puts a batch of keys where absent with put_new_many", function()
     st:put("u", "p:b;", "old")
     local added = st:update(function(tx)
