@@ -3,7 +3,7 @@
 // and its tasks' log tails; Trigger (needs the token).
 import { useState } from "preact/hooks";
 import { get, post, enc, hasToken } from "../api.js";
-import { html, fmt, seconds, useLoad, Loading, Table, list } from "../ui.js";
+import { html, fmt, useLoad, Loading, Table, list } from "../ui.js";
 import { DagGraph, Backfill } from "./dag_graph.js";
 
 const utc = (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) : "–");
@@ -84,8 +84,7 @@ function Gantt({ run }) {
   const t0 = Math.min(...tasks.map((t) => t.started));
   const end = Math.max(...tasks.map((t) => t.started + (t.duration || 0)), run.finished || 0);
   const span = Math.max(end - t0, 1e-3);
-  return html`<figure class="chart gantt"><figcaption>Gantt: each task from its first start, over ${seconds(span)}
-      (${fmt(span)} s)</figcaption>
+  return html`<figure class="chart gantt"><figcaption>${`Gantt: each task from its first start, over ${fmt(span)} s`}</figcaption>
     ${tasks.map((t) => html`<div class="gantt-row"><span class="gantt-label">${t.task}</span><span class="gantt-track">
       <span class=${"gantt-bar state-" + t.state} title=${`${t.task}: ${fmt(t.duration)} s`}
         style=${{ left: `${((t.started - t0) / span) * 100}%`, width: `${Math.max(((t.duration || 0) / span) * 100, 0.5)}%` }}></span>

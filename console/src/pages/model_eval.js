@@ -186,8 +186,8 @@ function CompareBody({ name, a, b, onlyDiffer }) {
         <${Diff} title="Metrics" section=${cmp.metrics} versions=${cmp.versions} />
         <${Diff} title="Hyperparameters" section=${cmp.params} versions=${cmp.versions} onlyDiffer=${onlyDiffer} /></div>
       <${SchemaDiff} schema=${cmp.schema} versions=${cmp.versions} />
-      ${missing.length ? html`<p class="muted note">No holdout evaluation stored with ${missing.join(" and ")}
-        (registered without a holdout, or before versions kept one).</p>` : null}
+      ${missing.length ? html`<p class="muted note">${`No holdout evaluation stored with ${missing.join(" and ")} `
+        + "(registered without a holdout, or before versions kept one)."}</p>` : null}
       <${CurvePair} evs=${evs} />
       <div class="columns">${evs.map(([v, ev]) => html`<${Confusion} ev=${ev} title=${`Confusion matrix of ${v}`} />`)}</div>
       <div class="columns">${evs.map(([v, ev]) => html`<${Residuals} ev=${ev} label=${v} />`)}</div>
