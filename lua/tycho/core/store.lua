@@ -538,13 +538,18 @@ function Txn:put(db, k, v) put(self, db, k, v, 0, "put") end
 
 --- Stores v under k, k expected after every key of db (a log's time-ordered
 -- keys): then appended (LMDB's MDB_APPEND: no B-tree search, pages filled
--- whole); else put as Txn:put would.
-function Txn:append(db, k, v)
+-- whole); else put as Txn:put would. v is a string, or a pointer to vlen
+-- bytes (a value still in a buffer: no Lua string made for it).
+function Txn:append(db, k, v, vlen)
   if not self.write then error("store: append() in a read transaction", 2) end
   check_key(k, 3)
-  if type(v) ~= "string" then error("store: value must be a string", 2) end
-  local rc = C.tz_store_append(self.handle, dbi(self, db), k, #k, v, #v, err)
-  if rc == EKEYEXIST then return put(self, db, k, v, 0, "append") end
+  if vlen == nil then
+    if type(v) ~= "string" then error("store: value must be a string", 2) end
+    vlen = #v
+  end
+  local h = dbi(self, db)
+  local rc = C.tz_store_append(self.handle, h, k, #k, v, vlen, err)
+  if rc == EKEYEXIST then rc = C.tz_store_put(self.handle, h, k, #k, v, vlen, 0, err) end
   if rc == EMAPFULL then error(MAP_FULL, 0) end
   if rc ~= OK then raise(2) end
   return true

@@ -16,6 +16,11 @@ local JSON_OPEN = string.byte("{")
 -- a trace of the logging loop runs straight into it.
 M.encode = buffer.encode
 
+--- A buffer for writers of many entries: encode_into(buf, entry) appends
+-- entry's stored bytes to it, making no Lua string per entry.
+function M.buffer() return buffer.new() end
+function M.encode_into(buf, entry) buf:encode(entry) end
+
 --- The entry stored as raw, or nil when raw is not one.
 function M.decode(raw)
   if type(raw) ~= "string" or raw == "" then return nil end

@@ -18,11 +18,21 @@ describe("the predict path under LuaJIT", function()
     local row = assert(frame.read_csv("../shared/data/spam.csv")):row(1)
     row.label = nil
     local body = testing.write(home .. "/body.json", json.encode({ instances = { row } }))
+    -- Enough rounds for some 150 profiler samples: with fewer, a handful in
+    -- the interpreter swings the share past the bound by chance.
     local code, out, err = testing.run({ "--home", home, "run", "tests/lua/fixtures/predict_trace.lua", body },
-      { timeout = 120000 })
+      { timeout = 120000, env = { "WARM_ROUNDS=150", "ROUNDS=600" } })
     assert.equal(0, code, err)
     local doc = assert(json.decode(out:match("{.*}") or ""), out)
-    assert.same({}, doc.aborts)
+    -- A root trace begun in a small leaf function (json_number, value_json)
+    -- can meet a caller's loop once while LuaJIT settles where traces start:
+    -- it starts them elsewhere and nothing runs interpreted for it. Any other
+    -- abort, or that one again and again, is a path that does not compile.
+    local lasting = {}
+    for where, n in pairs(doc.aborts) do
+      if n > 1 or not where:find("leaving loop in root trace", 1, true) then lasting[where] = n end
+    end
+    assert.same({}, lasting)
     local total = 0
     for _, n in pairs(doc.states) do total = total + n end
     assert.is_true(total >= 10, "too few profiler samples: " .. out)
