@@ -11,22 +11,50 @@ local FS = {}
 local TYPES = { float = "float", double = "float", int = "int", integer = "int", int64 = "int",
                 bool = "bool", boolean = "bool", string = "string", str = "string" }
 
-
-
 -- Every definition change bumps the catalog epoch, so readers (in this or
 -- another process) know when their cached definitions are stale.
 local function bump_epoch(tx)
   tx:put("catalog", "meta/epoch", tostring(tonumber(tx:get("catalog", "meta/epoch") or "0") + 1))
 end
 
+-- Stores a definition's JSON (raw) under field ("entity/NAME" or
+-- "view/NAME") in tx; the caller bumps the epoch. A view's features go
+-- into the feature index, and the home's next view id stays past its id:
+-- a view the cluster numbered must not share its id with one made here.
+local function store_record(tx, field, raw)
+  tx:put("catalog", field, raw)
+  if field:sub(1, 5) ~= "view/" then return end
+  local v = json.decode(raw)
+  duplicates.index_features(tx, v)
+  if v.id >= tonumber(tx:get("catalog", "meta/next_view_id") or "1") then
+    tx:put("catalog", "meta/next_view_id", tostring(v.id + 1))
+  end
+end
+
+-- Stores the record make(tx) builds (or refuses: nil, message, code) as
+-- kind/name: in the home, or with a cluster in its shared catalog
+-- (features/catalog_shared.lua), which copies it here. A new view, built
+-- without an id, gets the home's next one (or the cluster's).
+local function write(fs, kind, name, make)
+  if fs.shared then return fs.shared:write(fs.store, kind, name, make) end
+  return fs.store:update(function(tx)
+    local rec, err, code = make(tx)
+    if not rec then return nil, err, code end
+    if kind == "view" and not rec.id then rec.id = tonumber(tx:get("catalog", "meta/next_view_id") or "1") end
+    store_record(tx, kind .. "/" .. name, json.encode(rec))
+    bump_epoch(tx)
+    return rec
+  end)
+end
+
 --- Declares (or updates) an entity: { name, join_key, description }.
+-- Returns it, or nil, message, code when a cluster's shared catalog could
+-- not take it.
 function FS:entity(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then error("entity: needs a name", 2) end
   local e = { name = def.name, join_key = def.join_key or def.name, description = def.description }
-  self.store:update(function(tx)
-    tx:put_json("catalog", "entity/" .. def.name, e)
-    bump_epoch(tx)
-  end)
+  local ok, err, code = write(self, "entity", def.name, function() return e end)
+  if not ok then return nil, err, code end
   return e
 end
 
@@ -85,6 +113,64 @@ local function expectations(expect)
   return out
 end
 
+-- The redefinition v over the stored view old: old features keep their
+-- positions, added ones are appended as a new version; removing a feature
+-- or changing its type is refused (conflict).
+local function evolve(v, old, pii)
+  local by_name, seen, added = {}, {}, {}
+  for _, f in ipairs(old.features) do by_name[f.name] = f end
+  for _, f in ipairs(v.features) do
+    seen[f.name] = true
+    local was = by_name[f.name]
+    if was and was.type ~= f.type then
+      return errors.fail("conflict", string.format(
+        "incompatible change to view '%s': feature '%s' changes type from %s to %s", v.name, f.name, was.type, f.type))
+    end
+    if not was then added[#added + 1] = f end
+  end
+  for _, f in ipairs(old.features) do
+    if not seen[f.name] then
+      return errors.fail("conflict",
+        string.format("incompatible change to view '%s': feature '%s' would be removed", v.name, f.name))
+    end
+  end
+  local ordered = {}
+  for _, f in ipairs(old.features) do
+    for _, nf in ipairs(v.features) do if nf.name == f.name then ordered[#ordered + 1] = nf end end
+  end
+  for _, f in ipairs(added) do ordered[#ordered + 1] = f end
+  v.features, v.id, v.versions, v.created = ordered, old.id, old.versions, old.created
+  v.version = old.version + (#added > 0 and 1 or 0)
+  if #added > 0 then v.versions[#v.versions + 1] = { version = v.version, features = stored_features(ordered, pii) } end
+  return v
+end
+
+-- The record of view def (features, expect and transforms checked in
+-- prep) against tx's catalog: a new one (version 1, no id yet; prep.created
+-- says so) or the stored one evolved; nil, message, code when the entity is
+-- unknown or the change incompatible.
+local function make_view(tx, def, prep)
+  local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
+  if not entity then
+    return errors.fail("not_found", "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)")
+  end
+  local pii = set_of(def.pii)
+  pii.clear = def.pii_clear and true or nil
+  local v = {
+    name = def.name, entity = def.entity, join_key = entity.join_key, timestamp = def.timestamp or "event_time",
+    ttl = timeutil.duration(def.ttl) or 0, owner = def.owner, tags = def.tags or {}, description = def.description,
+    source = def.source, pii = def.pii or {}, pii_clear = def.pii_clear or false, transforms = prep.transforms,
+    expect = prep.expect,
+    features = prep.features, updated = os.time(),
+  }
+  local old = tx:get_json("catalog", "view/" .. def.name)
+  prep.created = old == nil
+  if old then return evolve(v, old, pii) end
+  v.version, v.created = 1, os.time()
+  v.versions = { { version = 1, features = stored_features(prep.features, pii) } }
+  return v
+end
+
 --- Declares a feature view. def: name, entity, schema ({feature = type or
 -- {type, min, max, values, nullable = false, check = fn(value, row)}}),
 -- timestamp (column, default "event_time"), ttl ("30d"), owner, tags,
@@ -94,9 +180,10 @@ end
 -- check (fn(row) -> ok, reason), expect ({ max_missing = 0.05, max_lag =
 -- "2h" }: data-quality expectations, see fs:quality). Redefining with added
 -- features makes a new version; removing a feature or changing its type is
--- refused.
+-- refused. With a cluster the definition goes to its shared catalog.
 -- Returns the stored definition, or nil, the reason and a code (not_found:
--- no such entity; conflict: an incompatible change).
+-- no such entity; conflict: an incompatible change; unavailable or busy:
+-- the cluster's catalog could not take it).
 function FS:feature_view(def)
   if type(def) ~= "table" or type(def.name) ~= "string" or def.name:find(":") then
     error("feature_view: needs a name without ':'", 2)
@@ -109,68 +196,13 @@ function FS:feature_view(def)
     local fn, cerr = self:_compile(src)
     if not fn then error("feature_view: transform '" .. name .. "': " .. cerr, 2) end
   end
-  local created_now = false
-  local result, reason, code = self.store:update(function(tx)
-    local entity = tx:get_json("catalog", "entity/" .. tostring(def.entity))
-    if not entity then
-      return errors.fail("not_found", "unknown entity '" .. tostring(def.entity) .. "' (declare it with fs:entity)")
-    end
-    local old = tx:get_json("catalog", "view/" .. def.name)
-    local pii = set_of(def.pii)
-    pii.clear = def.pii_clear and true or nil
-    local v = {
-      name = def.name, entity = def.entity, join_key = entity.join_key, timestamp = def.timestamp or "event_time",
-      ttl = timeutil.duration(def.ttl) or 0, owner = def.owner, tags = def.tags or {}, description = def.description,
-      source = def.source, pii = def.pii or {}, pii_clear = def.pii_clear or false, transforms = transforms,
-      expect = expect,
-      features = features, updated = os.time(),
-    }
-    if old then
-      local by_name = {}
-      for _, f in ipairs(old.features) do by_name[f.name] = f end
-      local added = {}
-      local seen = {}
-      for _, f in ipairs(features) do
-        seen[f.name] = true
-        local was = by_name[f.name]
-        if was and was.type ~= f.type then
-          return errors.fail("conflict", string.format(
-            "incompatible change to view '%s': feature '%s' changes type from %s to %s", def.name, f.name, was.type, f.type))
-        end
-        if not was then added[#added + 1] = f end
-      end
-      for _, f in ipairs(old.features) do
-        if not seen[f.name] then
-          return errors.fail("conflict",
-            string.format("incompatible change to view '%s': feature '%s' would be removed", def.name, f.name))
-        end
-      end
-      -- Old features keep their positions; new ones are appended.
-      local ordered = {}
-      for _, f in ipairs(old.features) do
-        for _, nf in ipairs(features) do if nf.name == f.name then ordered[#ordered + 1] = nf end end
-      end
-      for _, f in ipairs(added) do ordered[#ordered + 1] = f end
-      v.features, v.id, v.versions, v.created = ordered, old.id, old.versions, old.created
-      v.version = old.version + (#added > 0 and 1 or 0)
-      if #added > 0 then v.versions[#v.versions + 1] = { version = v.version, features = stored_features(ordered, pii) } end
-    else
-      local next_id = tonumber(tx:get("catalog", "meta/next_view_id") or "1")
-      tx:put("catalog", "meta/next_view_id", tostring(next_id + 1))
-      v.id, v.version, v.created = next_id, 1, os.time()
-      created_now = true
-      v.versions = { { version = 1, features = stored_features(features, pii) } }
-    end
-    tx:put_json("catalog", "view/" .. def.name, v)
-    duplicates.index_features(tx, v)
-    bump_epoch(tx)
-    return v
-  end)
+  local prep = { features = features, expect = expect, transforms = transforms }
+  local result, reason, code = write(self, "view", def.name, function(tx) return make_view(tx, def, prep) end)
   if not result then return nil, reason, code end
   self.checks[def.name] = { features = checks, row = def.check }
   -- A new view that redeclares another team's feature (same entity, name
   -- and type) is told so: it may be a duplicate (fs:duplicates compares values).
-  if created_now then
+  if prep.created then
     result.warnings = duplicates.same_name_elsewhere(self, def, features)
     for _, w in ipairs(result.warnings) do io.stderr:write("feature_view ", def.name, ": ", w, "\n") end
   end
@@ -190,6 +222,7 @@ end
 
 --- A view's definition, or nil, message.
 function FS:view(name)
+  if self.shared then self.shared:before_read(self.store) end
   local v = self.store:view(function(tx) return load_view(self, tx, name) end)
   if not v then return errors.fail("not_found", "unknown feature view '" .. tostring(name) .. "'") end
   return v
@@ -200,6 +233,7 @@ end
 -- column and transform) in another view.
 function FS:list(filter)
   filter = filter or {}
+  if self.shared then self.shared:before_read(self.store) end
   local views = self.store:view(function(tx)
     local out = {}
     for _, raw in tx:scan("catalog", { prefix = "view/" }) do out[#out + 1] = json.decode(raw) end
@@ -238,6 +272,8 @@ end
 
 M.load_view = load_view
 M.set_of = set_of
+M.store_record = store_record
+M.bump_epoch = bump_epoch
 M.methods = FS
 
 return M

@@ -9,7 +9,8 @@
 --   fs:online({ "user_stats:spend" }, { user_id = { "u1", "u2" } })
 --
 -- The store's methods live beside this file, by concern: catalog.lua
--- (entities, views), validate.lua (rows against schemas), layout.lua (the
+-- (entities, views; catalog_shared.lua when a cluster shares them),
+-- validate.lua (rows against schemas), layout.lua (the
 -- row layout in LMDB, defined once), ingest.lua (batch and push), refs.lua
 -- (feature references, transforms), offline.lua (point-in-time joins,
 -- materialisation, export), online.lua (latest values, the serving reader),
@@ -21,6 +22,7 @@ local internal = require "tycho.internal"
 local errors = require "tycho.util.errors"
 local layout = require "tycho.features.layout"
 local push_stream = require "tycho.features.push_stream"
+local catalog_shared = require "tycho.features.catalog_shared"
 
 local M = {}
 
@@ -36,8 +38,12 @@ FS.__index = FS
 -- home's online db, for every feature store of this process on that home;
 -- pushes bound for the offline store go to the cluster's push stream
 -- (features/push_stream.lua), which fs:drain_stream applies on the home
--- that keeps the offline store.
--- nil, message, "unavailable" when the home or the cluster cannot be opened.
+-- that keeps the offline store; and the feature catalog is the cluster's,
+-- shared by every home on it (features/catalog_shared.lua: the home keeps
+-- a copy, joined and brought up to date here).
+-- nil, message, "unavailable" when the home or the cluster cannot be
+-- opened, "conflict" when the home's own definitions disagree with the
+-- cluster's catalog.
 function M.open(opts)
   opts = opts or {}
   local st, e = store_mod.from(opts)
@@ -45,15 +51,17 @@ function M.open(opts)
   local home = opts.home or st.path or internal.home
   local cluster = opts.cluster
   if cluster == nil then cluster = os.getenv("TYCHO_CLUSTER") end
-  local backend
+  local backend, shared
   if cluster and cluster ~= "" then
     local be, ce, code = require("tycho.features.online_redis").connect(cluster)
     if not be then return nil, ce, code end
     backend = be
+    shared, ce, code = catalog_shared.attach(st, backend)
+    if not shared then return nil, ce, code end
   end
   layout.set_online_backend(st, backend)
   return setmetatable({ store = st, home = home, checks = {}, compiled = {}, view_cache = {},
-                        refs_cache = {}, refs_cached = 0, online_backend = backend,
+                        refs_cache = {}, refs_cached = 0, online_backend = backend, shared = shared,
                         stream = backend and push_stream.new(backend),
                         quarantine_dir = opts.quarantine_dir or (home .. "/quarantine") }, FS)
 end

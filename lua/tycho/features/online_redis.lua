@@ -5,8 +5,10 @@
 --
 -- Layout: one hash per entity key, `<ns>{<entity>:<key>}` (ns "tycho:" by
 -- default; the braces are the hash tag, so the whole hash lives in one slot),
--- one field per view (its id in decimal) holding exactly LMDB's online value:
--- the 8-byte event time (little-endian µs) then the rowcodec row.
+-- one field per view (its id in decimal, the same on every home since the
+-- cluster numbers the views: features/catalog_shared.lua) holding exactly
+-- LMDB's online value: the 8-byte event time (little-endian µs) then the
+-- rowcodec row.
 --
 -- Writes go through one Redis Function, tycho_online_put (loaded on every
 -- master when the backend opens, and again if a node answers that it has

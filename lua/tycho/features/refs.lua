@@ -29,12 +29,14 @@ local function parse_refs(fs, refs, tx)
   if type(refs) == "string" then refs = { refs } end
   -- Serving asks for the same refs again and again: reuse the resolution
   -- while the catalog epoch stands still. Without a transaction the epoch
-  -- comes from the store's point reader (no transaction of its own per call).
+  -- comes from the store's point reader (no transaction of its own per call),
+  -- once a cluster's shared catalog has been copied in (catalog_shared.lua).
   local key = table.concat(refs, "\1")
   local epoch
   if tx then
     epoch = tx:get("catalog", "meta/epoch") or "0"
   else
+    if fs.shared then fs.shared:before_read(fs.store) end
     local p, len = fs.store:point_reader("catalog")("meta/epoch")
     epoch = p and ffi.string(p, len) or "0"
   end

@@ -12,6 +12,7 @@ local log = require "tycho.serve.log"
 local serving_routes = require "tycho.serve.serving_routes"
 local watch = require "tycho.serve.watch"
 local follow = require "tycho.serve.follow"
+local catalog_follow = require "tycho.serve.catalog_follow"
 local consume = require "tycho.serve.consume"
 local dag = require "tycho.dag"
 
@@ -68,6 +69,8 @@ function M.worker(opts)
   local app = load_app(opts.app)
   local home = assert(store_mod.open())
   app.home = home  -- what the built-in routes read and write (the registry's)
+  local cluster = os.getenv("TYCHO_CLUSTER")
+  if cluster and cluster ~= "" then catalog_follow.start(home) end  -- the cluster's feature catalog, copied in
   local token = read_token(opts.token_file)
   opts.on_listen = nil
   if opts.access_log then
@@ -91,7 +94,6 @@ function M.worker(opts)
   if opts.worker == 0 and #app.alerts > 0 then watch.start_alerts(app) end
   if next(app.hosted) then
     -- With a cluster, the aliases moved on other homes too (serve/follow.lua).
-    local cluster = os.getenv("TYCHO_CLUSTER")
     if cluster and cluster ~= "" then follow.start(app, cluster) end
     -- Hosted models follow their aliases: checked every second, a moved
     -- alias loads the new version; one that fails keeps the old serving.

@@ -25,8 +25,9 @@ describe_cluster("online store on a Redis Cluster", function()
     for _, h in ipairs(homes) do testing.rmrf(h) end
   end)
 
-  -- A feature store on a fresh home: on the cluster (under its own key
-  -- prefix, as view ids restart with each home) or on LMDB.
+  -- A feature store on a fresh home: on the cluster (under a key prefix of
+  -- its own, so that each starts from an empty catalog and online store) or
+  -- on LMDB.
   local function open(on_cluster, extra)
     n_homes = n_homes + 1
     local home = testing.tmpdir()
