@@ -378,12 +378,20 @@ static void predict_task(void *vctx, size_t task, int worker)
     int no = m->n_outputs;
     size_t n = c->x->n_rows, lo = task * ROW_BLOCK, hi = lo + ROW_BLOCK < n ? lo + ROW_BLOCK : n;
     double *o = c->out;
+    tz_tree_chunk chunk;
+    int32_t leaf[ROW_BLOCK];
+    size_t step = tz_tree_chunk_rows(c->x->n_cols);
     memset(o + lo * no, 0, (hi - lo) * no * sizeof *o);
-    for (int t = 0; t < m->n_trees; t++) {
-        const tz_tree *tr = &m->trees[t];
-        for (size_t i = lo; i < hi; i++) {
-            const double *v = tr->values + (size_t)tz_tree_leaf(tr, c->x->cols, i) * no;
-            for (int k = 0; k < no; k++) o[i * no + k] += v[k];
+    for (size_t a = lo; a < hi; a += step) {
+        size_t b = a + step < hi ? a + step : hi;
+        tz_tree_chunk_fill(&chunk, c->x, a, b);
+        for (int t = 0; t < m->n_trees; t++) {
+            const tz_tree *tr = &m->trees[t];
+            tz_tree_leaves(tr, &chunk, leaf);
+            for (size_t i = a; i < b; i++) {
+                const double *v = tr->values + (size_t)leaf[i - a] * no;
+                for (int k = 0; k < no; k++) o[i * no + k] += v[k];
+            }
         }
     }
     double inv = 1.0 / m->n_trees;

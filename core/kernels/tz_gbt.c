@@ -462,16 +462,24 @@ static void predict_task(void *vctx, size_t task, int worker)
     size_t n = c->x->n_rows, lo = task * PRED_BLOCK, hi = lo + PRED_BLOCK < n ? lo + PRED_BLOCK : n;
     double *o = c->out;
     int f32 = (m->flags & TZ_GBT_SUM_F32) != 0;
+    tz_tree_chunk chunk;
+    int32_t leaf[PRED_BLOCK];
+    size_t step = tz_tree_chunk_rows(c->x->n_cols);
     for (size_t i = lo * K; i < hi * K; i++) o[i] = f32 ? (float)m->base_margin : m->base_margin;
-    for (int r = 0; r < m->rounds; r++)
-        for (int k = 0; k < K; k++) {
-            const tz_tree *t = &m->trees[(size_t)r * K + k];
-            if (f32)  /* a float32 sum, as XGBoost's: the double sum of two floats rounds to their float sum */
-                for (size_t i = lo; i < hi; i++)
-                    o[i * K + k] = (float)(o[i * K + k] + (float)t->values[tz_tree_leaf(t, c->x->cols, i)]);
-            else
-                for (size_t i = lo; i < hi; i++) o[i * K + k] += t->values[tz_tree_leaf(t, c->x->cols, i)];
-        }
+    for (size_t a = lo; a < hi; a += step) {
+        size_t b = a + step < hi ? a + step : hi;
+        tz_tree_chunk_fill(&chunk, c->x, a, b);
+        for (int r = 0; r < m->rounds; r++)
+            for (int k = 0; k < K; k++) {
+                const tz_tree *t = &m->trees[(size_t)r * K + k];
+                tz_tree_leaves(t, &chunk, leaf);
+                if (f32)  /* a float32 sum, as XGBoost's: the double sum of two floats rounds to their float sum */
+                    for (size_t i = a; i < b; i++)
+                        o[i * K + k] = (float)(o[i * K + k] + (float)t->values[leaf[i - a]]);
+                else
+                    for (size_t i = a; i < b; i++) o[i * K + k] += t->values[leaf[i - a]];
+            }
+    }
     for (size_t i = lo; i < hi; i++) {
         double *mi = o + i * K;
         if (m->objective == TZ_GBT_LOGISTIC) {

@@ -2,7 +2,8 @@
  * bookkeeping, each level's prepare / choose / split, the partition of rows
  * under the children, and the compact tree out. Histograms and the split
  * scans over them are in tz_tree_hist.c; the grower's state, shared with
- * it, in tz_tree_internal.h. */
+ * it, in tz_tree_internal.h. Then walking: a tree's lockstep layout
+ * (tz_tree_prepare) and the block walk over it (tz_tree_leaves). */
 #include "kernels/tz_tree.h"
 
 #include <math.h>
@@ -355,7 +356,7 @@ static int tree_out(grower *g, tz_tree_work *w, tz_tree *out)
     out->n_nodes = n_split;
     out->n_leaves = n_leaves;
     out->n_values = nc;
-    return 0;
+    return tz_tree_prepare(out, NULL) ? -1 : 0;
 }
 
 /* Level by level: look for splits (one pool run), choose, split, and
@@ -460,5 +461,104 @@ void tz_tree_free(tz_tree *t)
     free(t->nodes);
     free(t->values);
     free(t->gain);
+    free(t->steps);
     memset(t, 0, sizeof *t);
+}
+
+/* A child as a step index: splits keep theirs, leaf l is n_nodes + l. */
+static int32_t step_of(const tz_tree *t, int32_t child) { return child >= 0 ? child : t->n_nodes + ~child; }
+
+int tz_tree_prepare(tz_tree *t, tz_err *err)
+{
+    int32_t n = t->n_nodes + t->n_leaves;
+    tz_tree_step *s = malloc((size_t)n * sizeof *s);
+    int32_t *depth = malloc((size_t)n * sizeof *depth);
+    if (!s || !depth) {
+        free(s);
+        free(depth);
+        return tz_err_set(err, TZ_ENOMEM, "out of memory preparing a tree");
+    }
+    for (int32_t i = 0; i < n; i++) depth[i] = 0;
+    t->depth = 0;
+    for (int32_t i = 0; i < t->n_nodes; i++) {  /* children after parents: depths in one pass */
+        const tz_tree_node *nd = &t->nodes[i];
+        int32_t l = step_of(t, nd->left), r = step_of(t, nd->right);
+        s[i] = (tz_tree_step){ .threshold = nd->threshold, .next = { l, r }, .feature = nd->feature,
+                               .nan_right = !nd->default_left };
+        if (depth[l] < depth[i] + 1) depth[l] = depth[i] + 1;
+        if (depth[r] < depth[i] + 1) depth[r] = depth[i] + 1;
+        if (t->depth < depth[i] + 1) t->depth = depth[i] + 1;
+    }
+    for (int32_t i = t->n_nodes; i < n; i++)
+        s[i] = (tz_tree_step){ .threshold = INFINITY, .next = { i, i }, .feature = 0, .nan_right = 0 };
+    free(depth);
+    free(t->steps);
+    t->steps = s;
+    return 0;
+}
+
+/* Rows walked in lockstep: enough independent walks to hide a step's
+ * load latency, few enough to keep their positions in registers. */
+#define LANES 8
+/* Deeper than this, lockstep's fixed step count costs more than the
+ * mispredictions it saves (unbalanced forest trees). */
+#define LOCKSTEP_DEPTH 16
+
+size_t tz_tree_chunk_rows(size_t n_cols) { return n_cols ? TZ_TREE_CHUNK_DOUBLES / n_cols : TZ_TREE_CHUNK_DOUBLES; }
+
+void tz_tree_chunk_fill(tz_tree_chunk *c, const tz_data *x, size_t lo, size_t hi)
+{
+    size_t nc = x->n_cols, n = hi - lo;
+    int finite = 1;
+    for (size_t j = 0; j < nc; j++) {
+        const double *col = x->cols[j] + lo;
+        double *to = c->x + j;
+        for (size_t i = 0; i < n; i++) {
+            double v = col[i];
+            finite &= v == v;
+            to[i * nc] = v;
+        }
+    }
+    c->n_rows = n;
+    c->n_cols = nc;
+    c->finite = finite;
+}
+
+/* One step from a split: to next[0] when x <= threshold, next[1] when
+ * x > threshold, next[nan_right] when x is NaN (a leaf stays put). */
+static inline int32_t step(const tz_tree_step *st, const double *row, int finite)
+{
+    double v = row[st->feature];
+    return finite ? st->next[v > st->threshold] : st->next[(v > st->threshold) | ((v != v) & st->nan_right)];
+}
+
+static inline void walk_lanes(const tz_tree *t, const double *x, size_t nc, int finite, int32_t *leaf)
+{
+    int32_t at[LANES] = { 0 };
+    const tz_tree_step *s = t->steps;
+    for (int32_t d = 0; d < t->depth; d++) {
+#pragma GCC unroll 16
+        for (int l = 0; l < LANES; l++) at[l] = step(s + at[l], x + (size_t)l * nc, finite);
+    }
+    for (int l = 0; l < LANES; l++) leaf[l] = at[l] - t->n_nodes;
+}
+
+static int32_t walk_row(const tz_tree *t, const double *row)
+{
+    int32_t i = 0;
+    while (i < t->n_nodes) i = step(t->steps + i, row, 0);
+    return i - t->n_nodes;
+}
+
+void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf)
+{
+    size_t i = 0, n = c->n_rows, nc = c->n_cols;
+    if (t->depth <= LOCKSTEP_DEPTH) {
+        /* finite as a constant in each copy: the NaN test compiles away */
+        if (c->finite)
+            for (; i + LANES <= n; i += LANES) walk_lanes(t, c->x + i * nc, nc, 1, leaf + i);
+        else
+            for (; i + LANES <= n; i += LANES) walk_lanes(t, c->x + i * nc, nc, 0, leaf + i);
+    }
+    for (; i < n; i++) leaf[i] = walk_row(t, c->x + i * nc);
 }

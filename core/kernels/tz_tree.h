@@ -73,6 +73,17 @@ typedef struct tz_tree_node {
     uint8_t default_left;   /* where NaN goes */
 } tz_tree_node;
 
+/* The same tree laid out for walking many rows without a branch per node
+ * (tz_tree_leaves): splits 0 .. n_nodes-1, then leaf l at n_nodes + l,
+ * pointing at itself with a +inf threshold, so every row takes exactly
+ * `depth` steps and LANES rows walk in lockstep. */
+typedef struct tz_tree_step {
+    double threshold;       /* +inf on a leaf */
+    int32_t next[2];        /* [0]: x <= threshold; [1]: x > threshold */
+    int32_t feature;        /* 0 on a leaf (read, never used) */
+    int32_t nan_right;      /* NaN takes next[nan_right] */
+} tz_tree_step;
+
 typedef struct tz_tree {
     int32_t n_nodes;        /* splits; 0: the tree is the single leaf 0 */
     int32_t n_leaves;       /* n_nodes + 1 */
@@ -81,9 +92,16 @@ typedef struct tz_tree {
     double *values;         /* n_leaves × n_values */
     double *gain;           /* per split, its gain (importance); NULL on a
                                loaded tree (files keep only the totals) */
+    tz_tree_step *steps;    /* n_nodes + n_leaves, from tz_tree_prepare */
+    int32_t depth;          /* the deepest leaf's number of splits above it */
 } tz_tree;
 
 void tz_tree_free(tz_tree *t);
+
+/* Builds t->steps and t->depth from t->nodes (whose children point
+ * forward, as tz_tree_grow and tz_tree_read guarantee). tz_tree_grow and
+ * tz_tree_read call it; TZ_ENOMEM. */
+int tz_tree_prepare(tz_tree *t, tz_err *err);
 
 typedef struct tz_tree_grow_params {
     int max_depth;            /* 1..TZ_TREE_MAX_DEPTH */
@@ -141,6 +159,28 @@ static inline int32_t tz_tree_leaf(const tz_tree *t, const double *const *cols, 
         if (i < 0) return ~i;
     }
 }
+
+/* Rows lo .. hi-1 of x copied row-major for walking: what tz_tree_leaves
+ * reads. x holds n_rows × n_cols doubles; finite says no value is NaN (the
+ * walk then skips the missing-value test). TZ_TREE_CHUNK_DOUBLES bounds a
+ * chunk, so callers keep one on the stack: at most that / n_cols rows. */
+#define TZ_TREE_CHUNK_DOUBLES 16384
+typedef struct tz_tree_chunk {
+    double x[TZ_TREE_CHUNK_DOUBLES];
+    size_t n_rows, n_cols;
+    int finite;
+} tz_tree_chunk;
+
+/* Rows in one chunk for data of n_cols columns (at least 1). */
+size_t tz_tree_chunk_rows(size_t n_cols);
+/* Fills c with rows lo .. hi-1 (hi - lo <= tz_tree_chunk_rows(n_cols)). */
+void tz_tree_chunk_fill(tz_tree_chunk *c, const tz_data *x, size_t lo, size_t hi);
+
+/* Leaf numbers of the chunk's rows into leaf[0 .. c->n_rows): tz_tree_leaf
+ * for many rows. Shallow trees walk LANES rows in lockstep over t->steps
+ * (no data-dependent branch, so no mispredictions); deep ones, where
+ * lockstep would take many idle steps, walk row by row. */
+void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf);
 
 /* Serialisation shared by the model files: n_nodes, n_leaves, the nodes
  * (feature, left, right, default_left, threshold), then the leaf values.

@@ -70,5 +70,7 @@ int tz_tree_read(tz_blob_reader *r, int32_t n_features, int32_t n_values, tz_tre
         tz_tree_free(out);
         return tz_err_set(err, TZ_ECORRUPT, "file ends inside a tree");
     }
-    return 0;
+    int rc = tz_tree_prepare(out, err);
+    if (rc) tz_tree_free(out);
+    return rc;
 }

@@ -14,6 +14,25 @@
 
 static double sq(double x) { return x * x; }
 
+/* tz_tree_leaves over chunks of several sizes (lockstep lanes and a
+ * row-by-row tail; chunks with and without NaN) agrees with tz_tree_leaf
+ * on every row of x. */
+static int leaves_agree(const tz_tree *t, const tz_data *x)
+{
+    static tz_tree_chunk chunk;
+    int32_t leaf[TZ_TREE_CHUNK_DOUBLES];
+    size_t sizes[] = { 1, 7, 8, 9, 61, tz_tree_chunk_rows(x->n_cols) };
+    int agree = 1;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (size_t lo = 0; lo < x->n_rows; lo += sizes[s]) {
+            size_t hi = lo + sizes[s] < x->n_rows ? lo + sizes[s] : x->n_rows;
+            tz_tree_chunk_fill(&chunk, x, lo, hi);
+            tz_tree_leaves(t, &chunk, leaf);
+            for (size_t i = lo; i < hi; i++) agree &= leaf[i - lo] == tz_tree_leaf(t, x->cols, i);
+        }
+    return agree;
+}
+
 int main(void)
 {
     tz_err err;
@@ -94,6 +113,8 @@ int main(void)
     for (int j = 0; j < t.n_nodes; j++) used_missing |= t.nodes[j].feature == 3;
     ok(agree, "raw-value traversal matches the builder's leaves on all %d rows", N);
     ok(used_missing, "the column whose missing values matter is used");
+    ok(leaves_agree(&t, &x), "the lockstep block walk (depth %d) reaches the same leaves, NaN rows and tails too",
+       t.depth);
     double sse = 0;
     for (int i = 0; i < N; i++) {
         const double *v = t.values + 2 * (size_t)leaf_of[i];
@@ -105,7 +126,21 @@ int main(void)
     gp.max_depth = 1;
     tz_tree_grow(&b, &gp, &tt, NULL, &t, &err);
     ok(t.n_nodes == 1 && t.n_leaves == 2, "max_depth 1: a stump (%d splits)", t.n_nodes);
+    ok(leaves_agree(&t, &x), "a stump walks in lockstep too");
     tz_tree_free(&t);
+    /* a caterpillar: split j sends c1 <= j/24 to leaf j, the rest (and
+     * NaN in c3, alternately) on down */
+    enum { DEEP = 24 };
+    tz_tree deep = { .n_nodes = DEEP, .n_leaves = DEEP + 1, .n_values = 1 };
+    deep.nodes = calloc(DEEP, sizeof *deep.nodes);
+    deep.values = calloc(DEEP + 1, sizeof *deep.values);
+    for (int j = 0; j < DEEP; j++)
+        deep.nodes[j] = (tz_tree_node){ .threshold = (double)j / DEEP, .feature = j % 2 ? 1 : 3, .left = ~j,
+                                        .right = j + 1 < DEEP ? j + 1 : ~DEEP, .default_left = (uint8_t)(j % 3 == 0) };
+    is_int(tz_tree_prepare(&deep, &err), 0, "prepare a hand-made tree");
+    ok(deep.depth == DEEP && leaves_agree(&deep, &x), "a deep tree (depth %d) walks row by row to the same leaves",
+       deep.depth);
+    tz_tree_free(&deep);
     gp.max_depth = 10;
     gp.max_leaves = 5;
     tz_tree_grow(&b, &gp, &tt, NULL, &t, &err);

@@ -14,6 +14,7 @@ typedef struct tz_data { size_t n_rows, n_cols; const double *const *cols; const
 typedef struct tz_tree_node { double threshold; int32_t feature; int32_t left, right; uint8_t default_left; } tz_tree_node;
 typedef struct tz_tree {
   int32_t n_nodes; int32_t n_leaves; int32_t n_values; tz_tree_node *nodes; double *values; double *gain;
+  void *steps; int32_t depth;
 } tz_tree;
 
 
