@@ -65,15 +65,19 @@ static int fill(reader *r, tz_err *err)
     return 0;
 }
 
-static int push_field(reader *r, char *p, size_t len)
+static int grow_fields(reader *r)
 {
-    if (r->n_fields == r->cap_fields) {
-        size_t cap = r->cap_fields ? r->cap_fields * 2 : 64;
-        span *f = realloc(r->fields, cap * sizeof *f);
-        if (!f) return -1;
-        r->fields = f;
-        r->cap_fields = cap;
-    }
+    size_t cap = r->cap_fields ? r->cap_fields * 2 : 64;
+    span *f = realloc(r->fields, cap * sizeof *f);
+    if (!f) return -1;
+    r->fields = f;
+    r->cap_fields = cap;
+    return 0;
+}
+
+static inline int push_field(reader *r, char *p, size_t len)
+{
+    if (__builtin_expect(r->n_fields == r->cap_fields, 0) && grow_fields(r)) return -1;
     r->fields[r->n_fields++] = (span){ p, len };
     return 0;
 }
@@ -172,8 +176,9 @@ static int next_record(reader *r, tz_err *err)
 
 /* ---- values ------------------------------------------------------------- */
 
-static void trim(const char **s, size_t *n)
+static inline void trim(const char **s, size_t *n)
 {
+    if (*n == 0 || ((*s)[0] > ' ' && (*s)[*n - 1] > ' ')) return;  /* the usual field: nothing to trim */
     while (*n && (**s == ' ' || **s == '\t')) { (*s)++; (*n)--; }
     while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
 }
@@ -275,7 +280,8 @@ typedef struct na_set {
     const char *v[MAX_NA];
     size_t len[MAX_NA];
     size_t n, max_len;
-    int empty;  /* "" is a marker */
+    int empty;              /* "" is a marker */
+    uint8_t first[256];     /* bytes some marker starts with */
 } na_set;
 
 static void na_init(na_set *na, const char *const *v, size_t n)
@@ -286,14 +292,15 @@ static void na_init(na_set *na, const char *const *v, size_t n)
         if (len == 0) { na->empty = 1; continue; }
         na->v[na->n] = v[k];
         na->len[na->n++] = len;
+        na->first[(uint8_t)v[k][0]] = 1;
         if (len > na->max_len) na->max_len = len;
     }
 }
 
-static int is_na(const na_set *na, const char *s, size_t n)
+static inline int is_na(const na_set *na, const char *s, size_t n)
 {
     if (n == 0) return na->empty;
-    if (n > na->max_len) return 0;
+    if (n > na->max_len || !na->first[(uint8_t)s[0]]) return 0;
     for (size_t k = 0; k < na->n; k++)
         if (na->len[k] == n && na->v[k][0] == s[0] && !memcmp(na->v[k], s, n)) return 1;
     return 0;
@@ -354,9 +361,8 @@ static void prefault(void *p, size_t len)
 #endif
 }
 
-static int reserve_rows(builder *b, size_t want)
+static int grow_rows(builder *b, size_t want)
 {
-    if (want <= b->cap) return 0;
     size_t cap = b->cap + b->cap / 2;
     if (cap < want) cap = want;
     for (size_t j = 0; j < b->n_cols + (b->lines != NULL); j++) {
@@ -373,6 +379,8 @@ static int reserve_rows(builder *b, size_t want)
     b->cap = cap;
     return 0;
 }
+
+static inline int reserve_rows(builder *b, size_t want) { return want <= b->cap ? 0 : grow_rows(b, want); }
 
 static void widen_to_f64(tz_column *c, size_t rows)
 {
@@ -438,6 +446,85 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
     }
     b->rows++;
     return 0;
+}
+
+/* ---- the fast path ---------------------------------------------------------
+ * Most records of a numeric file are plain numbers between delimiters: read
+ * where they lie, with no field list and no second pass over the bytes. A
+ * record with anything else (quotes, spaces, null markers, exponents, more
+ * than 15 significant digits, text columns) takes the general path, which
+ * gives the same values. */
+
+/* A decimal from s up to end: sign, digits, fraction, at most 15
+ * significant digits (exact, as parse_f64's fast case). The byte after it,
+ * or NULL. */
+static inline const char *fast_f64(const char *s, const char *end, double *out)
+{
+    int neg = 0, digits = 0, frac = 0, any = 0;
+    uint64_t m = 0;
+    if (s < end && (*s == '-' || *s == '+')) neg = *s++ == '-';
+    for (; s < end && (unsigned)(*s - '0') < 10; s++) {
+        any = 1;
+        if (digits || *s != '0') { m = m * 10 + (uint64_t)(*s - '0'); digits++; }
+    }
+    if (s < end && *s == '.')
+        for (s++; s < end && (unsigned)(*s - '0') < 10; s++) {
+            any = 1;
+            if (digits || *s != '0') { m = m * 10 + (uint64_t)(*s - '0'); digits++; }
+            frac++;
+        }
+    if (!any || digits > 15 || frac > 22) return NULL;
+    double v = frac ? (double)m / POW10[frac] : (double)m;
+    *out = neg ? -v : v;
+    return s;
+}
+
+/* An integer from s up to end: sign and at most 18 digits. */
+static inline const char *fast_i64(const char *s, const char *end, int64_t *out)
+{
+    int neg = 0;
+    if (s < end && (*s == '-' || *s == '+')) neg = *s++ == '-';
+    const char *first = s;
+    int64_t v = 0;
+    for (; s < end && (unsigned)(*s - '0') < 10; s++) v = v * 10 + (*s - '0');
+    if (s == first || s - first > 18) return NULL;
+    *out = neg ? -v : v;
+    return s;
+}
+
+/* The record at r->pos stored straight from the buffer when its line is
+ * whole there and every field is a plain number of its column's type: 1.
+ * 0 leaves the record to the general path (the row is then rewritten). */
+static int fast_record(reader *r, builder *b)
+{
+    const char *p = r->buf + r->pos, *end = r->buf + r->len;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl || reserve_rows(b, b->rows + 1)) return 0;
+    const char *stop = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+    char delim = r->delim;
+    size_t row = b->rows;
+    for (size_t j = 0; j < b->n_cols; j++) {
+        tz_column *c = b->cols[j];
+        const char *q = c->type == TZ_COL_F64   ? fast_f64(p, stop, &((double *)c->data)[row])
+                        : c->type == TZ_COL_I64 ? fast_i64(p, stop, &((int64_t *)c->data)[row])
+                                                : NULL;
+        if (!q) return 0;
+        if (j + 1 == b->n_cols) {
+            if (q != stop) return 0;
+        } else {
+            if (q == stop || *q != delim) return 0;
+            p = q + 1;
+        }
+    }
+    for (size_t j = 0; j < b->n_cols; j++) set_bit(b->cols[j], row, 1);
+    if (b->lines) {
+        ((int64_t *)b->lines->data)[row] = (int64_t)r->line;
+        set_bit(b->lines, row, 1);
+    }
+    b->rows++;
+    r->record_line = r->line++;
+    r->pos = (size_t)(nl + 1 - r->buf);
+    return 1;
 }
 
 static void finish_columns(builder *b)
@@ -675,6 +762,10 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     free(tmp);
     sample_free(&s);
     while (rc == 0) {
+        if (fast_record(r, b)) {
+            rep->rows_read++;
+            continue;
+        }
         int more = next_record(r, err);
         if (more < 0) return more;
         if (more == 0) break;
