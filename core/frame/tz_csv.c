@@ -933,7 +933,7 @@ static void write_cell(csv_out *o, const tz_column *c, size_t i, char delim)
         o->n += tz_fmt_double(out_room(o, TZ_FMT_DOUBLE_MAX), ((const double *)c->data)[i]);
         break;
     case TZ_COL_I64:
-        o->n += (size_t)snprintf(out_room(o, 24), 24, "%lld", (long long)((const int64_t *)c->data)[i]);
+        o->n += tz_fmt_i64(out_room(o, TZ_FMT_I64_MAX), ((const int64_t *)c->data)[i]);
         break;
     case TZ_COL_BOOL:
         if (((const uint8_t *)c->data)[i]) out_bytes(o, "true", 4);

@@ -26,29 +26,28 @@ static size_t print(char *buf, int precision, double v)
 static const double POW10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
                                   1e11, 1e12, 1e13, 1e14, 1e15 };
 
+/* 10^k as integers, k = 0 .. 19. */
+static const uint64_t U10[20] = { 1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+                                  100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+                                  1000000000000ull, 10000000000000ull, 100000000000000ull,
+                                  1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+                                  1000000000000000000ull, 10000000000000000000ull };
+
 /* The digits of m with a decimal point k places from the right (a leading
- * "0." and zeros when m has k digits or fewer); returns the length. */
+ * "0." and zeros when m has k digits or fewer); returns the length. The
+ * length is known first, so digits go straight to their places. */
 static size_t write_decimal(char *buf, int negative, uint64_t m, int k)
 {
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    size_t len = 0;
-    if (negative) buf[len++] = '-';
-    if (n <= k) {
-        buf[len++] = '0';
-        buf[len++] = '.';
-        for (int z = n; z < k; z++) buf[len++] = '0';
-    }
-    for (int i = n - 1; i >= 0; i--) {
-        buf[len++] = digits[i];
-        if (i == k && k > 0) buf[len++] = '.';
-    }
-    buf[len] = '\0';
-    return len;
+    int n = 1;
+    while (n < 20 && m >= U10[n]) n++;
+    char *end = buf + negative + (n > k ? n + (k > 0) : k + 2), *q = end;
+    *end = '\0';
+    if (negative) buf[0] = '-';
+    for (int i = 0; i < k; i++, m /= 10) *--q = (char)('0' + m % 10);
+    if (k) *--q = '.';
+    do *--q = (char)('0' + m % 10);
+    while (m /= 10);
+    return (size_t)(end - buf);
 }
 
 /* v written as m / 10^k, or 0 when v is not such a short decimal. */
@@ -58,7 +57,10 @@ static size_t short_decimal(char *buf, double v)
     if (a == 0) return write_decimal(buf, signbit(v) != 0, 0, 0);
     if (!(a >= 1e-4 && a < 1e15)) return 0;
     for (int k = 0; k < 16; k++) {
-        double m = nearbyint(a * POW10[k]);
+        /* rounded to an integer, ties to even, as nearbyint does but
+         * without a library call: below 2^52, adding and taking away 2^52
+         * leaves no fraction bits */
+        double m = (a * POW10[k] + 0x1p52) - 0x1p52;
         if (m >= 1e15) return 0;
         if (m / POW10[k] == a) return write_decimal(buf, v < 0, (uint64_t)m, k);
     }
@@ -68,11 +70,6 @@ static size_t short_decimal(char *buf, double v)
 /* 10^k, exact as a long double for k <= 27 (5^27 < 2^64). */
 static const long double LPOW10[21] = { 1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
                                         1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L };
-static const uint64_t U10[18] = { 1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
-                                  100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
-                                  1000000000000ull, 10000000000000ull, 100000000000000ull,
-                                  1000000000000000ull, 10000000000000000ull, 100000000000000000ull };
-
 /* Whether the long double q lies so near the midpoint between `to` (q
  * rounded to a double) and its neighbour that the rounding of the exact
  * value it stands for cannot be trusted. */
@@ -112,7 +109,13 @@ static size_t long_decimal(char *buf, double v)
     return 0;
 }
 
-size_t tz_fmt_double(char *buf, double v)
+size_t tz_fmt_i64(char *buf, int64_t v)
+{
+    return write_decimal(buf, v < 0, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, 0);
+}
+
+/* Everything but zero, out of line: zero's path stays a few instructions. */
+static __attribute__((noinline)) size_t fmt_nonzero(char *buf, double v)
 {
     if (!isfinite(v)) return print(buf, 1, v);
     size_t fast = short_decimal(buf, v);
@@ -121,4 +124,15 @@ size_t tz_fmt_double(char *buf, double v)
     size_t n = print(buf, 15, v);
     for (int p = 16; p <= 17 && strtod(buf, NULL) != v; p++) n = print(buf, p, v);
     return n;
+}
+
+size_t tz_fmt_double(char *buf, double v)
+{
+    if (v != 0) return fmt_nonzero(buf, v);
+    /* zero, the commonest cell of many files */
+    char *p = buf;
+    if (signbit(v)) *p++ = '-';
+    *p++ = '0';
+    *p = '\0';
+    return (size_t)(p - buf);
 }

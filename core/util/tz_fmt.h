@@ -9,6 +9,7 @@
 #define TZ_FMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Longest text tz_fmt_double writes, with its terminating NUL. */
 #define TZ_FMT_DOUBLE_MAX 32
@@ -17,5 +18,12 @@
  * back as v, NUL-terminated, into buf (TZ_FMT_DOUBLE_MAX bytes); returns its
  * length. Non-finite values are written "nan", "inf" and "-inf". */
 size_t tz_fmt_double(char *buf, double v);
+
+/* Longest text tz_fmt_i64 writes, with its terminating NUL. */
+#define TZ_FMT_I64_MAX 21
+
+/* Writes v in decimal, NUL-terminated, into buf (TZ_FMT_I64_MAX bytes), as
+ * "%lld" does; returns its length. */
+size_t tz_fmt_i64(char *buf, int64_t v);
 
 #endif

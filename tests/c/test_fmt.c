@@ -86,5 +86,19 @@ int main(void)
         }
     }
     ok(same, "300000 doubles of 16 and 17 digits from 1e-4 to 1e15 as printf's shortest form");
+
+    static const int64_t ints[] = { 0, 7, -7, 10, 99, 100, 1234567890123LL, -1000000000000000000LL,
+                                    INT64_MAX, INT64_MIN };
+    int ints_same = 1;
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        char got[TZ_FMT_I64_MAX], want[32];
+        size_t n = tz_fmt_i64(got, ints[i]);
+        snprintf(want, sizeof want, "%lld", (long long)ints[i]);
+        if (strcmp(got, want) != 0 || n != strlen(want)) {
+            fprintf(stderr, "# %s: wrote %s\n", want, got);
+            ints_same = 0;
+        }
+    }
+    ok(ints_same, "integers as %%lld writes them, INT64_MIN and INT64_MAX included");
     return tap_done();
 }
