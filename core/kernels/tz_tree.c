@@ -465,33 +465,44 @@ void tz_tree_free(tz_tree *t)
     memset(t, 0, sizeof *t);
 }
 
-/* A child as a step index: splits keep theirs, leaf l is n_nodes + l. */
-static int32_t step_of(const tz_tree *t, int32_t child) { return child >= 0 ? child : t->n_nodes + ~child; }
-
 int tz_tree_prepare(tz_tree *t, tz_err *err)
 {
     int32_t n = t->n_nodes + t->n_leaves;
     tz_tree_step *s = malloc((size_t)n * sizeof *s);
-    int32_t *depth = malloc((size_t)n * sizeof *depth);
-    if (!s || !depth) {
+    int32_t *node = malloc((size_t)n * sizeof *node), *depth = malloc((size_t)n * sizeof *depth);
+    if (!s || !node || !depth) {
         free(s);
+        free(node);
         free(depth);
         return tz_err_set(err, TZ_ENOMEM, "out of memory preparing a tree");
     }
-    for (int32_t i = 0; i < n; i++) depth[i] = 0;
+    /* Breadth first from the root: node[i] is what step i stands for (a
+     * split's index, or ~leaf); its children take the next two free steps. */
+    int32_t placed = 1;
+    node[0] = t->n_nodes ? 0 : ~0;
+    depth[0] = 0;
     t->depth = 0;
-    for (int32_t i = 0; i < t->n_nodes; i++) {  /* children after parents: depths in one pass */
-        const tz_tree_node *nd = &t->nodes[i];
-        int32_t l = step_of(t, nd->left), r = step_of(t, nd->right);
-        s[i] = (tz_tree_step){ .threshold = nd->threshold, .next = { l, r }, .feature = nd->feature,
-                               .nan_right = !nd->default_left };
-        if (depth[l] < depth[i] + 1) depth[l] = depth[i] + 1;
-        if (depth[r] < depth[i] + 1) depth[r] = depth[i] + 1;
+    for (int32_t i = 0; i < placed; i++) {
+        if (node[i] < 0) {
+            s[i] = (tz_tree_step){ .threshold = INFINITY, .left = i, .feature = 0, .nan_right = 0, .leaf = ~node[i] };
+            continue;
+        }
+        const tz_tree_node *nd = &t->nodes[node[i]];
+        if (placed + 2 > n) break;  /* a child shared by two parents: not a tree grow or read makes */
+        s[i] = (tz_tree_step){ .threshold = nd->threshold, .left = placed, .feature = nd->feature,
+                               .nan_right = !nd->default_left, .leaf = -1 };
+        node[placed] = nd->left;
+        node[placed + 1] = nd->right;
+        depth[placed] = depth[placed + 1] = depth[i] + 1;
         if (t->depth < depth[i] + 1) t->depth = depth[i] + 1;
+        placed += 2;
     }
-    for (int32_t i = t->n_nodes; i < n; i++)
-        s[i] = (tz_tree_step){ .threshold = INFINITY, .next = { i, i }, .feature = 0, .nan_right = 0 };
+    free(node);
     free(depth);
+    if (placed != n) {
+        free(s);
+        return tz_err_set(err, TZ_ECORRUPT, "a tree whose nodes do not form one tree");
+    }
     free(t->steps);
     t->steps = s;
     return 0;
@@ -524,12 +535,12 @@ void tz_tree_chunk_fill(tz_tree_chunk *c, const tz_data *x, size_t lo, size_t hi
     c->finite = finite;
 }
 
-/* One step from a split: to next[0] when x <= threshold, next[1] when
- * x > threshold, next[nan_right] when x is NaN (a leaf stays put). */
+/* One step: to left when x <= threshold, left + 1 when x > threshold,
+ * left + nan_right when x is NaN (a leaf stays put). */
 static inline int32_t step(const tz_tree_step *st, const double *row, int finite)
 {
     double v = row[st->feature];
-    return finite ? st->next[v > st->threshold] : st->next[(v > st->threshold) | ((v != v) & st->nan_right)];
+    return st->left + (finite ? v > st->threshold : (v > st->threshold) | ((v != v) & st->nan_right));
 }
 
 static inline void walk_lanes(const tz_tree *t, const double *x, size_t nc, int finite, int32_t *leaf)
@@ -540,14 +551,14 @@ static inline void walk_lanes(const tz_tree *t, const double *x, size_t nc, int 
 #pragma GCC unroll 16
         for (int l = 0; l < LANES; l++) at[l] = step(s + at[l], x + (size_t)l * nc, finite);
     }
-    for (int l = 0; l < LANES; l++) leaf[l] = at[l] - t->n_nodes;
+    for (int l = 0; l < LANES; l++) leaf[l] = s[at[l]].leaf;
 }
 
 static int32_t walk_row(const tz_tree *t, const double *row)
 {
     int32_t i = 0;
-    while (i < t->n_nodes) i = step(t->steps + i, row, 0);
-    return i - t->n_nodes;
+    while (t->steps[i].leaf < 0) i = step(t->steps + i, row, 0);
+    return t->steps[i].leaf;
 }
 
 void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf)

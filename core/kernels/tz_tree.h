@@ -74,14 +74,16 @@ typedef struct tz_tree_node {
 } tz_tree_node;
 
 /* The same tree laid out for walking many rows without a branch per node
- * (tz_tree_leaves): splits 0 .. n_nodes-1, then leaf l at n_nodes + l,
- * pointing at itself with a +inf threshold, so every row takes exactly
- * `depth` steps and LANES rows walk in lockstep. */
+ * (tz_tree_leaves): breadth first, each split's two children side by side,
+ * so a step is `left + went_right` and the load of `left` need not wait
+ * for the comparison; a leaf points at itself with a +inf threshold, so
+ * every row takes exactly `depth` steps and LANES rows walk in lockstep. */
 typedef struct tz_tree_step {
     double threshold;       /* +inf on a leaf */
-    int32_t next[2];        /* [0]: x <= threshold; [1]: x > threshold */
+    int32_t left;           /* x <= threshold: left; x > threshold: left + 1 */
     int32_t feature;        /* 0 on a leaf (read, never used) */
-    int32_t nan_right;      /* NaN takes next[nan_right] */
+    int32_t nan_right;      /* NaN goes to left + nan_right */
+    int32_t leaf;           /* the leaf number; -1 on a split */
 } tz_tree_step;
 
 typedef struct tz_tree {

@@ -177,14 +177,16 @@ function M.score_frame(pipe, f, fill)
   ops.apply_columns(cols, n, plan.nops, plan.op, plan.at, plan.a, plan.b)
   local raw, k = plan.model:predict_columns(ffi.cast("const double**", cols), n)
   if not raw then return nil end
-  local function field(name)
-    return function(r) return keep[r] and prediction_at(plan, raw, k, r)[name] or nil end
-  end
-  local label = type(prediction_at(plan, raw, k, 0).prediction)
+  local model, threshold = plan.model, plan.threshold
+  local label = type((models.answer_of(model, raw, 0, k, threshold)))
   if label ~= "string" and label ~= "number" then return nil end
-  local added = { frame.column_of("prediction", label == "string" and "string" or "float", n, field("prediction")) }
-  if plan.model.task == "binary" or plan.model.task == "multiclass" then
-    added[2] = frame.column_of("probability", "float", n, field("probability"))
+  local added = { frame.column_of("prediction", label == "string" and "string" or "float", n, function(r)
+    if keep[r] then return (models.answer_of(model, raw, r * k, k, threshold)) end
+  end) }
+  if model.task == "binary" or model.task == "multiclass" then
+    added[2] = frame.column_of("probability", "float", n, function(r)
+      if keep[r] then return select(2, models.answer_of(model, raw, r * k, k, threshold)) end
+    end)
   end
   local scored = f:attach(added)
   if #skipped == 0 then return scored, skipped end

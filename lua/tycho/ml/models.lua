@@ -327,17 +327,25 @@ end
 
 -- One prediction table from raw outputs, as predict() gives per row.
 function M.format_one(model, raw, k)
+  local prediction, probability = M.answer_of(model, raw, 0, k)
+  return { prediction = prediction, probability = probability }
+end
+
+--- format_one's two values for the row whose k outputs start at raw[at],
+-- without the table (prediction, probability or nil), for loops over many
+-- rows; a binary model's label at `threshold` (0.5 by default).
+function M.answer_of(model, raw, at, k, threshold)
   if model.task == "binary" then
-    local p = raw[0]
-    return { prediction = model.classes[p >= 0.5 and 2 or 1], probability = p }
+    local p = raw[at]
+    return model.classes[p >= (threshold or 0.5) and 2 or 1], p
   elseif model.task == "multiclass" then
-    local best, bp = 1, raw[0]
+    local best, bp = 1, raw[at]
     for c = 2, k do
-      if raw[c - 1] > bp then best, bp = c, raw[c - 1] end
+      if raw[at + c - 1] > bp then best, bp = c, raw[at + c - 1] end
     end
-    return { prediction = model.classes[best], probability = bp }
+    return model.classes[best], bp
   end
-  return { prediction = raw[0] }
+  return raw[at]
 end
 
 --- Predictions as a frame: `prediction` (class label, value or cluster) and,
