@@ -9,7 +9,9 @@
 -- (a continuous parameter then has some 900 values a decade, not one per
 -- run), so a group-by over 100,000 runs reads a few thousand keys. Smaller
 -- scopes (a model's, a study's) are aggregated from their entries when
--- asked, with the same rounding (M.round_typed).
+-- asked, with the same rounding (M.round_typed). The running stats
+-- (new_stats, observe, merge, summary) are the one place both files keep
+-- and finish a metric's mean and deviation.
 local ffi = require "ffi"
 local keys = require "tycho.util.keys"
 
@@ -58,6 +60,12 @@ function M.merge(a, b)
   a.mean, a.m2 = a.mean + d * b.n / n, a.m2 + b.m2 + d * d * a.n * b.n / n
   a.n, a.min, a.max = n, math.min(a.min, b.min), math.max(a.max, b.max)
   return a
+end
+
+--- What running stats say: n, mean, the sample standard deviation (0 for
+-- fewer than 2 values), min and max.
+function M.summary(s)
+  return { n = s.n, mean = s.mean, std = s.n > 1 and math.sqrt(s.m2 / (s.n - 1)) or 0, min = s.min, max = s.max }
 end
 
 --- Stats from a stored value (none from a damaged one).

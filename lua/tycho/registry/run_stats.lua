@@ -193,10 +193,7 @@ local function summary(g, names)
   local out = {}
   for _, name in ipairs(names) do
     local s = g.stats[name]
-    if s then
-      out[name] = { n = s.n, mean = s.mean, std = s.n > 1 and math.sqrt(s.m2 / (s.n - 1)) or 0, min = s.min,
-                    max = s.max }
-    end
+    if s then out[name] = agg.summary(s) end
   end
   return { label = g.label, value = g.value, lo = g.lo, hi = g.hi, count = g.count, metrics = out }
 end

@@ -9,14 +9,12 @@
 -- it moved; the worker's own reads of definitions look at the home's copy
 -- alone. The GET waits for no node (the URL's read_ms), so a lost cluster
 -- costs the loop little: the copy stays as it is, the polls back off to a
--- second, and stderr says why once.
-local uv = require "luv"
+-- second, and stderr says why once (serve/poller.lua).
 local features = require "tycho.features"
 local catalog_shared = require "tycho.features.catalog_shared"
+local poller = require "tycho.serve.poller"
 
 local M = {}
-
-local POLL_MS, MAX_BACKOFF_MS = 200, 1000
 
 local Follower = {}
 Follower.__index = Follower
@@ -27,30 +25,17 @@ Follower.__index = Follower
 -- follower.
 function M.start(store)
   catalog_shared.check_on_reads(false)
-  local f = setmetatable({ store = store, delay = 0 }, Follower)
-  f.timer = uv.new_timer()
-  f:arm()
-  f.timer:unref()
+  local f = setmetatable({ store = store }, Follower)
+  f.poller = poller.new("following the feature catalog", function() return f:check() end)
+  f.poller:start()
   return f
 end
 
-function Follower:arm()
-  self.timer:start(self.delay, 0, function()
-    local ok, err = pcall(self.tick, self)
-    if not ok then self:say("following the feature catalog: " .. tostring(err)) end
-    self:arm()
-  end)
-end
+--- Stops following.
+function Follower:stop() self.poller:stop() end
 
--- Says msg on stderr once until it changes (a down cluster is not a line
--- every poll).
-function Follower:say(msg)
-  if msg and msg ~= self.said then io.stderr:write("tycho serve: ", msg, "\n") end
-  self.said = msg
-end
-
--- The feature store is opened here, not at start: opening joins the
--- cluster's catalog, which may not answer yet.
+-- One check. The feature store is opened here, not at start: opening joins
+-- the cluster's catalog, which may not answer yet.
 function Follower:check()
   if not self.fs then
     local fs, err, code = features.open({ store = self.store })
@@ -58,18 +43,6 @@ function Follower:check()
     self.fs = fs
   end
   return self.fs.shared:check(self.store, self.fs.shared.read_ms)
-end
-
---- One check; backs off after a failure.
-function Follower:tick()
-  local ok, err = self:check()
-  if ok then
-    self.delay = POLL_MS
-    self:say(nil)
-  else
-    self.delay = math.min(math.max(self.delay, POLL_MS) * 2, MAX_BACKOFF_MS)
-    self:say("following the feature catalog: " .. tostring(err))
-  end
 end
 
 return M

@@ -15,16 +15,15 @@
 -- and to the hosted model's errors (describe(), /v1/models/NAME).
 --
 -- The cluster client is synchronous (tz_redis): its timeouts are short and
--- the poll backs off while the cluster does not answer, so a lost cluster
--- costs the loop little.
-local uv = require "luv"
+-- the poll backs off while the cluster does not answer (serve/poller.lua),
+-- so a lost cluster costs the loop little.
 local registry = require "tycho.registry"
 local publish = require "tycho.registry.publish"
 local errors = require "tycho.util.errors"
+local poller = require "tycho.serve.poller"
 
 local M = {}
 
-local POLL_MS, MAX_BACKOFF_MS = 200, 1000
 local CLIENT = { timeout_ms = 100, retry_ms = 100, max_reply = registry.MAX_ARTIFACT_BYTES + 4096 }
 
 local Follower = {}
@@ -35,42 +34,21 @@ Follower.__index = Follower
 -- timer that does not keep the loop alive. Returns the follower.
 function M.start(app, url)
   local reg = assert(registry.open({ store = app.home }))
-  local f = setmetatable({ app = app, url = url, reg = reg, delay = POLL_MS, refused = {}, said = {} }, Follower)
-  f:tick()
-  f.timer = uv.new_timer()
-  f:arm()
-  f.timer:unref()
+  local f = setmetatable({ app = app, url = url, reg = reg, refused = {} }, Follower)
+  f.poller = poller.new("following " .. url, function() return f:tick() end)
+  f.poller:start { now = true }
   return f
 end
 
-function Follower:arm()
-  self.timer:start(self.delay, 0, function()
-    local ok, err = pcall(self.tick, self)
-    if not ok then io.stderr:write("tycho serve: following the cluster: ", tostring(err), "\n") end
-    self:arm()
-  end)
-end
+--- Stops following.
+function Follower:stop() self.poller:stop() end
 
--- Says msg on stderr once until it changes (a down cluster is not a line
--- every poll).
-function Follower:say(key, msg)
-  if self.said[key] == msg then return end
-  self.said[key] = msg
-  if msg then io.stderr:write("tycho serve: ", msg, "\n") end
-end
-
---- One poll; backs off after a failure, and reads every alias again once
--- the cluster answers.
+--- One poll (the poller backs off after a failure); every alias is read
+-- again once the cluster answers after one.
 function Follower:tick()
   local ok, err = self:poll()
-  if ok then
-    self.delay = POLL_MS
-    self:say("cluster", nil)
-  else
-    self.seen = nil
-    self.delay = math.min(self.delay * 2, MAX_BACKOFF_MS)
-    self:say("cluster", "following " .. self.url .. ": " .. tostring(err))
-  end
+  if not ok then self.seen = nil end
+  return ok, err
 end
 
 function Follower:poll()
@@ -104,12 +82,13 @@ end
 -- settled) and once on stderr.
 function Follower:report(w, msg)
   w.hosted.errors[w.slot] = msg
-  self:say(w.key, msg)
+  self.poller:say(w.key, msg)
 end
 
 function Follower:settled(w)
-  if self.said[w.key] and w.hosted.errors[w.slot] == self.said[w.key] then w.hosted.errors[w.slot] = nil end
-  self:say(w.key, nil)
+  local said = self.poller:last(w.key)
+  if said and w.hosted.errors[w.slot] == said then w.hosted.errors[w.slot] = nil end
+  self.poller:say(w.key, nil)
 end
 
 -- Follows one published move. A refusal (a bad artifact, a version clash)

@@ -21,7 +21,6 @@ local internal = require "tycho.internal"
 local json = require "tycho.util.json"
 local doc = require "tycho.util.doc"
 local protocols = require "tycho.serve.protocols"
-local online_json = require "tycho.features.online_json"
 local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local uv_hrtime = require("luv").hrtime
@@ -161,6 +160,17 @@ end
 
 local MAX_REF_BYTES = 256
 
+-- Feast writes an empty list as []; json writes an empty table as {}. An
+-- answer for no entity keys has every list empty: it is sent with them
+-- marked, the answer itself left as fs:online reuses it.
+local NO_ROWS = { values = json.empty_array, statuses = json.empty_array, event_timestamps = json.empty_array }
+local function with_lists(res)
+  if #res.results[1].statuses > 0 then return res end
+  local results = {}
+  for j = 1, #res.results do results[j] = NO_ROWS end
+  return { metadata = res.metadata, results = results }
+end
+
 -- Feast feature server: POST /get-online-features.
 local function get_online_features(app, req)
   local body = req:json()
@@ -196,7 +206,7 @@ local function get_online_features(app, req)
     -- Feast answers bare feature names unless full names are asked for.
     for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
   end
-  return 200, JSON_HEADERS, online_json.encode(res)
+  return 200, JSON_HEADERS, json.encode_exact(with_lists(res))
 end
 
 -- Feast feature server: POST /push.

@@ -38,6 +38,17 @@ describe("feature server over HTTP", function()
     assert.same({ "PRESENT", "NOT_FOUND", "NULL_VALUE" }, doc.results[3].statuses)
   end)
 
+  it("answers no entity keys with empty lists, [] as Feast writes them", function()
+    local status, _, body = testing.request(srv.port, "POST", "/get-online-features",
+      { body = '{"features":["driver_stats:trips"],"entities":{"driver_id":[]}}' })
+    assert.equal(200, status)
+    local doc = json.decode(body)
+    assert.same({ "driver_id", "trips" }, doc.metadata.feature_names)
+    assert.equal(2, #doc.results)
+    assert.is_nil(body:find("{}", 1, true))
+    assert.equal(6, select(2, body:gsub("%[%]", "")))
+  end)
+
   it("serves each view's data quality and exports freshness and missing ratios (issue 23.4)", function()
     local status, _, _, doc = testing.request(srv.port, "GET", "/v1/features/driver_stats")
     assert.equal(200, status)
