@@ -19,6 +19,7 @@
 
 #include "frame/tz_frame.h"
 #include "util/tz_fmt.h"
+#include "util/tz_pool.h"
 
 #define CHUNK (1 << 20)
 #define UNQUOTE_LATER ((size_t)1 << 62)
@@ -875,15 +876,42 @@ void tz_csv_report_free(tz_csv_report *r)
 /* The writer's output, gathered in a buffer and handed to stdio in large
  * pieces: a field at a time through fputc and fwrite (each takes the
  * stream's lock) cost more than formatting the numbers. */
+/* Text on its way out: gathered in buf, then written to fp, or (fp NULL:
+ * a block of rows formatted on a pool thread) appended to mem. */
 typedef struct csv_out {
     FILE *fp;
+    char *mem;
+    size_t mem_len, mem_cap;
+    int failed;               /* mem could not grow */
     size_t n;
     char buf[1 << 16];
 } csv_out;
 
+static void out_sink(csv_out *o, const char *p, size_t len)
+{
+    if (o->fp) {
+        fwrite(p, 1, len, o->fp);
+        return;
+    }
+    if (o->failed) return;
+    if (o->mem_cap - o->mem_len < len) {
+        size_t cap = o->mem_cap ? o->mem_cap : 1 << 20;
+        while (cap - o->mem_len < len) cap *= 2;
+        char *m = realloc(o->mem, cap);
+        if (!m) {
+            o->failed = 1;
+            return;
+        }
+        o->mem = m;
+        o->mem_cap = cap;
+    }
+    memcpy(o->mem + o->mem_len, p, len);
+    o->mem_len += len;
+}
+
 static void out_flush(csv_out *o)
 {
-    if (o->n) fwrite(o->buf, 1, o->n, o->fp);
+    if (o->n) out_sink(o, o->buf, o->n);
     o->n = 0;
 }
 
@@ -904,7 +932,7 @@ static void out_bytes(csv_out *o, const char *s, size_t len)
 {
     if (len > sizeof o->buf / 2) {
         out_flush(o);
-        fwrite(s, 1, len, o->fp);
+        out_sink(o, s, len);
         return;
     }
     memcpy(out_room(o, len), s, len);
@@ -947,12 +975,69 @@ static void write_cell(csv_out *o, const tz_column *c, size_t i, char delim)
     }
 }
 
+/* Rows formatted per pool task, and tasks per round: a round's text is
+ * held in memory (some MB) and written in row order before the next. */
+#define WRITE_BLOCK 16384
+#define WRITE_TASKS 8
+
+typedef struct write_job {
+    const tz_frame *f;
+    char delim;
+    size_t first, last;       /* the round's rows */
+    csv_out *outs;            /* one per task */
+} write_job;
+
+static void write_rows(csv_out *o, const tz_frame *f, size_t lo, size_t hi, char delim)
+{
+    for (size_t i = lo; i < hi; i++) {
+        for (size_t j = 0; j < f->n_cols; j++) {
+            if (j) out_char(o, delim);
+            if (tz_column_is_valid(f->cols[j], i)) write_cell(o, f->cols[j], i, delim);
+        }
+        out_char(o, '\n');
+    }
+}
+
+static void write_task(void *ctx, size_t task, int worker)
+{
+    (void)worker;
+    write_job *job = ctx;
+    csv_out *o = &job->outs[task];
+    size_t lo = job->first + task * WRITE_BLOCK, hi = lo + WRITE_BLOCK < job->last ? lo + WRITE_BLOCK : job->last;
+    o->mem_len = 0;
+    write_rows(o, job->f, lo, hi, job->delim);
+    out_flush(o);
+}
+
+/* The rows, formatted in parallel a round at a time, written in order.
+ * 0, or -1 when a block's memory could not grow. */
+static int write_body(csv_out *o, const tz_frame *f, char delim)
+{
+    csv_out *outs = calloc(WRITE_TASKS, sizeof *outs);
+    if (!outs) return -1;
+    write_job job = { .f = f, .delim = delim, .outs = outs };
+    int failed = 0;
+    for (size_t first = 0; first < f->n_rows && !failed; first += (size_t)WRITE_BLOCK * WRITE_TASKS) {
+        size_t left = f->n_rows - first, tasks = (left + WRITE_BLOCK - 1) / WRITE_BLOCK;
+        if (tasks > WRITE_TASKS) tasks = WRITE_TASKS;
+        job.first = first;
+        job.last = first + (left < tasks * WRITE_BLOCK ? left : tasks * WRITE_BLOCK);
+        tz_pool_run(tasks, write_task, &job);
+        for (size_t t = 0; t < tasks; t++) {
+            failed |= outs[t].failed;
+            if (!failed) out_sink(o, outs[t].mem, outs[t].mem_len);
+        }
+    }
+    for (size_t t = 0; t < WRITE_TASKS; t++) free(outs[t].mem);
+    free(outs);
+    return failed ? -1 : 0;
+}
+
 int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err)
 {
     char delim = delimiter ? delimiter : ',';
-    csv_out *o = malloc(sizeof *o);
+    csv_out *o = calloc(1, sizeof *o);
     if (!o) return tz_err_set(err, TZ_ENOMEM, "out of memory writing %s", path);
-    o->n = 0;
     o->fp = fopen(path, "w");
     if (!o->fp) {
         free(o);
@@ -963,17 +1048,12 @@ int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *er
         write_string(o, f->cols[j]->name, strlen(f->cols[j]->name), delim);
     }
     out_char(o, '\n');
-    for (size_t i = 0; i < f->n_rows; i++) {
-        for (size_t j = 0; j < f->n_cols; j++) {
-            if (j) out_char(o, delim);
-            if (tz_column_is_valid(f->cols[j], i)) write_cell(o, f->cols[j], i, delim);
-        }
-        out_char(o, '\n');
-    }
     out_flush(o);
+    int nomem = write_body(o, f, delim);
     int bad = ferror(o->fp);
     int closed = fclose(o->fp);
     free(o);
+    if (nomem) return tz_err_set(err, TZ_ENOMEM, "out of memory writing %s", path);
     if (closed != 0 || bad) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
     return 0;
 }
