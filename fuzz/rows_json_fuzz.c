@@ -2,7 +2,8 @@
  * is either refused to the general path (TZ_ROWS_OTHER), over capacity, or
  * a count of rows whose every value is finite; a parse never reads past the
  * body (ASan: the input is copied to a buffer of exactly its size) and the
- * output past the rows it reports is never written. */
+ * output past the rows it reports is never written; extras lie within the
+ * body and name a row it reports. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #define CAP 8
 #define COLS 3
+#define EXTRAS 4
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -26,11 +28,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     double out[CAP * COLS + 1];
     const double guard = 12345.5;
     out[CAP * COLS] = guard;
-    int n = tz_rows_parse(ix, body, size, out, CAP);
+    tz_rows_extra extras[EXTRAS];
+    int n_extras = -1;
+    int n = tz_rows_parse(ix, body, size, out, CAP, extras, EXTRAS, &n_extras);
     if (n != TZ_ROWS_OTHER && n != TZ_ROWS_TOO_MANY) {
-        if (n < 1 || n > CAP) abort();
+        if (n < 1 || n > CAP || n_extras < 0 || n_extras > EXTRAS) abort();
         for (int i = 0; i < n * COLS; i++)
             if (!isfinite(out[i])) abort();
+        for (int i = 0; i < n_extras; i++) {
+            const tz_rows_extra *e = &extras[i];
+            if (e->row < 0 || e->row >= n || e->kind < TZ_ROWS_STRING || e->kind > TZ_ROWS_NULL ||
+                (size_t)e->key_at + e->key_len > size || (size_t)e->value_at + e->value_len > size)
+                abort();
+        }
     }
     if (out[CAP * COLS] != guard) abort();
     free(body);

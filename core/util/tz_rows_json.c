@@ -137,9 +137,12 @@ static int key_rest(scan *s, const char **start, size_t *len)
 
 static int key(scan *s, const char **start, size_t *len) { return take(s, '"') && key_rest(s, start, len); }
 
+#define NOT_A_KEY (-2)
+
 /* The column of the key at s (its opening quote taken), guess tried first:
- * the guessed name, then a closing quote, in place. -1: no such column. */
-static int column_key(const tz_rows_index *ix, scan *s, int guess)
+ * the guessed name, then a closing quote, in place. -1: no such column
+ * (its bytes in *k, *klen); NOT_A_KEY: escapes or no closing quote. */
+static int column_key(const tz_rows_index *ix, scan *s, int guess, const char **k, size_t *klen)
 {
     if (guess >= 0) {
         size_t gl = ix->len[guess];
@@ -148,10 +151,8 @@ static int column_key(const tz_rows_index *ix, scan *s, int guess)
             return guess;
         }
     }
-    const char *k;
-    size_t klen;
-    if (!key_rest(s, &k, &klen)) return -1;
-    return lookup(ix, k, klen);
+    if (!key_rest(s, k, klen)) return NOT_A_KEY;
+    return lookup(ix, *k, *klen);
 }
 
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
@@ -214,8 +215,48 @@ static int number(scan *s, double *out)
     return 1;
 }
 
-/* One instance: every column once, each a number. */
-static int row(const tz_rows_index *ix, scan *s, double *out)
+/* Where the caller keeps extras, and how many so far. */
+typedef struct extras_out {
+    tz_rows_extra *at;
+    int cap, n;
+    const char *body;
+} extras_out;
+
+static int literal(scan *s, const char *word, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) return 0;
+    s->p += n;
+    return 1;
+}
+
+/* The scalar value of a key that is no column, recorded for the caller:
+ * 0 when it is not a scalar the fast path passes on, or there is no room. */
+static int extra(extras_out *x, scan *s, int r, const char *k, size_t klen)
+{
+    if (x->n == x->cap) return 0;
+    tz_rows_extra *e = &x->at[x->n];
+    skip_ws(s);
+    const char *v = s->p;
+    double ignored;
+    size_t slen;
+    if (take(s, '"')) {
+        if (!key_rest(s, &v, &slen)) return 0;  /* same rule as keys: no escapes */
+        e->kind = TZ_ROWS_STRING, e->value_len = (uint32_t)slen;
+    } else if (literal(s, "true", 4)) e->kind = TZ_ROWS_TRUE, e->value_len = 4;
+    else if (literal(s, "false", 5)) e->kind = TZ_ROWS_FALSE, e->value_len = 5;
+    else if (literal(s, "null", 4)) e->kind = TZ_ROWS_NULL, e->value_len = 4;
+    else if (number(s, &ignored)) e->kind = TZ_ROWS_NUMBER, e->value_len = (uint32_t)(s->p - v);
+    else return 0;
+    e->row = r;
+    e->key_at = (uint32_t)(k - x->body);
+    e->key_len = (uint32_t)klen;
+    e->value_at = (uint32_t)(v - x->body);
+    x->n++;
+    return 1;
+}
+
+/* One instance: every column once, each a number; other keys as extras. */
+static int row(const tz_rows_index *ix, scan *s, double *out, extras_out *x, int r)
 {
     if (!take(s, '{')) return 0;
     memset(ix->seen, 0, (size_t)ix->n);
@@ -223,8 +264,15 @@ static int row(const tz_rows_index *ix, scan *s, double *out)
     if (!take(s, '}')) {
         do {
             if (!take(s, '"')) return 0;
-            int c = column_key(ix, s, ix->next[prev]);
-            if (c < 0 || ix->seen[c] || !take(s, ':')) return 0;
+            const char *k = NULL;
+            size_t klen = 0;
+            int c = column_key(ix, s, ix->next[prev], &k, &klen);
+            if (c == NOT_A_KEY || !take(s, ':')) return 0;
+            if (c < 0) {
+                if (!extra(x, s, r, k, klen)) return 0;
+                continue;
+            }
+            if (ix->seen[c]) return 0;
             if (ix->next[prev] != c) ix->next[prev] = ix->plain[c] ? c : -1;
             ix->seen[c] = 1;
             count++;
@@ -236,9 +284,12 @@ static int row(const tz_rows_index *ix, scan *s, double *out)
     return count == ix->n;
 }
 
-int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows)
+int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows,
+                  tz_rows_extra *extras, int cap_extras, int *n_extras)
 {
     scan s = {body, body + len};
+    extras_out x = { extras, extras && cap_extras > 0 && len < UINT32_MAX ? cap_extras : 0, 0, body };
+    if (n_extras) *n_extras = 0;
     const char *k;
     size_t klen;
     if (!take(&s, '{') || !key(&s, &k, &klen) || klen != 9 || memcmp(k, "instances", 9) != 0 || !take(&s, ':') ||
@@ -247,10 +298,12 @@ int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double 
     int n = 0;
     do {
         if (n == cap_rows) return TZ_ROWS_TOO_MANY;
-        if (!row(ix, &s, out + (size_t)n * (size_t)ix->n)) return TZ_ROWS_OTHER;
+        if (!row(ix, &s, out + (size_t)n * (size_t)ix->n, &x, n)) return TZ_ROWS_OTHER;
         n++;
     } while (take(&s, ','));
     if (!take(&s, ']') || !take(&s, '}')) return TZ_ROWS_OTHER;
     skip_ws(&s);
-    return s.p == s.end ? n : TZ_ROWS_OTHER;
+    if (s.p != s.end) return TZ_ROWS_OTHER;
+    if (n_extras) *n_extras = x.n;
+    return n;
 }

@@ -5,15 +5,19 @@
  *
  * It is a fast path, not a second JSON parser for the border: it accepts
  * only the one shape a full, numeric instance has (every column present
- * once, every value a finite JSON number, keys without escapes) and answers
- * TZ_ROWS_OTHER for anything else: nulls, strings, entity keys, unknown or
- * missing names, bad JSON. The general path (lua-cjson) then answers that
- * body, errors included, so both paths agree on what a body means.
+ * once, every value a finite JSON number, keys without escapes), plus, when
+ * the caller has room for them, other keys with scalar values (a request id,
+ * a user id: "extras", passed on by position in the body), and answers
+ * TZ_ROWS_OTHER for anything else: nulls or strings in a column, missing
+ * names, nested values, escapes, bad JSON. The general path (lua-cjson) then
+ * answers that body, errors included, so both paths agree on what a body
+ * means.
  */
 #ifndef TZ_ROWS_JSON_H
 #define TZ_ROWS_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Not the fast shape: parse the body the general way. */
 #define TZ_ROWS_OTHER (-1)
@@ -33,10 +37,30 @@ typedef struct tz_rows_index tz_rows_index;
 tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *lens);
 void tz_rows_index_free(tz_rows_index *ix);
 
+/* The kinds of an extra's value. */
+#define TZ_ROWS_STRING 0 /* a string without escapes: value is its bytes, without quotes */
+#define TZ_ROWS_NUMBER 1 /* a JSON number: value is its text */
+#define TZ_ROWS_TRUE 2
+#define TZ_ROWS_FALSE 3
+#define TZ_ROWS_NULL 4
+
+/* A key of an instance that is no column, with its scalar value: offsets
+ * into the body. */
+typedef struct tz_rows_extra {
+    int32_t row;
+    int32_t kind;
+    uint32_t key_at, key_len;
+    uint32_t value_at, value_len;
+} tz_rows_extra;
+
 /* Parses body[0..len) into out: row r's column j at out[r * n + j], for at
- * most cap_rows rows. Returns the number of rows (>= 1), TZ_ROWS_OTHER or
+ * most cap_rows rows; other keys of scalar value into extras (at most
+ * cap_extras of them, *n_extras set; cap_extras 0: any other key is
+ * TZ_ROWS_OTHER). Returns the number of rows (>= 1), TZ_ROWS_OTHER (also for
+ * more extras than cap_extras, or a body of 4 GB or more) or
  * TZ_ROWS_TOO_MANY. out's contents are unspecified unless rows came back. */
-int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows);
+int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows,
+                  tz_rows_extra *extras, int cap_extras, int *n_extras);
 
 /* Smallest number of bytes a row of n columns takes in a body: a caller
  * sizes out for len / tz_rows_min_bytes(n) + 1 rows and never sees

@@ -18,7 +18,15 @@ static tz_rows_index *index_of(int n, const char *const *names)
 
 static int parse(const tz_rows_index *ix, const char *body, double *out, int cap)
 {
-    return tz_rows_parse(ix, body, strlen(body), out, cap);
+    return tz_rows_parse(ix, body, strlen(body), out, cap, NULL, 0, NULL);
+}
+
+/* The bytes of an extra's key or value. */
+static const char *span(const char *body, uint32_t at, uint32_t len)
+{
+    static char text[64];
+    snprintf(text, sizeof text, "%.*s", (int)len, body + at);
+    return text;
 }
 
 int main(void)
@@ -91,6 +99,35 @@ int main(void)
         }
     }
     ok(exact, "100000 numbers read exactly as strtod reads them");
+
+    /* Other keys with scalar values, when there is room for them. */
+    tz_rows_extra ex[4];
+    int nx = -1;
+    const char *with_ids = "{\"instances\":[{\"id\":\"u-1\",\"a\":1,\"bb\":2,\"c\":3,\"n\": 7.5},"
+                           "{\"a\":4,\"ok\":true,\"bb\":5,\"no\":false,\"c\":6,\"z\":null}]}";
+    is_int(tz_rows_parse(ix, with_ids, strlen(with_ids), out, 4, ex, 4, &nx), TZ_ROWS_OTHER,
+           "more extras than room: the general path");
+    tz_rows_extra ex6[6];
+    is_int(tz_rows_parse(ix, with_ids, strlen(with_ids), out, 4, ex6, 6, &nx), 2, "with room, the rows parse");
+    ok(nx == 5 && out[0] == 1 && out[2] == 3 && out[3] == 4 && out[5] == 6, "columns as before, %d extras", nx);
+    ok(ex6[0].row == 0 && ex6[0].kind == TZ_ROWS_STRING && !strcmp(span(with_ids, ex6[0].key_at, ex6[0].key_len), "id") &&
+       !strcmp(span(with_ids, ex6[0].value_at, ex6[0].value_len), "u-1"), "a string extra: key and bytes");
+    ok(ex6[1].kind == TZ_ROWS_NUMBER && !strcmp(span(with_ids, ex6[1].value_at, ex6[1].value_len), "7.5"),
+       "a number extra: its text");
+    ok(ex6[2].row == 1 && ex6[2].kind == TZ_ROWS_TRUE && ex6[3].kind == TZ_ROWS_FALSE && ex6[4].kind == TZ_ROWS_NULL,
+       "true, false and null extras, on the second row");
+    const char *still_other[] = {
+        "{\"instances\":[{\"id\":\"a\\\"b\",\"a\":1,\"bb\":2,\"c\":3}]}", /* an escaped string */
+        "{\"instances\":[{\"id\":[1],\"a\":1,\"bb\":2,\"c\":3}]}",           /* a list */
+        "{\"instances\":[{\"id\":{},\"a\":1,\"bb\":2,\"c\":3}]}",            /* an object */
+        "{\"instances\":[{\"id\":\"x\",\"a\":1,\"bb\":2}]}",                 /* a column missing */
+        "{\"instances\":[{\"id\":tru,\"a\":1,\"bb\":2,\"c\":3}]}",           /* not JSON */
+    };
+    int still = 0;
+    for (size_t i = 0; i < sizeof still_other / sizeof *still_other; i++)
+        still += tz_rows_parse(ix, still_other[i], strlen(still_other[i]), out, 4, ex6, 6, &nx) == TZ_ROWS_OTHER;
+    is_int(still, (long long)(sizeof still_other / sizeof *still_other),
+           "escaped, nested or bad extras and missing columns still go to the general path");
 
     const char *dup[] = {"a", "a"};
     ok(index_of(2, dup) == NULL, "an index refuses repeated names");

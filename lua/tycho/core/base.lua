@@ -44,7 +44,9 @@ size_t tz_fmt_double(char *buf, double v);
 typedef struct tz_rows_index tz_rows_index;
 tz_rows_index *tz_rows_index_new(int n, const char *const *names, const size_t *lens);
 void tz_rows_index_free(tz_rows_index *ix);
-int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows);
+typedef struct tz_rows_extra { int32_t row; int32_t kind; uint32_t key_at, key_len; uint32_t value_at, value_len; } tz_rows_extra;
+int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows,
+                  tz_rows_extra *extras, int cap_extras, int *n_extras);
 size_t tz_rows_min_bytes(int n);
 ]]
 
@@ -126,10 +128,14 @@ end
 
 --- Rows of numbers parsed straight from a predict body (core/util/tz_rows_json):
 -- index(names) -> an index of column names (nil when they repeat or are
--- too many or too long); parse(index, body, out, cap_rows) -> rows, or
--- OTHER (not the full numeric shape: parse it the general way) or TOO_MANY;
--- min_bytes(n): the fewest bytes a row of n columns takes.
-M.rows_json = { OTHER = -1, TOO_MANY = -2, min_bytes = C.tz_rows_min_bytes }
+-- too many or too long); parse(index, body, out, cap_rows[, extras,
+-- cap_extras, count]) -> rows, or OTHER (not the full numeric shape: parse
+-- it the general way) or TOO_MANY, with other keys of scalar value in
+-- extras (from extras(n)) and their number in count[0] (an int[1]);
+-- min_bytes(n): the fewest bytes a row of n columns takes. An extra's kind
+-- is STRING, NUMBER, TRUE, FALSE or NULL.
+M.rows_json = { OTHER = -1, TOO_MANY = -2, min_bytes = C.tz_rows_min_bytes,
+                STRING = 0, NUMBER = 1, TRUE = 2, FALSE = 3, NULL = 4 }
 
 function M.rows_json.index(names)
   local n = #names
@@ -140,9 +146,11 @@ function M.rows_json.index(names)
   return ffi.gc(ix, C.tz_rows_index_free)
 end
 
-function M.rows_json.parse(ix, body, out, cap_rows)
-  return C.tz_rows_parse(ix, body, #body, out, cap_rows)
+function M.rows_json.parse(ix, body, out, cap_rows, extras, cap_extras, count)
+  return C.tz_rows_parse(ix, body, #body, out, cap_rows, extras, cap_extras or 0, count)
 end
+
+function M.rows_json.extras(n) return ffi.new("tz_rows_extra[?]", n) end
 
 --- Random draws (core/util/tz_sample) over a uint64_t[1] state.
 M.sample = { uniform = C.tz_sample_uniform, best_beta = C.tz_sample_best_beta, best_normal = C.tz_sample_best_normal }

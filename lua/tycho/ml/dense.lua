@@ -40,7 +40,7 @@ local function build(pipe)
     if pos[c] == nil then names[#names + 1] = c end
   end
   local plan = setmetatable({ model = model, p = #features, width = #names, names = names, cap = 0,
-                              nops = 0, current = 0 }, Plan)
+                              nops = 0, current = 0, n_extras = ffi.new("int[1]") }, Plan)
   local list = {}
   local function add(op, j, a, b) list[#list + 1] = { CODES[op], j, a or 0, b or 0 } end
   for _, s in ipairs(pipe.steps) do
@@ -73,17 +73,25 @@ function M.plan(pipe)
   return plan or nil
 end
 
+-- Other keys an instance may carry on the fast path (ids, tags), on average.
+local EXTRAS_PER_ROW = 4
+
 --- Parses a predict body into the plan's row buffer: the number of
 -- instances, or nil when the body is not the full numeric shape or holds
--- more than limit instances (the general path answers it).
-function Plan:parse(body, limit)
+-- more than limit instances (the general path answers it). With extras,
+-- instances may also carry other keys of scalar value (a request id): they
+-- are logged with the inputs, as the general path logs them.
+function Plan:parse(body, limit, extras)
   local cap = math.min(limit + 1, math.floor(#body / self.min_bytes) + 1)
   if cap > self.cap then
     self.rows = ffi.new("double[?]", cap * self.width)
+    self.extras = rows_json.extras(cap * EXTRAS_PER_ROW)
     self.cap = cap
   end
-  local n = rows_json.parse(self.index, body, self.rows, cap)
+  local n = rows_json.parse(self.index, body, self.rows, cap, extras and self.extras or nil,
+                            extras and cap * EXTRAS_PER_ROW or 0, self.n_extras)
   if n < 1 or n > limit then return nil end
+  self.body = body
   return n
 end
 
@@ -196,9 +204,30 @@ function M.score_frame(pipe, f, fill)
 end
 
 --- Parsed row r (0-based) as a table of its inputs, as the request gave them.
+--- Whether an instance of the body parsed last carries one of keys (a set
+-- of names) among its other keys.
+function Plan:extras_hold(keys)
+  local body = ffi.cast("const char*", self.body)
+  for i = 0, self.n_extras[0] - 1 do
+    local e = self.extras[i]
+    if keys[ffi.string(body + e.key_at, e.key_len)] then return true end
+  end
+  return false
+end
+
 function Plan:row_table(r)
   local row, base_at = {}, r * self.width
   for j, name in ipairs(self.names) do row[name] = self.rows[base_at + j - 1] end
+  local body = ffi.cast("const char*", self.body)
+  for i = 0, self.n_extras[0] - 1 do
+    local e = self.extras[i]
+    if e.row == r and e.kind ~= rows_json.NULL then  -- null: absent, as the general path reads it
+      local text = ffi.string(body + e.value_at, e.value_len)
+      local value = e.kind == rows_json.STRING and text or e.kind == rows_json.NUMBER and tonumber(text)
+                    or e.kind == rows_json.TRUE
+      row[ffi.string(body + e.key_at, e.key_len)] = value
+    end
+  end
   return row
 end
 

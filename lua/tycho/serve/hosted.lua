@@ -28,7 +28,8 @@ end
 -- ---- one loaded version ------------------------------------------------------------
 
 -- A pipeline plus the readers of its feature views: { view = { join_key,
--- reader, names (pipeline inputs it fills) } }; or nil, message, code.
+-- reader, names (pipeline inputs it fills) } } and the set of their join
+-- keys (nil without views); or nil, message, code.
 function M.load_version(name, alias)
   local meta, err, code = reg():get(name, alias)
   if not meta then return nil, err, code end
@@ -53,7 +54,12 @@ function M.load_version(name, alias)
       sources[vname] = { join_key = view.join_key, reader = reader, names = names, ttl_us = (view.ttl or 0) * 1e6 }
     end
   end
-  return { pipe = pipe, version = meta.version, sources = sources }
+  local join_keys
+  for _, src in pairs(sources) do
+    join_keys = join_keys or {}
+    join_keys[src.join_key] = true
+  end
+  return { pipe = pipe, version = meta.version, sources = sources, join_keys = join_keys }
 end
 
 --- Hosts `name` following `opts.alias` (default "production"), with
@@ -384,8 +390,10 @@ function Hosted:predict_dense(body, log, pin, limit)
   local version = pin and self.live["pin:" .. pin] or (not pin and self.live.main)
   if not version then return nil end
   local plan = dense.plan(version.pipe)
-  local n = plan and plan:parse(body, limit)
+  local n = plan and plan:parse(body, limit, true)
   if not n then return nil end
+  -- An entity key among the other keys: the general path fetches its features.
+  if version.join_keys and plan:extras_hold(version.join_keys) then return nil end
   local preds, ids = {}, {}
   -- One instance (the usual request) without a loop: a loop that LuaJIT
   -- sees run once per call is left on every try, and stops its traces.

@@ -5,6 +5,7 @@
 -- tensors) and `tycho serve --model` with no app file.
 local testing = require "tycho.testing"
 local frame = require "tycho.frame"
+local json = require "tycho.util.json"
 
 describe("serving protocols", function()
   local home, srv, inputs, first_row
@@ -92,36 +93,38 @@ describe("serving protocols", function()
   it("answers full numeric instances on the fast path with the pipeline's exact numbers", function()
     local pipe = assert(assert(require("tycho.registry").open({ home = home })):load("plain", "production"))
     local rows, plain = assert(frame.read_csv("../shared/data/spam.csv")), {}
-    local instances, extras = {}, {}
+    local instances, with_ids, nested = {}, {}, {}
     for i = 1, 40 do
       local r = rows:row(i * 97)
       r.label = nil
       instances[i], plain[i] = r, pipe:predict(r)
-      local e = {}
-      for k, v in pairs(r) do e[k] = v end
-      e.note = "an extra field sends the request down the general path"
-      extras[i] = e
+      local e, t = {}, {}
+      for k, v in pairs(r) do e[k], t[k] = v, v end
+      -- Scalar extras (ids, tags) stay on the fast path; a nested one does not.
+      e.request_id, e.weight, e.vip, e.note = "req-" .. i, i / 4, i % 2 == 0, json.null
+      t.tags = { "sends the request down the general path" }
+      with_ids[i], nested[i] = e, t
     end
-    local status, _, text, fast = post("/v1/models/plain:predict", { instances = instances })
-    assert.equal(200, status, text)
-    local general
-    status, _, text, general = post("/v1/models/plain:predict", { instances = extras })
-    assert.equal(200, status, text)
-    assert.equal(40, #fast.predictions)
-    assert.same(fast.model_versions, general.model_versions)
-    assert.equal(general.model_version, fast.model_version)
-    assert.equal(40, #fast.prediction_ids)
-    for i = 1, 40 do
-      -- Exactly the pipeline's double (shortest round-trip text); the general
-      -- path's lua-cjson writes 14 significant digits.
-      assert.equal(plain[i].probability, fast.predictions[i].probability)
-      assert.equal(plain[i].prediction, fast.predictions[i].prediction)
-      assert.equal(general.predictions[i].prediction, fast.predictions[i].prediction)
-      assert.near(general.predictions[i].probability, fast.predictions[i].probability, 1e-13)
+    local answers = {}
+    for _, body in ipairs({ instances, with_ids, nested }) do
+      local status, _, text, doc = post("/v1/models/plain:predict", { instances = body })
+      assert.equal(200, status, text)
+      answers[#answers + 1] = doc
+    end
+    for _, doc in ipairs(answers) do
+      assert.equal(40, #doc.predictions)
+      assert.equal(40, #doc.prediction_ids)
+      assert.same(answers[1].model_versions, doc.model_versions)
+      assert.equal(answers[1].model_version, doc.model_version)
+      for i = 1, 40 do
+        -- Exactly the pipeline's double (shortest round-trip text), whichever path.
+        assert.equal(plain[i].probability, doc.predictions[i].probability)
+        assert.equal(plain[i].prediction, doc.predictions[i].prediction)
+      end
     end
     -- A null, a string or a missing feature is the general path's, with its report.
     instances[1].make = nil
-    status, _, text, general = post("/v1/models/plain:predict", { instances = { instances[1] } })
+    local status, _, text, general = post("/v1/models/plain:predict", { instances = { instances[1] } })
     assert.equal(200, status, text)
     assert.same({ { "make" } }, general.missing_features)
   end)
