@@ -454,6 +454,27 @@ typedef struct pred_ctx {
 
 #define PRED_BLOCK 256
 
+/* Margins of a chunk of few rows (a single prediction), a row at a time
+ * through the trees in lockstep, added in round order as for many rows. */
+static void predict_few(const tz_gbt_model *m, const tz_tree_chunk *chunk, double *o, int f32)
+{
+    enum { TREES = 256 };
+    int K = m->n_classes;
+    int32_t leaf[TREES];
+    for (size_t i = 0; i < chunk->n_rows; i++)
+        for (int k = 0; k < K; k++)
+            for (int r0 = 0; r0 < m->rounds; r0 += TREES) {
+                int n = m->rounds - r0 < TREES ? m->rounds - r0 : TREES;
+                tz_tree_row_leaves(&m->trees[(size_t)r0 * K + k], (size_t)n, (size_t)K, chunk->x + i * chunk->n_cols,
+                                   chunk->finite, leaf);
+                double *mi = &o[i * K + k];
+                for (int r = 0; r < n; r++) {
+                    double v = m->trees[(size_t)(r0 + r) * K + k].values[leaf[r]];
+                    *mi = f32 ? (float)(*mi + (float)v) : *mi + v;
+                }
+            }
+}
+
 static void predict_task(void *vctx, size_t task, int worker)
 {
     pred_ctx *c = vctx;
@@ -469,6 +490,10 @@ static void predict_task(void *vctx, size_t task, int worker)
     for (size_t a = lo; a < hi; a += step) {
         size_t b = a + step < hi ? a + step : hi;
         tz_tree_chunk_fill(&chunk, c->x, a, b);
+        if (b - a < TZ_TREE_LANES) {
+            predict_few(m, &chunk, o + a * K, f32);
+            continue;
+        }
         for (int r = 0; r < m->rounds; r++)
             for (int k = 0; k < K; k++) {
                 const tz_tree *t = &m->trees[(size_t)r * K + k];

@@ -508,9 +508,9 @@ int tz_tree_prepare(tz_tree *t, tz_err *err)
     return 0;
 }
 
-/* Rows walked in lockstep: enough independent walks to hide a step's
- * load latency, few enough to keep their positions in registers. */
-#define LANES 8
+/* Walks in lockstep: enough independent ones to hide a step's load
+ * latency, few enough to keep their positions in registers. */
+#define LANES TZ_TREE_LANES
 /* Deeper than this, lockstep's fixed step count costs more than the
  * mispredictions it saves (unbalanced forest trees). */
 #define LOCKSTEP_DEPTH 16
@@ -572,4 +572,38 @@ void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf)
             for (; i + LANES <= n; i += LANES) walk_lanes(t, c->x + i * nc, nc, 0, leaf + i);
     }
     for (; i < n; i++) leaf[i] = walk_row(t, c->x + i * nc);
+}
+
+/* LANES trees (their steps and the deepest's depth) walked by one row. */
+static inline void walk_trees(const tz_tree_step *const *s, int32_t depth, const double *row, int finite,
+                              int32_t *leaf)
+{
+    int32_t at[LANES] = { 0 };
+    for (int32_t d = 0; d < depth; d++) {
+#pragma GCC unroll 16
+        for (int l = 0; l < LANES; l++) at[l] = step(s[l] + at[l], row, finite);
+    }
+    for (int l = 0; l < LANES; l++) leaf[l] = s[l][at[l]].leaf;
+}
+
+void tz_tree_row_leaves(const tz_tree *trees, size_t n, size_t stride, const double *row, int finite,
+                        int32_t *leaf)
+{
+    for (size_t i = 0; i < n; i += LANES) {
+        const tz_tree_step *s[LANES];
+        int32_t got[LANES], depth = 0;
+        int lanes = n - i < LANES ? (int)(n - i) : LANES;
+        for (int l = 0; l < LANES; l++) {
+            const tz_tree *t = &trees[(i + (size_t)(l < lanes ? l : 0)) * stride];  /* spare lanes redo the first */
+            s[l] = t->steps;
+            if (depth < t->depth) depth = t->depth;
+        }
+        if (depth > LOCKSTEP_DEPTH) {
+            for (int l = 0; l < lanes; l++) leaf[i + (size_t)l] = walk_row(&trees[(i + (size_t)l) * stride], row);
+            continue;
+        }
+        if (finite) walk_trees(s, depth, row, 1, got);
+        else walk_trees(s, depth, row, 0, got);
+        for (int l = 0; l < lanes; l++) leaf[i + (size_t)l] = got[l];
+    }
 }

@@ -184,6 +184,16 @@ void tz_tree_chunk_fill(tz_tree_chunk *c, const tz_data *x, size_t lo, size_t hi
  * lockstep would take many idle steps, walk row by row. */
 void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf);
 
+/* Rows walked in lockstep; a chunk of fewer rows is better walked a row at
+ * a time through many trees (tz_tree_row_leaves). */
+#define TZ_TREE_LANES 8
+
+/* Leaf numbers of one row (row-major, finite as in tz_tree_chunk) in n
+ * trees, trees[0], trees[stride], ... into leaf[0 .. n): LANES trees walk
+ * in lockstep, as rows do in tz_tree_leaves (a single prediction's path). */
+void tz_tree_row_leaves(const tz_tree *trees, size_t n, size_t stride, const double *row, int finite,
+                        int32_t *leaf);
+
 /* Serialisation shared by the model files: n_nodes, n_leaves, the nodes
  * (feature, left, right, default_left, threshold), then the leaf values.
  * tz_tree_read checks every count against the bytes left before

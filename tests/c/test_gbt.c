@@ -78,6 +78,28 @@ static double *predict(const tz_gbt_model *m, const test_split *s)
     return out;
 }
 
+/* Rows predicted alone, or a few at a time (the trees then walk in
+ * lockstep for one row, not rows in lockstep for one tree), give the bits
+ * they get among all of s's rows. */
+static int few_rows_agree(const tz_gbt_model *m, const test_split *s, const double *all)
+{
+    int K = tz_gbt_n_outputs(m), same = 1;
+    size_t nc = s->data.n_cols, rows = s->n_rows < 200 ? s->n_rows : 200;
+    const double **cols = malloc(nc * sizeof *cols);
+    double out[3 * 32];
+    for (size_t i = 0; i + 3 <= rows && K <= 32; i += 3) {
+        for (size_t width = 1; width <= 3; width += 2) {
+            for (size_t j = 0; j < nc; j++) cols[j] = s->data.cols[j] + i;
+            tz_data few = { .n_rows = width, .n_cols = nc, .cols = cols };
+            tz_err err;
+            if (tz_gbt_predict(m, &few, out, &err)) return 0;
+            same &= memcmp(out, all + i * (size_t)K, width * (size_t)K * sizeof *out) == 0;
+        }
+    }
+    free(cols);
+    return same;
+}
+
 static uint32_t model_crc(const tz_gbt_model *m, size_t *len)
 {
     unsigned char *buf;
@@ -229,6 +251,7 @@ int main(int argc, char **argv)
     ok(fabs(psum - 1) < 1e-9, "digits: probabilities sum to 1");
     a = accuracy(out, 10, &digits.test);
     ok(a >= 0.950, "digits: accuracy %.4f >= 0.950 (xgboost 0.9639, 30 rounds)", a);
+    ok(few_rows_agree(m, &digits.test, out), "digits: one or three rows alone get the bits they get among all");
     free(out);
     tz_gbt_free(m);
 
@@ -298,6 +321,7 @@ int main(int argc, char **argv)
     int finite = 1;
     for (size_t i = 0; i < holed.test.n_rows; i++) finite &= isfinite(out[i]);
     ok(finite, "missing values: every prediction is a number");
+    ok(few_rows_agree(m, &holed.test, out), "missing values: rows alone agree with rows among all, NaN included");
     a = accuracy(out, 1, &holed.test);
     ok(a >= 0.94, "missing values: accuracy %.4f >= 0.94", a);
     free(out);
