@@ -13,6 +13,7 @@ local counter_key = shared.counter_key
 local put_counters = shared.put_counters
 local MAX_UNIT_BYTES = shared.MAX_UNIT_BYTES
 local fault_key = shared.fault_key
+local cluster = require "tycho.experiments.cluster"
 
 local M = {}
 
@@ -110,7 +111,11 @@ end
 -- experiment is defined.
 function Experiment:status(store, version)
   store = store or st()
-  version = version or store:version()
+  if not version then
+    local sh = cluster.of(store)
+    if sh then sh:before_read(store) end
+    version = store:version()
+  end
   if version ~= self.status_version then
     local p, n = reader(store)(self.status_key)
     local s = p and ffi.string(p, n)
@@ -123,6 +128,23 @@ function Experiment:status(store, version)
     self.status_version = version
   end
   return self.status_now, self.final_now
+end
+
+-- A new unit's variant on the cluster: this worker's choice unless another
+-- node gave it one first. When the cluster does not answer (read_ms), the
+-- choice stands and counts as a fallback (the flush records it later,
+-- unless another node did meanwhile).
+function Experiment:stick(sh, unit, store, version)
+  local proposal = self:choose(store, version).name
+  local held = sh:stick(self, unit, proposal)
+  if held then
+    sh:say("stick", nil)
+    return held
+  end
+  self.fallbacks = (self.fallbacks or 0) + 1
+  self.cluster_fallbacks = (self.cluster_fallbacks or 0) + 1
+  sh:say("stick", "experiment " .. self.name .. ": the cluster did not answer; new units get this node's choice")
+  return proposal
 end
 
 -- Exposures buffered while the home refuses writes: as many as serving's
@@ -145,6 +167,8 @@ end
 -- winner) and are not counted; a raising target is counted and logged.
 function Experiment:assign(unit, req, store, instance)
   store = store or st()
+  local sh = cluster.of(store)
+  if sh then sh:before_read(store) end
   -- One reading of the commit id for the status and a bandit's counters.
   local version = store:version()
   local status, final = self:status(store, version)
@@ -168,12 +192,13 @@ function Experiment:assign(unit, req, store, instance)
     variant = variants[1 + base.hash.bucket(self.salt_state, unit, #unit, self.bounds, #variants)]
   else
     -- Bandits keep a unit where it first landed: this worker's unflushed
-    -- assignments first, then the home.
+    -- assignments first, then the home, then (a unit new to this home) the cluster.
     local name = self.pending[unit]
     if not name then
       local rp, rn = reader(store)(self.unit_prefix .. keys.escape_string(unit) .. keys.STRING_END)
       name = rp and unit_record(ffi.string(rp, rn)).v
     end
+    if not name and sh then name = self:stick(sh, unit, store, version) end
     variant = name and self:variant(name) or self:choose(store, version)
     self.pending[unit] = variant.name
   end
@@ -215,6 +240,8 @@ function Experiment:flush_in(tx)
   tx.flushed_experiments = flushed
   if flushed[self] then return end
   flushed[self] = true
+  local sh = cluster.of(tx.store)
+  if sh then return self:flush_shared(tx, sh) end
   local list, faults = self.exposures, self.pending_faults
   tx:on_commit(function() self:written(list, faults) end)
   if list and #list > 0 then
@@ -253,9 +280,50 @@ function Experiment:flush_in(tx)
   end
 end
 
---- Whether exposures or fault counts wait to be written.
+-- With a cluster: the buffers go to the cluster (once: emptied as soon as
+-- it took them, so a repeated transaction cannot send them again), and what
+-- it answered, the units' variants and the totals, is written as the home's
+-- copy, in tx and in every flush after until one commits. When the cluster
+-- does not answer, everything stays buffered for the next flush, as while
+-- the home refuses writes.
+function Experiment:flush_shared(tx, sh)
+  self:push(sh)
+  local c = self.copy
+  if not c then return end
+  tx:on_commit(function() if self.copy == c then self.copy = nil end end)
+  local prefix, escaped = self.unit_prefix, {}
+  for i, unit in ipairs(c.units) do escaped[i] = keys.escape_string(unit) end
+  local added = tx:put_new_many("experiments", prefix, keys.STRING_END, escaped, c.variants)
+  for i, v in ipairs(c.variants) do
+    local key = prefix .. escaped[i] .. keys.STRING_END
+    -- A unit this home gave its own choice (the cluster away) takes the cluster's.
+    if added[i - 1] ~= 1 and unit_record(tx:get("experiments", key)).v ~= v then tx:put("experiments", key, v) end
+  end
+  cluster.write_totals(tx, self, c.counters, c.faults)
+end
+
+-- Sends the buffers to the cluster and keeps its answer in self.copy.
+function Experiment:push(sh)
+  local list, faults = self.exposures or {}, {}
+  faults.target_errors, faults.cluster_fallbacks = self.pending_faults, self.fallbacks
+  if #list == 0 and not next(faults) then return end
+  local res, err = sh:push(self, list, faults)
+  sh:say("flush", not res and ("experiment " .. self.name .. ": " .. err .. "; kept for the next flush") or nil)
+  if not res then return end
+  local c = self.copy or { units = {}, variants = {} }
+  for i = 1, #list - 1, 2 do
+    c.units[#c.units + 1] = list[i]
+    c.variants[#c.variants + 1] = res.variants[(i + 1) / 2]
+  end
+  c.counters, c.faults = res.counters, res.faults
+  self.copy = c
+  self.exposures, self.pending, self.overflowing, self.pending_faults, self.fallbacks = {}, {}, nil, nil, nil
+end
+
+--- Whether exposures, fault counts or (with a cluster) its answer wait to be written.
 function Experiment:has_work()
-  return (self.exposures ~= nil and #self.exposures > 0) or self.pending_faults ~= nil
+  return (self.exposures ~= nil and #self.exposures > 0) or self.pending_faults ~= nil or self.fallbacks ~= nil
+    or self.copy ~= nil
 end
 
 --- Writes every experiment's buffered exposures in one transaction.

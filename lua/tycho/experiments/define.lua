@@ -14,6 +14,7 @@ local status_key = shared.status_key
 local counter_key = shared.counter_key
 local put_counters = shared.put_counters
 local salt_state = shared.salt_state
+local cluster = require "tycho.experiments.cluster"
 
 local M = {}
 
@@ -116,9 +117,17 @@ function Experiment:record()
 end
 
 --- Stores the definition; a stored one keeps its status, winner and start
--- time (a restart never restarts or resumes a stopped experiment).
+-- time (a restart never restarts or resumes a stopped experiment). With a
+-- cluster, on the cluster and copied in; while the cluster does not answer,
+-- on this home (stderr says so) until a serving worker's poll publishes it.
 function Experiment:save(store)
   store = store or st()
+  local sh = cluster.of(store)
+  if sh then
+    local rec, err = sh:publish(store, self)
+    if rec then return rec end
+    sh:say("save", "experiment " .. self.name .. ": " .. err .. "; stored on this home only for now")
+  end
   return store:update(function(tx)
     local old = tx:get_json("experiments", def_key(self.name))
     local rec = self:record()
@@ -143,7 +152,12 @@ end
 function M.load(name, store, tx)
   local rec
   if tx then rec = tx:get_json("experiments", def_key(name))
-  else rec = (store or st()):view(function(t) return t:get_json("experiments", def_key(name)) end) end
+  else
+    store = store or st()
+    local sh = cluster.of(store)
+    if sh then sh:before_read(store) end
+    rec = store:view(function(t) return t:get_json("experiments", def_key(name)) end)
+  end
   if not rec then return errors.fail("not_found", "no experiment '" .. tostring(name) .. "'") end
   local def = {}
   for k, v in pairs(rec) do def[k] = v end
@@ -159,6 +173,8 @@ end
 -- home's). Unreadable records are skipped; an empty list when there are none.
 function M.list(store)
   store = store or st()
+  local sh = cluster.of(store)
+  if sh then sh:before_read(store) end
   local out = {}
   store:view(function(tx)
     for _, v in tx:scan("experiments", { prefix = keys.pack("s", "d") }) do

@@ -30,9 +30,14 @@
 -- Writes from the request path (exposures) are buffered and written in one
 -- transaction every 200 ms; events and feedback are written at once.
 --
+-- With a cluster (TYCHO_CLUSTER, `tycho --cluster URL`) definitions,
+-- status, counters, units' variants and outcomes are shared by every home
+-- and this database is each home's copy, still the read path
+-- (experiments/cluster.lua: its keys, and what happens when it is away).
+--
 -- The parts, beside this file: records.lua (the class, the layout, what
 -- outcomes move), define.lua, assign.lua, events.lua (and stopping),
--- results.lua, timeline.lua (the results over time); the feedback join
+-- results.lua, timeline.lua (the results over time), cluster.lua; the feedback join
 -- lives with monitoring (monitor/feedback.lua).
 local shared = require "tycho.experiments.records"
 local definition = require "tycho.experiments.define"

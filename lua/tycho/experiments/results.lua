@@ -9,6 +9,7 @@ local Experiment = shared.Experiment
 local st = shared.st
 local def_key = shared.def_key
 local fault_key = shared.fault_key
+local cluster = require "tycho.experiments.cluster"
 local definition = require "tycho.experiments.define"
 local assignment = require "tycho.experiments.assign"
 local mean_of = assignment.mean_of
@@ -27,6 +28,8 @@ local function num_or_null(x) return (x == x and x ~= math.huge and x ~= -math.h
 --- Results per variant, as GET /v1/experiments/{name} answers them.
 function Experiment:results(store)
   store = store or st()
+  local sh = cluster.of(store)
+  if sh then sh:before_results(store, self) end
   local c = self:read_counters(store, true)
   local rec, faults = store:view(function(tx)
     return tx:get_json("experiments", def_key(self.name)), tx:get_json("experiments", fault_key(self.name))
@@ -74,7 +77,9 @@ function Experiment:results(store)
            started_at = rec.started_at and timeutil.format(rec.started_at) or json.null,
            stopped_at = rec.stopped_at and timeutil.format(rec.stopped_at) or json.null,
            srm_p_value = srm, target_errors = (faults and faults.target_errors) or 0,
-           rejected_events = (faults and faults.rejected_events) or 0, variants = out }
+           rejected_events = (faults and faults.rejected_events) or 0, variants = out,
+           -- With a cluster: new units that got a node's own choice because it did not answer.
+           cluster_fallbacks = sh and ((faults and faults.cluster_fallbacks) or 0) or nil }
 end
 
 local fmt = require("tycho.util.pretty").number

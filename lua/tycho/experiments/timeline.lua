@@ -19,6 +19,7 @@ local timeutil = require "tycho.util.timeutil"
 local shared = require "tycho.experiments.records"
 local results = require "tycho.experiments.results"
 local assignment = require "tycho.experiments.assign"
+local cluster = require "tycho.experiments.cluster"
 
 local Experiment = shared.Experiment
 local history_key = shared.history_key
@@ -127,7 +128,10 @@ function Experiment:timeline(opts)
     error("timeline: buckets must be an integer from 1 to 500", 2)
   end
   local now = opts.now or timeutil.now()
-  return (opts.store or shared.st()):view(function(tx)
+  local store = opts.store or shared.st()
+  local sh = cluster.of(store)
+  if sh then sh:before_results(store, self) end
+  return store:view(function(tx)
     local rec = tx:get_json("experiments", shared.def_key(self.name)) or self:record()
     local from, to, last = span_of(rec, window, now)
     local step = math.ceil((to - from) / HOUR / buckets) * HOUR
