@@ -41,16 +41,22 @@ local WAIT_MS, CLAIM_IDLE_MS = 500, 30000
 
 --- The stream of a cluster's online backend (features/online_redis.lua),
 -- sharing its client. wait_ms (500) and claim_idle_ms (30000) come from
--- the cluster URL.
-function M.new(backend)
+-- the cluster URL. opts (for other streams on the same machinery, such as
+-- the prediction log's, monitor/log_stream.lua): prefix of the keys
+-- ("push"), maxlen (append trims the stream to about that many entries,
+-- XADD MAXLEN ~), budget_ms (what append may wait out a failover: the
+-- client's retry_ms by default).
+function M.new(backend, opts)
   local o = backend.opts or {}
+  opts = opts or {}
   return setmetatable({ cl = backend.cl, ns = backend.ns, wait_ms = o.wait_ms or WAIT_MS,
                         claim_idle_ms = o.claim_idle_ms or CLAIM_IDLE_MS, batch = backend.cl:batch(),
+                        prefix = opts.prefix or "push", maxlen = opts.maxlen, budget_ms = opts.budget_ms,
                         consumer = uv.os_gethostname() .. ":" .. uv.os_getpid() }, Stream)
 end
 
 --- The stream key of a view.
-function Stream:key(view) return self.ns .. "push:{" .. view .. "}" end
+function Stream:key(view) return self.ns .. self.prefix .. ":{" .. view .. "}" end
 
 --- An entry's bytes for rows { {entity, t, values, omitted}, ... }.
 function M.encode(rows) return buffer.encode(rows) end
@@ -77,9 +83,10 @@ function Stream:append(view, entry)
   local cl, b, key = self.cl, self.batch, self:key(view)
   local slot, before = cl:slot(key), moves(cl)
   b:clear()
-  b:add(slot, "XADD", key, "*", "rows", entry)
+  if self.maxlen then b:add(slot, "XADD", key, "MAXLEN", "~", self.maxlen, "*", "rows", entry)
+  else b:add(slot, "XADD", key, "*", "rows", entry) end
   b:add(slot, "WAIT", "1", self.wait_ms)
-  local ok, e = cl:exec(b)
+  local ok, e = cl:exec(b, self.budget_ms)
   if not ok then return unconfirmed(key, e) end
   local id, replicas = b:value(1), b:value(2)
   if type(id) ~= "string" then return unconfirmed(key, "XADD refused: " .. tostring(id and id.err)) end

@@ -71,20 +71,44 @@ local function apply_feedback(tx, entry, outcome, experiments, moves)
   end
 end
 
+-- Why feedback item `it` cannot be taken as it is (code, reason), or nil:
+-- it, its log key and the prediction's time (µs) otherwise.
+local function problem(it, now, retain_us)
+  local key, at = log_key(type(it) == "table" and it.prediction_id or nil)
+  if not key then return errors.invalid, "malformed prediction_id" end
+  if bad_outcome(it.outcome) then return errors.invalid, "outcome must be a number, string or boolean" end
+  if at < now - retain_us then return errors.gone, "prediction id expired (older than the log's retention)" end
+  if at > now + 60e6 then return errors.not_found, "unknown prediction id (from the future)" end
+  return nil, key, at
+end
+
+--- The result of feedback item it ({prediction_id, outcome}) checked
+-- without its prediction (a node that sends it to the cluster's feedback
+-- stream, monitor/log_stream.lua): { prediction_id, status = "accepted" },
+-- or status "rejected" with code and reason as feedback_in gives them.
+-- retain: the log's retention (seconds, 7 days); check as feedback_in's,
+-- asked with model nil.
+function M.check_item(it, retain, check)
+  local id = type(it) == "table" and it.prediction_id or nil
+  local r = { prediction_id = id == nil and json.null or id, status = "rejected" }
+  local code, reason = problem(it, timeutil.now(), (retain or 7 * 86400) * 1e6)
+  if code then r.code, r.reason = code, reason
+  else
+    local why = check and check(nil, nil, it.outcome)
+    if why then r.code, r.reason = errors.invalid, why else r.status = "accepted" end
+  end
+  return r
+end
+
 -- One feedback item: stores its outcome (once per id: MDB_NOOVERWRITE is
 -- the duplicate check) and returns its result and, when its prediction is
 -- logged, the raw log entry. Pending and rejected ones as feedback_in says.
 local function record_outcome(tx, it, now, stamp, retain_us, grace_us, check)
   local id = type(it) == "table" and it.prediction_id or nil
   local r = { prediction_id = id == nil and json.null or id, status = "rejected" }
-  local key, at = log_key(id)
+  local code, key, at = problem(it, now, retain_us)
   local outcome = type(it) == "table" and it.outcome
-  if not key then r.code, r.reason = errors.invalid, "malformed prediction_id"
-  elseif bad_outcome(outcome) then
-    r.code, r.reason = errors.invalid, "outcome must be a number, string or boolean"
-  elseif at < now - retain_us then
-    r.code, r.reason = errors.gone, "prediction id expired (older than the log's retention)"
-  elseif at > now + 60e6 then r.code, r.reason = errors.not_found, "unknown prediction id (from the future)"
+  if code then r.code, r.reason = code, key
   else
     local raw = tx:get("predictions", key)
     if check then

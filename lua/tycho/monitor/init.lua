@@ -18,6 +18,7 @@
 local json = require "tycho.util.json"
 local entries = require "tycho.monitor.entry"
 local keys = require "tycho.util.keys"
+local log_apply = require "tycho.monitor.log_apply"
 local metrics = require "tycho.ml.metrics"
 local rollup = require "tycho.monitor.rollup"
 local stats = require "tycho.experiments.stats"
@@ -193,6 +194,9 @@ end
 -- `bucket_seconds` and `t`, each slice's middle in epoch seconds, say
 -- which slices: at most `buckets`, each a whole number of periods),
 -- histograms (drift entries keep reference and live bin counts).
+-- On the home that applies a cluster's feedback stream, `feedback` counts
+-- the feedback every node accepted, since the home began applying it:
+-- { joined, unmatched (no such prediction arrived in time), duplicate }.
 function M.summary(name, opts)
   opts = opts or {}
   local window = timeutil.duration(opts.window or "1h")
@@ -201,12 +205,13 @@ function M.summary(name, opts)
               histograms = opts.histograms }
   local span = rollup.span(window, now, opts.buckets)
   local st = opts.store or assert(require("tycho.core.store").open())
-  local groups, order = {}, {}
+  local groups, order, feedback = {}, {}, nil
   local truncated, sampled_from = st:view(function(tx)
     for _, t in ipairs(rollup.traffic(tx, name, span, opts.buckets ~= nil)) do
       local g = group(groups, order, t.version, t.role)
       g.volume, g.errors, g.latency_ms, g.series = t.volume, t.errors, t.latency_ms, t.series
     end
+    feedback = log_apply.counts(tx)
     return read_entries(tx, name, span.from * 1e6, now, opts.max_records or 200000, groups, order)
   end)
   local versions = {}
@@ -222,7 +227,7 @@ function M.summary(name, opts)
   end)
   local s = { model = name, window = opts.window or "1h", from = timeutil.format(span.from * 1e6),
               to = timeutil.format(now), truncated = truncated, versions = versions,
-              sampled_from = sampled_from and timeutil.format(sampled_from) or nil }
+              sampled_from = sampled_from and timeutil.format(sampled_from) or nil, feedback = feedback }
   if opts.buckets then
     s.bucket_seconds, s.t = span.width, {}
     for b = 1, span.buckets do s.t[b] = span.from + (b - 0.5) * span.width end
@@ -236,6 +241,10 @@ local fmt = require("tycho.util.pretty").number
 function M.format(s)
   local lines = { string.format("model %s, window %s (%s .. %s)%s", s.model, s.window, s.from, s.to,
     s.truncated and ", drift and metrics from " .. s.sampled_from .. " on" or "") }
+  if s.feedback then
+    lines[#lines + 1] = string.format("feedback of every node: %d joined, %d unmatched, %d duplicate",
+      s.feedback.joined, s.feedback.unmatched, s.feedback.duplicate)
+  end
   if #s.versions == 0 then
     lines[#lines + 1] = "no predictions in the window"
     return table.concat(lines, "\n")

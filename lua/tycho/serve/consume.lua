@@ -1,10 +1,11 @@
 --- Worker 0 of a node that keeps the offline store (`tycho --cluster URL
 -- serve --offline-store ...`): applies the cluster's push streams to its
--- home, one stream per view of its catalog (fs:drain_stream).
+-- home, one stream per view of its catalog (fs:drain_stream), and the
+-- prediction log and feedback of every node (monitor/log_apply.lua).
 --
 --   consume.start(app)   -- serve/worker.lua, worker 0 only
 --
--- A pass every 200 ms drains up to 100 entries of each view; a pass that
+-- A pass every 200 ms drains up to 100 entries of each stream; a pass that
 -- found entries is followed by the next at once, so a backlog drains at
 -- full speed in steps that leave the worker's requests their turn. The
 -- views are listed again when the catalog's epoch moves (a view defined
@@ -13,6 +14,7 @@
 -- back off while the cluster does not answer.
 local uv = require "luv"
 local features = require "tycho.features"
+local log_apply = require "tycho.monitor.log_apply"
 
 local M = {}
 
@@ -27,7 +29,8 @@ Consumer.__index = Consumer
 function M.start(app)
   local fs = assert(features.open({ store = app.home }))
   if not fs.stream then error("--offline-store needs a cluster (--cluster URL or TYCHO_CLUSTER)", 0) end
-  local c = setmetatable({ fs = fs, delay = 0, views = {}, said = {} }, Consumer)
+  local c = setmetatable({ fs = fs, delay = 0, views = {}, said = {},
+                          log = log_apply.new(fs, { retain = app.log_retain }) }, Consumer)
   c.timer = uv.new_timer()
   c:arm()
   c.timer:unref()
@@ -62,20 +65,31 @@ function Consumer:view_names()
   return self.views
 end
 
---- One pass over every view; sets the delay before the next.
-function Consumer:pass()
+-- Drains every view's push stream once; whether any had entries, or nil
+-- and why one failed.
+function Consumer:drain_views()
   local busy = false
   for _, name in ipairs(self:view_names()) do
     local report, err = self.fs:drain_stream(name, { max_entries = BATCH })
-    if not report then return self:failed(name .. ": " .. tostring(err)) end
+    if not report then return nil, name .. ": " .. tostring(err) end
     if report.rejected > 0 then
       io.stderr:write(string.format("tycho serve: push stream of %s: %d rows rejected (quarantined in %s)\n", name,
         report.rejected, tostring(report.quarantine)))
     end
     busy = busy or report.entries > 0
   end
+  return busy
+end
+
+--- One pass over every view and the log streams; sets the delay before
+-- the next.
+function Consumer:pass()
+  local busy, err = self:drain_views()
+  if busy == nil then return self:failed(err) end
+  local report, lerr = self.log:pass(BATCH)
+  if not report then return self:failed("prediction log streams: " .. tostring(lerr)) end
   self.said.last = nil
-  self.delay = busy and 0 or POLL_MS
+  self.delay = (busy or report.entries > 0) and 0 or POLL_MS
 end
 
 return M

@@ -93,7 +93,8 @@ end
 -- opts.store is the home to write (default: this process's home).
 -- opts.on_flush(tx) runs in each flush's transaction (experiment
 -- exposures, pending feedback); opts.has_work() asks whether an idle log
--- should still flush for it.
+-- should still flush for it. opts.ship(batch), with a cluster, gets each
+-- batch once it is committed (monitor/log_stream.lua).
 -- Returns log(entry) -> prediction id, where entry = { model, version,
 -- inputs (a table, or a function that makes it, called only when kept),
 -- output, ms, role ("live"/"shadow"), error, experiment, variant, unit };
@@ -163,6 +164,7 @@ function M.prediction_log(opts)
       if opts.on_flush then opts.on_flush(tx) end
       if #joined > 0 then outcomes = run_waiting(tx, joined) end
     end)
+    if ok and opts.ship then opts.ship(batch) end
     if not ok then
       io.stderr:write("tycho serve: prediction log: ", tostring(res), "\n")
       -- Kept for the next flush (bounded: a store that keeps failing must

@@ -2,7 +2,10 @@
 -- built-in routes of DESIGN.md, the work each prediction-log flush does for
 -- them, the alert timer, and their Prometheus gauges.
 local experiments = require "tycho.experiments"
+local feedback_check = require "tycho.monitor.feedback"
 local hosted = require "tycho.serve.hosted"
+local experiments_follow = require "tycho.serve.experiments_follow"
+local cluster = require "tycho.experiments.cluster"
 local json = require "tycho.util.json"
 local monitor = require "tycho.monitor"
 local timeutil = require "tycho.util.timeutil"
@@ -63,6 +66,24 @@ local function outcome_check(app)
   end
 end
 
+-- With a cluster, feedback is checked here and joined where every node's
+-- predictions land (monitor/log_stream.lua): accepted once a replica holds
+-- it, else 503 (the client sends it again; applying it twice counts once).
+local function shared_feedback(app, http, body, items)
+  local res = { accepted = 0, duplicate = 0, pending = 0, rejected = 0, results = {} }
+  local ok_items = {}
+  for i, it in ipairs(items) do
+    local r = feedback_check.check_item(it, app.log_retain, app.check_outcome)
+    res.results[i], res[r.status] = r, res[r.status] + 1
+    if r.status == "accepted" then ok_items[#ok_items + 1] = it end
+  end
+  if #ok_items > 0 then
+    local id, err = app.log_shipper:feedback(ok_items)
+    if not id then http.error(503, "unavailable", tostring(err)) end
+  end
+  return feedback_answer(http, body, true, res)
+end
+
 local function feedback(app, http, req)
   local body = req:json()
   local items = body
@@ -71,6 +92,7 @@ local function feedback(app, http, req)
     http.error(400, "bad_request", 'expected {"prediction_id": "...", "outcome": ...} or a list of them')
   end
   http.check_count(app, #items, "items", "feedback entries")
+  if app.log_shipper then return shared_feedback(app, http, body, items) end
   local opts = { experiments = app.experiments, retain = app.log_retain, check = app.check_outcome }
   return write_then_answer(app, req, function(tx) return experiments.feedback_in(tx, items, opts) end,
     function(ok, res) return feedback_answer(http, body, ok, res) end)
@@ -122,6 +144,12 @@ function M.add(app, http)
     if e:status() == "stopped" then
       http.error(409, "experiment_stopped", "experiment " .. e.name .. " is stopped; its results are final")
     end
+    if cluster.of(app.home or store()) then
+      -- Shared: answered by the cluster, which holds every node's units.
+      local res, err, code = e:record_events(body.events, app.home)
+      if not res then http.fail(err, code) end
+      return events_answer(http, true, res)
+    end
     return write_then_answer(app, req, function(tx) return e:record_events_in(tx, body.events) end,
       function(ok, res) return events_answer(http, ok, res) end)
   end)
@@ -143,10 +171,12 @@ function M.add(app, http)
 end
 
 --- Stores the app's experiment definitions (a stored status survives), in
--- st (the worker's home) or this process's home.
+-- st (the worker's home) or this process's home, and with a cluster
+-- follows the experiments shared on it.
 function M.start(app, st)
   st = st or store()
   for _, e in pairs(app.experiments) do e:save(st) end
+  experiments_follow.start(app, st)  -- with a cluster, the other homes' changes and traffic
 end
 
 --- The work of each prediction-log flush: experiment exposures, and
@@ -291,6 +321,7 @@ function M.prometheus(app, line, label)
       end
     end
   end
+  if app.log_shipper then app.log_shipper:prometheus(line) end
   gauge(line, "tycho_alert_firing", "1 while an alert rule's condition holds (first worker).")
   for _, rule in ipairs(app.alerts) do
     local subject = rule.view and string.format('view="%s"', label(rule.view))

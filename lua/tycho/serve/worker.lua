@@ -9,6 +9,7 @@ local store_mod = require "tycho.core.store"
 local timeutil = require "tycho.util.timeutil"
 local http = require "tycho.serve.http"
 local log = require "tycho.serve.log"
+local log_stream = require "tycho.monitor.log_stream"
 local serving_routes = require "tycho.serve.serving_routes"
 local watch = require "tycho.serve.watch"
 local follow = require "tycho.serve.follow"
@@ -85,11 +86,13 @@ function M.worker(opts)
     local log_opts = app.opts.prediction_log or {}
     app.log_retain = timeutil.duration(opts.log_retention or log_opts.retain or "7d")
     local hook, has_work = watch.on_flush(app)
+    -- With a cluster, every flush and feedback also go to the node that keeps the offline store.
+    app.log_shipper = cluster and cluster ~= "" and log_stream.shipper(cluster) or nil
     app.log, app.flush_log, app.commit_log = log.prediction_log {
       store = home, retain = opts.log_retention or log_opts.retain, sample_every = log_opts.sample_every,
       interval_ms = log_opts.interval_ms, group_ms = log_opts.group_ms, group_max = log_opts.group_max,
       all_waiting = internal.http_all_waiting,
-      on_flush = hook, has_work = has_work }
+      on_flush = hook, has_work = has_work, ship = app.log_shipper and function(b) app.log_shipper:ship(b) end }
   end
   if opts.worker == 0 and #app.alerts > 0 then watch.start_alerts(app) end
   if next(app.hosted) then
