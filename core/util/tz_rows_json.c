@@ -103,12 +103,17 @@ typedef struct {
     const char *p, *end;
 } scan;
 
-static void skip_ws(scan *s)
+/* JSON's whitespace: space, tab, line feed, carriage return. */
+static const unsigned char WS[256] = { [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1 };
+
+static inline void skip_ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t')) s->p++;
+    const char *p = s->p;
+    while (p < s->end && WS[(unsigned char)*p]) p++;
+    s->p = p;
 }
 
-static int take(scan *s, char c)
+static inline int take(scan *s, char c)
 {
     skip_ws(s);
     if (s->p < s->end && *s->p == c) {
@@ -158,59 +163,61 @@ static int column_key(const tz_rows_index *ix, scan *s, int guess, const char **
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* A JSON number (RFC 8259 grammar) that is finite as a double, or 0. */
+/* A JSON number's text from b up to e, to a double by strtod: finite, or 0. */
+static int number_slow(const char *b, const char *e, double *out)
+{
+    char buf[128];
+    size_t n = (size_t)(e - b);
+    if (n >= sizeof buf) return 0; /* the general path reads it */
+    memcpy(buf, b, n);
+    buf[n] = '\0';
+    double v = strtod(buf, NULL);
+    if (!isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+static inline int is_digit(char c) { return (unsigned)(c - '0') < 10; }
+
+/* A JSON number (RFC 8259 grammar) that is finite as a double, or 0. Up
+ * to 19 digits in all are read as one integer mantissa; when it is at most
+ * 2^53 and the power of ten at most 22, one multiplication or division
+ * rounds exactly (Clinger), else strtod reads the text. */
 static int number(scan *s, double *out)
 {
     skip_ws(s);
     const char *b = s->p, *e = s->end, *p = b;
-    int neg = 0;
-    if (p < e && *p == '-') neg = 1, p++;
-    if (p == e || *p < '0' || *p > '9') return 0;
+    int neg = p < e && *p == '-';
+    p += neg;
+    const char *digits = p;
     uint64_t mant = 0;
-    int digits = 0, scale = 0; /* value = mant * 10^scale, while digits <= 19 */
-    if (*p == '0') p++;
-    else
-        while (p < e && *p >= '0' && *p <= '9') {
-            if (digits < 19) mant = mant * 10 + (uint64_t)(*p - '0'), digits += mant > 0;
-            else scale++;
-            p++;
-        }
+    while (p < e && is_digit(*p)) mant = mant * 10 + (uint64_t)(*p++ - '0');
+    long n_int = p - digits;
+    if (n_int == 0 || (n_int > 1 && *digits == '0')) return 0; /* no digit, or a leading zero */
+    long n_frac = 0;
     if (p < e && *p == '.') {
-        p++;
-        if (p == e || *p < '0' || *p > '9') return 0;
-        while (p < e && *p >= '0' && *p <= '9') {
-            if (digits < 19) mant = mant * 10 + (uint64_t)(*p - '0'), digits += mant > 0, scale--;
-            p++;
-        }
+        const char *f = ++p;
+        while (p < e && is_digit(*p)) mant = mant * 10 + (uint64_t)(*p++ - '0');
+        n_frac = p - f;
+        if (n_frac == 0) return 0;
     }
-    int exp = 0;
-    if (p < e && (*p == 'e' || *p == 'E')) {
+    int exp = 0, has_exp = p < e && (*p == 'e' || *p == 'E');
+    if (has_exp) {
         p++;
         int eneg = 0;
-        if (p < e && (*p == '+' || *p == '-')) eneg = *p == '-', p++;
-        if (p == e || *p < '0' || *p > '9') return 0;
-        while (p < e && *p >= '0' && *p <= '9') {
+        if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p == e || !is_digit(*p)) return 0;
+        while (p < e && is_digit(*p)) {
             if (exp < 100000) exp = exp * 10 + (*p - '0');
             p++;
         }
         if (eneg) exp = -exp;
     }
     s->p = p;
-    int e10 = scale + exp;
-    double v;
-    if (digits <= 19 && mant <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
-        v = (double)mant;
-        v = e10 < 0 ? v / POW10[-e10] : v * POW10[e10];
-    } else {
-        char buf[128];
-        size_t n = (size_t)(p - b);
-        if (n >= sizeof buf) return 0; /* the general path reads it */
-        memcpy(buf, b, n);
-        buf[n] = '\0';
-        v = strtod(buf, NULL);
-        if (!isfinite(v)) return 0;
-        neg = 0; /* strtod kept the sign */
-    }
+    long e10 = exp - n_frac;
+    if (n_int + n_frac > 19 || mant > (1ull << 53) || e10 < -22 || e10 > 22) return number_slow(b, p, out);
+    double v = (double)mant;
+    v = e10 < 0 ? v / POW10[-e10] : v * POW10[e10];
     *out = neg ? -v : v;
     return 1;
 }
