@@ -68,8 +68,34 @@ static size_t short_decimal(char *buf, double v)
 }
 
 /* 10^k, exact as a long double for k <= 27 (5^27 < 2^64). */
-static const long double LPOW10[21] = { 1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
-                                        1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L };
+static const long double LPOW10[28] = { 1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
+                                        1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                        1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L };
+
+/* The digits of d in "%g"'s exponent form, D[.DDD]e-XX (at least two
+ * exponent digits); returns the length. */
+static size_t write_exponent(char *buf, int negative, uint64_t d, int e10)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + d % 10);
+        d /= 10;
+    } while (d);
+    char *p = buf;
+    if (negative) *p++ = '-';
+    *p++ = digits[n - 1];
+    if (n > 1) *p++ = '.';
+    for (int i = n - 2; i >= 0; i--) *p++ = digits[i];
+    *p++ = 'e';
+    *p++ = e10 < 0 ? '-' : '+';
+    int x = e10 < 0 ? -e10 : e10;
+    if (x >= 100) *p++ = (char)('0' + x / 100);
+    *p++ = (char)('0' + x / 10 % 10);
+    *p++ = (char)('0' + x % 10);
+    *p = '\0';
+    return (size_t)(p - buf);
+}
 /* Whether the long double q lies so near the midpoint between `to` (q
  * rounded to a double) and its neighbour that the rounding of the exact
  * value it stands for cannot be trusted. */
@@ -80,7 +106,8 @@ static int near_midpoint(long double q, double to)
     return fabsl(fabsl(diff) - (long double)side / 2) < (long double)side / 1024;
 }
 
-/* v in "%.Pg"'s fixed form for the least P of 15, 16, 17 that reads back,
+/* v in "%.Pg"'s form for the least P of 15, 16, 17 that reads back (fixed
+ * from 1e-4, exponent form below: down to 1e-11, as small probabilities are),
  * from integer digits: the digits are a * 10^k rounded (one long double
  * product: within 2^-64 of exact, so the rounding is exact unless the
  * fraction is within 1/100 of a half), read back as their quotient by 10^k
@@ -89,11 +116,11 @@ static int near_midpoint(long double q, double to)
 static size_t long_decimal(char *buf, double v)
 {
     double a = fabs(v);
-    if (LDBL_MANT_DIG < 64 || !(a >= 1e-4 && a < 1e15)) return 0;
+    if (LDBL_MANT_DIG < 64 || !(a >= 1e-11 && a < 1e15)) return 0;
     int e10 = (int)floor(log10(a));
     for (int p = 15; p <= 17; p++) {
         int k = p - 1 - e10;
-        if (k < 0 || k > 20) return 0;
+        if (k < 0 || k > 27) return 0;
         long double scaled = (long double)a * LPOW10[k];
         long double frac = scaled - floorl(scaled);
         if (fabsl(frac - 0.5L) < 0.01L) return 0;
@@ -104,7 +131,7 @@ static size_t long_decimal(char *buf, double v)
         if (near_midpoint(q, back)) return 0;
         if (back != a) continue;
         while (d % 10 == 0 && k > 0) d /= 10, k--; /* "%g" drops trailing zeros */
-        return write_decimal(buf, v < 0, d, k);
+        return e10 < -4 ? write_exponent(buf, v < 0, d, e10) : write_decimal(buf, v < 0, d, k);
     }
     return 0;
 }

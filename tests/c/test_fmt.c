@@ -86,6 +86,25 @@ int main(void)
         }
     }
     ok(same, "300000 doubles of 16 and 17 digits from 1e-4 to 1e15 as printf's shortest form");
+    /* Small ones in exponent form (a confident model's probabilities), and
+     * a little past the range the fast path takes. */
+    same = 1;
+    for (int i = 0; i < 300000 && same; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v = pow(10, -12 + 8.0 * (double)(x >> 11) / 9007199254740992.0);
+        if (i % 3 == 1) v = nextafter(v, 0);
+        if (i % 7 == 3) v = 1 / (1 + exp(-(-25 + 20.0 * (double)(x >> 11) / 9007199254740992.0)));
+        if (i % 5 == 2) v = -v;
+        char want[TZ_FMT_DOUBLE_MAX];
+        reference(want, v);
+        if (strcmp(fmt(v), want) != 0) {
+            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
+            same = 0;
+        }
+    }
+    ok(same, "300000 doubles from 1e-12 to 1e-4 (and sigmoids) as printf's shortest form, exponent form included");
+    is_str(fmt(1e-5), "1e-05", "a small power of ten");
+    is_str(fmt(1.2345e-7), "1.2345e-07", "a small short decimal");
 
     static const int64_t ints[] = { 0, 7, -7, 10, 99, 100, 1234567890123LL, -1000000000000000000LL,
                                     INT64_MAX, INT64_MIN };
