@@ -85,12 +85,7 @@ function M.duration(v)
   return tonumber(n) * mult[unit]
 end
 
---- Microseconds now.
-local gettimeofday = require("luv").gettimeofday
-
-function M.now()
-  local s, us = gettimeofday()  -- two values: seconds, microseconds
-  return s * 1e6 + us
-end
+--- Microseconds now (the wall clock).
+M.now = require("tycho.core.base").now_us
 
 return M

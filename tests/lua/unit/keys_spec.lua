@@ -48,4 +48,14 @@ describe("tycho.keys", function()
       assert.equal(keys.pack("s s", "p", v), keys.pack("s", "p") .. keys.escape_string(v) .. keys.STRING_END)
     end
   end)
+
+  it("packs the prediction log's keys (pack_i64_s) as pack('i64 s') does, whatever the time", function()
+    local times = { 0, 1, -1, 255, -256, 1796565811917059, -1796565811917059, 9007199254740991, -9007199254740991,
+                    2 ^ 60, -2 ^ 60, 123456789012345678LL, -5LL }
+    for _ = 1, 2000 do times[#times + 1] = math.floor((math.random() - 0.5) * 2 ^ 53) end
+    for _, t in ipairs(times) do
+      local id = "id-" .. tostring(t)
+      assert.equal(keys.pack("i64 s", t, id), keys.pack_i64_s(t, id))
+    end
+  end)
 end)
