@@ -371,8 +371,16 @@ end
 -- transaction per reader is renewed when anything was committed since its
 -- snapshot (by any process; else reused), so each read sees the latest
 -- commit without the cost of a new transaction.
+local new_point_reader
+
 function Store:point_reader(db)
-  if self.point_readers[db] then return self.point_readers[db] end
+  -- The lookup apart from the making: a function that returns before
+  -- locals its closures capture leaves their scope with UCLO, which
+  -- LuaJIT does not compile (every fs:online call aborted its trace here).
+  return self.point_readers[db] or new_point_reader(self, db)
+end
+
+new_point_reader = function(self, db)
   -- The handle must outlive any one transaction (tz_store_db commits the
   -- one that opens it) and exist before the parked transaction begins: a
   -- transaction only knows the handles opened before it.

@@ -23,7 +23,7 @@ end
 
 -- Resolves refs to { [view] = per-call view (wanted features) } and the
 -- ordered list of {view, feature, ref}. Runs inside the caller's read txn.
-local parse_refs_uncached
+local parse_refs_uncached, parse_refs_in_txn
 
 local function parse_refs(fs, refs, tx)
   if type(refs) == "string" then refs = { refs } end
@@ -42,7 +42,7 @@ local function parse_refs(fs, refs, tx)
   end
   local hit = fs.refs_cache[key]
   if hit and hit.epoch == epoch then return hit.views, hit.order end
-  if not tx then return fs.store:view(function(t) return parse_refs(fs, refs, t) end) end
+  if not tx then return parse_refs_in_txn(fs, refs) end
   local views, order, code = parse_refs_uncached(fs, refs, tx)
   if views then
     if fs.refs_cached > 1000 then fs.refs_cache, fs.refs_cached = {}, 0 end
@@ -50,6 +50,13 @@ local function parse_refs(fs, refs, tx)
     fs.refs_cached = fs.refs_cached + 1
   end
   return views, order, code
+end
+
+-- The closure apart: one in parse_refs would close its locals with UCLO
+-- on every return, which LuaJIT does not compile (the cache hit above is
+-- the serving path).
+function parse_refs_in_txn(fs, refs)
+  return fs.store:view(function(t) return parse_refs(fs, refs, t) end)
 end
 
 function parse_refs_uncached(fs, refs, tx)

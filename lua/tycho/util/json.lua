@@ -117,10 +117,28 @@ local function as_array(t)
   return n > 0 and (max <= 10 or max <= 2 * n), max
 end
 
+-- Short strings as JSON, remembered: an answer's keys, statuses and labels
+-- repeat from one request to the next, and lua-cjson makes a buffer for
+-- every call (most of a small answer's encoding). Bounded: reset when full.
+local QUOTED_MAX, QUOTED_LEN = 4096, 64
+local quoted, n_quoted = {}, 0
+local function quote(s)
+  local q = quoted[s]
+  if q then return q end
+  q = cjson.encode(s)
+  if #s <= QUOTED_LEN then
+    if n_quoted >= QUOTED_MAX then quoted, n_quoted = {}, 0 end
+    quoted[s], n_quoted = q, n_quoted + 1
+  end
+  return q
+end
+
 local function exact(v, depth)
   local t = type(v)
   if t == "number" then
     exact_out:put(json_number(v))
+  elseif t == "string" then
+    exact_out:put(quote(v))
   elseif t ~= "table" then
     exact_out:put(cjson.encode(v) or error("json.encode_exact: cannot encode a " .. t, 0))
   elseif v == EMPTY then
@@ -143,7 +161,7 @@ local function exact(v, depth)
     for k, x in pairs(v) do
       if not first then exact_out:put(",") end
       first = false
-      exact_out:put(cjson.encode(tostring(k)), ":")
+      exact_out:put(quote(tostring(k)), ":")
       exact(x, depth + 1)
     end
     exact_out:put("}")
