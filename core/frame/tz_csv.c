@@ -450,11 +450,11 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
 }
 
 /* ---- the fast path ---------------------------------------------------------
- * Most records of a numeric file are plain numbers between delimiters: read
- * where they lie, with no field list and no second pass over the bytes. A
- * record with anything else (quotes, spaces, null markers, exponents, more
- * than 15 significant digits, text columns) takes the general path, which
- * gives the same values. */
+ * Most records of a data file are plain numbers and unquoted text between
+ * delimiters: read where they lie, with no field list and no second pass
+ * over the bytes. A record with anything else (quotes, spaces around
+ * numbers, null markers, exponents, more than 15 significant digits,
+ * booleans) takes the general path, which gives the same values. */
 
 /* A decimal from s up to end: sign, digits, fraction, at most 15
  * significant digits (exact, as parse_f64's fast case). The byte after it,
@@ -493,9 +493,23 @@ static inline const char *fast_i64(const char *s, const char *end, int64_t *out)
     return s;
 }
 
+/* A text field from s up to the delimiter or end, unquoted and not a null
+ * marker, interned in c's dictionary. The byte after it, or NULL. */
+static inline const char *fast_str(const builder *b, tz_column *c, const char *s, const char *end, char delim,
+                                   int32_t *code)
+{
+    if (s < end && *s == '"') return NULL;
+    const char *e = s;
+    while (e < end && *e != delim) e++;
+    if (is_na(&b->na, s, (size_t)(e - s))) return NULL;
+    *code = tz_dict_intern(c->dict, s, (size_t)(e - s));
+    return *code < 0 ? NULL : e;
+}
+
 /* The record at r->pos stored straight from the buffer when its line is
- * whole there and every field is a plain number of its column's type: 1.
- * 0 leaves the record to the general path (the row is then rewritten). */
+ * whole there and every field is a plain number of its column's type or
+ * unquoted text: 1. 0 leaves the record to the general path (the row is
+ * then rewritten). */
 static int fast_record(reader *r, builder *b)
 {
     const char *p = r->buf + r->pos, *end = r->buf + r->len;
@@ -508,6 +522,7 @@ static int fast_record(reader *r, builder *b)
         tz_column *c = b->cols[j];
         const char *q = c->type == TZ_COL_F64   ? fast_f64(p, stop, &((double *)c->data)[row])
                         : c->type == TZ_COL_I64 ? fast_i64(p, stop, &((int64_t *)c->data)[row])
+                        : c->type == TZ_COL_STR ? fast_str(b, c, p, stop, delim, &((int32_t *)c->data)[row])
                                                 : NULL;
         if (!q) return 0;
         if (j + 1 == b->n_cols) {
