@@ -57,10 +57,15 @@ describe("the predict path under LuaJIT", function()
     end
     local out = watch("/get-online-features", { features = refs, entities = { email_id = { "email-00001" } } })
     local doc = assert(json.decode(out:match("{.*}") or ""), out)
-    local lasting = {}
+    -- What cannot compile fails it; where LuaJIT chooses to start traces in
+    -- the answer's encoder (inner or leaving loops, settled by starting
+    -- elsewhere) varies from run to run and does not.
+    local never = {}
     for where, n in pairs(doc.aborts) do
-      if n > 1 or not where:find("leaving loop in root trace", 1, true) then lasting[where] = n end
+      if where:find("NYI", 1, true) or where:find("blacklist", 1, true) or where:find("disabled", 1, true) then
+        never[where] = n
+      end
     end
-    assert.same({}, lasting)
+    assert.same({}, never)
   end)
 end)
