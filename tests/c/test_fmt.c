@@ -22,6 +22,30 @@ static void reference(char *buf, double v)
     for (int p = 16; p <= 17 && strtod(buf, NULL) != v; p++) snprintf(buf, TZ_FMT_DOUBLE_MAX, "%.*g", p, v);
 }
 
+/* 300000 doubles spread over 10^lo .. 10^(lo + decades), each third one's
+ * neighbour below, each fifth negated (with sigmoids: each seventh a
+ * logistic of -25 .. -5), written as printf's shortest form writes them. */
+static int like_printf(uint64_t *state, double lo, double decades, int sigmoids)
+{
+    uint64_t x = *state;
+    int same = 1;
+    for (int i = 0; i < 300000 && same; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double u = (double)(x >> 11) / 9007199254740992.0, v = pow(10, lo + decades * u);
+        if (i % 3 == 1) v = nextafter(v, 0);
+        if (sigmoids && i % 7 == 3) v = 1 / (1 + exp(-(-25 + 20.0 * u)));
+        if (i % 5 == 2) v = -v;
+        char want[TZ_FMT_DOUBLE_MAX];
+        reference(want, v);
+        if (strcmp(fmt(v), want) != 0) {
+            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
+            same = 0;
+        }
+    }
+    *state = x;
+    return same;
+}
+
 int main(void)
 {
     is_str(fmt(33.6), "33.6", "33.6 prints as written, not 33.600000000000001");
@@ -72,37 +96,11 @@ int main(void)
     ok(same, "300000 short decimals and their neighbours as printf's shortest form");
     /* Doubles of 16 and 17 digits across the fixed range, and each one's
      * neighbours: the same text as printf's shortest form. */
-    same = 1;
-    for (int i = 0; i < 300000 && same; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        double v = pow(10, -4 + 19.0 * (double)(x >> 11) / 9007199254740992.0);
-        if (i % 3 == 1) v = nextafter(v, 0);
-        if (i % 5 == 2) v = -v;
-        char want[TZ_FMT_DOUBLE_MAX];
-        reference(want, v);
-        if (strcmp(fmt(v), want) != 0) {
-            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
-            same = 0;
-        }
-    }
-    ok(same, "300000 doubles of 16 and 17 digits from 1e-4 to 1e15 as printf's shortest form");
+    ok(like_printf(&x, -4, 19, 0), "300000 doubles of 16 and 17 digits from 1e-4 to 1e15 as printf's shortest form");
     /* Small ones in exponent form (a confident model's probabilities), and
      * a little past the range the fast path takes. */
-    same = 1;
-    for (int i = 0; i < 300000 && same; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        double v = pow(10, -12 + 8.0 * (double)(x >> 11) / 9007199254740992.0);
-        if (i % 3 == 1) v = nextafter(v, 0);
-        if (i % 7 == 3) v = 1 / (1 + exp(-(-25 + 20.0 * (double)(x >> 11) / 9007199254740992.0)));
-        if (i % 5 == 2) v = -v;
-        char want[TZ_FMT_DOUBLE_MAX];
-        reference(want, v);
-        if (strcmp(fmt(v), want) != 0) {
-            fprintf(stderr, "# %.17g: wrote %s, printf's shortest %s\n", v, fmt(v), want);
-            same = 0;
-        }
-    }
-    ok(same, "300000 doubles from 1e-12 to 1e-4 (and sigmoids) as printf's shortest form, exponent form included");
+    ok(like_printf(&x, -12, 8, 1),
+       "300000 doubles from 1e-12 to 1e-4 (and sigmoids) as printf's shortest form, exponent form included");
     is_str(fmt(1e-5), "1e-05", "a small power of ten");
     is_str(fmt(1.2345e-7), "1.2345e-07", "a small short decimal");
 
