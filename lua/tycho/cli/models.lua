@@ -55,14 +55,17 @@ local function section(title, t)
   for _, k in ipairs(names) do print(string.format("  %-22s %s", tostring(k), out.cell(t[k]))) end
 end
 
+-- Who made a history entry, and on which home when a cluster shares the registry.
+local function by_whom(h) return h.home and (h.who .. " on " .. h.home) or h.who end
+
 local function history_line(h)
   local null = json.null
   if h.kind == "policy" then
     return string.format("  %s  %-12s policy %s  by %s", h.at, h.alias,
-      h.policy == null and "removed" or json.encode(h.policy), h.who)
+      h.policy == null and "removed" or json.encode(h.policy), by_whom(h))
   end
   local from = (h.from == nil or h.from == null) and "-" or h.from
-  return string.format("  %s  %-12s %s -> %s  by %s (%s)%s", h.at, h.alias, from, h.to, h.who, h.why,
+  return string.format("  %s  %-12s %s -> %s  by %s (%s)%s", h.at, h.alias, from, h.to, by_whom(h), h.why,
     h.forced and ("; forced: " .. tostring(h.reason) .. "; overrode: " .. table.concat(h.overrode or {}, "; "))
       or ((h.approved_by and h.approved_by ~= null and ("; approved by " .. h.approved_by) or "")
         .. (type(h.gates) == "table" and ("; checked: " .. table.concat(h.gates, ", ")) or "")))

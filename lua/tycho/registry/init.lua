@@ -8,7 +8,10 @@
 -- Keys: "model/NAME" (versions, aliases), "version/NAME/VERSION" (metadata
 -- JSON), "artifact/NAME/VERSION" (bytes), "history/NAME/SEQ" (alias moves).
 -- Every change is one write transaction, so concurrent registrations get
--- distinct versions and a crash leaves no half-registered version.
+-- distinct versions and a crash leaves no half-registered version. With a
+-- cluster, the registry is shared by every home on it (registry/shared.lua):
+-- each change commits there first, and the home's database is the copy
+-- reads look at.
 local json = require "tycho.util.json"
 local keys = require "tycho.util.keys"
 local pipeline = require "tycho.ml.pipeline"
@@ -21,6 +24,7 @@ local options = require "tycho.util.options"
 local errors = require "tycho.util.errors"
 local xgboost = require "tycho.ml.xgboost"
 local publish = require "tycho.registry.publish"
+local shared = require "tycho.registry.shared"
 
 local M = {}
 local Registry = {}
@@ -32,7 +36,8 @@ M.MAX_ARTIFACT_BYTES = xgboost.MAX_FILE_BYTES
 
 --- Opens the registry of a home (default: this process's). opts: home,
 -- store, cluster (a Redis Cluster URL alias moves are published on, see
--- registry/publish.lua; default $TYCHO_CLUSTER, false: none). Returns the
+-- registry/publish.lua, and the registry itself shared there, see
+-- registry/shared.lua; default $TYCHO_CLUSTER, false: none). Returns the
 -- registry or nil, message, "unavailable" (the store's own code, a
 -- tz_strerror name, is not one of tycho.util.errors).
 function M.open(opts)
@@ -41,6 +46,47 @@ function M.open(opts)
   local cluster = opts and opts.cluster
   if cluster == nil then cluster = os.getenv("TYCHO_CLUSTER") end
   return setmetatable({ store = st, cluster = cluster ~= "" and cluster or nil }, Registry)
+end
+
+-- The registry shared on the cluster (joined when first wanted, so that
+-- opening needs no cluster), or nil, message, code.
+local function shared_of(self)
+  return shared.of(self.store, self.cluster)
+end
+
+-- fn(tx) in a read transaction of the home's database, brought up to date
+-- with the cluster's registry first when there is one (the copy as it is,
+-- said once, when the cluster does not answer).
+local function read(self, fn)
+  if self.cluster then shared.before_read(self.store, self.cluster) end
+  return self.store:view(fn)
+end
+
+-- fn(tx) as one write transaction: of the home's database, or committed on
+-- the cluster first when there is one (refused, "unavailable", when it does
+-- not answer: never written on this home alone).
+local function change(self, fn)
+  if not self.cluster then return self.store:update(fn) end
+  local sh, err, code = shared_of(self)
+  if not sh then return nil, err, code end
+  return sh:change(self.store, fn)
+end
+
+-- The artifact bytes of a version: the home's, or the cluster's (fetched,
+-- verified and kept) for a version registered on another home. nil,
+-- message, code when neither has them.
+local function artifact_of(self, name, version)
+  local bytes, sha = self.store:view(function(tx)
+    local meta = tx:get_json("registry", "version/" .. name .. "/" .. version)
+    return tx:get("registry", "artifact/" .. name .. "/" .. version), meta and meta.sha256
+  end)
+  if bytes then return bytes end
+  if not (self.cluster and sha) then
+    return errors.fail("not_found", "model " .. name .. " " .. version .. " has no artifact on this home")
+  end
+  local sh, err, code = shared_of(self)
+  if not sh then return nil, err, code end
+  return sh:artifact(self.store, name, version, sha)
 end
 
 local function valid_name(name)
@@ -181,7 +227,7 @@ function Registry:register(name, pipe, opts)
   if not measured then return nil, eerr, ecode end
   local ev = measured.evaluation
   local code = code_fingerprint()
-  return self.store:update(function(tx)
+  return change(self, function(tx)
     local model = tx:get_json("registry", "model/" .. name) or { name = name, versions = {}, aliases = {}, history_seq = 0 }
     local version = next_version(model, opts)
     if tx:get_json("registry", "version/" .. name .. "/" .. version) then
@@ -235,7 +281,7 @@ end
 
 --- Registered models: { {name, latest, versions = n, aliases = {...}} }.
 function Registry:list()
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     local out = {}
     for _, v in tx:scan("registry", { prefix = "model/" }) do
       local m = json.decode(v)
@@ -258,7 +304,7 @@ end
 
 --- Metadata of a version or alias (default: latest), or nil, message.
 function Registry:get(name, ref)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     local version, model, code = resolve(tx, name, ref)
     if not version then return nil, model, code end
     local meta = tx:get_json("registry", "version/" .. name .. "/" .. version)
@@ -274,21 +320,19 @@ end
 --- The pipeline of a version or alias, loaded from its artifact (checked);
 -- or nil, message, code.
 function Registry:load(name, ref)
-  local bytes, err, code = self.store:view(function(tx)
-    local version, e, ecode = resolve(tx, name, ref)
-    if not version then return nil, e, ecode end
-    return tx:get("registry", "artifact/" .. name .. "/" .. version), version
-  end)
-  if not bytes then return nil, err, code end
+  local version, err, code = read(self, function(tx) return resolve(tx, name, ref) end)
+  if not version then return nil, err, code end
+  local bytes, berr, bcode = artifact_of(self, name, version)
+  if not bytes then return nil, berr, bcode end
   local p, perr, pcode = pipeline.from_bytes(bytes)
-  if not p then return nil, name .. "@" .. tostring(err) .. ": " .. perr, pcode end
-  p.registry_version = err
+  if not p then return nil, name .. "@" .. version .. ": " .. perr, pcode end
+  p.registry_version = version
   return p
 end
 
 --- Versions of a model, oldest first, with their metadata.
 function Registry:versions(name)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     local model = tx:get_json("registry", "model/" .. name)
     if not model then return errors.fail("not_found", "no model named '" .. tostring(name) .. "'") end
     local out = {}
@@ -331,7 +375,7 @@ end
 -- served). Returns { { name, version, latest, aliases, reads } } by model
 -- then version; reads lists the refs (or "training data") that tie it.
 function Registry:readers(view, also)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     local out = {}
     for _, raw in tx:scan("registry", { prefix = "model/" }) do
       local model = json.decode(raw)
@@ -357,7 +401,7 @@ end
 
 --- Every alias move of a model, oldest first: {alias, from, to, who, at, why}.
 function Registry:history(name)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     if not tx:get_json("registry", "model/" .. name) then
       return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
     end
@@ -372,7 +416,7 @@ end
 -- false when it has none (registered without a holdout, or before
 -- evaluations were kept); or nil, message, code.
 function Registry:evaluation(name, ref)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     local version, err, code = resolve(tx, name, ref)
     if not version then return nil, err, code end
     return tx:get_json("registry", evaluation_key(name, version)) or false
@@ -486,11 +530,11 @@ local function check_gates(self, name, version, alias, gates, current)
 end
 
 -- One audit record: an alias move (kind nil: what rollback walks) or a
--- policy change (kind "policy").
+-- policy change (kind "policy"); on a cluster, with the home that made it.
 local function record(tx, model, entry)
   model.history_seq = (model.history_seq or 0) + 1
   tx:put_json("registry", "model/" .. model.name, model)
-  entry.who, entry.at = entry.who or who(), timeutil.format(timeutil.now())
+  entry.who, entry.at, entry.home = entry.who or who(), timeutil.format(timeutil.now()), shared.home_of(tx)
   tx:put_json("registry", keys.pack("s u64", "history/" .. model.name, model.history_seq), entry)
 end
 
@@ -551,7 +595,7 @@ end
 function Registry:policy(name, alias, policy)
   if not valid_name(alias) then return errors.fail("invalid", "invalid alias '" .. tostring(alias) .. "'") end
   if policy == nil then
-    return self.store:view(function(tx)
+    return read(self, function(tx)
       if not tx:get("registry", "model/" .. name) then
         return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
       end
@@ -564,7 +608,7 @@ function Registry:policy(name, alias, policy)
     stored, why, code = checked_policy(policy)
     if not stored then return nil, why, code end
   end
-  return self.store:update(function(tx)
+  return change(self, function(tx)
     local model = tx:get_json("registry", "model/" .. name)
     if not model then return errors.fail("not_found", "no model named '" .. tostring(name) .. "'") end
     if stored then tx:put_json("registry", policy_key(name, alias), stored)
@@ -619,9 +663,9 @@ function Registry:promote(name, version, alias, opts)
   if opts.force and (type(opts.reason) ~= "string" or not opts.reason:match("%S")) then
     return errors.fail("invalid", "a forced promotion needs a reason")
   end
-  local target, model, code = self.store:view(function(tx) return resolve(tx, name, version) end)
+  local target, model, code = read(self, function(tx) return resolve(tx, name, version) end)
   if not target then return nil, model, code end
-  local stored = self.store:view(function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
+  local stored = read(self, function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
   local current = model.aliases[alias]
   local gates = gates_for(stored, opts)
   local reasons = check_gates(self, name, target, alias, gates, current)
@@ -631,8 +675,11 @@ function Registry:promote(name, version, alias, opts)
   end
   local extra = { approved_by = opts.approved_by, gates = gates_checked(gates, current) }
   if #reasons > 0 then extra.forced, extra.reason, extra.overrode = true, opts.reason, reasons end
-  self.store:update(function(tx) move_alias(tx, name, alias, target, opts.why or (extra.forced and "force") or "promote",
-    extra) end)
+  local ok, err, ucode = change(self, function(tx)
+    move_alias(tx, name, alias, target, opts.why or (extra.forced and "force") or "promote", extra)
+    return true
+  end)
+  if not ok then return nil, err, ucode end
   publish_or_warn(self, name, alias)
   return true
 end
@@ -655,9 +702,9 @@ local function text_or_nil(v) return type(v) == "string" and v:match("%S") and v
 function Registry:request(name, version, alias, opts)
   opts = opts or {}
   if not valid_name(alias) then return errors.fail("invalid", "invalid alias '" .. tostring(alias) .. "'") end
-  local target, model, code = self.store:view(function(tx) return resolve(tx, name, version) end)
+  local target, model, code = read(self, function(tx) return resolve(tx, name, version) end)
   if not target then return nil, model, code end
-  local stored = self.store:view(function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
+  local stored = read(self, function(tx) return tx:get_json("registry", policy_key(name, alias)) end)
   local current = model.aliases[alias]
   local gates = gates_for(stored, {})
   gates.approval = false  -- what the request is for
@@ -670,7 +717,7 @@ function Registry:request(name, version, alias, opts)
   local req = { id = string.format("%016x", timeutil.now()), name = name, version = target, alias = alias,
                 current = current or json.null, by = text_or_nil(opts.by) or who(), reason = text_or_nil(opts.reason),
                 status = "pending", at = timeutil.format(timeutil.now()) }
-  return self.store:update(function(tx)
+  return change(self, function(tx)
     local m = tx:get_json("registry", "model/" .. name)
     tx:put_json("registry", request_key(name, req.id), req)
     record(tx, m, { kind = "request", alias = alias, version = target, request = req.id, who = req.by,
@@ -681,7 +728,7 @@ end
 
 --- The promotion requests of a model, newest first (pending and decided).
 function Registry:requests(name)
-  return self.store:view(function(tx)
+  return read(self, function(tx)
     if not tx:get("registry", "model/" .. name) then
       return errors.fail("not_found", "no model named '" .. tostring(name) .. "'")
     end
@@ -700,7 +747,7 @@ local function decide(tx, name, id, status, by, why)
 end
 
 local function pending(self, name, id)
-  local req = self.store:view(function(tx) return tx:get_json("registry", request_key(name, tostring(id))) end)
+  local req = read(self, function(tx) return tx:get_json("registry", request_key(name, tostring(id))) end)
   if not req then return errors.fail("not_found", "model " .. name .. " has no request '" .. tostring(id) .. "'") end
   if req.status ~= "pending" then return errors.fail("conflict", "request " .. id .. " is already " .. req.status) end
   return req
@@ -719,7 +766,7 @@ function Registry:approve(name, id, opts)
   local ok, msg, pcode, reasons = self:promote(name, req.version, req.alias,
     { approved_by = by, why = "approve", reason = text_or_nil(opts.reason) })
   if not ok then return nil, msg, pcode, reasons end
-  return self.store:update(function(tx) return decide(tx, name, req.id, "approved", by, text_or_nil(opts.reason)) end)
+  return change(self, function(tx) return decide(tx, name, req.id, "approved", by, text_or_nil(opts.reason)) end)
 end
 
 --- Rejects a pending request, with who (opts.by, required) and why
@@ -730,7 +777,7 @@ function Registry:reject(name, id, opts)
   if not by then return errors.fail("invalid", "a rejection names who rejects (by)") end
   local req, err, code = pending(self, name, id)
   if not req then return nil, err, code end
-  return self.store:update(function(tx)
+  return change(self, function(tx)
     local m = tx:get_json("registry", "model/" .. name)
     record(tx, m, { kind = "request", alias = req.alias, version = req.version, request = req.id, who = by,
                     why = "rejected" .. (text_or_nil(opts.reason) and (": " .. text_or_nil(opts.reason)) or "") })
@@ -758,7 +805,11 @@ function Registry:rollback(name, alias, opts)
   if not target then
     return errors.fail("conflict", "alias " .. alias .. " of " .. name .. " has no earlier version to roll back to")
   end
-  self.store:update(function(tx) move_alias(tx, name, alias, target, "rollback", { reason = opts and opts.reason }) end)
+  local ok, merr, mcode = change(self, function(tx)
+    move_alias(tx, name, alias, target, "rollback", { reason = opts and opts.reason })
+    return true
+  end)
+  if not ok then return nil, merr, mcode end
   publish_or_warn(self, name, alias)
   return target
 end
@@ -773,7 +824,8 @@ function Registry:publish(name, alias)
   if not self.cluster then return false end
   local meta, err, code = self:get(name, alias)
   if not meta then return nil, err, code end
-  local bytes = self.store:view(function(tx) return tx:get("registry", "artifact/" .. name .. "/" .. meta.version) end)
+  local bytes, berr, bcode = artifact_of(self, name, meta.version)
+  if not bytes then return nil, berr, bcode end
   local conn, cerr, ccode = publish.connect(self.cluster)
   if not conn then return nil, cerr, ccode end
   return publish.announce(conn, meta, bytes, alias)
@@ -785,7 +837,7 @@ end
 -- with extra's fields. Returns true when the alias moved, false when it
 -- pointed there already; or nil, message, code.
 function Registry:follow(name, alias, version, extra)
-  return self.store:update(function(tx)
+  return change(self, function(tx)
     local model = tx:get_json("registry", "model/" .. name)
     if not model or not tx:get("registry", "version/" .. name .. "/" .. version) then
       return errors.fail("not_found", "model " .. name .. " has no version " .. version)

@@ -94,7 +94,10 @@ function Hosted:refresh_one(slot, alias, model)
     if not current then self.errors[slot] = "no version for alias " .. model .. "@" .. alias end
     return
   end
-  if current and current.version == meta.version then return end
+  if current and current.version == meta.version then
+    self.errors[slot] = nil  -- back where it serves: an earlier refusal is settled
+    return
+  end
   -- Slots on the same version share one loaded copy (an experiment's
   -- control is usually the hosted version itself): memory, and caches.
   for _, other in pairs(self.live) do

@@ -14,6 +14,7 @@ local serving_routes = require "tycho.serve.serving_routes"
 local watch = require "tycho.serve.watch"
 local follow = require "tycho.serve.follow"
 local catalog_follow = require "tycho.serve.catalog_follow"
+local registry_shared = require "tycho.registry.shared"
 local consume = require "tycho.serve.consume"
 local dag = require "tycho.dag"
 
@@ -71,7 +72,10 @@ function M.worker(opts)
   local home = assert(store_mod.open())
   app.home = home  -- what the built-in routes read and write (the registry's)
   local cluster = os.getenv("TYCHO_CLUSTER")
-  if cluster and cluster ~= "" then catalog_follow.start(home) end  -- the cluster's feature catalog, copied in
+  if cluster and cluster ~= "" then
+    catalog_follow.start(home)  -- the cluster's feature catalog, copied in
+    registry_shared.follow(home, cluster)  -- and its registry
+  end
   local token = read_token(opts.token_file)
   opts.on_listen = nil
   if opts.access_log then
