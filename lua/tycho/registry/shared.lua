@@ -12,7 +12,8 @@
 --   shared.follow(store, url)              -- serve/worker.lua: a 200 ms poll instead of checks on reads
 --
 -- Keys under the URL's ns, all with the hash tag {registry}, so that one
--- script reads or moves them together:
+-- script reads or moves them together (the layout, scripts and commits of
+-- util/replicated.lua):
 --   <ns>{registry}:epoch    a counter, INCR by every commit
 --   <ns>{registry}:recs     a hash: a key of the home's `registry` database -> its value, for every
 --                           record but artifacts ("model/N", "version/N/V", "evaluation/N/V",
@@ -47,6 +48,7 @@
 -- and the cluster's records then replace the home's.
 local json = require "tycho.util.json"
 local errors = require "tycho.util.errors"
+local replicated = require "tycho.util.replicated"
 local online_redis = require "tycho.features.online_redis"
 local keys_codec = require "tycho.util.keys"
 local publish = require "tycho.registry.publish"
@@ -55,40 +57,11 @@ local poller = require "tycho.serve.poller"
 local uv = require "luv"
 
 local M = {}
-local Shared = {}
-Shared.__index = Shared
+-- The epoch, the hash, its changes and the commits: util/replicated.lua's.
+local Shared = replicated.class()
 
--- Commits tried while other homes keep committing first; records per
--- commit of a join (two arguments each, of the client's 1024); µs before a
--- home that could not join tries again (each read would wait otherwise).
-local TRIES, JOIN_CHUNK, RETRY_US = 20, 400, 1e6
-local WAIT_MS = 500
-
--- The epoch, then field and value ("" when removed) of every record written after epoch ARGV[1].
-local PULL = [[
-local epoch = redis.call('GET', KEYS[1]) or '0'
-local out = { epoch }
-if epoch == ARGV[1] then return out end
-for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')) do
-  out[#out + 1] = f
-  out[#out + 1] = redis.call('HGET', KEYS[2], f) or ''
-end
-return out
-]]
-
--- Writes the field, value pairs of ARGV[2..] ("" removes) only while the
--- epoch is still ARGV[1]: { 1, new epoch }, or { 0, epoch } when another
--- commit came first.
-local COMMIT = [[
-local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
-if epoch ~= tonumber(ARGV[1]) then return { 0, epoch } end
-epoch = redis.call('INCR', KEYS[1])
-for i = 2, #ARGV, 2 do
-  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[2], ARGV[i]) else redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-  redis.call('ZADD', KEYS[3], epoch, ARGV[i])
-end
-return { 1, epoch }
-]]
+-- µs before a home that could not join tries again (each read would wait otherwise).
+local RETRY_US = 1e6
 
 -- The shared registry of each store open in this process, by URL; weak,
 -- so that a closed store takes its entry along.
@@ -101,17 +74,7 @@ local client = { max_reply = xgboost.MAX_FILE_BYTES + 4096 }
 
 local function local_only(key) return key:sub(1, 9) == "artifact/" end
 
-local function failed(what, r, err, code)
-  local why = err or tostring(type(r) == "table" and r.err or r)
-  return errors.fail(err and code or errors.unavailable, "registry on the cluster: " .. what .. ": " .. why)
-end
-
--- The client's redirect and reconnection counters (as catalog_shared's):
--- when they move during a commit and its WAIT, the WAIT confirms nothing.
-local function moves(cl)
-  local s = cl:stats()
-  return s.moved + s.ask + s.reconnects + s.retries
-end
+local function failed(what, r, err, code) return replicated.failed("registry", what, r, err, code) end
 
 -- This home's name in history entries: host and home directory.
 local function home_name(store) return (uv.os_gethostname() or "?") .. ":" .. store.path end
@@ -157,7 +120,7 @@ function M.home_of(tx) return getmetatable(tx) == Overlay and tx.home or nil end
 
 -- Writes records { key = value, "" removes } into the home's copy, those
 -- that differ from it.
-local function copy(store, records)
+function Shared.copy(_, store, records)
   local changed = store:view(function(tx)
     local out = {}
     for k, v in pairs(records) do
@@ -196,13 +159,12 @@ function M.attach(store, url)
   -- (the client's largest reply: an artifact's, as registry.MAX_ARTIFACT_BYTES)
   local conn, err, code = publish.connect(url, client)
   if not conn then return failed("connecting", nil, err, code) end
-  local ns = conn.ns .. "{registry}:"
-  local keys = { ns .. "epoch", ns .. "recs", ns .. "changes" }
-  local st = setmetatable({ url = url, conn = conn, cl = conn.cl, keys = keys, slot = conn.cl:slot(keys[1]),
-                      read_ms = opts.read_ms or 0, wait_ms = opts.wait_ms or WAIT_MS, batch = conn.cl:batch(),
-                      home = home_name(store) }, Shared)
-  local ok, jerr, jcode = st:join(store)
-  if not ok then return nil, jerr, jcode end
+  local st, jerr, jcode = replicated.open(Shared, {
+    url = url, conn = conn, cl = conn.cl, ns = conn.ns, tag = "registry", hash = "recs", name = "registry",
+    read_ms = opts.read_ms or 0, wait_ms = opts.wait_ms, home = home_name(store),
+    unconfirmed = "the change stands on its master, not on this home",
+    join_busy = "this home's models not published" }, store)
+  if not st then return nil, jerr, jcode end
   states[store] = st
   return st
 end
@@ -210,45 +172,6 @@ end
 --- Whether reads check the cluster first (true, as a script wants); a
 -- serving worker, whose poll checks instead, says false.
 function M.check_on_reads(on) on_reads = on end
-
---- The cluster's epoch now and { key = value } of what changed after epoch
--- since (0: everything); nil, message, code when it does not answer within
--- budget_ms (the client's retry_ms when nil).
-function Shared:pull(since, budget_ms)
-  local b, k = self.batch, self.keys
-  b:clear()
-  b:add(self.slot, "EVAL", PULL, 3, k[1], k[2], k[3], since)
-  local ok, err, code = self.cl:exec(b, budget_ms)
-  local r = b:value(1)
-  if not ok or type(r) ~= "table" or r.err then return failed("reading", r, not ok and err, code) end
-  local records = {}
-  for i = 2, #r, 2 do records[r[i]] = r[i + 1] end
-  return tonumber(r[1]), records
-end
-
---- Commits list { key, value, ... } ("" removes) if the cluster's epoch is
--- still expected, then waits for a replica. The new epoch; false when
--- another commit came first; nil, message, code when the cluster did not
--- answer, or no replica confirmed (the commit stands on its master).
-function Shared:commit(expected, list)
-  local b, k, cl = self.batch, self.keys, self.cl
-  b:clear()
-  local args = { "EVAL", COMMIT, 3, k[1], k[2], k[3], expected }
-  for _, x in ipairs(list) do args[#args + 1] = x end
-  b:add_list(self.slot, args)
-  b:add(self.slot, "WAIT", 1, self.wait_ms)
-  local before = moves(cl)
-  local ok, err, code = cl:exec(b)
-  local r = b:value(1)
-  if type(r) ~= "table" or r.err then return failed("committing", r, not ok and err, code) end
-  if r[1] == 0 then return false end
-  local replicas = b:value(2)
-  if moves(cl) ~= before or type(replicas) ~= "number" or replicas < 1 then
-    return errors.fail(errors.unavailable, "registry on the cluster: no replica confirmed epoch " .. r[2]
-      .. " within " .. self.wait_ms .. " ms (WAIT 1); the change stands on its master, not on this home")
-  end
-  return r[2]
-end
 
 -- ---- joining ----------------------------------------------------------------------
 
@@ -294,7 +217,7 @@ end
 
 -- What a joining home publishes ({ key, value, ... } and the sha256 of the
 -- versions it brings) and what it drops ({ key = "" }); or nil, message, code.
-local function plan_join(store, records)
+local function plan(store, records)
   return store:view(function(tx)
     local keys, last, drop, values = {}, {}, {}, {}
     for _, raw in tx:scan("registry", { prefix = "model/" }) do
@@ -338,52 +261,22 @@ function Shared:store_artifacts(list, bytes_of)
   return true
 end
 
---- Copies the whole registry into store, publishing first the models the
--- home has and the cluster lacks. true, or nil, message, code.
-function Shared:join(store)
-  local function bytes_of(k) return store:view(function(tx) return tx:get("registry", k) end) end
-  for _ = 1, TRIES do
-    local epoch, records, code = self:pull(0)
-    if not epoch then return nil, records, code end
-    local list, drop, pcode = plan_join(store, records)
-    if not list then return nil, drop, pcode end
-    if #list == 0 then
-      for k, v in pairs(drop) do records[k] = v end
-      copy(store, records)
-      self.seen = epoch
-      return true
-    end
-    list = { unpack(list, 1, math.min(#list, 2 * JOIN_CHUNK)) }
-    local ok, err, acode = self:store_artifacts(list, bytes_of)
-    if not ok then return nil, err, acode end
-    ok, err, acode = self:commit(epoch, list)
-    if ok == nil then return nil, err, acode end
-  end
-  return errors.fail(errors.busy, "registry on the cluster: other homes kept changing it; this home's models"
-    .. " not published after " .. TRIES .. " tries")
+-- What a joining home publishes, { key, value, ... }, its records the
+-- cluster lacks being dropped from its copy with the cluster's (records
+-- takes them, as removed); or nil, message, code.
+function Shared.plan_join(_, store, records)
+  local list, drop, code = plan(store, records)
+  if not list then return nil, drop, code end
+  for k, v in pairs(drop) do records[k] = v end
+  return list
+end
+
+-- The artifacts of a joining home's versions in list, stored on the cluster first.
+function Shared:prepare_join(store, list)
+  return self:store_artifacts(list, function(k) return store:view(function(tx) return tx:get("registry", k) end) end)
 end
 
 -- ---- reads and writes -------------------------------------------------------------
-
---- Brings store's copy up to date: one GET of the cluster's epoch and, when
--- it moved on, what changed since (when it went back, the cluster lost its
--- registry: joined again). budget_ms as pull's. true, or nil, message, code.
-function Shared:check(store, budget_ms)
-  local b = self.batch
-  b:clear()
-  b:add(self.slot, "GET", self.keys[1])
-  local ok, err, code = self.cl:exec(b, budget_ms)
-  local r = b:value(1)
-  if not ok or (r ~= nil and type(r) ~= "string") then return failed("reading the epoch", r, not ok and err, code) end
-  local epoch = tonumber(r) or 0
-  if epoch == self.seen then return true end
-  if epoch < self.seen then return self:join(store) end
-  local now, records, pcode = self:pull(self.seen, budget_ms)
-  if not now then return nil, records, pcode end
-  copy(store, records)
-  self.seen = now
-  return true
-end
 
 -- Says on stderr, once until it changes, that reads use the home's copy
 -- because of err (nil: the cluster answers again).
@@ -433,29 +326,25 @@ end
 -- returns; or nil, message, code: "unavailable" when the cluster did not
 -- take it, "busy" when other homes kept committing first.
 function Shared:change(store, fn)
-  for _ = 1, TRIES do
-    local ok, err, code = self:check(store)
-    if not ok then return nil, err, code end
+  return self:retry(store, "not written", function()
     local res, ov = run(store, fn, self.home)
-    if res[1] == nil or #ov.order == 0 then return unpack(res, 1, table.maxn(res)) end
+    res.n = table.maxn(res)
+    if res[1] == nil or #ov.order == 0 then return res end
     local list = shared_writes(ov)
-    ok, err, code = self:store_artifacts(list, function(k) return ov.writes[k] end)
-    if not ok then return nil, err, code end
+    local ok, err, code = self:store_artifacts(list, function(k) return ov.writes[k] end)
+    if not ok then return { n = 3, nil, err, code } end
     local epoch
     epoch, err, code = self:commit(self.seen, list)
-    if epoch == nil then return nil, err, code end
-    if epoch then
-      store:update(function(tx)
-        for _, k in ipairs(ov.order) do
-          if ov.writes[k] then tx:put("registry", k, ov.writes[k]) else tx:delete("registry", k) end
-        end
-      end)
-      self.seen = epoch
-      return unpack(res, 1, table.maxn(res))
-    end
-  end
-  return errors.fail(errors.busy, "registry on the cluster: other homes kept changing it; not written after "
-    .. TRIES .. " tries")
+    if epoch == nil then return { n = 3, nil, err, code } end
+    if not epoch then return false end
+    store:update(function(tx)
+      for _, k in ipairs(ov.order) do
+        if ov.writes[k] then tx:put("registry", k, ov.writes[k]) else tx:delete("registry", k) end
+      end
+    end)
+    self.seen = epoch
+    return res
+  end)
 end
 
 --- The artifact of name's version (sha256 as its metadata says) from the
