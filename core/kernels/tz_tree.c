@@ -478,7 +478,7 @@ int tz_tree_prepare(tz_tree *t, tz_err *err)
     }
     /* Breadth first from the root: node[i] is what step i stands for (a
      * split's index, or ~leaf); its children take the next two free steps. */
-    int32_t placed = 1;
+    int32_t placed = 1, shared = 0;
     node[0] = t->n_nodes ? 0 : ~0;
     depth[0] = 0;
     t->depth = 0;
@@ -488,7 +488,10 @@ int tz_tree_prepare(tz_tree *t, tz_err *err)
             continue;
         }
         const tz_tree_node *nd = &t->nodes[node[i]];
-        if (placed + 2 > n) break;  /* a child shared by two parents: not a tree grow or read makes */
+        if (placed + 2 > n) {  /* a child shared by two parents (a crafted file): steps i.. are not all made */
+            shared = 1;
+            break;
+        }
         s[i] = (tz_tree_step){ .threshold = nd->threshold, .left = placed, .feature = nd->feature,
                                .nan_right = !nd->default_left, .leaf = -1 };
         node[placed] = nd->left;
@@ -499,7 +502,7 @@ int tz_tree_prepare(tz_tree *t, tz_err *err)
     }
     free(node);
     free(depth);
-    if (placed != n) {
+    if (shared || placed != n) {
         free(s);
         return tz_err_set(err, TZ_ECORRUPT, "a tree whose nodes do not form one tree");
     }

@@ -141,6 +141,16 @@ int main(void)
     ok(deep.depth == DEEP && leaves_agree(&deep, &x), "a deep tree (depth %d) walks row by row to the same leaves",
        deep.depth);
     tz_tree_free(&deep);
+    /* A split reached from two parents (a crafted file): the breadth-first
+     * layout fills every step before it is done, and must refuse it. */
+    tz_tree dag = { .n_nodes = 3, .n_leaves = 4, .n_values = 1 };
+    dag.nodes = calloc(3, sizeof *dag.nodes);
+    dag.values = calloc(4, sizeof *dag.values);
+    dag.nodes[0] = (tz_tree_node){ .feature = 1, .left = 1, .right = 2 };
+    dag.nodes[1] = (tz_tree_node){ .feature = 1, .left = 2, .right = ~0 };
+    dag.nodes[2] = (tz_tree_node){ .feature = 1, .left = ~1, .right = ~2 };
+    is_int(tz_tree_prepare(&dag, &err), TZ_ECORRUPT, "a split with two parents is refused: %s", err.msg);
+    tz_tree_free(&dag);
     gp.max_depth = 10;
     gp.max_leaves = 5;
     tz_tree_grow(&b, &gp, &tt, NULL, &t, &err);
