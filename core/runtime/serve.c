@@ -187,7 +187,11 @@ int tz_serve_main(const tz_serve_opts *opts, const char *home)
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             for (int i = 0; i < o.workers; i++) {
                 if (w[i].pid != pid) continue;
-                int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                /* Stopping, a worker that died of the SIGTERM sent to it (one
+                 * restarted a moment ago, before its handler was set) stopped
+                 * as asked. */
+                int clean = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                            (stopping && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
                 if (stopping || clean) {
                     w[i].pid = 0;
                     alive--;
