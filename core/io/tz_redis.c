@@ -1,9 +1,9 @@
 /* tz_redis — Redis Cluster on hiredis: slot map, routing, redirects,
  * reconnection, pipelining by node. The contract is in tz_redis.h. */
 #include "io/tz_redis.h"
+#include "io/tz_redis_internal.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,55 +14,6 @@
 #define DEFAULT_RETRY_MS 5000
 #define DEFAULT_MAX_REPLY ((size_t)64 << 20)
 #define DEFAULT_MAX_ELEMENTS (1 << 20)
-#define MAX_NODES 1024
-/* While a node fails, the map is asked for at most this often (a read that
- * finds its node down asks once, not every read of a busy server). */
-#define REFRESH_MIN_MS 100
-
-typedef struct node {
-    char host[256];
-    int port;
-    redisContext *c;
-    int queued;      /* commands written to c in this round, to read back */
-    double down_until;  /* a connect failed: not tried again before this (now_ms),
-                         * so a dead node costs one connect per timeout_ms, not one per command */
-} node;
-
-struct tz_redis {
-    tz_redis_opts o;
-    node *nodes;
-    int n_nodes, n_seeds;   /* nodes[0 .. n_seeds) are the seeds */
-    int16_t slots[TZ_REDIS_SLOTS];
-    double refreshed_at;    /* now_ms of the last map refresh */
-    tz_redis_stats stats;
-};
-
-enum { PENDING = 0, DONE = 1, FAILED = 2 };  /* FAILED: UNAVAILABLE, sent again by the next exec */
-
-typedef struct cmd {
-    int slot, argc, state;
-    size_t arg0;            /* index of its first argument in the batch's arrays */
-    int target;             /* node chosen for this round */
-    int ask;                /* node named by an ASK reply, else -1 */
-    int sent;               /* written this round (with ASKING first when asked) */
-    redisReply *reply;
-    int item0, n_items;
-    char why[128];
-} cmd;
-
-struct tz_redis_batch {
-    cmd *cmds;
-    int n, cap;
-    char *data;             /* argument bytes */
-    size_t data_len, data_cap;
-    size_t *off, *lens;     /* per argument: offset into data, length */
-    size_t n_args, args_cap;
-    const char **argv;      /* scratch for one command's pointers */
-    int argv_cap;
-    tz_redis_item *items;
-    int n_items, items_cap;
-    int max_elements;       /* for tz_redis_batch_feed */
-};
 
 /* ---- slots ---------------------------------------------------------- */
 
@@ -92,7 +43,7 @@ int tz_redis_key_slot(const char *key, size_t len)
 
 /* ---- time ----------------------------------------------------------- */
 
-static double now_ms(void)
+double tzr_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -119,7 +70,7 @@ static void *bounded_array(const redisReadTask *task, int elements)
     return base_fns.createArray(task, elements);
 }
 
-static void bound_reader(redisReader *rd, int *max_elements)
+void tzr_bound_reader(redisReader *rd, int *max_elements)
 {
     if (!base_fns.createArray) {
         base_fns = *rd->fn;
@@ -170,7 +121,7 @@ static int reserve_items(tz_redis_batch *b, int more)
 }
 
 /* Takes reply (owned from now on) as command i's answer. */
-static int set_reply(tz_redis_batch *b, int i, redisReply *reply)
+int tzr_set_reply(tz_redis_batch *b, int i, redisReply *reply)
 {
     cmd *c = &b->cmds[i];
     int n = count_items(reply);
@@ -186,7 +137,7 @@ static int set_reply(tz_redis_batch *b, int i, redisReply *reply)
     return 0;
 }
 
-static int set_unavailable(tz_redis_batch *b, int i, const char *why)
+int tzr_set_unavailable(tz_redis_batch *b, int i, const char *why)
 {
     cmd *c = &b->cmds[i];
     c->state = FAILED;
@@ -228,7 +179,7 @@ int tz_redis_parse_redirect(const char *msg, size_t len, int *slot, char *host, 
 
 /* ---- nodes and connections ------------------------------------------ */
 
-static int node_index(tz_redis *r, const char *host, int port)
+int tzr_node_index(tz_redis *r, const char *host, int port)
 {
     for (int i = 0; i < r->n_nodes; i++)
         if (r->nodes[i].port == port && !strcmp(r->nodes[i].host, host)) return i;
@@ -247,22 +198,22 @@ static void drop(tz_redis *r, int i)
     r->nodes[i].queued = 0;
 }
 
-static int known_down(const node *n) { return n->down_until > now_ms(); }
+int tzr_known_down(const node *n) { return n->down_until > tzr_now_ms(); }
 
 static redisContext *connection(tz_redis *r, int i)
 {
     node *n = &r->nodes[i];
     if (n->c) return n->c;
-    if (known_down(n)) return NULL;
+    if (tzr_known_down(n)) return NULL;
     struct timeval tv = { r->o.timeout_ms / 1000, (r->o.timeout_ms % 1000) * 1000 };
     redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
     if (c && !c->err && redisSetTimeout(c, tv) != REDIS_OK) c->err = REDIS_ERR_IO;
     if (!c || c->err) {
         if (c) redisFree(c);
-        n->down_until = now_ms() + r->o.timeout_ms;
+        n->down_until = tzr_now_ms() + r->o.timeout_ms;
         return NULL;
     }
-    bound_reader(c->reader, &r->o.max_elements);
+    tzr_bound_reader(c->reader, &r->o.max_elements);
     r->stats.reconnects++;
     return n->c = c;
 }
@@ -292,7 +243,7 @@ static int flush(redisContext *c)
 
 /* ---- the slot map --------------------------------------------------- */
 
-static int parse_slots(tz_redis *r, const redisReply *rep, const char *default_host, tz_err *err)
+int tzr_parse_slots(tz_redis *r, const redisReply *rep, const char *default_host, tz_err *err)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0)
         return tz_err_set(err, TZ_EINVAL, "CLUSTER SLOTS: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "empty or not an array");
@@ -309,7 +260,7 @@ static int parse_slots(tz_redis *r, const redisReply *rep, const char *default_h
             || m->element[1]->type != REDIS_REPLY_INTEGER)
             return tz_err_set(err, TZ_EINVAL, "CLUSTER SLOTS: malformed range %zu", i);
         const char *host = m->element[0]->len ? m->element[0]->str : default_host;
-        int idx = node_index(r, host, (int)m->element[1]->integer);
+        int idx = tzr_node_index(r, host, (int)m->element[1]->integer);
         if (idx < 0) return tz_err_set(err, TZ_EINVAL, "CLUSTER SLOTS: too many nodes or a host name too long");
         for (long long s = lo; s <= hi; s++) map[s] = (int16_t)idx;
     }
@@ -326,7 +277,7 @@ int tz_redis_load_slots(tz_redis *r, const char *resp, size_t len, tz_err *err)
     if (redisReaderFeed(rd, resp, len) != REDIS_OK || redisReaderGetReply(rd, &rep) != REDIS_OK || !rep)
         rc = tz_err_set(err, TZ_EINVAL, "CLUSTER SLOTS: not one complete reply");
     else
-        rc = parse_slots(r, rep, "127.0.0.1", err);
+        rc = tzr_parse_slots(r, rep, "127.0.0.1", err);
     if (rep) freeReplyObject(rep);
     redisReaderFree(rd);
     return rc;
@@ -345,7 +296,7 @@ static int refresh_from(tz_redis *r, int i, tz_err *err)
     }
     char host[256];
     snprintf(host, sizeof host, "%s", r->nodes[i].host);
-    int rc = parse_slots(r, rep, host, err);
+    int rc = tzr_parse_slots(r, rep, host, err);
     freeReplyObject(rep);
     return rc;
 }
@@ -353,7 +304,7 @@ static int refresh_from(tz_redis *r, int i, tz_err *err)
 static int refresh_map(tz_redis *r, tz_err *err)
 {
     r->stats.refreshes++;
-    r->refreshed_at = now_ms();
+    r->refreshed_at = tzr_now_ms();
     /* Nodes already connected first (cheapest), then every node known,
      * seeds included. */
     for (int pass = 0; pass < 2; pass++)
@@ -390,7 +341,7 @@ static int add_seeds(tz_redis *r, const char *seeds, tz_err *err)
         if (colon) *colon = 0;
         if ((colon && (*end || port <= 0 || port > 65535)) || !one[0])
             return tz_err_set(err, TZ_EINVAL, "bad cluster address '%.*s' (host:port)", (int)n, p);
-        if (node_index(r, one, (int)port) < 0) return tz_err_set(err, TZ_EINVAL, "too many seeds");
+        if (tzr_node_index(r, one, (int)port) < 0) return tz_err_set(err, TZ_EINVAL, "too many seeds");
         p += n;
         if (*p == ',') p++;
     }
@@ -438,6 +389,7 @@ int tz_redis_open(const char *seeds, const tz_redis_opts *opts, tz_redis **out, 
 void tz_redis_close(tz_redis *r)
 {
     if (!r) return;
+    tzr_async_close(r);
     for (int i = 0; i < r->n_nodes; i++) drop(r, i);
     free(r->nodes);
     free(r);
@@ -540,14 +492,14 @@ int tz_redis_batch_feed(tz_redis_batch *b, int i, const char *resp, size_t len, 
     if (i < 0 || i >= b->n) return tz_err_set(err, TZ_EINVAL, "no command %d", i);
     redisReader *rd = redisReaderCreate();
     if (!rd) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-    bound_reader(rd, &b->max_elements);
+    tzr_bound_reader(rd, &b->max_elements);
     void *rep = NULL;
     int rc = 0;
     if (redisReaderFeed(rd, resp, len) != REDIS_OK || redisReaderGetReply(rd, &rep) != REDIS_OK)
         rc = tz_err_set(err, rd->err == REDIS_ERR_OOM ? TZ_ETOOBIG : TZ_EINVAL, "bad reply: %s", rd->errstr);
     else if (!rep)
         rc = tz_err_set(err, TZ_EINVAL, "incomplete reply");
-    else if ((rc = set_reply(b, i, rep)))
+    else if ((rc = tzr_set_reply(b, i, rep)))
         tz_err_set(err, rc, "out of memory");
     redisReaderFree(rd);
     return rc;
@@ -564,7 +516,7 @@ static int any_node(tz_redis *r)
     return 0;
 }
 
-static const char **argv_of(tz_redis_batch *b, const cmd *c)
+const char **tzr_argv_of(tz_redis_batch *b, const cmd *c)
 {
     if (c->argc > b->argv_cap) {
         const char **p = realloc(b->argv, sizeof *p * (size_t)c->argc);
@@ -594,7 +546,7 @@ static int retry_now(tz_redis *r, const tz_redis_batch *b, int round)
         if (c->state != PENDING) continue;
         int t = target_of(r, c);
         if (t != c->target) return 1;
-        if (round == 0 && t >= 0 && !known_down(&r->nodes[t])) return 1;
+        if (round == 0 && t >= 0 && !tzr_known_down(&r->nodes[t])) return 1;
     }
     return 0;
 }
@@ -619,7 +571,7 @@ static int queue_round(tz_redis *r, tz_redis_batch *b, int *failed)
             *failed = 1;
             continue;
         }
-        const char **argv = argv_of(b, c);
+        const char **argv = tzr_argv_of(b, c);
         if (!argv) return TZ_ENOMEM;
         if (c->ask >= 0 && redisAppendCommand(ctx, "ASKING") != REDIS_OK) return TZ_ENOMEM;
         if (redisAppendCommandArgv(ctx, c->argc, argv, b->lens + c->arg0) != REDIS_OK) return TZ_ENOMEM;
@@ -648,13 +600,13 @@ static int read_one(tz_redis *r, tz_redis_batch *b, int i, int *failed, int *ref
             if (rc == -2) {
                 *too_big = 1;
                 c->state = FAILED;
-                set_unavailable(b, i, "reply larger than the client's max_reply");
+                tzr_set_unavailable(b, i, "reply larger than the client's max_reply");
             }
             /* No answer within timeout_ms (a hung node, a partition): known
              * down, as when it refuses, so the next commands do not wait
              * the same again. A closed connection is reconnected at once. */
             if (rc == -1 && n->c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
-                n->down_until = now_ms() + r->o.timeout_ms;
+                n->down_until = tzr_now_ms() + r->o.timeout_ms;
             drop(r, c->target);
             *failed = 1;
             return 0;
@@ -666,7 +618,7 @@ static int read_one(tz_redis *r, tz_redis_batch *b, int i, int *failed, int *ref
         int slot, port;
         int kind = tz_redis_parse_redirect(rep->str, rep->len, &slot, host, sizeof host, &port);
         if (kind) {
-            int t = node_index(r, host[0] ? host : n->host, port);
+            int t = tzr_node_index(r, host[0] ? host : n->host, port);
             freeReplyObject(rep);
             if (t < 0) return 0;
             if (kind == 1) {
@@ -686,21 +638,21 @@ static int read_one(tz_redis *r, tz_redis_batch *b, int i, int *failed, int *ref
             return 0;
         }
     }
-    return set_reply(b, i, rep);
+    return tzr_set_reply(b, i, rep);
 }
 
 /* Refreshes the map after a failed round: always after a redirect, at
  * most every REFRESH_MIN_MS while nodes only fail. */
 static void refresh_after(tz_redis *r, int refresh)
 {
-    if (!refresh && now_ms() - r->refreshed_at < REFRESH_MIN_MS) return;
+    if (!refresh && tzr_now_ms() - r->refreshed_at < REFRESH_MIN_MS) return;
     tz_err ignored;
     refresh_map(r, &ignored);
 }
 
 int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err)
 {
-    double deadline = now_ms() + (budget_ms > 0 ? budget_ms : 0), backoff = 25;
+    double deadline = tzr_now_ms() + (budget_ms > 0 ? budget_ms : 0), backoff = 25;
     int too_big = 0;
     for (int i = 0; i < b->n; i++)
         if (b->cmds[i].state == FAILED) b->cmds[i].state = PENDING;
@@ -723,11 +675,11 @@ int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *
         if (!pending) break;
         if (failed || refresh) refresh_after(r, refresh);
         int again = retry_now(r, b, round);
-        double left = deadline - now_ms();
+        double left = deadline - tzr_now_ms();
         if (left <= 0 && !again) {
             for (int i = 0; i < b->n; i++)
                 if (b->cmds[i].state == PENDING) {
-                    set_unavailable(b, i, "no reply from the cluster within the retry budget");
+                    tzr_set_unavailable(b, i, "no reply from the cluster within the retry budget");
                 }
             return tz_err_set(err, TZ_EIO, "redis cluster: %d of %d commands got no reply within %d ms",
                               pending, b->n, budget_ms);

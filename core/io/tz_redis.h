@@ -27,8 +27,16 @@
  * while nodes fail the map is asked for at most every 100 ms. Commands may
  * thus be sent twice: give the client idempotent commands only.
  *
- * Not thread-safe: one tz_redis per thread (the runtime has one loop). The
- * async variant on the serving workers' libuv loop is not written yet.
+ * Not thread-safe: one tz_redis per thread (the runtime has one loop).
+ *
+ * A serving worker's loop must not wait on Redis, so reads there go through
+ * tz_redis_async_* instead: the client writes a batch on non-blocking
+ * connections of its own and returns at once; the caller watches the
+ * sockets it names (tz_redis_async_events) on its event loop, hands each
+ * readiness to tz_redis_async_io, calls tz_redis_async_tick every few
+ * milliseconds while reads are in flight, and collects finished batches
+ * with tz_redis_async_take. No libuv handle lives in the client: the loop
+ * is the caller's, and closing either never waits on the other.
  */
 #ifndef TZ_REDIS_H
 #define TZ_REDIS_H
@@ -149,6 +157,45 @@ int tz_redis_batch_reply(const tz_redis_batch *b, int i, const tz_redis_item **i
  * (tests of reply handling without a server). TZ_EINVAL when the bytes are not
  * one complete reply; TZ_ETOOBIG past max_elements (1 << 20). */
 int tz_redis_batch_feed(tz_redis_batch *b, int i, const char *resp, size_t len, tz_err *err);
+
+/* ---- non-blocking reads ------------------------------------------------ */
+
+enum { TZ_REDIS_READ = 1, TZ_REDIS_WRITE = 2 };
+
+/* A socket to watch: want is TZ_REDIS_READ | TZ_REDIS_WRITE (0: nothing for
+ * now), or -1: stop watching it, then tz_redis_async_release it. */
+typedef struct tz_redis_watch {
+    int fd;
+    int want;
+} tz_redis_watch;
+
+/* Sends batch b's commands that have no reply yet, without blocking, with
+ * the budget of a serving read (tz_redis_exec_within's 0): redirects are
+ * followed, a node known down or unreachable answers UNAVAILABLE at once,
+ * and a node silent for timeout_ms is given up (its commands UNAVAILABLE,
+ * the node known down). Returns 1 when every command was settled at once
+ * (no ticket will come), 0 when the batch is in flight: ticket comes out of
+ * tz_redis_async_take once it is settled, and b must not be touched, cleared
+ * or freed before. TZ_ENOMEM on failure. A stale map is asked for again in
+ * the background. */
+int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err);
+
+/* Moves up to max changes of what the loop must watch into out; returns
+ * how many (call again while it returns max). */
+int tz_redis_async_events(tz_redis *r, tz_redis_watch *out, int max);
+
+/* The loop found fd readable and/or writable. */
+void tz_redis_async_io(tz_redis *r, int fd, int readable, int writable);
+
+/* Gives up on nodes silent past timeout_ms; returns how many batches are in
+ * flight (the caller's timer may stop at 0). */
+int tz_redis_async_tick(tz_redis *r);
+
+/* Moves up to max tickets of settled batches into tickets; returns how many. */
+int tz_redis_async_take(tz_redis *r, int *tickets, int max);
+
+/* Closes a socket named with want -1, once the loop no longer watches it. */
+void tz_redis_async_release(tz_redis *r, int fd);
 
 /* What a MOVED or ASK error reply says: returns 1 for MOVED, 2 for ASK, 0 for
  * any other text; fills slot, host (empty when the server left it out) and port. */

@@ -12,9 +12,16 @@
 -- A command's reply as b:value(i): a string, a number, nil, a list, or
 -- { err = "message" } for the server's error reply (or { err = ...,
 -- unavailable = true } when the cluster gave no reply within retry_ms).
+--
+-- cl:read(b) is a serving path's read: inside a request that may wait
+-- (tycho.core.suspend) it goes out on the client's non-blocking
+-- connections, watched on the worker's loop through luv, and the request
+-- waits while the worker serves others; elsewhere it is cl:exec(b, 0).
 local ffi = require "ffi"
+local uv = require "luv"
 local base = require "tycho.core.base"
 local errors = require "tycho.util.errors"
+local suspend = require "tycho.core.suspend"
 
 ffi.cdef [[
 typedef struct tz_redis tz_redis;
@@ -37,6 +44,13 @@ int tz_redis_batch_add(tz_redis_batch *b, int slot, int argc, const char **argv,
 int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err);
 int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err);
 int tz_redis_batch_reply(const tz_redis_batch *b, int i, const tz_redis_item **items, int *n);
+typedef struct tz_redis_watch { int fd; int want; } tz_redis_watch;
+int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err);
+int tz_redis_async_events(tz_redis *r, tz_redis_watch *out, int max);
+void tz_redis_async_io(tz_redis *r, int fd, int readable, int writable);
+int tz_redis_async_tick(tz_redis *r);
+int tz_redis_async_take(tz_redis *r, int *tickets, int max);
+void tz_redis_async_release(tz_redis *r, int fd);
 ]]
 
 local C = ffi.C
@@ -125,6 +139,116 @@ function Cluster:call(slot, ...)
   return b:value(1)
 end
 
+-- ---- reads that wait without blocking the loop ----------------------------
+
+local TICK_MS = 25   -- how often reads in flight are checked against timeout_ms
+local WANTS = { [1] = "r", [2] = "w", [3] = "rw" }
+local watch_buf, ticket_buf = ffi.new("tz_redis_watch[32]"), ffi.new("int[64]")
+local last_ticket = 0
+
+local function report(e) io.stderr:write("tycho: redis: ", tostring(e), "\n") end
+
+-- Applies the client's changes of what to watch to luv polls, one per
+-- socket; a socket the client is done with is unwatched, then released.
+local function sync_watches(self)
+  local pump, h = self.pump, self.handle
+  repeat
+    local n = C.tz_redis_async_events(h, watch_buf, 32)
+    for i = 0, n - 1 do
+      local fd, want = watch_buf[i].fd, watch_buf[i].want
+      local poll = pump.polls[fd]
+      if want < 0 then
+        if poll then
+          poll:stop()
+          poll:close()
+          pump.polls[fd] = nil
+        end
+        C.tz_redis_async_release(h, fd)
+      elseif want == 0 then
+        if poll then poll:stop() end
+      else
+        if not poll then
+          poll = uv.new_socket_poll(fd)
+          poll:unref()  -- the connections the reads wait on keep a draining server up, not these
+          pump.polls[fd] = poll
+        end
+        poll:start(WANTS[want], pump.on_io[fd] or pump.callback(fd))
+      end
+    end
+  until n < 32
+end
+
+-- Wakes the requests whose reads are settled, then stops the timer when
+-- nothing is in flight.
+local function wake(self)
+  repeat
+    local n = C.tz_redis_async_take(self.handle, ticket_buf, 64)
+    local waiting = self.pump.waiting
+    for i = 0, n - 1 do
+      local co = waiting[ticket_buf[i]]
+      waiting[ticket_buf[i]] = nil
+      if co then
+        local ok, e = pcall(suspend.resume, co)
+        if not ok then report(e) end
+      end
+    end
+  until n < 64
+  sync_watches(self)
+end
+
+local function start_pump(self)
+  -- waiting: ticket -> the request's coroutine.
+  local pump = { polls = {}, on_io = {}, waiting = {}, timer = uv.new_timer(), ticking = false }
+  pump.timer:unref()
+  self.pump = pump
+  function pump.callback(fd)
+    local function on_io(e, events)
+      if not self.handle then return end
+      if e then report(e) end
+      events = events or ""
+      C.tz_redis_async_io(self.handle, fd, events:find("r", 1, true) and 1 or 0, events:find("w", 1, true) and 1 or 0)
+      local ok, werr = pcall(wake, self)
+      if not ok then report(werr) end
+    end
+    pump.on_io[fd] = on_io
+    return on_io
+  end
+  function pump.tick()
+    if not self.handle then return end
+    if C.tz_redis_async_tick(self.handle) == 0 then
+      pump.timer:stop()
+      pump.ticking = false
+    end
+    local ok, werr = pcall(wake, self)
+    if not ok then report(werr) end
+  end
+  return pump
+end
+
+--- A serving path's read of batch b: what a node cannot answer now (down,
+-- failing over, silent for timeout_ms) is UNAVAILABLE, redirects are
+-- followed. Inside a request that may wait (tycho.core.suspend) the
+-- request waits for the replies while its worker serves others; elsewhere
+-- this is cl:exec(b, 0). Returns true (read UNAVAILABLE items for what
+-- failed), or nil, message, code.
+function Cluster:read(b)
+  if not suspend.can() then return self:exec(b, 0) end
+  local pump = self.pump or start_pump(self)
+  last_ticket = last_ticket < 0x7fffffff and last_ticket + 1 or 1
+  local ticket = last_ticket
+  local rc = C.tz_redis_async_send(self.handle, b.handle, ticket, err)
+  sync_watches(self)
+  if rc < 0 then return failure(rc) end
+  if rc == 1 then return true end   -- settled at once: every node down or unknown
+  pump.waiting[ticket] = coroutine.running()
+  if not pump.ticking then
+    pump.ticking = true
+    pump.timer:start(TICK_MS, TICK_MS, pump.tick)
+  end
+  suspend.wait()
+  return true
+end
+
 --- Asks the cluster for its slot map again. true, or nil, message, code.
 function Cluster:refresh()
   local rc = C.tz_redis_refresh(self.handle, err)
@@ -157,9 +281,27 @@ end
 
 --- Closes the connections; the client is unusable afterwards.
 function Cluster:close()
+  local pump = self.pump
+  if pump then
+    -- Unwatched before the client closes the sockets.
+    for fd, poll in pairs(pump.polls) do
+      poll:stop()
+      poll:close()
+      pump.polls[fd] = nil
+    end
+    pump.timer:stop()
+    pump.timer:close()
+    self.pump = nil
+  end
   if self.handle then
     C.tz_redis_close(ffi.gc(self.handle, nil))
     self.handle = nil
+  end
+  -- Requests still waiting go on with no reply: their commands read as
+  -- unanswered, which callers take as unavailable.
+  for _, co in pairs(pump and pump.waiting or {}) do
+    local ok, e = pcall(suspend.resume, co)
+    if not ok then report(e) end
   end
 end
 

@@ -144,6 +144,7 @@ local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
         end
       end
     end
+    backend:release(b)
   end
 end
 
@@ -245,13 +246,14 @@ function FS:reader(refs)
       if fresh then reader.get = fresh.get end
     end
     entity = tostring(entity)
-    local ptr, why
-    if backend then ptr, why = backend:get_ptr(v, entity) else ptr = point(prefix .. keys.pack("s", entity)) end
+    local ptr, why, batch
+    if backend then ptr, why, batch = backend:get_ptr(v, entity) else ptr = point(prefix .. keys.pack("s", entity)) end
     if not ptr then return nil, why end
     -- The value is valid until the next read: decode it straight away.
     local p8 = ffi.cast("const uint8_t*", ptr)
     local t = unpack_time_ptr(p8)
     codec.decode_ptr(p8 + 8, v.by_version, row)
+    if batch then backend:release(batch) end
     if has_transforms then
       row[v.join_key] = entity
       apply_transforms(fs, v, row)

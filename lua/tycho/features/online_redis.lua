@@ -24,12 +24,15 @@
 -- tycho.core.redis; retry_ms is what a write may wait out a failover),
 -- read_ms (what a read may: 0 by default, so a read of a master that is
 -- down or failing over answers UNAVAILABLE at once instead of holding a
--- serving worker for seconds), ns (the key prefix, for homes sharing a
+-- serving worker for seconds; with 0, a read inside a serving worker's
+-- request waits for its replies without blocking the worker: redis.read),
+-- ns (the key prefix, for homes sharing a
 -- cluster), wait_ms and claim_idle_ms (the push stream's,
 -- features/push_stream.lua).
 local redis = require "tycho.core.redis"
 local layout = require "tycho.features.layout"
 local errors = require "tycho.util.errors"
+local suspend = require "tycho.core.suspend"
 
 local M = {}
 local Backend = {}
@@ -137,7 +140,7 @@ function M.connect(url)
   local ok, le, lcode = load_library(cl)
   if not ok then return nil, le, lcode end
   local b = setmetatable({ cl = cl, url = url, ns = opts.ns, opts = opts, read_ms = opts.read_ms or 0,
-                           wb = cl:batch(), rb = cl:batch(), gb = cl:batch(), args = {}, fields = {} }, Backend)
+                           wb = cl:batch(), rb = cl:batch(), pool = {}, args = {}, fields = {} }, Backend)
   connected[url] = b
   return b
 end
@@ -257,17 +260,46 @@ function Backend:get(v, entity)
   return r
 end
 
---- Entity's online value of view v as a pointer to its bytes (valid until
--- the next read), or nil when it has none; nil, "unavailable" when its node
--- did not answer within read_ms.
+-- A batch for one read, and how to send it. Requests that wait at once
+-- each hold a batch of their own (from the pool, given back by release);
+-- elsewhere one batch serves every read.
+local function read_batch(self)
+  if self.read_ms ~= 0 or not suspend.can() then
+    self.rb:clear()
+    return self.rb
+  end
+  local pool = self.pool
+  local b = pool[#pool]
+  if b then
+    pool[#pool] = nil
+    b:clear()
+    return b
+  end
+  return self.cl:batch()
+end
+
+local function send_read(self, b)
+  if self.read_ms ~= 0 then return self.cl:exec(b, self.read_ms) end
+  return self.cl:read(b)
+end
+
+--- Gives back a batch that get_ptr or read_rows returned, once its
+-- replies are read.
+function Backend:release(b)
+  if b ~= self.rb then self.pool[#self.pool + 1] = b end
+end
+
+--- Entity's online value of view v as a pointer to its bytes and the batch
+-- holding them (valid until released: Backend:release), or nil when it has
+-- none; nil, "unavailable" when its node did not answer within read_ms.
 function Backend:get_ptr(v, entity)
-  local cl, b = self.cl, self.gb
+  local b = read_batch(self)
   local key = self:key(v, entity)
-  b:clear()
-  b:add(cl:slot(key), "HGET", key, field_of(self, v))
-  cl:exec(b, self.read_ms)
+  b:add(self.cl:slot(key), "HGET", key, field_of(self, v))
+  send_read(self, b)
   local it = b:items(1)
-  if it and it[0].type == redis.STRING and it[0].len >= 10 then return it[0].str end
+  if it and it[0].type == redis.STRING and it[0].len >= 10 then return it[0].str, nil, b end
+  self:release(b)
   if not it or it[0].type == redis.UNAVAILABLE then return nil, errors.unavailable end
   return nil
 end
@@ -276,12 +308,12 @@ end
 -- views of one entity) in one pipelined batch (one HMGET per entity).
 -- Returns the batch, whose command i holds entity i's reply: items(i)
 -- gives an ARRAY item then one STRING or NIL item per view, in order.
--- Pointers stay valid until the next read. Commands the cluster did not
--- answer within read_ms are UNAVAILABLE items; the second result is then
--- the message.
+-- Pointers stay valid until the batch is released (Backend:release).
+-- Commands the cluster did not answer within read_ms are UNAVAILABLE items
+-- (or have none); the second result is then the message.
 function Backend:read_rows(views, ks, n)
-  local cl, b, args = self.cl, self.rb, self.args
-  b:clear()
+  local cl, args = self.cl, self.args
+  local b = read_batch(self)
   local v1 = views[1]
   local nv = #views
   args[1] = "HMGET"
@@ -291,7 +323,7 @@ function Backend:read_rows(views, ks, n)
     args[2] = key
     b:add_list(cl:slot(key), args, nv + 2)
   end
-  local ok, e = cl:exec(b, self.read_ms)
+  local ok, e = send_read(self, b)
   return b, not ok and e or nil
 end
 

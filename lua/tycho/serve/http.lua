@@ -17,12 +17,18 @@
 -- A handler that must wait (feedback answered after its group commit) calls
 -- req:defer(), returns, and later calls reply(fn, ...): fn(...) runs like a
 -- handler and its result (or raised error) is the response.
+--
+-- With a cluster, each request runs in a coroutine of its own
+-- (tycho.core.suspend): a read of the cluster's online store then waits
+-- for its replies while the worker answers other requests, and the
+-- request is answered when its handler returns.
 local internal = require "tycho.internal"
 local json = require "tycho.util.json"
 local doc = require "tycho.util.doc"
 local protocols = require "tycho.serve.protocols"
 local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
+local suspend = require "tycho.core.suspend"
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
 
@@ -100,6 +106,7 @@ end
 -- still answered at once).
 function Request:defer()
   self._token = self._token or internal.http_defer()
+  self._deferred = true
   return function(fn, ...) self._reply(self, internal.xpcall(fn, ...)) end
 end
 
@@ -199,9 +206,11 @@ local function get_online_features(app, req)
   M.check_count(app, total, "items", "entity keys")
   -- The worker's last answer is overwritten when the shape repeats: it is
   -- encoded before the next request runs, and serving allocates less.
-  local res, err, code = M.feature_store(app):online(body.features, body.entities, { into = app.online_answer })
+  -- (Not while requests may wait: two would share it.)
+  local into = not suspend.enabled and app.online_answer or nil
+  local res, err, code = M.feature_store(app):online(body.features, body.entities, { into = into })
   if not res then M.fail(err, code) end
-  app.online_answer = res
+  if not suspend.enabled then app.online_answer = res end
   if not body.full_feature_names then
     -- Feast answers bare feature names unless full names are asked for.
     for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
@@ -511,6 +520,14 @@ function App:handler(token)
     record(req, req._name, status, body)
     internal.http_respond(req._token, status, headers, body)
   end
+  -- A request's handler in its coroutine (suspend.run), and what answers
+  -- it when it ends after waiting. xpcall, not internal.xpcall: a C call
+  -- in between would keep it from waiting.
+  local function with_traceback(e)
+    if type(e) == "string" then return debug.traceback(e, 2) end
+    return e
+  end
+  local function protected(req) return xpcall(chain, with_traceback, req) end
   -- Routing, auth and the handler: status, headers, body, and the route's
   -- name for metrics and the access log; nothing for a deferred request.
   local function authorized(req)
@@ -539,8 +556,21 @@ function App:handler(token)
     req.params, req.route, req._name, req._reply = params, route, name, reply
     req.query = parse_query(req.query_string)
     setmetatable(req, Request)
-    local ok, a, b, c = internal.xpcall(chain, req)
-    if ok and req._token then return nil end
+    local ok, a, b, c
+    if suspend.enabled then
+      local done
+      done, ok, a, b, c = suspend.run(protected, function(rok, ra, rb, rc)
+        if not (rok and req._deferred) then reply(req, rok, ra, rb, rc) end
+      end, req)
+      if not done then
+        -- Waiting on the network: answered when the handler ends.
+        req._token = req._token or internal.http_defer()
+        return nil
+      end
+    else
+      ok, a, b, c = internal.xpcall(chain, req)
+    end
+    if ok and req._deferred then return nil end
     local status, headers, body = respond(ok, a, b, c)
     return status, headers, body, name
   end

@@ -8,6 +8,7 @@ local internal = require "tycho.internal"
 local store_mod = require "tycho.core.store"
 local timeutil = require "tycho.util.timeutil"
 local http = require "tycho.serve.http"
+local suspend = require "tycho.core.suspend"
 local log = require "tycho.serve.log"
 local log_stream = require "tycho.monitor.log_stream"
 local serving_routes = require "tycho.serve.serving_routes"
@@ -73,6 +74,8 @@ function M.worker(opts)
   app.home = home  -- what the built-in routes read and write (the registry's)
   local cluster = os.getenv("TYCHO_CLUSTER")
   if cluster and cluster ~= "" then
+    -- Reads of the cluster's online store wait without holding the worker.
+    suspend.enabled = os.getenv("TYCHO_SUSPEND") ~= "0"
     catalog_follow.start(home)  -- the cluster's feature catalog, copied in
     registry_shared.follow(home, cluster)  -- and its registry
   end
