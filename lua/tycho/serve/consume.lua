@@ -11,47 +11,50 @@
 -- views are listed again when the catalog's epoch moves (a view defined
 -- later is consumed from then on, its stream from its first entry). The
 -- cluster client is synchronous: its timeouts are short and the passes
--- back off while the cluster does not answer.
-local uv = require "luv"
+-- back off, up to 5 s, while the cluster does not answer.
+--
+-- The passes are paced by serve/poller.lua, the loop the worker's
+-- followers of the cluster use, so that there is one timer, back-off and
+-- say-it-once-on-stderr to keep right, not two; this module gives it its
+-- delays. Unlike a follower's tick, a pass that raises backs off as one
+-- that failed (Consumer:tick), as the consumer always has: the next pass
+-- would read the same streams from the same cluster.
 local features = require "tycho.features"
 local log_apply = require "tycho.monitor.log_apply"
+local poller = require "tycho.serve.poller"
 
 local M = {}
 
-local POLL_MS, MAX_BACKOFF_MS, BATCH = 200, 5000, 100
+local BATCH = 100
+-- The poller's delays: 200 ms between idle passes, none after one that
+-- found entries, and a back-off up to 5 s while the cluster fails.
+local DELAYS = { interval_ms = 200, busy_ms = 0, max_backoff_ms = 5000 }
 
 local Consumer = {}
 Consumer.__index = Consumer
 
 --- Starts consuming into app.home on a timer that does not keep the loop
--- alive. Returns the consumer, or raises when the feature store cannot be
--- opened (the worker then fails to start, and says why).
+-- alive, the first pass as soon as the loop runs. Returns the consumer, or
+-- raises when the feature store cannot be opened (the worker then fails to
+-- start, and says why).
 function M.start(app)
   local fs = assert(features.open({ store = app.home }))
   if not fs.stream then error("--offline-store needs a cluster (--cluster URL or TYCHO_CLUSTER)", 0) end
-  local c = setmetatable({ fs = fs, delay = 0, views = {}, said = {},
-                          log = log_apply.new(fs, { retain = app.log_retain }) }, Consumer)
-  c.timer = uv.new_timer()
-  c:arm()
-  c.timer:unref()
+  local c = setmetatable({ fs = fs, views = {}, log = log_apply.new(fs, { retain = app.log_retain }) }, Consumer)
+  -- (no what: the passes' messages name the stream that failed)
+  c.poller = poller.new(nil, function() return c:tick() end, DELAYS)
+  c.poller:start()
   return c
 end
 
-function Consumer:arm()
-  self.timer:start(self.delay, 0, function()
-    local ok, err = pcall(self.pass, self)
-    if not ok then
-      self:failed("consuming the push stream: " .. tostring(err))
-    end
-    self:arm()
-  end)
-end
+--- Stops consuming (a pass under way finishes).
+function Consumer:stop() self.poller:stop() end
 
--- Backs off and says msg on stderr once until the cluster answers again.
-function Consumer:failed(msg)
-  self.delay = math.min(math.max(self.delay, POLL_MS) * 2, MAX_BACKOFF_MS)
-  if self.said.last ~= msg then io.stderr:write("tycho serve: ", msg, "\n") end
-  self.said.last = msg
+-- One pass, protected: one that raises backs off as one that failed.
+function Consumer:tick()
+  local ran, ok, err = pcall(self.pass, self)
+  if not ran then return nil, "consuming the push stream: " .. tostring(ok) end
+  return ok, err
 end
 
 -- The names of the catalog's views, read again when its epoch moved.
@@ -81,15 +84,15 @@ function Consumer:drain_views()
   return busy
 end
 
---- One pass over every view and the log streams; sets the delay before
--- the next.
+--- One pass over every view and the log streams: "busy" when it found
+-- entries (the next at once), true when it found none, or nil and why one
+-- failed.
 function Consumer:pass()
   local busy, err = self:drain_views()
-  if busy == nil then return self:failed(err) end
+  if busy == nil then return nil, err end
   local report, lerr = self.log:pass(BATCH)
-  if not report then return self:failed("prediction log streams: " .. tostring(lerr)) end
-  self.said.last = nil
-  self.delay = (busy or report.entries > 0) and 0 or POLL_MS
+  if not report then return nil, "prediction log streams: " .. tostring(lerr) end
+  return (busy or report.entries > 0) and "busy" or true
 end
 
 return M

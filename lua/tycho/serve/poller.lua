@@ -1,9 +1,14 @@
---- A serving worker's poll of the cluster, the shape serve/follow.lua
--- (models published as data) and serve/catalog_follow.lua (the shared
--- feature catalog) share: a tick on the worker's loop every 200 ms while
--- it succeeds, backing off to a second while it fails, on a timer that
--- does not keep the loop alive; why it fails goes to stderr once until it
--- changes (a down cluster is not a line every poll).
+--- A serving worker's poll of the cluster: the one timer and back-off that
+-- serve/follow.lua (models published as data), serve/catalog_follow.lua
+-- (the shared feature catalog), serve/experiments_follow.lua,
+-- registry/shared.lua's follow and serve/consume.lua (the push streams,
+-- into the offline store) share, so that pacing, backing off and saying
+-- why are written and tested once. A tick on the worker's loop every
+-- interval while it succeeds, again at once after a tick that found work
+-- (a backlog drains at full speed, in steps that leave the worker's
+-- requests their turn), backing off up to a cap while it fails, on a timer
+-- that does not keep the loop alive; why it fails goes to stderr once
+-- until it changes (a down cluster is not a line every poll).
 --
 --   local p = poller.new("following the feature catalog", function() return check() end)
 --   p:start()               -- the first tick as soon as the loop runs
@@ -11,22 +16,34 @@
 --   p:say(key, msg)         -- another message, said once until it changes
 --   p:stop()
 --
--- tick() returns true, or nil and a message: the polls then back off. A
--- tick that raises is said the same way, its delay left as it was.
+-- The delays are options: poller.new(what, tick, { interval_ms = 200,
+-- busy_ms = 0, max_backoff_ms = 1000 }), the defaults the followers use
+-- (a tick every 200 ms, backing off to a second); serve/consume.lua gives
+-- its own (backing off to 5 s).
+--
+-- tick() returns true, "busy" (it found work: the next tick after busy_ms),
+-- or nil and a message: the polls then back off, doubling the delay from
+-- interval_ms up to max_backoff_ms. A tick that raises is said the same
+-- way, its delay left as it was. Messages are said as "what: why", or as
+-- the tick gives them when what is nil.
 local uv = require "luv"
 
 local M = {}
 
-local POLL_MS, MAX_BACKOFF_MS = 200, 1000
+local DEFAULTS = { interval_ms = 200, busy_ms = 0, max_backoff_ms = 1000 }
 local STATUS = {}  -- the key say() keeps the tick's own message under
 
 local Poller = {}
 Poller.__index = Poller
 
 --- A poller that is not started: what names the polling in its messages
--- ("what: why").
-function M.new(what, tick)
-  return setmetatable({ what = what, tick = tick, delay = 0, said = {} }, Poller)
+-- ("what: why"; nil: the tick's messages name it); opts its delays (see
+-- the module's comment).
+function M.new(what, tick, opts)
+  opts = opts or {}
+  local p = setmetatable({ what = what, tick = tick, delay = 0, said = {} }, Poller)
+  for k, v in pairs(DEFAULTS) do p[k] = opts[k] or v end
+  return p
 end
 
 --- Starts the polls; opts.now runs the first tick before returning (the
@@ -46,16 +63,22 @@ function Poller:arm()
   end)
 end
 
+-- msg, named by what.
+function Poller:named(msg)
+  msg = tostring(msg)
+  return self.what and self.what .. ": " .. msg or msg
+end
+
 --- One tick, protected; sets the delay before the next.
 function Poller:step()
   local ran, ok, err = pcall(self.tick)
-  if not ran then return self:say(STATUS, self.what .. ": " .. tostring(ok)) end
+  if not ran then return self:say(STATUS, self:named(ok)) end
   if ok then
-    self.delay = POLL_MS
+    self.delay = ok == "busy" and self.busy_ms or self.interval_ms
     self:say(STATUS, nil)
   else
-    self.delay = math.min(math.max(self.delay, POLL_MS) * 2, MAX_BACKOFF_MS)
-    self:say(STATUS, self.what .. ": " .. tostring(err))
+    self.delay = math.min(math.max(self.delay, self.interval_ms) * 2, self.max_backoff_ms)
+    self:say(STATUS, self:named(err))
   end
 end
 

@@ -1,5 +1,5 @@
 -- serve/poller.lua: the poll a serving worker keeps of the cluster
--- (serve/follow.lua, serve/catalog_follow.lua).
+-- (serve/follow.lua, serve/catalog_follow.lua, serve/consume.lua).
 local uv = require "luv"
 local poller = require "tycho.serve.poller"
 
@@ -28,6 +28,23 @@ describe("serve.poller", function()
     assert.same({ 400, 800, 1000, 1000, 200, 200, 400 }, delays)
     assert.same({ "tycho serve: following x: down\n", "tycho serve: following x: boom\n",
                   "tycho serve: following x: down\n" }, said)
+  end)
+
+  it("takes its delays as options: none after a busy tick, and a back-off to its cap", function()
+    local answers = { "busy", "busy", true, false, false, false, false, false, false, "busy", false }
+    local i = 0
+    local p = poller.new(nil, function()
+      i = i + 1
+      if answers[i] then return answers[i] end
+      return nil, "stream k: down"
+    end, { interval_ms = 200, busy_ms = 0, max_backoff_ms = 5000 })
+    local delays = {}
+    for _ = 1, #answers do
+      p:step()
+      delays[#delays + 1] = p.delay
+    end
+    assert.same({ 0, 0, 200, 400, 800, 1600, 3200, 5000, 5000, 0, 400 }, delays)
+    assert.same({ "tycho serve: stream k: down\n", "tycho serve: stream k: down\n" }, said)
   end)
 
   it("says a keyed message once until it changes, and remembers it", function()
