@@ -64,12 +64,14 @@ end
 
 -- fn(tx) as one write transaction: of the home's database, or committed on
 -- the cluster first when there is one (refused, "unavailable", when it does
--- not answer: never written on this home alone).
-local function change(self, fn)
+-- not answer: never written on this home alone). artifacts: those fn's
+-- version records name, { { name, sha256, bytes }, ... }, for the cluster
+-- to store once before it tries fn (registry/shared.lua's change).
+local function change(self, fn, artifacts)
   if not self.cluster then return self.store:update(fn) end
   local sh, err, code = shared_of(self)
   if not sh then return nil, err, code end
-  return sh:change(self.store, fn)
+  return sh:change(self.store, fn, artifacts)
 end
 
 -- The artifact bytes of a version: the home's, or the cluster's (fetched,
@@ -251,7 +253,7 @@ function Registry:register(name, pipe, opts)
     if not model.latest or version_less(model.latest, version) then model.latest = version end
     tx:put_json("registry", "model/" .. name, model)
     return version
-  end)
+  end, { { name = name, sha256 = sum, bytes = bytes } })
 end
 
 -- The formats reg:import reads, by name.
@@ -835,14 +837,18 @@ end
 -- the cluster, see registry/publish.lua): no gates, the publisher's passed;
 -- not published again. The audit history records it as why = "cluster"
 -- with extra's fields. Returns true when the alias moved, false when it
--- pointed there already; or nil, message, code.
+-- pointed there already; or nil, message, code. A registry shared on the
+-- cluster only brings its copy up to date: the publisher's commit moved the
+-- alias before the move was announced, so a copy pointing elsewhere holds a
+-- later move (a promotion committed, not yet announced, when the move was
+-- read), which moving back would undo for every home.
 function Registry:follow(name, alias, version, extra)
   return change(self, function(tx)
     local model = tx:get_json("registry", "model/" .. name)
     if not model or not tx:get("registry", "version/" .. name .. "/" .. version) then
       return errors.fail("not_found", "model " .. name .. " has no version " .. version)
     end
-    if model.aliases[alias] == version then return false end
+    if model.aliases[alias] == version or self.cluster then return false end
     move_alias(tx, name, alias, version, "cluster", extra)
     return true
   end)

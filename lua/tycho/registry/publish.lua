@@ -188,8 +188,9 @@ end
 
 --- Makes reg follow a published move: the version fetched, verified and
 -- registered with its provenance when reg lacks it, then reg's alias moved
--- to it (Registry:follow: no gates, not published again). Returns true when
--- the alias moved, false when it was there already; or nil, message, code.
+-- to it (Registry:follow: no gates, not published again; a registry shared
+-- on the cluster has it moved already, or later). Returns true when the
+-- alias moved, false when it was there already; or nil, message, code.
 function M.adopt(reg, conn, move)
   if type(move.version) ~= "string" or type(move.sha256) ~= "string" or not move.sha256:match("^%x+$") then
     return errors.fail("invalid", "cluster: the published move of " .. move.model .. "@" .. move.alias .. " is malformed")

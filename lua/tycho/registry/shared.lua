@@ -7,7 +7,7 @@
 --
 --   local sh, err, code = shared.of(store, url)  -- registry/init.lua: joined, copied in (once per process)
 --   shared.before_read(store, url)         -- every read of reg: up to date first
---   sh:change(store, fn)                   -- every write of reg: fn(tx) committed on the cluster, copied in
+--   sh:change(store, fn, artifacts)        -- every write of reg: fn(tx) committed on the cluster, copied in
 --   sh:artifact(store, name, version, sha) -- reg:load of a version registered elsewhere: fetched, verified
 --   shared.follow(store, url)              -- serve/worker.lua: a 200 ms poll instead of checks on reads
 --
@@ -21,7 +21,9 @@
 --   <ns>{registry}:changes  a sorted set: each field of recs, scored by the epoch that last wrote it
 --                           (a removed record, a policy dropped, stays here and reads as "")
 -- and the artifacts where registry/publish.lua keeps them: <ns>artifact:<sha256>, written once
--- (SET NX) before the metadata naming them is committed.
+-- (SET NX) before the metadata naming them is committed: a change stores the artifact it was given
+-- before its first try, not on every try (it is content-addressed: the same key whatever version
+-- a retry ends up giving it).
 --
 -- The home's LMDB registry is each process's copy and read path, as
 -- features/catalog_shared.lua keeps the feature catalog: copied in whole
@@ -240,21 +242,32 @@ local function plan(store, records)
   end)
 end
 
+-- Stores bytes, whose sha256 is sha256, on the cluster once (SET NX), for
+-- what ("the artifact of NAME VERSION"). true, or nil, message, code.
+function Shared:store_artifact(sha256, bytes, what)
+  local key = publish.artifact_key(self.conn, sha256)
+  local r, err, code = self.cl:call(self.cl:slot(key), "SET", key, bytes, "NX")
+  if (r == nil and err) or (type(r) == "table" and r.err) then return failed("storing " .. what, r, err, code) end
+  return true
+end
+
 -- The artifacts of the version records in list { key, value, ... }, stored
--- on the cluster once (SET NX) from the home's copy. true, or nil, message, code.
-function Shared:store_artifacts(list, bytes_of)
+-- on the cluster once (SET NX) from the home's copy, but for those whose
+-- sha256 stored has (kept there once stored). true, or nil, message, code.
+function Shared:store_artifacts(list, bytes_of, stored)
+  stored = stored or {}
   for i = 1, #list, 2 do
     local k = list[i]
     if k:sub(1, 8) == "version/" and list[i + 1] ~= "" then
       local meta = json.decode(list[i + 1])
-      local bytes = bytes_of("artifact/" .. k:sub(9))
-      if not bytes then
-        return errors.fail(errors.not_found, "registry: " .. meta.name .. " " .. meta.version .. " has no artifact here")
-      end
-      local key = publish.artifact_key(self.conn, meta.sha256)
-      local r, err, code = self.cl:call(self.cl:slot(key), "SET", key, bytes, "NX")
-      if (r == nil and err) or (type(r) == "table" and r.err) then
-        return failed("storing the artifact of " .. meta.name .. " " .. meta.version, r, err, code)
+      if not stored[meta.sha256] then
+        local bytes = bytes_of("artifact/" .. k:sub(9))
+        if not bytes then
+          return errors.fail(errors.not_found, "registry: " .. meta.name .. " " .. meta.version .. " has no artifact here")
+        end
+        local ok, err, code = self:store_artifact(meta.sha256, bytes, "the artifact of " .. meta.name .. " " .. meta.version)
+        if not ok then return nil, err, code end
+        stored[meta.sha256] = true
       end
     end
   end
@@ -322,16 +335,27 @@ end
 
 --- Runs fn(tx) (a registry transaction function, as store:update takes)
 -- against store's up-to-date copy, commits what it writes on the cluster
--- (artifacts first, by their sha256), then in the copy. Returns what fn
--- returns; or nil, message, code: "unavailable" when the cluster did not
--- take it, "busy" when other homes kept committing first.
-function Shared:change(store, fn)
+-- (artifacts first, by their sha256), then in the copy. artifacts, {
+-- { name = NAME, sha256 = SUM, bytes = BYTES }, ... }, are those fn's
+-- version records will name (reg:register's): stored before the first try,
+-- once, since each try may give them another version number but not
+-- another key; a version record naming one not given has it stored from
+-- fn's writes, once too. Returns what fn returns; or nil, message, code:
+-- "unavailable" when the cluster did not take it (its artifacts included),
+-- "busy" when other homes kept committing first.
+function Shared:change(store, fn, artifacts)
+  local stored = {}
+  for _, a in ipairs(artifacts or {}) do
+    local ok, err, code = self:store_artifact(a.sha256, a.bytes, "the artifact of " .. a.name)
+    if not ok then return nil, err, code end
+    stored[a.sha256] = true
+  end
   return self:retry(store, "not written", function()
     local res, ov = run(store, fn, self.home)
     res.n = table.maxn(res)
     if res[1] == nil or #ov.order == 0 then return res end
     local list = shared_writes(ov)
-    local ok, err, code = self:store_artifacts(list, function(k) return ov.writes[k] end)
+    local ok, err, code = self:store_artifacts(list, function(k) return ov.writes[k] end, stored)
     if not ok then return { n = 3, nil, err, code } end
     local epoch
     epoch, err, code = self:commit(self.seen, list)

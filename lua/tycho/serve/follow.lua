@@ -9,10 +9,13 @@
 -- (and whenever the cluster answers again after a failure, since pub/sub
 -- drops the messages of a disconnected client) are the aliases of the
 -- worker's hosted models read. A published version the home lacks is
--- fetched, verified and registered (publish.adopt), the local alias moves,
--- and the hosted model loads it at once. One that cannot be fetched,
--- verified or loaded leaves the old version serving: why goes to stderr
--- and to the hosted model's errors (describe(), /v1/models/NAME).
+-- fetched, verified and registered (publish.adopt), the home's copy of the
+-- shared registry is brought up to date (the alias moved there with the
+-- publisher's commit, before the announcement: a move read before a later
+-- commit is not followed back, Registry:follow), and the hosted model loads
+-- it at once. One that cannot be fetched, verified or loaded leaves the old
+-- version serving: why goes to stderr and to the hosted model's errors
+-- (describe(), /v1/models/NAME).
 --
 -- The cluster client is synchronous (tz_redis): its timeouts are short and
 -- the poll backs off while the cluster does not answer (serve/poller.lua),

@@ -4,7 +4,8 @@
 -- loads there (its artifact fetched and verified), homes registering the
 -- same model at once get distinct versions, a promotion on A and a
 -- rollback on B are in both homes' history in one order, with the home
--- that made each, a request made on A is approved on B, and with the
+-- that made each, a request made on A is approved on B, a registration's
+-- artifact is sent once however many tries its commit takes, and with the
 -- cluster gone a registration is refused while reads use the home's copy.
 local tycho = require "tycho"
 local testing = require "tycho.testing"
@@ -136,6 +137,34 @@ describe_cluster("the model registry shared on a Redis Cluster", function()
     assert.same({ "promote", "better", "rollback", "policy", "request", "approve" }, kinds)
     local _, _, code = a:approve("tiny", req.id, { by = "lead" })
     assert.equal("conflict", code)
+  end)
+
+  it("stores a registration's artifact on the cluster once, however many tries its commit takes", function()
+    local shared = require "tycho.registry.shared"
+    local publish = require "tycho.registry.publish"
+    local sh = assert(shared.of(a.store, url))
+    local pipe = fixture.plain(7)
+    local key = publish.artifact_key(sh.conn, select(2, pipe:to_bytes()))
+    local sets, lost = 0, false
+    local call, commit = sh.cl.call, sh.commit
+    sh.cl.call = function(cl, slot, cmd, k, ...)
+      if cmd == "SET" and k == key then sets = sets + 1 end
+      return call(cl, slot, cmd, k, ...)
+    end
+    sh.commit = function(self, ...)  -- B commits first: A's first commit is refused, and tried again
+      if not lost then
+        lost = true
+        assert(b:register("once", fixture.plain(8)))
+      end
+      return commit(self, ...)
+    end
+    local ok, v = pcall(a.register, a, "once", pipe)
+    sh.cl.call, sh.commit = nil, nil
+    assert.is_true(ok, v)
+    assert.equal("1.0.1", v)
+    assert.equal(1, sets)
+    assert.equal(2, #b:versions("once"))
+    assert.equal("1.0.1", assert(b:load("once", "1.0.1")).registry_version)
   end)
 
   it("refuses registrations when the cluster is gone, and reads the home's copy", function()
