@@ -80,6 +80,7 @@ typedef struct tz_redis_item {
 /* Counters since tz_redis_open, for tests and metrics. */
 typedef struct tz_redis_stats {
     int64_t moved, ask, reconnects, refreshes, retries;
+    int64_t waited;   /* batches sent by tz_redis_async_send */
 } tz_redis_stats;
 
 /* The cluster hash slot of a key: CRC16 (XMODEM) mod 16384 of the key, or of

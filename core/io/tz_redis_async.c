@@ -295,6 +295,7 @@ int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err)
 {
     tzr_op *o = new_op(r, b, ticket);
     if (!o) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    r->stats.waited++;
     int rc = send_op(r, o);
     if (rc) {
         /* What went out stays owed by its connection and is dropped when

@@ -28,7 +28,7 @@ typedef struct tz_redis tz_redis;
 typedef struct tz_redis_batch tz_redis_batch;
 typedef struct tz_redis_opts { int timeout_ms; int retry_ms; size_t max_reply; int max_elements; } tz_redis_opts;
 typedef struct tz_redis_item { int type; int64_t integer; const char *str; size_t len; } tz_redis_item;
-typedef struct tz_redis_stats { int64_t moved, ask, reconnects, refreshes, retries; } tz_redis_stats;
+typedef struct tz_redis_stats { int64_t moved, ask, reconnects, refreshes, retries, waited; } tz_redis_stats;
 int tz_redis_key_slot(const char *key, size_t len);
 int tz_redis_open(const char *seeds, const tz_redis_opts *opts, tz_redis **out, tz_err *err);
 void tz_redis_close(tz_redis *r);
@@ -271,12 +271,14 @@ function Cluster:master_slots()
   return out
 end
 
---- Counters since open: moved, ask, reconnects, refreshes, retries.
+--- Counters since open: moved, ask, reconnects, refreshes, retries, waited
+-- (reads sent by cl:read to wait on the loop).
 function Cluster:stats()
   local s = ffi.new("tz_redis_stats")
   C.tz_redis_get_stats(self.handle, s)
   return { moved = tonumber(s.moved), ask = tonumber(s.ask), reconnects = tonumber(s.reconnects),
-           refreshes = tonumber(s.refreshes), retries = tonumber(s.retries) }
+           refreshes = tonumber(s.refreshes), retries = tonumber(s.retries),
+           waited = tonumber(s.waited) }
 end
 
 --- Closes the connections; the client is unusable afterwards.

@@ -2,16 +2,29 @@
 -- real loopback cluster of 3 masters and 3 replicas: the online-store
 -- behaviours answer exactly as with the home's LMDB, keys spread over every
 -- master, MOVED and ASK are followed, and after kill -9 of a master its
--- replica takes over and reads and writes succeed again.
+-- replica takes over and reads and writes succeed again. Reads go both
+-- ways: blocking, as a script's, and waiting on the loop, as a serving
+-- worker's request's (tycho.core.suspend, redis.read).
 local tycho = require "tycho"
 local testing = require "tycho.testing"
 local cluster = require "tycho.testing_redis"
 local redis = require "tycho.core.redis"
+local suspend = require "tycho.core.suspend"
 local features, frame, timeutil = tycho.features, tycho.frame, require "tycho.timeutil"
 
 -- .ci/test installs redis-server and sets TYCHO_SERVICE_TESTS: there a
 -- missing server fails the spec instead of leaving it pending.
 local describe_cluster = (cluster.available() or os.getenv("TYCHO_SERVICE_TESTS") == "1") and describe or pending
+
+-- fn() as a serving worker's request runs: in a coroutine whose reads of
+-- the cluster wait on the loop, turned here until it ends. Its results.
+local function as_request(fn)
+  local out
+  local done, ok, a, b = suspend.run(function() return pcall(fn) end, function(...) out = { ... } end)
+  if done then out = { ok, a, b } else assert(testing.run_until(function() return out ~= nil end, 10000)) end
+  if not out[1] then error(out[2], 0) end
+  return out[2], out[3]
+end
 
 describe_cluster("online store on a Redis Cluster", function()
   local c, n_homes, homes = nil, 0, {}
@@ -172,14 +185,20 @@ describe_cluster("online store on a Redis Cluster", function()
     local before = be.cl:stats()
     local res = assert(fs:online({ "o:x" }, { user_id = { "mover" } }, { now = 200e6 }))
     assert.equal(41, res.results[2].values[1])
+    local asked, waited = be.cl:stats().ask, be.cl:stats().waited
+    res = assert(as_request(function() return fs:online({ "o:x" }, { user_id = { "mover" } }, { now = 200e6 }) end))
+    assert.equal(41, res.results[2].values[1])
+    assert.same({ true, waited + 1 }, { be.cl:stats().ask > asked, be.cl:stats().waited }, "a waiting read followed an ASK")
     assert(fs:push("o", { user_id = { "mover" }, event_time = { 150 }, x = { 42 } }))
     assert.is_true(be.cl:stats().ask > before.ask, "an ASK was followed")
     -- The migration finished: every node learns the new owner.
     for _, p in ipairs(c:masters()) do c:cli(p, "CLUSTER SETSLOT " .. slot .. " NODE " .. dst_id) end
     assert(cluster.wait(function() return c:master_of_slot(slot) == dst end, 10, "slot moved"))
+    res = assert(as_request(function() return fs:online({ "o:x" }, { user_id = { "mover" } }, { now = 200e6 }) end))
+    assert.equal(42, res.results[2].values[1])
+    assert.is_true(be.cl:stats().moved > before.moved, "a waiting read followed a MOVED")
     res = assert(fs:online({ "o:x" }, { user_id = { "mover" } }, { now = 200e6 }))
     assert.equal(42, res.results[2].values[1])
-    assert.is_true(be.cl:stats().moved > before.moved, "a MOVED was followed")
     assert.equal("127.0.0.1:" .. dst, be.cl:node_of(slot))
   end)
 
@@ -194,8 +213,10 @@ describe_cluster("online store on a Redis Cluster", function()
     local t0 = require("luv").hrtime()
     -- Until the replica is promoted the victim's entities read UNAVAILABLE
     -- (never a hang: each call ends within retry_ms); then everything reads.
+    -- The reads wait on the loop: their client finds the new master itself.
+    local waited = be.cl:stats().waited
     local res = assert(cluster.wait(function()
-      local r = assert(fs:online({ "o:x" }, { user_id = ids }, { now = 100e6 }))
+      local r = assert(as_request(function() return fs:online({ "o:x" }, { user_id = ids }, { now = 100e6 }) end))
       for i = 1, #ids do
         if r.results[2].statuses[i] ~= "PRESENT" then
           assert.equal("UNAVAILABLE", r.results[2].statuses[i])
@@ -205,6 +226,7 @@ describe_cluster("online store on a Redis Cluster", function()
       return r
     end, 20, "reads after failover"))
     assert.same(xs, res.results[2].values)
+    assert.is_true(be.cl:stats().waited > waited)
     local took = (require("luv").hrtime() - t0) / 1e9
     assert.is_true(took < 20, "failover took " .. took .. " s")
     local r = assert(fs:push("o", { user_id = ids, event_time = xs, x = xs }))
