@@ -302,22 +302,44 @@ function Experiment:flush_shared(tx, sh)
   cluster.write_totals(tx, self, c.counters, c.faults)
 end
 
--- Sends the buffers to the cluster and keeps its answer in self.copy.
+local function less(n, by)
+  n = (n or 0) - (by or 0)
+  return n > 0 and n or nil
+end
+
+-- Sends the buffers to the cluster and keeps its answer in self.copy. A
+-- push whose answer was lost may have been counted: it goes again alone,
+-- the same exposures and faults under the same token, which the cluster
+-- answers from what it kept without counting again; what was buffered
+-- since waits for the next flush.
 function Experiment:push(sh)
   local list, faults = self.exposures or {}, {}
   faults.target_errors, faults.cluster_fallbacks = self.pending_faults, self.fallbacks
   if #list == 0 and not next(faults) then return end
-  local res, err = sh:push(self, list, faults)
+  local doubt = self.doubt or { n = #list, token = sh:token(),
+                                faults = { target_errors = faults.target_errors, cluster_fallbacks = faults.cluster_fallbacks } }
+  local sent = doubt.n < #list and cluster.slice(list, 1, doubt.n) or list
+  local res, err = sh:push(self, sent, doubt.faults, doubt.token)
   sh:say("flush", not res and ("experiment " .. self.name .. ": " .. err .. "; kept for the next flush") or nil)
-  if not res then return end
+  if not res then
+    self.doubt = doubt
+    return
+  end
+  self.doubt = nil
   local c = self.copy or { units = {}, variants = {} }
-  for i = 1, #list - 1, 2 do
-    c.units[#c.units + 1] = list[i]
+  for i = 1, #sent - 1, 2 do
+    c.units[#c.units + 1] = sent[i]
     c.variants[#c.variants + 1] = res.variants[(i + 1) / 2]
   end
   c.counters, c.faults = res.counters, res.faults
   self.copy = c
-  self.exposures, self.pending, self.overflowing, self.pending_faults, self.fallbacks = {}, {}, nil, nil, nil
+  if sent == list then
+    self.exposures, self.pending, self.overflowing, self.pending_faults, self.fallbacks = {}, {}, nil, nil, nil
+  else
+    self.exposures = cluster.slice(list, doubt.n + 1, #list)
+    self.pending_faults = less(self.pending_faults, doubt.faults.target_errors)
+    self.fallbacks = less(self.fallbacks, doubt.faults.cluster_fallbacks)
+  end
 end
 
 --- Whether exposures, fault counts or (with a cluster) its answer wait to be written.

@@ -10,8 +10,8 @@
 --   sh:before_read(store)                -- a script's read: changed definitions copied in first
 --   sh:publish(store, e)                 -- define.lua's save; sh:stop(store, e, winner): events.lua's
 --   sh:stick(e, unit, proposal)          -- a bandit's new unit: the variant every node gives it
---   sh:push(e, pairs, faults)            -- a flush's exposures (assign.lua): totals back
---   sh:record(e, triples, opts)          -- outcome events and feedback credits
+--   sh:push(e, pairs, faults, token)     -- a flush's exposures (assign.lua): totals back
+--   sh:record(e, triples, opts, token)   -- outcome events and feedback credits
 --   sh:check(store, ms), sh:refresh(store, list)  -- serve/experiments_follow.lua's poll
 --
 -- Keys under the URL's ns; one experiment's all carry the hash tag
@@ -22,6 +22,7 @@
 --   <ns>{exp:NAME}:f    hash: target_errors, rejected_events, cluster_fallbacks
 --   <ns>{exp:NAME}:u    hash: unit -> the variant it first got (HSETNX: the first node wins)
 --   <ns>{exp:NAME}:o    hash: unit -> "sum count" of its outcomes
+--   <ns>{exp:NAME}:done:TOKEN  what a counting script answered under TOKEN (a day)
 -- and the index, in a slot of its own, that a poll reads in one GET:
 --   <ns>{experiments}:epoch    INCR by every definition or status change
 --   <ns>{experiments}:changes  sorted set: names, scored by the epoch that last changed them
@@ -32,6 +33,12 @@
 -- that cannot answer now is not waited for), a new bandit unit gets this
 -- worker's own choice, counted as a cluster_fallback; exposures, faults
 -- and credits stay buffered for the next flush; stop refuses (503).
+--
+-- The scripts that count (exposures, faults, outcomes) run once per token:
+-- the client sends a command again when its connection dropped after the
+-- write, and a flush whose answer was lost goes again under the same token
+-- (assign.lua, push_credits), so the cluster answers a repeat from what it
+-- kept instead of counting it twice.
 local json = require "tycho.util.json"
 local errors = require "tycho.util.errors"
 local timeutil = require "tycho.util.timeutil"
@@ -85,37 +92,53 @@ end
 return redis.call('HGET', KEYS[1], ARGV[1])
 ]]
 
+-- A counting script's guard (KEYS[1]: its done key): a repeat answers what
+-- the first run did.
+local ONCE = [[
+local done = redis.call('GET', KEYS[1])
+if done then return cjson.decode(done) end
+]]
+local KEEP = [[
+redis.call('SET', KEYS[1], cjson.encode(out), 'EX', 86400)
+return out
+]]
+
 -- Exposures (unit, variant pairs): the variant each unit holds, in order.
-local FLUSH = [[
+local FLUSH = ONCE .. [[
 local out = {}
 for i = 1, #ARGV, 2 do
   local v = ARGV[i + 1]
-  if redis.call('HSETNX', KEYS[1], ARGV[i], v) == 1 then
-    redis.call('HINCRBY', KEYS[2], 'units:' .. v, 1)
+  if redis.call('HSETNX', KEYS[2], ARGV[i], v) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'units:' .. v, 1)
   else
-    v = redis.call('HGET', KEYS[1], ARGV[i])
+    v = redis.call('HGET', KEYS[2], ARGV[i])
   end
-  redis.call('HINCRBY', KEYS[2], 'exposures:' .. v, 1)
+  redis.call('HINCRBY', KEYS[3], 'exposures:' .. v, 1)
   out[#out + 1] = v
 end
-return out
-]]
+]] .. KEEP
+
+-- Fault counts (field, count pairs).
+local FAULTS = ONCE .. [[
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+local out = { 1 }
+]] .. KEEP
 
 -- Outcomes (unit, variant, value triples after ARGV[1] binary and ARGV[2]
 -- the events refused before: "" for feedback credits, whose variant must
 -- be the unit's): 1 per triple applied, 0 for a unit the cluster does not
 -- hold (or holds under another variant). An event for an unknown unit is
 -- a rejected event.
-local OUTCOMES = [[
+local OUTCOMES = ONCE .. [[
 local binary, out, rejected = ARGV[1] == '1', {}, tonumber(ARGV[2])
 for i = 3, #ARGV, 3 do
-  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
   if not v or (ARGV[i + 1] ~= '' and ARGV[i + 1] ~= v) then
     out[#out + 1] = 0
     if rejected then rejected = rejected + 1 end
   else
     local s, n = 0, 0
-    local o = redis.call('HGET', KEYS[2], ARGV[i])
+    local o = redis.call('HGET', KEYS[3], ARGV[i])
     if o then
       local a, b = string.match(o, '^(%S+) (%S+)$')
       s, n = tonumber(a), tonumber(b)
@@ -123,17 +146,16 @@ for i = 3, #ARGV, 3 do
     local before = binary and (s > 0 and 1 or 0) or s
     s, n = s + tonumber(ARGV[i + 2]), n + 1
     local after = binary and (s > 0 and 1 or 0) or s
-    redis.call('HSET', KEYS[2], ARGV[i], string.format('%.17g %d', s, n))
+    redis.call('HSET', KEYS[3], ARGV[i], string.format('%.17g %d', s, n))
     if after ~= before then
-      redis.call('HINCRBYFLOAT', KEYS[3], 'sum:' .. v, string.format('%.17g', after - before))
-      redis.call('HINCRBYFLOAT', KEYS[3], 'sumsq:' .. v, string.format('%.17g', after * after - before * before))
+      redis.call('HINCRBYFLOAT', KEYS[4], 'sum:' .. v, string.format('%.17g', after - before))
+      redis.call('HINCRBYFLOAT', KEYS[4], 'sumsq:' .. v, string.format('%.17g', after * after - before * before))
     end
     out[#out + 1] = 1
   end
 end
-if rejected and rejected > 0 then redis.call('HINCRBY', KEYS[4], 'rejected_events', rejected) end
-return out
-]]
+if rejected and rejected > 0 then redis.call('HINCRBY', KEYS[5], 'rejected_events', rejected) end
+]] .. KEEP
 
 -- The shared state of each store open in this process (false: no
 -- cluster); weak, so that a closed store takes its entry along.
@@ -141,8 +163,8 @@ local states = setmetatable({}, { __mode = "k" })
 local on_reads = true
 
 local function new_state(url)
-  return setmetatable({ url = url, names = {}, unpublished = {}, credits = {}, seen = -1, said = {},
-                        signatures = {} }, Shared)
+  return setmetatable({ url = url, names = {}, unpublished = {}, credits = {}, credit_doubt = {}, seen = -1,
+                        said = {}, signatures = {} }, Shared)
 end
 
 --- The shared experiments of store: those of TYCHO_CLUSTER unless attach
@@ -194,12 +216,33 @@ function Shared:client()
   return self.cl
 end
 
+--- t[i..j] as a new list (too long for unpack).
+function M.slice(t, i, j)
+  local out = {}
+  for x = i, j do out[#out + 1] = t[x] end
+  return out
+end
+
+-- Tokens unique to this process's calls (host, pid, start time, counter).
+local token_prefix, token_count
+
+--- A new token for push or record: a flush sent again under its token is
+-- counted once.
+function Shared.token(_)
+  if not token_prefix then
+    local uv = require "luv"
+    token_prefix, token_count = string.format("%s-%x-%x-", uv.os_gethostname(), uv.os_getpid(), timeutil.now()), 0
+  end
+  token_count = token_count + 1
+  return token_prefix .. token_count
+end
+
 -- An experiment's keys and slot.
 function Shared:keys(name)
   local k = self.names[name]
   if not k then
     local p = self.ns .. "{exp:" .. name .. "}:"
-    k = { def = p .. "def", c = p .. "c", f = p .. "f", u = p .. "u", o = p .. "o", slot = self.cl:slot(p) }
+    k = { p = p, def = p .. "def", c = p .. "c", f = p .. "f", u = p .. "u", o = p .. "o", slot = self.cl:slot(p) }
     self.names[name] = k
   end
   return k
@@ -381,21 +424,28 @@ local function add_totals(b, k)
   b:add(k.slot, "HGETALL", k.f)
 end
 
---- Sends a flush: pairs (flat unit, variant) and faults { field = count }.
--- { variants = the variant each unit holds, in order; counters = totals;
--- faults }, or nil, message, code (nothing to tell what the cluster took).
-function Shared:push(e, pairs_, faults)
+-- The done key of a token's part.
+local function done_key(k, token, part) return k.p .. "done:" .. token .. ":" .. part end
+
+--- Sends a flush under token (Shared:token; the same token again for a
+-- flush whose answer was lost, with the same pairs and faults): pairs
+-- (flat unit, variant) and faults { field = count }. { variants = the
+-- variant each unit holds, in order; counters = totals; faults }, or nil,
+-- message, code (nothing to tell what the cluster took).
+function Shared:push(e, pairs_, faults, token)
   local ok, err, code = self:client()
   if not ok then return nil, err, code end
   local k, b = self:keys(e.name), self.batch
   b:clear()
   for i = 1, #pairs_, 2 * CHUNK do
-    local args = { "EVAL", FLUSH, 2, k.u, k.c }
+    local args = { "EVAL", FLUSH, 3, done_key(k, token, i), k.u, k.c }
     for j = i, math.min(i + 2 * CHUNK - 1, #pairs_) do args[#args + 1] = pairs_[j] end
     b:add_list(k.slot, args)
   end
   local flushes = b:count()
-  for field, n in pairs(faults) do b:add(k.slot, "HINCRBY", k.f, field, n) end
+  local fargs = { "EVAL", FAULTS, 2, done_key(k, token, "f"), k.f }
+  for field, n in pairs(faults) do fargs[#fargs + 1], fargs[#fargs + 2] = field, n end
+  if #fargs > 5 then b:add_list(k.slot, fargs) end
   add_totals(b, k)
   local got, gerr, gcode = self:run("flushing " .. e.name, self.read_ms)
   if not got then return nil, gerr, gcode end
@@ -407,11 +457,12 @@ function Shared:push(e, pairs_, faults)
   return { variants = variants, counters = counters, faults = f }
 end
 
---- Applies outcomes: triples (flat unit, variant or "" for any, value).
--- opts.rejected: events already refused (counted as rejected events, with
--- the units the cluster does not hold); nil for feedback credits. A list
--- of 1 (applied) or 0 per triple, or nil, message, code.
-function Shared:record(e, triples, opts)
+--- Applies outcomes under token (as push's): triples (flat unit, variant
+-- or "" for any, value). opts.rejected: events already refused (counted as
+-- rejected events, with the units the cluster does not hold); nil for
+-- feedback credits. A list of 1 (applied) or 0 per triple, or nil,
+-- message, code.
+function Shared:record(e, triples, opts, token)
   local ok, err, code = self:client()
   if not ok then return nil, err, code end
   local k, b = self:keys(e.name), self.batch
@@ -419,7 +470,8 @@ function Shared:record(e, triples, opts)
   local binary = e.metric_type == "binary" and "1" or "0"
   local rejected = opts.rejected and tostring(opts.rejected) or ""
   for i = 1, math.max(#triples, 1), 3 * CHUNK do
-    local args = { "EVAL", OUTCOMES, 4, k.u, k.o, k.c, k.f, binary, i == 1 and rejected or (opts.rejected and "0" or "") }
+    local args = { "EVAL", OUTCOMES, 5, done_key(k, token or self:token(), i), k.u, k.o, k.c, k.f, binary,
+                   i == 1 and rejected or (opts.rejected and "0" or "") }
     for j = i, math.min(i + 3 * CHUNK - 1, #triples) do
       local x = triples[j]
       args[#args + 1] = type(x) == "number" and string.format("%.17g", x) or x
@@ -449,12 +501,20 @@ function Shared:credit(e, unit, variant, value)
 end
 
 --- Sends the queued credits; those the cluster did not take stay queued.
--- true, or nil, message, code.
+-- Credits whose answer was lost go again alone, under their token; those
+-- queued since wait for the next push. true, or nil, message, code.
 function Shared:push_credits()
   for e, q in pairs(self.credits) do
-    local ok, err, code = self:record(e, q, {})
-    if not ok then return nil, err, code end
-    self.credits[e] = nil
+    local doubt = self.credit_doubt[e] or { n = #q, token = self:token() }
+    local sent = q
+    if doubt.n < #q then sent = M.slice(q, 1, doubt.n) end
+    local ok, err, code = self:record(e, sent, {}, doubt.token)
+    if not ok then
+      self.credit_doubt[e] = doubt
+      return nil, err, code
+    end
+    self.credit_doubt[e] = nil
+    self.credits[e] = sent ~= q and M.slice(q, doubt.n + 1, #q) or nil
   end
   return true
 end

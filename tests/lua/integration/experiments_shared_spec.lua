@@ -121,6 +121,39 @@ describe_cluster("experiments shared on a Redis Cluster", function()
     assert.equal(300, units)
   end)
 
+  it("counts a flush whose answer was lost once, when it goes again under its token", function()
+    local a = home(1)
+    local e = experiments.define(def "once")
+    e:save(a)
+    local sh = cluster_mod.of(a)
+    for i = 1, 4 do e:assign("w" .. i, nil, a) end
+    -- The cluster takes the first flush, but its answer is lost.
+    local push, lost = sh.push, 0
+    sh.push = function(...)
+      local res = push(...)
+      if lost == 0 then
+        lost = 1
+        return nil, "the answer was lost", "unavailable"
+      end
+      return res
+    end
+    experiments.flush({ e }, a)
+    for i = 5, 6 do e:assign("w" .. i, nil, a) end
+    experiments.flush({ e }, a)  -- the first four again, under their token
+    experiments.flush({ e }, a)  -- then the two since
+    sh.push = push
+    local units, exposures = 0, 0
+    for _, v in ipairs(e:results(a).variants) do units, exposures = units + v.units, exposures + v.exposures end
+    assert.same({ 1, 6, 6 }, { lost, units, exposures })
+    -- Outcomes too: the same credits twice under one token count once.
+    local k = sh:keys("once")
+    local triples = { "w1", "", 1, "w2", "", 1 }
+    assert.same({ 1, 1 }, sh:record(e, triples, {}, "tok-credits"))
+    assert.same({ 1, 1 }, sh:record(e, triples, {}, "tok-credits"))
+    local o = sh.cl:call(k.slot, "HGET", k.o, "w1")
+    assert.equal("1 1", o)
+  end)
+
   it("shows a running node a stop made on another home within a poll, and takes its traffic", function()
     local dir = testing.tmpdir()
     dirs[#dirs + 1] = dir
