@@ -88,13 +88,16 @@ end
 
 -- Adds record r ({ t, version, role, n, errors, ms }) to what the home
 -- holds for model and level.
+-- (r itself is left as it is: a batch whose commit fails writes its
+-- accumulator again.)
 local function merge_into(tx, model, level, r)
   local k = key(model, level, r.t, r.version, r.role)
   local old = tx:get(M.DB, k)
   if old then
     local o = buffer.decode(old)
-    r.n, r.errors = r.n + o.n, r.errors + o.errors
-    merge_hist(r.ms, o.ms)
+    o.n, o.errors = o.n + r.n, o.errors + r.errors
+    merge_hist(o.ms, r.ms)
+    r = o
   end
   tx:put(M.DB, k, buffer.encode(r))
 end
@@ -110,6 +113,21 @@ local function coarser(by_t, level)
     merge_hist(r.ms, m.ms)
   end
   return out
+end
+
+--- Adds accumulator from's counts to into's.
+function M.merge(into, from)
+  for model, by_version in pairs(from) do
+    for _, by_role in pairs(by_version) do
+      for _, by_t in pairs(by_role) do
+        for _, m in pairs(by_t) do
+          local r = second_of(into, { model = model, version = m.version, role = m.role, at = m.t * 1e6 })
+          r.n, r.errors = r.n + m.n, r.errors + m.errors
+          merge_hist(r.ms, m.ms)
+        end
+      end
+    end
+  end
 end
 
 --- Adds acc's counts to the records in the home (inside write transaction

@@ -41,17 +41,18 @@ local Batch = {}
 Batch.__index = Batch
 
 --- A batch of entries written together: add(entry, now, id) stamps
--- entry (id, at = now in µs, role "live" unless set) and encodes it;
--- write(tx) stores the entries, adds them to the rollups and returns what
--- it added (for rollup.prune); append(other) puts other's entries after
--- these; batch.n counts them. The encoded entries stay in one buffer until
--- written: a Lua string each would be interned, and entries of 128 bytes
--- and more that differ in a few bytes share LuaJIT's sampled string hash,
--- so every new one was compared with the batch's others.
+-- entry (id, at = now in µs, role "live" unless set), encodes it and
+-- counts it in the batch's rollups, so the caller may reuse the table;
+-- write(tx) stores the entries, adds the rollups and returns them (for
+-- rollup.prune); append(other) puts other's entries after these; batch.n
+-- counts them. The encoded entries stay in one buffer until written: a Lua
+-- string each would be interned, and entries of 128 bytes and more that
+-- differ in a few bytes share LuaJIT's sampled string hash, so every new
+-- one was compared with the batch's others.
 function M.batch()
   -- Room for a flush's worth: growing the lists on the request path left
   -- LuaJIT's traces for the interpreter.
-  return setmetatable({ n = 0, keys = new_table(512, 0), ends = new_table(512, 0), entries = new_table(512, 0),
+  return setmetatable({ n = 0, keys = new_table(512, 0), ends = new_table(512, 0), acc = rollup.new(),
                         bytes = entries.buffer() }, Batch)
 end
 
@@ -59,20 +60,19 @@ function Batch:add(entry, now, id)
   entry.id, entry.at, entry.role = id, now, entry.role or "live"
   local n = self.n + 1
   entries.encode_into(self.bytes, entry)
-  self.n, self.keys[n], self.ends[n], self.entries[n] = n, keys.pack_i64_s(now, id), #self.bytes, entry
+  rollup.add(self.acc, entry)
+  self.n, self.keys[n], self.ends[n] = n, keys.pack_i64_s(now, id), #self.bytes
   return id
 end
 
 function Batch:write(tx)
-  local acc = rollup.new()
   local ptr, start = self.bytes:ref(), 0
   for i = 1, self.n do
     tx:append("predictions", self.keys[i], ptr + start, self.ends[i] - start)
     start = self.ends[i]
-    rollup.add(acc, self.entries[i])
   end
-  rollup.write(tx, acc)
-  return acc
+  rollup.write(tx, self.acc)
+  return self.acc
 end
 
 function Batch:append(other)
@@ -80,8 +80,9 @@ function Batch:append(other)
   self.bytes:put(other.bytes)
   for i = 1, other.n do
     local n = self.n + 1
-    self.n, self.keys[n], self.ends[n], self.entries[n] = n, other.keys[i], base + other.ends[i], other.entries[i]
+    self.n, self.keys[n], self.ends[n] = n, other.keys[i], base + other.ends[i]
   end
+  rollup.merge(self.acc, other.acc)
 end
 
 --- A logger that buffers predictions and writes them in one transaction

@@ -200,6 +200,36 @@ describe("prediction log rollups", function()
     assert.is_true(s.from <= now / 1e6 - 3600 + 60 and s.from + 3600 > now / 1e6)
   end)
 
+  it("counts a batch kept after a failed flush once, with what was added since, from one reused entry table", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir))
+    local now = timeutil.now()
+    local entry = {}
+    local function fill(batch, n, from)
+      for i = 1, n do
+        entry.model, entry.version, entry.output, entry.ms, entry.role = "m", "1.0.0", i, 2, nil
+        batch:add(entry, now, "b" .. from + i)
+      end
+    end
+    local earlier, kept, later = serving.batch(), serving.batch(), serving.batch()
+    fill(earlier, 5, 100)
+    st:update(function(tx) earlier:write(tx) end)
+    fill(kept, 30, 0)
+    fill(later, 12, 30)
+    -- The first flush fails after its rollups were written: rolled back.
+    assert.is_false(pcall(st.update, st, function(tx)
+      kept:write(tx)
+      error("the disk is full")
+    end))
+    kept:append(later)
+    st:update(function(tx) kept:write(tx) end)
+    local span = rollup.span(600, now)
+    local traffic = st:view(function(tx) return rollup.traffic(tx, "m", span)[1] end)
+    assert.same({ 47, 47 }, { traffic.volume, st:view(function(tx) return tx:count("predictions") end) })
+    st:close()
+    testing.rmrf(dir)
+  end)
+
   it("merges what later flushes add, and prunes seconds past 2 h and the rest past the log's retention", function()
     local dir = testing.tmpdir()
     local st = assert(store.open(dir))
