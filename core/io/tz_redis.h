@@ -163,6 +163,10 @@ int tz_redis_batch_feed(tz_redis_batch *b, int i, const char *resp, size_t len, 
 
 enum { TZ_REDIS_READ = 1, TZ_REDIS_WRITE = 2 };
 
+/* Lanes: each node gets a non-blocking connection per lane, so that writes
+ * (whose WAIT holds a connection until a replica confirms) never delay reads. */
+enum { TZ_REDIS_LANE_READS = 0, TZ_REDIS_LANE_WRITES = 1, TZ_REDIS_LANES = 2 };
+
 /* A socket to watch: want is TZ_REDIS_READ | TZ_REDIS_WRITE (0: nothing for
  * now), or -1: stop watching it, then tz_redis_async_release it. */
 typedef struct tz_redis_watch {
@@ -170,8 +174,9 @@ typedef struct tz_redis_watch {
     int want;
 } tz_redis_watch;
 
-/* Sends batch b's commands that have no reply yet, without blocking, with
- * the budget of a serving read (tz_redis_exec_within's 0): redirects are
+/* Sends batch b's commands that have no reply yet, without blocking, on
+ * the connections of lane, with the budget of a serving read
+ * (tz_redis_exec_within's 0): redirects are
  * followed, a node known down or unreachable answers UNAVAILABLE at once,
  * and a node silent for timeout_ms is given up (its commands UNAVAILABLE,
  * the node known down). Returns 1 when every command was settled at once
@@ -179,7 +184,7 @@ typedef struct tz_redis_watch {
  * tz_redis_async_take once it is settled, and b must not be touched, cleared
  * or freed before. TZ_ENOMEM on failure. A stale map is asked for again in
  * the background. */
-int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err);
+int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int lane, int ticket, tz_err *err);
 
 /* Moves up to max changes of what the loop must watch into out; returns
  * how many (call again while it returns max). */

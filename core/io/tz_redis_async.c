@@ -2,9 +2,10 @@
  * worker whose event loop must not wait on Redis. The contract is in
  * tz_redis.h; the blocking client it shares the slot map with is tz_redis.c.
  *
- * Each node gets a second, non-blocking hiredis context (nb) and a ring of
- * what that connection owes replies to, in the order the commands went out
- * (Redis answers one connection in order). A batch in flight is an op: it
+ * Each node gets non-blocking hiredis contexts of its own, one per lane
+ * (reads; writes, whose WAIT holds its connection), each with a ring of
+ * what it owes replies to, in the order the commands went out (Redis
+ * answers one connection in order). A batch in flight is an op: it
  * counts its commands not settled yet and the ring entries that point at
  * it, so an op given up on (a silent node) stays allocated until the last
  * entry naming it is gone. A connection that fails settles every entry it
@@ -31,6 +32,7 @@ struct tzr_entry {
 struct tzr_op {
     tz_redis *r;
     tz_redis_batch *b;
+    int lane;
     int ticket;
     int left;            /* commands not settled */
     int refs;            /* ring entries naming this op */
@@ -59,11 +61,11 @@ static int push_event(tz_redis *r, int fd, int want)
     return 0;
 }
 
-static void set_want(tz_redis *r, node *n, int want)
+static void set_want(tz_redis *r, tzr_conn *k, int want)
 {
-    if (n->want == want) return;
-    n->want = want;
-    push_event(r, n->nb->fd, want);
+    if (k->want == want) return;
+    k->want = want;
+    push_event(r, k->c->fd, want);
 }
 
 static int push_done(tz_redis *r, int ticket)
@@ -124,54 +126,56 @@ static void unavailable(tzr_op *o, int i, const char *why)
 
 /* ---- connections ---------------------------------------------------- */
 
-static int ring_push(node *n, tzr_entry e)
+static int ring_push(tzr_conn *k, tzr_entry e)
 {
-    if (n->q_n == n->q_cap) {
-        int cap = n->q_cap ? n->q_cap * 2 : 64;
+    if (k->q_n == k->q_cap) {
+        int cap = k->q_cap ? k->q_cap * 2 : 64;
         tzr_entry *q = malloc(sizeof *q * (size_t)cap);
         if (!q) return TZ_ENOMEM;
-        for (int k = 0; k < n->q_n; k++) q[k] = n->q[(n->q_head + k) % n->q_cap];
-        free(n->q);
-        n->q = q, n->q_cap = cap, n->q_head = 0;
+        for (int i = 0; i < k->q_n; i++) q[i] = k->q[(k->q_head + i) % k->q_cap];
+        free(k->q);
+        k->q = q, k->q_cap = cap, k->q_head = 0;
     }
-    n->q[(n->q_head + n->q_n++) % n->q_cap] = e;
+    k->q[(k->q_head + k->q_n++) % k->q_cap] = e;
     return 0;
 }
 
-static tzr_entry ring_pop(node *n)
+static tzr_entry ring_pop(tzr_conn *k)
 {
-    tzr_entry e = n->q[n->q_head];
-    n->q_head = (n->q_head + 1) % n->q_cap;
-    n->q_n--;
+    tzr_entry e = k->q[k->q_head];
+    k->q_head = (k->q_head + 1) % k->q_cap;
+    k->q_n--;
     return e;
 }
 
-/* Drops node t's non-blocking connection: what it owed is UNAVAILABLE, its
+/* Drops node t's connection of lane: what it owed is UNAVAILABLE, its
  * socket goes back to the loop to release. silent: the node stopped
  * answering, so it is known down for timeout_ms (one wait per timeout, not
  * one per read); a closed or refused connection is tried again at once. */
-static void nb_fail(tz_redis *r, int t, const char *why, int silent)
+static void nb_fail(tz_redis *r, int t, int lane, const char *why, int silent)
 {
     node *n = &r->nodes[t];
-    if (!n->nb) return;
-    int fd = n->nb->fd;
-    n->nb->fd = -1;          /* redisFree leaves it open for the loop */
-    redisFree(n->nb);
-    n->nb = NULL, n->want = 0;
+    tzr_conn *k = &n->lanes[lane];
+    if (!k->c) return;
+    int fd = k->c->fd;
+    k->c->fd = -1;           /* redisFree leaves it open for the loop */
+    redisFree(k->c);
+    k->c = NULL, k->want = 0;
     if (fd >= 0) push_event(r, fd, -1);
     if (silent) n->down_until = tzr_now_ms() + r->o.timeout_ms;
     r->map_stale = 1;
-    while (n->q_n) {
-        tzr_entry e = ring_pop(n);
+    while (k->q_n) {
+        tzr_entry e = ring_pop(k);
         if (!e.asking && !e.op->given_up) unavailable(e.op, e.cmd, why);
         release_op(e.op);
     }
 }
 
-static redisContext *nb_connection(tz_redis *r, int t)
+static redisContext *nb_connection(tz_redis *r, int t, int lane)
 {
     node *n = &r->nodes[t];
-    if (n->nb) return n->nb;
+    tzr_conn *k = &n->lanes[lane];
+    if (k->c) return k->c;
     if (tzr_known_down(n)) return NULL;
     redisContext *c = redisConnectNonBlock(n->host, n->port);
     if (!c || c->err) {     /* refused before a socket was made (hiredis closed it) */
@@ -181,20 +185,20 @@ static redisContext *nb_connection(tz_redis *r, int t)
     }
     tzr_bound_reader(c->reader, &r->o.max_elements);
     r->stats.reconnects++;
-    n->nb = c, n->want = 0;
+    k->c = c, k->want = 0;
     return c;
 }
 
-/* Writes what nb has buffered, as far as the socket takes it now. */
-static void nb_write(tz_redis *r, int t)
+/* Writes what the connection has buffered, as far as its socket takes it now. */
+static void nb_write(tz_redis *r, int t, int lane)
 {
-    node *n = &r->nodes[t];
+    tzr_conn *k = &r->nodes[t].lanes[lane];
     int done = 0;
-    if (redisBufferWrite(n->nb, &done) != REDIS_OK) {
-        nb_fail(r, t, "connection to the node lost", 0);
+    if (redisBufferWrite(k->c, &done) != REDIS_OK) {
+        nb_fail(r, t, lane, "connection to the node lost", 0);
         return;
     }
-    set_want(r, n, TZ_REDIS_READ | (done ? 0 : TZ_REDIS_WRITE));
+    set_want(r, k, TZ_REDIS_READ | (done ? 0 : TZ_REDIS_WRITE));
 }
 
 /* ---- sending -------------------------------------------------------- */
@@ -202,7 +206,7 @@ static void nb_write(tz_redis *r, int t)
 static int any_reachable(tz_redis *r)
 {
     for (int i = 0; i < r->n_nodes; i++)
-        if (r->nodes[i].nb) return i;
+        if (r->nodes[i].lanes[TZ_REDIS_LANE_READS].c) return i;
     for (int i = 0; i < r->n_nodes; i++)
         if (!tzr_known_down(&r->nodes[i])) return i;
     return -1;
@@ -214,40 +218,42 @@ static int send_cmd(tz_redis *r, tzr_op *o, int i, unsigned char *touched)
 {
     cmd *c = &o->b->cmds[i];
     int t = c->ask >= 0 ? c->ask : c->slot < 0 ? any_reachable(r) : r->slots[c->slot];
-    redisContext *nb = t >= 0 ? nb_connection(r, t) : NULL;
+    redisContext *nb = t >= 0 ? nb_connection(r, t, o->lane) : NULL;
     if (!nb) {
         if (t < 0) r->map_stale = 1;
         unavailable(o, i, t < 0 ? "no node serves the slot" : "the node is down");
         return 0;
     }
-    node *n = &r->nodes[t];
+    tzr_conn *k = &r->nodes[t].lanes[o->lane];
     c->target = t;
     const char **argv = tzr_argv_of(o->b, c);
     if (!argv) return TZ_ENOMEM;
     if (c->ask >= 0) {
-        if (redisAppendCommand(nb, "ASKING") != REDIS_OK || ring_push(n, (tzr_entry){ o, i, 1 })) return TZ_ENOMEM;
+        if (redisAppendCommand(nb, "ASKING") != REDIS_OK || ring_push(k, (tzr_entry){ o, i, 1 })) return TZ_ENOMEM;
         o->refs++;
         c->ask = -1;
     }
     if (redisAppendCommandArgv(nb, c->argc, argv, o->b->lens + c->arg0) != REDIS_OK
-        || ring_push(n, (tzr_entry){ o, i, 0 }))
+        || ring_push(k, (tzr_entry){ o, i, 0 }))
         return TZ_ENOMEM;
     o->refs++;
-    touched[t] = 1;
+    touched[t] |= (unsigned char)(1u << o->lane);
     return 0;
 }
 
+/* touched[t]: a bit per lane whose connection to node t has commands to write. */
 static void flush_touched(tz_redis *r, const unsigned char *touched)
 {
     for (int t = 0; t < r->n_nodes; t++)
-        if (touched[t] && r->nodes[t].nb) nb_write(r, t);
+        for (int lane = 0; lane < TZ_REDIS_LANES; lane++)
+            if ((touched[t] >> lane & 1) && r->nodes[t].lanes[lane].c) nb_write(r, t, lane);
 }
 
-static tzr_op *new_op(tz_redis *r, tz_redis_batch *b, int ticket)
+static tzr_op *new_op(tz_redis *r, tz_redis_batch *b, int lane, int ticket)
 {
     tzr_op *o = calloc(1, sizeof *o);
     if (!o) return NULL;
-    o->r = r, o->b = b, o->ticket = ticket;
+    o->r = r, o->b = b, o->lane = lane, o->ticket = ticket;
     o->deadline = tzr_now_ms() + r->o.timeout_ms;
     o->next = r->ops;
     if (r->ops) r->ops->prev = o;
@@ -282,7 +288,7 @@ static void refresh_if_stale(tz_redis *r)
     const char *argv[] = { "CLUSTER", "SLOTS" };
     tz_err ignored;
     if (tz_redis_batch_add(r->map_batch, -1, 2, argv, NULL, &ignored) < 0) return;
-    tzr_op *o = new_op(r, r->map_batch, 0);
+    tzr_op *o = new_op(r, r->map_batch, TZ_REDIS_LANE_READS, 0);
     if (!o) return;
     r->map_op = o;
     r->refreshed_at = tzr_now_ms();
@@ -291,9 +297,10 @@ static void refresh_if_stale(tz_redis *r)
     settle(o);
 }
 
-int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err)
+int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int lane, int ticket, tz_err *err)
 {
-    tzr_op *o = new_op(r, b, ticket);
+    if (lane < 0 || lane >= TZ_REDIS_LANES) return tz_err_set(err, TZ_EINVAL, "no lane %d", lane);
+    tzr_op *o = new_op(r, b, lane, ticket);
     if (!o) return tz_err_set(err, TZ_ENOMEM, "out of memory");
     r->stats.waited++;
     int rc = send_op(r, o);
@@ -366,45 +373,51 @@ static void on_reply(tz_redis *r, node *n, tzr_entry e, redisReply *rep, unsigne
     release_op(o);
 }
 
-static int node_of_fd(const tz_redis *r, int fd)
+/* The node whose connection has socket fd (its lane in *lane), or -1. */
+static int node_of_fd(const tz_redis *r, int fd, int *lane)
 {
     for (int t = 0; t < r->n_nodes; t++)
-        if (r->nodes[t].nb && r->nodes[t].nb->fd == fd) return t;
+        for (int l = 0; l < TZ_REDIS_LANES; l++)
+            if (r->nodes[t].lanes[l].c && r->nodes[t].lanes[l].c->fd == fd) {
+                *lane = l;
+                return t;
+            }
     return -1;
 }
 
-static void nb_read(tz_redis *r, int t, unsigned char *touched)
+static void nb_read(tz_redis *r, int t, int lane, unsigned char *touched)
 {
     node *n = &r->nodes[t];
-    if (redisBufferRead(n->nb) != REDIS_OK) {
-        nb_fail(r, t, "connection to the node lost", 0);
+    tzr_conn *k = &n->lanes[lane];
+    if (redisBufferRead(k->c) != REDIS_OK) {
+        nb_fail(r, t, lane, "connection to the node lost", 0);
         return;
     }
     for (;;) {
-        if (n->nb->reader->len - n->nb->reader->pos > r->o.max_reply) {
-            nb_fail(r, t, "reply larger than the client's max_reply", 0);
+        if (k->c->reader->len - k->c->reader->pos > r->o.max_reply) {
+            nb_fail(r, t, lane, "reply larger than the client's max_reply", 0);
             return;
         }
         void *rep = NULL;
-        if (redisGetReplyFromReader(n->nb, &rep) != REDIS_OK || (rep && !n->q_n)) {
+        if (redisGetReplyFromReader(k->c, &rep) != REDIS_OK || (rep && !k->q_n)) {
             if (rep) freeReplyObject(rep);
-            nb_fail(r, t, "the node sent what no command asked for", 0);
+            nb_fail(r, t, lane, "the node sent what no command asked for", 0);
             return;
         }
         if (!rep) return;
-        on_reply(r, n, ring_pop(n), rep, touched);
-        if (!n->nb) return;  /* a redirect's send failed it */
+        on_reply(r, n, ring_pop(k), rep, touched);
+        if (!k->c) return;  /* a redirect's send failed it */
     }
 }
 
 void tz_redis_async_io(tz_redis *r, int fd, int readable, int writable)
 {
-    int t = node_of_fd(r, fd);
+    int lane = 0, t = node_of_fd(r, fd, &lane);
     if (t < 0) return;
     unsigned char touched[MAX_NODES];
     memset(touched, 0, (size_t)r->n_nodes);
-    if (writable) nb_write(r, t);
-    if (readable && r->nodes[t].nb) nb_read(r, t, touched);
+    if (writable) nb_write(r, t, lane);
+    if (readable && r->nodes[t].lanes[lane].c) nb_read(r, t, lane, touched);
     flush_touched(r, touched);
     refresh_if_stale(r);
 }
@@ -434,12 +447,12 @@ int tz_redis_async_tick(tz_redis *r)
         unsigned char silent[MAX_NODES];
         memset(silent, 0, (size_t)r->n_nodes);
         for (int t = 0; t < r->n_nodes; t++) {
-            const node *n = &r->nodes[t];
-            for (int k = 0; k < n->q_n && !silent[t]; k++) silent[t] = n->q[(n->q_head + k) % n->q_cap].op == o;
+            const tzr_conn *k = &r->nodes[t].lanes[o->lane];
+            for (int i = 0; i < k->q_n && !silent[t]; i++) silent[t] = k->q[(k->q_head + i) % k->q_cap].op == o;
         }
         int failed = 0;
         for (int t = 0; t < r->n_nodes; t++)
-            if (silent[t]) nb_fail(r, t, "no reply from the node within timeout_ms", 1), failed = 1;
+            if (silent[t]) nb_fail(r, t, o->lane, "no reply from the node within timeout_ms", 1), failed = 1;
         if (!failed) give_up(o);   /* owed by no node: cannot happen, but must not spin */
     }
     int live = 0;
@@ -474,13 +487,14 @@ void tz_redis_async_release(tz_redis *r, int fd)
 
 void tzr_async_close(tz_redis *r)
 {
-    for (int t = 0; t < r->n_nodes; t++) {
-        node *n = &r->nodes[t];
-        if (n->nb) redisFree(n->nb);   /* closes its socket: the loop is gone or stopped watching */
-        n->nb = NULL;
-        free(n->q);
-        n->q = NULL, n->q_n = 0;
-    }
+    for (int t = 0; t < r->n_nodes; t++)
+        for (int lane = 0; lane < TZ_REDIS_LANES; lane++) {
+            tzr_conn *k = &r->nodes[t].lanes[lane];
+            if (k->c) redisFree(k->c);   /* closes its socket: the loop is gone or stopped watching */
+            k->c = NULL;
+            free(k->q);
+            k->q = NULL, k->q_n = 0;
+        }
     for (int i = 0; i < r->n_events; i++)
         if (r->events[i].want < 0) close(r->events[i].fd);
     while (r->ops) {

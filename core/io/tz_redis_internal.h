@@ -18,6 +18,15 @@
 typedef struct tzr_entry tzr_entry;
 typedef struct tzr_op tzr_op;
 
+/* A non-blocking connection and what it owes replies to, oldest first (a
+ * ring): Redis answers one connection in order. */
+typedef struct tzr_conn {
+    redisContext *c;
+    int want;            /* TZ_REDIS_READ | TZ_REDIS_WRITE the loop is told to watch c for */
+    tzr_entry *q;
+    int q_head, q_n, q_cap;
+} tzr_conn;
+
 typedef struct node {
     char host[256];
     int port;
@@ -25,12 +34,11 @@ typedef struct node {
     int queued;      /* commands written to c in this round, to read back */
     double down_until;  /* a connect failed: not tried again before this (now_ms),
                          * so a dead node costs one connect per timeout_ms, not one per command */
-    /* The non-blocking connection of tz_redis_async_*, apart from c so that
-     * a blocking exec never reads a reply meant for a waiting read. */
-    redisContext *nb;
-    int want;            /* TZ_REDIS_READ | TZ_REDIS_WRITE the loop is told to watch nb for */
-    tzr_entry *q;        /* what nb owes replies to, oldest first: a ring */
-    int q_head, q_n, q_cap;
+    /* The non-blocking connections of tz_redis_async_*, apart from c so
+     * that a blocking exec never reads a reply meant for a waiting read:
+     * one per lane (TZ_REDIS_LANE_*), so that a write's WAIT, which holds
+     * its connection until a replica answers, never holds the reads. */
+    tzr_conn lanes[TZ_REDIS_LANES];
 } node;
 
 struct tz_redis {

@@ -45,7 +45,7 @@ int tz_redis_exec(tz_redis *r, tz_redis_batch *b, tz_err *err);
 int tz_redis_exec_within(tz_redis *r, tz_redis_batch *b, int budget_ms, tz_err *err);
 int tz_redis_batch_reply(const tz_redis_batch *b, int i, const tz_redis_item **items, int *n);
 typedef struct tz_redis_watch { int fd; int want; } tz_redis_watch;
-int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int ticket, tz_err *err);
+int tz_redis_async_send(tz_redis *r, tz_redis_batch *b, int lane, int ticket, tz_err *err);
 int tz_redis_async_events(tz_redis *r, tz_redis_watch *out, int max);
 void tz_redis_async_io(tz_redis *r, int fd, int readable, int writable);
 int tz_redis_async_tick(tz_redis *r);
@@ -225,29 +225,62 @@ local function start_pump(self)
   return pump
 end
 
+local LANE_READS, LANE_WRITES = 0, 1
+
+-- true when every command of b has its reply, else nil, why, "unavailable".
+local function settled(b)
+  for i = 1, b:count() do
+    local it = b:items(i)
+    if not it or it[0].type == M.UNAVAILABLE then
+      return nil, it and ffi.string(it[0].str, it[0].len) or "no reply from the cluster", errors.unavailable
+    end
+  end
+  return true
+end
+
+-- Sends b on the lane's connections and waits, the worker serving others.
+local function wait_on(self, b, lane)
+  local pump = self.pump or start_pump(self)
+  last_ticket = last_ticket < 0x7fffffff and last_ticket + 1 or 1
+  local ticket = last_ticket
+  local rc = C.tz_redis_async_send(self.handle, b.handle, lane, ticket, err)
+  sync_watches(self)
+  if rc < 0 then return failure(rc) end
+  if rc == 0 then   -- else settled at once: every node down or unknown
+    pump.waiting[ticket] = coroutine.running()
+    if not pump.ticking then
+      pump.ticking = true
+      pump.timer:start(TICK_MS, TICK_MS, pump.tick)
+    end
+    suspend.wait()
+  end
+  return settled(b)
+end
+
 --- A serving path's read of batch b: what a node cannot answer now (down,
 -- failing over, silent for timeout_ms) is UNAVAILABLE, redirects are
 -- followed. Inside a request that may wait (tycho.core.suspend) the
 -- request waits for the replies while its worker serves others; elsewhere
--- this is cl:exec(b, 0). Returns true (read UNAVAILABLE items for what
--- failed), or nil, message, code.
+-- this is cl:exec(b, 0). true, or nil, message, "unavailable" when some
+-- command got no reply (the others' replies are readable either way).
 function Cluster:read(b)
   if not suspend.can() then return self:exec(b, 0) end
-  local pump = self.pump or start_pump(self)
-  last_ticket = last_ticket < 0x7fffffff and last_ticket + 1 or 1
-  local ticket = last_ticket
-  local rc = C.tz_redis_async_send(self.handle, b.handle, ticket, err)
-  sync_watches(self)
-  if rc < 0 then return failure(rc) end
-  if rc == 1 then return true end   -- settled at once: every node down or unknown
-  pump.waiting[ticket] = coroutine.running()
-  if not pump.ticking then
-    pump.ticking = true
-    pump.timer:start(TICK_MS, TICK_MS, pump.tick)
-  end
-  suspend.wait()
-  return true
+  return wait_on(self, b, LANE_READS)
 end
+
+--- A serving path's write: inside a request that may wait, as read, on
+-- connections of their own (a WAIT, which holds its connection until a
+-- replica answers, never delays a read), and what a node cannot take now
+-- is refused at once for the client to send again, not waited out with
+-- the worker held; elsewhere cl:exec(b), within the client's retry_ms.
+-- Same returns as exec.
+function Cluster:write(b)
+  if not suspend.can() then return self:exec(b) end
+  return wait_on(self, b, LANE_WRITES)
+end
+
+--- Whether reads and writes now wait on the loop (cl:read, cl:write).
+function Cluster.waits(_) return suspend.can() end
 
 --- Asks the cluster for its slot map again. true, or nil, message, code.
 function Cluster:refresh()

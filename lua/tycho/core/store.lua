@@ -14,6 +14,7 @@ local ffi = require "ffi"
 local internal = require "tycho.internal"
 
 local base = require "tycho.core.base"
+local suspend = require "tycho.core.suspend"
 require "tycho.core.frame"  -- tz_column, for the as-of join
 
 ffi.cdef [[
@@ -272,7 +273,11 @@ end
 local function run(store, write, fn, ...)
   local tx = begin(store, write)
   if write then store.writing = true end
+  -- LMDB gives a thread one transaction at a time: a request must not wait
+  -- (and let another open one) inside it.
+  suspend.pinned = suspend.pinned + 1
   local res = { pcall(fn, tx, ...) }
+  suspend.pinned = suspend.pinned - 1
   if not res[1] then
     finish(tx, nil)
     if res[2] == MAP_FULL then return MAP_FULL end

@@ -19,6 +19,10 @@ local finishers = {}
 -- worker when something on its request path can wait: a cluster).
 M.enabled = false
 
+--- Above 0 while code must not wait however it is called: inside a
+-- store transaction (core/store.lua), which must end before another opens.
+M.pinned = 0
+
 local function settle(co, finish, ok, ...)
   if coroutine.status(co) ~= "dead" then
     finishers[co] = finish
@@ -39,8 +43,9 @@ function M.run(fn, finish, ...)
 end
 
 --- Whether the running code may M.wait(): inside M.run's coroutine with no
--- C call between (coroutine.isyieldable is LuaJIT 2.1's).
+-- C call between (coroutine.isyieldable is LuaJIT 2.1's), and not pinned.
 function M.can()
+  if M.pinned > 0 then return false end
   local co = coroutine.running()
   return co ~= nil and mine[co] == true and coroutine.isyieldable()
 end

@@ -173,18 +173,19 @@ local function is_missing_function(r)
   return type(r) == "table" and r.err and r.err:find("not found", 1, true) ~= nil
 end
 
--- Sends the write batch; reloads the library once when a master lacks it
--- (a node added or restarted empty) and sends again: the writes are
--- idempotent. true, or nil, message, code.
-local function send_writes(self)
-  local cl, b = self.cl, self.wb
-  local ok, e, code = cl:exec(b)
+-- Sends the write batch b (cl:write: inside a serving request it waits on
+-- the loop, refused at once by a node that cannot take it); reloads the
+-- library once when a master lacks it (a node added or restarted empty)
+-- and sends again: the writes are idempotent. true, or nil, message, code.
+local function send_writes(self, b)
+  local cl = self.cl
+  local ok, e, code = cl:write(b)
   if not ok then return errors.fail(code, "online store (redis): " .. e) end
   for i = 1, b:count() do
     if is_missing_function(b:value(i)) then
       local lok, le, lcode = load_library(cl)
       if not lok then return nil, le, lcode end
-      ok, e, code = cl:exec(b)
+      ok, e, code = cl:write(b)
       if not ok then return errors.fail(code, "online store (redis): " .. e) end
       break
     end
@@ -192,13 +193,31 @@ local function send_writes(self)
   return true
 end
 
+-- A batch of the backend's own (base: self.rb or self.wb) outside a
+-- request that may wait; one from the pool inside one, where requests
+-- waiting at once each hold their own until they release it.
+local function own_batch(self, base)
+  if not suspend.can() then
+    base:clear()
+    return base
+  end
+  local pool = self.pool
+  local b = pool[#pool]
+  if b then
+    pool[#pool] = nil
+    b:clear()
+    return b
+  end
+  return self.cl:batch()
+end
+
 --- Writes rows = { {entity, t, encoded}, ... } of view v, newer-wins, in
 -- one pipelined batch (one FCALL per entity and chunk). Returns a list of
 -- booleans (written, or kept because the stored value is as new), or nil,
 -- message, code when the cluster could not acknowledge them all.
 function Backend:put_many(v, rows)
-  local cl, b, args = self.cl, self.wb, self.args
-  b:clear()
+  local cl, args = self.cl, self.args
+  local b = own_batch(self, self.wb)
   local field, ttl_ms = field_of(self, v), tostring(math.floor((v.ttl or 0) * 1000))
   -- Rows of one entity go in one call, in their order (so the newest wins
   -- inside the call too); at most 300 per call.
@@ -223,16 +242,21 @@ function Backend:put_many(v, rows)
     end
     b:add_list(cl:slot(list.key), args, n)
   end
-  local ok, e, code = send_writes(self)
-  if not ok then return nil, e, code end
+  local ok, e, code = send_writes(self, b)
+  if not ok then
+    self:release(b)
+    return nil, e, code
+  end
   local out = {}
   for c, list in ipairs(order) do
     local r = b:value(c)
     if type(r) ~= "table" or r.err then
+      self:release(b)
       return errors.fail("unavailable", "online store (redis): " .. tostring(type(r) == "table" and r.err or r))
     end
     for j, i in ipairs(list) do out[i] = r[j] == 1 end
   end
+  self:release(b)
   return out
 end
 
@@ -260,22 +284,14 @@ function Backend:get(v, entity)
   return r
 end
 
--- A batch for one read, and how to send it. Requests that wait at once
--- each hold a batch of their own (from the pool, given back by release);
--- elsewhere one batch serves every read.
+-- A batch for one read (own_batch; a read with a budget blocks, so one
+-- batch serves them all).
 local function read_batch(self)
-  if self.read_ms ~= 0 or not suspend.can() then
+  if self.read_ms ~= 0 then
     self.rb:clear()
     return self.rb
   end
-  local pool = self.pool
-  local b = pool[#pool]
-  if b then
-    pool[#pool] = nil
-    b:clear()
-    return b
-  end
-  return self.cl:batch()
+  return own_batch(self, self.rb)
 end
 
 local function send_read(self, b)
@@ -286,7 +302,7 @@ end
 --- Gives back a batch that get_ptr or read_rows returned, once its
 -- replies are read.
 function Backend:release(b)
-  if b ~= self.rb then self.pool[#self.pool + 1] = b end
+  if b ~= self.rb and b ~= self.wb then self.pool[#self.pool + 1] = b end
 end
 
 --- Entity's online value of view v as a pointer to its bytes and the batch

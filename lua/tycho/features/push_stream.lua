@@ -79,18 +79,29 @@ end
 -- wait_ms for a replica to hold it (WAIT 1). The entry's id, or nil,
 -- message, "unavailable" when the cluster did not take it or no replica
 -- confirmed it in time.
+--
+-- Inside a serving request that may wait (cl:write) the two go out on the
+-- client's write connections, in order on one, and the request waits;
+-- the XADD is never sent again there, so the WAIT that follows it on the
+-- same connection confirms it. Elsewhere the client may send a command
+-- again after a failover, and a moved node makes the WAIT confirm nothing.
 function Stream:append(view, entry)
-  local cl, b, key = self.cl, self.batch, self:key(view)
+  local cl, key = self.cl, self:key(view)
+  local waits = cl:waits()
+  local b = waits and cl:batch() or self.batch
   local slot, before = cl:slot(key), moves(cl)
   b:clear()
   if self.maxlen then b:add(slot, "XADD", key, "MAXLEN", "~", self.maxlen, "*", "rows", entry)
   else b:add(slot, "XADD", key, "*", "rows", entry) end
   b:add(slot, "WAIT", "1", self.wait_ms)
-  local ok, e = cl:exec(b, self.budget_ms)
+  local ok, e
+  if waits then ok, e = cl:write(b) else ok, e = cl:exec(b, self.budget_ms) end
   if not ok then return unconfirmed(key, e) end
   local id, replicas = b:value(1), b:value(2)
   if type(id) ~= "string" then return unconfirmed(key, "XADD refused: " .. tostring(id and id.err)) end
-  if moves(cl) ~= before then return unconfirmed(key, "its node changed during the push (failover or moved slot)") end
+  if not waits and moves(cl) ~= before then
+    return unconfirmed(key, "its node changed during the push (failover or moved slot)")
+  end
   if type(replicas) ~= "number" or replicas < 1 then
     return unconfirmed(key, "no replica confirmed entry " .. id .. " within " .. self.wait_ms .. " ms (WAIT 1)")
   end

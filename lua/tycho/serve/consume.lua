@@ -20,6 +20,7 @@
 -- that failed (Consumer:tick), as the consumer always has: the next pass
 -- would read the same streams from the same cluster.
 local features = require "tycho.features"
+local errors = require "tycho.util.errors"
 local log_apply = require "tycho.monitor.log_apply"
 local poller = require "tycho.serve.poller"
 
@@ -53,7 +54,7 @@ function Consumer:stop() self.poller:stop() end
 -- One pass, protected: one that raises backs off as one that failed.
 function Consumer:tick()
   local ran, ok, err = pcall(self.pass, self)
-  if not ran then return nil, "consuming the push stream: " .. tostring(ok) end
+  if not ran then return errors.fail("unavailable", "consuming the push stream: " .. tostring(ok)) end
   return ok, err
 end
 
@@ -91,7 +92,7 @@ function Consumer:pass()
   local busy, err = self:drain_views()
   if busy == nil then return nil, err end
   local report, lerr = self.log:pass(BATCH)
-  if not report then return nil, "prediction log streams: " .. tostring(lerr) end
+  if not report then return errors.fail("unavailable", "prediction log streams: " .. tostring(lerr)) end
   return (busy or report.entries > 0) and "busy" or true
 end
 
