@@ -461,22 +461,25 @@ int tz_redis_async_tick(tz_redis *r)
     return live;
 }
 
+/* Moves up to max of a queue's *len items of size bytes into out. */
+static int take_front(void *queue, int *len, void *out, int max, size_t size)
+{
+    int n = *len < max ? *len : max;
+    if (n <= 0) return 0;   /* queue may be NULL: never grown */
+    memcpy(out, queue, size * (size_t)n);
+    memmove(queue, (char *)queue + size * (size_t)n, size * (size_t)(*len - n));
+    *len -= n;
+    return n;
+}
+
 int tz_redis_async_events(tz_redis *r, tz_redis_watch *out, int max)
 {
-    int n = r->n_events < max ? r->n_events : max;
-    memcpy(out, r->events, sizeof *out * (size_t)n);
-    memmove(r->events, r->events + n, sizeof *out * (size_t)(r->n_events - n));
-    r->n_events -= n;
-    return n;
+    return take_front(r->events, &r->n_events, out, max, sizeof *out);
 }
 
 int tz_redis_async_take(tz_redis *r, int *tickets, int max)
 {
-    int n = r->n_done < max ? r->n_done : max;
-    memcpy(tickets, r->done, sizeof *tickets * (size_t)n);
-    memmove(r->done, r->done + n, sizeof *tickets * (size_t)(r->n_done - n));
-    r->n_done -= n;
-    return n;
+    return take_front(r->done, &r->n_done, tickets, max, sizeof *tickets);
 }
 
 void tz_redis_async_release(tz_redis *r, int fd)

@@ -202,10 +202,12 @@ local function start_pump(self)
   pump.timer:unref()
   self.pump = pump
   function pump.callback(fd)
+    -- An error (libuv's EBADF for a socket in error: reset, refused) is
+    -- handed on as readiness: the client's read then finds the failure and
+    -- settles what the connection owed at once.
     local function on_io(e, events)
       if not self.handle then return end
-      if e then report(e) end
-      events = events or ""
+      events = e and "rw" or events or ""
       C.tz_redis_async_io(self.handle, fd, events:find("r", 1, true) and 1 or 0, events:find("w", 1, true) and 1 or 0)
       local ok, werr = pcall(wake, self)
       if not ok then report(werr) end

@@ -528,6 +528,13 @@ function App:handler(token)
     return e
   end
   local function protected(req) return xpcall(chain, with_traceback, req) end
+  -- (Apart from dispatch: a closure there would close its upvalues on every
+  -- return, which LuaJIT does not compile, and the plain path would pay.)
+  local function run_suspending(req)
+    return suspend.run(protected, function(ok, a, b, c)
+      if not (ok and req._deferred) then reply(req, ok, a, b, c) end
+    end, req)
+  end
   -- Routing, auth and the handler: status, headers, body, and the route's
   -- name for metrics and the access log; nothing for a deferred request.
   local function authorized(req)
@@ -559,9 +566,7 @@ function App:handler(token)
     local ok, a, b, c
     if suspend.enabled then
       local done
-      done, ok, a, b, c = suspend.run(protected, function(rok, ra, rb, rc)
-        if not (rok and req._deferred) then reply(req, rok, ra, rb, rc) end
-      end, req)
+      done, ok, a, b, c = run_suspending(req)
       if not done then
         -- Waiting on the network: answered when the handler ends.
         req._token = req._token or internal.http_defer()
