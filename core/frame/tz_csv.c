@@ -487,7 +487,10 @@ static inline const char *fast_i64(const char *s, const char *end, int64_t *out)
     if (s < end && (*s == '-' || *s == '+')) neg = *s++ == '-';
     const char *first = s;
     int64_t v = 0;
-    for (; s < end && (unsigned)(*s - '0') < 10; s++) v = v * 10 + (*s - '0');
+    /* Digits past the 18th are only counted: the number is refused, and
+     * adding them could overflow. */
+    for (; s < end && (unsigned)(*s - '0') < 10; s++)
+        if (s - first < 18) v = v * 10 + (*s - '0');
     if (s == first || s - first > 18) return NULL;
     *out = neg ? -v : v;
     return s;
