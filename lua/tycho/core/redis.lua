@@ -96,7 +96,8 @@ function M.open(seeds, opts)
                                       opts.max_elements or 0 })
   local rc = C.tz_redis_open(seeds, o, handle_out, err)
   if rc ~= 0 then return failure(rc) end
-  return setmetatable({ handle = ffi.gc(handle_out[0], C.tz_redis_close), seeds = seeds }, Cluster)
+  return setmetatable({ handle = ffi.gc(handle_out[0], C.tz_redis_close), seeds = seeds,
+                        retry_ms = opts.retry_ms or 5000 }, Cluster)
 end
 
 --- The hash slot of a key (as redis.slot).
@@ -270,15 +271,22 @@ function Cluster:read(b)
   return wait_on(self, b, LANE_READS)
 end
 
+-- What a serving worker's blocking write may wait out at most (inside a
+-- store transaction, where it cannot wait on the loop): a failover then
+-- costs the worker this, not the client's retry_ms, and the write is
+-- refused for its client to send again.
+local SERVING_WRITE_MS = 250
+
 --- A serving path's write: inside a request that may wait, as read, on
 -- connections of their own (a WAIT, which holds its connection until a
 -- replica answers, never delays a read), and what a node cannot take now
 -- is refused at once for the client to send again, not waited out with
--- the worker held; elsewhere cl:exec(b), within the client's retry_ms.
--- Same returns as exec.
+-- the worker held; elsewhere cl:exec(b), within the client's retry_ms
+-- (at most 250 ms in a serving worker). Same returns as exec.
 function Cluster:write(b)
-  if not suspend.can() then return self:exec(b) end
-  return wait_on(self, b, LANE_WRITES)
+  if suspend.can() then return wait_on(self, b, LANE_WRITES) end
+  if suspend.enabled then return self:exec(b, math.min(self.retry_ms, SERVING_WRITE_MS)) end
+  return self:exec(b)
 end
 
 --- Whether reads and writes now wait on the loop (cl:read, cl:write).

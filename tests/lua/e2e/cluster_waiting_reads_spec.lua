@@ -6,7 +6,8 @@
 -- a user on that master waits timeout_ms, then answers UNAVAILABLE; while
 -- it waits, the same worker answers reads of users on the other masters at
 -- once. A client that blocked its worker would answer none of them in that
--- window. Once the master runs again, its users read PRESENT.
+-- window. A push to the hung master is refused (503) within the read
+-- timeout and 250 ms. Once the master runs again, its users read PRESENT.
 local testing = require "tycho.testing"
 local cluster = require "tycho.testing_redis"
 local redis = require "tycho.core.redis"
@@ -89,8 +90,17 @@ describe_waiting("reads of the cluster's online store in a serving worker", func
     end
     lane()
     assert.truthy(testing.run_until(function() return hung ~= nil end, 8000), "the hung read never answered")
+    -- A push to the hung master: its online write blocks (it is made in a
+    -- store transaction), but a serving worker gives a failover at most
+    -- 250 ms beyond the read timeout, not the client's retry_ms (5 s).
+    local p0 = now_ms()
+    local ps, pheaders = testing.request(port, "POST", "/push", { timeout = 8000, body = {
+      push_source_name = "user_stats", df = { user_id = { hung_user }, event_time = { os.time() }, clicks = { 5 } } } })
+    local push_ms = now_ms() - p0
     os.execute("kill -CONT " .. stopped)
     stopped = nil
+    assert.same({ 503, "1" }, { ps, pheaders and pheaders["retry-after"] })
+    assert.truthy(push_ms < 2500, "a push to a hung master took " .. push_ms .. " ms")
 
     -- The hung read: UNAVAILABLE once the client's timeout_ms (1000) passed.
     assert.same({ 200, "UNAVAILABLE" }, { hung.status, hung.st })
@@ -106,7 +116,7 @@ describe_waiting("reads of the cluster's online store in a serving worker", func
     assert.truthy(during >= 10, during .. " reads answered while the hung one waited")
     assert.truthy(slow <= 1, slow .. " of " .. #answers .. " live reads took over 250 ms")
     print(string.format("\n  a read on a hung master: UNAVAILABLE after %.0f ms; meanwhile %d reads of live masters"
-      .. " answered (%d in all)", hung.ms, during, #answers))
+      .. " answered (%d in all); a push to it refused after %.0f ms", hung.ms, during, #answers, push_ms))
 
     -- The master is back: its users read PRESENT again.
     local st
