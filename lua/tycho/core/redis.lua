@@ -97,7 +97,7 @@ function M.open(seeds, opts)
   local rc = C.tz_redis_open(seeds, o, handle_out, err)
   if rc ~= 0 then return failure(rc) end
   return setmetatable({ handle = ffi.gc(handle_out[0], C.tz_redis_close), seeds = seeds,
-                        retry_ms = opts.retry_ms or 5000 }, Cluster)
+                        retry_ms = opts.retry_ms, pool = {} }, Cluster)
 end
 
 --- The hash slot of a key (as redis.slot).
@@ -260,14 +260,43 @@ local function wait_on(self, b, lane)
   return settled(b)
 end
 
---- A serving path's read of batch b: what a node cannot answer now (down,
--- failing over, silent for timeout_ms) is UNAVAILABLE, redirects are
--- followed. Inside a request that may wait (tycho.core.suspend) the
--- request waits for the replies while its worker serves others; elsewhere
--- this is cl:exec(b, 0). true, or nil, message, "unavailable" when some
+--- Whether a read within budget_ms (0 by default) waits on the loop:
+-- inside a request that may wait (tycho.core.suspend), with no budget to
+-- wait out a failover in.
+function Cluster.waits(_, budget_ms)
+  return (budget_ms or 0) == 0 and suspend.can()
+end
+
+--- An empty batch for one call: own (a batch its caller keeps for calls
+-- that block, marked own.kept) when the call blocks (cl:waits(budget_ms);
+-- budget_ms nil for a write), else one of the client's pool: requests
+-- that wait at once each hold their own until they give it back.
+function Cluster:batch_for(own, budget_ms)
+  if not self:waits(budget_ms) then
+    own:clear()
+    return own
+  end
+  local pool = self.pool
+  local b = pool[#pool]
+  if not b then return self:batch() end
+  pool[#pool] = nil
+  b:clear()
+  return b
+end
+
+--- Gives back a batch of batch_for once its replies are read.
+function Cluster:release(b)
+  if not b.kept then self.pool[#self.pool + 1] = b end
+end
+
+--- A serving path's read of batch b: what a node cannot answer within
+-- budget_ms (0 by default: down, failing over, silent for timeout_ms) is
+-- UNAVAILABLE, redirects are followed. When it waits (cl:waits) the
+-- request waits for the replies while its worker serves others; else this
+-- is cl:exec(b, budget_ms). true, or nil, message, "unavailable" when some
 -- command got no reply (the others' replies are readable either way).
-function Cluster:read(b)
-  if not suspend.can() then return self:exec(b, 0) end
+function Cluster:read(b, budget_ms)
+  if not self:waits(budget_ms) then return self:exec(b, budget_ms or 0) end
   return wait_on(self, b, LANE_READS)
 end
 
@@ -284,13 +313,10 @@ local SERVING_WRITE_MS = 250
 -- the worker held; elsewhere cl:exec(b), within the client's retry_ms
 -- (at most 250 ms in a serving worker). Same returns as exec.
 function Cluster:write(b)
-  if suspend.can() then return wait_on(self, b, LANE_WRITES) end
-  if suspend.enabled then return self:exec(b, math.min(self.retry_ms, SERVING_WRITE_MS)) end
+  if self:waits() then return wait_on(self, b, LANE_WRITES) end
+  if suspend.enabled then return self:exec(b, math.min(self.retry_ms or SERVING_WRITE_MS, SERVING_WRITE_MS)) end
   return self:exec(b)
 end
-
---- Whether reads and writes now wait on the loop (cl:read, cl:write).
-function Cluster.waits(_) return suspend.can() end
 
 --- Asks the cluster for its slot map again. true, or nil, message, code.
 function Cluster:refresh()

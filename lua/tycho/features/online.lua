@@ -144,7 +144,7 @@ local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
         end
       end
     end
-    backend:release(b)
+    backend.cl:release(b)
   end
 end
 
@@ -253,7 +253,7 @@ function FS:reader(refs)
     local p8 = ffi.cast("const uint8_t*", ptr)
     local t = unpack_time_ptr(p8)
     codec.decode_ptr(p8 + 8, v.by_version, row)
-    if batch then backend:release(batch) end
+    if batch then backend.cl:release(batch) end
     if has_transforms then
       row[v.join_key] = entity
       apply_transforms(fs, v, row)

@@ -32,7 +32,6 @@
 local redis = require "tycho.core.redis"
 local layout = require "tycho.features.layout"
 local errors = require "tycho.util.errors"
-local suspend = require "tycho.core.suspend"
 
 local M = {}
 local Backend = {}
@@ -140,7 +139,8 @@ function M.connect(url)
   local ok, le, lcode = load_library(cl)
   if not ok then return nil, le, lcode end
   local b = setmetatable({ cl = cl, url = url, ns = opts.ns, opts = opts, read_ms = opts.read_ms or 0,
-                           wb = cl:batch(), rb = cl:batch(), pool = {}, args = {}, fields = {} }, Backend)
+                           wb = cl:batch(), rb = cl:batch(), args = {}, fields = {} }, Backend)
+  b.wb.kept, b.rb.kept = true, true  -- never given to the pool
   connected[url] = b
   return b
 end
@@ -193,31 +193,13 @@ local function send_writes(self, b)
   return true
 end
 
--- A batch of the backend's own (base: self.rb or self.wb) outside a
--- request that may wait; one from the pool inside one, where requests
--- waiting at once each hold their own until they release it.
-local function own_batch(self, base)
-  if not suspend.can() then
-    base:clear()
-    return base
-  end
-  local pool = self.pool
-  local b = pool[#pool]
-  if b then
-    pool[#pool] = nil
-    b:clear()
-    return b
-  end
-  return self.cl:batch()
-end
-
 --- Writes rows = { {entity, t, encoded}, ... } of view v, newer-wins, in
 -- one pipelined batch (one FCALL per entity and chunk). Returns a list of
 -- booleans (written, or kept because the stored value is as new), or nil,
 -- message, code when the cluster could not acknowledge them all.
 function Backend:put_many(v, rows)
   local cl, args = self.cl, self.args
-  local b = own_batch(self, self.wb)
+  local b = cl:batch_for(self.wb)
   local field, ttl_ms = field_of(self, v), tostring(math.floor((v.ttl or 0) * 1000))
   -- Rows of one entity go in one call, in their order (so the newest wins
   -- inside the call too); at most 300 per call.
@@ -244,19 +226,19 @@ function Backend:put_many(v, rows)
   end
   local ok, e, code = send_writes(self, b)
   if not ok then
-    self:release(b)
+    self.cl:release(b)
     return nil, e, code
   end
   local out = {}
   for c, list in ipairs(order) do
     local r = b:value(c)
     if type(r) ~= "table" or r.err then
-      self:release(b)
+      self.cl:release(b)
       return errors.fail("unavailable", "online store (redis): " .. tostring(type(r) == "table" and r.err or r))
     end
     for j, i in ipairs(list) do out[i] = r[j] == 1 end
   end
-  self:release(b)
+  self.cl:release(b)
   return out
 end
 
@@ -284,38 +266,18 @@ function Backend:get(v, entity)
   return r
 end
 
--- A batch for one read (own_batch; a read with a budget blocks, so one
--- batch serves them all).
-local function read_batch(self)
-  if self.read_ms ~= 0 then
-    self.rb:clear()
-    return self.rb
-  end
-  return own_batch(self, self.rb)
-end
-
-local function send_read(self, b)
-  if self.read_ms ~= 0 then return self.cl:exec(b, self.read_ms) end
-  return self.cl:read(b)
-end
-
---- Gives back a batch that get_ptr or read_rows returned, once its
--- replies are read.
-function Backend:release(b)
-  if b ~= self.rb and b ~= self.wb then self.pool[#self.pool + 1] = b end
-end
 
 --- Entity's online value of view v as a pointer to its bytes and the batch
--- holding them (valid until released: Backend:release), or nil when it has
+-- holding them (valid until released: cl:release), or nil when it has
 -- none; nil, "unavailable" when its node did not answer within read_ms.
 function Backend:get_ptr(v, entity)
-  local b = read_batch(self)
+  local b = self.cl:batch_for(self.rb, self.read_ms)
   local key = self:key(v, entity)
   b:add(self.cl:slot(key), "HGET", key, field_of(self, v))
-  send_read(self, b)
+  self.cl:read(b, self.read_ms)
   local it = b:items(1)
   if it and it[0].type == redis.STRING and it[0].len >= 10 then return it[0].str, nil, b end
-  self:release(b)
+  self.cl:release(b)
   if not it or it[0].type == redis.UNAVAILABLE then return nil, errors.unavailable end
   return nil
 end
@@ -324,12 +286,12 @@ end
 -- views of one entity) in one pipelined batch (one HMGET per entity).
 -- Returns the batch, whose command i holds entity i's reply: items(i)
 -- gives an ARRAY item then one STRING or NIL item per view, in order.
--- Pointers stay valid until the batch is released (Backend:release).
+-- Pointers stay valid until the batch is released (cl:release).
 -- Commands the cluster did not answer within read_ms are UNAVAILABLE items
 -- (or have none); the second result is then the message.
 function Backend:read_rows(views, ks, n)
   local cl, args = self.cl, self.args
-  local b = read_batch(self)
+  local b = self.cl:batch_for(self.rb, self.read_ms)
   local v1 = views[1]
   local nv = #views
   args[1] = "HMGET"
@@ -339,7 +301,7 @@ function Backend:read_rows(views, ks, n)
     args[2] = key
     b:add_list(cl:slot(key), args, nv + 2)
   end
-  local ok, e = send_read(self, b)
+  local ok, e = cl:read(b, self.read_ms)
   return b, not ok and e or nil
 end
 

@@ -49,8 +49,10 @@ local WAIT_MS, CLAIM_IDLE_MS = 500, 30000
 function M.new(backend, opts)
   local o = backend.opts or {}
   opts = opts or {}
+  local batch = backend.cl:batch()
+  batch.kept = true  -- the stream's own, for calls that block: never in the client's pool
   return setmetatable({ cl = backend.cl, ns = backend.ns, wait_ms = o.wait_ms or WAIT_MS,
-                        claim_idle_ms = o.claim_idle_ms or CLAIM_IDLE_MS, batch = backend.cl:batch(),
+                        claim_idle_ms = o.claim_idle_ms or CLAIM_IDLE_MS, batch = batch,
                         prefix = opts.prefix or "push", maxlen = opts.maxlen, budget_ms = opts.budget_ms,
                         consumer = uv.os_gethostname() .. ":" .. uv.os_getpid() }, Stream)
 end
@@ -88,16 +90,16 @@ end
 function Stream:append(view, entry)
   local cl, key = self.cl, self:key(view)
   local waits = cl:waits()
-  local b = waits and cl:batch() or self.batch
+  local b = cl:batch_for(self.batch)
   local slot, before = cl:slot(key), moves(cl)
-  b:clear()
   if self.maxlen then b:add(slot, "XADD", key, "MAXLEN", "~", self.maxlen, "*", "rows", entry)
   else b:add(slot, "XADD", key, "*", "rows", entry) end
   b:add(slot, "WAIT", "1", self.wait_ms)
   local ok, e
   if waits then ok, e = cl:write(b) else ok, e = cl:exec(b, self.budget_ms) end
-  if not ok then return unconfirmed(key, e) end
   local id, replicas = b:value(1), b:value(2)
+  cl:release(b)
+  if not ok then return unconfirmed(key, e) end
   if type(id) ~= "string" then return unconfirmed(key, "XADD refused: " .. tostring(id and id.err)) end
   if not waits and moves(cl) ~= before then
     return unconfirmed(key, "its node changed during the push (failover or moved slot)")
