@@ -559,6 +559,8 @@ int tz_gbt_load(const void *buf, size_t len, tz_gbt_model **out, tz_err *err)
     uint32_t flags = version >= 2 ? tz_blob_get_u32(&r) : 0;
     if (r.failed) return tz_err_set(err, TZ_ECORRUPT, "file ends inside the model header");
     if (flags & ~(uint32_t)GBT_KNOWN_FLAGS) return tz_err_set(err, TZ_ECORRUPT, "unknown model flags %#x", flags);
+    /* Version 2 exists only to carry flags: one model has one encoding. */
+    if (version >= 2 && !flags) return tz_err_set(err, TZ_ECORRUPT, "a version 2 model without flags");
     if (obj > TZ_GBT_SOFTMAX) return tz_err_set(err, TZ_ECORRUPT, "unknown objective %u", obj);
     if (obj == TZ_GBT_SOFTMAX ? (K < 2 || K > 4096) : K != 1)
         return tz_err_set(err, TZ_ECORRUPT, "%u outputs do not fit objective %u", K, obj);
