@@ -51,20 +51,22 @@ local function scratch_for(v, p)
   return row
 end
 
--- Fills entity i's cells of a view's columns from its online value at
--- ptr (event time then row, valid until the next read), or as NOT_FOUND
--- when ptr is nil: for each entity LMDB's fill_view or the Redis path reads.
+-- A view's columns in an answer are `cols`: for each, its index in
+-- results, its feature and whether it is PII shown in clear.
 -- Entity i's cells of every column: no value, with status.
-local function mark_all(cols, i, status)
+local function mark_all(results, cols, i, status)
   for c = 1, #cols do
-    local col = cols[c]
+    local col = results[cols[c].index]
     col.values[i], col.statuses[i], col.event_timestamps[i] = json.null, status, EPOCH_TEXT
   end
 end
 
-local function fill_entity(fs, v, cols, i, key, ptr, now, ttl, has_transforms)
+-- Fills entity i's cells of a view's columns from its online value at
+-- ptr (event time then row, valid until the next read), or as NOT_FOUND
+-- when ptr is nil: for each entity LMDB's fill_view or the Redis path reads.
+local function fill_entity(fs, v, results, cols, i, key, ptr, now, ttl, has_transforms)
   if not ptr then
-    mark_all(cols, i, "NOT_FOUND")
+    mark_all(results, cols, i, "NOT_FOUND")
     return
   end
   -- Valid until the next read: decoded straight away.
@@ -77,10 +79,10 @@ local function fill_entity(fs, v, cols, i, key, ptr, now, ttl, has_transforms)
   end
   local stamp, old = format_time(t), ttl > 0 and now - t > ttl
   for c = 1, #cols do
-    local col = cols[c]
-    local feature = col.feature
+    local spec = cols[c]
+    local col, feature = results[spec.index], spec.feature
     local value = row[feature]
-    if value ~= nil and col.pii then value = export_value(fs, v, feature, value) end
+    if value ~= nil and spec.pii then value = export_value(fs, v, feature, value) end
     col.event_timestamps[i] = stamp
     if value == nil then
       col.values[i], col.statuses[i] = json.null, "NULL_VALUE"
@@ -94,7 +96,7 @@ local function fill_entity(fs, v, cols, i, key, ptr, now, ttl, has_transforms)
   end
 end
 
-local function fill_view(fs, v, cols, ks, n, read, now)
+local function fill_view(fs, v, results, cols, ks, n, read, now)
   local prefix = v.online_prefix
   if not prefix then
     prefix = keys.pack("u32", v.id)
@@ -104,7 +106,7 @@ local function fill_view(fs, v, cols, ks, n, read, now)
   local ttl = (v.ttl or 0) * 1e6
   for i = 1, n do
     local key = ks[i]
-    fill_entity(fs, v, cols, i, key, read(prefix .. keys.pack("s", tostring(key))), now, ttl, has_transforms)
+    fill_entity(fs, v, results, cols, i, key, read(prefix .. keys.pack("s", tostring(key))), now, ttl, has_transforms)
   end
 end
 
@@ -113,9 +115,9 @@ end
 -- cell whose node gave no answer within the client's budget is
 -- UNAVAILABLE (value null), never waited on longer.
 local MIN_VALUE = 8 + 2   -- event time, schema version
-local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
-  local groups, order = {}, {}
-  for v in pairs(by_view) do
+local function fill_views_redis(fs, backend, results, shape, entity_keys, n, now)
+  local groups, order, by_view = {}, {}, shape.by_view
+  for _, v in ipairs(shape.views) do
     local g = groups[v.entity]
     if not g then
       g = { views = {} }
@@ -136,11 +138,11 @@ local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
         local it = b:items(i)
         local item = it and it[0].type == redis.ARRAY and it[j] or nil
         if item and item.type == redis.STRING and item.len >= MIN_VALUE then
-          fill_entity(fs, v, cols, i, ks[i], item.str, now, ttl, has_transforms)
+          fill_entity(fs, v, results, cols, i, ks[i], item.str, now, ttl, has_transforms)
         elseif item and item.type == redis.NIL then
-          fill_entity(fs, v, cols, i, ks[i], nil, now, ttl, has_transforms)
+          fill_entity(fs, v, results, cols, i, ks[i], nil, now, ttl, has_transforms)
         else
-          mark_all(cols, i, "UNAVAILABLE")
+          mark_all(results, cols, i, "UNAVAILABLE")
         end
       end
     end
@@ -148,27 +150,43 @@ local function fill_views_redis(fs, backend, by_view, entity_keys, n, now)
   end
 end
 
--- An answer's tables for n entities and the resolved refs `order`, with
--- its columns grouped by view for filling, kept in the answer's metatable
--- (out of what JSON encoders see) for reuse through opts.into.
-local function answer_of(order, n)
-  local results = new_table(#order + 1, 0)
-  results[1] = { values = new_table(n, 0), statuses = new_table(n, 0), event_timestamps = new_table(n, 0) }
-  local by_view = {}
+-- The shape of answers to the resolved refs `order`: their columns grouped
+-- by view for filling. Made once per resolution and kept as the answers'
+-- metatable (out of what JSON encoders see), which also tells opts.into
+-- an answer it can refill.
+local shapes = setmetatable({}, { __mode = "k" })
+local function shape_of(order)
+  local shape = shapes[order]
+  if shape then return shape end
+  local by_view, views = {}, {}
   for j, o in ipairs(order) do
     local v = o.view
-    local col = { values = new_table(n, 0), statuses = new_table(n, 0), event_timestamps = new_table(n, 0) }
-    results[j + 1] = col
-    local list = by_view[v]
-    if not list then
-      list = {}
-      by_view[v] = list
+    local cols = by_view[v]
+    if not cols then
+      cols = {}
+      by_view[v] = cols
+      views[#views + 1] = v
     end
-    list[#list + 1] = { values = col.values, statuses = col.statuses, event_timestamps = col.event_timestamps,
-                        feature = o.feature, pii = v.pii_set[o.feature] and v.pii_clear }
+    cols[#cols + 1] = { index = j + 1, feature = o.feature, pii = v.pii_set[o.feature] and v.pii_clear }
   end
-  return setmetatable({ metadata = { feature_names = new_table(#order + 1, 0) }, results = results },
-                      { order = order, by_view = by_view })
+  shape = { order = order, by_view = by_view, views = views }
+  shapes[order] = shape
+  return shape
+end
+
+local function column(n)
+  return { values = new_table(n, 0), statuses = new_table(n, 0), event_timestamps = new_table(n, 0) }
+end
+
+-- An answer's tables for n entities: the keys' column, then one per ref.
+local function answer_of(shape, n)
+  local width = #shape.order + 1
+  local results = new_table(width, 0)
+  for j = 1, width do results[j] = column(n) end
+  -- Not a tail call: a trace cannot return from a tail-called setmetatable
+  -- (LuaJIT's "NYI: return to lower frame"), and this ran interpreted.
+  local answer = setmetatable({ metadata = { feature_names = new_table(width, 0) }, results = results }, shape)
+  return answer
 end
 
 --- Latest values of refs ("view:feature" or "view:*") for entity_keys =
@@ -197,8 +215,8 @@ function FS:online(refs, entity_keys, opts)
   end
   local n = #key_values
   local into = opts and opts.into
-  local shape = into and getmetatable(into)
-  local res = shape and shape.order == order and #into.results[1].values == n and into or answer_of(order, n)
+  local shape = shape_of(order)
+  local res = into and getmetatable(into) == shape and #into.results[1].values == n and into or answer_of(shape, n)
   local names, results = res.metadata.feature_names, res.results
   names[1] = key_name
   for j, o in ipairs(order) do names[j + 1] = o.ref end
@@ -206,11 +224,15 @@ function FS:online(refs, entity_keys, opts)
   for i = 1, n do kvals[i], kstat[i], ktimes[i] = key_values[i], "PRESENT", EPOCH_TEXT end
   local backend = self.online_backend
   if backend then
-    fill_views_redis(self, backend, getmetatable(res).by_view, entity_keys, n, now)
+    fill_views_redis(self, backend, results, shape, entity_keys, n, now)
     return res
   end
   local read = self.store:point_reader("online")
-  for v, cols in pairs(getmetatable(res).by_view) do fill_view(self, v, cols, entity_keys[v.join_key], n, read, now) end
+  local by_view = shape.by_view
+  for k = 1, #shape.views do
+    local v = shape.views[k]
+    fill_view(self, v, results, by_view[v], entity_keys[v.join_key], n, read, now)
+  end
   return res
 end
 
