@@ -116,7 +116,8 @@ function M.run(args, opts)
   return code, p.stdout(), p.stderr()
 end
 
---- Turns the loop until done() is true or timeout_ms passes; returns done().
+--- Turns the loop until done() is true or timeout_ms passes; returns what
+-- done() said last.
 function M.run_until(done, timeout_ms)
   -- The loop's clock stands still while Lua computes: after a long fit it
   -- is seconds behind, and a timer started from it would fire at once.
@@ -126,11 +127,17 @@ function M.run_until(done, timeout_ms)
   timer:start(timeout_ms, 0, function() expired = true end)
   local tick = uv.new_timer()
   tick:start(5, 5, function() end)  -- wakes the loop to re-check done()
-  while not done() and not expired do uv.run("once") end
+  -- What done() said last is the answer: checking once more after it held
+  -- would fail a condition that flickers (one of two workers caught up).
+  local ok = done()
+  while not ok and not expired do
+    uv.run("once")
+    ok = done()
+  end
   timer:close()
   tick:close()
   uv.run("nowait")
-  return done()
+  return ok
 end
 
 --- The PIDs of a process's children, sorted (a server's workers).

@@ -61,11 +61,14 @@ describe("the predict path under LuaJIT", function()
   end
   -- What cannot compile fails it; where LuaJIT chooses to start traces in
   -- the answer's encoder (inner or leaving loops, settled by starting
-  -- elsewhere) varies from run to run and does not.
+  -- elsewhere) varies from run to run and does not. Nor does a start it
+  -- gives up on ("blacklisted"): once in CI, the recursive encoder's entry
+  -- (json.lua's exact) after it met as_array's pairs loop inside again and
+  -- again, a loop that then compiles as a trace of its own.
   local function assert_no_lasting_aborts(doc)
     local never = {}
     for where, n in pairs(doc.aborts) do
-      if where:find("NYI", 1, true) or where:find("blacklist", 1, true) or where:find("disabled", 1, true) then
+      if where:find("NYI", 1, true) or where:find("disabled", 1, true) then
         never[where] = n
       end
     end
