@@ -209,7 +209,9 @@ static const double POW10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
  * number there. */
 #define NOT_FINITE (-1)
 
-static int parse_f64_slow(const char *s, size_t n, double *out)
+/* Out of line: inlined, its buffer would give parse_f64 a stack frame on
+ * every call, fast case included. */
+static __attribute__((noinline)) int parse_f64_slow(const char *s, size_t n, double *out)
 {
     char tmp[128];
     if (n >= sizeof tmp) return 0;
@@ -226,40 +228,74 @@ static int parse_f64_slow(const char *s, size_t n, double *out)
     return 1;
 }
 
-/* Exact: the fast path only takes mantissas below 10^15 and powers of ten
- * that are exact doubles (Clinger), the rest goes to strtod. */
+/* A decimal's digits: the significant ones (leading zeros are not) in one
+ * mantissa, which is exact while there are at most 15 of them. */
+typedef struct decimal {
+    uint64_t m;
+    size_t digits;          /* significant digits */
+    size_t frac;            /* digits after the point */
+    int any;                /* a digit was seen */
+    int neg;
+} decimal;
+
+/* A sign, digits and a fraction from s up to end into d; the byte after
+ * them. Leading zeros are skipped first, so the digit loops only add up
+ * and where they stop counts the significant digits. Past 15 of them m is
+ * no longer exact (it may wrap), and decimal_exact leaves the number to
+ * strtod. */
+static inline const char *read_decimal(const char *s, const char *end, decimal *d)
+{
+    uint64_t m = 0;
+    int neg = 0;
+    if (s < end && (*s == '-' || *s == '+')) neg = *s++ == '-';
+    const char *at = s, *sig;
+    while (s < end && *s == '0') s++;
+    for (sig = s; s < end && (unsigned)(*s - '0') < 10; s++) m = m * 10 + (uint64_t)(*s - '0');
+    size_t digits = (size_t)(s - sig), frac = 0;
+    int any = s != at;
+    if (s < end && *s == '.') {
+        at = ++s;
+        if (!digits)  /* no significant digit yet: the zeros after the point lead too */
+            while (s < end && *s == '0') s++;
+        for (sig = s; s < end && (unsigned)(*s - '0') < 10; s++) m = m * 10 + (uint64_t)(*s - '0');
+        digits += (size_t)(s - sig);
+        frac = (size_t)(s - at);
+        any |= frac != 0;
+    }
+    *d = (decimal){ .m = m, .digits = digits, .frac = frac, .any = any, .neg = neg };
+    return s;
+}
+
+/* d times 10^exp when that is exact (Clinger): a mantissa below 10^15 and
+ * a power of ten that are both exact doubles, so one rounding. 1, or 0 to
+ * leave the number to strtod. */
+static inline int decimal_exact(const decimal *d, int exp, double *out)
+{
+    ptrdiff_t e = exp - (ptrdiff_t)d->frac;
+    if (d->digits > 15 || e < -22 || e > 22) return 0;
+    double v = (double)d->m;
+    v = e < 0 ? v / POW10[-e] : v * POW10[e];
+    *out = d->neg ? -v : v;
+    return 1;
+}
+
+/* The fast case, a decimal with an optional exponent that decimal_exact
+ * takes; the rest goes to strtod. */
 static int parse_f64(const char *s, size_t n, double *out)
 {
     trim(&s, &n);
-    size_t i = 0;
-    int neg = 0;
-    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
-    uint64_t m = 0;
-    int digits = 0, frac = 0, any = 0;
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1)
-        if (digits || s[i] != '0') { m = m * 10 + (uint64_t)(s[i] - '0'); if (++digits > 15) break; }
-    if (digits <= 15 && i < n && s[i] == '.') {
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1) {
-            if (digits || s[i] != '0') { if (++digits > 15) break; m = m * 10 + (uint64_t)(s[i] - '0'); }
-            frac++;
-        }
-    }
+    const char *end = s + n;
+    decimal d;
+    const char *p = read_decimal(s, end, &d);
     int exp = 0;
-    if (digits <= 15 && any && i < n && (s[i] == 'e' || s[i] == 'E')) {
-        size_t j = i + 1;
+    if (d.digits <= 15 && d.any && p < end && (*p == 'e' || *p == 'E')) {
         int eneg = 0;
-        if (j < n && (s[j] == '-' || s[j] == '+')) eneg = s[j++] == '-';
-        if (j == n) return 0;
-        for (; j < n && s[j] >= '0' && s[j] <= '9'; j++) if (exp < 10000) exp = exp * 10 + (s[j] - '0');
+        if (++p < end && (*p == '-' || *p == '+')) eneg = *p++ == '-';
+        if (p == end) return 0;
+        for (; p < end && (unsigned)(*p - '0') < 10; p++) if (exp < 10000) exp = exp * 10 + (*p - '0');
         if (eneg) exp = -exp;
-        i = j;
     }
-    if (digits > 15 || i != n || !any) return parse_f64_slow(s, n, out);
-    int e = exp - frac;
-    double v = (double)m;
-    if (e < -22 || e > 22) return parse_f64_slow(s, n, out);
-    v = e < 0 ? v / POW10[-e] : v * POW10[e];
-    *out = neg ? -v : v;
+    if (p != end || !d.any || !decimal_exact(&d, exp, out)) return parse_f64_slow(s, n, out);
     return 1;
 }
 
@@ -456,28 +492,13 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
  * numbers, null markers, exponents, more than 15 significant digits,
  * booleans) takes the general path, which gives the same values. */
 
-/* A decimal from s up to end: sign, digits, fraction, at most 15
- * significant digits (exact, as parse_f64's fast case). The byte after it,
- * or NULL. */
+/* A decimal from s up to end: sign, digits, fraction, read exactly as in
+ * parse_f64's fast case (no exponent). The byte after it, or NULL. */
 static inline const char *fast_f64(const char *s, const char *end, double *out)
 {
-    int neg = 0, digits = 0, frac = 0, any = 0;
-    uint64_t m = 0;
-    if (s < end && (*s == '-' || *s == '+')) neg = *s++ == '-';
-    for (; s < end && (unsigned)(*s - '0') < 10; s++) {
-        any = 1;
-        if (digits || *s != '0') { m = m * 10 + (uint64_t)(*s - '0'); digits++; }
-    }
-    if (s < end && *s == '.')
-        for (s++; s < end && (unsigned)(*s - '0') < 10; s++) {
-            any = 1;
-            if (digits || *s != '0') { m = m * 10 + (uint64_t)(*s - '0'); digits++; }
-            frac++;
-        }
-    if (!any || digits > 15 || frac > 22) return NULL;
-    double v = frac ? (double)m / POW10[frac] : (double)m;
-    *out = neg ? -v : v;
-    return s;
+    decimal d;
+    s = read_decimal(s, end, &d);
+    return d.any && decimal_exact(&d, 0, out) ? s : NULL;
 }
 
 /* An integer from s up to end: sign and at most 18 digits. */

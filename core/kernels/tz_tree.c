@@ -546,15 +546,19 @@ static inline int32_t step(const tz_tree_step *st, const double *row, int finite
     return st->left + (finite ? v > st->threshold : (v > st->threshold) | ((v != v) & st->nan_right));
 }
 
-static inline void walk_lanes(const tz_tree *t, const double *x, size_t nc, int finite, int32_t *leaf)
+/* LANES walks in lockstep, `depth` steps each: lane l walks the steps s[l]
+ * with the row x[l] (a leaf's step stays put, so a lane that reaches its
+ * leaf early waits there). One tree and LANES rows (tz_tree_leaves), or
+ * LANES trees and one row (tz_tree_row_leaves). */
+static inline void walk(const tz_tree_step *const *s, const double *const *x, int32_t depth, int finite,
+                        int32_t *leaf)
 {
     int32_t at[LANES] = { 0 };
-    const tz_tree_step *s = t->steps;
-    for (int32_t d = 0; d < t->depth; d++) {
+    for (int32_t d = 0; d < depth; d++) {
 #pragma GCC unroll 16
-        for (int l = 0; l < LANES; l++) at[l] = step(s + at[l], x + (size_t)l * nc, finite);
+        for (int l = 0; l < LANES; l++) at[l] = step(s[l] + at[l], x[l], finite);
     }
-    for (int l = 0; l < LANES; l++) leaf[l] = s[at[l]].leaf;
+    for (int l = 0; l < LANES; l++) leaf[l] = s[l][at[l]].leaf;
 }
 
 static int32_t walk_row(const tz_tree *t, const double *row)
@@ -567,31 +571,35 @@ static int32_t walk_row(const tz_tree *t, const double *row)
 void tz_tree_leaves(const tz_tree *t, const tz_tree_chunk *c, int32_t *leaf)
 {
     size_t i = 0, n = c->n_rows, nc = c->n_cols;
-    if (t->depth <= LOCKSTEP_DEPTH) {
-        /* finite as a constant in each copy: the NaN test compiles away */
-        if (c->finite)
-            for (; i + LANES <= n; i += LANES) walk_lanes(t, c->x + i * nc, nc, 1, leaf + i);
-        else
-            for (; i + LANES <= n; i += LANES) walk_lanes(t, c->x + i * nc, nc, 0, leaf + i);
+    if (t->depth <= LOCKSTEP_DEPTH && n >= LANES) {
+        /* One tree, LANES rows a block. depth and finite are copied: the
+         * stores to leaf might change t or c, so they would be read again
+         * for every block. */
+        const tz_tree_step *s[LANES];
+        const double *x[LANES];
+        int32_t depth = t->depth;
+        int finite = c->finite;
+        for (int l = 0; l < LANES; l++) {
+            s[l] = t->steps;
+            x[l] = c->x + (size_t)l * nc;
+        }
+        for (;;) {
+            /* finite as a constant in each copy: the NaN test compiles away */
+            if (finite) walk(s, x, depth, 1, leaf + i);
+            else walk(s, x, depth, 0, leaf + i);
+            /* the rows move on only when a whole block follows: x stays in c->x */
+            if ((i += LANES) + LANES > n) break;
+            for (int l = 0; l < LANES; l++) x[l] += LANES * nc;
+        }
     }
     for (; i < n; i++) leaf[i] = walk_row(t, c->x + i * nc);
-}
-
-/* LANES trees (their steps and the deepest's depth) walked by one row. */
-static inline void walk_trees(const tz_tree_step *const *s, int32_t depth, const double *row, int finite,
-                              int32_t *leaf)
-{
-    int32_t at[LANES] = { 0 };
-    for (int32_t d = 0; d < depth; d++) {
-#pragma GCC unroll 16
-        for (int l = 0; l < LANES; l++) at[l] = step(s[l] + at[l], row, finite);
-    }
-    for (int l = 0; l < LANES; l++) leaf[l] = s[l][at[l]].leaf;
 }
 
 void tz_tree_row_leaves(const tz_tree *trees, size_t n, size_t stride, const double *row, int finite,
                         int32_t *leaf)
 {
+    const double *x[LANES];  /* LANES trees, one row */
+    for (int l = 0; l < LANES; l++) x[l] = row;
     for (size_t i = 0; i < n; i += LANES) {
         const tz_tree_step *s[LANES];
         int32_t got[LANES], depth = 0;
@@ -605,8 +613,8 @@ void tz_tree_row_leaves(const tz_tree *trees, size_t n, size_t stride, const dou
             for (int l = 0; l < lanes; l++) leaf[i + (size_t)l] = walk_row(&trees[(i + (size_t)l) * stride], row);
             continue;
         }
-        if (finite) walk_trees(s, depth, row, 1, got);
-        else walk_trees(s, depth, row, 0, got);
+        if (finite) walk(s, x, depth, 1, got);
+        else walk(s, x, depth, 0, got);
         for (int l = 0; l < lanes; l++) leaf[i + (size_t)l] = got[l];
     }
 }
