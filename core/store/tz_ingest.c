@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util/tz_hash.h"
 #include "util/tz_hll.h"
@@ -147,10 +148,17 @@ int tz_ingest_column_times(const tz_column *c, int64_t *out, size_t *bad)
 /* ---- duplicates: an open-addressing set of (entity, time) ---------------------- */
 
 /* Entities are compared by their dictionary codes: the column interns each
- * text once, so equal codes are equal texts. */
+ * text once, so equal codes are equal texts. A slot holds its key, so a
+ * probe reads one place in memory, not the row's time and code as well. */
+typedef struct seen_entry {
+    int64_t t;
+    uint32_t code;
+    uint32_t row; /* row index + 1, 0 = empty */
+} seen_entry;
+
 typedef struct seen_set {
     size_t cap;  /* power of two */
-    int64_t *row; /* row index + 1, 0 = empty */
+    seen_entry *slot;
 } seen_set;
 
 static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
@@ -166,29 +174,69 @@ static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
     return (size_t)h & (s->cap - 1);
 }
 
+/* The set's slots, zeroed: a large set is mapped in huge pages where the
+ * kernel allows, since every probe lands on a random page of it (with
+ * 4 KiB pages each one faulted on first touch, which a prefetch cannot do,
+ * and missed the TLB: at 10M rows most of the duplicate check's time). */
+#define SEEN_HUGE ((size_t)4 << 20)
+
+static int seen_open(seen_set *s, size_t rows)
+{
+    s->cap = 16;
+    while (s->cap < rows + rows / 2) s->cap <<= 1;  /* at most 2/3 full */
+    size_t bytes = s->cap * sizeof *s->slot;
+    if (bytes < SEEN_HUGE) {
+        s->slot = calloc(s->cap, sizeof *s->slot);
+        return s->slot ? 0 : -1;
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        s->slot = NULL;
+        return -1;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);  /* advice: without it, 4 KiB pages */
+#endif
+    s->slot = p;
+    return 0;
+}
+
+static void seen_close(seen_set *s)
+{
+    if (!s->slot) return;
+    size_t bytes = s->cap * sizeof *s->slot;
+    if (bytes < SEEN_HUGE) free(s->slot);
+    else munmap(s->slot, bytes);
+    s->slot = NULL;
+}
+
 /* The first good row with the same entity and time, or -1 after adding row. */
 static int64_t seen_add(seen_set *s, const tz_ingest_batch *b, size_t row)
 {
-    const int32_t *code = b->entity->data;
+    uint32_t code = (uint32_t)((const int32_t *)b->entity->data)[row];
     int64_t t = b->times[row];
-    for (size_t i = seen_slot(s, code[row], t);; i = (i + 1) & (s->cap - 1)) {
-        int64_t r = s->row[i] - 1;
-        if (r < 0) {
-            s->row[i] = (int64_t)row + 1;
+    for (size_t i = seen_slot(s, (int32_t)code, t);; i = (i + 1) & (s->cap - 1)) {
+        seen_entry *e = &s->slot[i];
+        if (!e->row) {
+            e->t = t, e->code = code, e->row = (uint32_t)(row + 1);
             return -1;
         }
-        if (b->times[r] == t && code[r] == code[row]) return r;
+        if (e->t == t && e->code == code) return (int64_t)e->row - 1;
     }
 }
 
 /* Rows ahead of the one being added: their slots are fetched from memory
  * while the rows before them are checked (the set is larger than the
- * caches, and each row's slot is a random place in it). */
-#define SEEN_AHEAD 16
+ * caches, and each row's slot is a random place in it). The rows' times
+ * are known by then: the rules run over the whole batch first. */
+#define SEEN_AHEAD 32
 
-static void seen_prefetch(const seen_set *s, const tz_ingest_batch *b, size_t row)
+/* Where row's probe starts. The caller prefetches it: GCC 12 takes a
+ * function whose only effect is a prefetch for one without effects, and
+ * drops the call. */
+static const seen_entry *seen_start(const seen_set *s, const tz_ingest_batch *b, size_t row)
 {
-    if (row < b->n) __builtin_prefetch(&s->row[seen_slot(s, ((const int32_t *)b->entity->data)[row], b->times[row])]);
+    return &s->slot[seen_slot(s, ((const int32_t *)b->entity->data)[row], b->times[row])];
 }
 
 /* ---- rows ------------------------------------------------------------------------ */
@@ -618,20 +666,22 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
     b->landed = b->unchanged = b->rejected = b->duplicates = b->online_updates = b->replaced = 0;
     b->min_time = INT64_MAX, b->max_time = INT64_MIN, b->last_event = INT64_MIN;
     b->old_rows = NULL, b->old_len = 0, b->old_at = NULL;
-    seen_set seen = {16, NULL};
-    while (seen.cap < 2 * b->n) seen.cap <<= 1;
-    seen.row = calloc(seen.cap, sizeof *seen.row);
+    seen_set seen = {0, NULL};
+    if (b->n >= UINT32_MAX) return tz_err_set(err, TZ_EINVAL, "%zu rows in one batch, more than 2^32 - 1", b->n);
+    seen_open(&seen, b->n);
     size_t *good = malloc((b->n ? b->n : 1) * sizeof *good);
     groups g = {0, NULL, NULL};
     uint8_t *changed = calloc(b->n ? b->n : 1, 1);
     buf row = {0}, online = {0}, olds = {0};
     size_t cap_at = 0, n_good = 0;
     int rc = 0;
-    if (!seen.row || !good || !changed) {
+    if (!seen.slot || !good || !changed) {
         rc = tz_err_set(err, TZ_ENOMEM, "out of memory for %zu rows", b->n);
         goto done;
     }
-    /* Rules and duplicates, in the batch's order. */
+    /* The rules, then duplicates among the rows that pass, in the batch's
+     * order (good[] shrinks in place to the rows that are not). */
+    size_t n_passed = 0;
     for (size_t i = 0; i < b->n; i++) {
         const char *e;
         size_t el;
@@ -641,7 +691,11 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
             b->rejected++;
             continue;
         }
-        seen_prefetch(&seen, b, i + SEEN_AHEAD);
+        good[n_passed++] = i;
+    }
+    for (size_t k = 0; k < n_passed; k++) {
+        size_t i = good[k];
+        if (k + SEEN_AHEAD < n_passed) __builtin_prefetch(seen_start(&seen, b, good[k + SEEN_AHEAD]));
         int64_t first = seen_add(&seen, b, i);
         if (first >= 0) {
             b->status[i] = TZ_INGEST_DUPLICATE;
@@ -682,7 +736,7 @@ int tz_ingest_run(tz_store_txn *txn, tz_ingest_batch *b, tz_err *err)
     for (int j = 0; j < b->n_features; j++) feature_stats(b, &b->features[j]);
 done:
     groups_free(&g);
-    free(seen.row);
+    seen_close(&seen);
     free(good);
     free(changed);
     free(row.p);
