@@ -353,6 +353,23 @@ static int encode_row(const tz_ingest_batch *b, size_t i, buf *out)
     return 0;
 }
 
+/* Where row i's cell of a feature lies. Rows are written in key order, a
+ * random place in each column: the writers prefetch the cells of the row a
+ * few ahead (at 10M rows a column is 80 MB, and every cell was a cache and
+ * TLB miss). The caller prefetches: see seen_start. */
+static const void *cell_at(const tz_ingest_feature *f, size_t i)
+{
+    const tz_column *c = f->col;
+    switch (c->type) {
+    case TZ_COL_F64: return (const double *)c->data + i;
+    case TZ_COL_I64: return (const int64_t *)c->data + i;
+    case TZ_COL_BOOL: return (const uint8_t *)c->data + i;
+    default: return (const int32_t *)c->data + i;
+    }
+}
+
+#define ROW_AHEAD 8
+
 /* (view id u32 BE, entity as keys.lua's "s", time i64 BE sign-flipped). */
 static size_t offline_key(uint32_t view, const char *e, size_t el, int64_t t, unsigned char *k)
 {
@@ -596,6 +613,8 @@ static int write_offline(tz_store_txn *txn, tz_ingest_batch *b, const groups *g,
     for (size_t k = 0; k < n; k++) {
         size_t i = g->rows[k];
         int rc;
+        if (k + ROW_AHEAD < n)
+            for (int j = 0; j < b->n_features; j++) __builtin_prefetch(cell_at(&b->features[j], g->rows[k + ROW_AHEAD]));
         if (encode_row(b, i, row)) return tz_err_set(err, TZ_ENOMEM, "out of memory encoding a row");
         e = entity_of(b, i, &el);
         kl = offline_key(b->view_id, e, el, b->times[i], key);
