@@ -46,9 +46,12 @@ local function rows_of(source, v)
     return fr:rows(), rep.issues, columns_of(fr), fr, function(i) return i end
   end
   if head:find("\0", 1, true) then return nil, source .. " is not a CSV or JSONL file (binary content)" end
-  -- Read key and time as text so their formats are ours to judge; feature
-  -- columns with their declared types, so the reader rejects misfits.
-  local schema = { [v.join_key] = "string", [v.timestamp] = "string" }
+  -- The key as text, so its format is ours to judge; feature columns with
+  -- their declared types, so the reader rejects misfits. The time as the
+  -- reader finds it: epoch numbers come as numbers (a text column of 10M
+  -- distinct times was a dictionary of 10M strings, each parsed again),
+  -- ISO-8601 times as text, and the ingest judges both.
+  local schema = { [v.join_key] = "string" }
   for _, feat in ipairs(v.features) do schema[feat.column or feat.name] = feat.type end
   local fr, rep = frame.read_csv(source, { schema = schema, line_column = "_tycho_line", unique_header = true })
   if not fr then return nil, rep end
