@@ -1,6 +1,7 @@
 #include "store/tz_store.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <lmdb.h>
 #include <stdlib.h>
@@ -112,6 +113,21 @@ uint64_t tz_store_last_txnid(tz_store *st)
 int tz_store_grow(tz_store *st, tz_err *err)
 {
     int rc = mdb_env_set_mapsize(st->env, tz_store_map_size(st) * 2);
+    return rc ? store_fail(err, rc, "grow store map") : 0;
+}
+
+int tz_store_reserve(tz_store *st, size_t bytes, tz_err *err)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    int rc = mdb_env_info(st->env, &info);
+    if (!rc) rc = mdb_env_stat(st->env, &stat);
+    if (rc) return store_fail(err, rc, "read the store's size");
+    size_t used = ((size_t)info.me_last_pgno + 1) * stat.ms_psize, size = info.me_mapsize;
+    if (bytes > SIZE_MAX / 2 - used) return tz_err_set(err, TZ_EINVAL, "cannot reserve %zu bytes", bytes);
+    while (size < used + bytes) size *= 2;
+    if (size == info.me_mapsize) return 0;
+    rc = mdb_env_set_mapsize(st->env, size);
     return rc ? store_fail(err, rc, "grow store map") : 0;
 }
 

@@ -72,6 +72,12 @@ uint64_t tz_store_last_txnid(tz_store *st);
 /* Doubles the map size. Only while this process has no open transaction. */
 int tz_store_grow(tz_store *st, tz_err *err);
 
+/* Doubles the map size until `bytes` more fit past the pages in use, before
+ * a transaction known to write about that much: growing on TZ_EMAPFULL runs
+ * the whole transaction again (a 10M-row ingest into a new home ran five
+ * times over). Only while this process has no open transaction. */
+int tz_store_reserve(tz_store *st, size_t bytes, tz_err *err);
+
 /* Opens (creating it in its own write transaction when absent and `create`)
  * the named database and stores its handle in *dbi. The handle is valid for
  * the life of st. TZ_ENOTFOUND when absent and !create. */

@@ -124,6 +124,25 @@ static void test_map_growth(void)
     }
     is_int(written, 2000, "2000 values of 4 KB written into a map that started at 1 MiB");
     ok(grown >= 3 && tz_store_map_size(st) >= (size_t)8 << 20, "map grew on EMAPFULL (%d times)", grown);
+    /* A reservation grows it ahead: 16 MB more then fit in one transaction. */
+    size_t before = tz_store_map_size(st);
+    is_int(tz_store_reserve(st, 0, &err), 0, "reserving nothing");
+    ok(tz_store_map_size(st) == before, "leaves the map as it is");
+    is_int(tz_store_reserve(st, (size_t)16 << 20, &err), 0, "reserving 16 MB");
+    ok(tz_store_map_size(st) >= before + ((size_t)16 << 20), "grows the map past what is in use (%zu)",
+       tz_store_map_size(st));
+    tz_store_txn *txn;
+    tz_store_txn_begin(st, 1, &txn, &err);
+    int rc = 0;
+    for (int i = 0; i < 3500 && !rc; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "r%06d", i);
+        rc = tz_store_put(txn, dbi, key, strlen(key), val, sizeof val, 0, &err);
+    }
+    if (!rc) rc = tz_store_txn_commit(txn, &err);
+    else tz_store_txn_abort(txn);
+    is_int(rc, 0, "3500 values of 4 KB fit without growing on EMAPFULL");
+    is_int(tz_store_reserve(st, SIZE_MAX - 1, &err), TZ_EINVAL, "an impossible reservation is refused: %s", err.msg);
     tz_store_close(st);
 }
 

@@ -29,6 +29,7 @@ size_t tz_store_map_size(tz_store *st);
 int tz_store_random_access(tz_store *st);
 uint64_t tz_store_last_txnid(tz_store *st);
 int  tz_store_grow(tz_store *st, tz_err *err);
+int  tz_store_reserve(tz_store *st, size_t bytes, tz_err *err);
 int  tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *dbi, tz_err *err);
 int  tz_store_db(tz_store *st, const char *name, int create, unsigned *dbi, tz_err *err);
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
@@ -228,6 +229,14 @@ function Store:close()
 end
 
 function Store:map_size() return tonumber(C.tz_store_map_size(self.handle)) end
+
+--- Grows the map ahead of an update known to write about `bytes` (an
+-- ingest): growing when full would run the whole update again. Outside a
+-- transaction.
+function Store:reserve(bytes)
+  if self.writing then error("store: reserve() inside a transaction", 2) end
+  if C.tz_store_reserve(self.handle, bytes, err) ~= OK then raise(1) end
+end
 
 function Store:__tostring() return string.format("tycho.store(%s)", self.path) end
 

@@ -84,6 +84,18 @@ local function features_of(fs, v, fr, keep)
   return structs
 end
 
+-- About what one row of v costs the store, offline and online: its key
+-- (view, entity, time) and encoded value (version, bitmap, 8 bytes a
+-- number, text taken as 32), LMDB's node header, and pages filled to half
+-- when rows come out of key order. Only a reservation: a map still too
+-- small grows when full, as for any update.
+local TEXT = 32
+local function bytes_per_row(v)
+  local value = 2 + math.ceil(#v.features / 8)
+  for _, f in ipairs(v.features) do value = value + (f.type == "string" and 4 + TEXT or 8) end
+  return 2 * 2 * (4 + TEXT + 2 + 8 + value + 16)
+end
+
 --- Lands frame fr (lines: a function(i) -> the source line of row i) into
 -- view v as ingest.lua's land() does, when C can: the report's counts, the
 -- rejected rows ({ line, reason, row }) and the good rows' time range; or
@@ -106,6 +118,7 @@ function M.land(fs, v, fr, lines, to, source_name)
   b.hll_p = quality.P
   local status, detail, times = ffi.new("uint8_t[?]", n + 1), ffi.new("int64_t[?]", n + 1), ffi.new("int64_t[?]", n + 1)
   b.status, b.detail, b.times = status, detail, times
+  fs.store:reserve(n * bytes_per_row(v))
   local replaced = {}
   fs.store:update(function(tx)
     local state = quality.open_batch(tx, v)
