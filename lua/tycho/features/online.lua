@@ -236,6 +236,71 @@ function FS:online(refs, entity_keys, opts)
   return res
 end
 
+-- ---- the answer as JSON ------------------------------------------------------
+
+local put_number = require("tycho.core.base").put_json_number
+local quote, null = json.quote, json.null
+local answer_out = require("string.buffer").new(1024)
+
+-- A ref's bare feature name ("view:f" -> "f"), remembered: bounded.
+local bare_names, n_bare = {}, 0
+local function bare(ref)
+  local name = bare_names[ref]
+  if name then return name end
+  if n_bare >= 4096 then bare_names, n_bare = {}, 0 end
+  name = ref:match("[^:]+$") or ref
+  bare_names[ref], n_bare = name, n_bare + 1
+  return name
+end
+
+local function put_list(out, list)
+  out:put("[")
+  for i = 1, #list do
+    if i > 1 then out:put(",") end
+    local v = list[i]
+    if type(v) == "number" then
+      put_number(out, v)
+    elseif type(v) == "string" then
+      out:put(quote(v))
+    elseif v == null then
+      out:put("null")
+    else
+      out:put(json.encode_exact(v))  -- a transform's boolean or table
+    end
+  end
+  out:put("]")
+end
+
+--- fs:online's answer as JSON text, as Feast's feature server writes it:
+-- bare feature names unless full_names, lists as [] when empty, numbers
+-- in their shortest exact form. Written here rather than by the general
+-- encoder (json.encode_exact), which spent two thirds of a one-entity
+-- read of /get-online-features walking the answer's tables.
+function M.answer_json(res, full_names)
+  local out = answer_out
+  out:reset()
+  out:put('{"metadata":{"feature_names":[')
+  local names = res.metadata.feature_names
+  for i = 1, #names do
+    if i > 1 then out:put(",") end
+    out:put(quote(full_names and names[i] or bare(names[i])))
+  end
+  out:put(']},"results":[')
+  local results = res.results
+  for j = 1, #results do
+    local col = results[j]
+    out:put(j > 1 and ',{"values":' or '{"values":')
+    put_list(out, col.values)
+    out:put(',"statuses":')
+    put_list(out, col.statuses)
+    out:put(',"event_timestamps":')
+    put_list(out, col.event_timestamps)
+    out:put("}")
+  end
+  out:put("]}")
+  return out:tostring()
+end
+
 --- A prepared reader for the hot path (serving): resolves refs once, then
 -- reader:get(key) reads one entity in its own snapshot and returns a table
 -- of the refs' values in order (reused between calls: copy what you keep)

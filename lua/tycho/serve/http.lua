@@ -29,6 +29,7 @@ local protocols = require "tycho.serve.protocols"
 local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local suspend = require "tycho.core.suspend"
+local online_answer_json = require("tycho.features.online").answer_json
 local uv_hrtime = require("luv").hrtime
 local observe  -- defined with the metrics below
 
@@ -167,17 +168,6 @@ end
 
 local MAX_REF_BYTES = 256
 
--- Feast writes an empty list as []; json writes an empty table as {}. An
--- answer for no entity keys has every list empty: it is sent with them
--- marked, the answer itself left as fs:online reuses it.
-local NO_ROWS = { values = json.empty_array, statuses = json.empty_array, event_timestamps = json.empty_array }
-local function with_lists(res)
-  if #res.results[1].statuses > 0 then return res end
-  local results = {}
-  for j = 1, #res.results do results[j] = NO_ROWS end
-  return { metadata = res.metadata, results = results }
-end
-
 -- Feast feature server: POST /get-online-features.
 local function get_online_features(app, req)
   local body = req:json()
@@ -211,11 +201,8 @@ local function get_online_features(app, req)
   local res, err, code = M.feature_store(app):online(body.features, body.entities, { into = into })
   if not res then M.fail(err, code) end
   if not suspend.enabled then app.online_answer = res end
-  if not body.full_feature_names then
-    -- Feast answers bare feature names unless full names are asked for.
-    for i, name in ipairs(res.metadata.feature_names) do res.metadata.feature_names[i] = name:match("[^:]+$") end
-  end
-  return 200, JSON_HEADERS, json.encode_exact(with_lists(res))
+  -- Feast answers bare feature names unless full names are asked for.
+  return 200, JSON_HEADERS, online_answer_json(res, body.full_feature_names)
 end
 
 -- Feast feature server: POST /push.

@@ -102,7 +102,7 @@ end
 -- ---- numbers in their shortest exact form ----------------------------------
 
 local exact_out = require("string.buffer").new(1024)
-local json_number  -- core/base's (tz_fmt), loaded at the first use
+local put_number  -- core/base's (tz_fmt), loaded at the first use
 
 -- Whether t is written as an array, as lua-cjson decides it (its sparse
 -- array rule: positive integer keys only, and the largest at most 10 or at
@@ -117,11 +117,12 @@ local function as_array(t)
   return n > 0 and (max <= 10 or max <= 2 * n), max
 end
 
--- Short strings as JSON, remembered: an answer's keys, statuses and labels
--- repeat from one request to the next, and lua-cjson makes a buffer for
--- every call (most of a small answer's encoding). Bounded: reset when full.
 local QUOTED_MAX, QUOTED_LEN = 4096, 64
 local quoted, n_quoted = {}, 0
+--- A string as JSON text. Short ones are remembered: an answer's keys,
+-- statuses and labels repeat from one request to the next, and lua-cjson
+-- makes a buffer for every call (most of a small answer's encoding).
+-- Bounded: reset when full.
 local function quote(s)
   local q = quoted[s]
   if q then return q end
@@ -133,10 +134,12 @@ local function quote(s)
   return q
 end
 
+M.quote = quote
+
 local function exact(v, depth)
   local t = type(v)
   if t == "number" then
-    exact_out:put(json_number(v))
+    put_number(exact_out, v)
   elseif t == "string" then
     exact_out:put(quote(v))
   elseif t ~= "table" then
@@ -172,7 +175,7 @@ end
 -- reads back bit for bit; lua-cjson writes 14 digits): for answers whose
 -- numbers a client compares, such as predictions.
 function M.encode_exact(value)
-  json_number = json_number or require("tycho.core.base").json_number
+  put_number = put_number or require("tycho.core.base").put_json_number
   exact_out:reset()
   exact(value, 0)
   return exact_out:tostring()
