@@ -30,7 +30,7 @@ local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local suspend = require "tycho.core.suspend"
 local online_answer_json = require("tycho.features.online").answer_json
-local uv_hrtime = require("luv").hrtime
+local monotonic = require("tycho.core.base").monotonic
 local observe  -- defined with the metrics below
 
 local M = {}
@@ -489,7 +489,7 @@ function App:handler(token)
   end
   -- Metrics and the access log, once the response is known.
   local function record(req, name, status, body)
-    local seconds = tonumber(uv_hrtime() - req._started) / 1e9
+    local seconds = monotonic() - req._started
     observe(self.metrics, name, status, seconds)
     if self.access_log then
       self.access_log:write(json.encode({ time = os.time(), method = req.method, path = req.path,
@@ -567,7 +567,7 @@ function App:handler(token)
     return status, headers, body, name
   end
   return function(req)
-    req._started = uv_hrtime()
+    req._started = monotonic()
     local status, headers, body, name = dispatch(req)
     if status == nil then return end
     record(req, name, status, body)
