@@ -180,25 +180,21 @@ static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
  * and missed the TLB: at 10M rows most of the duplicate check's time). */
 #define SEEN_HUGE ((size_t)4 << 20)
 
-static int seen_open(seen_set *s, size_t rows)
+/* s->slot is NULL when out of memory. */
+static void seen_open(seen_set *s, size_t rows)
 {
     s->cap = 16;
     while (s->cap < rows + rows / 2) s->cap <<= 1;  /* at most 2/3 full */
     size_t bytes = s->cap * sizeof *s->slot;
     if (bytes < SEEN_HUGE) {
         s->slot = calloc(s->cap, sizeof *s->slot);
-        return s->slot ? 0 : -1;
+        return;
     }
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        s->slot = NULL;
-        return -1;
-    }
+    s->slot = p == MAP_FAILED ? NULL : p;
 #ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE);  /* advice: without it, 4 KiB pages */
+    if (s->slot) madvise(p, bytes, MADV_HUGEPAGE);  /* advice: without it, 4 KiB pages */
 #endif
-    s->slot = p;
-    return 0;
 }
 
 static void seen_close(seen_set *s)
@@ -353,10 +349,10 @@ static int encode_row(const tz_ingest_batch *b, size_t i, buf *out)
     return 0;
 }
 
-/* Where row i's cell of a feature lies. Rows are written in key order, a
- * random place in each column: the writers prefetch the cells of the row a
- * few ahead (at 10M rows a column is 80 MB, and every cell was a cache and
- * TLB miss). The caller prefetches: see seen_start. */
+/* Where row i's cell of a feature lies. The offline writer goes in key
+ * order, a random place in each column, and prefetches the cells of the
+ * row a few ahead (at 10M rows a column is 80 MB, and every cell was a
+ * cache and TLB miss). The caller prefetches: see seen_start. */
 static const void *cell_at(const tz_ingest_feature *f, size_t i)
 {
     const tz_column *c = f->col;

@@ -169,7 +169,9 @@ local function shape_of(order)
     end
     cols[#cols + 1] = { index = j + 1, feature = o.feature, pii = v.pii_set[o.feature] and v.pii_clear }
   end
-  shape = { order = order, by_view = by_view, views = views }
+  -- Nothing in it refers to order: LuaJIT's weak keys are no ephemerons,
+  -- and a shape that did would keep its key, and itself, for good.
+  shape = { width = #order + 1, by_view = by_view, views = views }
   shapes[order] = shape
   return shape
 end
@@ -180,7 +182,7 @@ end
 
 -- An answer's tables for n entities: the keys' column, then one per ref.
 local function answer_of(shape, n)
-  local width = #shape.order + 1
+  local width = shape.width
   local results = new_table(width, 0)
   for j = 1, width do results[j] = column(n) end
   -- Not a tail call: a trace cannot return from a tail-called setmetatable
