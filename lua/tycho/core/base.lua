@@ -126,13 +126,15 @@ function M.json_number(v)
   return ffi.string(number_buf, C.tz_fmt_double(number_buf, v))
 end
 
+local char_ptr = ffi.typeof("char *")
+
 --- The same written straight into a string.buffer: no string per number.
 function M.put_json_number(buf, v)
   if v ~= v or v == math.huge or v == -math.huge then
     buf:put("null")
     return
   end
-  buf:commit(C.tz_fmt_double(ffi.cast("char *", buf:reserve(32)), v))
+  buf:commit(C.tz_fmt_double(ffi.cast(char_ptr, buf:reserve(32)), v))
 end
 
 --- Rows of numbers parsed straight from a predict body (core/util/tz_rows_json):
