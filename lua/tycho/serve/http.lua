@@ -29,7 +29,7 @@ local protocols = require "tycho.serve.protocols"
 local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local suspend = require "tycho.core.suspend"
-local online_answer_json = require("tycho.features.online").answer_json
+local online_answer_json  -- features/online's, loaded with the feature store (not at start-up)
 local monotonic = require("tycho.core.base").monotonic
 local observe  -- defined with the metrics below
 
@@ -199,6 +199,7 @@ local function get_online_features(app, req)
   -- (Not while requests may wait: two would share it.)
   local into = not suspend.enabled and app.online_answer or nil
   local res, err, code = M.feature_store(app):online(body.features, body.entities, { into = into })
+  online_answer_json = online_answer_json or require("tycho.features.online").answer_json
   if not res then M.fail(err, code) end
   if not suspend.enabled then app.online_answer = res end
   -- Feast answers bare feature names unless full names are asked for.
