@@ -1,16 +1,38 @@
 #include "store/tz_store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+/* The one batch tz_store_behind_append() hands its thread, and what became
+ * of the last: pending while the thread has it, then 0 or an error. */
+typedef struct {
+    unsigned dbi;
+    const uint8_t *keys, *vals;
+    const uint32_t *key_ends, *val_ends;
+    int n, pending;
+    tz_err err;
+} behind_job;
 
 struct tz_store {
     MDB_env *env;
     int read_only;
+    /* The writer behind the loop (tz_store_behind_append): started by the
+     * first batch, in the process that sent it. map_lock is held by its
+     * transactions and by every change of the map's size, which LMDB
+     * allows only while no write transaction is open in the process. */
+    pthread_mutex_t lock, map_lock;
+    pthread_cond_t changed;
+    pthread_t thread;
+    pid_t thread_pid;
+    int stop;
+    behind_job job;
 };
 
 /* Transactions and cursors are LMDB's own handles behind our opaque names:
@@ -53,6 +75,16 @@ static int ensure_dir(const char *path, tz_err *err)
     return 0;
 }
 
+static void store_free(tz_store *st)
+{
+    pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->map_lock);
+    pthread_cond_destroy(&st->changed);
+    free(st);
+}
+
+static void behind_stop(tz_store *st);
+
 int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, tz_err *err)
 {
     tz_store_opts o = opts ? *opts : (tz_store_opts){0};
@@ -63,6 +95,9 @@ int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, t
     tz_store *st = calloc(1, sizeof *st);
     if (!st) return tz_err_set(err, TZ_ENOMEM, "out of memory");
     st->read_only = o.read_only;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->map_lock, NULL);
+    pthread_cond_init(&st->changed, NULL);
     int rc = mdb_env_create(&st->env);
     if (!rc) rc = mdb_env_set_maxdbs(st->env, o.max_dbs);
     if (!rc) rc = mdb_env_set_maxreaders(st->env, 1022);
@@ -76,7 +111,7 @@ int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, t
         snprintf(what, sizeof what, "cannot open home %s", path);
         int code = store_fail(err, rc, what);
         mdb_env_close(st->env);
-        free(st);
+        store_free(st);
         return code == TZ_ENOTFOUND ? tz_err_set(err, TZ_EIO, "%s: not found", what) : code;
     }
     *out = st;
@@ -86,8 +121,9 @@ int tz_store_open(const char *path, const tz_store_opts *opts, tz_store **out, t
 void tz_store_close(tz_store *st)
 {
     if (!st) return;
+    behind_stop(st);
     mdb_env_close(st->env);
-    free(st);
+    store_free(st);
 }
 
 int tz_store_random_access(tz_store *st)
@@ -110,9 +146,19 @@ uint64_t tz_store_last_txnid(tz_store *st)
     return (uint64_t)info.me_last_txnid;
 }
 
+/* mdb_env_set_mapsize once the writer behind the loop is out of its
+ * transaction (it takes map_lock for each). */
+static int set_map_size(tz_store *st, size_t size)
+{
+    pthread_mutex_lock(&st->map_lock);
+    int rc = mdb_env_set_mapsize(st->env, size);
+    pthread_mutex_unlock(&st->map_lock);
+    return rc;
+}
+
 int tz_store_grow(tz_store *st, tz_err *err)
 {
-    int rc = mdb_env_set_mapsize(st->env, tz_store_map_size(st) * 2);
+    int rc = set_map_size(st, tz_store_map_size(st) * 2);
     return rc ? store_fail(err, rc, "grow store map") : 0;
 }
 
@@ -127,7 +173,7 @@ int tz_store_reserve(tz_store *st, size_t bytes, tz_err *err)
     if (bytes > SIZE_MAX / 2 - used) return tz_err_set(err, TZ_EINVAL, "cannot reserve %zu bytes", bytes);
     while (size < used + bytes) size *= 2;
     if (size == info.me_mapsize) return 0;
-    rc = mdb_env_set_mapsize(st->env, size);
+    rc = set_map_size(st, size);
     return rc ? store_fail(err, rc, "grow store map") : 0;
 }
 
@@ -138,7 +184,7 @@ int tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err)
     int rc = mdb_txn_begin(st->env, NULL, flags, &txn);
     if (rc == MDB_MAP_RESIZED) {
         /* Another process grew the map: adopt its size (0 = read from disk). */
-        rc = mdb_env_set_mapsize(st->env, 0);
+        rc = set_map_size(st, 0);
         if (!rc) rc = mdb_txn_begin(st->env, NULL, flags, &txn);
     }
     if (rc) return store_fail(err, rc, write ? "begin write transaction" : "begin read transaction");
@@ -212,12 +258,12 @@ void tz_store_txn_reset(tz_store_txn *txn)
     mdb_txn_reset(TXN(txn));
 }
 
-int tz_store_txn_renew(tz_store_txn *txn, tz_err *err)
+int tz_store_txn_renew(tz_store *st, tz_store_txn *txn, tz_err *err)
 {
     int rc = mdb_txn_renew(TXN(txn));
     if (rc == MDB_MAP_RESIZED) {
         /* Another process grew the map since: adopt its size, as begin does. */
-        rc = mdb_env_set_mapsize(mdb_txn_env(TXN(txn)), 0);
+        rc = set_map_size(st, 0);
         if (!rc) rc = mdb_txn_renew(TXN(txn));
     }
     return rc ? store_fail(err, rc, "renew read transaction") : 0;
@@ -386,4 +432,107 @@ int tz_store_cursor_move(tz_store_cursor *cur, tz_store_move how, const void *se
     val->size = v.mv_size;
     val->data = v.mv_data;
     return 0;
+}
+
+/* ---- the writer behind the loop ------------------------------------------------------- */
+
+/* One batch in one write transaction: appended where its keys come after the
+ * database's last (MDB_APPEND), else put. Committed in full (two disk
+ * flushes: it makes no one wait). Never changes the map's size: a full or
+ * resized map is reported for the caller's thread to handle. */
+static void behind_write(tz_store *st, behind_job *job)
+{
+    MDB_txn *txn;
+    pthread_mutex_lock(&st->map_lock);
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc == MDB_MAP_RESIZED) rc = MDB_MAP_FULL;  /* the caller adopts the new size */
+    if (rc) {
+        pthread_mutex_unlock(&st->map_lock);
+        store_fail(&job->err, rc, "begin write transaction");
+        return;
+    }
+    uint32_t key_at = 0, val_at = 0;
+    for (int i = 0; i < job->n && !rc; i++) {
+        MDB_val k = { job->key_ends[i] - key_at, (void *)(job->keys + key_at) };
+        MDB_val v = { job->val_ends[i] - val_at, (void *)(job->vals + val_at) };
+        rc = mdb_put(txn, job->dbi, &k, &v, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) rc = mdb_put(txn, job->dbi, &k, &v, 0);
+        key_at = job->key_ends[i];
+        val_at = job->val_ends[i];
+    }
+    if (rc) mdb_txn_abort(txn);
+    else rc = mdb_txn_commit(txn);
+    pthread_mutex_unlock(&st->map_lock);
+    if (rc) store_fail(&job->err, rc, "append");
+}
+
+static void *behind_main(void *arg)
+{
+    tz_store *st = arg;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        while (!st->job.pending && !st->stop) pthread_cond_wait(&st->changed, &st->lock);
+        if (!st->job.pending) break;
+        behind_job job = st->job;
+        pthread_mutex_unlock(&st->lock);
+        job.err.code = 0;
+        behind_write(st, &job);
+        pthread_mutex_lock(&st->lock);
+        st->job.err = job.err;
+        st->job.pending = 0;
+        pthread_cond_broadcast(&st->changed);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* Ends the writer after the batch it holds, if this process started it. */
+static void behind_stop(tz_store *st)
+{
+    if (st->thread_pid != getpid()) return;
+    pthread_mutex_lock(&st->lock);
+    st->stop = 1;
+    pthread_cond_broadcast(&st->changed);
+    pthread_mutex_unlock(&st->lock);
+    pthread_join(st->thread, NULL);
+    st->thread_pid = 0;
+    st->stop = 0;
+}
+
+int tz_store_behind_append(tz_store *st, unsigned dbi, const void *keys, const uint32_t *key_ends,
+                           const void *vals, const uint32_t *val_ends, int n, tz_err *err)
+{
+    if (st->read_only) return tz_err_set(err, TZ_EINVAL, "append: the store is read-only");
+    if (n <= 0) return 0;
+    if (st->thread_pid != getpid()) {
+        /* First batch of this process (a fork leaves the parent's thread behind). */
+        st->job.pending = 0;
+        st->stop = 0;
+        int rc = pthread_create(&st->thread, NULL, behind_main, st);
+        if (rc) return tz_err_set(err, TZ_EIO, "cannot start the store's writer: %s", strerror(rc));
+        st->thread_pid = getpid();
+    }
+    pthread_mutex_lock(&st->lock);
+    int busy = st->job.pending;
+    if (!busy) {
+        st->job = (behind_job){ .dbi = dbi, .keys = keys, .key_ends = key_ends, .vals = vals,
+                                .val_ends = val_ends, .n = n, .pending = 1 };
+        pthread_cond_broadcast(&st->changed);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return busy ? TZ_EBUSY : 0;
+}
+
+int tz_store_behind_poll(tz_store *st, int wait, tz_err *err)
+{
+    if (st->thread_pid != getpid()) return 0;
+    pthread_mutex_lock(&st->lock);
+    while (wait && st->job.pending) pthread_cond_wait(&st->changed, &st->lock);
+    int rc = st->job.pending ? TZ_EBUSY : st->job.err.code;
+    if (!st->job.pending && rc) {
+        if (err) *err = st->job.err;
+        st->job.err.code = 0;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }

@@ -109,7 +109,7 @@ void tz_store_txn_abort(tz_store_txn *txn);
  * (cheaply, keeping the handle), renew takes a fresh one. For hot readers
  * that do many small reads. */
 void tz_store_txn_reset(tz_store_txn *txn);
-int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
+int  tz_store_txn_renew(tz_store *st, tz_store_txn *txn, tz_err *err);
 
 int tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                  tz_store_val *val, tz_err *err);
@@ -139,6 +139,26 @@ int tz_store_del(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, 
 int tz_store_clear(tz_store_txn *txn, unsigned dbi, tz_err *err);
 /* Number of entries. */
 int tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err);
+
+/* The writer behind the loop: a thread of the store that writes a batch of
+ * entries to dbi in a write transaction of its own and commits it in full,
+ * so that the caller's thread (the event loop) neither builds it nor waits
+ * for the disk. Entry i's key is keys[key_ends[i-1] .. key_ends[i]) and its
+ * value likewise in vals (ends are cumulative, the first starts at 0); keys
+ * after the database's last are appended (MDB_APPEND), others put. One
+ * batch at a time: TZ_EBUSY while the last is being written. The arrays
+ * are borrowed until tz_store_behind_poll() says the batch is done.
+ * The thread starts with the first batch in the process and ends with
+ * tz_store_close(); it takes no lock of the caller's and never changes the
+ * map's size, which waits for its transaction to end. */
+int tz_store_behind_append(tz_store *st, unsigned dbi, const void *keys, const uint32_t *key_ends,
+                           const void *vals, const uint32_t *val_ends, int n, tz_err *err);
+/* The last batch's fate: TZ_EBUSY while it is written (wait = 0; wait = 1
+ * waits for it), 0 once committed or when none was sent, else its error,
+ * reported once: TZ_EMAPFULL when the map was full or grown by another
+ * process (nothing written: the caller writes it in its own transaction,
+ * which grows the map). */
+int tz_store_behind_poll(tz_store *st, int wait, tz_err *err);
 
 /* Cursors: keys are ordered bytewise (memcmp, shorter first on a tie). */
 typedef enum tz_store_move {

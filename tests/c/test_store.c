@@ -1,3 +1,5 @@
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,6 +148,78 @@ static void test_map_growth(void)
     tz_store_close(st);
 }
 
+/* n entries "<prefix><i>" = 3000 bytes of 'a' + i % 26, packed as
+ * tz_store_behind_append() reads them. */
+typedef struct {
+    char keys[600 * 16];
+    uint32_t key_ends[600], val_ends[600];
+    char *vals;
+} behind_batch;
+
+static void fill_batch(behind_batch *b, const char *prefix, int n)
+{
+    uint32_t k = 0;
+    b->vals = malloc((size_t)n * 3000);
+    for (int i = 0; i < n; i++) {
+        k += (uint32_t)snprintf(b->keys + k, 16, "%s%05d", prefix, i);
+        b->key_ends[i] = k;
+        memset(b->vals + (size_t)i * 3000, 'a' + i % 26, 3000);
+        b->val_ends[i] = (uint32_t)(i + 1) * 3000;
+    }
+}
+
+static void test_behind(void)
+{
+    char dir[] = "/tmp/tz_store_behind_XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir for the writer behind");
+    tz_store *st;
+    tz_err err;
+    tz_store_opts o = { .map_size = 1 << 20 };
+    ok(tz_store_open(dir, &o, &st, &err) == 0, "open with a 1 MiB map");
+    unsigned dbi;
+    tz_store_db(st, "log", 1, &dbi, &err);
+    is_int(tz_store_behind_poll(st, 0, &err), 0, "nothing sent: done");
+    behind_batch later, earlier;
+    fill_batch(&later, "t2-", 600);   /* 1.8 MB: more than the map holds */
+    is_int(tz_store_behind_append(st, dbi, later.keys, later.key_ends, later.vals, later.val_ends, 600, &err), 0,
+           "a batch is sent");
+    int rc = tz_store_behind_append(st, dbi, later.keys, later.key_ends, later.vals, later.val_ends, 600, &err);
+    ok(rc == TZ_EBUSY || rc == 0, "a second waits for the first (%d)", rc);
+    rc = tz_store_behind_poll(st, 1, &err);
+    is_int(rc, TZ_EMAPFULL, "a full map is reported: %s", err.msg);
+    is_int(tz_store_behind_poll(st, 0, &err), 0, "once");
+    uint64_t count = 1;
+    tz_store_txn *txn;
+    tz_store_txn_begin(st, 0, &txn, &err);
+    tz_store_count(txn, dbi, &count, &err);
+    tz_store_txn_abort(txn);
+    is_int((int)count, 0, "and nothing of it was written");
+    /* The caller grows the map; then the batch, and one whose keys sort
+     * before it (put, not appended), land whole. */
+    is_int(tz_store_reserve(st, (size_t)8 << 20, &err), 0, "the map grows while the writer waits");
+    is_int(tz_store_behind_append(st, dbi, later.keys, later.key_ends, later.vals, later.val_ends, 600, &err), 0,
+           "sent again");
+    is_int(tz_store_behind_poll(st, 1, &err), 0, "committed");
+    fill_batch(&earlier, "t1-", 300);
+    is_int(tz_store_behind_append(st, dbi, earlier.keys, earlier.key_ends, earlier.vals, earlier.val_ends, 300, &err),
+           0, "earlier keys sent");
+    /* A writer on this thread meanwhile takes its turn. */
+    is_int(put_str(st, dbi, "z-loop", "1"), 0, "the loop writes meanwhile");
+    is_int(tz_store_behind_poll(st, 1, &err), 0, "committed too");
+    tz_store_txn_begin(st, 0, &txn, &err);
+    tz_store_count(txn, dbi, &count, &err);
+    is_int((int)count, 901, "every entry is there once");
+    tz_store_val v;
+    ok(tz_store_get(txn, dbi, "t1-00027", 8, &v, &err) == 0 && v.size == 3000 && ((const char *)v.data)[2999] == 'b',
+       "an entry's value whole");
+    ok(tz_store_get(txn, dbi, "t2-00599", 8, &v, &err) == 0 && ((const char *)v.data)[0] == 'a' + 599 % 26,
+       "the last entry's too");
+    tz_store_txn_abort(txn);
+    free(later.vals);
+    free(earlier.vals);
+    tz_store_close(st);
+}
+
 static void test_bad_homes(void)
 {
     tz_store *st;
@@ -176,6 +250,7 @@ int main(void)
     test_lazy_commit(&st);
     tz_store_close(st);
     test_map_growth();
+    test_behind();
     test_bad_homes();
     return tap_done();
 }

@@ -38,7 +38,10 @@ int  tz_store_txn_commit_lazy(tz_store_txn *txn, tz_err *err);
 int  tz_store_fd(tz_store *st);
 void tz_store_txn_abort(tz_store_txn *txn);
 void tz_store_txn_reset(tz_store_txn *txn);
-int  tz_store_txn_renew(tz_store_txn *txn, tz_err *err);
+int  tz_store_txn_renew(tz_store *st, tz_store_txn *txn, tz_err *err);
+int  tz_store_behind_append(tz_store *st, unsigned dbi, const void *keys, const uint32_t *key_ends,
+                            const void *vals, const uint32_t *val_ends, int n, tz_err *err);
+int  tz_store_behind_poll(tz_store *st, int wait, tz_err *err);
 int  tz_store_get(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen, tz_store_val *val, tz_err *err);
 int tz_store_append(tz_store_txn *txn, unsigned dbi, const void *key, size_t klen,
                     const void *val, size_t vlen, tz_err *err);
@@ -238,6 +241,39 @@ function Store:reserve(bytes)
   if C.tz_store_reserve(self.handle, bytes, err) ~= OK then raise(1) end
 end
 
+--- Hands n entries for db to the store's writer behind the loop
+-- (tz_store_behind_append), which appends them in a transaction of its own
+-- on its thread and commits them in full while this thread goes on. keys
+-- and vals point at the entries' bytes, key_ends and val_ends (uint32_t
+-- arrays) at where each ends; all four stay the caller's and must live
+-- until behind_done() says the batch is done. Returns true when sent,
+-- false while the last batch is still being written. Outside a transaction.
+function Store:behind_append(db, keys, key_ends, vals, val_ends, n)
+  if self.writing then error("store: behind_append() inside a transaction", 2) end
+  local h = self.dbis[db]
+  if not h then
+    if C.tz_store_db(self.handle, db, 1, dbi_out, err) ~= OK then raise(1) end
+    h = dbi_out[0]
+    self.dbis[db] = h
+  end
+  local rc = C.tz_store_behind_append(self.handle, h, keys, key_ends, vals, val_ends, n, err)
+  if rc == EKEYEXIST then return false end
+  if rc ~= OK then raise(1) end
+  return true
+end
+
+--- The fate of the last batch sent to behind_append(): false while it is
+-- written (wait: waits for it), true once committed (or when none was
+-- sent); nil, message, map_full when it failed, which is said once: with
+-- map_full (the map was full or grown elsewhere) nothing was written, and
+-- an update() writes it, growing the map.
+function Store:behind_done(wait)
+  local rc = C.tz_store_behind_poll(self.handle, wait and 1 or 0, err)
+  if rc == OK then return true end
+  if rc == EKEYEXIST then return false end
+  return nil, "store: " .. ffi.string(err.msg), rc == EMAPFULL
+end
+
 function Store:__tostring() return string.format("tycho.store(%s)", self.path) end
 
 local function begin(store, write)
@@ -420,7 +456,7 @@ new_point_reader = function(self, db)
     local version = store:version()
     if not (state.open and state.version == version) then
       if state.open then C.tz_store_txn_reset(txn) state.open = false end
-      if C.tz_store_txn_renew(txn, err) ~= OK then raise(1) end
+      if C.tz_store_txn_renew(store.handle, txn, err) ~= OK then raise(1) end
       mark_open(txn, state)
       state.version = version  -- read before the renew: a commit in between only renews again
     end

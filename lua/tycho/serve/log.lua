@@ -6,6 +6,8 @@
 -- it (prune). batch() is the layout on its own, for whatever writes
 -- entries in bulk (tests/lua/fixtures/prediction_history.lua).
 local entries = require "tycho.monitor.entry"
+local buffer_mod = require "string.buffer"
+local ffi = require "ffi"
 local new_table = require "table.new"
 local keys = require "tycho.util.keys"
 local rollup = require "tycho.monitor.rollup"
@@ -53,7 +55,8 @@ function M.batch()
   -- Room for a flush's worth: growing the lists on the request path left
   -- LuaJIT's traces for the interpreter.
   return setmetatable({ n = 0, keys = new_table(512, 0), ends = new_table(512, 0), acc = rollup.new(),
-                        bytes = entries.buffer() }, Batch)
+                        bytes = entries.buffer(), key_bytes = buffer_mod.new(), key_ends = new_table(512, 0) },
+                      Batch)
 end
 
 function Batch:add(entry, now, id)
@@ -61,7 +64,9 @@ function Batch:add(entry, now, id)
   local n = self.n + 1
   entries.encode_into(self.bytes, entry)
   rollup.add(self.acc, entry)
-  self.n, self.keys[n], self.ends[n] = n, keys.pack_i64_s(now, id), #self.bytes
+  local key = keys.pack_i64_s(now, id)
+  self.key_bytes:put(key)
+  self.n, self.keys[n], self.ends[n], self.key_ends[n] = n, key, #self.bytes, #self.key_bytes
   return id
 end
 
@@ -76,17 +81,35 @@ function Batch:write(tx)
 end
 
 function Batch:append(other)
-  local base = #self.bytes
+  local base, key_base = #self.bytes, #self.key_bytes
   self.bytes:put(other.bytes)
+  self.key_bytes:put(other.key_bytes)
   for i = 1, other.n do
     local n = self.n + 1
-    self.n, self.keys[n], self.ends[n] = n, other.keys[i], base + other.ends[i]
+    self.n, self.keys[n], self.ends[n], self.key_ends[n] = n, other.keys[i], base + other.ends[i],
+      key_base + other.key_ends[i]
   end
   rollup.merge(self.acc, other.acc)
 end
 
---- A logger that buffers predictions and writes them in one transaction
--- every interval_ms (200) or 500 entries. Every prediction's id, model,
+--- Hands the batch to st's writer behind the loop (Store:behind_append);
+-- returns the record to keep until Store:behind_done() says it is done
+-- (the arrays the writer reads are the batch's), or nil when the writer
+-- has the last batch still.
+function Batch:send_behind(st, db)
+  local n = self.n
+  local key_ends, val_ends = ffi.new("uint32_t[?]", n), ffi.new("uint32_t[?]", n)
+  for i = 1, n do key_ends[i - 1], val_ends[i - 1] = self.key_ends[i], self.ends[i] end
+  if not st:behind_append(db, self.key_bytes:ref(), key_ends, self.bytes:ref(), val_ends, n) then return nil end
+  return { batch = self, key_ends = key_ends, val_ends = val_ends }
+end
+
+--- A logger that buffers predictions and writes them every interval_ms
+-- (200) or 500 entries: predictions alone on the store's writer behind the
+-- loop (a commit waits for the disk, and requests arriving meanwhile would
+-- wait with it), the rest on the loop in one transaction at least every
+-- second (their rollups, the prune, the hook's and the group commit's
+-- writes, and the predictions of that moment). Every prediction's id, model,
 -- version, output and latency are kept; its inputs only for one in
 -- sample_every (20) predictions, which is enough for drift statistics and
 -- keeps the log small. opts.retain (a duration, default "7d") bounds the
@@ -99,7 +122,8 @@ end
 -- Returns log(entry) -> prediction id, where entry = { model, version,
 -- inputs (a table, or a function that makes it, called only when kept),
 -- output, ms, role ("live"/"shadow"), error, experiment, variant, unit };
--- flush(); and commit(write, done), the group commit: write(tx) joins the
+-- flush(), which writes everything on the loop; and commit(write, done),
+-- the group commit: write(tx) joins the
 -- next flush, at most group_ms (5) away, and done(ok, result)
 -- runs once that flush has committed and is on disk (or failed: ok false).
 -- Writes that arrive together share one commit and its disk flushes. The group
@@ -114,6 +138,10 @@ function M.prediction_log(opts)
   local pid = uv.os_getpid()
   local st = opts.store  -- the worker's home; else this process's, opened at the first flush
   local flush_max = 500
+  local behind       -- the batch the writer behind the loop has (Batch:send_behind)
+  local counted, counted_any = rollup.new(), false  -- rollups of batches written behind, for the loop
+  local on_loop_next = false  -- the writer behind failed: the next flush is on the loop
+  local loop_flushed = uv.now()
   local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
   group_timer:unref()
@@ -141,6 +169,30 @@ function M.prediction_log(opts)
       if not dok then io.stderr:write("tycho serve: group commit callback: ", tostring(derr), "\n") end
     end
   end
+  -- Checks on the batch written behind the loop (waiting for it when
+  -- `wait`): once committed it is shipped and its rollups wait for the next
+  -- flush on the loop; one that failed goes back to the buffer for that
+  -- flush (which grows a full map). False while it is being written.
+  local function settle(wait)
+    if not behind then return true end
+    local ok, why, map_full = st:behind_done(wait)
+    if ok == false then return false end
+    local batch = behind.batch
+    behind = nil
+    if ok then
+      rollup.merge(counted, batch.acc)
+      counted_any = true
+      if opts.ship then opts.ship(batch) end
+    else
+      if not map_full then io.stderr:write("tycho serve: prediction log: ", tostring(why), "\n") end
+      on_loop_next = true
+      if buffer.n + batch.n <= 100000 then
+        batch:append(buffer)
+        buffer = batch
+      end
+    end
+    return true
+  end
   -- flush(): one transaction for the buffered entries, the on_flush hook
   -- and the waiting group-commit writes; returns ok, error. An idle log
   -- writes nothing unless opts.has_work() says the hook has work.
@@ -150,18 +202,26 @@ function M.prediction_log(opts)
   -- of two, and none for the sync. Entries in the buffer were never durable,
   -- so a log commit undone by an OS crash loses nothing that was promised.
   local function flush()
+    st = st or assert(store_mod.open())
+    settle(true)
     local joined = waiting
-    if buffer.n == 0 and #joined == 0 and not (opts.has_work and opts.has_work()) then return true end
+    if buffer.n == 0 and #joined == 0 and not counted_any and not (opts.has_work and opts.has_work()) then
+      return true
+    end
     local batch = buffer
     buffer, waiting = M.batch(), {}
+    if counted_any then
+      rollup.merge(batch.acc, counted)
+      counted, counted_any = rollup.new(), false
+    end
+    on_loop_next, loop_flushed = false, uv.now()
     group_timer:stop()
     local outcomes
-    st = st or assert(store_mod.open())
     local ok, res = pcall(st.update_lazy, st, function(tx)
-      local counted = batch:write(tx)
+      local acc = batch:write(tx)
       local before = timeutil.now() - retain_us
       M.prune(tx, before, 1000)
-      rollup.prune(tx, counted, math.floor(before / 1e6), 1000)
+      rollup.prune(tx, acc, math.floor(before / 1e6), 1000)
       if opts.on_flush then opts.on_flush(tx) end
       if #joined > 0 then outcomes = run_waiting(tx, joined) end
     end)
@@ -181,8 +241,29 @@ function M.prediction_log(opts)
     end
     return ok, res
   end
+  -- The buffered predictions go behind the loop, one batch at a time (the
+  -- buffer grows meanwhile, up to 50,000 entries), unless the flush on the
+  -- loop is due: a second since the last, group-commit writes or the
+  -- hook's work waiting, or the writer behind failed.
+  local function flush_soon()
+    st = st or assert(store_mod.open())
+    if on_loop_next or #waiting > 0 or uv.now() - loop_flushed >= 1000 or (opts.has_work and opts.has_work()) then
+      return flush()
+    end
+    if not settle(false) then  -- the writer behind has the last batch still
+      if buffer.n >= 50000 then flush() end
+      return
+    end
+    if buffer.n == 0 then return end
+    local ok, sent = pcall(buffer.send_behind, buffer, st, "predictions")
+    if not (ok and sent) then
+      io.stderr:write("tycho serve: prediction log: ", tostring(sent or "the store's writer is busy"), "\n")
+      return flush()
+    end
+    behind, buffer = sent, M.batch()
+  end
   local timer = uv.new_timer()
-  timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush)
+  timer:start(opts.interval_ms or 200, opts.interval_ms or 200, flush_soon)
   timer:unref()  -- the log never keeps a draining worker alive
   -- The waiting writes commit group_ms after the first, or on the next
   -- loop turn once group_max wait or once opts.all_waiting() says that
@@ -206,7 +287,7 @@ function M.prediction_log(opts)
     elseif type(entry.inputs) == "function" then entry.inputs = entry.inputs() end
     -- (M.entry_id's format, inline: a call here started traces of its own)
     local id = buffer:add(entry, now, ID_FORMAT:format(now, pid, counter))
-    if buffer.n >= flush_max then flush() end
+    if buffer.n >= flush_max then flush_soon() end
     return id
   end
   return log, flush, commit

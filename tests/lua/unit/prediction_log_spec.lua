@@ -124,6 +124,66 @@ describe("prediction log group commit", function()
   end)
 end)
 
+describe("prediction log written behind the loop", function()
+  local uv = require "luv"
+  local rollup = require "tycho.monitor.rollup"
+  local timeutil = require "tycho.timeutil"
+
+  local function counts(st)
+    local traffic = st:view(function(tx) return rollup.traffic(tx, "m", rollup.span(600, timeutil.now()))[1] end)
+    return { st:view(function(tx) return tx:count("predictions") end), traffic and traffic.volume or 0 }
+  end
+
+  -- Runs the loop until done() holds, or 5 s.
+  local function run_until(done)
+    local guard, poll = uv.new_timer(), uv.new_timer()
+    guard:start(5000, 0, function() uv.stop() end)
+    poll:start(2, 2, function() if done() then uv.stop() end end)
+    uv.run()
+    guard:close()
+    poll:close()
+  end
+
+  local function log_n(log, n, inputs)
+    for i = 1, n do log({ model = "m", version = "1.0.0", output = i, ms = 1, inputs = inputs }) end
+  end
+
+  it("lands predictions while the loop goes on, and counts each once when the loop flushes", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir))
+    uv.update_time()
+    local started = uv.now()
+    local log, flush = serving.prediction_log { store = st, interval_ms = 50 }
+    log_n(log, 1234)
+    -- In batches of 500, or what the timer finds: all landed with no flush
+    -- on this thread; their rollups wait for the loop's flush, due a
+    -- second after the last.
+    run_until(function() return counts(st)[1] == 1234 end)
+    local landed = counts(st)
+    assert.equal(1234, landed[1])
+    if uv.now() - started < 900 then assert.equal(0, landed[2]) end
+    flush()
+    assert.same({ 1234, 1234 }, counts(st))
+    log_n(log, 600)
+    flush()
+    assert.same({ 1834, 1834 }, counts(st))
+    st:close()
+    testing.rmrf(dir)
+  end)
+
+  it("writes on the loop, once, a batch the writer behind found no room for", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir, { map_size = 2 ^ 20 }))
+    local log, flush = serving.prediction_log { store = st, interval_ms = 60000, sample_every = 1 }
+    log_n(log, 600, { blob = string.rep("x", 3000) })  -- 1.8 MB of inputs: more than the map
+    flush()
+    assert.same({ 600, 600 }, counts(st))
+    assert.is_true(st:map_size() > 2 ^ 20)
+    st:close()
+    testing.rmrf(dir)
+  end)
+end)
+
 describe("prediction log entries", function()
   local entry = require "tycho.monitor.entry"
 
