@@ -189,16 +189,19 @@ function M.open(path, opts)
   -- Parked read transactions (point readers) must end before the
   -- environment closes, whatever order the collector finalises things in:
   -- the store's finaliser ends them first.
-  local parked = {}
+  -- So does what the writer behind the loop reads (Store:behind_append):
+  -- kept by the finaliser, it outlives the close, which waits for the writer.
+  local parked, behind = {}, {}
   local handle = ffi.gc(out[0], function(h)
     for _, txn in pairs(parked) do
       open_readers[txn] = nil
       C.tz_store_txn_abort(txn)
     end
     C.tz_store_close(h)
+    behind.batch = nil
   end)
   local st = setmetatable({ handle = handle, path = path, dbis = {}, writing = false, parked = parked,
-                            point_readers = {}, users = 1 }, Store)
+                            behind = behind, point_readers = {}, users = 1 }, Store)
   open_stores[canonical(path)] = st
   return st
 end
@@ -245,10 +248,10 @@ end
 -- (tz_store_behind_append), which appends them in a transaction of its own
 -- on its thread and commits them in full while this thread goes on. keys
 -- and vals point at the entries' bytes, key_ends and val_ends (uint32_t
--- arrays) at where each ends; all four stay the caller's and must live
--- until behind_done() says the batch is done. Returns true when sent,
--- false while the last batch is still being written. Outside a transaction.
-function Store:behind_append(db, keys, key_ends, vals, val_ends, n)
+-- arrays) at where each ends; `keep`, what holds all four, is kept until
+-- behind_done() says the batch is done. Returns true when sent, false while
+-- the last batch is still being written. Outside a transaction.
+function Store:behind_append(db, keys, key_ends, vals, val_ends, n, keep)
   if self.writing then error("store: behind_append() inside a transaction", 2) end
   local h = self.dbis[db]
   if not h then
@@ -259,19 +262,22 @@ function Store:behind_append(db, keys, key_ends, vals, val_ends, n)
   local rc = C.tz_store_behind_append(self.handle, h, keys, key_ends, vals, val_ends, n, err)
   if rc == EKEYEXIST then return false end
   if rc ~= OK then raise(1) end
+  self.behind.batch = keep
   return true
 end
 
 --- The fate of the last batch sent to behind_append(): false while it is
 -- written (wait: waits for it), true once committed (or when none was
--- sent); nil, message, map_full when it failed, which is said once: with
--- map_full (the map was full or grown elsewhere) nothing was written, and
--- an update() writes it, growing the map.
+-- sent); nil, message, code when it failed, which is said once. Code
+-- "too_large" is a full map (or one grown elsewhere): nothing was written,
+-- and an update() writes it, growing the map.
 function Store:behind_done(wait)
   local rc = C.tz_store_behind_poll(self.handle, wait and 1 or 0, err)
-  if rc == OK then return true end
   if rc == EKEYEXIST then return false end
-  return nil, "store: " .. ffi.string(err.msg), rc == EMAPFULL
+  self.behind.batch = nil
+  if rc == OK then return true end
+  return require("tycho.util.errors").fail(rc == EMAPFULL and "too_large" or "unavailable",
+                                           "store: " .. ffi.string(err.msg))
 end
 
 function Store:__tostring() return string.format("tycho.store(%s)", self.path) end

@@ -100,8 +100,9 @@ function Batch:send_behind(st, db)
   local n = self.n
   local key_ends, val_ends = ffi.new("uint32_t[?]", n), ffi.new("uint32_t[?]", n)
   for i = 1, n do key_ends[i - 1], val_ends[i - 1] = self.key_ends[i], self.ends[i] end
-  if not st:behind_append(db, self.key_bytes:ref(), key_ends, self.bytes:ref(), val_ends, n) then return nil end
-  return { batch = self, key_ends = key_ends, val_ends = val_ends }
+  local sent = { batch = self, key_ends = key_ends, val_ends = val_ends }
+  if not st:behind_append(db, self.key_bytes:ref(), key_ends, self.bytes:ref(), val_ends, n, sent) then return nil end
+  return sent
 end
 
 --- A logger that buffers predictions and writes them every interval_ms
@@ -175,7 +176,7 @@ function M.prediction_log(opts)
   -- flush (which grows a full map). False while it is being written.
   local function settle(wait)
     if not behind then return true end
-    local ok, why, map_full = st:behind_done(wait)
+    local ok, why, code = st:behind_done(wait)
     if ok == false then return false end
     local batch = behind.batch
     behind = nil
@@ -184,7 +185,7 @@ function M.prediction_log(opts)
       counted_any = true
       if opts.ship then opts.ship(batch) end
     else
-      if not map_full then io.stderr:write("tycho serve: prediction log: ", tostring(why), "\n") end
+      if code ~= "too_large" then io.stderr:write("tycho serve: prediction log: ", tostring(why), "\n") end
       on_loop_next = true
       if buffer.n + batch.n <= 100000 then
         batch:append(buffer)
