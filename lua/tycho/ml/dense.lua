@@ -144,6 +144,45 @@ end
 -- values, as the row path's --missing fill does). nil when the pipeline or
 -- f needs the row path: no plan, or an input that is absent or not a
 -- number column.
+--- Rows a block of score_frame: the copies of the columns the steps write
+-- are made one block at a time, where copies of whole columns took a third
+-- of the time and memory of scoring 1M rows of 57 columns.
+M.SCORE_BLOCK = 65536
+
+-- The model's raw outputs for the n rows of inputs (double arrays in the
+-- plan's order; owned[j] when inputs[j] is a copy of this call's), as
+-- predict_columns gives them, block by block: the model's columns are the
+-- inputs' own arrays, copied where a step writes (the steps change values
+-- in place) unless already a copy.
+local function predict_blocks(plan, inputs, owned, n)
+  local p, written, block = plan.p, {}, M.SCORE_BLOCK
+  for i = 0, plan.nops - 1 do written[plan.at[i] + 1] = true end
+  local cols, copies = ffi.new("double*[?]", math.max(p, 1)), {}
+  for j = 1, p do
+    if written[j] and not owned[j] then copies[j] = ffi.new("double[?]", math.min(n, block)) end
+  end
+  local all, k
+  for lo = 0, n - 1, block do
+    local m = math.min(block, n - lo)
+    for j = 1, p do
+      local at = ffi.cast("double*", inputs[j]) + lo
+      if copies[j] then
+        ffi.copy(copies[j], at, m * 8)
+        at = copies[j]
+      end
+      cols[j - 1] = at
+    end
+    ops.apply_columns(cols, m, plan.nops, plan.op, plan.at, plan.a, plan.b)
+    local raw, kb = plan.model:predict_columns(ffi.cast("const double**", cols), m)
+    if not raw then return nil end
+    if m == n then return raw, kb end
+    k = kb
+    all = all or ffi.new("double[?]", n * k)
+    ffi.copy(all + lo * k, raw, m * k * 8)
+  end
+  return all, k
+end
+
 function M.score_frame(pipe, f, fill)
   local plan = M.plan(pipe)
   local n = f:nrows()
@@ -169,21 +208,7 @@ function M.score_frame(pipe, f, fill)
     end
   end
   for r = 0, n - 1 do if not keep[r] then skipped[#skipped + 1] = r + 1 end end
-  -- The model's columns: the frame's own arrays, copied where a step
-  -- writes (the steps change values in place) unless already a copy.
-  local p, written = plan.p, {}
-  for i = 0, plan.nops - 1 do written[plan.at[i] + 1] = true end
-  local cols = ffi.new("double*[?]", math.max(p, 1))
-  for j = 1, p do
-    if written[j] and not owned[j] then
-      local copy = ffi.new("double[?]", n)
-      ffi.copy(copy, inputs[j], n * 8)
-      inputs[j] = copy
-    end
-    cols[j - 1] = ffi.cast("double*", inputs[j])
-  end
-  ops.apply_columns(cols, n, plan.nops, plan.op, plan.at, plan.a, plan.b)
-  local raw, k = plan.model:predict_columns(ffi.cast("const double**", cols), n)
+  local raw, k = predict_blocks(plan, inputs, owned, n)
   if not raw then return nil end
   local model, threshold = plan.model, plan.threshold
   local label = type((models.answer_of(model, raw, 0, k, threshold)))

@@ -52,6 +52,17 @@ describe("batch scoring a frame", function()
     scored, skipped = assert(hosted.score_frame(version, holes, true))
     assert.same({}, skipped)
     same_as_rows(pipe, holes, scored, skipped)
+    -- In blocks (the last one short), as a large file is scored.
+    local dense = require "tycho.ml.dense"
+    local block = dense.SCORE_BLOCK
+    dense.SCORE_BLOCK = 100
+    local ok, err = pcall(function()
+      scored, skipped = assert(hosted.score_frame(version, holes, false))
+      assert.same({ 3, 10 }, skipped)
+      same_as_rows(pipe, holes, scored, skipped)
+    end)
+    dense.SCORE_BLOCK = block
+    assert(ok, err)
   end)
 
   it("names string classes and the winning class's probability for multiclass", function()
