@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 /* The one batch tz_store_behind_append() hands its thread, and what became
- * of the last: pending while the thread has it, then 0 or an error. */
+ * of it: pending while the thread has it, then 0 or an error, unread until
+ * tz_store_behind_poll() reports it to the sender (no other batch is taken
+ * before: each sender hears of its own). */
 typedef struct {
     unsigned dbi;
     const uint8_t *keys, *vals;
     const uint32_t *key_ends, *val_ends;
-    int n, pending;
+    int n, pending, unread;
     tz_err err;
 } behind_job;
 
@@ -513,10 +515,10 @@ int tz_store_behind_append(tz_store *st, unsigned dbi, const void *keys, const u
         st->thread_pid = getpid();
     }
     pthread_mutex_lock(&st->lock);
-    int busy = st->job.pending;
+    int busy = st->job.pending || st->job.unread;
     if (!busy) {
         st->job = (behind_job){ .dbi = dbi, .keys = keys, .key_ends = key_ends, .vals = vals,
-                                .val_ends = val_ends, .n = n, .pending = 1 };
+                                .val_ends = val_ends, .n = n, .pending = 1, .unread = 1 };
         pthread_cond_broadcast(&st->changed);
     }
     pthread_mutex_unlock(&st->lock);
@@ -529,9 +531,10 @@ int tz_store_behind_poll(tz_store *st, int wait, tz_err *err)
     pthread_mutex_lock(&st->lock);
     while (wait && st->job.pending) pthread_cond_wait(&st->changed, &st->lock);
     int rc = st->job.pending ? TZ_EBUSY : st->job.err.code;
-    if (!st->job.pending && rc) {
-        if (err) *err = st->job.err;
+    if (!st->job.pending) {
+        if (rc && err) *err = st->job.err;
         st->job.err.code = 0;
+        st->job.unread = 0;
     }
     pthread_mutex_unlock(&st->lock);
     return rc;

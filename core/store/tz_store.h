@@ -146,7 +146,8 @@ int tz_store_count(tz_store_txn *txn, unsigned dbi, uint64_t *count, tz_err *err
  * for the disk. Entry i's key is keys[key_ends[i-1] .. key_ends[i]) and its
  * value likewise in vals (ends are cumulative, the first starts at 0); keys
  * after the database's last are appended (MDB_APPEND), others put. One
- * batch at a time: TZ_EBUSY while the last is being written. The arrays
+ * batch at a time: TZ_EBUSY until tz_store_behind_poll() has reported the
+ * last one's fate (so each sender hears of its own batch). The arrays
  * are borrowed until tz_store_behind_poll() says the batch is done.
  * The thread starts with the first batch in the process and ends with
  * tz_store_close(); it takes no lock of the caller's and never changes the

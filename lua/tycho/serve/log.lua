@@ -142,6 +142,7 @@ function M.prediction_log(opts)
   local behind       -- the batch the writer behind the loop has (Batch:send_behind)
   local counted, counted_any = rollup.new(), false  -- rollups of batches written behind, for the loop
   local on_loop_next = false  -- the writer behind failed: the next flush is on the loop
+  local behind_broken = false  -- it could not start: every flush is
   local loop_flushed = uv.now()
   local group_ms, group_max = opts.group_ms or 5, opts.group_max or 32
   local group_timer = uv.new_timer()
@@ -248,7 +249,8 @@ function M.prediction_log(opts)
   -- hook's work waiting, or the writer behind failed.
   local function flush_soon()
     st = st or assert(store_mod.open())
-    if on_loop_next or #waiting > 0 or uv.now() - loop_flushed >= 1000 or (opts.has_work and opts.has_work()) then
+    if on_loop_next or behind_broken or #waiting > 0 or uv.now() - loop_flushed >= 1000 or
+       (opts.has_work and opts.has_work()) then
       return flush()
     end
     if not settle(false) then  -- the writer behind has the last batch still
@@ -257,10 +259,11 @@ function M.prediction_log(opts)
     end
     if buffer.n == 0 then return end
     local ok, sent = pcall(buffer.send_behind, buffer, st, "predictions")
-    if not (ok and sent) then
-      io.stderr:write("tycho serve: prediction log: ", tostring(sent or "the store's writer is busy"), "\n")
-      return flush()
+    if not ok then
+      io.stderr:write("tycho serve: prediction log: ", tostring(sent), "; writing on the event loop\n")
+      behind_broken = true
     end
+    if not (ok and sent) then return flush() end  -- (not sent: another log of this store has the writer)
     behind, buffer = sent, M.batch()
   end
   local timer = uv.new_timer()

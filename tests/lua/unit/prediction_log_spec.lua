@@ -171,6 +171,21 @@ describe("prediction log written behind the loop", function()
     testing.rmrf(dir)
   end)
 
+  it("lets two logs of one store share its writer, each batch landing once", function()
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir))
+    local log_a, flush_a = serving.prediction_log { store = st, interval_ms = 60000 }
+    local log_b, flush_b = serving.prediction_log { store = st, interval_ms = 60000 }
+    log_n(log_a, 500)  -- sent behind the loop
+    log_n(log_b, 700)  -- the writer is A's until A has heard back: B writes on the loop
+    log_n(log_a, 501)
+    flush_b()
+    flush_a()
+    assert.same({ 1701, 1701 }, counts(st))
+    st:close()
+    testing.rmrf(dir)
+  end)
+
   it("writes on the loop, once, a batch the writer behind found no room for", function()
     local dir = testing.tmpdir()
     local st = assert(store.open(dir, { map_size = 2 ^ 20 }))
