@@ -144,6 +144,64 @@ static void read_once(const tz_csv_opts *o)
     tz_csv_report_free(&rep);
 }
 
+/* f written back as CSV (malloc'd, *len bytes). */
+static char *written(const tz_frame *f, char delim, size_t *len)
+{
+    tz_err err;
+    if (ftruncate(out_fd, 0) != 0) abort();
+    if (tz_csv_write(f, out_path, delim, &err) != 0) fail(err.msg);
+    FILE *fp = fopen(out_path, "rb");
+    if (!fp) abort();
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    rewind(fp);
+    char *text = malloc((size_t)n + 1);
+    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) abort();
+    fclose(fp);
+    *len = (size_t)n;
+    return text;
+}
+
+/* Read in parts of `part` bytes, the file gives what it gives serially:
+ * the same error, or the same report and the same frame. */
+static void parts_as_serial(const tz_csv_opts *o, size_t part)
+{
+    tz_csv_opts serial = *o, parts = *o;
+    serial.part_bytes = SIZE_MAX;
+    parts.part_bytes = part;
+    tz_frame *fa = NULL, *fb = NULL;
+    tz_csv_report ra, rb;
+    tz_err ea, eb;
+    memset(&ea, 0, sizeof ea);
+    memset(&eb, 0, sizeof eb);
+    int rca = tz_csv_read(in_path, &serial, &fa, &ra, &ea), rcb = tz_csv_read(in_path, &parts, &fb, &rb, &eb);
+    if (rca != rcb) fail("read in parts: a different outcome");
+    if (rca) {
+        if (strcmp(ea.msg, eb.msg)) {
+            fprintf(stderr, "serially: %s\nin parts: %s\n", ea.msg, eb.msg);
+            fail("read in parts: a different error");
+        }
+        return;
+    }
+    if (ra.rows_read != rb.rows_read || ra.rows_bad != rb.rows_bad || ra.n_issues != rb.n_issues ||
+        ra.n_more != rb.n_more)
+        fail("read in parts: a different report");
+    for (size_t i = 0; i < ra.n_issues; i++)
+        if (ra.issues[i].line != rb.issues[i].line || strcmp(ra.issues[i].message, rb.issues[i].message))
+            fail("read in parts: a different issue");
+    size_t la, lb;
+    char *ta = written(fa, o->delimiter, &la), *tb = written(fb, o->delimiter, &lb);
+    if (la != lb || memcmp(ta, tb, la)) fail("read in parts: a different frame");
+    for (size_t j = 0; j < fa->n_cols; j++)
+        if (fa->cols[j]->type != fb->cols[j]->type) fail("read in parts: a different column type");
+    free(ta);
+    free(tb);
+    tz_frame_free(fa);
+    tz_frame_free(fb);
+    tz_csv_report_free(&ra);
+    tz_csv_report_free(&rb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     write_input(data, size);
@@ -173,5 +231,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .n_schema = N_NAMES,
     };
     read_once(&o);
+
+    /* C. The same options, the file read in parts as small as 4 bytes. */
+    o.n_schema = sel & 8 ? N_NAMES : 0;
+    parts_as_serial(&o, 1 + size / (4 + (sel & 7)));
     return 0;
 }

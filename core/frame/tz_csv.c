@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ typedef struct reader {
     const char *path;
     char *buf;
     size_t len, cap, pos;
+    size_t off;             /* the file offset of buf[0] */
     int eof;
     size_t line;            /* line number at pos */
     size_t record_line;     /* where the last record started */
@@ -48,6 +50,7 @@ static int fill(reader *r, tz_err *err)
 {
     if (r->pos > 0) {
         memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->off += r->pos;
         r->len -= r->pos;
         r->pos = 0;
     }
@@ -434,6 +437,14 @@ static void set_bit(tz_column *c, size_t i, int on)
     if (on) c->valid[i >> 3] |= bit; else c->valid[i >> 3] &= (uint8_t)~bit;
 }
 
+/* Why a value of column `name` (of `type`) was refused, into b->why. */
+static void why_not(builder *b, const char *name, int type, const char *s, size_t len)
+{
+    static const char *const names[] = { "a finite number", "an integer", "true or false", "text" };
+    snprintf(b->why, sizeof b->why, "column '%.40s': \"%.*s\" is not %s", name, (int)(len > 40 ? 40 : len), s,
+             names[type]);
+}
+
 /* Stores field values into row b->rows; 0, or -1 with b->why set (the row
  * is then simply not counted, and the next row overwrites it). */
 static int store_row(builder *b, const span *f, size_t n, size_t line)
@@ -473,9 +484,7 @@ static int store_row(builder *b, const span *f, size_t n, size_t line)
         }
         }
         if (!ok) {
-            static const char *const names[] = { "a finite number", "an integer", "true or false", "text" };
-            snprintf(b->why, sizeof b->why, "column '%.40s': \"%.*s\" is not %s", c->name,
-                     (int)(len > 40 ? 40 : len), s, names[c->type]);
+            why_not(b, c->name, c->type, s, len);
             b->bad_field = j + 1;
             return -1;
         }
@@ -530,17 +539,15 @@ static inline const char *fast_str(const builder *b, tz_column *c, const char *s
     return *code < 0 ? NULL : e;
 }
 
-/* The record at r->pos stored straight from the buffer when its line is
- * whole there and every field is a plain number of its column's type or
- * unquoted text: 1. 0 leaves the record to the general path (the row is
- * then rewritten). */
-static int fast_record(reader *r, builder *b)
+/* The line at p (ending before end) stored as row b->rows, which the
+ * caller has room for, when every field is a plain number of its column's
+ * type or unquoted text: the byte after its newline. NULL leaves the
+ * record to the general path (the row is then rewritten). */
+static const char *fast_line(builder *b, const char *p, const char *end, char delim, size_t line)
 {
-    const char *p = r->buf + r->pos, *end = r->buf + r->len;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl || reserve_rows(b, b->rows + 1)) return 0;
+    if (!nl) return NULL;
     const char *stop = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
-    char delim = r->delim;
     size_t row = b->rows;
     for (size_t j = 0; j < b->n_cols; j++) {
         tz_column *c = b->cols[j];
@@ -548,22 +555,32 @@ static int fast_record(reader *r, builder *b)
                         : c->type == TZ_COL_I64 ? fast_i64(p, stop, &((int64_t *)c->data)[row])
                         : c->type == TZ_COL_STR ? fast_str(b, c, p, stop, delim, &((int32_t *)c->data)[row])
                                                 : NULL;
-        if (!q) return 0;
+        if (!q) return NULL;
         if (j + 1 == b->n_cols) {
-            if (q != stop) return 0;
+            if (q != stop) return NULL;
         } else {
-            if (q == stop || *q != delim) return 0;
+            if (q == stop || *q != delim) return NULL;
             p = q + 1;
         }
     }
     for (size_t j = 0; j < b->n_cols; j++) set_bit(b->cols[j], row, 1);
     if (b->lines) {
-        ((int64_t *)b->lines->data)[row] = (int64_t)r->line;
+        ((int64_t *)b->lines->data)[row] = (int64_t)line;
         set_bit(b->lines, row, 1);
     }
     b->rows++;
+    return nl + 1;
+}
+
+/* The record at r->pos by fast_line, when its line is whole in the
+ * buffer: 1, else 0. */
+static int fast_record(reader *r, builder *b)
+{
+    if (reserve_rows(b, b->rows + 1)) return 0;
+    const char *next = fast_line(b, r->buf + r->pos, r->buf + r->len, r->delim, r->line);
+    if (!next) return 0;
     r->record_line = r->line++;
-    r->pos = (size_t)(nl + 1 - r->buf);
+    r->pos = (size_t)(next - r->buf);
     return 1;
 }
 
@@ -741,6 +758,339 @@ static int add_record(builder *b, tz_csv_report *rep, const tz_csv_opts *o, read
     return row_issue(b, rep, o, r, line, nf, err);
 }
 
+/* Records from the reader's position until the file offset `until` (or
+ * the end of the file): the fast path where it can, else the general one. */
+static int read_records(reader *r, builder *b, const tz_csv_opts *o, tz_csv_report *rep, size_t until,
+                        tz_err *err)
+{
+    int rc = 0;
+    while (rc == 0 && r->off + r->pos < until) {
+        if (fast_record(r, b)) {
+            rep->rows_read++;
+            continue;
+        }
+        int more = next_record(r, err);
+        if (more < 0) return more;
+        if (more == 0) break;
+        rc = add_record(b, rep, o, r, r->fields, r->n_fields, r->record_line, err);
+    }
+    return rc;
+}
+
+static int reader_seek(reader *r, size_t off, tz_err *err)
+{
+    if (lseek(r->fd, (off_t)off, SEEK_SET) < 0)
+        return tz_err_set(err, TZ_EIO, "cannot read %s: %s", r->path, strerror(errno));
+    r->off = off;
+    r->pos = r->len = 0;
+    r->eof = 0;
+    return 0;
+}
+
+/* ---- the rest of a large file, in parts --------------------------------------
+ * Past the sample, a large file is cut at line feeds into parts that the
+ * pool reads at once, each by fast_line() alone, straight into the rows the
+ * builder will hold them in (its line feeds counted first). Then, in order,
+ * each part's rows join the frame and the reader goes on from where the part
+ * stopped, if it did, to the part's end with the general path: so a
+ * record fast_line refuses is read exactly as the serial reader reads it,
+ * row numbers, line numbers and issues included. A record that runs past a
+ * part's end (a quoted line feed) leaves the later parts unused: the reader
+ * reads on from there. */
+
+#define PART_BYTES ((size_t)1 << 20)
+
+/* A record of a part refused as the serial reader refuses it: its line
+ * (from the part's first), its width and the refused value with its
+ * column's type then (the message is written when the part joins: a column
+ * the part still read as integers may be a float column by then). */
+typedef struct part_issue {
+    size_t line, got, column, len;
+    int type;
+    char text[40];
+} part_issue;
+
+typedef struct csv_part {
+    const char *start, *end, *stop;
+    size_t lines, first_row, lines_done;
+    builder b;            /* views of the frame's columns from first_row */
+    tz_column *views;     /* n_cols (+ 1 for the line column) */
+    tz_column **cols;
+    tz_column **dicts;    /* a string column's own dictionary, in a scratch column */
+    span *fields;
+    size_t cap_fields;
+    part_issue *issues;   /* the first TZ_CSV_MAX_ISSUES; the report has no */
+    size_t n_issues;      /* room for later ones but their lines */
+    size_t *more_lines, n_more, cap_more;
+} csv_part;
+
+typedef struct {
+    csv_part *parts;
+    char delim;
+} parts_job;
+
+static void count_task(void *ctx, size_t k, int worker)
+{
+    (void)worker;
+    csv_part *pt = &((parts_job *)ctx)->parts[k];
+    size_t n = 0;
+    for (const char *p = pt->start; (p = memchr(p, '\n', (size_t)(pt->end - p))) != NULL; p++) n++;
+    pt->lines = n;
+}
+
+static int part_issue_add(csv_part *pt, size_t line, size_t got)
+{
+    if (pt->n_issues == TZ_CSV_MAX_ISSUES) {
+        if (pt->n_more == pt->cap_more) {
+            size_t cap = pt->cap_more ? 2 * pt->cap_more : 64;
+            size_t *grown = realloc(pt->more_lines, cap * sizeof *grown);
+            if (!grown) return -1;
+            pt->more_lines = grown;
+            pt->cap_more = cap;
+        }
+        pt->more_lines[pt->n_more++] = line;
+        return 0;
+    }
+    if (!pt->issues && !(pt->issues = malloc(TZ_CSV_MAX_ISSUES * sizeof *pt->issues))) return -1;
+    part_issue *is = &pt->issues[pt->n_issues++];
+    *is = (part_issue){ .line = line, .got = got };
+    if (got == pt->b.n_cols) {
+        const span *f = &pt->fields[pt->b.bad_field - 1];
+        is->column = pt->b.bad_field;
+        is->type = pt->b.cols[is->column - 1]->type;
+        is->len = f->len < sizeof is->text ? f->len : sizeof is->text;
+        memcpy(is->text, f->p, is->len);
+    }
+    return 0;
+}
+
+/* A record fast_line refused, when it is one line without quotes: split at
+ * the delimiter and taken as the general path takes it — a row (nulls,
+ * spaces, exponents, an integer column widened), nothing (a blank line) or
+ * an issue. The byte after its line feed, or NULL (quotes, no line feed,
+ * out of memory): the part stops there. */
+static const char *part_line(csv_part *pt, const char *p, char delim, size_t line)
+{
+    const char *nl = memchr(p, '\n', (size_t)(pt->end - p));
+    if (!nl) return NULL;
+    const char *stop = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+    if (memchr(p, '"', (size_t)(stop - p))) return NULL;
+    size_t nf = 0;
+    for (const char *q = p;;) {
+        const char *e = memchr(q, delim, (size_t)(stop - q));
+        if (!e) e = stop;
+        if (nf == pt->cap_fields) {
+            size_t cap = pt->cap_fields ? 2 * pt->cap_fields : 64;
+            span *grown = realloc(pt->fields, cap * sizeof *grown);
+            if (!grown) return NULL;
+            pt->fields = grown;
+            pt->cap_fields = cap;
+        }
+        pt->fields[nf++] = (span){ (char *)q, (size_t)(e - q) };
+        if (e == stop) break;
+        q = e + 1;
+    }
+    if (nf == 1 && pt->fields[0].len == 0) return nl + 1;
+    if (nf == pt->b.n_cols) {
+        int rc = store_row(&pt->b, pt->fields, nf, line);
+        if (rc == 0) return nl + 1;
+        if (rc == -2) return NULL;
+    }
+    return part_issue_add(pt, line, nf) ? NULL : nl + 1;
+}
+
+static void parse_task(void *ctx, size_t k, int worker)
+{
+    (void)worker;
+    parts_job *job = ctx;
+    csv_part *pt = &job->parts[k];
+    const char *p = pt->start;
+    size_t line = 0;
+    while (p < pt->end && pt->b.rows < pt->b.cap) {
+        const char *next = fast_line(&pt->b, p, pt->end, job->delim, line);
+        if (!next) next = part_line(pt, p, job->delim, line);
+        if (!next) break;
+        p = next;
+        line++;
+    }
+    pt->stop = p;
+    pt->lines_done = line;
+}
+
+static void part_free(csv_part *pt, size_t n_cols)
+{
+    for (size_t j = 0; pt->views && j < n_cols + 1; j++) free(pt->views[j].valid);
+    for (size_t j = 0; pt->dicts && j < n_cols; j++) tz_column_unref(pt->dicts[j]);
+    free(pt->views);
+    free(pt->cols);
+    free(pt->dicts);
+    free(pt->fields);
+    free(pt->issues);
+    free(pt->more_lines);
+}
+
+/* Views of b's columns from row `first` for a part: its own validity bits
+ * and, for strings, its own dictionary. -1 when out of memory. */
+static int part_views(csv_part *pt, const builder *b)
+{
+    size_t n = b->n_cols + 1, bits = pt->lines / 8 + 1;
+    pt->views = calloc(n, sizeof *pt->views);
+    pt->cols = calloc(n, sizeof *pt->cols);
+    pt->dicts = calloc(n, sizeof *pt->dicts);
+    if (!pt->views || !pt->cols || !pt->dicts) return -1;
+    for (size_t j = 0; j < n; j++) {
+        tz_column *src = j < b->n_cols ? b->cols[j] : b->lines;
+        if (!src) continue;
+        tz_column *v = &pt->views[j];
+        *v = *src;
+        v->data = (char *)src->data + pt->first_row * width(src->type);
+        v->cap = pt->lines;
+        v->valid = calloc(bits, 1);
+        if (!v->valid) return -1;
+        if (src->type == TZ_COL_STR) {
+            pt->dicts[j] = tz_column_new(src->name, TZ_COL_STR, 0);
+            if (!pt->dicts[j]) return -1;
+            v->dict = pt->dicts[j]->dict;
+        }
+        pt->cols[j] = v;
+    }
+    pt->b = *b;
+    pt->b.cols = pt->cols;
+    pt->b.lines = b->lines ? pt->cols[b->n_cols] : NULL;
+    pt->b.rows = 0;
+    pt->b.cap = pt->lines;
+    return 0;
+}
+
+/* Bits [0, n) of src become bits [at, at + n) of dst: a byte at a time
+ * where dst's bytes are whole. */
+static void copy_bits(tz_column *dst, size_t at, const tz_column *src, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && (at + i) % 8; i++) set_bit(dst, at + i, tz_column_is_valid(src, i));
+    size_t s = i % 8;
+    for (; i + 8 <= n; i += 8) {
+        const uint8_t *from = src->valid + i / 8;
+        dst->valid[(at + i) / 8] = (uint8_t)(s ? (from[0] >> s) | (from[1] << (8 - s)) : from[0]);
+    }
+    for (; i < n; i++) set_bit(dst, at + i, tz_column_is_valid(src, i));
+}
+
+/* Part pt's rows, read into rows first_row.. of b, become rows b->rows..:
+ * moved down when earlier records gave fewer rows than lines, the column
+ * and the part widened to the wider of their types, their strings coded in
+ * the column's dictionary, their line numbers counted from the reader's.
+ * -1 when out of memory. */
+static int join_part(builder *b, csv_part *pt, size_t line)
+{
+    size_t at = b->rows, n = pt->b.rows;
+    for (size_t j = 0; j < b->n_cols + (b->lines != NULL); j++) {
+        tz_column *c = j < b->n_cols ? b->cols[j] : b->lines;
+        const tz_column *v = &pt->views[j];
+        if (c->type == TZ_COL_I64 && v->type == TZ_COL_F64) widen_to_f64(c, at);
+        size_t w = width(c->type);
+        if (at != pt->first_row) memmove((char *)c->data + at * w, (char *)c->data + pt->first_row * w, n * w);
+        if (c->type == TZ_COL_F64 && v->type == TZ_COL_I64) {
+            int64_t *from = (int64_t *)c->data + at;
+            double *to = (double *)c->data + at;
+            for (size_t i = 0; i < n; i++) to[i] = tz_column_is_valid(v, i) ? (double)from[i] : NAN;
+        } else if (c->type == TZ_COL_STR) {
+            size_t m = tz_dict_size(pt->views[j].dict);
+            int32_t *code = malloc((m ? m : 1) * sizeof *code), *codes = (int32_t *)c->data + at;
+            if (!code) return -1;
+            for (size_t k = 0; k < m; k++) {
+                size_t len;
+                const char *str = tz_dict_get(v->dict, (int32_t)k, &len);
+                code[k] = tz_dict_intern(c->dict, str, len);
+                if (code[k] < 0) { free(code); return -1; }
+            }
+            for (size_t i = 0; i < n; i++)
+                if (tz_column_is_valid(v, i)) codes[i] = code[codes[i]];
+            free(code);
+        } else if (c == b->lines) {
+            int64_t *lines = (int64_t *)c->data + at;
+            for (size_t i = 0; i < n; i++) lines[i] += (int64_t)line;
+        }
+        copy_bits(c, at, v, n);
+    }
+    b->rows += n;
+    return 0;
+}
+
+/* Reads the file from the reader's position to its end in parts (see
+ * above), leaving the reader where the serial reader should go on: at the
+ * end, or where a record ran past a part. 0, or a TZ_E* code. */
+static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, tz_csv_report *rep,
+                      tz_err *err)
+{
+    size_t from = r->off + r->pos, part = o->part_bytes ? o->part_bytes : PART_BYTES;
+    int threads = tz_pool_threads();
+    if ((!o->part_bytes && threads < 2) || size < from || (size - from) / 4 < part) return 0;
+    for (size_t j = 0; j < b->n_cols; j++)
+        if (b->cols[j]->type == TZ_COL_BOOL) return 0;
+    char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, r->fd, 0);
+    if (map == MAP_FAILED) return 0;
+    madvise(map, size, MADV_SEQUENTIAL);
+    size_t n_parts = (size - from) / part;
+    if (n_parts > (size_t)threads * 4) n_parts = (size_t)threads * 4;
+    size_t step = (size - from) / n_parts;
+    csv_part *parts = calloc(n_parts, sizeof *parts);
+    int *was = malloc((b->n_cols ? b->n_cols : 1) * sizeof *was);  /* column types before a part joins */
+    parts_job job = { .parts = parts, .delim = r->delim };
+    int rc = parts && was ? 0 : tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    /* Cut after line feeds: part k ends where part k + 1 starts. */
+    const char *at = map + from, *end = map + size;
+    for (size_t k = 0; !rc && k < n_parts; k++) {
+        const char *cut = k + 1 == n_parts ? end : map + from + (k + 1) * step;
+        if (cut < at) cut = at;
+        const char *nl = cut < end && k + 1 < n_parts ? memchr(cut, '\n', (size_t)(end - cut)) : NULL;
+        parts[k].start = at;
+        parts[k].end = k + 1 == n_parts ? end : nl ? nl + 1 : end;
+        at = parts[k].end;
+    }
+    if (!rc) tz_pool_run(n_parts, count_task, &job);
+    size_t rows = b->rows;
+    for (size_t k = 0; !rc && k < n_parts; k++) {
+        parts[k].first_row = rows;
+        rows += parts[k].lines;
+    }
+    if (!rc && reserve_rows(b, rows + 1)) rc = tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    for (size_t k = 0; !rc && k < n_parts; k++)
+        if (part_views(&parts[k], b)) rc = tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    if (!rc) tz_pool_run(n_parts, parse_task, &job);
+    for (size_t k = 0; !rc && k < n_parts; k++) {
+        csv_part *pt = &parts[k];
+        size_t line = r->line;
+        for (size_t j = 0; j < b->n_cols; j++) was[j] = b->cols[j]->type;
+        if (join_part(b, pt, line)) {
+            rc = tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+            break;
+        }
+        rep->rows_read += pt->b.rows + pt->n_issues + pt->n_more;
+        for (size_t i = 0; !rc && i < pt->n_issues; i++) {
+            const part_issue *is = &pt->issues[i];
+            if (is->column) {
+                int type = was[is->column - 1] == TZ_COL_F64 ? TZ_COL_F64 : is->type;
+                why_not(b, b->cols[is->column - 1]->name, type, is->text, is->len);
+            }
+            b->bad_field = is->column;
+            rc = row_issue(b, rep, o, r, line + is->line, is->got, err);
+        }
+        for (size_t i = 0; !rc && i < pt->n_more; i++) rc = row_issue(b, rep, o, r, line + pt->more_lines[i], 0, err);
+        if (rc) break;
+        r->line += pt->lines_done;
+        size_t stop = (size_t)(pt->stop - map), part_end = (size_t)(pt->end - map);
+        rc = reader_seek(r, stop, err);
+        if (!rc && stop < part_end) rc = read_records(r, b, o, rep, part_end, err);
+        if (!rc && r->off + r->pos != part_end) break;  /* a record ran on into the next part */
+    }
+    for (size_t k = 0; parts && k < n_parts; k++) part_free(&parts[k], b->n_cols);
+    free(parts);
+    free(was);
+    munmap(map, size);
+    return rc;
+}
+
 static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, struct stat *sb,
                      tz_csv_report *rep, tz_err *err)
 {
@@ -801,17 +1151,8 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     }
     free(tmp);
     sample_free(&s);
-    while (rc == 0) {
-        if (fast_record(r, b)) {
-            rep->rows_read++;
-            continue;
-        }
-        int more = next_record(r, err);
-        if (more < 0) return more;
-        if (more == 0) break;
-        rc = add_record(b, rep, o, r, r->fields, r->n_fields, r->record_line, err);
-    }
-    return rc;
+    if (rc == 0 && S_ISREG(sb->st_mode)) rc = read_parts(r, b, o, (size_t)sb->st_size, rep, err);
+    return rc ? rc : read_records(r, b, o, rep, SIZE_MAX, err);
 }
 
 /* A file whose first buffer holds carriage returns and no line feed has

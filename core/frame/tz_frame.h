@@ -114,6 +114,10 @@ typedef struct tz_csv_opts {
                                        holds each row's line in the file */
     int unique_header;              /* a name twice in the header fails the call
                                        (otherwise the second becomes name_2) */
+    size_t part_bytes;              /* past the sample, read in parts of about this
+                                       many bytes on the pool's threads when there are
+                                       4 or more; 0 = 1 MiB (with 2 threads or more),
+                                       SIZE_MAX = serially. Same frame either way. */
 } tz_csv_opts;
 
 typedef struct tz_csv_issue {

@@ -10,7 +10,7 @@ ffi.cdef [[
 typedef struct tz_csv_opts {
   char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
   const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
-  const char *line_column; int unique_header;
+  const char *line_column; int unique_header; size_t part_bytes;
 } tz_csv_opts;
 typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
 typedef struct tz_csv_report {
