@@ -1,11 +1,13 @@
 /* CSV reader and writer for tz_frame.
  *
- * The reader streams the file through a buffer (the whole file is never held)
- * and parses records straight into typed columns. Column types come from the
- * first infer_rows records (or the schema); a later value that does not fit
- * rejects its row, except int64 meeting a decimal, which widens the column to
- * float64 in place. Columns are preallocated from the file size and the
- * sample's bytes per record, so memory stays near the frame's own size. */
+ * The reader streams the file through a buffer (the whole file is never held
+ * in memory; a large one is mapped and read in parts on the pool's threads,
+ * see below) and parses records straight into typed columns. Column types
+ * come from the first infer_rows records (or the schema); a later value that
+ * does not fit rejects its row, except int64 meeting a decimal, which widens
+ * the column to float64 in place. Columns are preallocated from the file
+ * size and the sample's bytes per record, so memory stays near the frame's
+ * own size. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -788,15 +790,19 @@ static int reader_seek(reader *r, size_t off, tz_err *err)
 }
 
 /* ---- the rest of a large file, in parts --------------------------------------
- * Past the sample, a large file is cut at line feeds into parts that the
- * pool reads at once, each by fast_line() alone, straight into the rows the
- * builder will hold them in (its line feeds counted first). Then, in order,
- * each part's rows join the frame and the reader goes on from where the part
- * stopped, if it did, to the part's end with the general path: so a
- * record fast_line refuses is read exactly as the serial reader reads it,
- * row numbers, line numbers and issues included. A record that runs past a
- * part's end (a quoted line feed) leaves the later parts unused: the reader
- * reads on from there. */
+ * Past the sample, a large file is mapped and cut at line feeds into parts
+ * that the pool reads at once, straight into the rows the builder will hold
+ * them in (the parts' line feeds counted first): by fast_line(), else, for
+ * a record on one line without quotes, as the general path takes it (its
+ * own dictionaries, an integer column widened in the part, refusals kept
+ * with their lines). A part stops at anything else (quotes, a last line
+ * without a line feed). Then, in order, each part joins the frame (moved
+ * down over rows that earlier records did not fill, widened to the frame's
+ * types, its refusals reported) and the reader goes on with the serial
+ * path from where the part stopped to its end: so frames, reports and
+ * errors are the serial reader's. A record that runs past a part's end (a
+ * quoted line feed) leaves the later parts unused: the reader reads on
+ * from there. */
 
 #define PART_BYTES ((size_t)1 << 20)
 
