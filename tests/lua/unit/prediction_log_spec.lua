@@ -144,58 +144,61 @@ describe("prediction log written behind the loop", function()
     poll:close()
   end
 
+  -- fn(st) on a store of its own (opened with opts), closed and removed after.
+  local function in_new_store(opts, fn)
+    local dir = testing.tmpdir()
+    local st = assert(store.open(dir, opts))
+    fn(st)
+    st:close()
+    testing.rmrf(dir)
+  end
+
   local function log_n(log, n, inputs)
     for i = 1, n do log({ model = "m", version = "1.0.0", output = i, ms = 1, inputs = inputs }) end
   end
 
   it("lands predictions while the loop goes on, and counts each once when the loop flushes", function()
-    local dir = testing.tmpdir()
-    local st = assert(store.open(dir))
-    uv.update_time()
-    local started = uv.now()
-    local log, flush = serving.prediction_log { store = st, interval_ms = 50 }
-    log_n(log, 1234)
-    -- In batches of 500, or what the timer finds: all landed with no flush
-    -- on this thread; their rollups wait for the loop's flush, due a
-    -- second after the last.
-    run_until(function() return counts(st)[1] == 1234 end)
-    local landed = counts(st)
-    assert.equal(1234, landed[1])
-    if uv.now() - started < 900 then assert.equal(0, landed[2]) end
-    flush()
-    assert.same({ 1234, 1234 }, counts(st))
-    log_n(log, 600)
-    flush()
-    assert.same({ 1834, 1834 }, counts(st))
-    st:close()
-    testing.rmrf(dir)
+    in_new_store(nil, function(st)
+      uv.update_time()
+      local started = uv.now()
+      local log, flush = serving.prediction_log { store = st, interval_ms = 50 }
+      log_n(log, 1234)
+      -- In batches of 500, or what the timer finds: all landed with no flush
+      -- on this thread; their rollups wait for the loop's flush, due a
+      -- second after the last.
+      run_until(function() return counts(st)[1] == 1234 end)
+      local landed = counts(st)
+      assert.equal(1234, landed[1])
+      if uv.now() - started < 900 then assert.equal(0, landed[2]) end
+      flush()
+      assert.same({ 1234, 1234 }, counts(st))
+      log_n(log, 600)
+      flush()
+      assert.same({ 1834, 1834 }, counts(st))
+    end)
   end)
 
   it("lets two logs of one store share its writer, each batch landing once", function()
-    local dir = testing.tmpdir()
-    local st = assert(store.open(dir))
-    local log_a, flush_a = serving.prediction_log { store = st, interval_ms = 60000 }
-    local log_b, flush_b = serving.prediction_log { store = st, interval_ms = 60000 }
-    log_n(log_a, 500)  -- sent behind the loop
-    log_n(log_b, 700)  -- the writer is A's until A has heard back: B writes on the loop
-    log_n(log_a, 501)
-    flush_b()
-    flush_a()
-    assert.same({ 1701, 1701 }, counts(st))
-    st:close()
-    testing.rmrf(dir)
+    in_new_store(nil, function(st)
+      local log_a, flush_a = serving.prediction_log { store = st, interval_ms = 60000 }
+      local log_b, flush_b = serving.prediction_log { store = st, interval_ms = 60000 }
+      log_n(log_a, 500)  -- sent behind the loop
+      log_n(log_b, 700)  -- the writer is A's until A has heard back: B writes on the loop
+      log_n(log_a, 501)
+      flush_b()
+      flush_a()
+      assert.same({ 1701, 1701 }, counts(st))
+    end)
   end)
 
   it("writes on the loop, once, a batch the writer behind found no room for", function()
-    local dir = testing.tmpdir()
-    local st = assert(store.open(dir, { map_size = 2 ^ 20 }))
-    local log, flush = serving.prediction_log { store = st, interval_ms = 60000, sample_every = 1 }
-    log_n(log, 600, { blob = string.rep("x", 3000) })  -- 1.8 MB of inputs: more than the map
-    flush()
-    assert.same({ 600, 600 }, counts(st))
-    assert.is_true(st:map_size() > 2 ^ 20)
-    st:close()
-    testing.rmrf(dir)
+    in_new_store({ map_size = 2 ^ 20 }, function(st)
+      local log, flush = serving.prediction_log { store = st, interval_ms = 60000, sample_every = 1 }
+      log_n(log, 600, { blob = string.rep("x", 3000) })  -- 1.8 MB of inputs: more than the map
+      flush()
+      assert.same({ 600, 600 }, counts(st))
+      assert.is_true(st:map_size() > 2 ^ 20)
+    end)
   end)
 end)
 
