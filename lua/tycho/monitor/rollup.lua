@@ -43,6 +43,14 @@ end
 -- The latency a bin stands for: its middle on the log scale.
 local function bin_ms(b) return 2 ^ ((b + 0.5) / BINS_PER_DOUBLING) end
 
+-- An accumulator keys its bins HELD_SHIFT below their number, all negative:
+-- a table of bins both sides of zero holds some in its array part, and
+-- LuaJIT cannot record a store into such a table ("NYI: mixed sparse/dense
+-- table"), which took the log's trace to the interpreter for every request
+-- of a second that also had one slower than 1 ms. Stored records keep the
+-- bins' numbers (merge_into converts).
+local HELD_SHIFT = HIGH_BIN + 1
+
 --- A new accumulator for add and write.
 function M.new() return {} end
 
@@ -73,7 +81,7 @@ function M.add(acc, e)
   if e.error then r.errors = r.errors + 1 end
   local ms = tonumber(e.ms)
   if ms then
-    local b = bin(ms)
+    local b = bin(ms) - HELD_SHIFT
     r.ms[b] = (r.ms[b] or 0) + 1
   end
 end
@@ -86,20 +94,19 @@ local function merge_hist(into, from)
   for b, n in pairs(from) do into[b] = (into[b] or 0) + n end
 end
 
--- Adds record r ({ t, version, role, n, errors, ms }) to what the home
--- holds for model and level.
+-- Adds record r ({ t, version, role, n, errors, ms }, an accumulator's) to
+-- what the home holds for model and level.
 -- (r itself is left as it is: a batch whose commit fails writes its
 -- accumulator again.)
 local function merge_into(tx, model, level, r)
   local k = key(model, level, r.t, r.version, r.role)
+  local ms = {}
+  for b, n in pairs(r.ms) do ms[b + HELD_SHIFT] = n end
   local old = tx:get(M.DB, k)
-  if old then
-    local o = buffer.decode(old)
-    o.n, o.errors = o.n + r.n, o.errors + r.errors
-    merge_hist(o.ms, r.ms)
-    r = o
-  end
-  tx:put(M.DB, k, buffer.encode(r))
+  local o = old and buffer.decode(old) or { t = r.t, version = r.version, role = r.role, n = 0, errors = 0, ms = {} }
+  o.n, o.errors = o.n + r.n, o.errors + r.errors
+  merge_hist(o.ms, ms)
+  tx:put(M.DB, k, buffer.encode(o))
 end
 
 -- The records of `level` seconds that one series' records by_t make.
