@@ -137,13 +137,6 @@ function Plan:predict_all(n)
   return preds
 end
 
---- Batch scoring of frame f, columns at a time (tycho score): f with a
--- `prediction` column (and `probability` for classifiers) holding what
--- pipe:predict(row) gives each row, and the 1-based rows left out because
--- an input is null (unless fill: then they are scored, nulls as missing
--- values, as the row path's --missing fill does). nil when the pipeline or
--- f needs the row path: no plan, or an input that is absent or not a
--- number column.
 --- Rows a block of score_frame: the copies of the columns the steps write
 -- are made one block at a time, where copies of whole columns took a third
 -- of the time and memory of scoring 1M rows of 57 columns.
@@ -183,6 +176,13 @@ local function predict_blocks(plan, inputs, owned, n)
   return all, k
 end
 
+--- Batch scoring of frame f, columns at a time (tycho score): f with a
+-- `prediction` column (and `probability` for classifiers) holding what
+-- pipe:predict(row) gives each row, and the 1-based rows left out because
+-- an input is null (unless fill: then they are scored, nulls as missing
+-- values, as the row path's --missing fill does). nil when the pipeline or
+-- f needs the row path: no plan, or an input that is absent or not a
+-- number column.
 function M.score_frame(pipe, f, fill)
   local plan = M.plan(pipe)
   local n = f:nrows()

@@ -8,7 +8,6 @@
 local entries = require "tycho.monitor.entry"
 local buffer_mod = require "string.buffer"
 local ffi = require "ffi"
-local new_table = require "table.new"
 local keys = require "tycho.util.keys"
 local rollup = require "tycho.monitor.rollup"
 local timeutil = require "tycho.util.timeutil"
@@ -47,61 +46,77 @@ Batch.__index = Batch
 -- counts it in the batch's rollups, so the caller may reuse the table;
 -- write(tx) stores the entries, adds the rollups and returns them (for
 -- rollup.prune); append(other) puts other's entries after these; batch.n
--- counts them. The encoded entries stay in one buffer until written: a Lua
--- string each would be interned, and entries of 128 bytes and more that
--- differ in a few bytes share LuaJIT's sampled string hash, so every new
--- one was compared with the batch's others.
+-- counts them. Keys and entries stay in two buffers until written, with
+-- where each ends in two arrays (the layout the writer behind the loop
+-- reads): a Lua string each would be interned, and entries of 128 bytes
+-- and more that differ in a few bytes share LuaJIT's sampled string hash,
+-- so every new one was compared with the batch's others.
+local FLUSH_ROOM = 512
+local ends_type = ffi.typeof("uint32_t[?]")
+
 function M.batch()
-  -- Room for a flush's worth: growing the lists on the request path left
-  -- LuaJIT's traces for the interpreter.
-  return setmetatable({ n = 0, keys = new_table(512, 0), ends = new_table(512, 0), acc = rollup.new(),
-                        bytes = entries.buffer(), key_bytes = buffer_mod.new(), key_ends = new_table(512, 0) },
+  -- Room for a flush's worth: growing on the request path left LuaJIT's
+  -- traces for the interpreter.
+  return setmetatable({ n = 0, cap = FLUSH_ROOM, acc = rollup.new(),
+                        bytes = entries.buffer(), ends = ends_type(FLUSH_ROOM),
+                        key_bytes = buffer_mod.new(), key_ends = ends_type(FLUSH_ROOM) },
                       Batch)
+end
+
+-- Doubles the room for ends (a buffer that grows past a flush's worth
+-- while the writer behind the loop is busy).
+function Batch:grow(n)
+  local cap = self.cap
+  while cap < n do cap = cap * 2 end
+  local ends, key_ends = ends_type(cap), ends_type(cap)
+  ffi.copy(ends, self.ends, self.n * 4)
+  ffi.copy(key_ends, self.key_ends, self.n * 4)
+  self.cap, self.ends, self.key_ends = cap, ends, key_ends
 end
 
 function Batch:add(entry, now, id)
   entry.id, entry.at, entry.role = id, now, entry.role or "live"
-  local n = self.n + 1
+  local n = self.n
+  if n == self.cap then self:grow(n + 1) end
   entries.encode_into(self.bytes, entry)
   rollup.add(self.acc, entry)
-  local key = keys.pack_i64_s(now, id)
-  self.key_bytes:put(key)
-  self.n, self.keys[n], self.ends[n], self.key_ends[n] = n, key, #self.bytes, #self.key_bytes
+  self.key_bytes:put(keys.pack_i64_s(now, id))
+  self.n, self.ends[n], self.key_ends[n] = n + 1, #self.bytes, #self.key_bytes
   return id
 end
 
 function Batch:write(tx)
-  local ptr, start = self.bytes:ref(), 0
-  for i = 1, self.n do
-    tx:append("predictions", self.keys[i], ptr + start, self.ends[i] - start)
-    start = self.ends[i]
+  local vals, ks, start, key_start = self.bytes:ref(), self.key_bytes:ref(), 0, 0
+  for i = 0, self.n - 1 do
+    local key_end, val_end = self.key_ends[i], self.ends[i]
+    tx:append("predictions", ffi.string(ks + key_start, key_end - key_start), vals + start, val_end - start)
+    start, key_start = val_end, key_end
   end
   rollup.write(tx, self.acc)
   return self.acc
 end
 
 function Batch:append(other)
-  local base, key_base = #self.bytes, #self.key_bytes
+  local n, base, key_base = self.n, #self.bytes, #self.key_bytes
+  if n + other.n > self.cap then self:grow(n + other.n) end
   self.bytes:put(other.bytes)
   self.key_bytes:put(other.key_bytes)
-  for i = 1, other.n do
-    local n = self.n + 1
-    self.n, self.keys[n], self.ends[n], self.key_ends[n] = n, other.keys[i], base + other.ends[i],
-      key_base + other.key_ends[i]
+  for i = 0, other.n - 1 do
+    self.ends[n + i], self.key_ends[n + i] = base + other.ends[i], key_base + other.key_ends[i]
   end
+  self.n = n + other.n
   rollup.merge(self.acc, other.acc)
 end
 
 --- Hands the batch to st's writer behind the loop (Store:behind_append);
 -- returns the record to keep until Store:behind_done() says it is done
--- (the arrays the writer reads are the batch's), or nil when the writer
--- has the last batch still.
+-- (the batch, whose buffers and arrays the writer reads), or nil when the
+-- writer has the last batch still.
 function Batch:send_behind(st, db)
-  local n = self.n
-  local key_ends, val_ends = ffi.new("uint32_t[?]", n), ffi.new("uint32_t[?]", n)
-  for i = 1, n do key_ends[i - 1], val_ends[i - 1] = self.key_ends[i], self.ends[i] end
-  local sent = { batch = self, key_ends = key_ends, val_ends = val_ends }
-  if not st:behind_append(db, self.key_bytes:ref(), key_ends, self.bytes:ref(), val_ends, n, sent) then return nil end
+  local sent = { batch = self }
+  if not st:behind_append(db, self.key_bytes:ref(), self.key_ends, self.bytes:ref(), self.ends, self.n, sent) then
+    return nil
+  end
   return sent
 end
 
