@@ -3,7 +3,9 @@
  * a count of rows whose every value is finite; a parse never reads past the
  * body (ASan: the input is copied to a buffer of exactly its size) and the
  * output past the rows it reports is never written; extras lie within the
- * body and name a row it reports. */
+ * body and name a row it reports. The Feast read body's parser
+ * (tz_feast_parse) reads the same input: its spans lie within the body, the
+ * features span is a bracketed array, and number keys are finite. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +45,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (out[CAP * COLS] != guard) abort();
+    tz_feast_read read;
+    tz_feast_key keys[CAP];
+    n = tz_feast_parse(body, size, &read, keys, CAP);
+    if (n != TZ_ROWS_OTHER && n != TZ_ROWS_TOO_MANY) {
+        if (n < 1 || n > CAP || read.features_len < 4 || (size_t)read.features_at + read.features_len > size ||
+            body[read.features_at] != '[' || body[read.features_at + read.features_len - 1] != ']' ||
+            (size_t)read.join_key_at + read.join_key_len > size || read.full_names < -1 || read.full_names > 1)
+            abort();
+        for (int i = 0; i < n; i++) {
+            if ((size_t)keys[i].at + keys[i].len > size) abort();
+            if (keys[i].kind == TZ_ROWS_NUMBER ? !isfinite(keys[i].number) : keys[i].kind != TZ_ROWS_STRING) abort();
+        }
+    }
     free(body);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* tz_rows_json.c — the predict body's fast shape (tz_rows_json.h). One pass,
+/* tz_rows_json.c — the predict body's fast shape and the Feast read body's
+ * (tz_rows_json.h). One pass,
  * no allocation: keys are looked up in an open-addressing table built once
  * per model version, after a cheaper guess (clients send their keys in the
  * same order every time: the column that followed this one in the last
@@ -312,5 +313,99 @@ int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double 
     skip_ws(&s);
     if (s.p != s.end) return TZ_ROWS_OTHER;
     if (n_extras) *n_extras = x.n;
+    return n;
+}
+
+/* ---- the Feast read body ------------------------------------------------------- */
+
+/* The features array: '[' then strings without escapes, at least one. */
+static int feature_list(scan *s, tz_feast_read *out, const char *body)
+{
+    skip_ws(s);
+    const char *open = s->p;
+    if (!take(s, '[')) return 0;
+    do {
+        const char *ref;
+        size_t ref_len;
+        if (!key(s, &ref, &ref_len)) return 0;
+    } while (take(s, ','));
+    if (!take(s, ']')) return 0;
+    out->features_at = (uint32_t)(open - body);
+    out->features_len = (uint32_t)(s->p - open);
+    return 1;
+}
+
+/* An entity key: a string without escapes, or a finite number. */
+static int entity_key(scan *s, tz_feast_key *k, const char *body)
+{
+    skip_ws(s);
+    const char *v = s->p;
+    size_t len;
+    if (take(s, '"')) {
+        if (!key_rest(s, &v, &len)) return 0;
+        k->kind = TZ_ROWS_STRING, k->number = 0;
+    } else {
+        if (!number(s, &k->number)) return 0;
+        k->kind = TZ_ROWS_NUMBER, len = (size_t)(s->p - v);
+    }
+    k->at = (uint32_t)(v - body);
+    k->len = (uint32_t)len;
+    return 1;
+}
+
+/* {"join_key": [k, ...]}: the number of keys, 0 when not this shape, or
+ * TZ_ROWS_TOO_MANY. */
+static int entity_list(scan *s, tz_feast_read *out, tz_feast_key *keys, int cap, const char *body)
+{
+    const char *jk;
+    size_t jk_len;
+    if (!take(s, '{') || !key(s, &jk, &jk_len) || !take(s, ':') || !take(s, '[')) return 0;
+    int n = 0;
+    do {
+        if (n == cap) return TZ_ROWS_TOO_MANY;
+        if (!entity_key(s, &keys[n], body)) return 0;
+        n++;
+    } while (take(s, ','));
+    if (!take(s, ']') || !take(s, '}')) return 0;
+    out->join_key_at = (uint32_t)(jk - body);
+    out->join_key_len = (uint32_t)jk_len;
+    return n;
+}
+
+static int named(const char *k, size_t len, const char *word)
+{
+    return len == strlen(word) && memcmp(k, word, len) == 0;
+}
+
+int tz_feast_parse(const char *body, size_t len, tz_feast_read *out, tz_feast_key *keys, int cap_keys)
+{
+    if (len >= UINT32_MAX || cap_keys < 1) return TZ_ROWS_OTHER;
+    scan s = {body, body + len};
+    int n = 0, has_features = 0;
+    out->full_names = -1;
+    if (!take(&s, '{')) return TZ_ROWS_OTHER;
+    do {
+        const char *k;
+        size_t klen;
+        if (!key(&s, &k, &klen) || !take(&s, ':')) return TZ_ROWS_OTHER;
+        if (named(k, klen, "features") && !has_features) {
+            if (!feature_list(&s, out, body)) return TZ_ROWS_OTHER;
+            has_features = 1;
+        } else if (named(k, klen, "entities") && n == 0) {
+            n = entity_list(&s, out, keys, cap_keys, body);
+            if (n == TZ_ROWS_TOO_MANY) return n;
+            if (n == 0) return TZ_ROWS_OTHER;
+        } else if (named(k, klen, "full_feature_names") && out->full_names < 0) {
+            skip_ws(&s);
+            if (literal(&s, "true", 4)) out->full_names = 1;
+            else if (literal(&s, "false", 5)) out->full_names = 0;
+            else return TZ_ROWS_OTHER;
+        } else {
+            return TZ_ROWS_OTHER;
+        }
+    } while (take(&s, ','));
+    if (!take(&s, '}')) return TZ_ROWS_OTHER;
+    skip_ws(&s);
+    if (s.p != s.end || !has_features || n == 0) return TZ_ROWS_OTHER;
     return n;
 }

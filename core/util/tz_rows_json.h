@@ -1,7 +1,8 @@
 /*
  * tz_rows_json — the predict route's body, {"instances": [{name: number,
  * ...}, ...]}, parsed straight into a row-major matrix of doubles, with no
- * Lua table per instance or per value.
+ * Lua table per instance or per value; and the Feast read body of
+ * /get-online-features (below), parsed into offsets.
  *
  * It is a fast path, not a second JSON parser for the border: it accepts
  * only the one shape a full, numeric instance has (every column present
@@ -66,5 +67,35 @@ int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double 
  * sizes out for len / tz_rows_min_bytes(n) + 1 rows and never sees
  * TZ_ROWS_TOO_MANY for lack of room. */
 size_t tz_rows_min_bytes(int n);
+
+/* ---- the Feast feature server's read body ----------------------------------------
+ * {"features": ["view:feature", ...], "entities": {"join_key": [k, ...]},
+ * "full_feature_names": true|false}, keys in any order, the last optional,
+ * read the same way: offsets, no Lua table. The features array is handed
+ * back as its text (brackets included): a server that has seen the same
+ * text before knows its refs, and reads the general path's decoding of it
+ * otherwise. Anything else is TZ_ROWS_OTHER: another key or one twice,
+ * features that are no strings or have escapes, no features, several join
+ * keys or none, no entity keys, a key that is no string without escapes or
+ * finite number. */
+
+/* An entity key: TZ_ROWS_STRING (its bytes at `at`, without quotes) or
+ * TZ_ROWS_NUMBER (its text at `at`, its value in number). */
+typedef struct tz_feast_key {
+    int32_t kind;
+    uint32_t at, len;
+    double number;
+} tz_feast_key;
+
+typedef struct tz_feast_read {
+    uint32_t features_at, features_len;
+    uint32_t join_key_at, join_key_len;
+    int32_t full_names; /* full_feature_names: -1 absent, 0 false, 1 true */
+} tz_feast_read;
+
+/* Parses body[0..len) into out and at most cap_keys entity keys; returns
+ * their number (>= 1), TZ_ROWS_OTHER (also for a body of 4 GB or more) or
+ * TZ_ROWS_TOO_MANY. */
+int tz_feast_parse(const char *body, size_t len, tz_feast_read *out, tz_feast_key *keys, int cap_keys);
 
 #endif

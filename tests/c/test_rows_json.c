@@ -1,5 +1,5 @@
-/* tz_rows_json: the predict body's fast shape, and everything else refused
- * to the general path. */
+/* tz_rows_json: the predict body's fast shape and the Feast read body's,
+ * and everything else refused to the general path. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,8 +29,62 @@ static const char *span(const char *body, uint32_t at, uint32_t len)
     return text;
 }
 
+static int feast(const char *body, tz_feast_read *r, tz_feast_key *keys, int cap)
+{
+    return tz_feast_parse(body, strlen(body), r, keys, cap);
+}
+
+/* The Feast read body of /get-online-features. */
+static void feast_read_body(void)
+{
+    tz_feast_read r;
+    tz_feast_key k[4];
+    const char *one = "{\"features\":[\"o:f1\",\"o:f2\"],\"entities\":{\"driver_id\":[\"k7\"]}}";
+    is_int(feast(one, &r, k, 4), 1, "one entity, two features");
+    ok(!strcmp(span(one, r.features_at, r.features_len), "[\"o:f1\",\"o:f2\"]"), "the features array's text");
+    ok(!strcmp(span(one, r.join_key_at, r.join_key_len), "driver_id") && r.full_names == -1,
+       "the join key; full_feature_names absent");
+    ok(k[0].kind == TZ_ROWS_STRING && !strcmp(span(one, k[0].at, k[0].len), "k7"), "a string key: its bytes");
+    const char *many = " { \"full_feature_names\" : true , \"entities\":{\"id\":[ 1001 ,\"b\", -2.5e1]},"
+                       "\"features\":[ \"v:*\" ] } ";
+    is_int(feast(many, &r, k, 4), 3, "keys in any order, whitespace, three entities");
+    ok(r.full_names == 1 && k[0].kind == TZ_ROWS_NUMBER && k[0].number == 1001 &&
+       !strcmp(span(many, k[0].at, k[0].len), "1001") && k[1].kind == TZ_ROWS_STRING && k[2].number == -25,
+       "full names; number keys with their text and value");
+    is_int(feast(many, &r, k, 2), TZ_ROWS_TOO_MANY, "more keys than room");
+    const char *other[] = {
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1],\"b\":[2]}}",  /* two join keys */
+        "{\"features\":[\"o:f1\"],\"entities\":{}}",                    /* no join key */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[]}}",              /* no entity */
+        "{\"features\":[],\"entities\":{\"a\":[1]}}",                     /* no feature */
+        "{\"features\":[\"o:\\u0066\"],\"entities\":{\"a\":[1]}}",         /* an escaped ref */
+        "{\"features\":[1],\"entities\":{\"a\":[1]}}",                    /* a ref that is no string */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[null]}}",          /* a null key */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[true]}}",          /* a boolean key */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1e999]}}",         /* past a double's range */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[\"x\\\"y\"]}}",     /* an escaped key */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[[1]]}}",           /* a nested key */
+        "{\"features\":[\"o:f1\"]}",                                    /* no entities */
+        "{\"entities\":{\"a\":[1]}}",                                   /* no features */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1]},\"x\":1}",     /* another key */
+        "{\"features\":[\"o:f1\"],\"features\":[\"o:f2\"],\"entities\":{\"a\":[1]}}", /* twice */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1]},\"full_feature_names\":1}",
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1]}} x",          /* trailing bytes */
+        "{\"features\":[\"o:f1\"],\"entities\":{\"a\":[1]}",             /* cut short */
+        "",
+    };
+    int refused = 0;
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        int n = feast(other[i], &r, k, 4);
+        if (n != TZ_ROWS_OTHER) printf("# '%s' gave %d\n", other[i], n);
+        refused += n == TZ_ROWS_OTHER;
+    }
+    is_int(refused, (long long)(sizeof other / sizeof *other), "every other Feast body goes to the general path");
+}
+
 int main(void)
 {
+    feast_read_body();
     const char *names[] = {"a", "bb", "c"};
     tz_rows_index *ix = index_of(3, names);
     ok(ix != NULL, "an index of three names");

@@ -48,6 +48,11 @@ typedef struct tz_rows_extra { int32_t row; int32_t kind; uint32_t key_at, key_l
 int tz_rows_parse(const tz_rows_index *ix, const char *body, size_t len, double *out, int cap_rows,
                   tz_rows_extra *extras, int cap_extras, int *n_extras);
 size_t tz_rows_min_bytes(int n);
+typedef struct tz_feast_key { int32_t kind; uint32_t at, len; double number; } tz_feast_key;
+typedef struct tz_feast_read {
+  uint32_t features_at, features_len; uint32_t join_key_at, join_key_len; int32_t full_names;
+} tz_feast_read;
+int tz_feast_parse(const char *body, size_t len, tz_feast_read *out, tz_feast_key *keys, int cap_keys);
 ]]
 
 local M = {
@@ -162,6 +167,17 @@ function M.rows_json.parse(ix, body, out, cap_rows, extras, cap_extras, count)
 end
 
 function M.rows_json.extras(n) return ffi.new("tz_rows_extra[?]", n) end
+
+--- The Feast read body of /get-online-features parsed into offsets
+-- (tz_feast_parse, called straight: a Lua function around it started root
+-- traces that ended in the route's loops): feast(body, #body, read, keys,
+-- cap) -> the number of entity
+-- keys, in keys (from feast_keys(cap)), with the features array's text,
+-- the join key and full_feature_names in read (from feast_read()); or
+-- OTHER or TOO_MANY. A key's kind is STRING or NUMBER.
+M.rows_json.feast = C.tz_feast_parse
+function M.rows_json.feast_read() return ffi.new("tz_feast_read") end
+function M.rows_json.feast_keys(n) return ffi.new("tz_feast_key[?]", n) end
 
 ffi.cdef [[
 struct timespec { long tv_sec; long tv_nsec; };

@@ -169,11 +169,26 @@ local function shape_of(order)
     end
     cols[#cols + 1] = { index = j + 1, feature = o.feature, pii = v.pii_set[o.feature] and v.pii_clear }
   end
+  local join_key = views[1].join_key
+  for _, v in ipairs(views) do
+    if v.join_key ~= join_key then join_key = nil end
+  end
   -- Nothing in it refers to order: LuaJIT's weak keys are no ephemerons,
   -- and a shape that did would keep its key, and itself, for good.
-  shape = { width = #order + 1, by_view = by_view, views = views }
+  shape = { width = #order + 1, by_view = by_view, views = views, join_key = join_key }
   shapes[order] = shape
   return shape
+end
+
+-- The first of shape's views whose join key entity_keys lacks, or nil.
+-- With one join key for all, no loop: a loop run once per call kept the
+-- serving path's trace from reaching the rest of the call.
+local function view_without_keys(shape, entity_keys)
+  if shape.join_key then return entity_keys[shape.join_key] == nil and shape.views[1] or nil end
+  for _, v in ipairs(shape.views) do
+    if entity_keys[v.join_key] == nil then return v end
+  end
+  return nil
 end
 
 local function column(n)
@@ -210,18 +225,21 @@ function FS:online(refs, entity_keys, opts)
   local now = (opts and opts.now) or timeutil.now()
   local key_name, key_values = next(entity_keys)
   if type(key_values) ~= "table" then return errors.fail("invalid", "entities must map a join key to a list of keys") end
-  for _, v in pairs(views) do
-    if entity_keys[v.join_key] == nil then
-      return errors.fail("invalid", "no keys for entity '" .. v.join_key .. "' (needed by view " .. v.name .. ")")
-    end
+  local shape = shape_of(order)
+  local lacking = view_without_keys(shape, entity_keys)
+  if lacking then
+    return errors.fail("invalid", "no keys for entity '" .. lacking.join_key .. "' (needed by view " .. lacking.name .. ")")
   end
   local n = #key_values
   local into = opts and opts.into
-  local shape = shape_of(order)
   local res = into and getmetatable(into) == shape and #into.results[1].values == n and into or answer_of(shape, n)
   local names, results = res.metadata.feature_names, res.results
   names[1] = key_name
-  for j, o in ipairs(order) do names[j + 1] = o.ref end
+  -- (An earlier answer has the refs' names: every loop on the way is one
+  -- that the serving path's trace stops at.)
+  if res ~= into then
+    for j, o in ipairs(order) do names[j + 1] = o.ref end
+  end
   local kvals, kstat, ktimes = results[1].values, results[1].statuses, results[1].event_timestamps
   for i = 1, n do kvals[i], kstat[i], ktimes[i] = key_values[i], "PRESENT", EPOCH_TEXT end
   local backend = self.online_backend
@@ -300,7 +318,9 @@ function M.answer_json(res, full_names)
     out:put("}")
   end
   out:put("]}")
-  return out:tostring()
+  -- (Not a tail call: a trace cannot return from a tail-called builtin.)
+  local text = out:tostring()
+  return text
 end
 
 --- A prepared reader for the hot path (serving): resolves refs once, then

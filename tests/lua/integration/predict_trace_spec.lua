@@ -81,6 +81,22 @@ describe("the predict path under LuaJIT", function()
       { "WARM_ROUNDS=50", "ROUNDS=200", "TRACE_PROFILE=0" }))
   end)
 
+  -- Before, lua-cjson decoded the route's body, and each request ran
+  -- interpreted from its start to the first loop of fs:online (a root
+  -- trace stops at a loop it meets: 5 to 15 % of samples); now C reads
+  -- the body (tz_feast_parse), the answer reuses the refs' names, and none
+  -- were interpreted in two runs.
+  it("answers the Feast route as compiled traces from the request's start", function()
+    local doc, out = watch_online("/get-online-features", { "WARM_ROUNDS=100", "ROUNDS=1500" })
+    assert_no_lasting_aborts(doc)
+    local total = 0
+    for _, n in pairs(doc.states) do total = total + n end
+    assert.is_true(total >= 10, "too few profiler samples: " .. out)
+    local interpreted = doc.states.I or 0
+    assert.is_true(interpreted <= math.max(2, total * 0.03),
+      string.format("%d of %d samples in the interpreter: %s", interpreted, total, out))
+  end)
+
   -- A fresh answer per call: before, its tables were built by a function
   -- that tail-called setmetatable ("NYI: return to lower frame", again and
   -- again while measured) and spent 87 % of a call interpreted.
