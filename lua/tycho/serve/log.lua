@@ -80,7 +80,7 @@ function Batch:add(entry, now, id)
   if n == self.cap then self:grow(n + 1) end
   entries.encode_into(self.bytes, entry)
   rollup.add(self.acc, entry)
-  self.key_bytes:put(keys.pack_i64_s(now, id))
+  keys.put_i64_s(self.key_bytes, now, id)
   self.n, self.ends[n], self.key_ends[n] = n + 1, #self.bytes, #self.key_bytes
   return id
 end

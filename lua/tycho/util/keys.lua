@@ -191,6 +191,22 @@ function M.pack_i64_s(t, s)
   return ffi.string(scratch, 8) .. encode.s(s)
 end
 
+--- Puts keys.pack("i64 s", t, s) into buf (a string.buffer), with no Lua
+-- string made for the key or its parts: the prediction log's keys, one per
+-- prediction, where the three strings of pack_i64_s took 8 % of a request.
+local u64_ptr = ffi.typeof("uint64_t*")
+function M.put_i64_s(buf, t, s)
+  if type(t) ~= "number" or t % 1 ~= 0 or t <= -9007199254740992 or t >= 9007199254740992 or
+     type(s) ~= "string" then
+    buf:put(M.pack_i64_s(t, s))
+    return
+  end
+  word.i = t
+  ffi.cast(u64_ptr, buf:reserve(8))[0] = bit.bswap(bit.bxor(word.u, SIGN))
+  buf:commit(8)
+  buf:put(M.escape_string(s), M.STRING_END)
+end
+
 function M.pack(fmt, ...)
   local codes = parse(fmt)
   local n = select("#", ...)

@@ -58,4 +58,15 @@ describe("tycho.keys", function()
       assert.equal(keys.pack("i64 s", t, id), keys.pack_i64_s(t, id))
     end
   end)
+
+  it("puts the same keys into a buffer (put_i64_s), after what it holds", function()
+    local buf = require("string.buffer").new()
+    for _, t in ipairs { 0, -1, 1796565811917059, -9007199254740991, 2 ^ 60, -5LL } do
+      for _, id in ipairs { "000660e87bbe1d40-3fb9-1", "", "a\0b" } do
+        buf:reset():put("x")
+        keys.put_i64_s(buf, t, id)
+        assert.equal("x" .. keys.pack("i64 s", t, id), buf:tostring())
+      end
+    end
+  end)
 end)
