@@ -63,7 +63,9 @@ static void push_headers(lua_State *L, const tz_http_request *req)
 
 static void push_request(lua_State *L, const tz_http_request *req)
 {
-    lua_createtable(L, 0, 8);
+    /* Room for the router's fields too (params, route, query, ...): the
+     * table is not rehashed on the request path. */
+    lua_createtable(L, 0, 16);
     lua_pushstring(L, req->method);              lua_setfield(L, -2, "method");
     lua_pushlstring(L, req->path, req->path_len);   lua_setfield(L, -2, "path");
     lua_pushlstring(L, req->query, req->query_len); lua_setfield(L, -2, "query_string");

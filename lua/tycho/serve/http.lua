@@ -479,16 +479,19 @@ local ROUTE_CACHE_MAX = 1024
 -- its route by one table lookup instead of a scan of every route's
 -- pattern: no loop on the request path for LuaJIT to leave (the scan's
 -- loop, left on its first iterations, stopped every trace through it).
+-- Kept by method, then path: no string made to look one up.
 local function find_route(app, method, path)
-  local key = method .. " " .. path
   local cache = app.route_cache
-  local hit = cache and #app.all_routes == #app.routes + #app.builtin_routes and cache[key]
+  local by_method = cache and #app.all_routes == #app.routes + #app.builtin_routes and cache[method]
+  local hit = by_method and by_method[path]
   if not hit then
     local allowed
     hit, allowed = scan_routes(app, method, path)
     if not hit then return nil, allowed end
     if app.route_cache_size >= ROUTE_CACHE_MAX then app.route_cache, app.route_cache_size = {}, 0 end
-    app.route_cache[key], app.route_cache_size = hit, app.route_cache_size + 1
+    by_method = app.route_cache[method] or {}
+    app.route_cache[method] = by_method
+    by_method[path], app.route_cache_size = hit, app.route_cache_size + 1
   end
   -- A fresh params table per request (a handler may change its own).
   local names, values, params = hit.names, hit.values, {}
@@ -647,8 +650,23 @@ local function bucket_of(s)
   return s <= B10 and 10 or s <= B11 and 11 or s <= B12 and 12 or nil
 end
 
+-- "route\0status", the requests' counter key, remembered per route and
+-- status (bounded): a string made for every request was garbage.
+local request_keys, n_request_keys = {}, 0
+local function request_key(route, status)
+  local by_route = request_keys[route]
+  local key = by_route and by_route[status]
+  if key then return key end
+  if n_request_keys >= 4096 then request_keys, n_request_keys = {}, 0 end
+  by_route = request_keys[route] or {}
+  request_keys[route] = by_route
+  key = route .. "\0" .. status
+  by_route[status], n_request_keys = key, n_request_keys + 1
+  return key
+end
+
 observe = function(m, route, status, seconds)
-  local rkey = route .. "\0" .. status
+  local rkey = request_key(route, status)
   m.requests[rkey] = (m.requests[rkey] or 0) + 1
   local h = m.latency[route]
   if not h then

@@ -95,30 +95,75 @@ function M.predict_columns(app, http, req, body, pin)
   return 200, http.JSON_HEADERS, json.encode_exact(res)
 end
 
+-- The fast path's answer is written into one buffer, reused: a string
+-- for each prediction, number and part of the answer, each hashed and
+-- interned, was most of the garbage a request made.
+local answer_out = require("string.buffer").new(512)
+local put_number = base.put_json_number
+
 -- A prediction as JSON: class labels as given (numbers, strings),
 -- numbers in their shortest exact form (not lua-cjson's 14 digits).
-local function value_json(v)
-  if type(v) == "number" then return base.json_number(v) end
-  return json.encode(v)
+local function put_prediction(out, p)
+  local v = p.prediction
+  out:put('{"prediction":')
+  if type(v) == "number" then put_number(out, v) else out:put(json.encode(v)) end
+  if p.probability ~= nil then
+    out:put(',"probability":')
+    put_number(out, p.probability)
+  end
+  out:put("}")
 end
 
-local function prediction_json(p)
-  return '{"prediction":' .. value_json(p.prediction)
-    .. (p.probability ~= nil and ',"probability":' .. base.json_number(p.probability) .. "}" or "}")
+-- A version's JSON text, remembered (bounded).
+local version_texts, n_version_texts = {}, 0
+local function version_json(version)
+  local text = version_texts[version]
+  if text then return text end
+  if n_version_texts >= 1024 then version_texts, n_version_texts = {}, 0 end
+  text = json.encode(version)
+  version_texts[version], n_version_texts = text, n_version_texts + 1
+  return text
 end
 
 -- The answer of the fast path, as json.encode would write the general
 -- path's table (one version served every row: no experiment, no canary).
+-- One prediction takes no loop: LuaJIT's trace would leave it on its
+-- first turn.
 local function answer_text(preds, ids, version)
-  local v = json.encode(version)
-  local tail = '],"model_version":' .. v .. ',"model_versions":[' .. string.rep(v, #preds, ",")
-    .. '],"prediction_ids":[' .. (#ids > 0 and '"' .. table.concat(ids, '","') .. '"' or "") .. "]}"
-  if #preds == 1 then  -- no loop for LuaJIT to leave on its first turn
-    return '{"predictions":[' .. prediction_json(preds[1]) .. tail
+  local out, v, n = answer_out, version_json(version), #preds
+  out:reset()
+  out:put('{"predictions":[')
+  if n == 1 then put_prediction(out, preds[1])
+  else
+    for i = 1, n do
+      if i > 1 then out:put(",") end
+      put_prediction(out, preds[i])
+    end
   end
-  local parts = {}
-  for i = 1, #preds do parts[i] = prediction_json(preds[i]) end
-  return '{"predictions":[' .. table.concat(parts, ",") .. tail
+  out:put('],"model_version":', v, ',"model_versions":[')
+  if n == 1 then out:put(v) else out:put(string.rep(v, n, ",")) end
+  out:put('],"prediction_ids":[')
+  if #ids == 1 then out:put('"', ids[1], '"')
+  elseif #ids > 1 then out:put('"', table.concat(ids, '","'), '"') end
+  out:put("]}")
+  -- (Not a tail call: a trace cannot return from a tail-called builtin.)
+  local text = out:tostring()
+  return text
+end
+
+-- The metrics' key of a model's version ("name\0version"), remembered
+-- (bounded): one string fewer a request.
+local count_keys, n_count_keys = {}, 0
+local function count_key(name, version)
+  local by_name = count_keys[name]
+  local key = by_name and by_name[version]
+  if key then return key end
+  if n_count_keys >= 1024 then count_keys, n_count_keys = {}, 0 end
+  by_name = count_keys[name] or {}
+  count_keys[name] = by_name
+  key = name .. "\0" .. version
+  by_name[version], n_count_keys = key, n_count_keys + 1
+  return key
 end
 
 -- Full numeric instances straight from the body (Hosted:predict_dense), or
@@ -128,7 +173,7 @@ local function predict_dense(app, req, pin)
   if not h then return nil end
   local preds, ids, version = h:predict_dense(req.body, app.log, pin, app.limits.items)
   if not preds then return nil end
-  local counts, key = app.metrics.predictions, h.name .. "\0" .. version.version
+  local counts, key = app.metrics.predictions, count_key(h.name, version.version)
   counts[key] = (counts[key] or 0) + #preds
   return answer_text(preds, ids, version.version)
 end
