@@ -116,6 +116,11 @@ static inline void skip_ws(scan *s)
 
 static inline int take(scan *s, char c)
 {
+    /* Compact JSON first: the byte itself, with no whitespace to skip. */
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 1;
+    }
     skip_ws(s);
     if (s->p < s->end && *s->p == c) {
         s->p++;
@@ -183,8 +188,9 @@ static inline int is_digit(char c) { return (unsigned)(c - '0') < 10; }
 /* A JSON number (RFC 8259 grammar) that is finite as a double, or 0. Up
  * to 19 digits in all are read as one integer mantissa; when it is at most
  * 2^53 and the power of ten at most 22, one multiplication or division
- * rounds exactly (Clinger), else strtod reads the text. */
-static int number(scan *s, double *out)
+ * rounds exactly (Clinger), else strtod reads the text. Inlined where it
+ * is read: the call took an eighth of a 57-column row's parse. */
+static inline __attribute__((always_inline)) int number(scan *s, double *out)
 {
     skip_ws(s);
     const char *b = s->p, *e = s->end, *p = b;
