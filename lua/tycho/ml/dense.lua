@@ -96,16 +96,17 @@ function Plan:parse(body, limit, extras)
 end
 
 --- Prediction for parsed row r (0-based): { prediction, probability? } as
--- pipe:predict(row) gives it, or nil, message.
-function Plan:predict(r)
+-- pipe:predict(row) gives it, or nil, message. into: a table to fill
+-- instead of a new one (a server's, used up before its next request).
+function Plan:predict(r, into)
   local model = self.model
   local x = model:input_row()
   ffi.copy(x, self.rows + r * self.width, self.p * 8)
   ops.apply(x, self.nops, self.op, self.at, self.a, self.b)
   local raw, k = model:predict_input_row()
   if not raw then return nil, k end
-  local out = models.format_one(model, raw, k)
-  if self.threshold then out.prediction = model.classes[out.probability >= self.threshold and 2 or 1] end
+  local out = into or {}
+  out.prediction, out.probability = models.answer_of(model, raw, 0, k, self.threshold)
   return out
 end
 

@@ -371,9 +371,9 @@ function Hosted:predict(instances, log, req, pin)
   return res
 end
 
-local function predict_timed(plan, r)
+local function predict_timed(plan, r, into)
   local started = uv.hrtime()
-  local out = plan:predict(r)
+  local out = plan:predict(r, into)
   return out, tonumber(uv.hrtime() - started) / 1e6
 end
 
@@ -405,20 +405,28 @@ function Hosted:predict_dense(body, log, pin, limit)
   if not n then return nil end
   -- An entity key among the other keys: the general path fetches its features.
   if version.join_keys and plan:extras_hold(version.join_keys) then return nil end
-  local preds, ids = {}, {}
   -- One instance (the usual request) without a loop: a loop that LuaJIT
   -- sees run once per call is left on every try, and stops its traces.
+  -- Its tables are this host's, refilled: the caller writes the answer
+  -- before the next request runs, and the log encodes an entry as it
+  -- takes it.
   if n == 1 then
-    local out, took = predict_timed(plan, 0)
+    local one = self.dense_one
+    if not one then
+      one = { preds = {}, ids = {}, out = {} }
+      self.dense_one = one
+    end
+    local out, took = predict_timed(plan, 0, one.out)
     if not out then return nil end  -- the general path reports it
-    preds[1] = out
+    local preds, ids = one.preds, one.ids
+    preds[1], ids[1] = out, nil
     if log then ids[1] = log_dense(self, version, plan, log, 0, out, took) end
     return preds, ids, version
   end
   -- Several: one kernel call for all, each row logged with its share of
   -- the call's time.
   local started = uv.hrtime()
-  preds = plan:predict_all(n)
+  local preds, ids = plan:predict_all(n), {}
   if not preds then return nil end
   local share = tonumber(uv.hrtime() - started) / 1e6 / n
   if log then
