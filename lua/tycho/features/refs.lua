@@ -25,13 +25,26 @@ end
 -- ordered list of {view, feature, ref}. Runs inside the caller's read txn.
 local parse_refs_uncached, parse_refs_in_txn
 
+-- The cache keys of frozen lists (M.frozen), made once.
+local frozen_keys = setmetatable({}, { __mode = "k" })
+local FROZEN = { __newindex = function() error("a frozen list of feature references cannot change", 2) end }
+
+--- A copy of the list refs that reads resolve without joining its
+-- references again each time: for a list used for many reads (the feature
+-- server's, remembered per request text). It cannot change.
+function M.frozen(refs)
+  local copy = { unpack(refs) }
+  frozen_keys[copy] = table.concat(copy, "\1")
+  return setmetatable(copy, FROZEN)
+end
+
 local function parse_refs(fs, refs, tx)
   if type(refs) == "string" then refs = { refs } end
   -- Serving asks for the same refs again and again: reuse the resolution
   -- while the catalog epoch stands still. Without a transaction the epoch
   -- comes from the store's point reader (no transaction of its own per call),
   -- once a cluster's shared catalog has been copied in (catalog_shared.lua).
-  local key = table.concat(refs, "\1")
+  local key = frozen_keys[refs] or table.concat(refs, "\1")
   local epoch
   if tx then
     epoch = tx:get("catalog", "meta/epoch") or "0"

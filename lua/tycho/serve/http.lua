@@ -198,7 +198,8 @@ local function feast_entities(body, n)
 end
 
 -- The general path: the body decoded and checked; its refs remembered
--- under text when the fast reading had them (a copy: the body is the handler's).
+-- under text when the fast reading had them (a frozen copy: the body is
+-- the handler's, and reads resolve a frozen list without joining it).
 local function feast_general(app, req, text)
   local body = req:json()
   if type(body) ~= "table" or type(body.features) ~= "table" or type(body.entities) ~= "table" then
@@ -226,7 +227,9 @@ local function feast_general(app, req, text)
   M.check_count(app, total, "items", "entity keys")
   if text then
     if app.feast_refs_n >= FEAST_REFS_MAX then app.feast_refs, app.feast_refs_n = {}, 0 end
-    app.feast_refs[text], app.feast_refs_n = { unpack(body.features) }, app.feast_refs_n + 1
+    -- (Loaded here: the feature store is not loaded at start-up.)
+    local frozen = require("tycho.features.refs").frozen(body.features)
+    app.feast_refs[text], app.feast_refs_n = frozen, app.feast_refs_n + 1
   end
   return body.features, body.entities, body.full_feature_names
 end
