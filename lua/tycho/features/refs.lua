@@ -31,7 +31,9 @@ local FROZEN = { __newindex = function() error("a frozen list of feature referen
 
 --- A copy of the list refs that reads resolve without joining its
 -- references again each time: for a list used for many reads (the feature
--- server's, remembered per request text). It cannot change.
+-- server's, remembered per request text, never handed out). Its owner
+-- never changes it: an added entry raises, and a replaced one would not be
+-- seen by the reads (their cache key is the copy's first one).
 function M.frozen(refs)
   local copy = { unpack(refs) }
   frozen_keys[copy] = table.concat(copy, "\1")

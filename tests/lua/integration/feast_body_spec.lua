@@ -99,6 +99,17 @@ describe("the Feast read body's fast path", function()
     end
   end)
 
+  it("remembers frozen lists: read as the lists they copy, and refusing additions", function()
+    local refs = require "tycho.features.refs"
+    local list = { "stats:trips", "stats:rating" }
+    local frozen = refs.frozen(list)
+    local fs = assert(tycho.features.open())
+    assert.same(fs:online(list, { driver_id = { 1001, 1002 } }), fs:online(frozen, { driver_id = { 1001, 1002 } }))
+    assert.has_error(function() frozen[3] = "stats:trips" end, "a frozen list of feature references cannot change")
+    list[1] = "stats:rating"
+    assert.equal("stats:trips", frozen[1])
+  end)
+
   it("remembers a bounded number of feature lists", function()
     for i = 1, 1100 do
       local status = post(string.format('{"features":["stats:trips"%s],"entities":{"driver_id":[1]}}',
