@@ -653,20 +653,8 @@ local function bucket_of(s)
   return s <= B10 and 10 or s <= B11 and 11 or s <= B12 and 12 or nil
 end
 
--- "route\0status", the requests' counter key, remembered per route and
--- status (bounded): a string made for every request was garbage.
-local request_keys, n_request_keys = {}, 0
-local function request_key(route, status)
-  local by_route = request_keys[route]
-  local key = by_route and by_route[status]
-  if key then return key end
-  if n_request_keys >= 4096 then request_keys, n_request_keys = {}, 0 end
-  by_route = request_keys[route] or {}
-  request_keys[route] = by_route
-  key = route .. "\0" .. status
-  by_route[status], n_request_keys = key, n_request_keys + 1
-  return key
-end
+-- "route\0status": the requests' counter key.
+local request_key = require("tycho.util.memo").joined("\0", 4096)
 
 observe = function(m, route, status, seconds)
   local rkey = request_key(route, status)

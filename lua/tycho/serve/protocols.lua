@@ -151,20 +151,8 @@ local function answer_text(preds, ids, version)
   return text
 end
 
--- The metrics' key of a model's version ("name\0version"), remembered
--- (bounded): one string fewer a request.
-local count_keys, n_count_keys = {}, 0
-local function count_key(name, version)
-  local by_name = count_keys[name]
-  local key = by_name and by_name[version]
-  if key then return key end
-  if n_count_keys >= 1024 then count_keys, n_count_keys = {}, 0 end
-  by_name = count_keys[name] or {}
-  count_keys[name] = by_name
-  key = name .. "\0" .. version
-  by_name[version], n_count_keys = key, n_count_keys + 1
-  return key
-end
+-- The metrics' key of a model's version: "name\0version".
+local count_key = require("tycho.util.memo").joined("\0")
 
 -- Full numeric instances straight from the body (Hosted:predict_dense), or
 -- nil: the general path then answers the request.
