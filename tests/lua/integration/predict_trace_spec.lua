@@ -24,6 +24,17 @@ describe("the predict path under LuaJIT", function()
     return out
   end
 
+  -- Enough profiler samples, and at most `share` of them (or 2) in the
+  -- interpreter.
+  local function assert_interpreted_at_most(doc, out, share)
+    local total = 0
+    for _, n in pairs(doc.states) do total = total + n end
+    assert.is_true(total >= 10, "too few profiler samples: " .. out)
+    local interpreted = doc.states.I or 0
+    assert.is_true(interpreted <= math.max(2, total * share),
+      string.format("%d of %d samples in the interpreter: %s", interpreted, total, out))
+  end
+
   it("aborts no trace and stays out of the interpreter once warm", function()
     local row = assert(frame.read_csv("../shared/data/spam.csv")):row(1)
     row.label = nil
@@ -40,12 +51,7 @@ describe("the predict path under LuaJIT", function()
       if n > 1 or not where:find("leaving loop in root trace", 1, true) then lasting[where] = n end
     end
     assert.same({}, lasting)
-    local total = 0
-    for _, n in pairs(doc.states) do total = total + n end
-    assert.is_true(total >= 10, "too few profiler samples: " .. out)
-    local interpreted = doc.states.I or 0
-    assert.is_true(interpreted <= math.max(2, total * 0.08),
-      string.format("%d of %d samples in the interpreter: %s", interpreted, total, out))
+    assert_interpreted_at_most(doc, out, 0.08)
   end)
 
   -- Feast's online read: before, every call aborted its traces at a closed
@@ -89,12 +95,7 @@ describe("the predict path under LuaJIT", function()
   it("answers the Feast route as compiled traces from the request's start", function()
     local doc, out = watch_online("/get-online-features", { "WARM_ROUNDS=100", "ROUNDS=1500" })
     assert_no_lasting_aborts(doc)
-    local total = 0
-    for _, n in pairs(doc.states) do total = total + n end
-    assert.is_true(total >= 10, "too few profiler samples: " .. out)
-    local interpreted = doc.states.I or 0
-    assert.is_true(interpreted <= math.max(2, total * 0.03),
-      string.format("%d of %d samples in the interpreter: %s", interpreted, total, out))
+    assert_interpreted_at_most(doc, out, 0.03)
   end)
 
   -- A fresh answer per call: before, its tables were built by a function
