@@ -171,11 +171,14 @@ local MAX_REF_BYTES = 256
 
 -- The plain Feast read body, read by C into offsets (rows_json.feast):
 -- the features array's text names refs the general path has read and
--- checked before, kept per app (bounded). The body's tables are then the
--- entities' alone; lua-cjson and the finite check over every value took a
--- third of a one-entity read.
+-- checked before, kept per app. The body's tables are then the entities'
+-- alone; lua-cjson and the finite check over every value took a third of a
+-- one-entity read. What is kept is bounded in texts and in bytes (a text's
+-- whitespace is the client's to choose): a text longer than
+-- FEAST_TEXT_MAX is never kept, and past FEAST_REFS_MAX texts or
+-- FEAST_REFS_BYTES bytes all are forgotten at once.
 local rows_json = require("tycho.core.base").rows_json
-local FEAST_KEYS, FEAST_REFS_MAX = 1024, 1024
+local FEAST_KEYS, FEAST_REFS_MAX, FEAST_TEXT_MAX, FEAST_REFS_BYTES = 1024, 1024, 64 * 1024, 4 * 1024 * 1024
 local feast_read, feast_keys = rows_json.feast_read(), rows_json.feast_keys(FEAST_KEYS)
 local char_ptr = ffi.typeof("const char*")
 
@@ -225,11 +228,14 @@ local function feast_general(app, req, text)
     total = total + #list
   end
   M.check_count(app, total, "items", "entity keys")
-  if text then
-    if app.feast_refs_n >= FEAST_REFS_MAX then app.feast_refs, app.feast_refs_n = {}, 0 end
+  if text and #text <= FEAST_TEXT_MAX then
+    if app.feast_refs_n >= FEAST_REFS_MAX or app.feast_refs_bytes + #text > FEAST_REFS_BYTES then
+      app.feast_refs, app.feast_refs_n, app.feast_refs_bytes = {}, 0, 0
+    end
     -- (Loaded here: the feature store is not loaded at start-up.)
     local frozen = require("tycho.features.refs").frozen(body.features)
-    app.feast_refs[text], app.feast_refs_n = frozen, app.feast_refs_n + 1
+    app.feast_refs[text], app.feast_refs_n, app.feast_refs_bytes = frozen, app.feast_refs_n + 1,
+      app.feast_refs_bytes + #text
   end
   return body.features, body.entities, body.full_feature_names
 end
@@ -292,7 +298,7 @@ function M.app(opts)
   local app = setmetatable({ routes = {}, builtin_routes = {}, middleware = {}, opts = opts or {}, hosted = {},
                              experiments = {}, alerts = {}, limits = limits,
                              metrics = { requests = {}, latency = {}, predictions = {} },
-                             feast_refs = {}, feast_refs_n = 0 }, App)
+                             feast_refs = {}, feast_refs_n = 0, feast_refs_bytes = 0 }, App)
   app.schedules = {}  -- DAG files run by worker 0 (App:schedule)
   if app.opts.builtin ~= false then
     -- Built-in routes are searched after the app's own, which may replace them.

@@ -118,4 +118,16 @@ describe("the Feast read body's fast path", function()
     end
     assert.is_true(app.feast_refs_n <= 1024, tostring(app.feast_refs_n))
   end)
+
+  it("keeps no text past 64 KiB and no more than 4 MiB of texts, whatever the client's whitespace", function()
+    local padded = '{"features":["stats:trips"' .. string.rep(" ", 70000) .. '],"entities":{"driver_id":[1]}}'
+    local before = app.feast_refs_n
+    assert.equal(200, (twice(padded)))
+    assert.equal(before, app.feast_refs_n)
+    for i = 1, 200 do
+      local status = post('{"features":["stats:trips"' .. string.rep(" ", 30000 + i) .. '],"entities":{"driver_id":[1]}}')
+      assert.equal(200, status)
+      assert.is_true(app.feast_refs_bytes <= 4 * 1024 * 1024, tostring(app.feast_refs_bytes))
+    end
+  end)
 end)
