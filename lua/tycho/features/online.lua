@@ -218,6 +218,8 @@ end
 -- reads until the next commit, with no transaction of their own.
 -- opts.into: an earlier answer to overwrite when it has the same refs and
 -- entity count (a hot loop then allocates nothing per call); else ignored.
+-- Its feature names past the join key are the refs' already and are left
+-- as they are.
 function FS:online(refs, entity_keys, opts)
   local views, order, code = parse_refs(self, refs)
   if not views then return nil, order, code end
