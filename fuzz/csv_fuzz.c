@@ -187,11 +187,23 @@ static void parts_as_serial(const tz_csv_opts *o, size_t part)
         ra.n_more != rb.n_more)
         fail("read in parts: a different report");
     for (size_t i = 0; i < ra.n_issues; i++)
-        if (ra.issues[i].line != rb.issues[i].line || strcmp(ra.issues[i].message, rb.issues[i].message))
+        if (ra.issues[i].line != rb.issues[i].line || strcmp(ra.issues[i].message, rb.issues[i].message)) {
+            fprintf(stderr, "serially: line %ld: %s\nin parts: line %ld: %s\n", (long)ra.issues[i].line,
+                    ra.issues[i].message, (long)rb.issues[i].line, rb.issues[i].message);
             fail("read in parts: a different issue");
+        }
     size_t la, lb;
     char *ta = written(fa, o->delimiter, &la), *tb = written(fb, o->delimiter, &lb);
-    if (la != lb || memcmp(ta, tb, la)) fail("read in parts: a different frame");
+    if (la != lb || memcmp(ta, tb, la)) {
+        size_t d = 0;
+        while (d < la && d < lb && ta[d] == tb[d]) d++;
+        fprintf(stderr, "frames differ at byte %zu of %zu / %zu\n", d, la, lb);
+        fwrite(ta, 1, la, stderr);
+        fprintf(stderr, "\n----\n");
+        fwrite(tb, 1, lb, stderr);
+        fprintf(stderr, "\n");
+        fail("read in parts: a different frame");
+    }
     for (size_t j = 0; j < fa->n_cols; j++)
         if (fa->cols[j]->type != fb->cols[j]->type) fail("read in parts: a different column type");
     free(ta);

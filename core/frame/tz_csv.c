@@ -38,9 +38,13 @@ typedef struct reader {
     char *buf;
     size_t len, cap, pos;
     size_t off;             /* the file offset of buf[0] */
+    int peek;               /* records are read to be read again: quoted
+                               fields are left quoted (unquoting rewrites
+                               the buffer in place) */
     int eof;
     size_t line;            /* line number at pos */
     size_t record_line;     /* where the last record started */
+    size_t record_at;       /* and its file offset */
     char delim;
     span *fields;
     size_t n_fields, cap_fields;
@@ -168,9 +172,10 @@ static int next_record(reader *r, tz_err *err)
             continue;
         }
         r->record_line = r->line;
+        r->record_at = r->off + r->pos;
         r->line += lines;
         r->pos = end;
-        for (size_t k = 0; k < r->n_fields; k++) {
+        for (size_t k = 0; k < r->n_fields && !r->peek; k++) {
             span *f = &r->fields[k];
             if (f->len & UNQUOTE_LATER) f->len = unquote(f->p, f->len & ~UNQUOTE_LATER);
         }
@@ -523,7 +528,10 @@ static inline const char *fast_i64(const char *s, const char *end, int64_t *out)
      * adding them could overflow. */
     for (; s < end && (unsigned)(*s - '0') < 10; s++)
         if (s - first < 18) v = v * 10 + (*s - '0');
-    if (s == first || s - first > 18) return NULL;
+    /* A negative zero is left to the general path: an integer column
+     * keeps it as 0, but read in parts it may be read before the column
+     * is widened to doubles, where -0 stays -0 (part_line stops there). */
+    if (s == first || s - first > 18 || (neg && v == 0)) return NULL;
     *out = neg ? -v : v;
     return s;
 }
@@ -870,6 +878,19 @@ static int part_issue_add(csv_part *pt, size_t line, size_t got)
     return 0;
 }
 
+/* Whether a field is a negative zero integer ("-0", " -00 "), trimmed as
+ * parse_i64 trims it. */
+static int negative_zero(const span *f)
+{
+    const char *p = f->p;
+    size_t n = f->len;
+    trim(&p, &n);
+    if (n < 2 || *p != '-') return 0;
+    for (size_t i = 1; i < n; i++)
+        if (p[i] != '0') return 0;
+    return 1;
+}
+
 /* A record fast_line refused, when it is one line without quotes: split at
  * the delimiter and taken as the general path takes it — a row (nulls,
  * spaces, exponents, an integer column widened), nothing (a blank line) or
@@ -898,6 +919,11 @@ static const char *part_line(csv_part *pt, const char *p, char delim, size_t lin
     }
     if (nf == 1 && pt->fields[0].len == 0) return nl + 1;
     if (nf == pt->b.n_cols) {
+        /* A negative zero in an integer column: what it becomes depends on
+         * whether earlier parts widen the column, so the serial reader
+         * reads it, once they have joined. */
+        for (size_t j = 0; j < nf; j++)
+            if (pt->b.cols[j]->type == TZ_COL_I64 && negative_zero(&pt->fields[j])) return NULL;
         int rc = store_row(&pt->b, pt->fields, nf, line);
         if (rc == 0) return nl + 1;
         if (rc == -2) return NULL;
@@ -1211,7 +1237,12 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     if (!rc) rc = fill(&r, err);
     if (!rc && r.len >= 3 && !memcmp(r.buf, "\xEF\xBB\xBF", 3)) r.pos = 3;  /* UTF-8 byte order mark */
     if (!rc) rc = check_line_endings(&r, err);
+    /* Without a header the first record is read twice: for its width, then
+     * as data, from where it starts (after a byte order mark and blank
+     * lines; a fill while it is read keeps it, from its start). */
+    r.peek = o.no_header;
     int has = rc ? rc : next_record(&r, err);
+    r.peek = 0;
     if (has == 0) rc = tz_err_set(err, TZ_EINVAL, "%s is empty: no header and no rows", path);
     else if (has < 0) rc = has;
     if (!rc && o.unique_header && !o.no_header) rc = check_unique_header(&r, err);
@@ -1227,7 +1258,7 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
         }
         b.cols = b.frame->cols;
         b.n_cols = b.frame->n_cols;
-        if (o.no_header && !rc) r.pos = 0, r.line = 1;  /* the first record is data: read it again */
+        if (o.no_header && !rc) r.pos = r.record_at - r.off, r.line = r.record_line;  /* data: read it again */
     }
     if (!rc) rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, &sb, rep, err);
     close(r.fd);
