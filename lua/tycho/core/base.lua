@@ -122,18 +122,11 @@ end
 -- bytes), estimate(regs, p).
 M.hll = { add = C.tz_hll_add, add_f64 = C.tz_hll_add_f64, estimate = C.tz_hll_estimate }
 
-local number_buf = ffi.new("char[32]")  -- TZ_FMT_DOUBLE_MAX
-
---- A finite number as the shortest JSON text that reads back as it
--- (core/util/tz_fmt); NaN and infinities as null, as json.encode writes them.
-function M.json_number(v)
-  if v ~= v or v == math.huge or v == -math.huge then return "null" end
-  return ffi.string(number_buf, C.tz_fmt_double(number_buf, v))
-end
-
 local char_ptr = ffi.typeof("char *")
 
---- The same written straight into a string.buffer: no string per number.
+--- A finite number as the shortest JSON text that reads back as it
+-- (core/util/tz_fmt), written straight into a string.buffer (no string per
+-- number); NaN and infinities as null, as json.encode writes them.
 function M.put_json_number(buf, v)
   if v ~= v or v == math.huge or v == -math.huge then
     buf:put("null")

@@ -113,10 +113,8 @@ end
 -- The prediction table of row r of raw (k outputs a row), as
 -- pipe:predict(row) gives it.
 local function prediction_at(plan, raw, k, r)
-  local model = plan.model
-  local out = models.format_one(model, raw + r * k, k)
-  if plan.threshold then out.prediction = model.classes[out.probability >= plan.threshold and 2 or 1] end
-  return out
+  local prediction, probability = models.answer_of(plan.model, raw, r * k, k, plan.threshold)
+  return { prediction = prediction, probability = probability }
 end
 
 --- Predictions for parsed rows 0 .. n-1 in one kernel call: a list of
