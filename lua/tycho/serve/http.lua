@@ -190,12 +190,22 @@ local function features_text(body, n)
   return text
 end
 
+-- Entity key i of a body rows_json.feast read: a number or a string.
+local function feast_key(p, i)
+  local k = feast_keys[i]
+  if k.kind == rows_json.NUMBER then return k.number end
+  local text = ffi.string(p + k.at, k.len)  -- (not a tail call: see features_text)
+  return text
+end
+
 -- The entities of a body rows_json.feast read with n keys: { join_key = {k, ...} }.
+-- One key (the usual read) takes no loop: a loop that runs once per call
+-- is left on its first turn while LuaJIT settles, and its trace with it.
 local function feast_entities(body, n)
-  local p, list = ffi.cast(char_ptr, body), {}
-  for i = 0, n - 1 do
-    local k = feast_keys[i]
-    list[i + 1] = k.kind == rows_json.NUMBER and k.number or ffi.string(p + k.at, k.len)
+  local p = ffi.cast(char_ptr, body)
+  local list = n == 1 and { feast_key(p, 0) } or {}
+  if n > 1 then
+    for i = 0, n - 1 do list[i + 1] = feast_key(p, i) end
   end
   return { [ffi.string(p + feast_read.join_key_at, feast_read.join_key_len)] = list }
 end
