@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -810,9 +809,16 @@ static int reader_seek(reader *r, size_t off, tz_err *err)
  * path from where the part stopped to its end: so frames, reports and
  * errors are the serial reader's. A record that runs past a part's end (a
  * quoted line feed) leaves the later parts unused: the reader reads on
- * from there. */
+ * from there.
+ *
+ * The file is read (pread), not mapped, a window of WINDOW_PARTS parts at
+ * a time: a mapped file cut short while it is read kills the process with
+ * SIGBUS at the first page past its new end, where a read just ends early
+ * (the window then ends where the file does now). The window also bounds
+ * the memory the text takes, whatever the file's size. */
 
 #define PART_BYTES ((size_t)1 << 20)
+#define WINDOW_PARTS 64
 
 /* A record of a part refused as the serial reader refuses it: its line
  * (from the part's first), its width and the refused value with its
@@ -1052,28 +1058,60 @@ static int join_part(builder *b, csv_part *pt, size_t line)
 /* Reads the file from the reader's position to its end in parts (see
  * above), leaving the reader where the serial reader should go on: at the
  * end, or where a record ran past a part. 0, or a TZ_E* code. */
-static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, tz_csv_report *rep,
+/* Up to want bytes of the file from offset from into buf: how many there
+ * were (fewer at the file's end), or -1 with err set. */
+static ssize_t read_window(reader *r, char *buf, size_t from, size_t want, tz_err *err)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = pread(r->fd, buf + got, want - got, (off_t)(from + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", r->path, strerror(errno)), -1;
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* One window of the file from the reader's position (see above), read in
+ * parts, leaving the reader where the serial reader should go on: at the
+ * window's end (*again set when the file goes on past it), at the end, or
+ * where a record ran past a part. 0, or a TZ_E* code. */
+static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, tz_csv_report *rep, int *again,
                       tz_err *err)
 {
     size_t from = r->off + r->pos, part = o->part_bytes ? o->part_bytes : PART_BYTES;
     int threads = tz_pool_threads();
+    *again = 0;
     if ((!o->part_bytes && threads < 2) || size < from || (size - from) / 4 < part) return 0;
     for (size_t j = 0; j < b->n_cols; j++)
         if (b->cols[j]->type == TZ_COL_BOOL) return 0;
-    char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, r->fd, 0);
-    if (map == MAP_FAILED) return 0;
-    madvise(map, size, MADV_SEQUENTIAL);
-    size_t n_parts = (size - from) / part;
+    size_t want = size - from, window = part <= SIZE_MAX / WINDOW_PARTS ? part * WINDOW_PARTS : SIZE_MAX;
+    if (want > window) want = window;
+    char *text = malloc(want + 1);
+    if (!text) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    ssize_t got = read_window(r, text, from, want, err);
+    if (got < 0) { free(text); return TZ_EIO; }
+    /* A window short of the file ends after its last line feed; a file
+     * that ended early ends the window where it ends now. */
+    size_t len = (size_t)got;
+    int last = len < want || from + len == size;
+    if (!last) {
+        while (len > 0 && text[len - 1] != '\n') len--;
+    }
+    if (len / 4 < part) { free(text); return 0; }  /* what is left is the serial reader's */
+    text[len] = '\0';
+    size_t n_parts = len / part;
     if (n_parts > (size_t)threads * 4) n_parts = (size_t)threads * 4;
-    size_t step = (size - from) / n_parts;
+    size_t step = len / n_parts;
     csv_part *parts = calloc(n_parts, sizeof *parts);
     int *was = malloc((b->n_cols ? b->n_cols : 1) * sizeof *was);  /* column types before a part joins */
     parts_job job = { .parts = parts, .delim = r->delim };
     int rc = parts && was ? 0 : tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
     /* Cut after line feeds: part k ends where part k + 1 starts. */
-    const char *at = map + from, *end = map + size;
+    const char *at = text, *end = text + len;
     for (size_t k = 0; !rc && k < n_parts; k++) {
-        const char *cut = k + 1 == n_parts ? end : map + from + (k + 1) * step;
+        const char *cut = k + 1 == n_parts ? end : text + (k + 1) * step;
         if (cut < at) cut = at;
         const char *nl = cut < end && k + 1 < n_parts ? memchr(cut, '\n', (size_t)(end - cut)) : NULL;
         parts[k].start = at;
@@ -1111,15 +1149,16 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
         for (size_t i = 0; !rc && i < pt->n_more; i++) rc = row_issue(b, rep, o, r, line + pt->more_lines[i], 0, err);
         if (rc) break;
         r->line += pt->lines_done;
-        size_t stop = (size_t)(pt->stop - map), part_end = (size_t)(pt->end - map);
+        size_t stop = from + (size_t)(pt->stop - text), part_end = from + (size_t)(pt->end - text);
         rc = reader_seek(r, stop, err);
         if (!rc && stop < part_end) rc = read_records(r, b, o, rep, part_end, err);
         if (!rc && r->off + r->pos != part_end) break;  /* a record ran on into the next part */
+        if (k + 1 == n_parts) *again = !last;
     }
     for (size_t k = 0; parts && k < n_parts; k++) part_free(&parts[k], b->n_cols);
     free(parts);
     free(was);
-    munmap(map, size);
+    free(text);
     return rc;
 }
 
@@ -1183,7 +1222,8 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     }
     free(tmp);
     sample_free(&s);
-    if (rc == 0 && S_ISREG(sb->st_mode)) rc = read_parts(r, b, o, (size_t)sb->st_size, rep, err);
+    for (int again = S_ISREG(sb->st_mode); rc == 0 && again;)
+        rc = read_parts(r, b, o, (size_t)sb->st_size, rep, &again, err);
     return rc ? rc : read_records(r, b, o, rep, SIZE_MAX, err);
 }
 
