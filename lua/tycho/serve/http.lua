@@ -332,9 +332,9 @@ function M.app(opts)
       local h = app.hosted[req.params.name] or M.error(404, "not_found", "no hosted model '" .. req.params.name .. "'")
       return h:describe()
     end)
-    app:post("/v1/models/{name}:predict", function(req)
-      return protocols.predict(app, M, req)
-    end)  -- not read-only: it writes the prediction log and experiment exposures
+    app.predict_handler = function(req) return protocols.predict(app, M, req) end
+    -- Not read-only: it writes the prediction log and experiment exposures.
+    app:post("/v1/models/{name}:predict", app.predict_handler)
     app:get("/metrics", function() return 200, { ["Content-Type"] = "text/plain; version=0.0.4" }, M.prometheus(app) end)
     require("tycho.serve.watch").add(app, M)
     require("tycho.serve.registry_routes").add(app, M)
@@ -649,6 +649,37 @@ function App:handler(token)
     if req._token then internal.http_respond(req._token, status, headers, body) end
     return status, headers, body
   end
+end
+
+-- A model name that is its own path segment, byte for byte: the router
+-- decodes percent-escapes, a direct route compares the raw path.
+local PLAIN_NAME = "^[%w._~-]+$"
+
+--- The direct routes for core/lua/lua_http.c (the server answers them
+-- without the request table or the router): each hosted model's KServe V1
+-- `:predict`, answered by the fast path when the body is full numeric
+-- instances (protocols.predict_direct) and recorded in the metrics as the
+-- route would be; any other body goes on to the route. None with a token,
+-- middleware or an access log, which need the request; none for a path an
+-- app route takes.
+function App:direct_routes(token)
+  local list = {}
+  if token or #self.middleware > 0 or self.access_log then return list end
+  local metrics = self.metrics
+  for name in pairs(self.hosted) do
+    local path = "/v1/models/" .. name .. ":predict"
+    local route = type(name) == "string" and name:match(PLAIN_NAME) and find_route(self, "POST", path)
+    if route and route.handler == self.predict_handler then
+      local route_name = route.method .. " " .. route.path
+      list[#list + 1] = { method = "POST", path = path, fn = function(body)
+        local started = monotonic()
+        local answer = protocols.predict_direct(self, name, body)
+        if answer then observe(metrics, route_name, 200, monotonic() - started) end
+        return answer
+      end }
+    end
+  end
+  return list
 end
 
 -- ---- metrics (Prometheus text format) ----------------------------------------------

@@ -156,20 +156,25 @@ local count_key = require("tycho.util.memo").joined("\0")
 
 -- Full numeric instances straight from the body (Hosted:predict_dense), or
 -- nil: the general path then answers the request.
-local function predict_dense(app, req, pin)
-  local h = app.hosted[req.params.name]
+local function predict_dense(app, name, body, pin)
+  local h = app.hosted[name]
   if not h then return nil end
-  local preds, ids, version = h:predict_dense(req.body, app.log, pin, app.limits.items)
+  local preds, ids, version = h:predict_dense(body, app.log, pin, app.limits.items)
   if not preds then return nil end
   local counts, key = app.metrics.predictions, count_key(h.name, version.version)
   counts[key] = (counts[key] or 0) + #preds
   return answer_text(preds, ids, version.version)
 end
 
+--- The fast path's answer to a `:predict` body for hosted model name (the
+-- JSON text), or nil when the request needs the general path, M.predict:
+-- what a direct route (App:direct_routes) answers without the router.
+function M.predict_direct(app, name, body) return predict_dense(app, name, body, nil) end
+
 --- KServe V1 / TF Serving `:predict` (rows as "instances", or columns as
 -- "inputs"); pin: the version or label the path names, if any.
 function M.predict(app, http, req, pin)
-  local answer = predict_dense(app, req, pin)
+  local answer = predict_dense(app, req.params.name, req.body, pin)
   if answer then return 200, http.JSON_HEADERS, answer end
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end

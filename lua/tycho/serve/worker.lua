@@ -122,6 +122,7 @@ function M.worker(opts)
   if opts.worker == 0 and #app.schedules > 0 then
     app.scheduler = dag.scheduler(app.schedules, { store = home }):start()
   end
+  opts.direct = app:direct_routes(token)
   local ok, err = internal.http_serve(opts, app:handler(token))
   -- Drained: the predictions still buffered go to the log before the exit.
   if app.flush_log then app.flush_log() end

@@ -35,25 +35,43 @@ describe("the predict path under LuaJIT", function()
       string.format("%d of %d samples in the interpreter: %s", interpreted, total, out))
   end
 
-  it("aborts no trace and stays out of the interpreter once warm", function()
-    local row = assert(frame.read_csv("../shared/data/spam.csv")):row(1)
-    row.label = nil
-    -- Enough rounds for some 150 profiler samples: with fewer, a handful in
-    -- the interpreter swings the share past the bound by chance.
-    local out = watch("/v1/models/plain:predict", { instances = { row } }, { "WARM_ROUNDS=150", "ROUNDS=600" })
-    local doc = assert(json.decode(out:match("{.*}") or ""), out)
-    -- A root trace begun in a small function can meet a caller's loop
-    -- ("leaving loop") or a loop of its own ("inner loop": the logged
-    -- inputs' closure, one request in 20, before row_table's loop over the
-    -- columns) once while LuaJIT settles where traces start: it starts them
-    -- elsewhere and nothing runs interpreted for it. Any other abort, or one
-    -- of those again and again, is a path that does not compile.
+  -- Aborts that last: any but a root trace begun in a small function that
+  -- meets a caller's loop ("leaving loop") or a loop of its own ("inner
+  -- loop": the logged inputs' closure, one request in 20, before
+  -- row_table's loop over the columns) once while LuaJIT settles where
+  -- traces start: it starts them elsewhere and nothing runs interpreted for
+  -- it. Any other abort, or one of those again and again, is a path that
+  -- does not compile.
+  local function lasting_aborts(doc)
     local lasting = {}
     for where, n in pairs(doc.aborts) do
       local settling = where:find("leaving loop in root trace", 1, true) or where:find("inner loop in root trace", 1, true)
       if n > 1 or not settling then lasting[where] = n end
     end
-    assert.same({}, lasting)
+    return lasting
+  end
+
+  local function spam_row()
+    local row = assert(frame.read_csv("../shared/data/spam.csv")):row(1)
+    row.label = nil
+    return row
+  end
+
+  it("aborts no trace and stays out of the interpreter once warm", function()
+    -- Enough rounds for some 150 profiler samples: with fewer, a handful in
+    -- the interpreter swings the share past the bound by chance.
+    local out = watch("/v1/models/plain:predict", { instances = { spam_row() } }, { "WARM_ROUNDS=150", "ROUNDS=600" })
+    local doc = assert(json.decode(out:match("{.*}") or ""), out)
+    assert.same({}, lasting_aborts(doc))
+    assert_interpreted_at_most(doc, out, 0.08)
+  end)
+
+  -- The same request as the server answers it by its direct route
+  -- (core/lua/lua_http.c): the body alone, no request table or router.
+  it("answers the direct route as compiled traces", function()
+    local out = watch("direct", { instances = { spam_row() } }, { "WARM_ROUNDS=150", "ROUNDS=600" })
+    local doc = assert(json.decode(out:match("{.*}") or ""), out)
+    assert.same({}, lasting_aborts(doc))
     assert_interpreted_at_most(doc, out, 0.08)
   end)
 

@@ -1,0 +1,98 @@
+-- Direct routes (core/lua/lua_http.c, App:direct_routes): a hosted model's
+-- :predict with full numeric instances is answered without the request
+-- table or the router; the answer, the metrics and the prediction log are
+-- the route's, and any other request takes the route.
+local testing = require "tycho.testing"
+local tycho = require "tycho"
+local http = require "tycho.serve.http"
+local internal = require "tycho.internal"
+
+describe("direct routes", function()
+  local home, srv
+  local instance = assert(tycho.frame.read_csv("../shared/data/spam.csv")):drop("label"):row(3)
+  setup(function()
+    home = dofile("tests/lua/fixtures/spam_home.lua")({ "plain", "mine" })
+    -- One worker: its /metrics counts every request.
+    srv = testing.serve("tests/lua/fixtures/direct_app.lua", { "--workers", "1" }, { env = { "TYCHO_HOME=" .. home } })
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    testing.rmrf(home)
+  end)
+
+  local function predict(model, inst, query)
+    return testing.request(srv.port, "POST", "/v1/models/" .. model .. ":predict" .. (query or ""),
+      { body = { instances = { inst } } })
+  end
+  local function with(extra)
+    local inst = {}
+    for k, v in pairs(instance) do inst[k] = v end
+    for k, v in pairs(extra) do inst[k] = v end
+    return inst
+  end
+  local function counter(metrics, pattern)
+    return tonumber(metrics:match(pattern) or 0)
+  end
+
+  it("answers full numeric instances as the route does", function()
+    local status, headers, _, direct = predict("plain", instance)
+    assert.equal(200, status)
+    assert.matches("application/json", headers["content-type"], 1, true)
+    -- A nested extra is the route's to read (the fast path leaves it), a
+    -- query string too: the same prediction either way.
+    local s2, _, _, routed = predict("plain", with { meta = { source = "spec" } })
+    local s3, _, _, queried = predict("plain", instance, "?trace=1")
+    assert.same({ 200, 200 }, { s2, s3 })
+    assert.same(routed.predictions, direct.predictions)
+    assert.same(queried.predictions, direct.predictions)
+    assert.same({ "1.0.0", { "1.0.0" } }, { direct.model_version, direct.model_versions })
+    assert.equal(1, #direct.prediction_ids)
+    assert.are_not.equal(direct.prediction_ids[1], routed.prediction_ids[1])
+  end)
+
+  it("counts its requests and predictions in /metrics as the route's", function()
+    local _, _, before = testing.request(srv.port, "GET", "/metrics")
+    for _ = 1, 5 do assert.equal(200, (predict("plain", instance))) end
+    local _, _, after = testing.request(srv.port, "GET", "/metrics")
+    local route = 'tycho_http_requests_total{route="POST /v1/models/{name}:predict",status="200"} (%d+)'
+    local predictions = 'tycho_predictions_total{model="plain",version="1.0.0"} (%d+)'
+    assert.equal(5, counter(after, route) - counter(before, route))
+    assert.equal(5, counter(after, predictions) - counter(before, predictions))
+  end)
+
+  it("logs its predictions: feedback finds them by id", function()
+    local _, _, _, doc = predict("plain", instance)
+    local status, _, _, fb = testing.request(srv.port, "POST", "/v1/feedback",
+      { body = { prediction_id = doc.prediction_ids[1], outcome = 1 } })
+    assert.equal(200, status)
+    assert.equal(1, fb.accepted + fb.pending)
+  end)
+
+  it("leaves a path that an app route takes to that route", function()
+    local status, _, _, doc = predict("mine", instance)
+    assert.equal(200, status)
+    assert.equal("the app's route", doc.answered_by)
+  end)
+
+  it("is not made where the request is needed: a token, middleware, an access log", function()
+    local app = http.app()
+    app:model("plain", { alias = "production" })
+    assert.equal(1, #app:direct_routes())
+    assert.same({}, app:direct_routes("secret"))
+    app.access_log = io.stderr
+    assert.same({}, app:direct_routes())
+    app.access_log = nil
+    app:use(function(req, next) return next(req) end)
+    assert.same({}, app:direct_routes())
+    local odd = http.app()
+    odd:model("a b", { alias = "production" })  -- not its own path segment
+    assert.same({}, odd:direct_routes())
+  end)
+
+  it("refuses a malformed direct route before serving", function()
+    local ok, err = pcall(internal.http_serve, { port = 0, direct = { { method = "POST", path = "/x" } } },
+      function() end)
+    assert.is_false(ok)
+    assert.matches("direct route 1 needs a method, a path", err, 1, true)
+  end)
+end)
