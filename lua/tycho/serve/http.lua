@@ -250,12 +250,34 @@ local function feast_general(app, req, text)
   return body.features, body.entities, body.full_feature_names
 end
 
+-- A plain Feast body read by C: the remembered refs of its features array
+-- (nil when that text was not seen, or the body is not plain), its number
+-- of entity keys and the array's text.
+local function feast_known(app, body)
+  local n = rows_json.feast(body, #body, feast_read, feast_keys, FEAST_KEYS)
+  local text = features_text(body, n)
+  return text and app.feast_refs[text], n, text
+end
+
+-- The answer's JSON text, or nil, message, code.
+local function online_answer(app, refs, entities, full_names)
+  -- The worker's last answer is overwritten when the shape repeats: it is
+  -- encoded before the next request runs, and serving allocates less.
+  -- (Not while requests may wait: two would share it.)
+  local into = not suspend.enabled and app.online_answer or nil
+  local res, err, code = M.feature_store(app):online(refs, entities, { into = into })
+  if not res then return nil, err, code end
+  if not suspend.enabled then app.online_answer = res end
+  online_answer_json = online_answer_json or require("tycho.features.online").answer_json
+  -- Feast answers bare feature names unless full names are asked for.
+  local text = online_answer_json(res, full_names)
+  return text
+end
+
 -- Feast feature server: POST /get-online-features.
 local function get_online_features(app, req)
   local body = req.body or ""
-  local n = rows_json.feast(body, #body, feast_read, feast_keys, FEAST_KEYS)
-  local text = features_text(body, n)
-  local refs = text and app.feast_refs[text]
+  local refs, n, text = feast_known(app, body)
   local entities, full_names
   if refs then
     M.check_count(app, n, "items", "entity keys")
@@ -263,16 +285,18 @@ local function get_online_features(app, req)
   else
     refs, entities, full_names = feast_general(app, req, text)
   end
-  -- The worker's last answer is overwritten when the shape repeats: it is
-  -- encoded before the next request runs, and serving allocates less.
-  -- (Not while requests may wait: two would share it.)
-  local into = not suspend.enabled and app.online_answer or nil
-  local res, err, code = M.feature_store(app):online(refs, entities, { into = into })
-  online_answer_json = online_answer_json or require("tycho.features.online").answer_json
-  if not res then M.fail(err, code) end
-  if not suspend.enabled then app.online_answer = res end
-  -- Feast answers bare feature names unless full names are asked for.
-  return 200, JSON_HEADERS, online_answer_json(res, full_names)
+  local answer, err, code = online_answer(app, refs, entities, full_names)
+  if not answer then M.fail(err, code) end
+  return 200, JSON_HEADERS, answer
+end
+
+-- The same read as a direct route (App:direct_routes): a known plain body
+-- within the app's limits, or nil for the route to read, refuse or report.
+local function feast_direct(app, body)
+  local refs, n = feast_known(app, body)
+  if not refs or n > app.limits.items then return nil end
+  local answer = online_answer(app, refs, feast_entities(body, n), feast_read.full_names == 1)
+  return answer
 end
 
 -- Feast feature server: POST /push.
@@ -341,7 +365,8 @@ function M.app(opts)
     require("tycho.serve.console_routes").add(app, M)
     protocols.add(app, M)
     app.adding_builtins = nil
-    app:post("/get-online-features", function(req) return get_online_features(app, req) end, { read_only = true })
+    app.feast_handler = function(req) return get_online_features(app, req) end
+    app:post("/get-online-features", app.feast_handler, { read_only = true })
     app:get("/v1/features", function() return { views = M.feature_store(app):list() } end)
     app:get("/v1/features/{view}", function(req)
       local fs = M.feature_store(app)
@@ -655,29 +680,42 @@ end
 -- decodes percent-escapes, a direct route compares the raw path.
 local PLAIN_NAME = "^[%w._~-]+$"
 
+-- A direct route of method and path answered by answer(body) -> text or
+-- nil, recorded in the metrics as the route there (whose handler must be
+-- builtin: an app route that takes the path keeps it).
+local function direct_route(app, list, method, path, builtin, answer)
+  local route = find_route(app, method, path)
+  if not (route and builtin and route.handler == builtin) then return end
+  local metrics, route_name = app.metrics, route.method .. " " .. route.path
+  list[#list + 1] = { method = method, path = path, fn = function(body)
+    local started = monotonic()
+    local text = answer(body)
+    if text then observe(metrics, route_name, 200, monotonic() - started) end
+    return text
+  end }
+end
+
 --- The direct routes for core/lua/lua_http.c (the server answers them
--- without the request table or the router): each hosted model's KServe V1
--- `:predict`, answered by the fast path when the body is full numeric
--- instances (protocols.predict_direct) and recorded in the metrics as the
--- route would be; any other body goes on to the route. None with a token,
--- middleware or an access log, which need the request; none for a path an
--- app route takes.
+-- without the request table or the router, and any body their fast path
+-- does not take goes on to the route): each hosted model's KServe V1
+-- `:predict` for full numeric instances (protocols.predict_direct), and
+-- Feast's `/get-online-features` for a plain body whose features array
+-- was seen before. None with middleware or an access log, which need the
+-- request; no `:predict` with a token (it writes, so it checks the
+-- token); no Feast read while reads may wait (a cluster's online store:
+-- a direct route answers at once); none for a path an app route takes.
 function App:direct_routes(token)
   local list = {}
-  if token or #self.middleware > 0 or self.access_log then return list end
-  local metrics = self.metrics
+  if #self.middleware > 0 or self.access_log then return list end
   for name in pairs(self.hosted) do
-    local path = "/v1/models/" .. name .. ":predict"
-    local route = type(name) == "string" and name:match(PLAIN_NAME) and find_route(self, "POST", path)
-    if route and route.handler == self.predict_handler then
-      local route_name = route.method .. " " .. route.path
-      list[#list + 1] = { method = "POST", path = path, fn = function(body)
-        local started = monotonic()
-        local answer = protocols.predict_direct(self, name, body)
-        if answer then observe(metrics, route_name, 200, monotonic() - started) end
-        return answer
-      end }
+    if not token and type(name) == "string" and name:match(PLAIN_NAME) then
+      direct_route(self, list, "POST", "/v1/models/" .. name .. ":predict", self.predict_handler,
+        function(body) return protocols.predict_direct(self, name, body) end)
     end
+  end
+  if not suspend.enabled then
+    direct_route(self, list, "POST", "/get-online-features", self.feast_handler,
+      function(body) return feast_direct(self, body) end)
   end
   return list
 end

@@ -1,7 +1,8 @@
 -- Direct routes (core/lua/lua_http.c, App:direct_routes): a hosted model's
--- :predict with full numeric instances is answered without the request
--- table or the router; the answer, the metrics and the prediction log are
--- the route's, and any other request takes the route.
+-- :predict with full numeric instances, and a Feast read whose features
+-- were asked for before, are answered without the request table or the
+-- router; the answer, the metrics and the prediction log are the route's,
+-- and any other request takes the route.
 local testing = require "tycho.testing"
 local tycho = require "tycho"
 local http = require "tycho.serve.http"
@@ -74,11 +75,44 @@ describe("direct routes", function()
     assert.equal("the app's route", doc.answered_by)
   end)
 
-  it("is not made where the request is needed: a token, middleware, an access log", function()
+  it("answers a Feast read it has seen the features of, as the route does", function()
+    local refs = { "email_stats:make", "email_stats:address", "email_stats:free" }
+    local function read(keys)
+      return testing.request(srv.port, "POST", "/get-online-features",
+        { body = { features = refs, entities = { email_id = keys } } })
+    end
+    local _, _, before = testing.request(srv.port, "GET", "/metrics")
+    -- The first read of these features is the route's; it remembers them.
+    local s1, _, first = read({ "email-00001" })
+    local s2, headers, again = read({ "email-00001" })
+    assert.same({ 200, 200 }, { s1, s2 })
+    assert.matches("application/json", headers["content-type"], 1, true)
+    assert.equal(first, again)
+    local s3, _, _, doc = read({ "email-00002", "nobody" })
+    assert.equal(200, s3)
+    -- (The example's rows are older than their view's ttl: found, and stale.)
+    assert.same({ "OUTSIDE_MAX_AGE", "NOT_FOUND" }, doc.results[2].statuses)
+    -- Over the app's limit: the route refuses it, seen or not.
+    local s4, _, _, refused = read({ "a", "b", "c", "d" })
+    assert.equal(413, s4)
+    assert.matches("4 entity keys in one request", refused.error.message, 1, true)
+    local _, _, after = testing.request(srv.port, "GET", "/metrics")
+    local route = 'tycho_http_requests_total{route="POST /get%-online%-features",status="200"} (%d+)'
+    assert.equal(3, counter(after, route) - counter(before, route))
+  end)
+
+  it("is not made where the request is needed: middleware, an access log, a token for :predict", function()
     local app = http.app()
     app:model("plain", { alias = "production" })
-    assert.equal(1, #app:direct_routes())
-    assert.same({}, app:direct_routes("secret"))
+    local function paths(list)
+      local out = {}
+      for i, d in ipairs(list) do out[i] = d.method .. " " .. d.path end
+      table.sort(out)
+      return out
+    end
+    assert.same({ "POST /get-online-features", "POST /v1/models/plain:predict" }, paths(app:direct_routes()))
+    -- The Feast read is read-only: a token does not guard it.
+    assert.same({ "POST /get-online-features" }, paths(app:direct_routes("secret")))
     app.access_log = io.stderr
     assert.same({}, app:direct_routes())
     app.access_log = nil
@@ -86,7 +120,7 @@ describe("direct routes", function()
     assert.same({}, app:direct_routes())
     local odd = http.app()
     odd:model("a b", { alias = "production" })  -- not its own path segment
-    assert.same({}, odd:direct_routes())
+    assert.same({ "POST /get-online-features" }, paths(odd:direct_routes()))
   end)
 
   it("refuses a malformed direct route before serving", function()
