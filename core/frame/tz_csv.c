@@ -1055,9 +1055,6 @@ static int join_part(builder *b, csv_part *pt, size_t line)
     return 0;
 }
 
-/* Reads the file from the reader's position to its end in parts (see
- * above), leaving the reader where the serial reader should go on: at the
- * end, or where a record ran past a part. 0, or a TZ_E* code. */
 /* Up to want bytes of the file from offset from into buf: how many there
  * were (fewer at the file's end), or -1 with err set. */
 static ssize_t read_window(reader *r, char *buf, size_t from, size_t want, tz_err *err)
@@ -1096,9 +1093,7 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
      * that ended early ends the window where it ends now. */
     size_t len = (size_t)got;
     int last = len < want || from + len == size;
-    if (!last) {
-        while (len > 0 && text[len - 1] != '\n') len--;
-    }
+    while (!last && len > 0 && text[len - 1] != '\n') len--;
     if (len / 4 < part) { free(text); return 0; }  /* what is left is the serial reader's */
     text[len] = '\0';
     size_t n_parts = len / part;

@@ -288,54 +288,54 @@ static unsigned opt_uint(lua_State *L, int t, const char *name)
     return v;
 }
 
-/* http_serve(opts, handler) -> true | nil, message
- * opts: host, port, reuseport, max_header_bytes, max_body_bytes,
- * idle_timeout_ms, request_timeout_ms, on_listen (function(port), optional). */
-/* opts.direct (at index 1), checked whole before the server starts: a
- * bad entry raises, so no route is half taken. */
+/* Direct route i of the list at the top of the stack, checked: pushes its
+ * method, path and fn, and gives the method's and path's bytes. */
+static void push_direct_route(lua_State *L, int i, const char **m, size_t *ml, const char **p, size_t *pl)
+{
+    lua_rawgeti(L, -1, i);
+    if (!lua_istable(L, -1)) luaL_error(L, "http_serve: direct route %d is not a table", i);
+    lua_getfield(L, -1, "method");
+    lua_getfield(L, -2, "path");
+    lua_getfield(L, -3, "fn");
+    lua_remove(L, -4);
+    *m = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, ml) : NULL;
+    *p = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, pl) : NULL;
+    if (!*m || *ml == 0 || *ml >= sizeof ((direct_route *)0)->method || !*p || *pl == 0 ||
+        *pl >= MAX_DIRECT_PATH || !lua_isfunction(L, -1))
+        luaL_error(L, "http_serve: direct route %d needs a method, a path (under %d bytes) and a function", i,
+                   MAX_DIRECT_PATH);
+}
+
+/* opts.direct (opts at index 1), checked whole before anything is kept: a
+ * bad entry raises with no route half taken. */
 static void read_direct_routes(lua_State *L, serve_ctx *ctx)
 {
+    const char *m, *p;
+    size_t ml, pl;
     lua_getfield(L, 1, "direct");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return;
     }
     luaL_checktype(L, -1, LUA_TTABLE);
-    size_t n = lua_objlen(L, -1);
+    int n = (int)lua_objlen(L, -1);
     if (n > MAX_DIRECT_ROUTES) luaL_error(L, "http_serve: more than %d direct routes", MAX_DIRECT_ROUTES);
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, (int)i);
-        if (!lua_istable(L, -1)) luaL_error(L, "http_serve: direct route %d is not a table", (int)i);
-        lua_getfield(L, -1, "method");
-        lua_getfield(L, -2, "path");
-        lua_getfield(L, -3, "fn");
-        size_t ml = 0, pl = 0;
-        const char *m = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &ml) : NULL;
-        const char *p = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &pl) : NULL;
-        if (!m || ml == 0 || ml >= sizeof ctx->direct->method || !p || pl == 0 || pl >= MAX_DIRECT_PATH ||
-            !lua_isfunction(L, -1))
-            luaL_error(L, "http_serve: direct route %d needs a method, a path (under %d bytes) and a function",
-                       (int)i, MAX_DIRECT_PATH);
-        lua_pop(L, 4);
+    for (int i = 1; i <= n; i++) {
+        push_direct_route(L, i, &m, &ml, &p, &pl);
+        lua_pop(L, 3);
     }
-    ctx->direct = n ? calloc(n, sizeof *ctx->direct) : NULL;
+    ctx->direct = n ? calloc((size_t)n, sizeof *ctx->direct) : NULL;
     if (n && !ctx->direct) luaL_error(L, "http_serve: out of memory");
-    for (size_t i = 1; i <= n; i++) {
+    for (int i = 1; i <= n; i++) {
         direct_route *d = &ctx->direct[i - 1];
-        lua_rawgeti(L, -1, (int)i);
-        lua_getfield(L, -1, "method");
-        lua_getfield(L, -2, "path");
-        size_t ml, pl;
-        const char *m = lua_tolstring(L, -2, &ml), *p = lua_tolstring(L, -1, &pl);
+        push_direct_route(L, i, &m, &ml, &p, &pl);
         memcpy(d->method, m, ml);
         memcpy(d->path, p, pl);
         d->path_len = pl;
+        d->ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* pops fn */
         lua_pop(L, 2);
-        lua_getfield(L, -1, "fn");
-        d->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        lua_pop(L, 1);
     }
-    ctx->n_direct = n;
+    ctx->n_direct = (size_t)n;
     lua_pop(L, 1);
 }
 
@@ -347,6 +347,10 @@ static void free_direct_routes(lua_State *L, serve_ctx *ctx)
     ctx->n_direct = 0;
 }
 
+/* http_serve(opts, handler) -> true | nil, message
+ * opts: host, port, reuseport, max_header_bytes, max_body_bytes,
+ * idle_timeout_ms, request_timeout_ms, on_listen (function(port), optional),
+ * direct (the direct routes, optional: see the top of this file). */
 static int l_http_serve(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
