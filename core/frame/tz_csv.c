@@ -45,6 +45,8 @@ typedef struct reader {
     size_t record_line;     /* where the last record started */
     size_t record_at;       /* and its file offset */
     char delim;
+    char *window;           /* read_parts' text, kept for the next window */
+    size_t window_cap;
     span *fields;
     size_t n_fields, cap_fields;
 } reader;
@@ -393,20 +395,6 @@ typedef struct builder {
 
 static size_t width(int type) { return type == TZ_COL_BOOL ? 1 : type == TZ_COL_STR ? 4 : 8; }
 
-/* Maps the pages of a fresh array in one call: touching them one by one
- * costs a page fault each, which dominated parsing time on virtual
- * machines. Best effort: older kernels lack MADV_POPULATE_WRITE. */
-static void prefault(void *p, size_t len)
-{
-#ifdef MADV_POPULATE_WRITE
-    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1), end = ((uintptr_t)p + len) & ~(page - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_POPULATE_WRITE);
-#else
-    (void)p;
-    (void)len;
-#endif
-}
-
 static int grow_rows(builder *b, size_t want)
 {
     size_t cap = b->cap + b->cap / 2;
@@ -419,7 +407,7 @@ static int grow_rows(builder *b, size_t want)
         if (v) c->valid = v;
         if (!d || !v) return -1;
         memset(c->valid + (c->cap + 7) / 8, 0, (cap + 7) / 8 - (c->cap + 7) / 8);
-        prefault((char *)d + c->cap * width(c->type), (cap - c->cap) * width(c->type));
+        tz_advise_huge(d, cap * width(c->type));
         c->cap = cap;
     }
     b->cap = cap;
@@ -1085,16 +1073,24 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
         if (b->cols[j]->type == TZ_COL_BOOL) return 0;
     size_t want = size - from, window = part <= SIZE_MAX / WINDOW_PARTS ? part * WINDOW_PARTS : SIZE_MAX;
     if (want > window) want = window;
-    char *text = malloc(want + 1);
-    if (!text) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+    if (r->window_cap < want + 1) {
+        /* One buffer for every window: a fresh one's pages would be
+         * faulted in and zeroed again for each. */
+        free(r->window);
+        r->window_cap = 0;
+        if (!(r->window = malloc(want + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+        r->window_cap = want + 1;
+        tz_advise_huge(r->window, want + 1);
+    }
+    char *text = r->window;
     ssize_t got = read_window(r, text, from, want, err);
-    if (got < 0) { free(text); return TZ_EIO; }
+    if (got < 0) return TZ_EIO;
     /* A window short of the file ends after its last line feed; a file
      * that ended early ends the window where it ends now. */
     size_t len = (size_t)got;
     int last = len < want || from + len == size;
     while (!last && len > 0 && text[len - 1] != '\n') len--;
-    if (len / 4 < part) { free(text); return 0; }  /* what is left is the serial reader's */
+    if (len / 4 < part) return 0;  /* what is left is the serial reader's */
     text[len] = '\0';
     size_t n_parts = len / part;
     if (n_parts > (size_t)threads * 4) n_parts = (size_t)threads * 4;
@@ -1153,7 +1149,6 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
     for (size_t k = 0; parts && k < n_parts; k++) part_free(&parts[k], b->n_cols);
     free(parts);
     free(was);
-    free(text);
     return rc;
 }
 
@@ -1298,6 +1293,7 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     if (!rc) rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, &sb, rep, err);
     close(r.fd);
     free(r.buf);
+    free(r.window);
     free(r.fields);
     if (b.frame && !rc) {
         finish_columns(&b);

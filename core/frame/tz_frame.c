@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- dictionaries: arena of strings + open-addressing hash of codes ----- */
 
@@ -149,6 +150,14 @@ static size_t type_width(int type)
     }
 }
 
+#define HUGE_ADVICE_BYTES ((size_t)4 << 20)  /* two huge pages: smaller arrays gain little */
+
+void tz_advise_huge(void *p, size_t len)
+{
+    uintptr_t page = 4096, start = (uintptr_t)p & ~(page - 1), end = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    if (p && len >= HUGE_ADVICE_BYTES) madvise((void *)start, end - start, MADV_HUGEPAGE);
+}
+
 tz_column *tz_column_new(const char *name, int type, size_t n)
 {
     tz_column *c = calloc(1, sizeof *c);
@@ -159,6 +168,7 @@ tz_column *tz_column_new(const char *name, int type, size_t n)
     c->n = n;
     c->cap = cap;
     c->data = calloc(cap, type_width(type));
+    tz_advise_huge(c->data, cap * type_width(type));
     c->valid = calloc((cap + 7) / 8, 1);
     c->null_count = n;
     c->refs = 1;

@@ -53,6 +53,15 @@ typedef struct tz_frame {
 
 /* ---- columns ---------------------------------------------------------- */
 
+/* Asks for huge pages behind a large array (a column's values, a reader's
+ * text) before it is first written: on virtual machines each 4 KiB page's
+ * first touch cost more than parsing its values (page faults took 45 % of
+ * reading 1M rows of 59 columns). The advice covers the array's whole
+ * pages, so an array glibc mapped on its own stays one mapping that
+ * realloc can still move with mremap. Best effort: ignored below 4 MiB and
+ * by kernels without transparent huge pages. */
+void tz_advise_huge(void *p, size_t len);
+
 /* A column of n rows, every value null (zeroed; f64 are NaN). */
 tz_column *tz_column_new(const char *name, int type, size_t n);
 void tz_column_ref(tz_column *c);
