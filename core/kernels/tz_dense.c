@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
+
+#include "util/tz_pool.h"
 
 /* Operation op with a, b on one value. */
 static inline double apply_one(int op, double v, double a, double b)
@@ -26,13 +29,53 @@ void tz_dense_apply(double *x, int n, const int *op, const int *at, const double
     for (int i = 0; i < n; i++) x[at[i]] = apply_one(op[i], x[at[i]], a[i], b[i]);
 }
 
-void tz_dense_apply_columns(double *const *cols, size_t n_rows, int n, const int *op, const int *at,
-                            const double *a, const double *b)
+typedef struct block_job {
+    const double *const *src;
+    size_t lo, n;
+    double *const *scratch;
+    const double **out;
+    int n_ops;
+    const int *op, *at;
+    const double *a, *b;
+} block_job;
+
+static int any_nan(const double *x, size_t n)
 {
-    for (int i = 0; i < n; i++) {
-        double *col = cols[at[i]];
-        for (size_t r = 0; r < n_rows; r++) col[r] = apply_one(op[i], col[r], a[i], b[i]);
+    int nan = 0;
+    for (size_t r = 0; r < n; r++) nan |= x[r] != x[r];
+    return nan;
+}
+
+static void block_task(void *ctx, size_t task, int worker)
+{
+    (void)worker;
+    const block_job *jb = ctx;
+    int j = (int)task, changes = 0, fills_only = 1;
+    const double *from = jb->src[j] + jb->lo;
+    for (int i = 0; i < jb->n_ops; i++)
+        if (jb->at[i] == j) {
+            changes = 1;
+            fills_only &= jb->op[i] == TZ_DENSE_FILL;
+        }
+    /* Most columns of a scored file hold no missing value: their fill
+     * would copy the block only to change nothing. */
+    if (!changes || (fills_only && !any_nan(from, jb->n))) {
+        jb->out[j] = from;
+        return;
     }
+    double *to = jb->scratch[j];
+    if (to != from) memcpy(to, from, jb->n * sizeof *to);
+    for (int i = 0; i < jb->n_ops; i++)
+        if (jb->at[i] == j)
+            for (size_t r = 0; r < jb->n; r++) to[r] = apply_one(jb->op[i], to[r], jb->a[i], jb->b[i]);
+    jb->out[j] = to;
+}
+
+void tz_dense_block(const double *const *src, size_t lo, size_t n, int p, double *const *scratch,
+                    const double **out, int n_ops, const int *op, const int *at, const double *a, const double *b)
+{
+    block_job jb = { src, lo, n, scratch, out, n_ops, op, at, a, b };
+    tz_pool_run((size_t)(p > 0 ? p : 0), block_task, &jb);
 }
 
 void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,

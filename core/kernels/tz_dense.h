@@ -31,10 +31,15 @@ void tz_dense_apply(double *x, int n, const int *op, const int *at, const double
 void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,
                       int n, const int *op, const int *at, const double *a, const double *b);
 
-/* The operations over whole columns (column j at cols[j], n_rows each):
- * each touches one column, so applying one after the other down the
- * columns gives what tz_dense_apply gives row by row (batch scoring). */
-void tz_dense_apply_columns(double *const *cols, size_t n_rows, int n, const int *op, const int *at,
-                            const double *a, const double *b);
+/* Rows lo .. lo+n-1 of p columns (column j at src[j]) as the model's
+ * input for batch scoring, on the pool's threads, a column a task: out[j]
+ * is src[j] + lo itself where no operation changes the column (a fill of
+ * missing values changes it only where it holds a NaN), else scratch[j]
+ * holding the block with the column's operations applied in order (each
+ * touches one column, so this is what tz_dense_apply gives row by row).
+ * scratch[j] is n doubles for each column an operation names (NULL for
+ * the others), and may be src[j] + lo itself to apply them in place. */
+void tz_dense_block(const double *const *src, size_t lo, size_t n, int p, double *const *scratch,
+                    const double **out, int n_ops, const int *op, const int *at, const double *a, const double *b);
 
 #endif

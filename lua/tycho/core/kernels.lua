@@ -119,8 +119,8 @@ int tz_metrics_silhouette(const tz_data *x, const double *labels, size_t sample_
 void tz_dense_apply(double *x, int n, const int *op, const int *at, const double *a, const double *b);
 void tz_dense_columns(const double *rows, int n_rows, int width, int p, double *scratch, double *cols,
                       int n, const int *op, const int *at, const double *a, const double *b);
-void tz_dense_apply_columns(double *const *cols, size_t n_rows, int n, const int *op, const int *at,
-                            const double *a, const double *b);
+void tz_dense_block(const double *const *src, size_t lo, size_t n, int p, double *const *scratch,
+                    const double **out, int n_ops, const int *op, const int *at, const double *a, const double *b);
 ]]
 
 local C = ffi.C
@@ -339,9 +339,10 @@ M.metrics = {
 
 --- Elementwise pipeline steps on one row of doubles (core/kernels/tz_dense):
 -- apply(x, n, op, at, a, b); columns(rows, n_rows, width, p, scratch, cols,
--- n, op, at, a, b) for a batch of rows; apply_columns(cols, n_rows, n, op,
--- at, a, b) down whole columns; the op codes by name.
-M.dense = { apply = C.tz_dense_apply, columns = C.tz_dense_columns, apply_columns = C.tz_dense_apply_columns,
+-- n, op, at, a, b) for a batch of rows; block(src, lo, n, p, scratch, out,
+-- n_ops, op, at, a, b): a block of whole columns as a model's input, copied
+-- only where an operation changes it; the op codes by name.
+M.dense = { apply = C.tz_dense_apply, columns = C.tz_dense_columns, block = C.tz_dense_block,
             FILL = 1, AFFINE = 2, CLIP = 3, LOG1P = 4, MISSING = 5 }
 
 return M

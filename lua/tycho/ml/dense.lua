@@ -136,7 +136,7 @@ function Plan:predict_all(n)
   return preds
 end
 
---- Rows a block of score_frame: the copies of the columns the steps write
+--- Rows a block of score_frame: the copies of the columns the steps change
 -- are made one block at a time, where copies of whole columns took a third
 -- of the time and memory of scoring 1M rows of 57 columns.
 M.SCORE_BLOCK = 65536
@@ -144,28 +144,31 @@ M.SCORE_BLOCK = 65536
 -- The model's raw outputs for the n rows of inputs (double arrays in the
 -- plan's order; owned[j] when inputs[j] is a copy of this call's), as
 -- predict_columns gives them, block by block: the model's columns are the
--- inputs' own arrays, copied where a step writes (the steps change values
--- in place) unless already a copy.
+-- inputs' own arrays where the steps change nothing in the block, else
+-- copies with the steps applied (an owned input is changed in place).
 local function predict_blocks(plan, inputs, owned, n)
-  local p, written, block = plan.p, {}, M.SCORE_BLOCK
+  local p, block = plan.p, M.SCORE_BLOCK
+  local written = {}
   for i = 0, plan.nops - 1 do written[plan.at[i] + 1] = true end
-  local cols, copies = ffi.new("double*[?]", math.max(p, 1)), {}
+  local src = ffi.new("const double*[?]", math.max(p, 1))
+  local scratch = ffi.new("double*[?]", math.max(p, 1))
+  local cols = ffi.new("const double*[?]", math.max(p, 1))
+  local copies = {}  -- keeps the scratch arrays alive
   for j = 1, p do
-    if written[j] and not owned[j] then copies[j] = ffi.new("double[?]", math.min(n, block)) end
+    src[j - 1] = ffi.cast("const double*", inputs[j])
+    if written[j] and not owned[j] then
+      copies[j] = ffi.new("double[?]", math.min(n, block))
+      scratch[j - 1] = copies[j]
+    end
   end
   local all, k
   for lo = 0, n - 1, block do
     local m = math.min(block, n - lo)
     for j = 1, p do
-      local at = ffi.cast("double*", inputs[j]) + lo
-      if copies[j] then
-        ffi.copy(copies[j], at, m * 8)
-        at = copies[j]
-      end
-      cols[j - 1] = at
+      if owned[j] then scratch[j - 1] = ffi.cast("double*", inputs[j]) + lo end
     end
-    ops.apply_columns(cols, m, plan.nops, plan.op, plan.at, plan.a, plan.b)
-    local raw, kb = plan.model:predict_columns(ffi.cast("const double**", cols), m)
+    ops.block(src, lo, m, p, scratch, cols, plan.nops, plan.op, plan.at, plan.a, plan.b)
+    local raw, kb = plan.model:predict_columns(cols, m)
     if not raw then return nil end
     if m == n then return raw, kb end
     k = kb

@@ -45,7 +45,10 @@ describe("batch scoring a frame", function()
     }:fit(spam, { label = "label" }))
     local holes = blank(x, { { 3, "make" }, { 10, "capitalTotal" }, { 10, "free" } })
     local version = { pipe = pipe, sources = {} }
+    local before = { make = holes:col("make"):to_table(), address = holes:col("address"):to_table() }
     local scored, skipped = assert(hosted.score_frame(version, holes, false))
+    -- The steps ran on copies: the frame's own columns are as they were.
+    assert.same(before, { make = holes:col("make"):to_table(), address = holes:col("address"):to_table() })
     assert.same({ 3, 10 }, skipped)
     assert.equal(holes:ncols() + 2, scored:ncols())
     same_as_rows(pipe, holes, scored, skipped)
