@@ -41,6 +41,7 @@ static int sort_by_dictionary(spine_row *rows, size_t m, const tz_column *entity
     size_t nd = tz_dict_size(entity->dict);
     size_t *rank = malloc((nd ? nd : 1) * sizeof *rank), *start = calloc(nd + 1, sizeof *start);
     spine_row *out = malloc((m ? m : 1) * sizeof *out);
+    tz_advise_huge(out, m * sizeof *out);
     int ok = rank && start && out && tz_dict_rank(entity->dict, rank) == 0;
     if (ok) {
         for (size_t k = 0; k < m; k++) start[rank[code[rows[k].row]] + 1]++;
@@ -154,6 +155,7 @@ int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *v,
     if (entity->type != TZ_COL_STR && entity->type != TZ_COL_I64)
         return tz_err_set(err, TZ_EINVAL, "entity keys must be a string or integer column");
     spine_row *rows = malloc((n ? n : 1) * sizeof *rows);
+    tz_advise_huge(rows, n * sizeof *rows);
     char *digits = entity->type == TZ_COL_I64 ? malloc((n ? n : 1) * 24) : NULL;
     char *prefix = NULL;
     size_t prefix_cap = 0;

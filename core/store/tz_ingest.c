@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "util/tz_hash.h"
 #include "util/tz_hll.h"
@@ -174,35 +173,22 @@ static inline size_t seen_slot(const seen_set *s, int32_t code, int64_t t)
     return (size_t)h & (s->cap - 1);
 }
 
-/* The set's slots, zeroed: a large set is mapped in huge pages where the
- * kernel allows, since every probe lands on a random page of it (with
- * 4 KiB pages each one faulted on first touch, which a prefetch cannot do,
- * and missed the TLB: at 10M rows most of the duplicate check's time). */
-#define SEEN_HUGE ((size_t)4 << 20)
-
-/* s->slot is NULL when out of memory. */
+/* The set's slots, zeroed (s->slot is NULL when out of memory). A large
+ * set asks for huge pages, since every probe lands on a random page of it
+ * (with 4 KiB pages each one faulted on first touch, which a prefetch
+ * cannot do, and missed the TLB: at 10M rows most of the duplicate check's
+ * time). */
 static void seen_open(seen_set *s, size_t rows)
 {
     s->cap = 16;
     while (s->cap < rows + rows / 2) s->cap <<= 1;  /* at most 2/3 full */
-    size_t bytes = s->cap * sizeof *s->slot;
-    if (bytes < SEEN_HUGE) {
-        s->slot = calloc(s->cap, sizeof *s->slot);
-        return;
-    }
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    s->slot = p == MAP_FAILED ? NULL : p;
-#ifdef MADV_HUGEPAGE
-    if (s->slot) madvise(p, bytes, MADV_HUGEPAGE);  /* advice: without it, 4 KiB pages */
-#endif
+    s->slot = calloc(s->cap, sizeof *s->slot);
+    tz_advise_huge(s->slot, s->cap * sizeof *s->slot);
 }
 
 static void seen_close(seen_set *s)
 {
-    if (!s->slot) return;
-    size_t bytes = s->cap * sizeof *s->slot;
-    if (bytes < SEEN_HUGE) free(s->slot);
-    else munmap(s->slot, bytes);
+    free(s->slot);
     s->slot = NULL;
 }
 
