@@ -1,13 +1,14 @@
 /* CSV reader and writer for tz_frame.
  *
  * The reader streams the file through a buffer (the whole file is never held
- * in memory; a large one is mapped and read in parts on the pool's threads,
- * see below) and parses records straight into typed columns. Column types
+ * in memory; a large one is read a window at a time and parsed in parts on
+ * the pool's threads, see below) and parses records straight into typed
+ * columns. Column types
  * come from the first infer_rows records (or the schema); a later value that
  * does not fit rejects its row, except int64 meeting a decimal, which widens
  * the column to float64 in place. Columns are preallocated from the file
  * size and the sample's bytes per record, so memory stays near the frame's
- * own size. */
+ * own size, and ask for huge pages (tz_advise_huge). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
