@@ -422,7 +422,8 @@ function Store:asof_join_views(db, n_views, views, entities, times, n, outs)
 end
 
 --- A point reader for hot paths: reader(key) -> pointer, length of the value
--- of key in db or nil. The pointer is valid until the next call of this
+-- of key in db or nil; reader(ptr, len) reads the key at ptr (a buffer's,
+-- so a caller building keys makes no string per read). The pointer is valid until the next call of this
 -- reader or the event loop's next turn, whichever comes first. One read
 -- transaction per reader is renewed when anything was committed since its
 -- snapshot (by any process; else reused), so each read sees the latest
@@ -450,13 +451,13 @@ new_point_reader = function(self, db)
   local value = ffi.new("tz_store_val[1]")
   local store = self
   local state = { open = false, store = store }
-  local function read(k)
+  local function read(k, len)
     if not h then
       -- The database did not exist yet: start over once it does.
       if C.tz_store_db(store.handle, db, 0, dbi_out, err) ~= OK then return nil end
       store.point_readers[db] = nil
       read = store:point_reader(db)
-      return read(k)
+      return read(k, len)
     end
     -- A snapshot taken at the last commit is still the latest: reuse it.
     local version = store:version()
@@ -466,7 +467,7 @@ new_point_reader = function(self, db)
       mark_open(txn, state)
       state.version = version  -- read before the renew: a commit in between only renews again
     end
-    if C.tz_store_get(txn, h, k, #k, value, err) ~= OK then return nil end
+    if C.tz_store_get(txn, h, k, len or #k, value, err) ~= OK then return nil end
     return value[0].data, tonumber(value[0].size)
   end
   self.point_readers[db] = read

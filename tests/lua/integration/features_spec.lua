@@ -1,6 +1,7 @@
 local tycho = require "tycho"
 local testing = require "tycho.testing"
 local features, frame, timeutil = tycho.features, tycho.frame, require "tycho.timeutil"
+local json_null = require("tycho.util.json").null
 
 describe("feature store", function()
   local home, fs
@@ -225,6 +226,18 @@ describe("feature store", function()
       assert.same({ "PRESENT", "OUTSIDE_MAX_AGE", "NULL_VALUE", "NOT_FOUND" }, col.statuses)
       assert.equal(1, col.values[1])
       assert.matches("Z$", col.event_timestamps[1])
+    end)
+
+    it("reads keys that hold NUL bytes or prefix each other, and numbers as their text, by both readers", function()
+      local ids = { "a\0b", "a", "a\0", "42", "\0" }
+      assert(fs:push("o", { user_id = ids, event_time = { 1, 2, 3, 4, 5 }, x = { 1, 2, 3, 4, 5 } }))
+      local res = assert(fs:online({ "o:x" }, { user_id = { "a\0", "a\0b", 42, "\0", "a", "a\0\0" } }))
+      assert.same({ 3, 1, 4, 5, 2, json_null }, res.results[2].values)
+      assert.same("NOT_FOUND", res.results[2].statuses[6])
+      local reader = assert(fs:reader({ "o:x" }))
+      for i, id in ipairs(ids) do assert.same({ i }, (reader:get(id))) end
+      assert.same({ 4 }, (reader:get(42)))
+      assert.is_nil(reader:get("b"))
     end)
 
     it("overwrites an earlier answer given as opts.into when the shape repeats, and only then", function()
