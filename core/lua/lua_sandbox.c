@@ -6,9 +6,11 @@
  *     instructions can take long: each pcall(error) unwinds), and from then
  *     on raises at every instruction, so a pcall inside user code cannot
  *     catch the stop and carry on;
- *   - memory: the state's allocator counts bytes, and refuses growth past a
- *     cap measured from the call's start (LuaJIT raises "not enough memory",
- *     which the call's pcall catches);
+ *   - memory: for the call, the state's allocator is wrapped by one that
+ *     counts bytes and refuses growth past a cap measured from the call's
+ *     start (LuaJIT raises "not enough memory", which the call's pcall
+ *     catches); outside sandboxed calls every allocation goes straight to
+ *     LuaJIT's own allocator, without the wrapper's call;
  *   - strings: the string metatable's __index points at the sandbox's own
  *     string table, so ("x"):find and friends are the sandbox's checked
  *     copies and never the host's table.
@@ -32,9 +34,8 @@
 typedef struct mem_account {
     lua_Alloc base;
     void *base_ud;
-    ptrdiff_t used;   /* bytes since install; frees of older blocks make it smaller */
-    ptrdiff_t limit;  /* growth past this fails while armed */
-    int armed;
+    ptrdiff_t used;   /* bytes since the call began; frees of older blocks make it smaller */
+    ptrdiff_t limit;  /* growth past this fails */
 } mem_account;
 
 static mem_account account;
@@ -57,22 +58,10 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     mem_account *a = ud;
     if (ptr == NULL) osize = 0;  /* a new block has no old size to give back */
-    if (a->armed && nsize > osize && a->used + (ptrdiff_t)(nsize - osize) > a->limit) return NULL;
+    if (nsize > osize && a->used + (ptrdiff_t)(nsize - osize) > a->limit) return NULL;
     void *p = a->base(a->base_ud, ptr, osize, nsize);
     if (p || nsize == 0) a->used += (ptrdiff_t)nsize - (ptrdiff_t)osize;
     return p;
-}
-
-void tz_lua_sandbox_install(lua_State *L)
-{
-    account.base = lua_getallocf(L, &account.base_ud);
-    lua_setallocf(L, counting_alloc, &account);
-}
-
-void tz_lua_sandbox_uninstall(lua_State *L)
-{
-    /* LuaJIT releases its whole arena at close only through its own allocator. */
-    if (lua_getallocf(L, NULL) == counting_alloc) lua_setallocf(L, account.base, account.base_ud);
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
@@ -144,15 +133,16 @@ static int l_sandbox_run(lua_State *L)
     int step = budget < HOOK_STEP ? (int)budget : HOOK_STEP;
     run.left = budget - step;
     run.deadline = now() + ms / 1000.0;
-    int own_account = lua_getallocf(L, NULL) == counting_alloc;
-    if (own_account) {
-        account.limit = account.used + (ptrdiff_t)cap;
-        account.armed = 1;
-    }
+    /* Blocks pass between the two allocators freely: the wrapper hands
+     * every call on to the base. */
+    account.base = lua_getallocf(L, &account.base_ud);
+    account.used = 0;
+    account.limit = (ptrdiff_t)cap;
+    lua_setallocf(L, counting_alloc, &account);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, step);
     int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
     lua_sethook(L, old_hook, old_mask, old_count);
-    account.armed = 0;
+    lua_setallocf(L, account.base, account.base_ud);
     run.active = 0;
 
     lua_pushvalue(L, mt + 1);

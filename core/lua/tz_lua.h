@@ -32,9 +32,4 @@ void tz_lua_repl_register(lua_State *L);     /* lua_repl.c */
 void tz_lua_sandbox_register(lua_State *L);  /* lua_sandbox.c */
 void tz_lua_console_register(lua_State *L);  /* lua_console.c */
 
-/* The sandbox's memory account wraps the state's allocator: installed right
- * after the state is made, removed right before it is closed. */
-void tz_lua_sandbox_install(lua_State *L);
-void tz_lua_sandbox_uninstall(lua_State *L);
-
 #endif

@@ -127,7 +127,6 @@ int tz_runtime_init(tz_runtime *rt, const char *home, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create a Lua state: out of memory");
         return -1;
     }
-    tz_lua_sandbox_install(rt->L);
     luaL_openlibs(rt->L);
     lua_prelude(rt->L);
     find_lua_dir(luadir, sizeof luadir);
@@ -151,7 +150,6 @@ void tz_runtime_close(tz_runtime *rt)
      * the loop is not touched after lua_close. */
     uv_walk(rt->loop, close_handle, NULL);
     uv_run(rt->loop, UV_RUN_DEFAULT);
-    tz_lua_sandbox_uninstall(rt->L);
     lua_close(rt->L);
     rt->L = NULL;
     rt->loop = NULL;

@@ -155,6 +155,20 @@ describe("hostile artifacts", function()
     assert.is_true(ok)
   end)
 
+  it("stop at the memory cap, and leave the host's allocations uncapped", function()
+    local hog = assert(sandbox.compile("function() local t = {} for i = 1, 1e7 do t[i] = { i } end return #t end"))
+    for _ = 1, 2 do
+      local ok, msg, reason = sandbox.call("hog", hog, 1e9)
+      assert.is_false(ok)
+      assert.equal("memory", reason)
+      assert.matches("memory cap", msg)
+    end
+    -- Past the cap's size, outside any sandboxed call.
+    local host = {}
+    for i = 1, 2e6 do host[i] = { i } end
+    assert.equal(2e6, #host)
+  end)
+
   it("keep working for honest code: patterns, string methods, pcall, error values", function()
     local fn = assert(sandbox.compile([[function(s)
       local trimmed = s:match("^%s*(.-)%s*$")
