@@ -840,6 +840,9 @@ function M.prometheus(app)
   line("# HELP tycho_process_resident_memory_bytes Resident memory of this worker.")
   line("# TYPE tycho_process_resident_memory_bytes gauge")
   line(string.format("tycho_process_resident_memory_bytes %d", rss * 4096))
+  line("# HELP tycho_lua_heap_bytes This worker's Lua heap, live and not yet collected.")
+  line("# TYPE tycho_lua_heap_bytes gauge")
+  line(string.format("tycho_lua_heap_bytes %d", collectgarbage("count") * 1024))
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -317,5 +317,6 @@ describe("hosted models", function()
     -- And Prometheus's own linter accepts it (Debian's prometheus package).
     assert.matches("rc=0", testing.promtool_check(body), 1, true)
     assert.matches("tycho_process_resident_memory_bytes %d+", body)
+    assert.matches("tycho_lua_heap_bytes %d+", body)
   end)
 end)
