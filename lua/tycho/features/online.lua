@@ -13,6 +13,7 @@ local references = require "tycho.features.refs"
 local parse_refs, apply_transforms, export_value = references.parse_refs, references.apply_transforms, references.export_value
 
 local new_table = require "table.new"
+local clone = require "table.clone"
 
 local M = {}
 local FS = {}
@@ -186,9 +187,14 @@ local function shape_of(order)
   for _, v in ipairs(views) do
     if v.join_key ~= join_key then join_key = nil end
   end
+  -- An answer's feature names, the join key's left to each call: copied
+  -- whole into each new answer (table.clone, one copy of the array).
+  local names = new_table(#order + 1, 0)
+  names[1] = ""
+  for j, o in ipairs(order) do names[j + 1] = o.ref end
   -- Nothing in it refers to order: LuaJIT's weak keys are no ephemerons,
   -- and a shape that did would keep its key, and itself, for good.
-  shape = { width = #order + 1, by_view = by_view, views = views, join_key = join_key }
+  shape = { width = #order + 1, by_view = by_view, views = views, join_key = join_key, names = names }
   shapes[order] = shape
   return shape
 end
@@ -215,7 +221,7 @@ local function answer_of(shape, n)
   for j = 1, width do results[j] = column(n) end
   -- Not a tail call: a trace cannot return from a tail-called setmetatable
   -- (LuaJIT's "NYI: return to lower frame"), and this ran interpreted.
-  local answer = setmetatable({ metadata = { feature_names = new_table(width, 0) }, results = results }, shape)
+  local answer = setmetatable({ metadata = { feature_names = clone(shape.names) }, results = results }, shape)
   return answer
 end
 
@@ -248,13 +254,8 @@ function FS:online(refs, entity_keys, opts)
   local n = #key_values
   local into = opts and opts.into
   local res = into and getmetatable(into) == shape and #into.results[1].values == n and into or answer_of(shape, n)
-  local names, results = res.metadata.feature_names, res.results
-  names[1] = key_name
-  -- (An earlier answer has the refs' names: every loop on the way is one
-  -- that the serving path's trace stops at.)
-  if res ~= into then
-    for j, o in ipairs(order) do names[j + 1] = o.ref end
-  end
+  local results = res.results
+  res.metadata.feature_names[1] = key_name
   local kvals, kstat, ktimes = results[1].values, results[1].statuses, results[1].event_timestamps
   for i = 1, n do kvals[i], kstat[i], ktimes[i] = key_values[i], "PRESENT", EPOCH_TEXT end
   local backend = self.online_backend
