@@ -122,12 +122,20 @@ static int usage_error(const char *cmd, const char *fmt, const char *what)
     return TZ_EXIT_USAGE;
 }
 
+/* A runtime for a batch command: its collector paced for throughput
+ * (lua/tycho/core/gc.lua says why serving workers are not). */
 static int open_runtime(tz_runtime *rt, const char *home)
 {
     char err[256];
-    if (tz_runtime_init(rt, home, err, sizeof err) == 0) return 0;
-    fprintf(stderr, "tycho: %s\n", err);
-    return -1;
+    if (tz_runtime_init(rt, home, err, sizeof err) != 0) {
+        fprintf(stderr, "tycho: %s\n", err);
+        return -1;
+    }
+    if (tz_runtime_call(rt, "tycho.core.gc", "start_batch", 0, NULL) != TZ_EXIT_OK) {
+        tz_runtime_close(rt);
+        return -1;
+    }
+    return 0;
 }
 
 static int cmd_run(const char *home, int argc, char **argv)

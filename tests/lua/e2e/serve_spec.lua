@@ -33,6 +33,15 @@ describe("tycho serve", function()
     assert.same({ model = "spam" }, doc)
   end)
 
+  it("keeps LuaJIT's collector pacing in its workers; batch commands pace theirs wider", function()
+    local _, _, _, doc = testing.request(srv.port, "GET", "/gc-pause")
+    local gc = require "tycho.core.gc"
+    assert.same({ pause = gc.DEFAULT }, doc)
+    local pause = collectgarbage("setpause", 0)
+    collectgarbage("setpause", pause)
+    assert.equal(gc.WIDE, pause)  -- this spec runs in `tycho test`, a batch command
+  end)
+
   it("opens the home without readahead in its workers, and with it elsewhere", function()
     local _, _, _, doc = testing.request(srv.port, "GET", "/store")
     assert.same({ random_access = true }, doc)
