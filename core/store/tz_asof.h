@@ -8,16 +8,18 @@
  * order (float and int: 8 bytes LE, bool: 1 byte, string: u32 LE length and
  * bytes) — the layout of lua/tycho/rowcodec.lua.
  *
- * tz_asof_join() answers, for every spine row i, the latest row of entity[i]
- * with event time <= t[i] and, when ttl_us > 0, t[i] - time <= ttl_us, and
- * writes the wanted features of that row into out[k][i] (left null when no
- * row qualifies). It sorts the spine by (entity, time) and walks each
- * entity's history once with one cursor. The caller owns everything: the
- * spine arrays, the layouts and the output columns (created with
- * tz_column_new(name, type, n), every row null); the transaction must stay
- * open for the call. Fails with TZ_EINVAL on a row whose version or bytes
- * do not match the layouts (a damaged store), TZ_ENOMEM, or store errors.
- */
+ * tz_asof_join_views() answers, for every spine row i and each view, the
+ * latest row of the view's entity[i] with event time <= t[i] and, when
+ * ttl_us > 0, t[i] - time <= ttl_us, and writes the wanted features of that
+ * row into out[k][i] (left null when no row qualifies). It sorts each
+ * view's spine by (entity, time), cuts it into parts of some thousand rows
+ * at entity boundaries, and walks each part's entities' history once with a
+ * cursor of its own, the parts spread over the pool's threads (a view with
+ * a wanted string feature is one part: its dictionary takes one writer).
+ * The caller owns everything: the spine arrays, the layouts and the output
+ * columns (created with tz_column_new(name, type, n), every row null).
+ * Fails with TZ_EINVAL on a row whose version or bytes do not match the
+ * layouts (a damaged store), TZ_ENOMEM, or store errors. */
 #ifndef TZ_ASOF_H
 #define TZ_ASOF_H
 
@@ -41,18 +43,11 @@ typedef struct tz_asof_view {
     size_t n_wanted;
 } tz_asof_view;
 
-/* entity: a string or int64 column of the spine (nulls never match). */
-int tz_asof_join(tz_store_txn *txn, unsigned dbi, const tz_asof_view *view,
-                 const tz_column *entity, const int64_t *t, size_t n,
-                 tz_column *const *out, tz_err *err);
-
-/* Several views' joins over the same spine times in database db, one pool
- * task per view, each in a read transaction of its own begun on st (the
- * views' joins are independent: each fills its own out columns), so they
- * run on as many cores as the pool has. entities[i] and outs[i] are view
- * i's. Call it outside any transaction of this thread. Returns 0 (also
- * when db does not exist: nothing to fill), or the first failing view's
- * code and message. */
+/* The views' joins over the same spine times in database db, every part
+ * reading one snapshot of st (read transactions begun on one commit). entities[i] (a string or int64
+ * column of the spine; nulls never match) and outs[i] are view i's. Call it
+ * outside any transaction of this thread. Returns 0 (also when db does not
+ * exist: nothing to fill), or the first failing view's code and message. */
 int tz_asof_join_views(tz_store *st, const char *db, size_t n_views, const tz_asof_view *views,
                        const tz_column *const *entities, const int64_t *t, size_t n,
                        tz_column *const *const *outs, tz_err *err);

@@ -194,6 +194,8 @@ int tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err)
     return 0;
 }
 
+uint64_t tz_store_txn_id(tz_store_txn *txn) { return (uint64_t)mdb_txn_id(TXN(txn)); }
+
 int tz_store_txn_commit(tz_store_txn *txn, tz_err *err)
 {
     int rc = mdb_txn_commit(TXN(txn));

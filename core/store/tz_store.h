@@ -91,6 +91,9 @@ int tz_store_txn_db(tz_store_txn *txn, const char *name, int create, unsigned *d
 /* Begins a read (write = 0) or write transaction. A write transaction waits
  * for any other writer, in this or another process. */
 int  tz_store_txn_begin(tz_store *st, int write, tz_store_txn **out, tz_err *err);
+/* The commit a transaction reads (a read transaction), or the one it will
+ * be (a write transaction). */
+uint64_t tz_store_txn_id(tz_store_txn *txn);
 int  tz_store_txn_commit(tz_store_txn *txn, tz_err *err);
 /* Commits with the data pages flushed but not the meta page that makes the
  * transaction current (LMDB's MDB_NOMETASYNC, for this commit only): one

@@ -60,7 +60,9 @@ static void start(void)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, helper, (void *)(size_t)i) == 0) pool.threads++;
+        /* Its worker index is the count so far: with a thread that failed to
+         * start, indices still stay below tz_pool_threads(). */
+        if (pthread_create(&t, &attr, helper, (void *)(size_t)pool.threads) == 0) pool.threads++;
         pthread_attr_destroy(&attr);
     }
 }

@@ -211,6 +211,56 @@ describe("feature store", function()
     assert.matches("^%x+$", fp.content_hash)
   end)
 
+  it("joins a spine of many parts as the reference does, integer keys and string features too", function()
+    -- 30,000 spine rows: the join walks them in parts of some thousand rows
+    -- on the pool's threads; asked for with the string feature, one part.
+    assert(fs:entity { name = "acct", join_key = "acct_id" })
+    assert(fs:feature_view { name = "p", entity = "acct", ttl = 900, schema = { x = "float", tag = "string" } })
+    local seed = 777
+    local function rand(n)
+      seed = seed * 48271 % 2147483647
+      return seed % n
+    end
+    local hist, by_key = { acct_id = {}, event_time = {}, x = {}, tag = {} }, {}
+    for i = 1, 6000 do
+      local key, t = rand(700), rand(20000)
+      by_key[key] = by_key[key] or {}
+      if not by_key[key][t] then
+        local x, tag = rand(5) > 0 and i + 0.5 or nil, rand(4) > 0 and ("t" .. rand(9)) or nil
+        by_key[key][t] = { x = x, tag = tag }
+        local n = #hist.acct_id + 1
+        hist.acct_id[n], hist.event_time[n], hist.x[n], hist.tag[n] = key, t, x, tag
+      end
+    end
+    assert(fs:ingest("p", frame.new(hist, { n = #hist.acct_id, types = { acct_id = "int", tag = "string" } })))
+    local times_of = {}
+    for key, rows in pairs(by_key) do
+      local ts = {}
+      for t in pairs(rows) do ts[#ts + 1] = t end
+      table.sort(ts)
+      times_of[key] = ts
+    end
+    local spine = { acct_id = {}, event_time = {} }
+    for i = 1, 30000 do spine.acct_id[i], spine.event_time[i] = rand(750), rand(21000) end
+    local spine_frame = frame.new(spine, { types = { acct_id = "int" } })
+    local parts = assert(fs:historical(spine_frame, { "p:x" }))
+    local serial = assert(fs:historical(spine_frame, { "p:x", "p:tag" }))
+    local found = 0
+    for i = 1, 30000 do
+      local key, t = spine.acct_id[i], spine.event_time[i]
+      local best
+      for _, ht in ipairs(times_of[key] or {}) do
+        if ht <= t then best = ht else break end
+      end
+      local row = best and t - best <= 900 and by_key[key][best]
+      assert.equal(row and row.x or nil, parts:col("x"):get(i), "row " .. i)
+      assert.equal(row and row.x or nil, serial:col("x"):get(i), "row " .. i)
+      assert.equal(row and row.tag or nil, serial:col("tag"):get(i), "row " .. i)
+      if row then found = found + 1 end
+    end
+    assert.is_true(found > 5000, "too few matches to mean anything: " .. found)
+  end)
+
   describe("online store", function()
     before_each(function()
       assert(fs:feature_view { name = "o", entity = "user", ttl = "1h", schema = { x = "int", note = "string" } })
