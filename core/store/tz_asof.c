@@ -106,8 +106,8 @@ static uint64_t load_le(const unsigned char *p, int n)
 #define PART_ROWS 4096
 
 /* One view's spine, sorted by (entity, time), and what its walk found:
- * present[row * n_wanted + k] is 1 when wanted feature k of spine row `row`
- * was written. Parts write values straight into the output columns (each
+ * present[k * n + row] is 1 when wanted feature k of spine row `row` was
+ * written (by feature, so that each merge task reads its own run). Parts write values straight into the output columns (each
  * spine row belongs to one part), but validity bits share bytes across
  * rows, so they are set afterwards, one task per column. */
 typedef struct view_spine {
@@ -144,10 +144,10 @@ static void fail_view(join_ctx *c, size_t view, int rc, const tz_err *err)
     if (__atomic_exchange_n(&c->rc[view], rc, __ATOMIC_ACQ_REL) == 0 && err) c->errs[view] = *err;
 }
 
-/* Writes the wanted values of an encoded row into row i of the outputs and
- * marks them in present (n_wanted per row). */
+/* Writes the wanted values of an encoded row into row i of the outputs (n
+ * rows) and marks them in present. */
 static int decode_into(const tz_asof_view *v, const unsigned char *p, size_t len, size_t i,
-                       tz_column *const *out, uint8_t *present, tz_err *err)
+                       tz_column *const *out, uint8_t *present, size_t n, tz_err *err)
 {
     if (len < 2) return tz_err_set(err, TZ_EINVAL, "offline row too short");
     unsigned version = (unsigned)load_le(p, 2);
@@ -188,7 +188,7 @@ static int decode_into(const tz_asof_view *v, const unsigned char *p, size_t len
                 ((int32_t *)c->data)[i] = code;
             }
             }
-            present[i * v->n_wanted + k] = 1;
+            present[k * n + i] = 1;
         }
     }
     return 0;
@@ -243,7 +243,7 @@ static int same_entity(const spine_row *x, const spine_row *y)
 /* Walks rows[a..b) of one view: each entity's history once, with one cursor,
  * keeping the latest row at or before each spine time. */
 static int walk(tz_store_cursor *cur, const tz_asof_view *v, const spine_row *rows, size_t a, size_t end,
-                tz_column *const *out, uint8_t *present, tz_err *err)
+                tz_column *const *out, uint8_t *present, size_t n, tz_err *err)
 {
     char *prefix = NULL;
     size_t prefix_cap = 0;
@@ -274,7 +274,7 @@ static int walk(tz_store_cursor *cur, const tz_asof_view *v, const spine_row *ro
             }
             if (mv != 0 && mv != TZ_ENOTFOUND) { rc = mv; break; }
             if (have && (v->ttl_us <= 0 || rows[s].t - best_t <= v->ttl_us)) {
-                rc = decode_into(v, best.data, best.size, rows[s].row, out, present, err);
+                rc = decode_into(v, best.data, best.size, rows[s].row, out, present, n, err);
                 if (rc) break;
             }
         }
@@ -293,7 +293,7 @@ static void walk_task(void *vctx, size_t task, int worker)
     tz_err err = { 0 };
     tz_store_cursor *cur = NULL;
     int rc = tz_store_cursor_open(c->txns[worker], c->dbi, &cur, &err);
-    if (!rc) rc = walk(cur, &c->views[p->view], vs->rows, p->a, p->b, c->outs[p->view], vs->present, &err);
+    if (!rc) rc = walk(cur, &c->views[p->view], vs->rows, p->a, p->b, c->outs[p->view], vs->present, c->n, &err);
     if (cur) tz_store_cursor_close(cur);
     if (rc) fail_view(c, p->view, rc, &err);
 }
@@ -326,12 +326,12 @@ static void valid_task(void *vctx, size_t j, int worker)
     join_ctx *c = vctx;
     size_t i = 0;
     while (c->first_col[i + 1] <= j) i++;
-    size_t k = j - c->first_col[i], w = c->views[i].n_wanted;
+    size_t k = j - c->first_col[i];
     if (c->rc[i]) return;
-    const uint8_t *present = c->spines[i].present;
+    const uint8_t *present = c->spines[i].present + k * c->n;
     tz_column *col = c->outs[i][k];
     for (size_t r = 0; r < c->n; r++)
-        if (present[r * w + k]) tz_column_set_valid(col, r, 1);
+        if (present[r]) tz_column_set_valid(col, r, 1);
 }
 
 /* Cuts each view's sorted spine into parts at entity boundaries (one part
