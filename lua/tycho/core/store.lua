@@ -410,7 +410,7 @@ function Store:random_access() return C.tz_store_random_access(self.handle) ~= 0
 function Store:version() return tonumber(C.tz_store_last_txnid(self.handle)) end
 
 --- The point-in-time join (core/store/tz_asof) of n_views views over
--- database db, in parallel, each in a snapshot of its own: fills outs[i]
+-- database db, in parts on the pool's threads, all in one snapshot: fills outs[i]
 -- (view i's n_wanted tz_column*, n rows) with the latest values of
 -- entities[i] at or before each time. Call it outside a transaction.
 -- true, or nil and the message.
