@@ -123,7 +123,6 @@ typedef struct join_part {
 } join_part;
 
 typedef struct join_ctx {
-    tz_store *st;
     unsigned dbi;
     const tz_asof_view *views;
     const tz_column *const *entities;
@@ -363,7 +362,7 @@ int tz_asof_join_views(tz_store *st, const char *db, size_t n_views, const tz_as
     int found = tz_store_db(st, db, 0, &dbi, err);
     if (found == TZ_ENOTFOUND) return 0;  /* no history at all: every row stays null */
     if (found) return found;
-    join_ctx c = { st, dbi, views, entities, t, n, outs, NULL, NULL, NULL, NULL, NULL, NULL };
+    join_ctx c = { dbi, views, entities, t, n, outs, NULL, NULL, NULL, NULL, NULL, NULL };
     c.spines = calloc(n_views, sizeof *c.spines);
     c.rc = calloc(n_views, sizeof *c.rc);
     c.errs = calloc(n_views, sizeof *c.errs);
