@@ -1,4 +1,4 @@
-/* CSV reader and writer for tz_frame.
+/* CSV reader for tz_frame (the writer is tz_csv_write.c).
  *
  * The reader streams the file through a buffer (the whole file is never held
  * in memory; a large one is read a window at a time and parsed in parts on
@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "frame/tz_csv_internal.h"
 #include "frame/tz_frame.h"
 #include "util/tz_fmt.h"
 #include "util/tz_pool.h"
@@ -46,6 +47,7 @@ typedef struct reader {
     size_t record_line;     /* where the last record started */
     size_t record_at;       /* and its file offset */
     char delim;
+    size_t until;           /* no record starts at or past this offset (opts->to) */
     char *window;           /* read_parts' text, kept for the next window */
     size_t window_cap;
     span *fields;
@@ -161,7 +163,7 @@ static int scan_record(reader *r, size_t *end_out, size_t *lines_out)
 static int next_record(reader *r, tz_err *err)
 {
     for (;;) {
-        if (r->pos >= r->len && r->eof) return 0;
+        if ((r->pos >= r->len && r->eof) || r->off + r->pos >= r->until) return 0;
         size_t end, lines;
         int rc = scan_record(r, &end, &lines);
         if (rc == -2) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
@@ -679,7 +681,7 @@ static const char *sample_value(const sample *s, size_t i, size_t j, size_t n_co
     return s->arena ? s->arena + s->offs[i * n_cols + j] : "";
 }
 
-static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err *err)
+static int read_sample(reader *r, size_t n_cols, size_t want, size_t until, sample *s, tz_err *err)
 {
     memset(s, 0, sizeof *s);
     s->offs = calloc(want * n_cols + 1, sizeof *s->offs);
@@ -689,7 +691,7 @@ static int read_sample(reader *r, size_t n_cols, size_t want, sample *s, tz_err 
     if (!s->offs || !s->lens || !s->lines || !s->n_fields)
         return tz_err_set(err, TZ_ENOMEM, "out of memory");
     for (size_t k = 0; k < want * n_cols; k++) s->lens[k] = NO_FIELD;
-    while (s->n_rows < want) {
+    while (s->n_rows < want && r->off + r->pos < until) {
         size_t before = r->pos;
         int rc = next_record(r, err);
         if (rc < 0) return rc;
@@ -1153,11 +1155,39 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
     return rc;
 }
 
-static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, struct stat *sb,
-                     tz_csv_report *rep, tz_err *err)
+/* The records from the reader's position up to byte `end` of the file
+ * (its size, or opts->to). */
+/* The arrays of recycle's columns (a frame read as b reads, nobody else
+ * holding its columns) become b's empty columns' memory: a stream of
+ * blocks (tz_csv_blocks) then faults and zeroes no fresh pages for each. */
+static void take_memory(builder *b, tz_frame *recycle)
+{
+    size_t n = b->n_cols + (b->lines != NULL);
+    if (recycle->n_cols != n) return;
+    size_t cap = SIZE_MAX;
+    for (size_t j = 0; j < n; j++) {
+        const tz_column *from = recycle->cols[j], *to = j < b->n_cols ? b->cols[j] : b->lines;
+        if (from->refs != 1 || from->type != to->type || strcmp(from->name, to->name)) return;
+        if (from->cap < cap) cap = from->cap;
+    }
+    for (size_t j = 0; j < n; j++) {
+        tz_column *from = recycle->cols[j], *to = j < b->n_cols ? b->cols[j] : b->lines;
+        to->data = from->data;
+        to->valid = from->valid;
+        to->cap = cap;
+        memset(to->valid, 0, (cap + 7) / 8);
+        from->data = NULL;
+        from->valid = NULL;
+        from->cap = from->n = 0;
+    }
+    b->cap = cap;
+}
+
+static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, size_t end, int regular,
+                     tz_frame *recycle, tz_csv_report *rep, tz_err *err)
 {
     sample s;
-    int rc = read_sample(r, b->n_cols, infer, &s, err);
+    int rc = read_sample(r, b->n_cols, infer, end, &s, err);
     if (rc) { sample_free(&s); return rc; }
     for (size_t j = 0; j < b->n_cols; j++) {
         int forced = schema_type(o, b->cols[j]->name);
@@ -1196,8 +1226,9 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     }
     /* Rows expected = file size / bytes per sampled record, plus a margin. */
     size_t per = s.n_rows ? (s.bytes + s.n_rows - 1) / s.n_rows : 64;
-    size_t est = (size_t)sb->st_size / (per ? per : 1);
+    size_t from = r->off + r->pos, est = (end > from ? end - from : 0) / (per ? per : 1);
     b->cap = 0;
+    if (recycle) take_memory(b, recycle);
     if (reserve_rows(b, est + est / 20 + 16)) {
         sample_free(&s);
         return tz_err_set(err, TZ_ENOMEM, "out of memory");
@@ -1213,9 +1244,8 @@ static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, 
     }
     free(tmp);
     sample_free(&s);
-    for (int again = S_ISREG(sb->st_mode); rc == 0 && again;)
-        rc = read_parts(r, b, o, (size_t)sb->st_size, rep, &again, err);
-    return rc ? rc : read_records(r, b, o, rep, SIZE_MAX, err);
+    for (int again = regular; rc == 0 && again;) rc = read_parts(r, b, o, end, rep, &again, err);
+    return rc ? rc : read_records(r, b, o, rep, o->to ? end : SIZE_MAX, err);
 }
 
 /* A file whose first buffer holds carriage returns and no line feed has
@@ -1242,15 +1272,25 @@ static int check_unique_header(const reader *r, tz_err *err)
     return 0;
 }
 
-int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
-                tz_err *err)
+/* With opts->from: on to the range's first record, past the header. */
+static int start_at(reader *r, const tz_csv_opts *o, tz_err *err)
+{
+    if (o->from < r->off + r->pos || (o->to && o->to < o->from))
+        return tz_err_set(err, TZ_EINVAL, "%s: the range %zu..%zu does not follow the header", r->path, o->from, o->to);
+    int rc = reader_seek(r, o->from, err);
+    if (!rc && o->from_line) r->line = o->from_line;
+    return rc;
+}
+
+static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
+                     tz_csv_report *report, tz_err *err)
 {
     tz_csv_opts o = opts ? *opts : (tz_csv_opts){0};
     tz_csv_report scratch;
     tz_csv_report *rep = report ? report : &scratch;
     memset(rep, 0, sizeof *rep);
     reader r = { .fd = open(path, O_RDONLY | O_CLOEXEC), .path = path, .line = 1,
-                 .delim = o.delimiter ? o.delimiter : ',' };
+                 .delim = o.delimiter ? o.delimiter : ',', .until = o.to ? o.to : SIZE_MAX };
     if (r.fd < 0) return tz_err_set(err, TZ_EIO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     fstat(r.fd, &sb);
@@ -1258,8 +1298,11 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
         close(r.fd);
         return tz_err_set(err, TZ_EIO, "cannot read %s: is a directory", path);
     }
-    /* A small file gets a buffer of its own size, a large one CHUNK. */
-    r.cap = (size_t)sb.st_size + 2048 < CHUNK ? (size_t)sb.st_size + 2048 : CHUNK;
+    /* A small file gets a buffer of its own size, a large one CHUNK; a
+     * range less, since its header is read and dropped for each range (the
+     * buffer grows for a longer record). */
+    size_t chunk = o.from ? CHUNK / 16 : CHUNK;
+    r.cap = (size_t)sb.st_size + 2048 < chunk ? (size_t)sb.st_size + 2048 : chunk;
     r.buf = malloc(r.cap);
     builder b = { .frame = tz_frame_new() };
     na_init(&b.na, o.na_values ? o.na_values : DEFAULT_NA,
@@ -1291,7 +1334,11 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
         b.n_cols = b.frame->n_cols;
         if (o.no_header && !rc) r.pos = r.record_at - r.off, r.line = r.record_line;  /* data: read it again */
     }
-    if (!rc) rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, &sb, rep, err);
+    if (!rc && o.from) rc = start_at(&r, &o, err);
+    if (!rc) {
+        size_t end = o.to ? o.to : (size_t)sb.st_size;
+        rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, end, S_ISREG(sb.st_mode), recycle, rep, err);
+    }
     close(r.fd);
     free(r.buf);
     free(r.window);
@@ -1311,6 +1358,20 @@ int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_cs
     return 0;
 }
 
+int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
+                tz_err *err)
+{
+    return read_file(path, opts, NULL, out, report, err);
+}
+
+int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
+                     tz_csv_report *report, tz_err *err)
+{
+    int rc = read_file(path, opts, recycle, out, report, err);
+    tz_frame_free(recycle);
+    return rc;
+}
+
 void tz_csv_report_free(tz_csv_report *r)
 {
     free(r->issues);
@@ -1318,191 +1379,4 @@ void tz_csv_report_free(tz_csv_report *r)
     r->issues = NULL;
     r->more_lines = NULL;
     r->n_issues = r->n_more = 0;
-}
-
-/* ---- writer -------------------------------------------------------------- */
-
-/* The writer's output, gathered in a buffer and handed to stdio in large
- * pieces: a field at a time through fputc and fwrite (each takes the
- * stream's lock) cost more than formatting the numbers. */
-/* Text on its way out: gathered in buf, then written to fp, or (fp NULL:
- * a block of rows formatted on a pool thread) appended to mem. */
-typedef struct csv_out {
-    FILE *fp;
-    char *mem;
-    size_t mem_len, mem_cap;
-    int failed;               /* mem could not grow */
-    size_t n;
-    char buf[1 << 16];
-} csv_out;
-
-static void out_sink(csv_out *o, const char *p, size_t len)
-{
-    if (o->fp) {
-        fwrite(p, 1, len, o->fp);
-        return;
-    }
-    if (o->failed) return;
-    if (o->mem_cap - o->mem_len < len) {
-        size_t cap = o->mem_cap ? o->mem_cap : 1 << 20;
-        while (cap - o->mem_len < len) cap *= 2;
-        char *m = realloc(o->mem, cap);
-        if (!m) {
-            o->failed = 1;
-            return;
-        }
-        o->mem = m;
-        o->mem_cap = cap;
-    }
-    memcpy(o->mem + o->mem_len, p, len);
-    o->mem_len += len;
-}
-
-static void out_flush(csv_out *o)
-{
-    if (o->n) out_sink(o, o->buf, o->n);
-    o->n = 0;
-}
-
-/* Room for `need` more bytes (need <= the buffer's size). */
-static char *out_room(csv_out *o, size_t need)
-{
-    if (o->n + need > sizeof o->buf) out_flush(o);
-    return o->buf + o->n;
-}
-
-static void out_char(csv_out *o, char c)
-{
-    *out_room(o, 1) = c;
-    o->n++;
-}
-
-static void out_bytes(csv_out *o, const char *s, size_t len)
-{
-    if (len > sizeof o->buf / 2) {
-        out_flush(o);
-        out_sink(o, s, len);
-        return;
-    }
-    memcpy(out_room(o, len), s, len);
-    o->n += len;
-}
-
-static void write_string(csv_out *o, const char *s, size_t len, char delim)
-{
-    int quote = 0;
-    for (size_t i = 0; i < len && !quote; i++)
-        quote = s[i] == delim || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote && len) { out_bytes(o, s, len); return; }
-    if (!len) { out_bytes(o, "\"\"", 2); return; }  /* empty string, not null */
-    out_char(o, '"');
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"') out_char(o, '"');
-        out_char(o, s[i]);
-    }
-    out_char(o, '"');
-}
-
-static void write_cell(csv_out *o, const tz_column *c, size_t i, char delim)
-{
-    switch (c->type) {
-    case TZ_COL_F64:
-        o->n += tz_fmt_double(out_room(o, TZ_FMT_DOUBLE_MAX), ((const double *)c->data)[i]);
-        break;
-    case TZ_COL_I64:
-        o->n += tz_fmt_i64(out_room(o, TZ_FMT_I64_MAX), ((const int64_t *)c->data)[i]);
-        break;
-    case TZ_COL_BOOL:
-        if (((const uint8_t *)c->data)[i]) out_bytes(o, "true", 4);
-        else out_bytes(o, "false", 5);
-        break;
-    default: {
-        size_t len;
-        const char *s = tz_dict_get(c->dict, ((const int32_t *)c->data)[i], &len);
-        write_string(o, s ? s : "", s ? len : 0, delim);
-    }
-    }
-}
-
-/* Rows formatted per pool task, and tasks per round: a round's text is
- * held in memory (some MB) and written in row order before the next. */
-#define WRITE_BLOCK 16384
-#define WRITE_TASKS 8
-
-typedef struct write_job {
-    const tz_frame *f;
-    char delim;
-    size_t first, last;       /* the round's rows */
-    csv_out *outs;            /* one per task */
-} write_job;
-
-static void write_rows(csv_out *o, const tz_frame *f, size_t lo, size_t hi, char delim)
-{
-    for (size_t i = lo; i < hi; i++) {
-        for (size_t j = 0; j < f->n_cols; j++) {
-            if (j) out_char(o, delim);
-            if (tz_column_is_valid(f->cols[j], i)) write_cell(o, f->cols[j], i, delim);
-        }
-        out_char(o, '\n');
-    }
-}
-
-static void write_task(void *ctx, size_t task, int worker)
-{
-    (void)worker;
-    write_job *job = ctx;
-    csv_out *o = &job->outs[task];
-    size_t lo = job->first + task * WRITE_BLOCK, hi = lo + WRITE_BLOCK < job->last ? lo + WRITE_BLOCK : job->last;
-    o->mem_len = 0;
-    write_rows(o, job->f, lo, hi, job->delim);
-    out_flush(o);
-}
-
-/* The rows, formatted in parallel a round at a time, written in order.
- * 0, or -1 when a block's memory could not grow. */
-static int write_body(csv_out *o, const tz_frame *f, char delim)
-{
-    csv_out *outs = calloc(WRITE_TASKS, sizeof *outs);
-    if (!outs) return -1;
-    write_job job = { .f = f, .delim = delim, .outs = outs };
-    int failed = 0;
-    for (size_t first = 0; first < f->n_rows && !failed; first += (size_t)WRITE_BLOCK * WRITE_TASKS) {
-        size_t left = f->n_rows - first, tasks = (left + WRITE_BLOCK - 1) / WRITE_BLOCK;
-        if (tasks > WRITE_TASKS) tasks = WRITE_TASKS;
-        job.first = first;
-        job.last = first + (left < tasks * WRITE_BLOCK ? left : tasks * WRITE_BLOCK);
-        tz_pool_run(tasks, write_task, &job);
-        for (size_t t = 0; t < tasks; t++) {
-            failed |= outs[t].failed;
-            if (!failed) out_sink(o, outs[t].mem, outs[t].mem_len);
-        }
-    }
-    for (size_t t = 0; t < WRITE_TASKS; t++) free(outs[t].mem);
-    free(outs);
-    return failed ? -1 : 0;
-}
-
-int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err)
-{
-    char delim = delimiter ? delimiter : ',';
-    csv_out *o = calloc(1, sizeof *o);
-    if (!o) return tz_err_set(err, TZ_ENOMEM, "out of memory writing %s", path);
-    o->fp = fopen(path, "w");
-    if (!o->fp) {
-        free(o);
-        return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
-    }
-    for (size_t j = 0; j < f->n_cols; j++) {
-        if (j) out_char(o, delim);
-        write_string(o, f->cols[j]->name, strlen(f->cols[j]->name), delim);
-    }
-    out_char(o, '\n');
-    out_flush(o);
-    int nomem = write_body(o, f, delim);
-    int bad = ferror(o->fp);
-    int closed = fclose(o->fp);
-    free(o);
-    if (nomem) return tz_err_set(err, TZ_ENOMEM, "out of memory writing %s", path);
-    if (closed != 0 || bad) return tz_err_set(err, TZ_EIO, "cannot write %s: %s", path, strerror(errno));
-    return 0;
 }

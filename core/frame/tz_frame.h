@@ -127,6 +127,12 @@ typedef struct tz_csv_opts {
                                        many bytes on the pool's threads when there are
                                        4 or more; 0 = 1 MiB (with 2 threads or more),
                                        SIZE_MAX = serially. Same frame either way. */
+    size_t from, to;                /* non-zero: the data records are those from byte
+                                       `from` (a record's start past the header, which
+                                       is read as usual) up to byte `to` (a record's
+                                       end), so a file is read a range at a time
+                                       (tz_csv_blocks) */
+    size_t from_line;               /* the line `from` is on (for line numbers) */
 } tz_csv_opts;
 
 typedef struct tz_csv_issue {
@@ -156,6 +162,41 @@ typedef struct tz_csv_report {
 int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
                 tz_err *err);
 void tz_csv_report_free(tz_csv_report *r);
+
+/* A CSV file read a block of whole records at a time, and a copy written
+ * beside it with fields added to every row kept, each row otherwise as the
+ * input has it (tycho score: a file of any size in bounded memory, its
+ * values echoed, never reformatted). The copy goes to a temporary file
+ * beside the output, which tz_csv_blocks_close renames into place, so a
+ * failed run leaves no half-written output and the output may be the
+ * input; "-" writes to standard output, and a path that is not a regular
+ * file is written in place. */
+typedef struct tz_csv_blocks tz_csv_blocks;
+
+/* Opens in (a header is required) and out (NULL: no copy), reads the
+ * header. block_bytes: records of about this many bytes a block (0: 8 MiB;
+ * a longer record is a block of its own). TZ_EIO, TZ_EINVAL (as
+ * tz_csv_read's), TZ_ENOMEM. */
+int tz_csv_blocks_open(const char *in, const char *out, char delimiter, size_t block_bytes, tz_csv_blocks **b,
+                       tz_err *err);
+/* The header's columns (named as tz_csv_read names them). */
+const tz_frame *tz_csv_blocks_columns(const tz_csv_blocks *b);
+/* The next block's rows into *out (NULL after the last block), read as
+ * tz_csv_read reads them with opts, whose line_column must be set (the
+ * rows' lines are what tz_csv_blocks_write finds them by); its refused
+ * records in report, by their lines in the file. recycle: the block
+ * before, or NULL; its columns' memory becomes this block's where nobody
+ * else holds them, and it is freed whatever the call returns. */
+int tz_csv_blocks_next(tz_csv_blocks *b, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
+                       tz_csv_report *report, tz_err *err);
+/* The copy's header: the input's, then names. */
+int tz_csv_blocks_write_header(tz_csv_blocks *b, const char *const *names, size_t n, tz_err *err);
+/* Rows of the last block into the copy: for each row i of tail, the record
+ * at file line lines[i] (one of the block's rows' lines), then tail's row i. */
+int tz_csv_blocks_write(tz_csv_blocks *b, const int64_t *lines, const tz_frame *tail, tz_err *err);
+/* Closes both files and frees b. keep: the copy takes its place (0, or
+ * TZ_EIO when it could not be written); else it is removed. */
+int tz_csv_blocks_close(tz_csv_blocks *b, int keep, tz_err *err);
 
 /* Writes the frame as CSV with a header; nulls as empty fields; strings
  * quoted when they hold the delimiter, a quote or a newline. */

@@ -56,6 +56,34 @@ local function score_rows(version, input, fill)
   return frame.from_rows(out_rows, { order = order }), skipped, #out_rows
 end
 
+-- What the CSV stream of `tycho score` says when done (serve/hosted.lua's
+-- score_csv): the records refused and the rows skipped on stderr, by line,
+-- then the summary (on stderr too when the rows went to stdout).
+local function streamed_summary(result, name, version, ref, output)
+  local function lines_of(list, line_of)
+    local first = {}
+    for i = 1, math.min(5, #list) do first[i] = line_of(list[i]) end
+    return table.concat(first, ", ")
+  end
+  if result.n_refused > 0 then
+    io.stderr:write(string.format("tycho score: refused %d records (%s%s)\n", result.n_refused,
+      lines_of(result.refused, function(is)
+        return string.format("line %d%s: %s", is.line, is.column > 0 and (", field " .. is.column) or "", is.message)
+      end), result.n_refused > 5 and "; ..." or ""))
+  end
+  if result.n_skipped > 0 then
+    io.stderr:write(string.format("tycho score: skipped %d rows with missing inputs (an empty field; lines %s%s); "
+      .. "--missing fill scores them with filled-in values\n", result.n_skipped, lines_of(result.skipped, tostring),
+      result.n_skipped > 5 and ", ..." or ""))
+  end
+  if result.scored == 0 then return fail("no row could be scored", "tycho score") end
+  local to_stdout = output == "-"
+  local summary = string.format("scored %d rows with %s %s (%s)%s", result.scored, name, version, ref,
+    to_stdout and "" or (" into " .. output))
+  if to_stdout then io.stderr:write(summary, "\n") else print(summary) end
+  return 0
+end
+
 --- `tycho score NAME[@ALIAS|VERSION] --input FILE --output FILE [--to-view VIEW]`:
 -- scores a CSV or JSONL file with the registered pipeline (entity keys in a
 -- row fetch its online features, as in serving), writes the rows with their
@@ -78,8 +106,14 @@ function M.score(target, ...)
   local frame, json, serving = require "tycho.core.frame", require "tycho.util.json", require "tycho.serve.hosted"
   local version, err = serving.load_version(name, ref)
   if not version then return fail(err) end
+  local jsonl_input = opts.input:match("%.jsonl$") or opts.input:match("%.ndjson$")
+  if not jsonl_input and opts.output and not opts.view and not opts.output:match("%.jsonl$") then
+    local streamed, serr = serving.score_csv(version, opts.input, opts.output, opts.missing == "fill")
+    if serr then return fail(serr) end
+    if streamed then return streamed_summary(streamed, name, version.version, ref, opts.output) end
+  end
   local input, rep
-  if opts.input:match("%.jsonl$") or opts.input:match("%.ndjson$") then input, rep = frame.read_jsonl(opts.input)
+  if jsonl_input then input, rep = frame.read_jsonl(opts.input)
   else input, rep = frame.read_csv(opts.input) end
   if not input then return fail(rep) end
   -- A key with no stored features would be scored as an "average" item by

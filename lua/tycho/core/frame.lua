@@ -258,6 +258,16 @@ end
 
 -- ---- shape and access --------------------------------------------------------
 
+--- Lets go of the frame's columns now instead of at the next garbage
+-- collection (their memory is C's, which the collector does not see): for
+-- loops that make a large frame a step, whose memory would pile up
+-- between collections. The frame is empty afterwards.
+function Frame:release()
+  local handle = self.handle
+  C.tz_frame_free(ffi.gc(handle, nil))
+  self.handle = ffi.gc(C.tz_frame_new(), C.tz_frame_free)
+end
+
 --- Number of rows.
 function Frame:nrows() return tonumber(self.handle.n_rows) end
 --- Number of columns.

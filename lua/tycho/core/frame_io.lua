@@ -10,7 +10,7 @@ ffi.cdef [[
 typedef struct tz_csv_opts {
   char delimiter; int no_header; size_t infer_rows; const char *const *na_values; size_t n_na;
   const char *const *schema_names; const int *schema_types; size_t n_schema; int strict;
-  const char *line_column; int unique_header; size_t part_bytes;
+  const char *line_column; int unique_header; size_t part_bytes; size_t from, to, from_line;
 } tz_csv_opts;
 typedef struct tz_csv_issue { size_t line; size_t column; char message[160]; } tz_csv_issue;
 typedef struct tz_csv_report {
@@ -19,6 +19,15 @@ typedef struct tz_csv_report {
 int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report, tz_err *err);
 void tz_csv_report_free(tz_csv_report *r);
 int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *err);
+typedef struct tz_csv_blocks tz_csv_blocks;
+int tz_csv_blocks_open(const char *in, const char *out, char delimiter, size_t block_bytes, tz_csv_blocks **b,
+                       tz_err *err);
+const tz_frame *tz_csv_blocks_columns(const tz_csv_blocks *b);
+int tz_csv_blocks_next(tz_csv_blocks *b, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
+                       tz_csv_report *report, tz_err *err);
+int tz_csv_blocks_write_header(tz_csv_blocks *b, const char *const *names, size_t n, tz_err *err);
+int tz_csv_blocks_write(tz_csv_blocks *b, const int64_t *lines, const tz_frame *tail, tz_err *err);
+int tz_csv_blocks_close(tz_csv_blocks *b, int keep, tz_err *err);
 ]]
 
 local C = ffi.C
@@ -45,6 +54,39 @@ return function(Frame, M, internal)
     return out
   end
 
+  -- opts (as read_csv takes them) as a tz_csv_opts, and the arrays it
+  -- points at, which the caller keeps alive for as long as it uses it.
+  local function csv_opts(opts)
+    local o, anchors = ffi.new("tz_csv_opts"), {}
+    o.delimiter = opts.delimiter and opts.delimiter:byte() or 0
+    o.no_header = opts.header == false and 1 or 0
+    o.infer_rows = opts.infer_rows or 0
+    o.strict = opts.strict and 1 or 0
+    o.line_column = opts.line_column
+    o.unique_header = opts.unique_header and 1 or 0
+    if opts.na then
+      local na = ffi.new("const char*[?]", #opts.na)
+      for i, s in ipairs(opts.na) do na[i - 1] = s end
+      o.na_values, o.n_na, anchors.na = na, #opts.na, na
+    end
+    if opts.schema then
+      local names, n = {}, 0
+      for k in pairs(opts.schema) do n = n + 1 names[n] = k end
+      local cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
+      for i, k in ipairs(names) do cnames[i - 1], ctypes[i - 1] = k, type_code(opts.schema[k]) end
+      o.schema_names, o.schema_types, o.n_schema = cnames, ctypes, n
+      anchors.names, anchors.types, anchors.strings = cnames, ctypes, names
+    end
+    return o, anchors
+  end
+
+  local function report_of(report)
+    local rep = { rows_read = tonumber(report.rows_read), rows_bad = tonumber(report.rows_bad),
+                  issues = issues_of(report) }
+    C.tz_csv_report_free(report)
+    return rep
+  end
+
   --- Reads a CSV file. opts: delimiter (","), header (true), schema
   -- ({column = "float"|"int"|"bool"|"string"}), na (list of null markers),
   -- infer_rows (1000), strict (first bad row is an error), line_column (name of
@@ -54,36 +96,84 @@ return function(Frame, M, internal)
   -- or nil, message. Bad rows are left out and listed in report.issues.
   function M.read_csv(path, opts)
     if type(path) ~= "string" then error("read_csv: path must be a string", 2) end
-    opts = opts or {}
-    local o = ffi.new("tz_csv_opts")
-    o.delimiter = opts.delimiter and opts.delimiter:byte() or 0
-    o.no_header = opts.header == false and 1 or 0
-    o.infer_rows = opts.infer_rows or 0
-    o.strict = opts.strict and 1 or 0
-    o.line_column = opts.line_column
-    o.unique_header = opts.unique_header and 1 or 0
-    -- Arrays handed to C live in locals of this function, so they outlive the call.
-    local na, cnames, ctypes
-    if opts.na then
-      na = ffi.new("const char*[?]", #opts.na)
-      for i, s in ipairs(opts.na) do na[i - 1] = s end
-      o.na_values, o.n_na = na, #opts.na
-    end
-    if opts.schema then
-      local names, n = {}, 0
-      for k in pairs(opts.schema) do n = n + 1 names[n] = k end
-      cnames, ctypes = ffi.new("const char*[?]", n), ffi.new("int[?]", n)
-      for i, k in ipairs(names) do cnames[i - 1], ctypes[i - 1] = k, type_code(opts.schema[k]) end
-      o.schema_names, o.schema_types, o.n_schema = cnames, ctypes, n
-    end
+    local o, anchors = csv_opts(opts or {})
     local report = ffi.new("tz_csv_report")
     local rc = C.tz_csv_read(path, o, frame_out, report, err)
     if rc ~= 0 then return nil, ffi.string(err.msg) end
     local frame = owned_frame(frame_out[0])
-    local rep = { rows_read = tonumber(report.rows_read), rows_bad = tonumber(report.rows_bad),
-                  issues = issues_of(report) }
-    C.tz_csv_report_free(report)
-    return frame, rep
+    local _ = anchors
+    return frame, report_of(report)
+  end
+
+  local Blocks = {}
+  Blocks.__index = Blocks
+  local blocks_out = ffi.new("tz_csv_blocks*[1]")
+  local function drop_blocks(b) C.tz_csv_blocks_close(b, 0, nil) end
+
+  --- A CSV file read a block of whole records at a time, with a copy of it
+  -- written beside (core/frame's tz_csv_blocks; tycho score's stream):
+  -- opts.output (a path, "-" for standard output, nil for no copy),
+  -- opts.delimiter, opts.block_bytes (about 8 MiB). The copy appears at
+  -- output only when blocks:close(true) succeeds. Returns the reader, or
+  -- nil, message.
+  function M.read_csv_blocks(path, opts)
+    opts = opts or {}
+    local delim = opts.delimiter and opts.delimiter:byte() or 0
+    if C.tz_csv_blocks_open(path, opts.output, delim, opts.block_bytes or 0, blocks_out, err) ~= 0 then
+      return nil, ffi.string(err.msg)
+    end
+    return setmetatable({ handle = ffi.gc(blocks_out[0], drop_blocks) }, Blocks)
+  end
+
+  --- The header's column names.
+  function Blocks:names()
+    local columns = setmetatable({ handle = C.tz_csv_blocks_columns(self.handle) }, Frame)
+    return columns:names()
+  end
+
+  --- The next block as a frame and its report, read as read_csv reads with
+  -- opts (line_column required); nil after the last block; nil, message.
+  -- recycle: the block before, done with (it is emptied, and its memory
+  -- becomes the new block's).
+  function Blocks:next(opts, recycle)
+    local o, anchors = csv_opts(opts)
+    local report = ffi.new("tz_csv_report")
+    local old = nil
+    if recycle then
+      old = ffi.gc(recycle.handle, nil)
+      recycle.handle = ffi.gc(C.tz_frame_new(), C.tz_frame_free)
+    end
+    local rc = C.tz_csv_blocks_next(self.handle, o, old, frame_out, report, err)
+    local _ = anchors
+    if rc ~= 0 then return nil, ffi.string(err.msg) end
+    if frame_out[0] == nil then return nil end
+    return owned_frame(frame_out[0]), report_of(report)
+  end
+
+  --- Writes the copy's header: the input's, then names.
+  function Blocks:write_header(names)
+    local cnames = ffi.new("const char*[?]", math.max(#names, 1))
+    for i, name in ipairs(names) do cnames[i - 1] = name end
+    if C.tz_csv_blocks_write_header(self.handle, cnames, #names, err) ~= 0 then return nil, ffi.string(err.msg) end
+    return true
+  end
+
+  --- Writes rows of the last block to the copy: for each row i of tail,
+  -- the record at line lines[i - 1] (an int64_t array), then tail's row i.
+  function Blocks:write(lines, tail)
+    if C.tz_csv_blocks_write(self.handle, lines, tail.handle, err) ~= 0 then return nil, ffi.string(err.msg) end
+    return true
+  end
+
+  --- Closes the file; keep: the copy takes its place (else it is removed).
+  -- true, or nil, message.
+  function Blocks:close(keep)
+    local handle = self.handle
+    if not handle then return true end
+    self.handle = nil
+    local rc = C.tz_csv_blocks_close(ffi.gc(handle, nil), keep and 1 or 0, err)
+    if rc ~= 0 then return nil, ffi.string(err.msg) end
+    return true
   end
 
   --- Reads JSON Lines: one object per line; keys become columns. Lines that are

@@ -153,11 +153,15 @@ local function predict_blocks(plan, inputs, owned, n)
   local src = ffi.new("const double*[?]", math.max(p, 1))
   local scratch = ffi.new("double*[?]", math.max(p, 1))
   local cols = ffi.new("const double*[?]", math.max(p, 1))
-  local copies = {}  -- keeps the scratch arrays alive
+  -- The copies are the plan's, kept from one call to the next: a stream
+  -- of blocks would otherwise map (and zero) fresh ones for every block.
+  local rows = math.min(n, block)
+  if (plan.copy_rows or 0) < rows then plan.copies, plan.copy_rows = {}, rows end
+  local copies = plan.copies
   for j = 1, p do
     src[j - 1] = ffi.cast("const double*", inputs[j])
     if written[j] and not owned[j] then
-      copies[j] = ffi.new("double[?]", math.min(n, block))
+      copies[j] = copies[j] or ffi.new("double[?]", plan.copy_rows)
       scratch[j - 1] = copies[j]
     end
   end
@@ -178,17 +182,15 @@ local function predict_blocks(plan, inputs, owned, n)
   return all, k
 end
 
---- Batch scoring of frame f, columns at a time (tycho score): f with a
--- `prediction` column (and `probability` for classifiers) holding what
--- pipe:predict(row) gives each row, and the 1-based rows left out because
--- an input is null (unless fill: then they are scored, nulls as missing
--- values, as the row path's --missing fill does). nil when the pipeline or
--- f needs the row path: no plan, or an input that is absent or not a
--- number column.
-function M.score_frame(pipe, f, fill)
-  local plan = M.plan(pipe)
+-- The scored columns of frame f (its plan's inputs all present): the
+-- prediction, and the probability for classifiers, as tz_column*s whose
+-- references the caller owns; keep (bool[n], 0-based) false for the rows
+-- left out because an input is null (unless fill: then they are scored,
+-- nulls as missing values, as the row path's --missing fill does), and
+-- those rows, 1-based. nil when an input is absent or not a number column,
+-- or the model's answers are not numbers or strings.
+local function score_columns(plan, f, fill)
   local n = f:nrows()
-  if not plan or n == 0 then return nil end
   -- Each input as doubles: a float column's own array, or a copy held here
   -- (an int column's; a column with nulls, NaN written where they are,
   -- their rows skipped unless fill).
@@ -223,11 +225,146 @@ function M.score_frame(pipe, f, fill)
       if keep[r] then return select(2, models.answer_of(model, raw, r * k, k, threshold)) end
     end)
   end
-  local scored = f:attach(added)
-  if #skipped == 0 then return scored, skipped end
+  return added, keep, skipped
+end
+
+-- The 1-based rows of n that keep holds.
+local function kept_rows(keep, n)
   local rows = {}
   for r = 0, n - 1 do if keep[r] then rows[#rows + 1] = r + 1 end end
-  return scored:take(rows), skipped
+  return rows
+end
+
+--- Batch scoring of frame f, columns at a time (tycho score): f with a
+-- `prediction` column (and `probability` for classifiers) holding what
+-- pipe:predict(row) gives each row, and the 1-based rows left out because
+-- an input is null (unless fill: then they are scored, nulls as missing
+-- values, as the row path's --missing fill does). nil when the pipeline or
+-- f needs the row path: no plan, or an input that is absent or not a
+-- number column.
+function M.score_frame(pipe, f, fill)
+  local plan = M.plan(pipe)
+  local n = f:nrows()
+  if not plan or n == 0 then return nil end
+  local added, keep, skipped = score_columns(plan, f, fill)
+  if not added then return nil end
+  local scored = f:attach(added)
+  if #skipped == 0 then return scored, skipped end
+  return scored:take(kept_rows(keep, n)), skipped
+end
+
+-- Names that a file's header already has (a set), and one for the line
+-- column the stream adds that it has not.
+local function header_of(blocks)
+  local has = {}
+  for _, name in ipairs(blocks:names()) do has[name] = true end
+  local line_column = "tycho_line"
+  while has[line_column] do line_column = "_" .. line_column end
+  return has, line_column
+end
+
+-- How many of a block's rows a score_csv result keeps the lines or
+-- messages of (the counts go on).
+local KEEP_DETAILS = 1000
+
+-- One block of the stream scored and written: its kept rows with their
+-- added columns, after their records. nil, message on failure.
+local function score_block(plan, blocks, f, line_column, fill, result)
+  local n = f:nrows()
+  local added, keep, skipped = score_columns(plan, f, fill)
+  if not added then return nil, "the model's answers are neither numbers nor strings" end
+  if not result.header then
+    local names = {}
+    for i, c in ipairs(added) do names[i] = ffi.string(c.name) end
+    local ok, err = blocks:write_header(names)
+    if not ok then return nil, err end
+    result.header = names
+  end
+  local tail = f:select({}):attach(added)
+  local lines = f:col(line_column).ptr
+  if #skipped > 0 then
+    local rows = kept_rows(keep, n)
+    tail = tail:take(rows)
+    local kept = ffi.new("int64_t[?]", math.max(#rows, 1))
+    for i, r in ipairs(rows) do kept[i - 1] = lines[r - 1] end
+    for _, r in ipairs(skipped) do
+      if #result.skipped < KEEP_DETAILS then result.skipped[#result.skipped + 1] = tonumber(lines[r - 1]) end
+    end
+    result.n_skipped = result.n_skipped + #skipped
+    lines = kept
+  end
+  local n_tail = tail:nrows()
+  result.scored = result.scored + n_tail
+  local ok, err = true, nil
+  if n_tail > 0 then ok, err = blocks:write(lines, tail) end
+  tail:release()
+  return ok, err
+end
+
+--- tycho score's stream for a CSV file: input read a block at a time and
+-- output ("-": standard output) written as it goes, so memory stays a few
+-- blocks' worth whatever the file's size. Each row kept is written as the
+-- input has it (its values never reformatted), then its prediction (and
+-- probability), as score_frame gives them. Every input column is read as
+-- numbers: a record with anything else there is refused alone, by the
+-- reader's message; a row with an empty input is skipped unless fill.
+-- Returns { rows_read, scored, n_skipped, skipped (lines), n_refused,
+-- refused ({line, column, message}), header (the added names) }, the
+-- first KEEP_DETAILS lines and messages kept; the output is left in
+-- place only when a row was scored. opts: fill, block_bytes (tests), and
+-- avoid: names that, in the header, leave the file to score_frame (an
+-- entity key that fetches features). nil when the pipeline or the file
+-- needs score_frame: no plan, an input the header lacks, a name to avoid,
+-- or an added name the header has already. nil, message on failure.
+function M.score_csv(pipe, input, output, opts)
+  local plan = M.plan(pipe)
+  if not plan then return nil end
+  local blocks, err = frame.read_csv_blocks(input, { output = output, block_bytes = opts.block_bytes })
+  if not blocks then return nil, err end
+  local has, line_column = header_of(blocks)
+  local fits = not has.prediction and not has.probability
+  for _, name in ipairs(opts.avoid or {}) do fits = fits and not has[name] end
+  local schema = {}
+  for name in pairs(has) do schema[name] = "string" end
+  for _, name in ipairs(plan.names) do
+    fits = fits and has[name]
+    schema[name] = "float"
+  end
+  if not fits then
+    blocks:close(false)
+    return nil
+  end
+  local fill = opts.fill == true
+  local read = { schema = schema, line_column = line_column, infer_rows = 1 }
+  local done  -- the block scored last, whose memory the next one takes
+  local result = { rows_read = 0, scored = 0, n_skipped = 0, skipped = {}, n_refused = 0, refused = {} }
+  while true do
+    local f, rep = blocks:next(read, done)
+    if not f then
+      if rep then err = rep end
+      break
+    end
+    result.rows_read = result.rows_read + rep.rows_read
+    result.n_refused = result.n_refused + rep.rows_bad
+    for _, issue in ipairs(rep.issues) do
+      if #result.refused < KEEP_DETAILS then result.refused[#result.refused + 1] = issue end
+    end
+    done = f
+    if f:nrows() > 0 then
+      local ok, serr = score_block(plan, blocks, f, line_column, fill, result)
+      if not ok then
+        err = serr
+        break
+      end
+    end
+  end
+  if err then
+    blocks:close(false)
+    return nil, err
+  end
+  local ok, cerr = blocks:close(result.scored > 0)
+  if not ok then return nil, cerr end
+  return result
 end
 
 --- Parsed row r (0-based) as a table of its inputs, as the request gave them.
