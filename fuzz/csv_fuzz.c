@@ -12,7 +12,9 @@
  *     float64 or get rejected), a line-number column, other null markers,
  *     and an explicit schema for the usual column names (a, b, c, x, y, id,
  *     name, line, column_1..3), each forced to one of the four types.
- * On success the frame's invariants are checked (column lengths, null
+ * C. The file read in parts gives the serial read's frame; D. read a block
+ * at a time (tz_csv_blocks) it gives the whole read's rows, lines and
+ * refusals. On success the frame's invariants are checked (column lengths, null
  * counts against the bitmaps, float64 nulls stored as NaN and every other
  * float64 finite, string codes known to their dictionary, the report's
  * counts) and it is written out
@@ -214,6 +216,84 @@ static void parts_as_serial(const tz_csv_opts *o, size_t part)
     tz_csv_report_free(&rb);
 }
 
+/* A line column's name that no column of f has. */
+static void free_name(const tz_frame *f, char *name, size_t size)
+{
+    for (int k = 0;; k++) {
+        snprintf(name, size, k ? "tycho_line_%d" : "tycho_line", k);
+        if (tz_frame_find(f, name) < 0) return;
+    }
+}
+
+/* Read a block at a time (tz_csv_blocks, blocks of `block` bytes and up)
+ * the file gives what it gives read whole, every column read as text (so
+ * no block's types refuse what the whole file's accept): the same
+ * outcome, the same counts, every row at the same line, every refusal at
+ * the same line; and each block's rows are written after their records. */
+static void blocks_as_whole(size_t block, char delim)
+{
+    tz_csv_blocks *b = NULL;
+    tz_err err;
+    memset(&err, 0, sizeof err);
+    int rc = tz_csv_blocks_open(in_path, out_path, delim, block, &b, &err);
+    if (rc) {
+        tz_csv_opts o = { .delimiter = delim };
+        tz_frame *f = NULL;
+        tz_csv_report rep;
+        if (rc != TZ_EINVAL && rc != TZ_EIO && rc != TZ_ENOMEM) fail("blocks: unexpected error code");
+        if (tz_csv_read(in_path, &o, &f, &rep, &err) == 0) fail("blocks: no header where the reader finds one");
+        return;
+    }
+    const tz_frame *cols = tz_csv_blocks_columns(b);
+    size_t n = cols->n_cols;
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    int *types = malloc((n ? n : 1) * sizeof *types);
+    if (!names || !types) abort();
+    for (size_t j = 0; j < n; j++) {
+        names[j] = cols->cols[j]->name;
+        types[j] = TZ_COL_STR;
+    }
+    char line_column[32];
+    free_name(cols, line_column, sizeof line_column);
+    tz_csv_opts o = { .delimiter = delim, .schema_names = names, .schema_types = types, .n_schema = n,
+                      .line_column = line_column };
+    tz_frame *whole = NULL;
+    tz_csv_report rw;
+    int rcw = tz_csv_read(in_path, &o, &whole, &rw, &err);
+    size_t rows_read = 0, rows_bad = 0, at = 0, issue = 0;
+    int rcb = 0;
+    for (tz_frame *last = NULL;;) {
+        tz_frame *f = NULL;
+        tz_csv_report rb;
+        rcb = tz_csv_blocks_next(b, &o, last, &f, &rb, &err);
+        if (rcb || !f) break;
+        rows_read += rb.rows_read;
+        rows_bad += rb.rows_bad;
+        const tz_column *lines = f->cols[f->n_cols - 1];
+        if (rcw == 0) {
+            for (size_t i = 0; i < rb.n_issues && issue < rw.n_issues; i++, issue++)
+                if (rb.issues[i].line != rw.issues[issue].line) fail("blocks: a refusal at another line");
+            for (size_t i = 0; i < f->n_rows; i++)
+                if (at + i >= whole->n_rows ||
+                    ((const int64_t *)lines->data)[i] != ((const int64_t *)whole->cols[whole->n_cols - 1]->data)[at + i])
+                    fail("blocks: a row at another line");
+        }
+        at += f->n_rows;
+        if (f->n_rows && tz_csv_blocks_write(b, (const int64_t *)lines->data, f, &err) != 0)
+            fail("blocks: a block's rows could not be written after their records");
+        tz_csv_report_free(&rb);
+        last = f;
+    }
+    if ((rcw == 0) != (rcb == 0)) fail("blocks: a different outcome");
+    if (rcw == 0 && (rows_read != rw.rows_read || rows_bad != rw.rows_bad || at != whole->n_rows))
+        fail("blocks: different counts");
+    if (rcw == 0) tz_csv_report_free(&rw);
+    tz_frame_free(whole);
+    tz_csv_blocks_close(b, 1, &err);
+    free(names);
+    free(types);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     write_input(data, size);
@@ -247,5 +327,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* C. The same options, the file read in parts as small as 4 bytes. */
     o.n_schema = sel & 8 ? N_NAMES : 0;
     parts_as_serial(&o, 1 + size / (4 + (sel & 7)));
+
+    /* D. A block at a time, as tycho score reads. */
+    blocks_as_whole(1 + (sel & 15), o.delimiter);
     return 0;
 }

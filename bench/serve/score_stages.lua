@@ -1,8 +1,9 @@
--- bench/serve/score_stages.lua — what `tycho score` does, a stage at a time:
--- read the CSV, score the frame (ml/dense.lua score_frame, as the command
--- runs it), write the scored CSV. Prints "stages READ SCORE WRITE" in
--- seconds, so the scoring step can be set beside scikit-learn's
--- predict_proba on a frame already in memory.
+-- bench/serve/score_stages.lua — batch scoring through a whole frame, a
+-- stage at a time: read the CSV, score the frame (ml/dense.lua
+-- score_frame, as `tycho score` runs a file it cannot stream), write the
+-- scored CSV. Prints "stages READ SCORE WRITE" in seconds, so the scoring
+-- step can be set beside scikit-learn's predict_proba on a frame already
+-- in memory (the command itself streams the file: ml/dense.lua score_csv).
 --
 --   tycho --home H run bench/serve/score_stages.lua MODEL@ALIAS IN.csv OUT.csv
 local frame = require "tycho.core.frame"

@@ -1282,8 +1282,9 @@ static int start_at(reader *r, const tz_csv_opts *o, tz_err *err)
     return rc;
 }
 
-static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
-                     tz_csv_report *report, tz_err *err)
+/* tz_csv_read, and tz_csv_read_into's recycle and header_at. */
+static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
+                     tz_frame **out, tz_csv_report *report, tz_err *err)
 {
     tz_csv_opts o = opts ? *opts : (tz_csv_opts){0};
     tz_csv_report scratch;
@@ -1334,8 +1335,9 @@ static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycl
         b.n_cols = b.frame->n_cols;
         if (o.no_header && !rc) r.pos = r.record_at - r.off, r.line = r.record_line;  /* data: read it again */
     }
+    if (!rc && header_at) *header_at = (tz_csv_header_at){ .start = r.record_at, .end = r.off + r.pos, .line = r.line };
     if (!rc && o.from) rc = start_at(&r, &o, err);
-    if (!rc) {
+    if (!rc && !header_at) {
         size_t end = o.to ? o.to : (size_t)sb.st_size;
         rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, end, S_ISREG(sb.st_mode), recycle, rep, err);
     }
@@ -1361,13 +1363,13 @@ static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycl
 int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
                 tz_err *err)
 {
-    return read_file(path, opts, NULL, out, report, err);
+    return read_file(path, opts, NULL, NULL, out, report, err);
 }
 
-int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
-                     tz_csv_report *report, tz_err *err)
+int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
+                     tz_frame **out, tz_csv_report *report, tz_err *err)
 {
-    int rc = read_file(path, opts, recycle, out, report, err);
+    int rc = read_file(path, opts, recycle, header_at, out, report, err);
     tz_frame_free(recycle);
     return rc;
 }

@@ -19,7 +19,6 @@
 #include "frame/tz_frame.h"
 
 #define DEFAULT_BLOCK_BYTES ((size_t)8 << 20)
-#define FIRST_BYTES ((size_t)64 << 10)
 
 struct tz_csv_blocks {
     char *path;
@@ -65,30 +64,46 @@ static int grow_buf(tz_csv_blocks *b, size_t want)
     return 0;
 }
 
-#define NO_END SIZE_MAX
-
-/* The offset just past the line feed that ends the record from s (outside
- * quotes), or NO_END when t[s, len) does not hold it all. */
-static size_t record_end(const char *t, size_t s, size_t len)
+size_t tz_csv_record_end(const char *t, size_t s, size_t len, char delim)
 {
-    int open = 0;
+    enum { FIELD_START, UNQUOTED, QUOTED, QUOTE_SEEN } state = FIELD_START;
     for (size_t i = s; i < len; i++) {
-        if (t[i] == '"') open = !open;
-        else if (t[i] == '\n' && !open) return i + 1;
+        char c = t[i];
+        switch (state) {
+        case QUOTED:
+            if (c == '"') state = QUOTE_SEEN;
+            continue;
+        case QUOTE_SEEN:
+            if (c == '"') {  /* a doubled quote: still inside */
+                state = QUOTED;
+                continue;
+            }
+            break;  /* past the closing quote the field goes on unquoted */
+        case FIELD_START:
+            if (c == '"') {
+                state = QUOTED;
+                continue;
+            }
+            break;
+        case UNQUOTED:
+            break;
+        }
+        if (c == '\n') return i + 1;
+        state = c == delim ? FIELD_START : UNQUOTED;
     }
-    return NO_END;
+    return TZ_CSV_NO_END;
 }
 
-/* The offset just past the last line feed of t[0, len) outside quotes (t
- * starts a record), or 0 when none. */
-static size_t last_record_end(const char *t, size_t len)
+/* The offset just past the last record that ends in t[0, len) (t starts a
+ * record), or 0 when none does. */
+static size_t last_record_end(const char *t, size_t len, char delim)
 {
     if (!memchr(t, '"', len)) {
         const char *nl = memrchr(t, '\n', len);
         return nl ? (size_t)(nl - t) + 1 : 0;
     }
     size_t last = 0;
-    for (size_t e; last < len && (e = record_end(t, last, len)) != NO_END;) last = e;
+    for (size_t e; last < len && (e = tz_csv_record_end(t, last, len, delim)) != TZ_CSV_NO_END;) last = e;
     return last;
 }
 
@@ -99,36 +114,26 @@ static size_t count_lines(const char *t, size_t len)
     return n;
 }
 
-/* The header: past a byte order mark and blank lines, the first record.
- * Sets b->header and b->pos, b->line to where the data starts. */
+/* The header, where the reader finds it (past a byte order mark and blank
+ * lines, with the reader's checks): its columns, its text (without its
+ * line ending) and b->pos, b->line where the data starts. */
 static int read_header(tz_csv_blocks *b, tz_err *err)
 {
-    size_t len = 0, s, end;
-    for (size_t want = FIRST_BYTES;; want *= 2) {
-        if (grow_buf(b, want)) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", b->path);
-        ssize_t got = read_at(b->fd, b->buf + len, want - len, len);
-        if (got < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", b->path, strerror(errno));
-        len += (size_t)got;
-        s = len >= 3 && !memcmp(b->buf, "\xEF\xBB\xBF", 3) ? 3 : 0;
-        for (;;) {
-            if (s < len && b->buf[s] == '\n') s++;
-            else if (s + 1 < len && b->buf[s] == '\r' && b->buf[s + 1] == '\n') s += 2;
-            else break;
-        }
-        end = record_end(b->buf, s, len);
-        if (end != NO_END) break;
-        if (len < want) {  /* the file ends in its header */
-            end = len;
-            break;
-        }
-    }
-    size_t text_end = end > s && b->buf[end - 1] == '\n' ? end - 1 : end;
-    if (text_end > s && b->buf[text_end - 1] == '\r') text_end--;
-    b->header_len = text_end - s;
-    if (!(b->header = malloc(b->header_len + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-    memcpy(b->header, b->buf + s, b->header_len);
-    b->pos = end;
-    b->line = 1 + count_lines(b->buf, end);
+    tz_csv_opts o = { .delimiter = b->delim };
+    tz_csv_header_at at;
+    tz_csv_report rep;
+    int rc = tz_csv_read_into(b->path, &o, NULL, &at, &b->columns, &rep, err);
+    if (rc) return rc;
+    tz_csv_report_free(&rep);
+    size_t len = at.end - at.start;
+    if (!(b->header = malloc(len + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory");
+    ssize_t got = read_at(b->fd, b->header, len, at.start);
+    if (got != (ssize_t)len) return tz_err_set(err, TZ_EIO, "cannot read %s: it changed while read", b->path);
+    if (len && b->header[len - 1] == '\n') len--;
+    if (len && b->header[len - 1] == '\r') len--;
+    b->header_len = len;
+    b->pos = at.end;
+    b->line = at.line;
     return 0;
 }
 
@@ -178,13 +183,6 @@ int tz_csv_blocks_open(const char *in, const char *out, char delimiter, size_t b
     b->block_bytes = block_bytes ? block_bytes : DEFAULT_BLOCK_BYTES;
     b->fd = open(in, O_RDONLY | O_CLOEXEC);
     int rc = b->fd < 0 ? tz_err_set(err, TZ_EIO, "cannot open %s: %s", in, strerror(errno)) : read_header(b, err);
-    if (!rc) {
-        /* The header as tz_csv_read takes it: its checks, its names. */
-        tz_csv_opts o = { .delimiter = b->delim, .from = b->pos, .to = b->pos, .from_line = b->line, .infer_rows = 1 };
-        tz_csv_report rep;
-        rc = tz_csv_read(in, &o, &b->columns, &rep, err);
-        if (!rc) tz_csv_report_free(&rep);
-    }
     if (!rc && out) rc = open_out(b, out, err);
     if (!rc && out && !(b->outs = tz_csv_outs_new())) rc = tz_err_set(err, TZ_ENOMEM, "out of memory");
     if (rc) {
@@ -212,7 +210,7 @@ static int read_block(tz_csv_blocks *b, size_t *cut, tz_err *err)
             *cut = len;
             return 0;
         }
-        if ((*cut = last_record_end(b->buf, len)) > 0) return 0;
+        if ((*cut = last_record_end(b->buf, len, b->delim)) > 0) return 0;
     }
 }
 
@@ -256,7 +254,7 @@ int tz_csv_blocks_next(tz_csv_blocks *b, const tz_csv_opts *opts, tz_frame *recy
     o.from = b->pos;
     o.to = b->pos + cut;
     o.from_line = b->line;
-    rc = tz_csv_read_into(b->path, &o, recycle, out, report, err);
+    rc = tz_csv_read_into(b->path, &o, recycle, NULL, out, report, err);
     b->pos += cut;
     b->line += count_lines(b->buf, cut);
     return rc;

@@ -21,12 +21,27 @@ typedef struct tz_csv_text {
     char delim;
 } tz_csv_text;
 
+/* The offset just past the line feed that ends the record starting at
+ * t + s, read as the reader reads quotes (a quote opens a field only at
+ * its start, a doubled quote inside stays inside), or TZ_CSV_NO_END when
+ * t[s, len) does not hold it all. */
+#define TZ_CSV_NO_END SIZE_MAX
+size_t tz_csv_record_end(const char *t, size_t s, size_t len, char delim);
+
+/* Where a file's header is: its record from byte start to byte end (its
+ * line feed included, where the data starts), and the data's first line. */
+typedef struct tz_csv_header_at {
+    size_t start, end, line;
+} tz_csv_header_at;
+
 /* tz_csv_read, taking recycle's column memory for the new frame's where
  * their names and types match and nobody else holds them (the block
- * before, in a stream). recycle (NULL is fine) is freed, whatever the
- * call returns. */
-int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_frame **out,
-                     tz_csv_report *report, tz_err *err);
+ * before, in a stream); recycle (NULL is fine) is freed, whatever the call
+ * returns. With header_at, only the header is read (a frame of its columns,
+ * no rows), and header_at says where it is: so a stream cuts the file
+ * where the reader itself found the header's end. */
+int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
+                     tz_frame **out, tz_csv_report *report, tz_err *err);
 
 /* The writer's buffers (a round of rows' text), kept from one
  * tz_csv_write_after to the next: made afresh for each block, their pages

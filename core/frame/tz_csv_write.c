@@ -130,19 +130,17 @@ typedef struct write_job {
 } write_job;
 
 /* The record of t that starts at file line `line`, which the caller has
- * checked is one of t's lines: up to the line feed that ends it outside
- * quotes, without that line feed or a carriage return before it. */
+ * checked is one of t's lines: up to the line feed that ends it (outside
+ * quotes), without that line feed or a carriage return before it. */
 static const char *record_of(const tz_csv_text *t, size_t line, size_t *len)
 {
-    size_t k = line - t->first_line, start = t->line_at[k], end;
-    int open = 0;  /* inside quotes at the end of the lines so far */
-    for (;;) {
-        size_t from = t->line_at[k];
-        end = k + 1 < t->n_lines ? t->line_at[k + 1] - 1 : t->len - (t->len && t->text[t->len - 1] == '\n');
-        for (const char *q = t->text + from; (q = memchr(q, '"', (size_t)(t->text + end - q))) != NULL; q++)
-            open = !open;
-        if (!open || ++k == t->n_lines) break;
+    size_t k = line - t->first_line, start = t->line_at[k];
+    size_t end = k + 1 < t->n_lines ? t->line_at[k + 1] : t->len;  /* past its first line's feed */
+    if (memchr(t->text + start, '"', end - start)) {
+        end = tz_csv_record_end(t->text, start, t->len, t->delim);
+        if (end == TZ_CSV_NO_END) end = t->len;
     }
+    if (end > start && t->text[end - 1] == '\n') end--;
     if (end > start && t->text[end - 1] == '\r') end--;
     *len = end - start;
     return t->text + start;

@@ -10,6 +10,7 @@
 -- is left to the general path.
 local ffi = require "ffi"
 local base = require "tycho.core.base"
+local errors = require "tycho.util.errors"
 local frame = require "tycho.core.frame"
 local kernels = require "tycho.core.kernels"
 local models = require "tycho.ml.models"
@@ -272,7 +273,7 @@ local KEEP_DETAILS = 1000
 local function score_block(plan, blocks, f, line_column, fill, result)
   local n = f:nrows()
   local added, keep, skipped = score_columns(plan, f, fill)
-  if not added then return nil, "the model's answers are neither numbers nor strings" end
+  if not added then return errors.fail("invalid", "the model's answers are neither numbers nor strings") end
   if not result.header then
     local names = {}
     for i, c in ipairs(added) do names[i] = ffi.string(c.name) end
