@@ -65,15 +65,17 @@ local function streamed_summary(result, name, version, ref, output)
     for i = 1, math.min(5, #list) do first[i] = line_of(list[i]) end
     return table.concat(first, ", ")
   end
+  local function count(n, what) return n .. " " .. what .. (n == 1 and "" or "s") end
   if result.n_refused > 0 then
-    io.stderr:write(string.format("tycho score: refused %d records (%s%s)\n", result.n_refused,
+    io.stderr:write(string.format("tycho score: refused %s (%s%s)\n", count(result.n_refused, "record"),
       lines_of(result.refused, function(is)
         return string.format("line %d%s: %s", is.line, is.column > 0 and (", field " .. is.column) or "", is.message)
       end), result.n_refused > 5 and "; ..." or ""))
   end
   if result.n_skipped > 0 then
-    io.stderr:write(string.format("tycho score: skipped %d rows with missing inputs (an empty field; lines %s%s); "
-      .. "--missing fill scores them with filled-in values\n", result.n_skipped, lines_of(result.skipped, tostring),
+    io.stderr:write(string.format("tycho score: skipped %s with missing inputs (an empty field; %s %s%s); "
+      .. "--missing fill scores them with filled-in values\n", count(result.n_skipped, "row"),
+      result.n_skipped == 1 and "line" or "lines", lines_of(result.skipped, tostring),
       result.n_skipped > 5 and ", ..." or ""))
   end
   if result.scored == 0 then return fail("no row could be scored", "tycho score") end
