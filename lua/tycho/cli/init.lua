@@ -110,7 +110,10 @@ function M.score(target, ...)
   if not version then return fail(err) end
   local jsonl_input = opts.input:match("%.jsonl$") or opts.input:match("%.ndjson$")
   if not jsonl_input and opts.output and not opts.view and not opts.output:match("%.jsonl$") then
-    local streamed, serr = serving.score_csv(version, opts.input, opts.output, opts.missing == "fill")
+    -- On a terminal, a line that counts the rows as the blocks go by.
+    local progress = is_terminal() and function(r) io.stderr:write(string.format("\rscored %d rows", r.scored)) end
+    local streamed, serr = serving.score_csv(version, opts.input, opts.output, opts.missing == "fill", progress or nil)
+    if progress then io.stderr:write("\n") end
     if serr then return fail(serr) end
     if streamed then return streamed_summary(streamed, name, version.version, ref, opts.output) end
   end

@@ -312,9 +312,10 @@ end
 -- Returns { rows_read, scored, n_skipped, skipped (lines), n_refused,
 -- refused ({line, column, message}), header (the added names) }, the
 -- first KEEP_DETAILS lines and messages kept; the output is left in
--- place only when a row was scored. opts: fill, block_bytes (tests), and
+-- place only when a row was scored. opts: fill, block_bytes (tests),
 -- avoid: names that, in the header, leave the file to score_frame (an
--- entity key that fetches features). nil when the pipeline or the file
+-- entity key that fetches features), and progress: called with the result
+-- so far after each block. nil when the pipeline or the file
 -- needs score_frame: no plan, an input the header lacks, a name to avoid,
 -- or an added name the header has already. nil, message on failure.
 function M.score_csv(pipe, input, output, opts)
@@ -358,6 +359,7 @@ function M.score_csv(pipe, input, output, opts)
         break
       end
     end
+    if opts.progress then opts.progress(result) end
   end
   if err then
     blocks:close(false)

@@ -248,11 +248,11 @@ end
 --- tycho score's stream for a CSV file with a loaded version (ml/dense.lua's
 -- score_csv: a block at a time, each row written as the input has it, then
 -- its prediction): its counts, nil when the file must be read whole for
--- score_frame or the row path, or nil, message.
-function M.score_csv(version, input, output, fill)
+-- score_frame or the row path, or nil, message. progress: as score_csv's.
+function M.score_csv(version, input, output, fill, progress)
   local keys = {}
   for _, src in pairs(version.sources) do keys[#keys + 1] = src.join_key end
-  return dense.score_csv(version.pipe, input, output, { fill = fill, avoid = keys })
+  return dense.score_csv(version.pipe, input, output, { fill = fill, avoid = keys, progress = progress })
 end
 
 local function predict_one(version, inst, now)

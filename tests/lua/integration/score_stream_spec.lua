@@ -66,7 +66,12 @@ describe("scoring a CSV file as a stream", function()
   it("writes every row as the input has it, then pipe:predict's answer, block by block", function()
     local text = file_of(3000)
     local input = write_all(dir .. "/in.csv", text)
-    local result = assert(dense.score_csv(pipe, input, dir .. "/out.csv", { block_bytes = 4096 }))
+    local seen = {}
+    local result = assert(dense.score_csv(pipe, input, dir .. "/out.csv", { block_bytes = 4096,
+      progress = function(r) seen[#seen + 1] = r.scored end }))
+    assert.is_true(#seen > 10, "a call a block")
+    for i = 2, #seen do assert.is_true(seen[i] > seen[i - 1]) end
+    assert.equal(3000, seen[#seen])
     assert.equal(3000, result.rows_read)
     assert.equal(3000, result.scored)
     assert.same({ "prediction", "probability" }, result.header)
