@@ -49,6 +49,8 @@ typedef struct reader {
     char delim;
     size_t until;           /* no record starts at or past this offset (opts->to) */
     char *window;           /* read_parts' text, kept for the next window */
+    char *text;             /* or the caller's copy of the file from text_from */
+    size_t text_from, text_len;
     size_t window_cap;
     span *fields;
     size_t n_fields, cap_fields;
@@ -1046,19 +1048,45 @@ static int join_part(builder *b, csv_part *pt, size_t line)
     return 0;
 }
 
-/* Up to want bytes of the file from offset from into buf: how many there
- * were (fewer at the file's end), or -1 with err set. */
-static ssize_t read_window(reader *r, char *buf, size_t from, size_t want, tz_err *err)
+ssize_t tz_csv_pread(int fd, char *buf, size_t n, size_t off)
 {
     size_t got = 0;
-    while (got < want) {
-        ssize_t n = pread(r->fd, buf + got, want - got, (off_t)(from + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", r->path, strerror(errno)), -1;
-        if (n == 0) break;
-        got += (size_t)n;
+    while (got < n) {
+        ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -1;
+        if (k == 0) break;
+        got += (size_t)k;
     }
     return (ssize_t)got;
+}
+
+/* Up to want bytes of the file from offset from, into *text and how many
+ * there were into *got (fewer at the file's end): the caller's copy of the
+ * range when it holds them (tz_csv_blocks' block, read once), else the
+ * reader's window. 0, or a TZ_E* code. */
+static int window_text(reader *r, size_t from, size_t want, char **text, size_t *got, tz_err *err)
+{
+    if (r->text && from >= r->text_from && from - r->text_from <= r->text_len) {
+        size_t held = r->text_len - (from - r->text_from);
+        *text = r->text + (from - r->text_from);
+        *got = held < want ? held : want;
+        return 0;
+    }
+    if (r->window_cap < want + 1) {
+        /* One buffer for every window: a fresh one's pages would be
+         * faulted in and zeroed again for each. */
+        free(r->window);
+        r->window_cap = 0;
+        if (!(r->window = malloc(want + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
+        r->window_cap = want + 1;
+        tz_advise_huge(r->window, want + 1);
+    }
+    *text = r->window;
+    ssize_t n = tz_csv_pread(r->fd, r->window, want, from);
+    if (n < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", r->path, strerror(errno));
+    *got = (size_t)n;
+    return 0;
 }
 
 /* One window of the file from the reader's position (see above), read in
@@ -1076,25 +1104,15 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
         if (b->cols[j]->type == TZ_COL_BOOL) return 0;
     size_t want = size - from, window = part <= SIZE_MAX / WINDOW_PARTS ? part * WINDOW_PARTS : SIZE_MAX;
     if (want > window) want = window;
-    if (r->window_cap < want + 1) {
-        /* One buffer for every window: a fresh one's pages would be
-         * faulted in and zeroed again for each. */
-        free(r->window);
-        r->window_cap = 0;
-        if (!(r->window = malloc(want + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", r->path);
-        r->window_cap = want + 1;
-        tz_advise_huge(r->window, want + 1);
-    }
-    char *text = r->window;
-    ssize_t got = read_window(r, text, from, want, err);
-    if (got < 0) return TZ_EIO;
+    char *text = NULL;
+    size_t len = 0;
+    int wrc = window_text(r, from, want, &text, &len, err);
+    if (wrc) return wrc;
     /* A window short of the file ends after its last line feed; a file
      * that ended early ends the window where it ends now. */
-    size_t len = (size_t)got;
     int last = len < want || from + len == size;
     while (!last && len > 0 && text[len - 1] != '\n') len--;
     if (len / 4 < part) return 0;  /* what is left is the serial reader's */
-    text[len] = '\0';
     size_t n_parts = len / part;
     if (n_parts > (size_t)threads * 4) n_parts = (size_t)threads * 4;
     size_t step = len / n_parts;
@@ -1155,8 +1173,6 @@ static int read_parts(reader *r, builder *b, const tz_csv_opts *o, size_t size, 
     return rc;
 }
 
-/* The records from the reader's position up to byte `end` of the file
- * (its size, or opts->to). */
 /* The arrays of recycle's columns (a frame read as b reads, nobody else
  * holding its columns) become b's empty columns' memory: a stream of
  * blocks (tz_csv_blocks) then faults and zeroes no fresh pages for each. */
@@ -1183,6 +1199,8 @@ static void take_memory(builder *b, tz_frame *recycle)
     b->cap = cap;
 }
 
+/* The records from the reader's position up to byte `end` of the file
+ * (its size, or opts->to). */
 static int read_body(reader *r, builder *b, const tz_csv_opts *o, size_t infer, size_t end, int regular,
                      tz_frame *recycle, tz_csv_report *rep, tz_err *err)
 {
@@ -1282,16 +1300,19 @@ static int start_at(reader *r, const tz_csv_opts *o, tz_err *err)
     return rc;
 }
 
-/* tz_csv_read, and tz_csv_read_into's recycle and header_at. */
-static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
-                     tz_frame **out, tz_csv_report *report, tz_err *err)
+/* tz_csv_read, and tz_csv_read_into's extras (into: NULL for none). */
+static int read_file(const char *path, const tz_csv_opts *opts, const tz_csv_into *into, tz_frame **out,
+                     tz_csv_report *report, tz_err *err)
 {
+    static const tz_csv_into none;
+    if (!into) into = &none;
     tz_csv_opts o = opts ? *opts : (tz_csv_opts){0};
     tz_csv_report scratch;
     tz_csv_report *rep = report ? report : &scratch;
     memset(rep, 0, sizeof *rep);
     reader r = { .fd = open(path, O_RDONLY | O_CLOEXEC), .path = path, .line = 1,
-                 .delim = o.delimiter ? o.delimiter : ',', .until = o.to ? o.to : SIZE_MAX };
+                 .delim = o.delimiter ? o.delimiter : ',', .until = o.to ? o.to : SIZE_MAX,
+                 .text = into->text, .text_from = o.from, .text_len = o.to > o.from ? o.to - o.from : 0 };
     if (r.fd < 0) return tz_err_set(err, TZ_EIO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     fstat(r.fd, &sb);
@@ -1335,11 +1356,13 @@ static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycl
         b.n_cols = b.frame->n_cols;
         if (o.no_header && !rc) r.pos = r.record_at - r.off, r.line = r.record_line;  /* data: read it again */
     }
-    if (!rc && header_at) *header_at = (tz_csv_header_at){ .start = r.record_at, .end = r.off + r.pos, .line = r.line };
+    if (!rc && into->header_at)
+        *into->header_at = (tz_csv_header_at){ .start = r.record_at, .end = r.off + r.pos, .line = r.line };
     if (!rc && o.from) rc = start_at(&r, &o, err);
-    if (!rc && !header_at) {
+    if (!rc && !into->header_at) {
         size_t end = o.to ? o.to : (size_t)sb.st_size;
-        rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, end, S_ISREG(sb.st_mode), recycle, rep, err);
+        rc = read_body(&r, &b, &o, o.infer_rows ? o.infer_rows : 1000, end, S_ISREG(sb.st_mode), into->recycle, rep,
+                       err);
     }
     close(r.fd);
     free(r.buf);
@@ -1363,14 +1386,14 @@ static int read_file(const char *path, const tz_csv_opts *opts, tz_frame *recycl
 int tz_csv_read(const char *path, const tz_csv_opts *opts, tz_frame **out, tz_csv_report *report,
                 tz_err *err)
 {
-    return read_file(path, opts, NULL, NULL, out, report, err);
+    return read_file(path, opts, NULL, out, report, err);
 }
 
-int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
-                     tz_frame **out, tz_csv_report *report, tz_err *err)
+int tz_csv_read_into(const char *path, const tz_csv_opts *opts, const tz_csv_into *into, tz_frame **out,
+                     tz_csv_report *report, tz_err *err)
 {
-    int rc = read_file(path, opts, recycle, header_at, out, report, err);
-    tz_frame_free(recycle);
+    int rc = read_file(path, opts, into, out, report, err);
+    tz_frame_free(into->recycle);
     return rc;
 }
 

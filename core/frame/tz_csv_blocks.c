@@ -1,11 +1,11 @@
 /* A CSV file read a block of whole records at a time, and a copy written
  * beside it with fields added to each row (tz_frame.h: tz_csv_blocks).
  *
- * A block is read twice: here, for its text (cut after the last record
- * that ends in it, and each line's start found, for the copy), and by
- * tz_csv_read over the block's byte range, which parses it as it parses a
- * whole file (in parts on the pool's threads). The second read comes from
- * the page cache, and keeps one parser for every file Tycho reads. */
+ * A block is read once, here (cut after the last record that ends in it,
+ * and each line's start found, for the copy), and handed to tz_csv_read
+ * over the block's byte range, which parses it where it is as it parses a
+ * whole file (in parts on the pool's threads): one parser for every file
+ * Tycho reads. */
 #define _GNU_SOURCE /* memrchr */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,20 +39,6 @@ struct tz_csv_blocks {
     char *out_path, *tmp_path; /* tmp_path NULL: written in place */
     tz_csv_outs *outs;
 };
-
-/* Up to n bytes of the file from off: how many (fewer at its end), or -1. */
-static ssize_t read_at(int fd, char *buf, size_t n, size_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return -1;
-        if (k == 0) break;
-        got += (size_t)k;
-    }
-    return (ssize_t)got;
-}
 
 static int grow_buf(tz_csv_blocks *b, size_t want)
 {
@@ -107,13 +93,6 @@ static size_t last_record_end(const char *t, size_t len, char delim)
     return last;
 }
 
-static size_t count_lines(const char *t, size_t len)
-{
-    size_t n = 0;
-    for (const char *p = t; (p = memchr(p, '\n', (size_t)(t + len - p))) != NULL; p++) n++;
-    return n;
-}
-
 /* The header, where the reader finds it (past a byte order mark and blank
  * lines, with the reader's checks): its columns, its text (without its
  * line ending) and b->pos, b->line where the data starts. */
@@ -122,12 +101,12 @@ static int read_header(tz_csv_blocks *b, tz_err *err)
     tz_csv_opts o = { .delimiter = b->delim };
     tz_csv_header_at at;
     tz_csv_report rep;
-    int rc = tz_csv_read_into(b->path, &o, NULL, &at, &b->columns, &rep, err);
+    int rc = tz_csv_read_into(b->path, &o, &(tz_csv_into){ .header_at = &at }, &b->columns, &rep, err);
     if (rc) return rc;
     tz_csv_report_free(&rep);
     size_t len = at.end - at.start;
     if (!(b->header = malloc(len + 1))) return tz_err_set(err, TZ_ENOMEM, "out of memory");
-    ssize_t got = read_at(b->fd, b->header, len, at.start);
+    ssize_t got = tz_csv_pread(b->fd, b->header, len, at.start);
     if (got != (ssize_t)len) return tz_err_set(err, TZ_EIO, "cannot read %s: it changed while read", b->path);
     if (len && b->header[len - 1] == '\n') len--;
     if (len && b->header[len - 1] == '\r') len--;
@@ -202,7 +181,7 @@ static int read_block(tz_csv_blocks *b, size_t *cut, tz_err *err)
     size_t len = 0;
     for (size_t want = b->block_bytes;; want *= 2) {
         if (grow_buf(b, want + 1)) return tz_err_set(err, TZ_ENOMEM, "out of memory reading %s", b->path);
-        ssize_t got = read_at(b->fd, b->buf + len, want - len, b->pos + len);
+        ssize_t got = tz_csv_pread(b->fd, b->buf + len, want - len, b->pos + len);
         if (got < 0) return tz_err_set(err, TZ_EIO, "cannot read %s: %s", b->path, strerror(errno));
         len += (size_t)got;
         if (len < want) {  /* the file's end: the rest is the last block */
@@ -254,9 +233,9 @@ int tz_csv_blocks_next(tz_csv_blocks *b, const tz_csv_opts *opts, tz_frame *recy
     o.from = b->pos;
     o.to = b->pos + cut;
     o.from_line = b->line;
-    rc = tz_csv_read_into(b->path, &o, recycle, NULL, out, report, err);
+    rc = tz_csv_read_into(b->path, &o, &(tz_csv_into){ .recycle = recycle, .text = b->buf }, out, report, err);
     b->pos += cut;
-    b->line += count_lines(b->buf, cut);
+    b->line += b->text.n_lines - (b->buf[cut - 1] != '\n');  /* the line feeds in the block */
     return rc;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "frame/tz_frame.h"
 
@@ -34,14 +35,26 @@ typedef struct tz_csv_header_at {
     size_t start, end, line;
 } tz_csv_header_at;
 
-/* tz_csv_read, taking recycle's column memory for the new frame's where
- * their names and types match and nobody else holds them (the block
- * before, in a stream); recycle (NULL is fine) is freed, whatever the call
- * returns. With header_at, only the header is read (a frame of its columns,
- * no rows), and header_at says where it is: so a stream cuts the file
- * where the reader itself found the header's end. */
-int tz_csv_read_into(const char *path, const tz_csv_opts *opts, tz_frame *recycle, tz_csv_header_at *header_at,
-                     tz_frame **out, tz_csv_report *report, tz_err *err);
+/* What tz_csv_read_into adds to tz_csv_read. */
+typedef struct tz_csv_into {
+    tz_frame *recycle;            /* its column memory becomes the new frame's where
+                                     names and types match and nobody else holds it
+                                     (the block before, in a stream); freed, whatever
+                                     the call returns (NULL is fine) */
+    tz_csv_header_at *header_at;  /* set: only the header is read (a frame of its
+                                     columns, no rows), and this says where it is, so a
+                                     stream cuts the file where the reader found it */
+    char *text;                   /* the file's bytes opts->from .. opts->to, already
+                                     read (a stream's block): parsed where they are,
+                                     not read again */
+} tz_csv_into;
+
+int tz_csv_read_into(const char *path, const tz_csv_opts *opts, const tz_csv_into *into, tz_frame **out,
+                     tz_csv_report *report, tz_err *err);
+
+/* Up to n bytes of the file fd from offset off into buf: how many there
+ * were (fewer at its end), or -1 with errno set. */
+ssize_t tz_csv_pread(int fd, char *buf, size_t n, size_t off);
 
 /* The writer's buffers (a round of rows' text), kept from one
  * tz_csv_write_after to the next: made afresh for each block, their pages

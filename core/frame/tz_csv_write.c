@@ -13,11 +13,10 @@
 
 /* ---- writer -------------------------------------------------------------- */
 
-/* The writer's output, gathered in a buffer and handed to stdio in large
- * pieces: a field at a time through fputc and fwrite (each takes the
- * stream's lock) cost more than formatting the numbers. */
-/* Text on its way out: gathered in buf, then written to fp, or (fp NULL:
- * a block of rows formatted on a pool thread) appended to mem. */
+/* Text on its way out: gathered in buf, then written to fp in large
+ * pieces (a field at a time through fputc and fwrite, each taking the
+ * stream's lock, cost more than formatting the numbers), or (fp NULL: a
+ * block of rows formatted on a pool thread) appended to mem. */
 typedef struct csv_out {
     FILE *fp;
     char *mem;
@@ -197,13 +196,6 @@ static int write_body(csv_out *o, write_job *job, size_t n, csv_out *outs)
     return failed ? -1 : 0;
 }
 
-/* Frees the text buffers of WRITE_TASKS outs, and the array. */
-static void free_outs(csv_out *outs)
-{
-    for (size_t t = 0; outs && t < WRITE_TASKS; t++) free(outs[t].mem);
-    free(outs);
-}
-
 struct tz_csv_outs {
     csv_out task[WRITE_TASKS];
 };
@@ -265,9 +257,9 @@ int tz_csv_write(const tz_frame *f, const char *path, char delimiter, tz_err *er
     out_char(o, '\n');
     out_flush(o);
     write_job job = { .f = f, .delim = delim };
-    csv_out *outs = calloc(WRITE_TASKS, sizeof *outs);
-    int nomem = !outs || write_body(o, &job, f->n_rows, outs);
-    free_outs(outs);
+    tz_csv_outs *outs = tz_csv_outs_new();
+    int nomem = !outs || write_body(o, &job, f->n_rows, outs->task);
+    tz_csv_outs_free(outs);
     int bad = ferror(o->fp);
     int closed = fclose(o->fp);
     free(o);

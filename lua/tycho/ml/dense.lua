@@ -264,8 +264,8 @@ local function header_of(blocks)
   return has, line_column
 end
 
--- How many of a block's rows a score_csv result keeps the lines or
--- messages of (the counts go on).
+-- How many skipped rows' lines and refused records' messages a score_csv
+-- result keeps, over the whole file (the counts go on).
 local KEEP_DETAILS = 1000
 
 -- One block of the stream scored and written: its kept rows with their
