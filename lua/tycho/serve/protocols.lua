@@ -16,6 +16,7 @@
 local json = require "tycho.util.json"
 local internal = require "tycho.internal"
 local base = require "tycho.core.base"
+local http_answer = require "tycho.core.http"
 
 local M = {}
 
@@ -126,10 +127,10 @@ local function version_json(version)
 end
 
 -- The answer of the fast path, as json.encode would write the general
--- path's table (one version served every row: no experiment, no canary).
--- One prediction takes no loop: LuaJIT's trace would leave it on its
--- first turn.
-local function answer_text(preds, ids, version)
+-- path's table (one version served every row: no experiment, no canary),
+-- in a buffer reused by every answer. One prediction takes no loop:
+-- LuaJIT's trace would leave it on its first turn.
+local function write_answer(preds, ids, version)
   local out, v, n = answer_out, version_json(version), #preds
   out:reset()
   out:put('{"predictions":[')
@@ -146,16 +147,14 @@ local function answer_text(preds, ids, version)
   if #ids == 1 then out:put('"', ids[1], '"')
   elseif #ids > 1 then out:put('"', table.concat(ids, '","'), '"') end
   out:put("]}")
-  -- (Not a tail call: a trace cannot return from a tail-called builtin.)
-  local text = out:tostring()
-  return text
+  return out
 end
 
 -- The metrics' key of a model's version: "name\0version".
 local count_key = require("tycho.util.memo").joined("\0")
 
--- Full numeric instances straight from the body (Hosted:predict_dense), or
--- nil: the general path then answers the request.
+-- Full numeric instances straight from the body (Hosted:predict_dense):
+-- the answer's buffer, or nil: the general path then answers the request.
 local function predict_dense(app, name, body, pin)
   local h = app.hosted[name]
   if not h then return nil end
@@ -163,19 +162,27 @@ local function predict_dense(app, name, body, pin)
   if not preds then return nil end
   local counts, key = app.metrics.predictions, count_key(h.name, version.version)
   counts[key] = (counts[key] or 0) + #preds
-  return answer_text(preds, ids, version.version)
+  return write_answer(preds, ids, version.version)
 end
 
---- The fast path's answer to a `:predict` body for hosted model name (the
--- JSON text), or nil when the request needs the general path, M.predict:
--- what a direct route (App:direct_routes) answers without the router.
-function M.predict_direct(app, name, body) return predict_dense(app, name, body, nil) end
+--- The fast path's answer to a `:predict` body for hosted model name: true
+-- once sent from the answer's buffer (tycho.core.http), else its JSON
+-- text; nil when the request needs the general path, M.predict: what a
+-- direct route (App:direct_routes) answers without the router.
+function M.predict_direct(app, name, body)
+  local out = predict_dense(app, name, body, nil)
+  if not out then return nil end
+  if http_answer.direct_answer(out) then return true end
+  -- (Not a tail call: a trace cannot return from a tail-called builtin.)
+  local text = out:tostring()
+  return text
+end
 
 --- KServe V1 / TF Serving `:predict` (rows as "instances", or columns as
 -- "inputs"); pin: the version or label the path names, if any.
 function M.predict(app, http, req, pin)
   local answer = predict_dense(app, req.params.name, req.body, pin)
-  if answer then return 200, http.JSON_HEADERS, answer end
+  if answer then return 200, http.JSON_HEADERS, answer:tostring() end
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end
   if type(body.instances) == "table" and #body.instances > 0 then
