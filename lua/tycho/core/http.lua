@@ -4,7 +4,7 @@
 local ffi = require "ffi"
 
 ffi.cdef [[
-int tz_lua_http_direct_answer(const uint8_t *body, size_t len);
+int tz_lua_http_direct_answer(const char *body, size_t len);
 ]]
 local C = ffi.C
 
