@@ -10,8 +10,11 @@
  * pointer.
  *
  * Direct routes (opts.direct, a list of {method, path, fn}): a request for
- * exactly that method and path, with no query string, first calls fn(body)
- * under the same pcall, without the request table or the router. A string
+ * exactly that method and path, with no query string, first calls fn()
+ * under the same pcall, which reads the body's bytes through FFI
+ * (tz_lua_http_direct_body, valid during the call): made a Lua string,
+ * each new body was interned, hashed and swept, 17.3 µs of worker CPU a
+ * prediction against 12.6 µs without when no two bodies are alike, without the request table or the router. A string
  * it returns is the 200 JSON answer; nil sends the request down the general
  * path (handler(req)) as if fn had not run. For the hot routes whose answer
  * needs nothing else of the request: making its table and routing it was a
@@ -159,8 +162,17 @@ static const direct_route *find_direct(const serve_ctx *ctx, const tz_http_reque
 
 static const tz_http_header json_type = { "Content-Type", 12, "application/json", 16 };
 
-/* The connection whose direct route's fn runs now and has not answered. */
+/* The connection whose direct route's fn runs now and has not answered,
+ * and its request's body. */
 static tz_http_conn *direct_conn;
+static const char *direct_body;
+static size_t direct_body_len;
+
+const char *tz_lua_http_direct_body(size_t *len)
+{
+    *len = direct_body ? direct_body_len : 0;
+    return direct_body;
+}
 
 int tz_lua_http_direct_answer(const char *body, size_t len)
 {
@@ -177,10 +189,12 @@ int tz_lua_http_direct_answer(const char *body, size_t len)
 static int answer_direct(lua_State *L, tz_http_conn *conn, const tz_http_request *req, const direct_route *d)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
-    lua_pushlstring(L, req->body ? req->body : "", req->body_len);
     direct_conn = conn;
-    int failed = tz_lua_pcall(L, 1, 1), answered = direct_conn == NULL;
+    direct_body = req->body ? req->body : "";
+    direct_body_len = req->body_len;
+    int failed = tz_lua_pcall(L, 0, 1), answered = direct_conn == NULL;
     direct_conn = NULL;
+    direct_body = NULL;
     if (failed) {
         if (!answered) respond_internal_error(conn);
         return 1;
@@ -441,8 +455,34 @@ static int l_http_probe(lua_State *L)
     return 1;
 }
 
+/* http_run_direct(fn, body): calls fn() as the server calls a direct
+ * route, with body as the request's body but no connection (an answer
+ * from a buffer is refused: fn returns its text). true and fn's result, or
+ * false once the error is on stderr. For tests and the trace fixture, so
+ * that their traces start where the server's do. */
+static int l_http_run_direct(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    size_t len;
+    const char *body = luaL_checklstring(L, 2, &len);  /* stays on the stack, alive, during the call */
+    lua_pushvalue(L, 1);
+    direct_body = body;
+    direct_body_len = len;
+    int failed = tz_lua_pcall(L, 0, 1);
+    direct_body = NULL;
+    if (failed) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2);
+    return 2;
+}
+
 void tz_lua_http_register(lua_State *L)
 {
+    lua_pushcfunction(L, l_http_run_direct);
+    lua_setfield(L, -2, "http_run_direct");
     lua_pushcfunction(L, l_http_serve);
     lua_setfield(L, -2, "http_serve");
     lua_pushcfunction(L, l_http_probe);

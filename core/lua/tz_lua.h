@@ -31,6 +31,9 @@ void tz_lua_http_register(lua_State *L);     /* lua_http.c */
 /* lua_http.c, for FFI (tycho.core.http): answers the direct route whose fn
  * runs now with 200 and body (copied); 1, or 0 when none waits for one. */
 int tz_lua_http_direct_answer(const char *body, size_t len);
+/* The body of the request whose direct route's fn runs now, its length in
+ * *len; NULL (and 0) outside one. */
+const char *tz_lua_http_direct_body(size_t *len);
 void tz_lua_repl_register(lua_State *L);     /* lua_repl.c */
 void tz_lua_sandbox_register(lua_State *L);  /* lua_sandbox.c */
 void tz_lua_console_register(lua_State *L);  /* lua_console.c */

@@ -137,8 +137,8 @@ end
 
 --- Rows of numbers parsed straight from a predict body (core/util/tz_rows_json):
 -- index(names) -> an index of column names (nil when they repeat or are
--- too many or too long); parse(index, body, out, cap_rows[, extras,
--- cap_extras, count]) -> rows, or OTHER (not the full numeric shape: parse
+-- too many or too long); parse(index, body, len, out, cap_rows[, extras,
+-- cap_extras, count]) -> rows (body: a string or a pointer to len bytes), or OTHER (not the full numeric shape: parse
 -- it the general way) or TOO_MANY, with other keys of scalar value in
 -- extras (from extras(n)) and their number in count[0] (an int[1]);
 -- min_bytes(n): the fewest bytes a row of n columns takes. An extra's kind
@@ -155,8 +155,8 @@ function M.rows_json.index(names)
   return ffi.gc(ix, C.tz_rows_index_free)
 end
 
-function M.rows_json.parse(ix, body, out, cap_rows, extras, cap_extras, count)
-  return C.tz_rows_parse(ix, body, #body, out, cap_rows, extras, cap_extras or 0, count)
+function M.rows_json.parse(ix, body, len, out, cap_rows, extras, cap_extras, count)
+  return C.tz_rows_parse(ix, body, len, out, cap_rows, extras, cap_extras or 0, count)
 end
 
 function M.rows_json.extras(n) return ffi.new("tz_rows_extra[?]", n) end

@@ -81,15 +81,18 @@ local EXTRAS_PER_ROW = 4
 -- instances, or nil when the body is not the full numeric shape or holds
 -- more than limit instances (the general path answers it). With extras,
 -- instances may also carry other keys of scalar value (a request id): they
--- are logged with the inputs, as the general path logs them.
-function Plan:parse(body, limit, extras)
-  local cap = math.min(limit + 1, math.floor(#body / self.min_bytes) + 1)
+-- are logged with the inputs, as the general path logs them. body may be
+-- a pointer to len bytes (a direct route's, made no Lua string), which the
+-- plan reads until the request is answered (extras_hold, row_table).
+function Plan:parse(body, limit, extras, len)
+  len = len or #body
+  local cap = math.min(limit + 1, math.floor(len / self.min_bytes) + 1)
   if cap > self.cap then
     self.rows = ffi.new("double[?]", cap * self.width)
     self.extras = rows_json.extras(cap * EXTRAS_PER_ROW)
     self.cap = cap
   end
-  local n = rows_json.parse(self.index, body, self.rows, cap, extras and self.extras or nil,
+  local n = rows_json.parse(self.index, body, len, self.rows, cap, extras and self.extras or nil,
                             extras and cap * EXTRAS_PER_ROW or 0, self.n_extras)
   if n < 1 or n > limit then return nil end
   self.body = body

@@ -406,12 +406,13 @@ end
 -- version that served them; or nil when the body, the pipeline or this
 -- host (experiment, canary, shadow, a version not loaded yet) needs the
 -- general path, which then answers the request as if this was not tried.
-function Hosted:predict_dense(body, log, pin, limit)
+-- body: a string, or a pointer to len bytes (Plan:parse).
+function Hosted:predict_dense(body, len, log, pin, limit)
   if self.experiment or (self.canary and self.live.canary) or (self.shadow and self.live.shadow) then return nil end
   local version = pin and self.live["pin:" .. pin] or (not pin and self.live.main)
   if not version then return nil end
   local plan = dense.plan(version.pipe)
-  local n = plan and plan:parse(body, limit, true)
+  local n = plan and plan:parse(body, limit, true, len)
   if not n then return nil end
   -- An entity key among the other keys: the general path fetches its features.
   if version.join_keys and plan:extras_hold(version.join_keys) then return nil end

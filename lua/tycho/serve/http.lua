@@ -30,6 +30,7 @@ local protocols = require "tycho.serve.protocols"
 local cluster_health = require "tycho.serve.cluster_health"
 local errors = require "tycho.util.errors"
 local suspend = require "tycho.core.suspend"
+local http_direct = require "tycho.core.http"
 local online_answer_json  -- features/online's, loaded with the feature store (not at start-up)
 local monotonic = require("tycho.core.base").monotonic
 local observe  -- defined with the metrics below
@@ -680,16 +681,17 @@ end
 -- decodes percent-escapes, a direct route compares the raw path.
 local PLAIN_NAME = "^[%w._~-]+$"
 
--- A direct route of method and path answered by answer(body) -> text or
--- nil, recorded in the metrics as the route there (whose handler must be
+-- A direct route of method and path answered by answer(body, len) (the
+-- request's bytes, tycho.core.http) -> text, true (answered from a
+-- buffer) or nil, recorded in the metrics as the route there (whose handler must be
 -- builtin: an app route that takes the path keeps it).
 local function direct_route(app, list, method, path, builtin, answer)
   local route = find_route(app, method, path)
   if not (route and builtin and route.handler == builtin) then return end
   local metrics, route_name = app.metrics, route.method .. " " .. route.path
-  list[#list + 1] = { method = method, path = path, fn = function(body)
+  list[#list + 1] = { method = method, path = path, fn = function()
     local started = monotonic()
-    local text = answer(body)
+    local text = answer(http_direct.direct_body())
     if text then observe(metrics, route_name, 200, monotonic() - started) end
     return text
   end }
@@ -710,12 +712,12 @@ function App:direct_routes(token)
   for name in pairs(self.hosted) do
     if not token and type(name) == "string" and name:match(PLAIN_NAME) then
       direct_route(self, list, "POST", "/v1/models/" .. name .. ":predict", self.predict_handler,
-        function(body) return protocols.predict_direct(self, name, body) end)
+        function(body, len) return protocols.predict_direct(self, name, body, len) end)
     end
   end
   if not suspend.enabled then
     direct_route(self, list, "POST", "/get-online-features", self.feast_handler,
-      function(body) return feast_direct(self, body) end)
+      function(body, len) return feast_direct(self, ffi.string(body, len)) end)
   end
   return list
 end

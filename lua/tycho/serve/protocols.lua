@@ -153,24 +153,26 @@ end
 -- The metrics' key of a model's version: "name\0version".
 local count_key = require("tycho.util.memo").joined("\0")
 
--- Full numeric instances straight from the body (Hosted:predict_dense):
--- the answer's buffer, or nil: the general path then answers the request.
-local function predict_dense(app, name, body, pin)
+-- Full numeric instances straight from the body (Hosted:predict_dense; a
+-- string, or a pointer to len bytes): the answer's buffer, or nil: the
+-- general path then answers the request.
+local function predict_dense(app, name, body, len, pin)
   local h = app.hosted[name]
   if not h then return nil end
-  local preds, ids, version = h:predict_dense(body, app.log, pin, app.limits.items)
+  local preds, ids, version = h:predict_dense(body, len, app.log, pin, app.limits.items)
   if not preds then return nil end
   local counts, key = app.metrics.predictions, count_key(h.name, version.version)
   counts[key] = (counts[key] or 0) + #preds
   return write_answer(preds, ids, version.version)
 end
 
---- The fast path's answer to a `:predict` body for hosted model name: true
--- once sent from the answer's buffer (tycho.core.http), else its JSON
--- text; nil when the request needs the general path, M.predict: what a
--- direct route (App:direct_routes) answers without the router.
-function M.predict_direct(app, name, body)
-  local out = predict_dense(app, name, body, nil)
+--- The fast path's answer to a `:predict` body for hosted model name (the
+-- direct route's bytes: a pointer and a length): true once sent from the
+-- answer's buffer (tycho.core.http), else its JSON text; nil when the
+-- request needs the general path, M.predict: what a direct route
+-- (App:direct_routes) answers without the router.
+function M.predict_direct(app, name, body, len)
+  local out = predict_dense(app, name, body, len, nil)
   if not out then return nil end
   if http_answer.direct_answer(out) then return true end
   -- (Not a tail call: a trace cannot return from a tail-called builtin.)
@@ -181,7 +183,7 @@ end
 --- KServe V1 / TF Serving `:predict` (rows as "instances", or columns as
 -- "inputs"); pin: the version or label the path names, if any.
 function M.predict(app, http, req, pin)
-  local answer = predict_dense(app, req.params.name, req.body, pin)
+  local answer = predict_dense(app, req.params.name, req.body, #req.body, pin)
   if answer then return 200, http.JSON_HEADERS, answer:tostring() end
   local body = req:json()
   if type(body) ~= "table" then http.error(400, "bad_request", 'expected {"instances": [...]} or {"inputs": {...}}') end
