@@ -12,7 +12,7 @@ max_string_line_length = false
 -- wrk's request scripts set fields of its global `wrk`.
 files["bench/features/post.lua"] = { globals = { "wrk" } }
 -- wrk calls a global done(summary, latency, requests) at the end of a run.
-files["bench/serve/post.lua"] = { globals = { "wrk", "done" }, unused_args = false }
+files["bench/serve/post.lua"] = { globals = { "wrk", "done", "request" }, unused_args = false }
 -- bench/serve/experiment_run's wrk script: wrk's callbacks, the per-thread
 -- counters done() reads back with thread:get, and tid (set by setup()).
 files["bench/serve/experiment_post.lua"] = {
