@@ -11,20 +11,20 @@
  *
  * Direct routes (opts.direct, a list of {method, path, fn}): a request for
  * exactly that method and path, with no query string, first calls fn()
- * under the same pcall, which reads the body's bytes through FFI
- * (tz_lua_http_direct_body, valid during the call): made a Lua string,
- * each new body was interned, hashed and swept: 15.6 µs of worker CPU a
- * prediction against 10.6 µs without, when no two bodies are alike
- * (bench/serve's GBT predict at 16 connections), without the request table or the router. A string
- * it returns is the 200 JSON answer; nil sends the request down the general
- * path (handler(req)) as if fn had not run. For the hot routes whose answer
- * needs nothing else of the request: making its table and routing it was a
- * fifth of a prediction's time (bench/serve). fn may instead answer from a
- * buffer's bytes through FFI (tz_lua_http_direct_answer) and return true: an
- * answer made a Lua string is interned, hashed and later swept: with the
- * prediction id's, two new strings a request, which cost a worker at 16
- * connections a sixth of its requests a second and most of its p99
- * (bench/serve's GBT predict, measured with both made constant). */
+ * under the same pcall, without the request table or the router: for the
+ * hot routes whose answer needs nothing else of the request (making its
+ * table and routing it was a fifth of a prediction's time, bench/serve).
+ * A string fn returns is the 200 JSON answer; nil sends the request down
+ * the general path (handler(req)) as if fn had not run.
+ *
+ * fn reads the body's bytes through FFI (tz_lua_http_direct_body, valid
+ * during the call) and may answer from a buffer's bytes the same way
+ * (tz_lua_http_direct_answer, then returning true), so that neither is
+ * made a Lua string: LuaJIT interns, hashes and later sweeps every new
+ * one. With no two bodies alike, the body as a string cost 15.6 µs of
+ * worker CPU a GBT prediction against 10.6 µs without; the answer's text
+ * and the prediction id's, a sixth of a worker's requests a second at 16
+ * connections and most of its p99 (bench/serve). */
 #include <lauxlib.h>
 #include <limits.h>
 #include <signal.h>
@@ -183,20 +183,31 @@ int tz_lua_http_direct_answer(const char *body, size_t len)
     return 1;
 }
 
+/* Calls the function on top of the stack as a direct route's fn, with
+ * body and conn (NULL: none to answer) for the FFI calls above; leaves its
+ * result on the stack unless it failed (tz_lua_pcall). Whether it failed;
+ * *answered: whether it answered through tz_lua_http_direct_answer. */
+static int call_direct(lua_State *L, tz_http_conn *conn, const char *body, size_t len, int *answered)
+{
+    direct_conn = conn;
+    direct_body = body;
+    direct_body_len = len;
+    int failed = tz_lua_pcall(L, 0, 1);
+    *answered = conn && direct_conn == NULL;
+    direct_conn = NULL;
+    direct_body = NULL;
+    return failed;
+}
+
 /* The direct route's answer to req (1), or 0 when its fn neither answered
  * nor returned a string: the general path answers then. It runs with no
  * current request, so http_defer() raises in it (a 500): it must answer
  * now or decline. */
 static int answer_direct(lua_State *L, tz_http_conn *conn, const tz_http_request *req, const direct_route *d)
 {
+    int answered;
     lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
-    direct_conn = conn;
-    direct_body = req->body ? req->body : "";
-    direct_body_len = req->body_len;
-    int failed = tz_lua_pcall(L, 0, 1), answered = direct_conn == NULL;
-    direct_conn = NULL;
-    direct_body = NULL;
-    if (failed) {
+    if (call_direct(L, conn, req->body ? req->body : "", req->body_len, &answered)) {
         if (!answered) respond_internal_error(conn);
         return 1;
     }
@@ -466,12 +477,9 @@ static int l_http_run_direct(lua_State *L)
     luaL_checktype(L, 1, LUA_TFUNCTION);
     size_t len;
     const char *body = luaL_checklstring(L, 2, &len);  /* stays on the stack, alive, during the call */
+    int answered;
     lua_pushvalue(L, 1);
-    direct_body = body;
-    direct_body_len = len;
-    int failed = tz_lua_pcall(L, 0, 1);
-    direct_body = NULL;
-    if (failed) {
+    if (call_direct(L, NULL, body, len, &answered)) {
         lua_pushboolean(L, 0);
         return 1;
     }

@@ -138,9 +138,10 @@ end
 --- Rows of numbers parsed straight from a predict body (core/util/tz_rows_json):
 -- index(names) -> an index of column names (nil when they repeat or are
 -- too many or too long); parse(index, body, len, out, cap_rows[, extras,
--- cap_extras, count]) -> rows (body: a string or a pointer to len bytes), or OTHER (not the full numeric shape: parse
--- it the general way) or TOO_MANY, with other keys of scalar value in
--- extras (from extras(n)) and their number in count[0] (an int[1]);
+-- cap_extras, count]) (body: a string or a pointer to len bytes) -> rows,
+-- or OTHER (not the full numeric shape: parse it the general way) or
+-- TOO_MANY, with other keys of scalar value in extras (from extras(n))
+-- and their number in count[0] (an int[1]);
 -- min_bytes(n): the fewest bytes a row of n columns takes. An extra's kind
 -- is STRING, NUMBER, TRUE, FALSE or NULL.
 M.rows_json = { OTHER = -1, TOO_MANY = -2, min_bytes = C.tz_rows_min_bytes,

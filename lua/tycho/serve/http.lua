@@ -683,8 +683,8 @@ local PLAIN_NAME = "^[%w._~-]+$"
 
 -- A direct route of method and path answered by answer(body, len) (the
 -- request's bytes, tycho.core.http) -> text, true (answered from a
--- buffer) or nil, recorded in the metrics as the route there (whose handler must be
--- builtin: an app route that takes the path keeps it).
+-- buffer) or nil, recorded in the metrics as the route there (whose
+-- handler must be builtin: an app route that takes the path keeps it).
 local function direct_route(app, list, method, path, builtin, answer)
   local route = find_route(app, method, path)
   if not (route and builtin and route.handler == builtin) then return end
